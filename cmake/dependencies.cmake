@@ -1,0 +1,36 @@
+# Every dependency comes from Debian 12's packages (see README.md for the list).
+find_package(Threads REQUIRED)
+find_package(Torch REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(tomlplusplus REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(ZLIB REQUIRED)
+
+# CAF 0.17.6 ships no CMake config file: wrap the libraries in one imported target.
+find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)
+find_library(CAF_CORE_LIBRARY caf_core REQUIRED)
+find_library(CAF_IO_LIBRARY caf_io REQUIRED)
+add_library(ddactor::caf INTERFACE IMPORTED)
+target_include_directories(ddactor::caf INTERFACE ${CAF_INCLUDE_DIR})
+target_link_libraries(ddactor::caf INTERFACE ${CAF_IO_LIBRARY} ${CAF_CORE_LIBRARY} Threads::Threads)
+
+# stb (libstb-dev): image decoding (PNG, JPEG) and PNG writing, compiled into libstb.
+find_path(STB_INCLUDE_DIR stb/stb_image.h REQUIRED)
+find_library(STB_LIBRARY stb REQUIRED)
+add_library(ddactor::stb INTERFACE IMPORTED)
+target_include_directories(ddactor::stb INTERFACE ${STB_INCLUDE_DIR})
+target_link_libraries(ddactor::stb INTERFACE ${STB_LIBRARY})
+
+find_path(ZSTD_INCLUDE_DIR zstd.h REQUIRED)
+find_library(ZSTD_LIBRARY zstd REQUIRED)
+add_library(ddactor::zstd INTERFACE IMPORTED)
+target_include_directories(ddactor::zstd INTERFACE ${ZSTD_INCLUDE_DIR})
+target_link_libraries(ddactor::zstd INTERFACE ${ZSTD_LIBRARY})
+
+# cpp-httplib (libcpp-httplib-dev) is a compiled library in Debian.
+find_path(HTTPLIB_INCLUDE_DIR httplib.h REQUIRED)
+find_library(HTTPLIB_LIBRARY cpp-httplib REQUIRED)
+add_library(ddactor::httplib INTERFACE IMPORTED)
+target_include_directories(ddactor::httplib INTERFACE ${HTTPLIB_INCLUDE_DIR})
+target_link_libraries(ddactor::httplib INTERFACE ${HTTPLIB_LIBRARY} Threads::Threads)
