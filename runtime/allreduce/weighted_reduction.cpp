@@ -1,0 +1,158 @@
+// part_reducer: validation of incoming chunks, per-sender storage, and the order-fixed weighted
+// average (see the header for why the arithmetic waits until finish()).
+#include "runtime/allreduce/weighted_reduction.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+
+namespace ddactor {
+
+std::string_view to_string(accept_status status) noexcept {
+  switch (status) {
+    case accept_status::accepted: return "accepted";
+    case accept_status::unknown_sender: return "unknown sender index";
+    case accept_status::empty_chunk: return "empty chunk";
+    case accept_status::outside_part: return "chunk runs past the end of the part";
+    case accept_status::bad_weight: return "weight is not finite and > 0";
+    case accept_status::weight_changed: return "weight differs from the sender's earlier chunks";
+    case accept_status::duplicate_chunk: return "chunk overlaps values the sender already delivered";
+    case accept_status::non_finite_value: return "chunk holds a NaN or an infinity";
+  }
+  return "unknown accept_status";
+}
+
+part_reducer::part_reducer(std::size_t part_length, std::size_t expected_senders)
+    : part_length_(part_length), senders_(expected_senders) {
+  if (expected_senders == 0)
+    throw reduction_error("part_reducer: a part needs at least one expected sender");
+  // Every sender has trivially delivered an empty part.
+  if (part_length_ == 0)
+    complete_senders_ = expected_senders;
+}
+
+bool part_reducer::overlaps_received(const sender_state& sender, std::size_t begin,
+                                     std::size_t end) const {
+  // The first run starting after `begin`, and the one before it, are the only candidates.
+  auto next = sender.received.upper_bound(begin);
+  if (next != sender.received.end() && next->first < end)
+    return true;
+  if (next != sender.received.begin() && std::prev(next)->second > begin)
+    return true;
+  return false;
+}
+
+void part_reducer::record_received(sender_state& sender, std::size_t begin, std::size_t end) {
+  // Merging with touching neighbours keeps the map at one entry for chunks sent in order.
+  auto next = sender.received.lower_bound(end);
+  if (next != sender.received.end() && next->first == end) {
+    end = next->second;
+    next = sender.received.erase(next);
+  }
+  if (next != sender.received.begin()) {
+    auto previous = std::prev(next);
+    if (previous->second == begin) {
+      previous->second = end;
+      return;
+    }
+  }
+  sender.received.emplace(begin, end);
+}
+
+accept_status part_reducer::accept(std::size_t sender_index, std::size_t chunk_offset,
+                                   std::span<const float> values, double weight) {
+  if (sender_index >= senders_.size())
+    return accept_status::unknown_sender;
+  if (values.empty())
+    return accept_status::empty_chunk;
+  // Written so that a huge offset cannot wrap around.
+  if (chunk_offset > part_length_ || values.size() > part_length_ - chunk_offset)
+    return accept_status::outside_part;
+  if (!std::isfinite(weight) || !(weight > 0.0))
+    return accept_status::bad_weight;
+  sender_state& sender = senders_[sender_index];
+  if (sender.delivered > 0 && weight != sender.weight)
+    return accept_status::weight_changed;
+  const std::size_t end = chunk_offset + values.size();
+  if (overlaps_received(sender, chunk_offset, end))
+    return accept_status::duplicate_chunk;
+  if (!std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); }))
+    return accept_status::non_finite_value;
+
+  if (sender.values.empty())
+    sender.values.resize(part_length_);
+  std::copy(values.begin(), values.end(),
+            sender.values.begin() + static_cast<std::ptrdiff_t>(chunk_offset));
+  record_received(sender, chunk_offset, end);
+  sender.weight = weight;
+  sender.delivered += values.size();
+  if (sender.delivered == part_length_)
+    ++complete_senders_;
+  return accept_status::accepted;
+}
+
+void part_reducer::accept_or_throw(std::size_t sender_index, std::size_t chunk_offset,
+                                   std::span<const float> values, double weight) {
+  const accept_status status = accept(sender_index, chunk_offset, values, weight);
+  if (status != accept_status::accepted)
+    throw reduction_error("part_reducer: rejected chunk from sender " +
+                          std::to_string(sender_index) + " at offset " +
+                          std::to_string(chunk_offset) + " with " +
+                          std::to_string(values.size()) + " values and weight " +
+                          std::to_string(weight) + " (part of " + std::to_string(part_length_) +
+                          " elements, " + std::to_string(senders_.size()) +
+                          " senders): " + std::string(to_string(status)));
+}
+
+bool part_reducer::complete() const noexcept {
+  return complete_senders_ == senders_.size();
+}
+
+bool part_reducer::sender_complete(std::size_t sender_index) const {
+  return delivered_elements(sender_index) == part_length_;
+}
+
+std::size_t part_reducer::delivered_elements(std::size_t sender_index) const {
+  if (sender_index >= senders_.size())
+    throw reduction_error("part_reducer: sender index " + std::to_string(sender_index) +
+                          " out of range (" + std::to_string(senders_.size()) + " senders)");
+  return senders_[sender_index].delivered;
+}
+
+reduction_result part_reducer::finish() const {
+  reduction_result result;
+  for (std::size_t j = 0; j < senders_.size(); ++j)
+    if (senders_[j].delivered == part_length_)
+      result.included_senders.push_back(j);
+  if (result.included_senders.empty() || part_length_ == 0)
+    return result;
+
+  // Scale the weights by a power of two so that the largest is in [0.5, 1): exact, so the result is
+  // the same as with the raw weights, but w_j * x_j cannot overflow whatever the sample counts.
+  double largest = 0.0;
+  for (std::size_t j : result.included_senders)
+    largest = std::max(largest, senders_[j].weight);
+  int exponent = 0;
+  std::frexp(largest, &exponent);
+
+  // Fixed order: per element, senders in ascending index (the loops are nested this way round only
+  // so that the inner loop streams through memory).
+  std::vector<double> weighted_sum(part_length_, 0.0);
+  double scaled_total = 0.0;
+  for (std::size_t j : result.included_senders) {
+    const double scaled_weight = std::ldexp(senders_[j].weight, -exponent);
+    const std::vector<float>& x = senders_[j].values;
+    for (std::size_t i = 0; i < part_length_; ++i)
+      weighted_sum[i] += scaled_weight * static_cast<double>(x[i]);
+    scaled_total += scaled_weight;
+    result.total_weight += senders_[j].weight;
+  }
+  // A weighted average lies between the smallest and largest inputs, so the float conversion never
+  // overflows; a double quotient rounded to float is the correctly rounded float of that quotient.
+  result.values.resize(part_length_);
+  for (std::size_t i = 0; i < part_length_; ++i)
+    result.values[i] = static_cast<float>(weighted_sum[i] / scaled_total);
+  return result;
+}
+
+} // namespace ddactor
