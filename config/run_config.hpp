@@ -1,0 +1,159 @@
+#pragma once
+// The typed form of a ddactor run file (TOML). Every key a user can set lives here, with its default;
+// config/example.toml documents each one, and config/config_loader.cpp fills these structs and
+// rejects unknown keys, wrong types and impossible values with the file, line and key.
+//
+// Sections added by later capabilities (network, averaging, monitoring, ddm) get their own struct.
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ddactor {
+
+/// [run]: what this process does and where it keeps its files.
+struct run_section {
+  std::string name = "ddactor";
+  /// Folder for checkpoints, sample grids and logs; relative paths are relative to the working
+  /// directory. Empty means "runs/<name>".
+  std::filesystem::path dir;
+  /// "train" for the DiT; later capabilities add modes.
+  std::string mode = "train";
+  uint64_t seed = 0;
+  /// LibTorch intra-op threads; 0 uses every core.
+  int threads = 0;
+  /// "cpu", "cuda" or "cuda:N" (CUDA needs a build with DDACTOR_CUDA and a GPU).
+  std::string device = "cpu";
+
+  bool operator==(const run_section&) const = default;
+};
+
+/// [model]: the DiT. A preset ("S/4", "B/2", ...) fills the size keys; keys set explicitly win.
+struct model_section {
+  std::string preset = "custom";
+  int hidden_size = 128;
+  int depth = 4;
+  int num_heads = 4;
+  int patch_size = 4;
+  double mlp_ratio = 4.0;
+  /// "class" (labels, with a null class for classifier-free guidance), "caption" (a small text
+  /// encoder trained with the model) or "none".
+  std::string conditioning = "class";
+  int num_classes = 10;
+  /// Probability that a training example's condition is replaced by the null condition (CFG).
+  double condition_dropout = 0.1;
+  /// Caption encoder: transformer layers over the caption's UTF-8 bytes, and the byte budget.
+  int text_layers = 2;
+  int text_max_bytes = 64;
+
+  bool operator==(const model_section&) const = default;
+};
+
+/// [data]: where images come from and how they are batched.
+struct data_section {
+  /// "fashion-mnist" (IDX files) or "folder" (images with same-named .txt captions).
+  std::string source = "fashion-mnist";
+  std::filesystem::path path = "/usr/share/datasets/fashion-mnist";
+  /// Images are resized and centre-cropped to resolution x resolution.
+  int resolution = 28;
+  /// 1 (grey) or 3 (RGB).
+  int channels = 1;
+  int batch_size = 64;
+  /// Batches the data loader may have in flight to the trainer (credits).
+  int prefetch = 4;
+  /// Fraction of a folder data set held out for evaluation (Fashion-MNIST uses its test split).
+  double holdout_fraction = 0.05;
+
+  bool operator==(const data_section&) const = default;
+};
+
+/// [train]: optimisation and the rhythm of logging, checkpoints and sample grids.
+struct train_section {
+  /// Stop after this many optimizer steps (0: no step limit).
+  int64_t steps = 2000;
+  /// Stop after this many seconds of training in this process (0: no time limit).
+  double max_seconds = 0;
+  double lr = 3e-4;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  int64_t warmup_steps = 100;
+  /// Gradient norm clip; 0 disables.
+  double grad_clip = 1.0;
+  double ema_decay = 0.999;
+  /// Logit-normal timestep sampling (Esser et al. 2024): t = sigmoid(N(mean, std)).
+  double logit_normal_mean = 0.0;
+  double logit_normal_std = 1.0;
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 500;
+  /// Checkpoints kept on disk (oldest removed first); at least 1.
+  int keep_checkpoints = 3;
+  /// Write a sample grid every this many steps (0: only at the end).
+  int64_t sample_every = 500;
+
+  bool operator==(const train_section&) const = default;
+};
+
+/// [sample]: defaults for `ddactor sample` and the grids written while training.
+struct sample_section {
+  int steps = 20;
+  /// "euler" or "heun".
+  std::string sampler = "heun";
+  /// Classifier-free guidance scale; 1 means no guidance.
+  double cfg_scale = 2.0;
+  /// Images per class (rows of the grid) or per prompt.
+  int per_class = 8;
+  uint64_t seed = 1234;
+
+  bool operator==(const sample_section&) const = default;
+};
+
+/// [eval]: the Frechet distance and conditional accuracy measured by `ddactor eval`.
+struct eval_section {
+  /// Generated images compared with the reference split; keep it fixed to compare runs.
+  int num_samples = 2000;
+  int steps = 20;
+  std::string sampler = "heun";
+  double cfg_scale = 2.0;
+  int batch_size = 250;
+  uint64_t seed = 4321;
+  /// Where the feature classifier is cached once trained. Empty: $XDG_CACHE_HOME/ddactor or
+  /// ~/.cache/ddactor.
+  std::filesystem::path cache_dir;
+
+  bool operator==(const eval_section&) const = default;
+};
+
+/// [debug]: fault injection for tests of supervision. Never set these in real runs.
+struct debug_section {
+  /// The trainer throws once when it reaches this step (0: never).
+  int64_t crash_trainer_at_step = 0;
+  /// The data loader throws once after producing this many batches (0: never).
+  int64_t crash_loader_after_batches = 0;
+
+  bool operator==(const debug_section&) const = default;
+};
+
+/// A whole run file.
+struct run_config {
+  /// The file it was read from (for messages and relative paths); empty for defaults.
+  std::filesystem::path source_file;
+  run_section run;
+  model_section model;
+  data_section data;
+  train_section train;
+  sample_section sample;
+  eval_section eval;
+  debug_section debug;
+
+  /// The folder of this run: run.dir, or runs/<run.name>.
+  std::filesystem::path run_dir() const;
+
+  /// Compares every key and source_file (tests, and a checkpoint's config against a run file).
+  bool operator==(const run_config&) const = default;
+};
+
+} // namespace ddactor
