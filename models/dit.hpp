@@ -1,0 +1,145 @@
+#pragma once
+// The Diffusion Transformer with adaLN-Zero conditioning (Peebles & Xie, "Scalable Diffusion Models
+// with Transformers", 2023), predicting a flow-matching velocity instead of noise.
+//
+//   x (N,C,H,W) --patchify--> tokens (N,T,D) + fixed 2D sin-cos positions
+//   t --sinusoid--> MLP --+
+//   y --label/caption-----+--> c (N,D)
+//   tokens --[DiT block x depth, each modulated by c]--> final layer --> unpatchify --> v (N,C,H,W)
+//
+// Every modulation layer and the output projection start at zero, so an untrained DiT is the
+// identity on its residual stream and outputs exactly zero.
+
+#include <torch/torch.h>
+
+#include "models/caption_encoder.hpp"
+
+namespace ddactor {
+
+/// The shape of a DiT; presets S/B/L/XL come from config/.
+struct dit_options {
+  int64_t image_size = 28;
+  int64_t in_channels = 1;
+  int64_t patch_size = 4;
+  int64_t hidden_size = 128;
+  int64_t depth = 4;
+  int64_t num_heads = 4;
+  double mlp_ratio = 4.0;
+  /// "class", "caption" or "none".
+  std::string conditioning = "class";
+  int64_t num_classes = 10;
+  caption_encoder_options caption;
+};
+
+/// What a batch is conditioned on. For class conditioning `labels` (N) int64; for captions
+/// `tokens` (N, L) int64 from tokenize_captions(). `is_null` (N) bool selects the null condition
+/// (classifier-free guidance): set by dropout while training and for the unconditional branch while
+/// sampling. Undefined tensors mean "not used".
+struct dit_condition {
+  torch::Tensor labels;
+  torch::Tensor tokens;
+  torch::Tensor is_null;
+
+  int64_t batch_size() const;
+  /// The same conditions with every entry null.
+  dit_condition as_null() const;
+  /// Rows of `this` followed by rows of `other` (for one batched CFG forward pass).
+  dit_condition concat(const dit_condition& other) const;
+  dit_condition to(const torch::Device& device) const;
+};
+
+/// Fixed 2D sine-cosine position embedding, (grid*grid, dim), as in MAE/DiT.
+torch::Tensor sincos_2d_position_embedding(int64_t dim, int64_t grid_size);
+
+/// Sinusoidal embedding of scalar times (N) into (N, dim).
+torch::Tensor timestep_frequency_embedding(const torch::Tensor& t, int64_t dim,
+                                           double max_period = 10000.0);
+
+/// Scalar time t in [0, 1] -> (N, hidden).
+struct timestep_embedder_impl : torch::nn::Module {
+  explicit timestep_embedder_impl(int64_t hidden_size, int64_t frequency_size = 256);
+  torch::Tensor forward(const torch::Tensor& t);
+
+  int64_t frequency_size;
+  torch::nn::Linear fc1;
+  torch::nn::Linear fc2;
+};
+TORCH_MODULE_IMPL(timestep_embedder, timestep_embedder_impl);
+
+/// Multi-head self-attention with a fused qkv projection.
+struct attention_impl : torch::nn::Module {
+  attention_impl(int64_t dim, int64_t num_heads);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {});
+
+  int64_t num_heads;
+  torch::nn::Linear qkv;
+  torch::nn::Linear proj;
+};
+TORCH_MODULE_IMPL(attention, attention_impl);
+
+/// Two-layer MLP with tanh-approximated GELU.
+struct feed_forward_impl : torch::nn::Module {
+  feed_forward_impl(int64_t dim, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Linear fc1;
+  torch::nn::Linear fc2;
+};
+TORCH_MODULE_IMPL(feed_forward, feed_forward_impl);
+
+/// One transformer block whose LayerNorms are shifted, scaled and gated by the condition.
+struct dit_block_impl : torch::nn::Module {
+  dit_block_impl(int64_t hidden_size, int64_t num_heads, double mlp_ratio);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& c);
+
+  torch::nn::LayerNorm norm1;
+  attention attn;
+  torch::nn::LayerNorm norm2;
+  feed_forward mlp;
+  torch::nn::Linear ada_ln;  // c -> 6 * hidden, zero-initialised
+};
+TORCH_MODULE_IMPL(dit_block, dit_block_impl);
+
+/// Modulated LayerNorm and the linear map from tokens back to patches.
+struct dit_final_layer_impl : torch::nn::Module {
+  dit_final_layer_impl(int64_t hidden_size, int64_t patch_size, int64_t out_channels);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& c);
+
+  torch::nn::LayerNorm norm;
+  torch::nn::Linear linear;  // zero-initialised
+  torch::nn::Linear ada_ln;  // c -> 2 * hidden, zero-initialised
+};
+TORCH_MODULE_IMPL(dit_final_layer, dit_final_layer_impl);
+
+struct dit_impl : torch::nn::Module {
+  explicit dit_impl(dit_options options);
+
+  /// Predicted velocity for noisy images x (N,C,H,W) at times t (N) in [0, 1].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const dit_condition& cond);
+
+  /// The condition vector c (N, hidden) added to the time embedding.
+  torch::Tensor embed_condition(const dit_condition& cond);
+
+  torch::Tensor patchify_positions() const { return pos_embed; }
+  const dit_options& options() const { return options_; }
+
+  torch::nn::Conv2d patch_embed;
+  torch::Tensor pos_embed;  // buffer, fixed
+  timestep_embedder t_embedder;
+  torch::nn::Embedding label_embedder{nullptr};  // num_classes + 1 rows; the last is "null"
+  caption_encoder text_encoder{nullptr};
+  torch::nn::ModuleList blocks;
+  dit_final_layer final_layer;
+
+ private:
+  torch::Tensor unpatchify(const torch::Tensor& x) const;
+  void initialize_weights();
+
+  dit_options options_;
+};
+TORCH_MODULE_IMPL(dit, dit_impl);
+
+/// Trainable parameter count.
+int64_t count_parameters(const torch::nn::Module& module);
+
+} // namespace ddactor
