@@ -1,6 +1,146 @@
-// ddactor entry point: parses the command line and dispatches to a command.
+// ddactor: the command line. Parses arguments, reads and validates the run file, and dispatches to
+// a command (app/commands.hpp). Errors a user can fix are printed as one clear line, exit code 2
+// for usage and config errors, 1 for failures at run time.
+#include <CLI/CLI.hpp>
+
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
-int main() {
-  std::puts("ddactor: under construction");
-  return 0;
+#include <iostream>
+
+#include "app/commands.hpp"
+#include "app/logging_setup.hpp"
+#include "app/torch_setup.hpp"
+#include "config/config_loader.hpp"
+#include "runtime/version.hpp"
+
+namespace {
+
+constexpr const char* description = R"(ddactor trains diffusion models (DiT, flow matching) with actors.
+One process is one peer; it trains, checkpoints, and writes sample grids while it runs.)";
+
+constexpr const char* footer = R"(
+Examples:
+  ddactor --config config/quickstart.toml          train (resumes from the newest checkpoint)
+  ddactor --config run.toml --set train.steps=500  override any key from the command line
+  ddactor sample --config run.toml --out grid.png --class 3 --steps 30 --cfg 3.0
+  ddactor eval --config run.toml                   Frechet distance and class accuracy
+  ddactor check-config run.toml                    validate a run file and print it
+
+Every key of a run file is documented in config/example.toml. Ctrl-C stops training after a
+checkpoint; a second Ctrl-C aborts.)";
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{description, "ddactor"};
+  app.footer(footer);
+  app.set_version_flag("--version", std::string("ddactor ") + ddactor::version_string);
+  app.require_subcommand(0, 1);
+  app.fallthrough();
+
+  std::string config_path;
+  std::vector<std::string> overrides;
+  std::string log_level = "info";
+  app.add_option("-c,--config", config_path, "run file (TOML); see config/example.toml");
+  app.add_option("--set", overrides, "override a config key, e.g. --set train.lr=1e-4")
+    ->type_name("KEY=VALUE");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+    ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+  auto* train = app.add_subcommand("train", "train a model (the default command)");
+
+  ddactor::sample_request sample;
+  std::optional<int> class_index;
+  std::optional<std::string> prompt;
+  std::optional<int> steps;
+  std::optional<std::string> sampler;
+  std::optional<double> cfg;
+  std::optional<uint64_t> seed;
+  std::string sample_checkpoint;
+  std::string out = "samples.png";
+  auto* sample_cmd = app.add_subcommand("sample", "write a PNG grid of generated images");
+  sample_cmd->add_option("-o,--out", out, "output PNG file")->capture_default_str();
+  auto* class_opt = sample_cmd->add_option("--class", class_index, "class index to generate");
+  sample_cmd->add_option("--prompt", prompt, "caption to generate (caption models)")
+    ->excludes(class_opt);
+  sample_cmd->add_option("-n,--count", sample.count, "images per class or prompt");
+  sample_cmd->add_option("--steps", steps, "sampling steps (default: sample.steps)");
+  sample_cmd->add_option("--sampler", sampler, "euler or heun (default: sample.sampler)")
+    ->check(CLI::IsMember({"euler", "heun"}));
+  sample_cmd->add_option("--cfg", cfg, "classifier-free guidance scale (1 = none)");
+  sample_cmd->add_option("--seed", seed, "noise seed (default: sample.seed)");
+  sample_cmd->add_option("--checkpoint", sample_checkpoint,
+                         "checkpoint file (default: the run's newest)");
+  sample_cmd->add_flag("--raw-weights", sample.raw_weights,
+                       "use the trained weights instead of their EMA");
+
+  ddactor::eval_request eval;
+  std::string eval_checkpoint;
+  auto* eval_cmd = app.add_subcommand(
+    "eval", "Frechet distance and class accuracy of generated Fashion-MNIST images");
+  eval_cmd->add_option("--checkpoint", eval_checkpoint,
+                       "checkpoint file (default: the run's newest)");
+  eval_cmd->add_flag("--raw-weights", eval.raw_weights,
+                     "use the trained weights instead of their EMA");
+
+  std::string check_path;
+  auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
+  check_cmd->add_option("file", check_path, "run file to check");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (*check_cmd && check_path.empty())
+    check_path = config_path;
+  auto path = *check_cmd ? check_path : config_path;
+  if (path.empty()) {
+    std::cerr << "ddactor: no run file given (use --config FILE; try --help, or "
+                 "config/quickstart.toml)\n";
+    return 2;
+  }
+  ddactor::run_config config;
+  try {
+    config = ddactor::load_run_config(path, overrides);
+  } catch (const std::exception& e) {
+    std::cerr << "ddactor: " << e.what() << "\n";
+    return 2;
+  }
+  if (*check_cmd) {
+    std::cout << "# " << path << " is valid. Effective configuration:\n"
+              << ddactor::describe_config(config);
+    return 0;
+  }
+
+  try {
+    if (*sample_cmd || *eval_cmd) {
+      ddactor::setup_logging(log_level);
+      ddactor::configure_torch_threads(config.run.threads);
+      if (*sample_cmd) {
+        sample.out = out;
+        sample.class_index = class_index;
+        sample.prompt = prompt;
+        sample.steps = steps;
+        sample.sampler = sampler;
+        sample.cfg_scale = cfg;
+        sample.seed = seed;
+        sample.checkpoint = sample_checkpoint;
+        return ddactor::sample_command(config, sample);
+      }
+      eval.checkpoint = eval_checkpoint;
+      return ddactor::eval_command(config, eval);
+    }
+    (void) train;
+    ddactor::setup_logging(log_level, config.run_dir() / "ddactor.log");
+    return ddactor::train_command(config);
+  } catch (const std::exception& e) {
+    if (spdlog::default_logger())
+      spdlog::error("{}", e.what());
+    else
+      std::cerr << "ddactor: " << e.what() << "\n";
+    return 1;
+  }
 }

@@ -1,0 +1,86 @@
+// The data_loader actor; see data_loader.hpp for its protocol.
+#include "actors/data_loader.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/data_order.hpp"
+
+namespace ddactor {
+
+namespace {
+
+struct data_loader_state {
+  data_loader_options options;
+  std::unique_ptr<shuffled_order> order;
+  batch_sink_actor sink;
+  data_cursor cursor;
+  int32_t credits = 0;
+  int64_t produced = 0;
+  static inline const char* name = "data_loader";
+};
+
+using loader_pointer = data_loader_actor::stateful_pointer<data_loader_state>;
+
+std::shared_ptr<const training_batch> make_batch(data_loader_state& st) {
+  const auto& data = *st.options.data;
+  auto indices = st.order->next_batch(st.cursor, st.options.batch_size);
+  auto batch = std::make_shared<training_batch>();
+  batch->count = static_cast<int64_t>(indices.size());
+  batch->channels = data.channels;
+  batch->height = data.height;
+  batch->width = data.width;
+  batch->images.resize(static_cast<size_t>(batch->count) * data.channels * data.height *
+                       data.width);
+  images_to_float(data, indices, batch->images);
+  if (!data.labels.empty())
+    for (auto i : indices)
+      batch->labels.push_back(data.labels[static_cast<size_t>(i)]);
+  if (!data.captions.empty())
+    for (auto i : indices)
+      batch->captions.push_back(data.captions[static_cast<size_t>(i)]);
+  batch->epoch_after = st.cursor.epoch;
+  batch->position_after = st.cursor.position;
+  batch->loader_generation = st.options.generation;
+  return batch;
+}
+
+// Sends as many batches as there are credits.
+void produce(loader_pointer self) {
+  auto& st = self->state;
+  while (st.credits > 0 && st.sink) {
+    if (st.options.crash_after_batches > 0 && st.produced == st.options.crash_after_batches)
+      throw std::runtime_error("injected data loader crash (debug.crash_loader_after_batches)");
+    self->send(st.sink, batch_message{make_batch(st)});
+    --st.credits;
+    ++st.produced;
+  }
+}
+
+data_loader_actor::behavior_type data_loader(loader_pointer self, data_loader_options options) {
+  auto& st = self->state;
+  st.options = std::move(options);
+  st.order = std::make_unique<shuffled_order>(st.options.data->count, st.options.seed);
+  return {
+    [=](fetch_atom, batch_sink_actor sink, int64_t epoch, int64_t position, int32_t credits) {
+      auto& st = self->state;
+      st.sink = std::move(sink);
+      st.cursor = {epoch, position % std::max<int64_t>(st.options.data->count, 1)};
+      st.credits = credits;
+      produce(self);
+    },
+    [=](credit_atom, int32_t n) {
+      self->state.credits += n;
+      produce(self);
+    },
+  };
+}
+
+} // namespace
+
+data_loader_actor spawn_data_loader(caf::actor_system& system, data_loader_options options) {
+  if (!options.data || options.data->count == 0)
+    throw std::invalid_argument("data loader needs a non-empty data set");
+  return system.spawn<caf::detached>(data_loader, std::move(options));
+}
+
+} // namespace ddactor

@@ -1,0 +1,38 @@
+#pragma once
+// The peer actor: the root of one ddactor process. It spawns the checkpointer, the data loader and
+// the trainer, monitors them, and restarts a failed one with backoff (runtime/restart_policy.hpp).
+//
+// Child lifecycle, per child:
+//
+//   ALIVE --(down, abnormal)--> RESTARTING --(backoff elapsed)--> ALIVE
+//     |                              |
+//     |                              +--(restart budget spent)--> peer fails (exit code 1)
+//     +--(trainer down, normal: training finished or stopped)--> peer quits normally
+//
+// A restarted trainer resumes from the newest checkpoint; a restarted data loader continues from
+// the trainer's position in the data order, so no sample is skipped or seen twice in an epoch.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "config/run_config.hpp"
+#include "runtime/image_dataset.hpp"
+
+namespace ddactor {
+
+struct peer_options {
+  run_config config;
+  std::shared_ptr<const image_dataset> train_data;
+  /// Captions for the sample grid of a caption-conditioned model.
+  std::vector<std::string> grid_prompts;
+};
+
+/// Spawns the peer. Send it `stop_atom` to stop cleanly (checkpoint first); it quits normally
+/// when training is finished and with an error when a child cannot be kept alive.
+/// `(status_atom)` replies with a supervision_report.
+caf::actor spawn_peer(caf::actor_system& system, peer_options options);
+
+} // namespace ddactor

@@ -1,0 +1,57 @@
+// `ddactor sample`: a PNG grid from a checkpoint; see commands.hpp.
+#include "app/commands.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "app/inference_model.hpp"
+#include "models/image_generation.hpp"
+#include "runtime/image_io.hpp"
+
+namespace ddactor {
+
+int sample_command(const run_config& config, const sample_request& request) {
+  auto loaded = load_inference_model(config, request.checkpoint, request.raw_weights);
+  const auto& o = loaded.model->options();
+  generation_settings gen;
+  gen.steps = request.steps.value_or(config.sample.steps);
+  gen.sampler = parse_sampler(request.sampler.value_or(config.sample.sampler));
+  gen.cfg_scale = request.cfg_scale.value_or(config.sample.cfg_scale);
+  gen.seed = request.seed.value_or(config.sample.seed);
+  int64_t per_row = request.count > 0 ? request.count : config.sample.per_class;
+
+  dit_condition cond;
+  int64_t rows = 1;
+  if (request.class_index) {
+    if (o.conditioning != "class")
+      throw std::invalid_argument("--class needs a class-conditioned model; this one is " +
+                                  o.conditioning + "-conditioned");
+    if (*request.class_index < 0 || *request.class_index >= o.num_classes)
+      throw std::invalid_argument("--class must be in [0, " + std::to_string(o.num_classes) +
+                                  ")");
+    cond.labels = torch::full({per_row}, *request.class_index, torch::kInt64);
+  } else if (request.prompt) {
+    if (o.conditioning != "caption")
+      throw std::invalid_argument("--prompt needs a caption-conditioned model; this one is " +
+                                  o.conditioning + "-conditioned");
+    cond = prompt_rows({*request.prompt}, per_row, o.caption.max_bytes);
+  } else if (o.conditioning == "class") {
+    rows = o.num_classes;
+    cond = class_rows(rows, per_row);
+  } else if (o.conditioning == "caption") {
+    cond = prompt_rows({""}, per_row, o.caption.max_bytes);
+  }
+  spdlog::info("sampling {} images from {} (step {}): {} {} steps, CFG {}", rows * per_row,
+               loaded.checkpoint.string(), loaded.step,
+               gen.sampler == sampler_kind::heun ? "heun" : "euler", gen.steps, gen.cfg_scale);
+  auto images = generate_images(loaded.model, cond, gen, rows * per_row).contiguous();
+  write_image_grid_png(request.out,
+                       std::span<const float>(images.data_ptr<float>(),
+                                              static_cast<size_t>(images.numel())),
+                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
+                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
+                       static_cast<int>(per_row));
+  spdlog::info("wrote {}", request.out.string());
+  return 0;
+}
+
+} // namespace ddactor

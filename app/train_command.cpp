@@ -1,0 +1,124 @@
+// `ddactor train`: one peer, its actors, and clean shutdown on Ctrl-C; see commands.hpp.
+#include "app/commands.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "actors/peer.hpp"
+#include "app/torch_setup.hpp"
+#include "config/config_loader.hpp"
+#include "runtime/actor_system_setup.hpp"
+#include "runtime/message_types.hpp"
+#include "runtime/run_data.hpp"
+
+namespace ddactor {
+
+namespace {
+
+// Up to 8 distinct captions, for the sample grid of a caption-conditioned model.
+std::vector<std::string> pick_grid_prompts(const image_dataset& data) {
+  std::vector<std::string> prompts;
+  std::set<std::string> seen;
+  for (const auto& caption : data.captions) {
+    if (caption.empty() || !seen.insert(caption).second)
+      continue;
+    prompts.push_back(caption);
+    if (prompts.size() == 8)
+      break;
+  }
+  return prompts;
+}
+
+// Stop signals: the first asks the peer to checkpoint and stop, a second aborts at once.
+// OpenBLAS starts threads before main() runs, so a signal mask cannot route the signal to one
+// thread; instead an async-signal-safe handler counts, and a watcher thread acts on the count.
+std::atomic<int> stop_signals_received{0};
+std::atomic<int> last_stop_signal{0};
+
+extern "C" void on_stop_signal(int sig) {
+  last_stop_signal.store(sig);
+  if (stop_signals_received.fetch_add(1) >= 1)
+    std::_Exit(130);
+}
+
+class signal_watcher {
+ public:
+  explicit signal_watcher(caf::actor peer) : peer_(std::move(peer)) {
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~signal_watcher() {
+    done_ = true;
+    thread_.join();
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+  }
+
+ private:
+  void run() {
+    while (!done_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (stop_signals_received.load() > 0 && !forwarded_) {
+        forwarded_ = true;
+        spdlog::warn("{} received: stopping after a checkpoint (send it again to abort)",
+                     last_stop_signal.load() == SIGINT ? "Ctrl-C" : "SIGTERM");
+        caf::anon_send(peer_, stop_atom_v);
+      }
+    }
+  }
+
+  caf::actor peer_;
+  std::atomic<bool> done_{false};
+  bool forwarded_ = false;
+  std::thread thread_;
+};
+
+} // namespace
+
+int train_command(const run_config& config) {
+  auto run_dir = config.run_dir();
+  std::filesystem::create_directories(run_dir);
+  {
+    std::ofstream out(run_dir / "config.toml");
+    out << "# The effective configuration of this run, as ddactor read it.\n"
+        << describe_config(config);
+  }
+  int threads = configure_torch_threads(config.run.threads);
+  spdlog::info("ddactor run '{}' in {} ({} LibTorch threads)", config.run.name, run_dir.string(),
+               threads);
+  auto data = load_run_data(config);
+
+  ddactor_system_config system_config({}, /*with_network=*/false);
+  caf::actor_system system{system_config};
+  peer_options options;
+  options.config = config;
+  options.train_data = data.train;
+  options.grid_prompts = pick_grid_prompts(*data.train);
+  auto peer = spawn_peer(system, std::move(options));
+  int exit_code = 0;
+  {
+    signal_watcher watcher(peer);
+    caf::scoped_actor self{system};
+    self->monitor(peer);
+    self->receive([&](const caf::down_msg& dm) {
+      if (dm.reason && dm.reason != caf::exit_reason::normal) {
+        spdlog::error("peer ended with an error: {}", system.render(dm.reason));
+        exit_code = 1;
+      }
+    });
+  }
+  if (exit_code == 0)
+    spdlog::info("done; checkpoints in {}", (run_dir / "checkpoints").string());
+  return exit_code;
+}
+
+} // namespace ddactor

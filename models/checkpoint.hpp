@@ -1,0 +1,58 @@
+#pragma once
+// What a ddactor checkpoint holds and how it maps to safetensors tensors:
+//
+//   model.<parameter name>        the trained weights, one tensor each (Python reads them by name)
+//   ema.<parameter name>          the EMA weights used for sampling
+//   optimizer.exp_avg             AdamW first moments, flat
+//   optimizer.exp_avg_sq          AdamW second moments, flat
+//   trainer.rng_state             the noise/time random stream (uint8)
+//   __metadata__                  step, data order (epoch, position), optimizer step count,
+//                                 model shape, the run's effective config, ddactor version
+//
+// Restoring checks every name, shape and dtype against the model and refuses a mismatch with a
+// clear error rather than loading part of it.
+
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "models/diffusion_trainer.hpp"
+#include "runtime/safetensors.hpp"
+
+namespace ddactor {
+
+class checkpoint_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Where training stands, besides the tensors.
+struct training_progress {
+  int64_t step = 0;
+  int64_t data_epoch = 0;
+  int64_t data_position = 0;
+};
+
+/// Copies the whole training state out of the trainer (on the training thread; cheap memcpy).
+std::shared_ptr<safetensors_content>
+snapshot_training_state(diffusion_trainer& trainer, const training_progress& progress,
+                        const std::map<std::string, std::string>& extra_metadata = {});
+
+/// Loads a snapshot into the trainer; throws checkpoint_error when it does not fit.
+training_progress restore_training_state(const safetensors_content& content,
+                                         diffusion_trainer& trainer);
+
+/// Loads the EMA weights (or the raw weights) of a checkpoint into a model for sampling.
+void load_weights(const safetensors_content& content, dit& model, bool use_ema = true);
+
+/// The dit_options a checkpoint was written with (from its metadata).
+dit_options model_options_of(const safetensors_content& content);
+
+/// Tensor <-> stored tensor conversions (contiguous CPU copies).
+stored_tensor to_stored_tensor(const std::string& name, const torch::Tensor& tensor);
+torch::Tensor from_stored_tensor(const stored_tensor& stored);
+
+} // namespace ddactor

@@ -1,0 +1,69 @@
+// Batched, seeded image generation; see image_generation.hpp.
+#include "models/image_generation.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+
+#include "models/caption_encoder.hpp"
+
+namespace ddactor {
+
+namespace {
+
+dit_condition slice_condition(const dit_condition& c, int64_t begin, int64_t end) {
+  auto cut = [&](const torch::Tensor& t) { return t.defined() ? t.slice(0, begin, end) : t; };
+  return {cut(c.labels), cut(c.tokens), cut(c.is_null)};
+}
+
+} // namespace
+
+torch::Tensor generate_images(dit model, const dit_condition& cond,
+                              const generation_settings& settings, int64_t count,
+                              const generation_progress& progress) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto& o = model->options();
+  int64_t n = cond.batch_size() > 0 ? cond.batch_size() : count;
+  if (n <= 0)
+    throw std::invalid_argument("nothing to generate: no conditions and no count");
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(settings.seed);
+  // All noise first, so the images do not depend on how they are batched.
+  auto noise = at::randn({n, o.in_channels, o.image_size, o.image_size}, generator,
+                         torch::kFloat32);
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < n; begin += settings.batch_size) {
+    auto end = std::min(n, begin + settings.batch_size);
+    auto part_cond = slice_condition(cond, begin, end);
+    velocity_field v = o.conditioning == "none"
+                         ? velocity_field([model, part_cond](const torch::Tensor& x,
+                                                             const torch::Tensor& t) mutable {
+                             return model->forward(x, t, part_cond);
+                           })
+                         : guided_velocity(model, part_cond, settings.cfg_scale);
+    parts.push_back(
+      sample_flow(v, noise.slice(0, begin, end), settings.steps, settings.sampler));
+    if (progress)
+      progress(end, n);
+  }
+  return torch::cat(parts, 0).clamp(-1.0, 1.0);
+}
+
+dit_condition class_rows(int64_t num_classes, int64_t per_class) {
+  dit_condition c;
+  c.labels = torch::arange(num_classes, torch::kInt64).repeat_interleave(per_class);
+  return c;
+}
+
+dit_condition prompt_rows(const std::vector<std::string>& prompts, int64_t per_prompt,
+                          int64_t max_bytes) {
+  std::vector<std::string> repeated;
+  for (const auto& p : prompts)
+    for (int64_t i = 0; i < per_prompt; ++i)
+      repeated.push_back(p);
+  dit_condition c;
+  c.tokens = tokenize_captions(repeated, max_bytes);
+  return c;
+}
+
+} // namespace ddactor

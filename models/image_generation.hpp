@@ -1,0 +1,41 @@
+#pragma once
+// Generating images from a trained DiT: noise from a seeded stream, the flow ODE with guidance,
+// in batches that bound memory. Used by sample grids during training, `ddactor sample` and
+// `ddactor eval`.
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/dit.hpp"
+#include "models/samplers.hpp"
+
+namespace ddactor {
+
+struct generation_settings {
+  int steps = 20;
+  sampler_kind sampler = sampler_kind::heun;
+  double cfg_scale = 2.0;
+  uint64_t seed = 0;
+  /// Images per forward batch (CFG doubles it).
+  int64_t batch_size = 256;
+};
+
+/// Images (N, C, H, W) in [-1, 1] for the N conditions of `cond` (N = cond.batch_size(), or
+/// `count` when the model is unconditional). The result does not depend on batch_size.
+/// `progress` (optional) is called after each batch with (images done, total).
+using generation_progress = std::function<void(int64_t done, int64_t total)>;
+torch::Tensor generate_images(dit model, const dit_condition& cond,
+                              const generation_settings& settings, int64_t count = -1,
+                              const generation_progress& progress = {});
+
+/// Labels 0,0,..,1,1,.. (per_class of each class): one grid row per class.
+dit_condition class_rows(int64_t num_classes, int64_t per_class);
+
+/// per_prompt copies of each prompt, tokenized.
+dit_condition prompt_rows(const std::vector<std::string>& prompts, int64_t per_prompt,
+                          int64_t max_bytes);
+
+} // namespace ddactor

@@ -1,0 +1,42 @@
+// Run config -> model and trainer options; see model_config.hpp.
+#include "models/model_config.hpp"
+
+namespace ddactor {
+
+dit_options make_dit_options(const run_config& config) {
+  dit_options o;
+  o.image_size = config.data.resolution;
+  o.in_channels = config.data.channels;
+  o.patch_size = config.model.patch_size;
+  o.hidden_size = config.model.hidden_size;
+  o.depth = config.model.depth;
+  o.num_heads = config.model.num_heads;
+  o.mlp_ratio = config.model.mlp_ratio;
+  o.conditioning = config.model.conditioning;
+  o.num_classes = config.model.num_classes;
+  o.caption.width = config.model.hidden_size;
+  o.caption.num_heads = config.model.num_heads;
+  o.caption.layers = config.model.text_layers;
+  o.caption.max_bytes = config.model.text_max_bytes;
+  return o;
+}
+
+trainer_settings make_trainer_settings(const run_config& config) {
+  const auto& t = config.train;
+  trainer_settings s;
+  s.lr = t.lr;
+  s.warmup_steps = t.warmup_steps;
+  s.grad_clip = t.grad_clip;
+  s.ema_decay = t.ema_decay;
+  s.logit_normal_mean = t.logit_normal_mean;
+  s.logit_normal_std = t.logit_normal_std;
+  s.condition_dropout = config.model.condition_dropout;
+  s.adamw.beta1 = t.adam_beta1;
+  s.adamw.beta2 = t.adam_beta2;
+  s.adamw.eps = t.adam_eps;
+  s.adamw.weight_decay = t.weight_decay;
+  s.seed = config.run.seed;
+  return s;
+}
+
+} // namespace ddactor

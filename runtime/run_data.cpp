@@ -1,0 +1,76 @@
+// Loading a run's training and held-out images; see run_data.hpp.
+#include "runtime/run_data.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <numeric>
+
+#include "runtime/data_order.hpp"
+#include "runtime/idx_dataset.hpp"
+#include "runtime/image_folder_dataset.hpp"
+#include "runtime/image_io.hpp"
+
+namespace ddactor {
+
+image_dataset resize_dataset(const image_dataset& data, int resolution, int channels) {
+  if (data.height == resolution && data.width == resolution && data.channels == channels)
+    return data;
+  image_dataset out = data;
+  out.height = out.width = resolution;
+  out.channels = channels;
+  out.pixels.clear();
+  out.pixels.reserve(static_cast<size_t>(data.count) * channels * resolution * resolution);
+  for (int64_t i = 0; i < data.count; ++i) {
+    auto src = data.image(i);
+    // image_dataset stores CHW; decoded_image is HWC.
+    decoded_image img;
+    img.width = data.width;
+    img.height = data.height;
+    img.channels = data.channels;
+    img.pixels.resize(src.size());
+    auto plane = static_cast<size_t>(data.width) * data.height;
+    for (size_t p = 0; p < plane; ++p)
+      for (int c = 0; c < data.channels; ++c)
+        img.pixels[p * data.channels + c] = src[c * plane + p];
+    auto fitted = fit_image(img, resolution, channels);
+    out.pixels.insert(out.pixels.end(), fitted.begin(), fitted.end());
+  }
+  out.check_consistent();
+  return out;
+}
+
+run_data load_run_data(const run_config& config) {
+  const auto& d = config.data;
+  run_data out;
+  if (d.source == "fashion-mnist") {
+    if (!std::filesystem::is_directory(d.path))
+      throw std::runtime_error("Fashion-MNIST not found in " + d.path.string() +
+                               " (install the Debian package dataset-fashion-mnist, or set "
+                               "data.path)");
+    auto train = load_fashion_mnist(d.path, dataset_split::train);
+    auto test = load_fashion_mnist(d.path, dataset_split::test);
+    out.train = std::make_shared<image_dataset>(resize_dataset(train, d.resolution, d.channels));
+    out.holdout = std::make_shared<image_dataset>(resize_dataset(test, d.resolution, d.channels));
+  } else {
+    bool captions = config.model.conditioning == "caption";
+    auto all = load_image_folder(d.path, d.resolution, d.channels, captions, out.skipped);
+    if (out.skipped.total() > 0)
+      spdlog::warn("{} files of {} skipped ({} unreadable, {} without caption, {} captions "
+                   "without image, {} not images)",
+                   out.skipped.total(), d.path.string(), out.skipped.unreadable,
+                   out.skipped.missing_caption, out.skipped.missing_image,
+                   out.skipped.wrong_format);
+    auto train_idx = holdout_split(all.count, d.holdout_fraction, config.run.seed, false);
+    auto hold_idx = holdout_split(all.count, d.holdout_fraction, config.run.seed, true);
+    out.train = std::make_shared<image_dataset>(all.subset(train_idx));
+    out.holdout = std::make_shared<image_dataset>(all.subset(hold_idx));
+  }
+  if (out.train->count == 0)
+    throw std::runtime_error("no training images in " + d.path.string());
+  spdlog::info("data: {} training and {} held-out images ({}x{}x{}) from {}", out.train->count,
+               out.holdout->count, out.train->channels, out.train->height, out.train->width,
+               d.path.string());
+  return out;
+}
+
+} // namespace ddactor

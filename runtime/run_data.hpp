@@ -1,0 +1,26 @@
+#pragma once
+// The images of a run, as its config names them: the training set and a held-out set for
+// evaluation (Fashion-MNIST's test split, or a seeded fraction of an image folder), at the
+// configured resolution and channel count.
+
+#include <memory>
+
+#include "config/run_config.hpp"
+#include "runtime/image_dataset.hpp"
+
+namespace ddactor {
+
+struct run_data {
+  std::shared_ptr<const image_dataset> train;
+  std::shared_ptr<const image_dataset> holdout;
+  skipped_files skipped;
+};
+
+/// Loads both sets; throws with a message that says what to do when the data is not there.
+/// Unreadable files of a folder are skipped, logged and counted in `skipped`.
+run_data load_run_data(const run_config& config);
+
+/// Resizes every image of a data set (used when a run asks Fashion-MNIST at another resolution).
+image_dataset resize_dataset(const image_dataset& data, int resolution, int channels);
+
+} // namespace ddactor
