@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "monitoring/ddactor_metrics.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/safetensors.hpp"
 
@@ -12,6 +13,7 @@ namespace {
 
 struct checkpointer_state {
   checkpointer_options options;
+  checkpoint_metrics metrics{global_metrics()};
   static inline const char* name = "checkpointer";
 };
 
@@ -21,15 +23,24 @@ checkpointer(checkpointer_actor::stateful_pointer<checkpointer_state> self,
   self->state.options = std::move(options);
   return {
     [=](save_atom, const checkpoint_snapshot& snapshot) -> caf::result<std::string> {
-      const auto& opts = self->state.options;
-      auto path = checkpoint_path(opts.run_dir, snapshot.step);
+      auto& st = self->state;
+      auto path = checkpoint_path(st.options.run_dir, snapshot.step);
+      auto started = std::chrono::steady_clock::now();
       try {
         std::filesystem::create_directories(path.parent_path());
         write_safetensors_file(path, *snapshot.content);
       } catch (const std::exception& e) {
         spdlog::error("checkpoint at step {} not written: {}", snapshot.step, e.what());
+        st.metrics.failed.inc();
         return make_error(errc::io_failure, e.what());
       }
+      st.metrics.write_seconds.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      st.metrics.written.inc();
+      st.metrics.last_success.set(unix_time_seconds());
+      std::error_code ec;
+      st.metrics.bytes.set(static_cast<double>(std::filesystem::file_size(path, ec)));
+      const auto& opts = st.options;
       for (const auto& removed : prune_checkpoints(opts.run_dir, opts.keep_checkpoints))
         spdlog::debug("removed old checkpoint {}", removed.string());
       return path.string();

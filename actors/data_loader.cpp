@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "monitoring/ddactor_metrics.hpp"
 #include "runtime/data_order.hpp"
 
 namespace ddactor {
@@ -16,6 +17,8 @@ struct data_loader_state {
   data_cursor cursor;
   int32_t credits = 0;
   int64_t produced = 0;
+  int64_t in_flight = 0;  // sent and not yet credited back
+  data_metrics metrics{global_metrics()};
   static inline const char* name = "data_loader";
 };
 
@@ -53,6 +56,10 @@ void produce(loader_pointer self) {
     self->send(st.sink, batch_message{make_batch(st)});
     --st.credits;
     ++st.produced;
+    ++st.in_flight;
+    st.metrics.batches.inc();
+    st.metrics.batches_in_flight.set(static_cast<double>(st.in_flight));
+    st.metrics.epoch.set(static_cast<double>(st.cursor.epoch));
   }
 }
 
@@ -66,10 +73,14 @@ data_loader_actor::behavior_type data_loader(loader_pointer self, data_loader_op
       st.sink = std::move(sink);
       st.cursor = {epoch, position % std::max<int64_t>(st.options.data->count, 1)};
       st.credits = credits;
+      st.in_flight = 0;
       produce(self);
     },
     [=](credit_atom, int32_t n) {
-      self->state.credits += n;
+      auto& st = self->state;
+      st.credits += n;
+      st.in_flight = std::max<int64_t>(0, st.in_flight - n);
+      st.metrics.batches_in_flight.set(static_cast<double>(st.in_flight));
       produce(self);
     },
   };

@@ -6,6 +6,7 @@
 #include "actors/checkpointer.hpp"
 #include "actors/data_loader.hpp"
 #include "actors/trainer.hpp"
+#include "monitoring/ddactor_metrics.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/restart_policy.hpp"
 
@@ -34,6 +35,7 @@ struct peer_state {
   restart_policy loader_restarts;
   restart_policy checkpointer_restarts;
   bool stopping = false;
+  supervision_metrics metrics{global_metrics()};
   static inline const char* name = "peer";
 };
 
@@ -100,6 +102,7 @@ void schedule_restart(peer_pointer self, child_kind kind, const caf::error& reas
     self->quit(reason);
     return;
   }
+  st.metrics.restarts.with({to_string(kind)}).inc();
   spdlog::warn("{} failed ({}); restarting in {} ms (restart {} in this window)", to_string(kind),
                self->system().render(reason), delay->count(), policy.recent_restarts());
   self->delayed_send(self, *delay, restart_atom_v, static_cast<uint8_t>(kind));

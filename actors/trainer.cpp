@@ -10,6 +10,7 @@
 #include "models/diffusion_trainer.hpp"
 #include "models/image_generation.hpp"
 #include "models/model_config.hpp"
+#include "monitoring/ddactor_metrics.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
 
@@ -33,6 +34,7 @@ struct trainer_state {
   int64_t window_samples = 0;
   int64_t window_steps = 0;
   double window_loss = 0;
+  training_metrics metrics{global_metrics()};
   static inline const char* name = "trainer";
 };
 
@@ -127,6 +129,7 @@ void log_progress(trainer_state& st, const step_result& r) {
   spdlog::info("step {}/{} | loss {:.4f} | {:.1f} samples/s | lr {:.2e} | epoch {} | ETA {}",
                st.progress.step, target, st.window_loss / std::max<int64_t>(st.window_steps, 1),
                samples_per_second, r.lr, st.progress.data_epoch, format_duration(eta));
+  st.metrics.samples_per_second.set(samples_per_second);
   st.window_start = now;
   st.window_samples = 0;
   st.window_steps = 0;
@@ -170,9 +173,17 @@ void on_batch(trainer_pointer self, const training_batch& batch) {
   if (st.options.inject_crash && cfg.debug.crash_trainer_at_step > 0 &&
       st.progress.step + 1 == cfg.debug.crash_trainer_at_step)
     throw std::runtime_error("injected trainer crash (debug.crash_trainer_at_step)");
+  auto step_started = clock_type::now();
   auto result = st.model->train_step(batch);
   if (!std::isfinite(result.loss))
     throw std::runtime_error("loss is not finite at step " + std::to_string(result.step));
+  st.metrics.step_seconds.observe(
+    std::chrono::duration<double>(clock_type::now() - step_started).count());
+  st.metrics.steps.inc();
+  st.metrics.samples.inc(result.samples);
+  st.metrics.step.set(static_cast<double>(result.step));
+  st.metrics.loss.set(result.loss);
+  st.metrics.learning_rate.set(result.lr);
   st.progress.step = result.step;
   st.progress.data_epoch = batch.epoch_after;
   st.progress.data_position = batch.position_after;
@@ -199,6 +210,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                                                  make_trainer_settings(st.options.config));
   restore_latest(st);
   st.first_step = st.progress.step;
+  st.metrics.step.set(static_cast<double>(st.progress.step));
   spdlog::info("trainer ready: {} parameters, starting at step {}",
                count_parameters(*st.model->model()), st.progress.step);
   if (reached_limit(st)) {
@@ -215,6 +227,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
         on_batch(self, *msg.batch);
       } catch (const std::exception& e) {
         spdlog::error("trainer failed at step {}: {}", st.progress.step + 1, e.what());
+        st.metrics.failures.inc();
         self->quit(make_error(errc::training_failed, e.what()));
       }
     },

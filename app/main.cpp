@@ -33,6 +33,7 @@ checkpoint; a second Ctrl-C aborts.)";
 } // namespace
 
 int main(int argc, char** argv) {
+  ddactor::use_passive_openmp_wait(argv);
   CLI::App app{description, "ddactor"};
   app.footer(footer);
   app.set_version_flag("--version", std::string("ddactor ") + ddactor::version_string);
@@ -128,10 +129,14 @@ int main(int argc, char** argv) {
         sample.cfg_scale = cfg;
         sample.seed = seed;
         sample.checkpoint = sample_checkpoint;
-        return ddactor::sample_command(config, sample);
+        int code = 0;
+        ddactor::run_on_worker_thread([&] { code = ddactor::sample_command(config, sample); });
+        return code;
       }
       eval.checkpoint = eval_checkpoint;
-      return ddactor::eval_command(config, eval);
+      int code = 0;
+      ddactor::run_on_worker_thread([&] { code = ddactor::eval_command(config, eval); });
+      return code;
     }
     (void) train;
     ddactor::setup_logging(log_level, config.run_dir() / "ddactor.log");

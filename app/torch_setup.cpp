@@ -2,9 +2,21 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <exception>
 #include <thread>
 
 namespace ddactor {
+
+void use_passive_openmp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr)
+    return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);
+  // exec failed (no /proc): go on with the default policy.
+}
 
 int configure_torch_threads(int requested) {
   int n = requested > 0 ? requested : static_cast<int>(std::thread::hardware_concurrency());
@@ -12,6 +24,23 @@ int configure_torch_threads(int requested) {
     n = 1;
   torch::set_num_threads(n);
   return torch::get_num_threads();
+}
+
+} // namespace ddactor
+
+namespace ddactor {
+
+void run_on_worker_thread(const std::function<void()>& work) {
+  std::exception_ptr failure;
+  std::thread([&] {
+    try {
+      work();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }).join();
+  if (failure)
+    std::rethrow_exception(failure);
 }
 
 } // namespace ddactor

@@ -1,9 +1,22 @@
 #pragma once
 // Process-wide LibTorch settings that must be made once, before any model runs.
+
+#include <functional>
 namespace ddactor {
+
+/// Makes OpenMP threads sleep instead of spin while they wait (OMP_WAIT_POLICY=PASSIVE), unless
+/// the user set a policy: LibTorch's OpenMP team spinning beside OpenBLAS's own threads made
+/// training 40% slower on a 2-core machine. libgomp reads the variable only when it loads, so
+/// this re-executes the program once with it set; call it first thing in main().
+void use_passive_openmp_wait(char** argv);
 
 /// Sets LibTorch's intra-op thread count; 0 means one per core.
 /// Returns the count in effect.
 int configure_torch_threads(int requested);
+
+/// Runs `work` on a fresh thread and waits for it (rethrowing its exception). Heavy LibTorch work
+/// runs there: on the process's main thread, OpenBLAS's thread pool and LibTorch's OpenMP team
+/// contend for the cores (measured 30-40% slower on a 2-core machine).
+void run_on_worker_thread(const std::function<void()>& work);
 
 } // namespace ddactor

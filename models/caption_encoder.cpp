@@ -39,7 +39,7 @@ torch::Tensor text_layer_impl::forward(const torch::Tensor& x, const torch::Tens
   scores = scores.masked_fill(mask.view({n, 1, 1, l}), -std::numeric_limits<float>::infinity());
   auto attended = torch::matmul(scores.softmax(-1), v).transpose(1, 2).reshape({n, l, d});
   auto h = x + proj(attended);
-  return h + fc2(torch::gelu(fc1(norm2(h)), "tanh"));
+  return h + fc2(torch::gelu(fc1(norm2(h))));
 }
 
 caption_encoder_impl::caption_encoder_impl(caption_encoder_options opts, int64_t output_size)

@@ -124,7 +124,7 @@ feed_forward_impl::feed_forward_impl(int64_t dim, int64_t hidden)
     fc2(register_module("fc2", torch::nn::Linear(hidden, dim))) {}
 
 torch::Tensor feed_forward_impl::forward(const torch::Tensor& x) {
-  return fc2(torch::gelu(fc1(x), "tanh"));
+  return fc2(torch::gelu(fc1(x)));
 }
 
 dit_block_impl::dit_block_impl(int64_t hidden_size, int64_t num_heads, double mlp_ratio)

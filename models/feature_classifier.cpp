@@ -5,7 +5,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include <numeric>
 
 #include "models/checkpoint.hpp"
 #include "runtime/safetensors.hpp"
@@ -39,15 +38,6 @@ torch::Tensor feature_classifier_impl::features(const torch::Tensor& images) {
 
 torch::Tensor feature_classifier_impl::forward(const torch::Tensor& images) {
   return fc2(torch::relu(features(images)));
-}
-
-torch::Tensor dataset_images(const image_dataset& data) {
-  auto out = torch::empty({data.count, data.channels, data.height, data.width}, torch::kFloat32);
-  std::vector<int64_t> all(static_cast<size_t>(data.count));
-  std::iota(all.begin(), all.end(), 0);
-  images_to_float(data, all,
-                  std::span<float>(out.data_ptr<float>(), static_cast<size_t>(out.numel())));
-  return out;
 }
 
 double classifier_accuracy(feature_classifier& model, const image_dataset& data) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <string>
 
+#include "models/dataset_tensors.hpp"
 #include "runtime/image_dataset.hpp"
 
 namespace ddactor {
@@ -49,8 +50,5 @@ double classifier_accuracy(feature_classifier& model, const image_dataset& data)
 feature_classifier load_or_train_feature_classifier(const std::filesystem::path& cache_dir,
                                                     const image_dataset& train,
                                                     const image_dataset& test);
-
-/// Images of a data set as a float tensor (N, C, H, W) in [-1, 1].
-torch::Tensor dataset_images(const image_dataset& data);
 
 } // namespace ddactor

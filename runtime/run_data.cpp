@@ -5,6 +5,7 @@
 
 #include <numeric>
 
+#include "monitoring/ddactor_metrics.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/idx_dataset.hpp"
 #include "runtime/image_folder_dataset.hpp"
@@ -60,6 +61,11 @@ run_data load_run_data(const run_config& config) {
                    out.skipped.total(), d.path.string(), out.skipped.unreadable,
                    out.skipped.missing_caption, out.skipped.missing_image,
                    out.skipped.wrong_format);
+    auto& skipped = data_metrics(global_metrics()).skipped_files;
+    skipped.with({"unreadable"}).inc(out.skipped.unreadable);
+    skipped.with({"missing_caption"}).inc(out.skipped.missing_caption);
+    skipped.with({"missing_image"}).inc(out.skipped.missing_image);
+    skipped.with({"wrong_format"}).inc(out.skipped.wrong_format);
     auto train_idx = holdout_split(all.count, d.holdout_fraction, config.run.seed, false);
     auto hold_idx = holdout_split(all.count, d.holdout_fraction, config.run.seed, true);
     out.train = std::make_shared<image_dataset>(all.subset(train_idx));

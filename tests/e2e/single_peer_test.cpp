@@ -75,6 +75,17 @@ TEST_F(single_peer, trains_checkpoints_resumes_and_samples) {
   EXPECT_EQ(content.metadata.at("data_epoch"), "0");
   EXPECT_EQ(content.metadata.at("data_position"), "720");
 
+  // Python can read the checkpoint (a spec reader on numpy, handing tensors to PyTorch).
+  auto python_log = log("python");
+  auto reader = std::filesystem::path(DDACTOR_SOURCE_DIR) / "tests/tools/read_safetensors.py";
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") == 0) {
+    child_process python("/usr/bin/python3", {reader.string(), files.back().path.string()},
+                         python_log);
+    ASSERT_EQ(python.wait_for(60s), 0) << python.output();
+    EXPECT_NE(python.output().find("\"model.final_layer.linear.weight\""), std::string::npos)
+      << python.output();
+  }
+
   // Sample one class from the newest checkpoint.
   auto grid = dir.path() / "grid.png";
   ASSERT_EQ(run_ddactor({"sample", "--config", config.string(), "--out", grid.string(),
@@ -125,6 +136,58 @@ TEST_F(single_peer, supervisor_restarts_a_crashed_trainer_and_data_loader) {
   // The restarted trainer resumed from the step-10 checkpoint and went on to the end.
   EXPECT_NE(out.find("starting at step 10"), std::string::npos) << out;
   EXPECT_EQ(newest_step(run_dir), 40);
+}
+
+TEST_F(single_peer, trains_on_an_image_folder_with_captions_and_samples_a_prompt) {
+  auto images = dir.path() / "images";
+  std::filesystem::create_directories(images);
+  // 24 tiny pictures of two kinds, a corrupt PNG and a caption without its image.
+  for (int i = 0; i < 24; ++i) {
+    bool red = i % 2 == 0;
+    std::vector<uint8_t> pixels(16 * 16 * 3, 255);
+    for (int y = 4; y < 12; ++y)
+      for (int x = 4; x < 12; ++x) {
+        auto* p = &pixels[static_cast<size_t>((y * 16 + x) * 3)];
+        p[0] = red ? 220 : 20;
+        p[1] = 20;
+        p[2] = red ? 20 : 220;
+      }
+    auto name = "img" + std::to_string(i);
+    write_png(images / (name + ".png"), pixels, 16, 16, 3);
+    write_text_file(images / (name + ".txt"), red ? "a red square" : "a blue square");
+  }
+  write_text_file(images / "broken.png", "this is not a png");
+  write_text_file(images / "broken.txt", "a broken picture");
+  write_text_file(images / "orphan.txt", "a caption without an image");
+  write_text_file(config, "[run]\nname = \"folder\"\ndir = \"" + run_dir.string() +
+                            "\"\nthreads = 1\n[model]\nhidden_size = 32\ndepth = 1\n"
+                            "num_heads = 2\npatch_size = 4\ntext_layers = 1\n"
+                            "text_max_bytes = 16\n[data]\nsource = \"folder\"\npath = \"" +
+                            images.string() +
+                            "\"\nresolution = 16\nbatch_size = 8\nholdout_fraction = 0.1\n"
+                            "[train]\nsteps = 12\nlog_every = 4\ncheckpoint_every = 6\n"
+                            "[sample]\nsteps = 2\nper_class = 2\n");
+  ASSERT_EQ(run_ddactor({"--config", config.string()}, log("train")), 0)
+    << read_text_file(log("train"));
+  auto out = read_text_file(log("train"));
+  EXPECT_NE(out.find("2 files of"), std::string::npos) << out;  // the corrupt PNG, the orphan
+  EXPECT_NE(out.find("22 training and 2 held-out images (3x16x16)"), std::string::npos) << out;
+  EXPECT_EQ(newest_step(run_dir), 12);
+  auto grid = dir.path() / "prompt.png";
+  ASSERT_EQ(run_ddactor({"sample", "--config", config.string(), "--out", grid.string(),
+                         "--prompt", "a red square", "--count", "3"},
+                        log("sample")),
+            0)
+    << read_text_file(log("sample"));
+  auto image = decode_image_file(grid);
+  EXPECT_EQ(image.width, 3 * 16 + 4 * 2);
+  EXPECT_EQ(image.channels, 3);
+  // A class index makes no sense for a caption model: a clear error, exit code 1.
+  EXPECT_EQ(run_ddactor({"sample", "--config", config.string(), "--out", grid.string(),
+                         "--class", "1"},
+                        log("bad_sample")),
+            1);
+  EXPECT_NE(read_text_file(log("bad_sample")).find("caption-conditioned"), std::string::npos);
 }
 
 TEST_F(single_peer, bad_config_names_file_line_and_key) {
