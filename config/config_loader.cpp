@@ -287,6 +287,35 @@ auto not_empty() {
   };
 }
 
+/// "host:port" with a numeric port (a host in brackets for IPv6).
+bool is_host_port(const std::string& value) {
+  const auto colon = value.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size() ||
+      value.size() - colon - 1 > 5)
+    return false;
+  const auto port = value.substr(colon + 1);
+  if (!std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  return std::stoi(port) <= 65535;
+}
+
+auto empty_or_address() {
+  return [](const std::string& value) -> std::optional<std::string> {
+    if (value.empty() || is_host_port(value))
+      return std::nullopt;
+    return "empty or \"host:port\"";
+  };
+}
+
+auto addresses() {
+  return [](const std::vector<std::string>& values) -> std::optional<std::string> {
+    for (const auto& value : values)
+      if (!is_host_port(value))
+        return "a list of \"host:port\" strings";
+    return std::nullopt;
+  };
+}
+
 /// "cpu", "cuda" or "cuda:N".
 auto device_name() {
   return [](const std::string& value) -> std::optional<std::string> {
@@ -462,6 +491,11 @@ section_schema train_keys() {
       field("checkpoint_every", &train_section::checkpoint_every, at_least(1)),
       field("keep_checkpoints", &train_section::keep_checkpoints, at_least(1)),
       field("sample_every", &train_section::sample_every, at_least(0)),
+      field("target_batch_size", &train_section::target_batch_size, at_least(0)),
+      field("averaging", &train_section::averaging,
+            one_of({"gradients", "parameters", "diloco"})),
+      field("outer_lr", &train_section::outer_lr, greater_than(0)),
+      field("outer_momentum", &train_section::outer_momentum, within_below(0, 1)),
   });
 }
 
@@ -487,6 +521,34 @@ section_schema eval_keys() {
   });
 }
 
+section_schema network_keys() {
+  return bind_section("network", &run_config::network, {
+      field("listen", &network_section::listen, empty_or_address()),
+      field("announce", &network_section::announce, empty_or_address()),
+      field("initial_peers", &network_section::initial_peers, addresses()),
+      field("swarm_id", &network_section::swarm_id),
+      field("gossip_interval", &network_section::gossip_interval, greater_than(0)),
+      field("suspect_after", &network_section::suspect_after, greater_than(0)),
+      field("remove_after", &network_section::remove_after, greater_than(0)),
+      field("heartbeat_interval", &network_section::heartbeat_interval, greater_than(0)),
+      field("connection_timeout", &network_section::connection_timeout, greater_than(0)),
+      field("connect_timeout", &network_section::connect_timeout, greater_than(0)),
+      field("bootstrap_retry", &network_section::bootstrap_retry, greater_than(0)),
+  });
+}
+
+section_schema averaging_keys() {
+  return bind_section("averaging", &run_config::averaging, {
+      field("group_size", &averaging_section::group_size, within(1, 64)),
+      field("matchmaking_time", &averaging_section::matchmaking_time, greater_than(0)),
+      field("allreduce_timeout", &averaging_section::allreduce_timeout, greater_than(0)),
+      field("chunk_elements", &averaging_section::chunk_elements, within(1024, 16777216)),
+      field("request_timeout", &averaging_section::request_timeout, greater_than(0)),
+      field("state_chunk_bytes", &averaging_section::state_chunk_bytes,
+            within(4096, 256 * 1024 * 1024)),
+  });
+}
+
 section_schema debug_keys() {
   return bind_section("debug", &run_config::debug, {
       field("crash_trainer_at_step", &debug_section::crash_trainer_at_step, at_least(0)),
@@ -497,7 +559,8 @@ section_schema debug_keys() {
 
 const std::vector<section_schema>& config_schema() {
   static const std::vector<section_schema> schema = {
-      run_keys(), model_keys(), data_keys(), train_keys(), sample_keys(), eval_keys(), debug_keys(),
+      run_keys(),    model_keys(), data_keys(),      train_keys(), sample_keys(),
+      eval_keys(),   network_keys(), averaging_keys(), debug_keys(),
   };
   return schema;
 }
@@ -786,6 +849,19 @@ const std::vector<cross_key_rule>& cross_key_rules() {
            return std::nullopt;
          return "model.num_classes must be >= 1 when model.conditioning is \"class\", got " +
                 render(c.model.num_classes);
+       }},
+      {{"train.target_batch_size", "network.listen"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.network.listen.empty() || c.train.target_batch_size > 0)
+           return std::nullopt;
+         return "train.target_batch_size must be > 0 when network.listen is set (the samples the "
+                "swarm accumulates per epoch)";
+       }},
+      {{"network.remove_after", "network.suspect_after"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.network.remove_after > c.network.suspect_after)
+           return std::nullopt;
+         return "network.remove_after must be greater than network.suspect_after";
        }},
       {{"data.channels", "data.source"},
        [](const run_config& c) -> std::optional<std::string> {

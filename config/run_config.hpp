@@ -93,6 +93,16 @@ struct train_section {
   int keep_checkpoints = 3;
   /// Write a sample grid every this many steps (0: only at the end).
   int64_t sample_every = 500;
+  /// Swarm training: samples the whole swarm accumulates per epoch (0: every local batch is an
+  /// epoch, no averaging). With a network, train.steps counts global epochs.
+  int64_t target_batch_size = 0;
+  /// What the swarm averages: "gradients" (identical steps everywhere), "parameters" (local
+  /// steps, parameters averaged each epoch) or "diloco" (local AdamW steps, then an outer
+  /// Nesterov step on the averaged pseudo-gradient each epoch).
+  std::string averaging = "gradients";
+  /// DiLoCo's outer optimizer (Douillard et al. 2023): SGD with Nesterov momentum.
+  double outer_lr = 0.7;
+  double outer_momentum = 0.9;
 
   bool operator==(const train_section&) const = default;
 };
@@ -127,6 +137,50 @@ struct eval_section {
   bool operator==(const eval_section&) const = default;
 };
 
+/// [network]: how this peer joins a swarm. An empty `listen` means no network: a single peer.
+/// Durations are in seconds.
+struct network_section {
+  /// "host:port" to accept peers on ("0.0.0.0:7000"; port 0 picks a free port).
+  std::string listen;
+  /// "host:port" other peers should dial, when it differs from `listen` (NAT, 0.0.0.0).
+  std::string announce;
+  /// "host:port" of any peers of the swarm; empty starts a new swarm. Any live one is enough.
+  std::vector<std::string> initial_peers;
+  /// Peers average only within the same swarm id; empty means run.name.
+  std::string swarm_id;
+  /// Membership gossip (heartbeat) period; a peer silent for suspect_after is suspected and
+  /// removed after remove_after.
+  double gossip_interval = 1.0;
+  double suspect_after = 3.0;
+  double remove_after = 8.0;
+  /// Transport heartbeats (CAF's BASP) and the silence after which a connection is dropped.
+  double heartbeat_interval = 0.5;
+  double connection_timeout = 3.0;
+  /// Limit for dialling a peer, and the pause between bootstrap attempts while alone.
+  double connect_timeout = 5.0;
+  double bootstrap_retry = 2.0;
+
+  bool operator==(const network_section&) const = default;
+};
+
+/// [averaging]: how peers average (train.averaging says what). Durations in seconds.
+struct averaging_section {
+  /// Largest averaging group (at most 64); a larger swarm averages in several groups.
+  int group_size = 16;
+  /// How long peers ready for an epoch wait for others before the groups are formed.
+  double matchmaking_time = 5.0;
+  /// Deadline of one all-reduce; a round that cannot finish in time is abandoned.
+  double allreduce_timeout = 60.0;
+  /// Elements per chunk on the wire (parts are streamed in chunks).
+  int chunk_elements = 262144;
+  /// Limit for one request to another peer (state manifests and chunks, round joins).
+  double request_timeout = 10.0;
+  /// Bytes per chunk of state sent to late joiners.
+  int state_chunk_bytes = 4 * 1024 * 1024;
+
+  bool operator==(const averaging_section&) const = default;
+};
+
 /// [debug]: fault injection for tests of supervision. Never set these in real runs.
 struct debug_section {
   /// The trainer throws once when it reaches this step (0: never).
@@ -147,6 +201,8 @@ struct run_config {
   train_section train;
   sample_section sample;
   eval_section eval;
+  network_section network;
+  averaging_section averaging;
   debug_section debug;
 
   /// The folder of this run: run.dir, or runs/<run.name>.

@@ -14,6 +14,7 @@
 #include "caf/all.hpp"
 
 #include "runtime/errors.hpp"
+#include "runtime/swarm_messages.hpp"
 #include "runtime/training_batch.hpp"
 
 namespace ddactor {
@@ -54,6 +55,18 @@ CAF_BEGIN_TYPE_ID_BLOCK(ddactor, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ddactor, (ddactor::batch_message))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::checkpoint_snapshot))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::supervision_report))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::peer_info))
+  CAF_ADD_TYPE_ID(ddactor, (std::vector<ddactor::peer_info>))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::swarm_member))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::progress_report))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::round_request))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::group_member))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::group_assignment))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::tensor_blob))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::allreduce_chunk))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::round_digest))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::state_manifest))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::state_chunk))
 CAF_END_TYPE_ID_BLOCK(ddactor)
 
 // Atoms (CAF 0.17: at most 10 characters).
@@ -65,3 +78,18 @@ CAF_ADD_ATOM(ddactor, ddactor, done_atom, "done")
 CAF_ADD_ATOM(ddactor, ddactor, restart_atom, "restart")
 CAF_ADD_ATOM(ddactor, ddactor, attach_atom, "attach")
 CAF_ADD_ATOM(ddactor, ddactor, status_atom, "status")
+// Swarm protocol (runtime/swarm_messages.hpp has the message table).
+CAF_ADD_ATOM(ddactor, ddactor, hello_atom, "hello")
+CAF_ADD_ATOM(ddactor, ddactor, gossip_atom, "gossip")
+CAF_ADD_ATOM(ddactor, ddactor, leave_atom, "leave")
+CAF_ADD_ATOM(ddactor, ddactor, progress_atom, "progress")
+CAF_ADD_ATOM(ddactor, ddactor, join_atom, "join")
+CAF_ADD_ATOM(ddactor, ddactor, chunk_atom, "chunk")
+CAF_ADD_ATOM(ddactor, ddactor, digest_atom, "digest")
+CAF_ADD_ATOM(ddactor, ddactor, state_atom, "state")
+// Local only: membership -> subscribers, timers.
+CAF_ADD_ATOM(ddactor, ddactor, view_atom, "view")
+CAF_ADD_ATOM(ddactor, ddactor, subscribe_atom, "subscribe")
+CAF_ADD_ATOM(ddactor, ddactor, tick_atom, "tick")
+CAF_ADD_ATOM(ddactor, ddactor, average_atom, "average")
+CAF_ADD_ATOM(ddactor, ddactor, timeout_atom, "timeout")

@@ -234,11 +234,11 @@ TEST(config_loader, unknown_section_names_the_closest_section) {
 }
 
 TEST(config_loader, unknown_section_far_from_any_lists_the_sections) {
-  const auto error = error_of("[network]\nlisten = \"0.0.0.0:1\"\n");
+  const auto error = error_of("[gossip]\nlisten = \"0.0.0.0:1\"\n");
   ASSERT_TRUE(error);
-  EXPECT_EQ(error->key(), "network");
+  EXPECT_EQ(error->key(), "gossip");
   EXPECT_TRUE(contains(error->problem(), "known sections: run, model, data, train, sample, eval, "
-                                         "debug"))
+                                         "network, averaging, debug"))
       << error->what();
 }
 
@@ -707,18 +707,41 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 54u);
+  EXPECT_EQ(known.size(), 75u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
   EXPECT_EQ(known.front(), "run.name");
 }
 
+TEST(config_loader, swarm_keys_are_checked) {
+  auto error = error_of("[network]\nlisten = \"0.0.0.0:7000\"\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->key(), "network.listen");
+  EXPECT_TRUE(contains(error->problem(), "train.target_batch_size must be > 0")) << error->what();
+  error = error_of("[network]\ninitial_peers = [\"10.0.0.1:7000\", \"nohost\"]\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->key(), "network.initial_peers");
+  EXPECT_EQ(error->line(), 2);
+  error = error_of("[averaging]\ngroup_size = 65\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->key(), "averaging.group_size");
+  error = error_of("[train]\naveraging = \"weights\"\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->key(), "train.averaging");
+  const run_config ok = parse_run_config(
+      "[network]\nlisten = \"127.0.0.1:0\"\ninitial_peers = [\"[::1]:7000\", \"a.b:1\"]\n"
+      "[train]\ntarget_batch_size = 256\n",
+      "run.toml");
+  EXPECT_EQ(ok.network.initial_peers.size(), 2u);
+  EXPECT_EQ(ok.train.target_batch_size, 256);
+}
+
 TEST(config_loader, quickstart_toml_loads) {
   const run_config config = load_run_config(source_dir / "config" / "quickstart.toml");
   EXPECT_EQ(config.run.name, "quickstart");
   EXPECT_EQ(config.data.source, "fashion-mnist");
-  EXPECT_EQ(config.train.steps, 3000);
+  EXPECT_EQ(config.train.steps, 1500);
   EXPECT_EQ(config.model.preset, "custom");
   EXPECT_EQ(config.model.hidden_size, 128);
   EXPECT_EQ(config.model.depth, 4);

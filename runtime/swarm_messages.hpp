@@ -1,0 +1,196 @@
+#pragma once
+// What peers of a swarm send each other. Every type here crosses the network, so each is plain
+// data with an inspect() overload and a type ID in ddactor's block (runtime/message_types.hpp);
+// tensors travel as tensor_blob bytes, never as torch::Tensor. Receivers validate everything
+// before it touches their state (see the validate_* functions).
+//
+// Message table (atom, payload -> reply), one line per exchange:
+//
+//   membership  (hello, swarm_member)            -> (swarm_member, std::vector<peer_info>)
+//               (gossip, peer_info, std::vector<peer_info>)      heartbeat + view, no reply
+//               (leave, std::string peer_id)                     clean shutdown, no reply
+//   progress    (progress, progress_report)                      no reply
+//   averager    (join, round_request)            -> group_assignment | error (round closed)
+//   group       (chunk, allreduce_chunk)                         scatter and gather, no reply
+//               (digest, round_digest)                           result check, no reply
+//   state       (state, std::string swarm_id)    -> state_manifest | error (no state yet)
+//               (state, uint64_t digest, uint64_t chunk_index) -> state_chunk | error
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "runtime/tensor_blob.hpp"
+
+namespace ddactor {
+
+/// Who a peer is and where it can be reached.
+struct peer_info {
+  /// Stable across restarts (kept in the peer's state folder); 32 hex characters.
+  std::string peer_id;
+  /// The address other peers dial (network.announce, else the listen address).
+  std::string host;
+  uint16_t port = 0;
+  /// Peers average only with peers of the same swarm id (e.g. "expert-3" in DDM mode).
+  std::string swarm_id;
+  /// Grows with every restart of the process, so a stale entry is superseded.
+  uint64_t incarnation = 0;
+
+  std::string address() const { return host + ":" + std::to_string(port); }
+  friend bool operator==(const peer_info&, const peer_info&) = default;
+};
+
+/// A peer and the handles of its actors, as learned from the peer itself over a direct
+/// connection (never second-hand, so messages to it never route through a third peer).
+struct swarm_member {
+  peer_info info;
+  caf::actor membership;
+  caf::actor progress;
+  caf::actor averager;
+  caf::actor state_server;
+};
+
+/// A peer's training progress in its current epoch.
+struct progress_report {
+  std::string peer_id;
+  std::string swarm_id;
+  int64_t epoch = 0;
+  /// Samples accumulated towards this epoch's target.
+  int64_t samples = 0;
+  double samples_per_second = 0;
+  /// Whether it has reached the target and waits for the round.
+  bool ready = false;
+};
+
+/// A peer's request to take part in the averaging round of an epoch.
+struct round_request {
+  std::string peer_id;
+  std::string swarm_id;
+  int64_t epoch = 0;
+  /// Samples behind its contribution (the all-reduce weight).
+  double weight = 0;
+  /// Length of the vector it will average (all members must agree).
+  uint64_t length = 0;
+  caf::actor averager;
+};
+
+struct group_member {
+  std::string peer_id;
+  caf::actor averager;
+  double weight = 0;
+};
+
+/// The leader's answer: who averages together in which round.
+struct group_assignment {
+  uint64_t round_id = 0;
+  int64_t epoch = 0;
+  uint64_t length = 0;
+  /// Ordered; a member's index is its position. At most 64 members.
+  std::vector<group_member> members;
+};
+
+enum class allreduce_phase : uint8_t { scatter = 0, gather = 1 };
+
+/// One chunk of an all-reduce: a sender's part for the reducer (scatter), or a reducer's result
+/// for everyone (gather). `member_set` is the bitmask of group members still in the round: when
+/// a member fails, the survivors restart the round without it.
+struct allreduce_chunk {
+  uint64_t round_id = 0;
+  uint64_t member_set = 0;
+  uint8_t phase = 0;
+  uint32_t sender = 0;
+  tensor_blob blob;
+};
+
+/// Digest of a member's result, exchanged to prove that every member applies the same update.
+struct round_digest {
+  uint64_t round_id = 0;
+  uint64_t member_set = 0;
+  uint32_t sender = 0;
+  uint64_t digest = 0;
+};
+
+/// What a peer can serve to a late joiner: the shared training state of one epoch.
+struct state_manifest {
+  std::string swarm_id;
+  int64_t epoch = 0;
+  uint64_t total_bytes = 0;
+  uint64_t chunk_bytes = 0;
+  uint64_t chunk_count = 0;
+  /// blob_checksum of the whole state; identical on every peer that holds the same state, so a
+  /// download can resume from another peer.
+  uint64_t digest = 0;
+};
+
+struct state_chunk {
+  uint64_t digest = 0;
+  uint64_t index = 0;
+  std::vector<char> bytes;
+  uint64_t checksum = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, peer_info& x) {
+  return f(caf::meta::type_name("peer_info"), x.peer_id, x.host, x.port, x.swarm_id,
+           x.incarnation);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, swarm_member& x) {
+  return f(caf::meta::type_name("swarm_member"), x.info, x.membership, x.progress, x.averager,
+           x.state_server);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
+  return f(caf::meta::type_name("progress_report"), x.peer_id, x.swarm_id, x.epoch, x.samples,
+           x.samples_per_second, x.ready);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, round_request& x) {
+  return f(caf::meta::type_name("round_request"), x.peer_id, x.swarm_id, x.epoch, x.weight,
+           x.length, x.averager);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_member& x) {
+  return f(caf::meta::type_name("group_member"), x.peer_id, x.averager, x.weight);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_assignment& x) {
+  return f(caf::meta::type_name("group_assignment"), x.round_id, x.epoch, x.length, x.members);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tensor_blob& x) {
+  return f(caf::meta::type_name("tensor_blob"), x.round_id, x.part_index, x.offset, x.shape,
+           x.dtype, x.codec, x.bytes, x.checksum);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, allreduce_chunk& x) {
+  return f(caf::meta::type_name("allreduce_chunk"), x.round_id, x.member_set, x.phase, x.sender,
+           x.blob);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, round_digest& x) {
+  return f(caf::meta::type_name("round_digest"), x.round_id, x.member_set, x.sender, x.digest);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, state_manifest& x) {
+  return f(caf::meta::type_name("state_manifest"), x.swarm_id, x.epoch, x.total_bytes,
+           x.chunk_bytes, x.chunk_count, x.digest);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, state_chunk& x) {
+  return f(caf::meta::type_name("state_chunk"), x.digest, x.index, x.bytes, x.checksum);
+}
+
+} // namespace ddactor
