@@ -1,0 +1,121 @@
+// ddactor_latency_relay: the command-line front of latency_relay (see latency_relay.hpp), run by
+// the network lab inside a host's namespace in front of a peer's port. It prints one line
+// "listening on HOST:PORT" (the real port, when 0 was asked for) once it accepts connections,
+// relays until SIGTERM or SIGINT, then prints its counters to stderr and exits 0.
+//
+// usage: ddactor_latency_relay --listen HOST:PORT --target HOST:PORT --delay-ms D
+//                              [--max-buffer-bytes N] [--nice N]
+// --nice lowers (negative: raises, as root) its scheduling priority: the lab raises it so that
+// busy peers on the same cores delay bytes less beyond D (the kernel's netem has no such
+// problem).
+#include "bench/netlab/latency_relay.hpp"
+
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+
+namespace {
+
+ddactor::latency_relay* running_relay = nullptr;
+
+void on_stop_signal(int) {
+  if (running_relay != nullptr)
+    running_relay->stop();
+}
+
+int usage(const char* why) {
+  std::fprintf(stderr,
+               "ddactor_latency_relay: %s\n"
+               "usage: ddactor_latency_relay --listen HOST:PORT --target HOST:PORT --delay-ms D\n"
+               "                             [--max-buffer-bytes N] [--nice N]\n",
+               why);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ddactor::latency_relay_options options;
+  bool has_listen = false;
+  bool has_target = false;
+  bool has_delay = false;
+  int nice = 0;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string flag = argv[i];
+      if (i + 1 >= argc)
+        return usage(("missing value after " + flag).c_str());
+      const std::string value = argv[++i];
+      if (flag == "--listen") {
+        options.listen = ddactor::parse_host_port(value);
+        has_listen = true;
+      } else if (flag == "--target") {
+        options.target = ddactor::parse_host_port(value);
+        has_target = true;
+      } else if (flag == "--delay-ms") {
+        std::size_t used = 0;
+        const double ms = std::stod(value, &used);
+        if (used != value.size() || !(ms >= 0.0) || ms > 3.6e6)
+          return usage("--delay-ms must be a number of milliseconds from 0 to 3600000");
+        options.delay = std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0 + 0.5));
+        has_delay = true;
+      } else if (flag == "--max-buffer-bytes") {
+        std::size_t used = 0;
+        const unsigned long long bytes = std::stoull(value, &used);
+        if (used != value.size() || bytes == 0 || bytes > (1ull << 34))
+          return usage("--max-buffer-bytes must be from 1 to 2^34");
+        options.max_buffered_bytes = static_cast<std::size_t>(bytes);
+      } else if (flag == "--nice") {
+        std::size_t used = 0;
+        nice = std::stoi(value, &used);
+        if (used != value.size() || nice < -20 || nice > 19)
+          return usage("--nice must be from -20 to 19");
+      } else {
+        return usage(("unknown option " + flag).c_str());
+      }
+    }
+  } catch (const std::logic_error&) {  // std::stod / std::stoull on non-numbers
+    return usage("bad number");
+  } catch (const std::exception& e) {
+    return usage(e.what());
+  }
+  if (!has_listen || !has_target || !has_delay)
+    return usage("--listen, --target and --delay-ms are required");
+
+  if (nice != 0 && ::setpriority(PRIO_PROCESS, 0, nice) != 0)
+    std::fprintf(stderr, "ddactor_latency_relay: cannot set nice %d: %s (going on)\n", nice,
+                 std::strerror(errno));
+  try {
+    ddactor::latency_relay relay(options);
+    running_relay = &relay;
+    std::signal(SIGTERM, on_stop_signal);
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+    std::printf("listening on %s:%u -> %s:%u, delay %.3f ms each way\n",
+                options.listen.host.c_str(), relay.listen_port(), options.target.host.c_str(),
+                options.target.port, static_cast<double>(options.delay.count()) / 1000.0);
+    std::fflush(stdout);
+    relay.run();
+    running_relay = nullptr;
+    const auto s = relay.stats();
+    std::fprintf(stderr,
+                 "ddactor_latency_relay: %llu connections (%llu closed, %llu reset, %llu target "
+                 "refused), %llu bytes to target, %llu bytes to clients, peak queue %zu bytes\n",
+                 static_cast<unsigned long long>(s.connections_accepted),
+                 static_cast<unsigned long long>(s.connections_closed),
+                 static_cast<unsigned long long>(s.connections_aborted),
+                 static_cast<unsigned long long>(s.target_connect_failures),
+                 static_cast<unsigned long long>(s.bytes_to_target),
+                 static_cast<unsigned long long>(s.bytes_to_client), s.peak_buffered_bytes);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ddactor_latency_relay: %s\n", e.what());
+    return 1;
+  }
+}
