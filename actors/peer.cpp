@@ -3,9 +3,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/averager.hpp"
 #include "actors/checkpointer.hpp"
 #include "actors/data_loader.hpp"
+#include "actors/membership.hpp"
+#include "actors/progress.hpp"
 #include "actors/trainer.hpp"
+#include "runtime/data_order.hpp"
+#include "runtime/peer_identity.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/restart_policy.hpp"
@@ -31,6 +36,14 @@ struct peer_state {
   data_loader_actor loader;
   checkpointer_actor checkpointer;
   uint64_t loader_generation = 0;
+  // Swarm mode (network.listen set).
+  caf::actor membership;
+  caf::actor progress;
+  caf::actor averager;
+  std::chrono::milliseconds averaging_deadline{0};
+  uint64_t data_seed = 0;
+  bool data_started = false;
+  std::string swarm_id;
   restart_policy trainer_restarts;
   restart_policy loader_restarts;
   restart_policy checkpointer_restarts;
@@ -46,6 +59,7 @@ void start_checkpointer(peer_pointer self) {
   st.checkpointer = spawn_checkpointer(
     self->system(), {st.options.config.run_dir(), st.options.config.train.keep_checkpoints});
   self->monitor(st.checkpointer);
+  self->link_to(st.checkpointer);
   if (st.trainer)
     self->send(st.trainer, attach_atom_v, st.checkpointer);
 }
@@ -55,13 +69,14 @@ void start_data_loader(peer_pointer self) {
   data_loader_options opts;
   opts.data = st.options.train_data;
   opts.batch_size = st.options.config.data.batch_size;
-  opts.seed = st.options.config.run.seed;
+  opts.seed = st.data_seed;
   opts.generation = ++st.loader_generation;
   // Faults are injected into the first incarnation only, so the restarted one proves recovery.
   if (st.loader_restarts.total_restarts() == 0)
     opts.crash_after_batches = st.options.config.debug.crash_loader_after_batches;
   st.loader = spawn_data_loader(self->system(), std::move(opts));
   self->monitor(st.loader);
+  self->link_to(st.loader);
   if (st.trainer)
     self->send(st.trainer, attach_atom_v, st.loader, st.loader_generation);
 }
@@ -73,8 +88,13 @@ void start_trainer(peer_pointer self) {
   opts.checkpointer = st.checkpointer;
   opts.grid_prompts = st.options.grid_prompts;
   opts.inject_crash = st.trainer_restarts.total_restarts() == 0;
+  opts.progress = st.progress;
+  opts.averager = st.averager;
+  opts.averaging_deadline = st.averaging_deadline;
+  opts.noise_seed = st.data_seed;
   st.trainer = spawn_trainer(self->system(), std::move(opts));
   self->monitor(st.trainer);
+  self->link_to(st.trainer);
   if (st.loader)
     self->send(st.trainer, attach_atom_v, st.loader, st.loader_generation);
 }
@@ -83,7 +103,8 @@ void shut_down_children(peer_pointer self) {
   auto& st = self->state;
   for (auto handle : {caf::actor_cast<caf::actor>(st.loader),
                       caf::actor_cast<caf::actor>(st.checkpointer),
-                      caf::actor_cast<caf::actor>(st.trainer)})
+                      caf::actor_cast<caf::actor>(st.trainer), st.membership, st.progress,
+                      st.averager})
     if (handle)
       self->send_exit(handle, caf::exit_reason::user_shutdown);
 }
@@ -108,11 +129,118 @@ void schedule_restart(peer_pointer self, child_kind kind, const caf::error& reas
   self->delayed_send(self, *delay, restart_atom_v, static_cast<uint8_t>(kind));
 }
 
+std::chrono::milliseconds seconds(double s) {
+  return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
+}
+
+// Listen address "host:port" (port 0 allowed: any free port).
+std::pair<std::string, uint16_t> split_listen(const std::string& address) {
+  auto colon = address.rfind(':');
+  auto host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return {host, static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))};
+}
+
+// Spawns membership, progress and averager, and derives this peer's seeds from its identity.
+void start_swarm(peer_pointer self) {
+  auto& st = self->state;
+  auto& cfg = st.options.config;
+  const auto& net = cfg.network;
+  auto identity = load_or_create_identity(cfg.run_dir() / "peer");
+  auto swarm_id = net.swarm_id.empty() ? cfg.run.name : net.swarm_id;
+  st.swarm_id = swarm_id;
+  // Different batches and noise per peer; the same initial weights (run.seed) everywhere.
+  auto peer_hash = std::hash<std::string>{}(identity.peer_id);
+  st.data_seed = splitmix64::mix(cfg.run.seed ^ peer_hash);
+  spdlog::info("peer {} (incarnation {}) joins swarm '{}'", short_peer_id(identity.peer_id),
+               identity.incarnation, swarm_id);
+
+  progress_options progress;
+  progress.peer_id = identity.peer_id;
+  progress.swarm_id = swarm_id;
+  progress.target_batch_size = cfg.train.target_batch_size;
+  progress.report_interval = seconds(std::min(0.25, net.gossip_interval / 2));
+  progress.stale_after = seconds(net.remove_after);
+  st.progress = spawn_progress(self->system(), progress);
+
+  averager_options averaging;
+  averaging.peer_id = identity.peer_id;
+  averaging.swarm_id = swarm_id;
+  averaging.group_size = static_cast<size_t>(cfg.averaging.group_size);
+  averaging.chunk_elements = static_cast<size_t>(cfg.averaging.chunk_elements);
+  averaging.matchmaking_time = seconds(cfg.averaging.matchmaking_time);
+  averaging.allreduce_timeout = seconds(cfg.averaging.allreduce_timeout);
+  averaging.request_timeout = seconds(cfg.averaging.request_timeout);
+  st.averager = spawn_averager(self->system(), averaging);
+  st.averaging_deadline = averaging_deadline(averaging);
+
+  membership_options members;
+  auto [listen_host, listen_port] = split_listen(net.listen);
+  members.listen_host = listen_host;
+  members.listen_port = listen_port;
+  members.self.info.peer_id = identity.peer_id;
+  members.self.info.swarm_id = swarm_id;
+  members.self.info.incarnation = identity.incarnation;
+  members.self.info.host = listen_host;
+  members.self.info.port = listen_port;
+  if (!net.announce.empty()) {
+    auto [host, port] = split_listen(net.announce);
+    members.self.info.host = host;
+    members.self.info.port = port;
+    members.announce_port_fixed = port != 0;
+  } else if (listen_host == "0.0.0.0" || listen_host == "::" || listen_host.empty()) {
+    spdlog::warn("network.listen is a wildcard address and network.announce is not set; other "
+                 "peers will be told 127.0.0.1 (set network.announce to the address they dial)");
+    members.self.info.host = "127.0.0.1";
+  }
+  members.self.progress = st.progress;
+  members.self.averager = st.averager;
+  members.initial_peers = net.initial_peers;
+  members.gossip_interval = seconds(net.gossip_interval);
+  members.suspect_after = seconds(net.suspect_after);
+  members.remove_after = seconds(net.remove_after);
+  members.connect_timeout = seconds(net.connect_timeout);
+  members.bootstrap_retry = seconds(net.bootstrap_retry);
+  st.membership = spawn_membership(self->system(), members);
+  self->monitor(st.membership);
+  for (const auto& child : {st.membership, st.progress, st.averager})
+    self->link_to(child);
+  self->send(st.membership, subscribe_atom_v, st.progress);
+  self->send(st.membership, subscribe_atom_v, st.averager);
+  self->send(st.membership, subscribe_atom_v, caf::actor_cast<caf::actor>(self));
+  self->request(st.membership, seconds(net.connect_timeout) + std::chrono::seconds(5), caf::get_atom_v,
+                caf::ok_atom_v)
+    .then(
+      [=](uint16_t port) {
+        spdlog::info("listening for peers on {}:{}", split_listen(self->state.options.config.network.listen).first,
+                     port);
+      },
+      [=](const caf::error& err) {
+        spdlog::critical("cannot listen on {}: {}", self->state.options.config.network.listen,
+                         self->system().render(err));
+        shut_down_children(self);
+        self->quit(err);
+      });
+}
+
 caf::behavior peer(peer_pointer self, peer_options options) {
+  // Children are linked (so they end with the peer, whatever ends it) and monitored (so the
+  // peer restarts them); their exit messages are therefore expected and not fatal here.
+  self->set_exit_handler([](const caf::exit_msg&) {});
   self->state.options = std::move(options);
+  self->state.data_seed = self->state.options.config.run.seed;
+  if (!self->state.options.config.network.listen.empty())
+    start_swarm(self);
   start_checkpointer(self);
   start_trainer(self);
-  start_data_loader(self);
+  if (self->state.options.config.network.wait_for_peers <= 1) {
+    self->state.data_started = true;
+    start_data_loader(self);
+  } else {
+    spdlog::info("waiting for {} peers before training",
+                 self->state.options.config.network.wait_for_peers);
+  }
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
     if (dm.source == st.trainer.address()) {
@@ -127,6 +255,13 @@ caf::behavior peer(peer_pointer self, peer_options options) {
       st.loader = nullptr;
       if (!st.stopping)
         schedule_restart(self, child_kind::data_loader, dm.reason);
+    } else if (st.membership && dm.source == st.membership.address()) {
+      if (!st.stopping) {
+        spdlog::critical("membership ended ({}); this peer cannot stay in the swarm",
+                         self->system().render(dm.reason));
+        shut_down_children(self);
+        self->quit(dm.reason ? dm.reason : make_error(errc::peer_unreachable, "membership ended"));
+      }
     } else if (dm.source == st.checkpointer.address()) {
       st.checkpointer = nullptr;
       if (!st.stopping)
@@ -136,6 +271,8 @@ caf::behavior peer(peer_pointer self, peer_options options) {
   return {
     [=](restart_atom, uint8_t kind) {
       if (self->state.stopping)
+        return;
+      if (static_cast<child_kind>(kind) == child_kind::data_loader && !self->state.data_started)
         return;
       switch (static_cast<child_kind>(kind)) {
         case child_kind::trainer: start_trainer(self); break;
@@ -162,6 +299,17 @@ caf::behavior peer(peer_pointer self, peer_options options) {
                 shut_down_children(self);
                 self->quit(err);
               });
+    },
+    [=](view_atom, const std::vector<swarm_member>& view) {
+      auto& st = self->state;
+      int same_swarm = 0;
+      for (const auto& m : view)
+        same_swarm += m.info.swarm_id == st.swarm_id ? 1 : 0;
+      if (!st.data_started && same_swarm >= st.options.config.network.wait_for_peers) {
+        spdlog::info("{} peers in the swarm: training starts", same_swarm);
+        st.data_started = true;
+        start_data_loader(self);
+      }
     },
     [=](status_atom) {
       auto& st = self->state;

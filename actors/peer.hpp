@@ -11,6 +11,11 @@
 //
 // A restarted trainer resumes from the newest checkpoint; a restarted data loader continues from
 // the trainer's position in the data order, so no sample is skipped or seen twice in an epoch.
+//
+// With network.listen set the peer is part of a swarm: it also spawns membership (published on
+// the listen address), progress and averager, wires them to each other and to the trainer, and
+// derives its data order and noise from its stable peer id, so that peers see different batches
+// while starting from the same weights.
 
 #include <memory>
 #include <string>

@@ -1,15 +1,17 @@
-// The trainer actor; see trainer.hpp for its lifecycle.
+// The trainer actor; see trainer.hpp for its lifecycle, alone and in a swarm.
 #include "actors/trainer.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cmath>
+#include <deque>
 
 #include "models/checkpoint.hpp"
 #include "models/diffusion_trainer.hpp"
 #include "models/image_generation.hpp"
 #include "models/model_config.hpp"
+#include "models/outer_optimizer.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
@@ -20,6 +22,15 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
+// Smoothing of this peer's samples/s as reported to the swarm.
+constexpr double rate_smoothing = 0.3;
+
+struct swarm_round_info {
+  int32_t group_size = 0;
+  double seconds = 0;
+  bool averaged = false;
+};
+
 struct trainer_state {
   trainer_options options;
   std::unique_ptr<diffusion_trainer> model;
@@ -28,12 +39,24 @@ struct trainer_state {
   training_progress progress;
   bool finishing = false;
   clock_type::time_point started = clock_type::now();
-  int64_t first_step = 0;
   // Progress window between two log lines.
   clock_type::time_point window_start = clock_type::now();
   int64_t window_samples = 0;
   int64_t window_steps = 0;
   double window_loss = 0;
+  // Swarm mode.
+  bool swarm = false;
+  int64_t epoch_samples = 0;
+  double epoch_loss = 0;
+  int64_t epoch_batches = 0;
+  double samples_per_second = 0;
+  clock_type::time_point last_batch = clock_type::now();
+  int64_t ready_epoch = -1;
+  bool averaging = false;
+  std::deque<std::shared_ptr<const training_batch>> waiting_batches;
+  swarm_progress swarm_view;
+  swarm_round_info last_round;
+  std::unique_ptr<outer_nesterov> outer;
   training_metrics metrics{global_metrics()};
   static inline const char* name = "trainer";
 };
@@ -51,6 +74,21 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
+const std::string& averaging_mode(const trainer_state& st) {
+  return st.options.config.train.averaging;
+}
+
+// The step count the limits and logs refer to: epochs in a swarm, optimizer steps alone.
+int64_t current_step(const trainer_state& st) {
+  return st.swarm ? st.progress.epoch : st.progress.step;
+}
+
+std::map<std::string, torch::Tensor> extra_tensors(const trainer_state& st) {
+  if (!st.outer)
+    return {};
+  return {{"outer.anchor", st.outer->anchor()}, {"outer.momentum", st.outer->momentum()}};
+}
+
 // Restores the newest checkpoint that loads; corrupt ones are skipped with a warning.
 void restore_latest(trainer_state& st) {
   auto files = list_checkpoints(st.options.config.run_dir());
@@ -58,8 +96,19 @@ void restore_latest(trainer_state& st) {
     try {
       auto content = read_safetensors_file(it->path);
       st.progress = restore_training_state(content, *st.model);
-      spdlog::info("resumed from {} (step {}, data epoch {}, position {})", it->path.string(),
-                   st.progress.step, st.progress.data_epoch, st.progress.data_position);
+      if (st.outer) {
+        const auto* anchor = content.find("outer.anchor");
+        const auto* momentum = content.find("outer.momentum");
+        if (anchor != nullptr && momentum != nullptr)
+          st.outer->load(from_stored_tensor(*anchor), from_stored_tensor(*momentum));
+        else
+          st.outer = std::make_unique<outer_nesterov>(st.model->parameters().values(),
+                                                      st.options.config.train.outer_lr,
+                                                      st.options.config.train.outer_momentum);
+      }
+      spdlog::info("resumed from {} (step {}, epoch {}, data epoch {}, position {})",
+                   it->path.string(), st.progress.step, st.progress.epoch,
+                   st.progress.data_epoch, st.progress.data_position);
       return;
     } catch (const std::exception& e) {
       spdlog::warn("skipping checkpoint {}: {}", it->path.string(), e.what());
@@ -91,7 +140,7 @@ void write_sample_grid(trainer_state& st) {
   auto images = generate_images(model, cond, gen, rows * columns).contiguous();
   auto dir = cfg.run_dir() / "samples";
   std::filesystem::create_directories(dir);
-  auto path = dir / fmt::format("step_{:08}.png", st.progress.step);
+  auto path = dir / fmt::format("step_{:08}.png", current_step(st));
   write_image_grid_png(path,
                        std::span<const float>(images.data_ptr<float>(),
                                               static_cast<size_t>(images.numel())),
@@ -105,7 +154,7 @@ void write_sample_grid(trainer_state& st) {
 
 bool reached_limit(const trainer_state& st) {
   const auto& t = st.options.config.train;
-  if (t.steps > 0 && st.progress.step >= t.steps)
+  if (t.steps > 0 && current_step(st) >= t.steps)
     return true;
   if (t.max_seconds > 0 &&
       std::chrono::duration<double>(clock_type::now() - st.started).count() >= t.max_seconds)
@@ -113,22 +162,38 @@ bool reached_limit(const trainer_state& st) {
   return false;
 }
 
-void log_progress(trainer_state& st, const step_result& r) {
+double eta_seconds(const trainer_state& st, double seconds_per_step) {
+  const auto& t = st.options.config.train;
+  double eta = std::numeric_limits<double>::infinity();
+  if (t.steps > 0)
+    eta = static_cast<double>(t.steps - current_step(st)) * seconds_per_step;
+  if (t.max_seconds > 0)
+    eta = std::min(eta, t.max_seconds - std::chrono::duration<double>(clock_type::now() -
+                                                                      st.started)
+                                          .count());
+  return eta;
+}
+
+void log_progress(trainer_state& st, double lr) {
   auto now = clock_type::now();
   double elapsed = std::chrono::duration<double>(now - st.window_start).count();
   double samples_per_second = elapsed > 0 ? st.window_samples / elapsed : 0;
   double seconds_per_step = st.window_steps > 0 ? elapsed / st.window_steps : 0;
   const auto& t = st.options.config.train;
-  double eta = std::numeric_limits<double>::infinity();
-  if (t.steps > 0)
-    eta = static_cast<double>(t.steps - st.progress.step) * seconds_per_step;
-  if (t.max_seconds > 0)
-    eta = std::min(eta, t.max_seconds -
-                          std::chrono::duration<double>(now - st.started).count());
   auto target = t.steps > 0 ? std::to_string(t.steps) : std::string("inf");
-  spdlog::info("step {}/{} | loss {:.4f} | {:.1f} samples/s | lr {:.2e} | epoch {} | ETA {}",
-               st.progress.step, target, st.window_loss / std::max<int64_t>(st.window_steps, 1),
-               samples_per_second, r.lr, st.progress.data_epoch, format_duration(eta));
+  double loss = st.window_loss / std::max<int64_t>(st.window_steps, 1);
+  if (st.swarm) {
+    spdlog::info("epoch {}/{} | loss {:.4f} | peers {} | swarm {:.1f} samples/s | local {:.1f} "
+                 "samples/s | last round: {} of {} in {:.2f}s | lr {:.2e} | ETA {}",
+                 st.progress.epoch, target, loss, st.swarm_view.swarm_size,
+                 st.swarm_view.samples_per_second, samples_per_second,
+                 st.last_round.averaged ? "group" : "alone", st.last_round.group_size,
+                 st.last_round.seconds, lr, format_duration(eta_seconds(st, seconds_per_step)));
+  } else {
+    spdlog::info("step {}/{} | loss {:.4f} | {:.1f} samples/s | lr {:.2e} | epoch {} | ETA {}",
+                 st.progress.step, target, loss, samples_per_second, lr,
+                 st.progress.data_epoch, format_duration(eta_seconds(st, seconds_per_step)));
+  }
   st.metrics.samples_per_second.set(samples_per_second);
   st.window_start = now;
   st.window_samples = 0;
@@ -136,11 +201,12 @@ void log_progress(trainer_state& st, const step_result& r) {
   st.window_loss = 0;
 }
 
-// Snapshot now, write on the checkpointer's thread; `then` runs after the file is on disk.
+// Snapshot now, write on the checkpointer's thread; `on_saved` runs after the file is on disk.
 template <class OnSaved>
 void save_checkpoint(trainer_pointer self, OnSaved on_saved) {
   auto& st = self->state;
-  checkpoint_snapshot snapshot{snapshot_training_state(*st.model, st.progress), st.progress.step};
+  checkpoint_snapshot snapshot{
+    snapshot_training_state(*st.model, st.progress, {}, extra_tensors(st)), current_step(st)};
   self->request(st.options.checkpointer, std::chrono::minutes(5), save_atom_v, snapshot)
     .then(
       [=](const std::string& path) mutable {
@@ -158,7 +224,8 @@ void finish(trainer_pointer self, const char* why) {
   if (st.finishing)
     return;
   st.finishing = true;
-  spdlog::info("training {} at step {}; writing the final checkpoint", why, st.progress.step);
+  spdlog::info("training {} at {} {}; writing the final checkpoint", why,
+               st.swarm ? "epoch" : "step", current_step(st));
   try {
     write_sample_grid(st);
   } catch (const std::exception& e) {
@@ -167,52 +234,216 @@ void finish(trainer_pointer self, const char* why) {
   save_checkpoint(self, [=](bool) { self->quit(); });
 }
 
-void on_batch(trainer_pointer self, const training_batch& batch) {
+// After a step (alone) or an epoch (swarm): logs, checkpoints, grids, limits.
+void after_step(trainer_pointer self, double lr) {
   auto& st = self->state;
   const auto& cfg = st.options.config;
-  if (st.options.inject_crash && cfg.debug.crash_trainer_at_step > 0 &&
-      st.progress.step + 1 == cfg.debug.crash_trainer_at_step)
-    throw std::runtime_error("injected trainer crash (debug.crash_trainer_at_step)");
-  auto step_started = clock_type::now();
-  auto result = st.model->train_step(batch);
-  if (!std::isfinite(result.loss))
-    throw std::runtime_error("loss is not finite at step " + std::to_string(result.step));
-  st.metrics.step_seconds.observe(
-    std::chrono::duration<double>(clock_type::now() - step_started).count());
-  st.metrics.steps.inc();
-  st.metrics.samples.inc(result.samples);
-  st.metrics.step.set(static_cast<double>(result.step));
-  st.metrics.loss.set(result.loss);
-  st.metrics.learning_rate.set(result.lr);
-  st.progress.step = result.step;
-  st.progress.data_epoch = batch.epoch_after;
-  st.progress.data_position = batch.position_after;
-  st.window_samples += result.samples;
-  st.window_steps += 1;
-  st.window_loss += result.loss;
-  self->send(st.loader, credit_atom_v, int32_t{1});
-  if (st.progress.step % cfg.train.log_every == 0)
-    log_progress(st, result);
+  auto step = current_step(st);
+  if (step % cfg.train.log_every == 0)
+    log_progress(st, lr);
   if (reached_limit(st)) {
     finish(self, "finished");
     return;
   }
-  if (st.progress.step % cfg.train.checkpoint_every == 0)
+  if (step % cfg.train.checkpoint_every == 0)
     save_checkpoint(self, [](bool) {});
-  if (cfg.train.sample_every > 0 && st.progress.step % cfg.train.sample_every == 0)
+  if (cfg.train.sample_every > 0 && step % cfg.train.sample_every == 0)
     write_sample_grid(st);
+}
+
+void record_step_metrics(trainer_state& st, const step_result& r, double seconds) {
+  st.metrics.step_seconds.observe(seconds);
+  st.metrics.steps.inc();
+  st.metrics.samples.inc(r.samples);
+  st.metrics.step.set(static_cast<double>(r.step));
+  st.metrics.loss.set(r.loss);
+  st.metrics.learning_rate.set(r.lr);
+}
+
+void check_injected_crash(const trainer_state& st) {
+  const auto& cfg = st.options.config;
+  if (st.options.inject_crash && cfg.debug.crash_trainer_at_step > 0 &&
+      current_step(st) + 1 == cfg.debug.crash_trainer_at_step)
+    throw std::runtime_error("injected trainer crash (debug.crash_trainer_at_step)");
+}
+
+// --- a lone peer ---------------------------------------------------------------------------
+
+void train_alone(trainer_pointer self, const training_batch& batch) {
+  auto& st = self->state;
+  check_injected_crash(st);
+  auto step_started = clock_type::now();
+  auto result = st.model->train_step(batch);
+  if (!std::isfinite(result.loss))
+    throw std::runtime_error("loss is not finite at step " + std::to_string(result.step));
+  record_step_metrics(
+    st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
+  st.progress.step = result.step;
+  st.progress.epoch = result.step;
+  st.window_samples += result.samples;
+  st.window_steps += 1;
+  st.window_loss += result.loss;
+  after_step(self, result.lr);
+}
+
+// --- a swarm peer --------------------------------------------------------------------------
+
+void report_progress(trainer_pointer self) {
+  auto& st = self->state;
+  caf::anon_send(st.options.progress, progress_atom_v, st.progress.epoch, st.epoch_samples,
+             st.samples_per_second);
+}
+
+void start_round(trainer_pointer self);
+
+// One batch of an epoch: accumulate the gradient, or take a local step.
+void train_in_swarm(trainer_pointer self, const training_batch& batch) {
+  auto& st = self->state;
+  check_injected_crash(st);
+  auto step_started = clock_type::now();
+  double loss = 0;
+  if (averaging_mode(st) == "gradients") {
+    loss = st.model->accumulate(batch);
+  } else {
+    auto result = st.model->train_step(batch);
+    loss = result.loss;
+    st.progress.step = result.step;
+    record_step_metrics(
+      st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
+  }
+  if (!std::isfinite(loss))
+    throw std::runtime_error("loss is not finite in epoch " + std::to_string(st.progress.epoch));
+  auto now = clock_type::now();
+  double seconds = std::chrono::duration<double>(now - st.last_batch).count();
+  st.last_batch = now;
+  if (seconds > 0) {
+    double rate = static_cast<double>(batch.count) / seconds;
+    st.samples_per_second = st.samples_per_second == 0
+                              ? rate
+                              : (1 - rate_smoothing) * st.samples_per_second +
+                                  rate_smoothing * rate;
+  }
+  st.epoch_samples += batch.count;
+  st.epoch_loss += loss;
+  st.epoch_batches += 1;
+  st.window_samples += batch.count;
+  report_progress(self);
+  if (st.ready_epoch == st.progress.epoch)
+    start_round(self);
+}
+
+void on_batch(trainer_pointer self, std::shared_ptr<const training_batch> batch) {
+  auto& st = self->state;
+  st.progress.data_epoch = batch->epoch_after;
+  st.progress.data_position = batch->position_after;
+  self->send(st.loader, credit_atom_v, int32_t{1});
+  if (st.swarm)
+    train_in_swarm(self, *batch);
+  else
+    train_alone(self, *batch);
+}
+
+void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
+  auto& st = self->state;
+  const auto& values = *outcome.values;
+  const auto& mode = averaging_mode(st);
+  double lr = st.model->learning_rate(st.progress.step);
+  if (mode == "gradients") {
+    auto step_started = clock_type::now();
+    auto result = st.model->apply_gradient(values);
+    record_step_metrics(
+      st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
+    st.progress.step = result.step;
+    lr = result.lr;
+  } else if (mode == "parameters") {
+    st.model->set_parameters(values);
+  } else {
+    auto params = st.model->parameters().values();
+    st.outer->step(values, params);
+  }
+  st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged};
+  st.window_loss += st.epoch_loss / std::max<int64_t>(st.epoch_batches, 1);
+  st.window_steps += 1;
+  st.progress.epoch += 1;
+  st.epoch_samples = 0;
+  st.epoch_loss = 0;
+  st.epoch_batches = 0;
+  report_progress(self);
+  after_step(self, lr);
+}
+
+// The swarm reached the target for this epoch: average, then apply.
+void start_round(trainer_pointer self) {
+  auto& st = self->state;
+  if (st.averaging || st.finishing || st.epoch_samples == 0)
+    return;
+  st.averaging = true;
+  const auto& mode = averaging_mode(st);
+  std::vector<float> values;
+  if (mode == "gradients") {
+    values = st.model->mean_gradient();
+  } else if (mode == "parameters") {
+    const auto& p = st.model->parameters().values();
+    values.assign(p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
+  } else {
+    values = st.outer->pseudo_gradient(st.model->parameters().values());
+  }
+  average_request request{st.progress.epoch,
+                          std::make_shared<const std::vector<float>>(std::move(values)),
+                          static_cast<double>(st.epoch_samples)};
+  auto epoch = st.progress.epoch;
+  self->request(st.options.averager, st.options.averaging_deadline, average_atom_v, request)
+    .then(
+      [=](average_outcome& outcome) {
+        auto& st = self->state;
+        if (outcome.failed)
+          spdlog::warn("epoch {}: averaging failed ({}); stepping with local values", epoch,
+                       outcome.detail);
+        try {
+          apply_outcome(self, outcome);
+        } catch (const std::exception& e) {
+          spdlog::error("applying the round of epoch {} failed: {}", epoch, e.what());
+          st.metrics.failures.inc();
+          self->quit(make_error(errc::training_failed, e.what()));
+          return;
+        }
+        st.averaging = false;
+        // Batches that arrived during the round.
+        while (!st.averaging && !st.finishing && !st.waiting_batches.empty()) {
+          auto batch = std::move(st.waiting_batches.front());
+          st.waiting_batches.pop_front();
+          if (batch->loader_generation == st.loader_generation)
+            on_batch(self, std::move(batch));
+        }
+      },
+      [=](const caf::error& err) {
+        // The averager itself did not answer in time: a bug or an overloaded peer. Restart.
+        spdlog::error("epoch {}: no answer from the averager: {}", epoch,
+                      self->system().render(err));
+        self->quit(make_error(errc::round_timeout, self->system().render(err)));
+      });
 }
 
 trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options options) {
   auto& st = self->state;
   st.options = std::move(options);
-  st.model = std::make_unique<diffusion_trainer>(make_dit_options(st.options.config),
-                                                 make_trainer_settings(st.options.config));
+  st.swarm = st.options.progress != nullptr && st.options.averager != nullptr;
+  auto settings = make_trainer_settings(st.options.config);
+  settings.noise_seed = st.options.noise_seed;
+  st.model = std::make_unique<diffusion_trainer>(make_dit_options(st.options.config), settings);
+  if (st.swarm && averaging_mode(st) == "diloco")
+    st.outer = std::make_unique<outer_nesterov>(st.model->parameters().values(),
+                                                st.options.config.train.outer_lr,
+                                                st.options.config.train.outer_momentum);
   restore_latest(st);
-  st.first_step = st.progress.step;
   st.metrics.step.set(static_cast<double>(st.progress.step));
-  spdlog::info("trainer ready: {} parameters, starting at step {}",
-               count_parameters(*st.model->model()), st.progress.step);
+  spdlog::info("trainer ready: {} parameters, starting at {} {}",
+               count_parameters(*st.model->model()), st.swarm ? "epoch" : "step",
+               current_step(st));
+  if (st.swarm) {
+    caf::anon_send(st.options.progress, attach_atom_v, caf::actor_cast<caf::actor>(self));
+    report_progress(self);
+  }
   if (reached_limit(st)) {
     spdlog::info("step limit {} already reached; nothing to train",
                  st.options.config.train.steps);
@@ -223,10 +454,15 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       auto& st = self->state;
       if (st.finishing || msg.batch->loader_generation != st.loader_generation)
         return;  // a stale batch from a replaced loader, or we are done
+      if (st.averaging) {
+        st.waiting_batches.push_back(msg.batch);
+        return;
+      }
       try {
-        on_batch(self, *msg.batch);
+        on_batch(self, msg.batch);
       } catch (const std::exception& e) {
-        spdlog::error("trainer failed at step {}: {}", st.progress.step + 1, e.what());
+        spdlog::error("trainer failed at {} {}: {}", st.swarm ? "epoch" : "step",
+                      current_step(st) + 1, e.what());
         st.metrics.failures.inc();
         self->quit(make_error(errc::training_failed, e.what()));
       }
@@ -235,25 +471,36 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       auto& st = self->state;
       st.loader = std::move(loader);
       st.loader_generation = generation;
+      st.waiting_batches.clear();
       self->send(st.loader, fetch_atom_v, caf::actor_cast<batch_sink_actor>(self),
                  st.progress.data_epoch, st.progress.data_position,
                  static_cast<int32_t>(st.options.config.data.prefetch));
       st.window_start = clock_type::now();
+      st.last_batch = clock_type::now();
     },
     [=](attach_atom, checkpointer_actor checkpointer) {
       self->state.options.checkpointer = std::move(checkpointer);
     },
+    [=](average_atom, int64_t epoch) {
+      auto& st = self->state;
+      if (epoch != st.progress.epoch)
+        return;
+      st.ready_epoch = epoch;
+      start_round(self);
+    },
+    [=](const swarm_progress& view) { self->state.swarm_view = view; },
     [=](stop_atom) -> caf::result<int64_t> {
       auto& st = self->state;
       auto promise = self->make_response_promise<int64_t>();
       if (st.finishing) {
-        promise.deliver(st.progress.step);
+        promise.deliver(current_step(st));
         return promise;
       }
       st.finishing = true;
-      spdlog::info("stopping at step {}; writing a checkpoint", st.progress.step);
+      spdlog::info("stopping at {} {}; writing a checkpoint", st.swarm ? "epoch" : "step",
+                   current_step(st));
       save_checkpoint(self, [=](bool) mutable {
-        promise.deliver(self->state.progress.step);
+        promise.deliver(current_step(self->state));
         self->quit();
       });
       return promise;

@@ -12,6 +12,16 @@
 //   step limit or time limit reached --> final checkpoint + grid --> quit(normal)
 //   (stop) from the peer (Ctrl-C) --> final checkpoint --> reply step --> quit(normal)
 //   an exception in a step --> quit(training_failed) --> the peer restarts it from the checkpoint
+//
+// In a swarm (progress and averager set) a step is an epoch of the swarm:
+//
+//   TRAINING: batch --> accumulate (gradients) or local step (parameters, diloco)
+//             --> (progress, epoch, samples, samples/s) to the progress actor
+//   (average, epoch) from progress: the swarm reached train.target_batch_size --> AVERAGING:
+//     the vector (mean gradient | parameters | pseudo-gradient) goes to the averager; batches
+//     that arrive meanwhile wait in a queue bounded by the loader's credits
+//   average_outcome --> apply (same step everywhere | set parameters | outer Nesterov step)
+//     --> epoch + 1 --> TRAINING
 
 #include "caf/all.hpp"
 
@@ -25,6 +35,8 @@ using trainer_actor = caf::typed_actor<
   caf::reacts_to<batch_message>,
   caf::reacts_to<attach_atom, data_loader_actor, uint64_t /*generation*/>,
   caf::reacts_to<attach_atom, checkpointer_actor>,
+  caf::reacts_to<average_atom, int64_t /*epoch*/>,
+  caf::reacts_to<swarm_progress>,
   caf::replies_to<stop_atom>::with<int64_t /*step*/>>;
 
 struct trainer_options {
@@ -34,6 +46,13 @@ struct trainer_options {
   std::vector<std::string> grid_prompts;
   /// Fault injection for supervision tests: throw once at config.debug.crash_trainer_at_step.
   bool inject_crash = false;
+  /// Swarm mode: the peer's progress and averager actors (both null for a lone peer), and how
+  /// long to wait for a round at most.
+  caf::actor progress;
+  caf::actor averager;
+  std::chrono::milliseconds averaging_deadline{120000};
+  /// Seed of this peer's noise and dropout stream (differs between peers of a swarm).
+  uint64_t noise_seed = 0;
 };
 
 trainer_actor spawn_trainer(caf::actor_system& system, trainer_options options);

@@ -97,7 +97,12 @@ int train_command(const run_config& config) {
                threads);
   auto data = load_run_data(config);
 
-  ddactor_system_config system_config({}, /*with_network=*/false);
+  network_timing timing;
+  timing.heartbeat_interval =
+    std::chrono::milliseconds(static_cast<int64_t>(config.network.heartbeat_interval * 1000));
+  timing.connection_timeout =
+    std::chrono::milliseconds(static_cast<int64_t>(config.network.connection_timeout * 1000));
+  ddactor_system_config system_config(timing, /*with_network=*/!config.network.listen.empty());
   caf::actor_system system{system_config};
   peer_options options;
   options.config = config;

@@ -534,6 +534,7 @@ section_schema network_keys() {
       field("connection_timeout", &network_section::connection_timeout, greater_than(0)),
       field("connect_timeout", &network_section::connect_timeout, greater_than(0)),
       field("bootstrap_retry", &network_section::bootstrap_retry, greater_than(0)),
+      field("wait_for_peers", &network_section::wait_for_peers, within(1, 100000)),
   });
 }
 

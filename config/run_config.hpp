@@ -159,6 +159,8 @@ struct network_section {
   /// Limit for dialling a peer, and the pause between bootstrap attempts while alone.
   double connect_timeout = 5.0;
   double bootstrap_retry = 2.0;
+  /// Training starts once the swarm has this many peers (this one included).
+  int wait_for_peers = 1;
 
   bool operator==(const network_section&) const = default;
 };

@@ -105,7 +105,8 @@ torch::Tensor from_stored_tensor(const stored_tensor& stored) {
 
 std::shared_ptr<safetensors_content>
 snapshot_training_state(diffusion_trainer& trainer, const training_progress& progress,
-                        const std::map<std::string, std::string>& extra_metadata) {
+                        const std::map<std::string, std::string>& extra_metadata,
+                        const std::map<std::string, torch::Tensor>& extra_tensors) {
   auto out = std::make_shared<safetensors_content>();
   for (const auto& item : trainer.model()->named_parameters())
     out->tensors.push_back(to_stored_tensor("model." + item.key(), item.value()));
@@ -115,12 +116,15 @@ snapshot_training_state(diffusion_trainer& trainer, const training_progress& pro
   out->tensors.push_back(
     to_stored_tensor("optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq()));
   out->tensors.push_back(to_stored_tensor("trainer.rng_state", trainer.rng_state()));
+  for (const auto& [name, tensor] : extra_tensors)
+    out->tensors.push_back(to_stored_tensor(name, tensor));
   const auto& o = trainer.model_options();
   auto& m = out->metadata;
   m = extra_metadata;
   m["format"] = "ddactor-checkpoint-1";
   m["ddactor_version"] = version_string;
   m["step"] = std::to_string(progress.step);
+  m["epoch"] = std::to_string(progress.epoch);
   m["data_epoch"] = std::to_string(progress.data_epoch);
   m["data_position"] = std::to_string(progress.data_position);
   m["optimizer_steps"] = std::to_string(trainer.optimizer().step_count());
@@ -143,10 +147,15 @@ training_progress restore_training_state(const safetensors_content& content,
   if (auto it = content.metadata.find("format");
       it == content.metadata.end() || it->second != "ddactor-checkpoint-1")
     throw checkpoint_error("not a ddactor training checkpoint (metadata 'format' missing)");
-  training_progress progress{metadata_int(content, "step"), metadata_int(content, "data_epoch"),
-                             metadata_int(content, "data_position")};
+  training_progress progress;
+  progress.step = metadata_int(content, "step");
+  progress.epoch = content.metadata.count("epoch") > 0 ? metadata_int(content, "epoch")
+                                                        : progress.step;
+  progress.data_epoch = metadata_int(content, "data_epoch");
+  progress.data_position = metadata_int(content, "data_position");
   auto optimizer_steps = metadata_int(content, "optimizer_steps");
-  if (progress.step < 0 || progress.data_epoch < 0 || progress.data_position < 0 ||
+  if (progress.step < 0 || progress.epoch < 0 || progress.data_epoch < 0 ||
+      progress.data_position < 0 ||
       optimizer_steps < 0)
     throw checkpoint_error("checkpoint metadata holds negative counters");
   // Check everything before changing anything, so a bad file leaves the trainer untouched.

@@ -32,14 +32,18 @@ class checkpoint_error : public std::runtime_error {
 /// Where training stands, besides the tensors.
 struct training_progress {
   int64_t step = 0;
+  /// The swarm's global epoch (equal to step for a lone peer or gradient averaging).
+  int64_t epoch = 0;
   int64_t data_epoch = 0;
   int64_t data_position = 0;
 };
 
 /// Copies the whole training state out of the trainer (on the training thread; cheap memcpy).
+/// `extra_tensors` (e.g. "outer.anchor") are stored beside the trainer's own.
 std::shared_ptr<safetensors_content>
 snapshot_training_state(diffusion_trainer& trainer, const training_progress& progress,
-                        const std::map<std::string, std::string>& extra_metadata = {});
+                        const std::map<std::string, std::string>& extra_metadata = {},
+                        const std::map<std::string, torch::Tensor>& extra_tensors = {});
 
 /// Loads a snapshot into the trainer; throws checkpoint_error when it does not fit.
 training_progress restore_training_state(const safetensors_content& content,

@@ -16,7 +16,7 @@ diffusion_trainer::diffusion_trainer(dit_options model_options, trainer_settings
     settings_(settings),
     model_(nullptr),
     ema_model_(nullptr),
-    generator_(at::make_generator<at::CPUGeneratorImpl>(settings.seed)) {
+    generator_(at::make_generator<at::CPUGeneratorImpl>(settings.noise_seed)) {
   torch::manual_seed(settings.seed);
   model_ = dit(model_options_);
   ema_model_ = dit(model_options_);
@@ -82,14 +82,48 @@ double diffusion_trainer::learning_rate(int64_t step) const {
 }
 
 step_result diffusion_trainer::apply_step() {
-  step_result result;
   if (accumulated_samples_ == 0) {
+    step_result result;
     result.step = step_;
     return result;
   }
+  parameters_->gradients().div_(static_cast<double>(accumulated_samples_));
+  return update_from_gradient_buffer();
+}
+
+std::vector<float> diffusion_trainer::mean_gradient() const {
+  const auto& grads = parameters_->gradients();
+  std::vector<float> out(static_cast<size_t>(grads.numel()));
+  auto scale = accumulated_samples_ > 0 ? 1.0f / static_cast<float>(accumulated_samples_) : 0.0f;
+  const float* g = grads.data_ptr<float>();
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = g[i] * scale;
+  return out;
+}
+
+step_result diffusion_trainer::apply_gradient(std::span<const float> mean_gradient) {
+  auto grads = parameters_->gradients();
+  if (static_cast<int64_t>(mean_gradient.size()) != grads.numel())
+    throw std::invalid_argument("averaged gradient has the wrong size");
+  torch::NoGradGuard no_grad;
+  grads.copy_(torch::from_blob(const_cast<float*>(mean_gradient.data()),
+                               {static_cast<int64_t>(mean_gradient.size())}, torch::kFloat32));
+  return update_from_gradient_buffer();
+}
+
+void diffusion_trainer::set_parameters(std::span<const float> values) {
+  auto params = parameters_->values();
+  if (static_cast<int64_t>(values.size()) != params.numel())
+    throw std::invalid_argument("parameter vector has the wrong size");
+  torch::NoGradGuard no_grad;
+  params.copy_(torch::from_blob(const_cast<float*>(values.data()),
+                                {static_cast<int64_t>(values.size())}, torch::kFloat32));
+}
+
+// The gradient buffer holds a mean gradient: clip, step AdamW, update the EMA, reset.
+step_result diffusion_trainer::update_from_gradient_buffer() {
   torch::NoGradGuard no_grad;
   auto grads = parameters_->gradients();
-  grads.div_(static_cast<double>(accumulated_samples_));
   double norm = grads.norm().item<double>();
   if (settings_.grad_clip > 0 && norm > settings_.grad_clip)
     grads.mul_(settings_.grad_clip / (norm + 1e-6));
@@ -100,8 +134,11 @@ step_result diffusion_trainer::apply_step() {
   double decay = std::min(settings_.ema_decay, (1.0 + step_) / (10.0 + step_));
   ema_parameters_->values().lerp_(values, 1.0 - decay);
   ++step_;
-  result = {step_, accumulated_loss_ / static_cast<double>(accumulated_samples_), norm, lr,
-            accumulated_samples_};
+  step_result result{step_,
+                     accumulated_samples_ > 0
+                       ? accumulated_loss_ / static_cast<double>(accumulated_samples_)
+                       : 0.0,
+                     norm, lr, accumulated_samples_};
   parameters_->zero_gradients();
   accumulated_samples_ = 0;
   accumulated_loss_ = 0;

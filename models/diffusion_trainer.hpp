@@ -12,6 +12,8 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <span>
+#include <vector>
 
 #include "models/adamw.hpp"
 #include "models/dit.hpp"
@@ -29,7 +31,10 @@ struct trainer_settings {
   double logit_normal_std = 1.0;
   double condition_dropout = 0.1;
   adamw_options adamw;
+  /// Seeds the initial weights: peers of a swarm share it, so they start identical.
   uint64_t seed = 0;
+  /// Seeds the noise, times and condition dropout: peers of a swarm differ here.
+  uint64_t noise_seed = 0;
 };
 
 struct step_result {
@@ -50,6 +55,17 @@ class diffusion_trainer {
 
   /// One optimizer step from the accumulated gradients (a no-op returning step() when none).
   step_result apply_step();
+
+  /// The accumulated gradients as a mean over their samples (a copy; accumulation goes on).
+  std::vector<float> mean_gradient() const;
+
+  /// One optimizer step with `mean_gradient` (e.g. the swarm's average) in place of the local
+  /// one; the local accumulation is consumed. Every peer that applies the same gradient to the
+  /// same state ends in the same state.
+  step_result apply_gradient(std::span<const float> mean_gradient);
+
+  /// Overwrites the parameters (e.g. with the swarm's average).
+  void set_parameters(std::span<const float> values);
 
   /// accumulate + apply_step.
   step_result train_step(const training_batch& batch);
@@ -83,6 +99,7 @@ class diffusion_trainer {
   std::unique_ptr<flat_parameters> parameters_;
   std::unique_ptr<flat_parameters> ema_parameters_;
   std::unique_ptr<flat_adamw> optimizer_;
+  step_result update_from_gradient_buffer();
   at::Generator generator_;
   int64_t step_ = 0;
   int64_t accumulated_samples_ = 0;

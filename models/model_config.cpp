@@ -36,6 +36,7 @@ trainer_settings make_trainer_settings(const run_config& config) {
   s.adamw.eps = t.adam_eps;
   s.adamw.weight_decay = t.weight_decay;
   s.seed = config.run.seed;
+  s.noise_seed = config.run.seed;
   return s;
 }
 

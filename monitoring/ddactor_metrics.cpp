@@ -52,6 +52,84 @@ supervision_metrics::supervision_metrics(metrics_registry& r)
   : restarts(r.counter("ddactor_actor_restarts_total",
                        "Restarts of supervised actors after a failure, by actor.", {"actor"})) {}
 
+averaging_metrics::averaging_metrics(metrics_registry& r)
+  : rounds(r.counter("ddactor_averaging_rounds_total",
+                     "Averaging rounds by result: averaged, alone (no partner in time), failed.",
+                     {"result"})),
+    round_seconds(r.histogram("ddactor_averaging_round_duration_seconds",
+                              "Time from joining a round to its result (matchmaking included).",
+                              {}, exponential_buckets(0.05, 2.0, 14))
+                    .with()),
+    group_size(r.gauge("ddactor_averaging_group_size", "Members of the last averaging group.")
+                 .with()),
+    bytes_sent(r.counter("ddactor_averaging_sent_bytes_total",
+                         "Payload bytes this peer sent in all-reduce chunks.")
+                 .with()),
+    bytes_received(r.counter("ddactor_averaging_received_bytes_total",
+                             "Payload bytes this peer received in all-reduce chunks.")
+                     .with()),
+    compression_ratio(r.gauge("ddactor_averaging_compression_ratio",
+                              "Bytes on the wire / float32 bytes in the last round (1 = none).")
+                        .with()),
+    restarts(r.counter("ddactor_averaging_restarts_total",
+                       "All-reduce restarts because a member failed mid-round.")
+               .with()),
+    rejected_chunks(r.counter("ddactor_averaging_rejected_chunks_total",
+                              "All-reduce chunks rejected by validation, by reason.",
+                              {"reason"})),
+    digest_mismatches(r.counter("ddactor_averaging_digest_mismatches_total",
+                                "Rounds whose members ended with different results.")
+                        .with()),
+    epoch(r.gauge("ddactor_swarm_epoch", "The swarm's global epoch as this peer sees it.").with()),
+    swarm_samples_per_second(r.gauge("ddactor_swarm_samples_per_second",
+                                     "Estimated training throughput of the whole swarm.")
+                               .with()),
+    swarm_epoch_progress(r.gauge("ddactor_swarm_epoch_samples",
+                                 "Estimated samples the swarm accumulated in this epoch.")
+                           .with()) {}
+
+state_transfer_metrics::state_transfer_metrics(metrics_registry& r)
+  : downloads_ok(r.counter("ddactor_state_downloads_total",
+                           "Downloads of the shared training state, by result.", {"result"})
+                   .with({"ok"})),
+    downloads_failed(r.counter("ddactor_state_downloads_total",
+                               "Downloads of the shared training state, by result.", {"result"})
+                       .with({"failed"})),
+    download_bytes(r.counter("ddactor_state_download_bytes_total",
+                             "Bytes of verified state chunks downloaded from peers.")
+                     .with()),
+    resumes(r.counter("ddactor_state_download_resumes_total",
+                      "State downloads that went on from another peer with the chunks they had.")
+              .with()),
+    served_chunks(r.counter("ddactor_state_served_chunks_total",
+                            "State chunks served to peers that join late.")
+                    .with()),
+    rejected_chunks(r.counter("ddactor_state_rejected_chunks_total",
+                              "Downloaded state chunks refused (checksum, size, index or digest).")
+                      .with()),
+    download_seconds(r.histogram("ddactor_state_download_duration_seconds",
+                                 "Wall time of one state download, successful or not.", {},
+                                 exponential_buckets(0.05, 2.0, 16))
+                       .with()) {}
+
+swarm_metrics::swarm_metrics(metrics_registry& r)
+  : peers(r.gauge("ddactor_swarm_peers", "Peers in this peer's swarm view, itself included.")
+            .with()),
+    joined(r.counter("ddactor_swarm_peers_joined_total", "Peers that entered the swarm view.")
+             .with()),
+    left(r.counter("ddactor_swarm_peers_left_total",
+                   "Peers removed from the swarm view, by reason: left, died, timeout, restarted.",
+                   {"reason"})),
+    suspected(r.counter("ddactor_swarm_peers_suspected_total",
+                        "Times a peer was suspected after missing heartbeats.")
+                .with()),
+    splits(r.counter("ddactor_swarm_splits_detected_total",
+                     "Merges of two groups of peers that did not know each other.")
+             .with()),
+    rejected(r.counter("ddactor_swarm_rejected_messages_total",
+                       "Membership messages from the network rejected by validation, by reason.",
+                       {"reason"})) {}
+
 double unix_time_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
     .count();

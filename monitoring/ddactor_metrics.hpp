@@ -47,6 +47,46 @@ struct supervision_metrics {
   counter_family& restarts;      // ddactor_actor_restarts_total{actor}
 };
 
+/// Averaging rounds (matchmaking and all-reduce).
+struct averaging_metrics {
+  explicit averaging_metrics(metrics_registry& registry);
+  counter_family& rounds;          // ddactor_averaging_rounds_total{result}
+  histogram& round_seconds;        // ddactor_averaging_round_duration_seconds
+  gauge& group_size;               // ddactor_averaging_group_size
+  counter& bytes_sent;             // ddactor_averaging_sent_bytes_total
+  counter& bytes_received;         // ddactor_averaging_received_bytes_total
+  gauge& compression_ratio;        // ddactor_averaging_compression_ratio
+  counter& restarts;               // ddactor_averaging_restarts_total
+  counter_family& rejected_chunks; // ddactor_averaging_rejected_chunks_total{reason}
+  counter& digest_mismatches;      // ddactor_averaging_digest_mismatches_total
+  gauge& epoch;                    // ddactor_swarm_epoch
+  gauge& swarm_samples_per_second; // ddactor_swarm_samples_per_second
+  gauge& swarm_epoch_progress;     // ddactor_swarm_epoch_samples
+};
+
+/// Transfers of the shared training state to late joiners (actors/state_server, state_download).
+struct state_transfer_metrics {
+  explicit state_transfer_metrics(metrics_registry& registry);
+  counter& downloads_ok;         // ddactor_state_downloads_total{result="ok"}
+  counter& downloads_failed;     // ddactor_state_downloads_total{result="failed"}
+  counter& download_bytes;       // ddactor_state_download_bytes_total (accepted chunk bytes)
+  counter& resumes;              // ddactor_state_download_resumes_total
+  counter& served_chunks;        // ddactor_state_served_chunks_total
+  counter& rejected_chunks;      // ddactor_state_rejected_chunks_total
+  histogram& download_seconds;   // ddactor_state_download_duration_seconds
+};
+
+/// The swarm view kept by the membership actor.
+struct swarm_metrics {
+  explicit swarm_metrics(metrics_registry& registry);
+  gauge& peers;                  // ddactor_swarm_peers (view size, this peer included)
+  counter& joined;               // ddactor_swarm_peers_joined_total
+  counter_family& left;          // ddactor_swarm_peers_left_total{reason}
+  counter& suspected;            // ddactor_swarm_peers_suspected_total
+  counter& splits;               // ddactor_swarm_splits_detected_total
+  counter_family& rejected;      // ddactor_swarm_rejected_messages_total{reason}
+};
+
 /// Seconds since the Unix epoch, for *_timestamp_seconds gauges.
 double unix_time_seconds();
 

@@ -33,6 +33,65 @@ struct checkpoint_snapshot {
   int64_t step = 0;
 };
 
+/// Local only: an immutable byte buffer shared between actors of one process, never copied
+/// (the training state a state_server serves, see actors/state_server.hpp).
+using shared_bytes = std::shared_ptr<const std::vector<char>>;
+
+/// Local only: what a state download (actors/state_download.hpp) hands its requester.
+struct state_download_result {
+  /// The state's bytes; their blob_checksum is manifest.digest.
+  shared_bytes bytes;
+  /// The manifest of the state downloaded (swarm id, epoch, digest, chunking).
+  state_manifest manifest;
+  /// Chunks accepted into the state, from all sources (chunk_count when nothing was discarded).
+  uint64_t chunks_fetched = 0;
+  /// Accepted chunks thrown away because the download had to start over with another state.
+  uint64_t chunks_discarded = 0;
+  /// Chunks refused (bad checksum, size, index or digest) and fetched again elsewhere.
+  uint64_t chunks_rejected = 0;
+  /// Times the download went on with another source serving the same state (missing chunks only).
+  uint32_t resumes = 0;
+  /// Times it started over because the next source served another state.
+  uint32_t restarts = 0;
+  /// Chunks accepted from each candidate, indexed like state_download_options::candidates.
+  std::vector<uint64_t> chunks_per_candidate;
+};
+
+/// Local only: the trainer's vector for a round (gradients, parameters or a pseudo-gradient)
+/// and the samples behind it.
+struct average_request {
+  int64_t epoch = 0;
+  std::shared_ptr<const std::vector<float>> values;
+  double weight = 0;
+};
+
+/// Local only: what came out of a round. `averaged` is false when the peer ended up alone (its
+/// own values come back) or the round failed (then `detail` says why).
+struct average_outcome {
+  uint64_t round_id = 0;
+  std::shared_ptr<const std::vector<float>> values;
+  int32_t group_size = 1;
+  bool averaged = false;
+  double seconds = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  /// Restarts of the all-reduce after a member failed.
+  int32_t restarts = 0;
+  /// The round failed (deadline, invalid assignment); `values` are the peer's own.
+  bool failed = false;
+  std::string detail;
+};
+
+/// Local only: what the progress actor tells the trainer about the swarm, every report interval.
+struct swarm_progress {
+  /// The highest epoch any live peer of the swarm reports (ahead of ours: we fell behind).
+  int64_t max_epoch = 0;
+  int32_t swarm_size = 1;
+  double samples_per_second = 0;
+  /// Estimated samples the swarm accumulated towards our epoch's target.
+  double epoch_samples = 0;
+};
+
 /// How often a peer's supervisor restarted each child.
 struct supervision_report {
   int32_t trainer_restarts = 0;
@@ -50,14 +109,23 @@ typename Inspector::result_type inspect(Inspector& f, supervision_report& x) {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::batch_message)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::checkpoint_snapshot)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::average_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::average_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::swarm_progress)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::shared_bytes)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::state_download_result)
 
 CAF_BEGIN_TYPE_ID_BLOCK(ddactor, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ddactor, (ddactor::batch_message))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::checkpoint_snapshot))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::average_request))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::average_outcome))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::swarm_progress))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::supervision_report))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::peer_info))
   CAF_ADD_TYPE_ID(ddactor, (std::vector<ddactor::peer_info>))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::swarm_member))
+  CAF_ADD_TYPE_ID(ddactor, (std::vector<ddactor::swarm_member>))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::progress_report))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::round_request))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::group_member))
@@ -67,6 +135,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(ddactor, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ddactor, (ddactor::round_digest))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::state_manifest))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::state_chunk))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::shared_bytes))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::state_download_result))
 CAF_END_TYPE_ID_BLOCK(ddactor)
 
 // Atoms (CAF 0.17: at most 10 characters).

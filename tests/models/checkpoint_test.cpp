@@ -30,7 +30,7 @@ TEST(checkpoint, round_trip_restores_every_piece_of_state) {
   diffusion_trainer a(tiny_model(), {});
   for (int i = 0; i < 3; ++i)
     a.train_step(small_batch());
-  auto snapshot = snapshot_training_state(a, {3, 2, 17});
+  auto snapshot = snapshot_training_state(a, {3, 3, 2, 17});
   auto bytes = encode_safetensors(*snapshot);
   auto decoded = decode_safetensors(bytes);
 
@@ -67,7 +67,7 @@ TEST(checkpoint, names_are_readable_per_parameter) {
 
 TEST(checkpoint, a_model_of_another_shape_is_refused_and_left_untouched) {
   diffusion_trainer a(tiny_model(), {});
-  auto snapshot = snapshot_training_state(a, {5, 0, 0});
+  auto snapshot = snapshot_training_state(a, {5, 5, 0, 0});
   auto bigger = tiny_model();
   bigger.hidden_size = 32;
   diffusion_trainer b(bigger, {});

@@ -1,0 +1,300 @@
+// The averager: matchmaking (member and leader roles) and one group actor per round; see
+// averager.hpp.
+#include "actors/averager.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+
+#include "actors/averaging_group.hpp"
+#include "monitoring/ddactor_metrics.hpp"
+#include "runtime/message_types.hpp"
+
+namespace ddactor {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Epochs whose matchmaking is closed are remembered this long (to refuse late joins).
+constexpr size_t remembered_epochs = 64;
+
+struct pending_join {
+  round_request request;
+  caf::response_promise promise;
+};
+
+// Leader side: the joins of one epoch.
+struct matchmaking_round {
+  std::vector<pending_join> joined;
+  uint64_t length = 0;
+};
+
+// Member side: the request of the trainer in progress.
+struct member_request {
+  average_request request;
+  caf::response_promise promise;
+  caf::actor group;
+  clock_type::time_point started;
+  clock_type::time_point join_deadline;
+  std::set<std::string> failed_leaders;
+};
+
+struct averager_state {
+  averager_options options;
+  std::vector<swarm_member> members;  // of this swarm, sorted by id (self included)
+  std::map<int64_t, matchmaking_round> rounds;
+  std::set<int64_t> closed_epochs;
+  std::optional<member_request> current;
+  std::mt19937_64 nonce{std::random_device{}()};
+  averaging_metrics metrics{global_metrics()};
+  static inline const char* name = "averager";
+};
+
+using averager_pointer = caf::stateful_actor<averager_state>*;
+
+bool valid_peer_id(const std::string& id) {
+  return id.size() == 32 &&
+         std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(c) != 0; });
+}
+
+void deliver(averager_pointer self, average_outcome outcome) {
+  auto& st = self->state;
+  if (!st.current)
+    return;
+  auto result = outcome.failed ? "failed" : (outcome.averaged ? "averaged" : "alone");
+  st.metrics.rounds.with({result}).inc();
+  st.metrics.round_seconds.observe(
+    std::chrono::duration<double>(clock_type::now() - st.current->started).count());
+  st.metrics.group_size.set(outcome.group_size);
+  st.current->promise.deliver(std::move(outcome));
+  st.current.reset();
+}
+
+void deliver_alone(averager_pointer self, const std::string& why) {
+  auto& st = self->state;
+  if (!st.current)
+    return;
+  spdlog::warn("epoch {}: no averaging partner ({}); stepping alone", st.current->request.epoch,
+               why);
+  if (st.current->group)
+    self->send_exit(st.current->group, caf::exit_reason::user_shutdown);
+  average_outcome outcome;
+  outcome.values = st.current->request.values;
+  outcome.group_size = 1;
+  outcome.averaged = false;
+  outcome.detail = why;
+  deliver(self, std::move(outcome));
+}
+
+// --- leader role ----------------------------------------------------------------------------
+
+void close_matchmaking(averager_pointer self, int64_t epoch) {
+  auto& st = self->state;
+  auto it = st.rounds.find(epoch);
+  if (it == st.rounds.end())
+    return;
+  auto joined = std::move(it->second.joined);
+  auto length = it->second.length;
+  st.rounds.erase(it);
+  st.closed_epochs.insert(epoch);
+  while (st.closed_epochs.size() > remembered_epochs)
+    st.closed_epochs.erase(st.closed_epochs.begin());
+  std::sort(joined.begin(), joined.end(), [](const pending_join& a, const pending_join& b) {
+    return a.request.peer_id < b.request.peer_id;
+  });
+  // Balanced groups of at most group_size: ceil(n / g) groups whose sizes differ by at most one.
+  size_t n = joined.size();
+  size_t groups = (n + st.options.group_size - 1) / st.options.group_size;
+  size_t begin = 0;
+  for (size_t g = 0; g < groups; ++g) {
+    size_t size = n / groups + (g < n % groups ? 1 : 0);
+    group_assignment assignment;
+    assignment.round_id = st.nonce();
+    assignment.epoch = epoch;
+    assignment.length = length;
+    for (size_t i = begin; i < begin + size; ++i)
+      assignment.members.push_back(
+        {joined[i].request.peer_id, joined[i].request.averager, joined[i].request.weight});
+    spdlog::info("epoch {}: matched a group of {} (round {:016x})", epoch, size,
+                 assignment.round_id);
+    for (size_t i = begin; i < begin + size; ++i)
+      joined[i].promise.deliver(assignment);
+    begin += size;
+  }
+}
+
+size_t live_swarm_size(const averager_state& st) {
+  return st.members.size();
+}
+
+caf::result<group_assignment> on_join(averager_pointer self, round_request& req) {
+  auto& st = self->state;
+  if (!valid_peer_id(req.peer_id) || req.swarm_id != st.options.swarm_id || req.epoch < 0 ||
+      !(req.weight > 0) || !std::isfinite(req.weight) || req.length == 0 || !req.averager)
+    return make_error(errc::invalid_message, "invalid round request");
+  if (st.closed_epochs.count(req.epoch) > 0)
+    return make_error(errc::round_timeout,
+                      "matchmaking for epoch " + std::to_string(req.epoch) + " is closed");
+  auto [it, fresh] = st.rounds.try_emplace(req.epoch);
+  auto& round = it->second;
+  if (fresh) {
+    round.length = req.length;
+    self->delayed_send(self, st.options.matchmaking_time, timeout_atom_v, req.epoch);
+  } else if (round.length != req.length) {
+    return make_error(errc::shape_mismatch, "vector length differs from the other members'");
+  }
+  auto promise = self->make_response_promise();
+  auto same = std::find_if(round.joined.begin(), round.joined.end(), [&](const pending_join& j) {
+    return j.request.peer_id == req.peer_id;
+  });
+  if (same != round.joined.end())
+    *same = {req, promise};  // a retry replaces the earlier join
+  else
+    round.joined.push_back({req, promise});
+  if (round.joined.size() >= live_swarm_size(st))
+    close_matchmaking(self, req.epoch);
+  return caf::delegated<group_assignment>();
+}
+
+// --- member role ----------------------------------------------------------------------------
+
+void join_round(averager_pointer self) {
+  auto& st = self->state;
+  if (!st.current)
+    return;
+  auto& cur = *st.current;
+  auto now = clock_type::now();
+  const swarm_member* leader = nullptr;
+  for (const auto& m : st.members)
+    if (cur.failed_leaders.count(m.info.peer_id) == 0 && m.averager) {
+      leader = &m;
+      break;
+    }
+  if (leader == nullptr || now >= cur.join_deadline) {
+    deliver_alone(self, leader == nullptr ? "no leader reachable" : "matchmaking timed out");
+    return;
+  }
+  round_request req{st.options.peer_id, st.options.swarm_id, cur.request.epoch,
+                    cur.request.weight, cur.request.values->size(), cur.group};
+  auto leader_id = leader->info.peer_id;
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(cur.join_deadline - now) +
+              st.options.request_timeout;
+  auto epoch = cur.request.epoch;
+  self->request(leader->averager, wait, join_atom_v, req)
+    .then(
+      [=](group_assignment& assignment) {
+        auto& st = self->state;
+        if (!st.current || st.current->request.epoch != epoch)
+          return;
+        self->send(st.current->group, std::move(assignment));
+      },
+      [=](const caf::error& err) {
+        auto& st = self->state;
+        if (!st.current || st.current->request.epoch != epoch)
+          return;
+        if (err == errc::round_timeout || err == errc::shape_mismatch) {
+          deliver_alone(self, self->system().render(err));
+          return;
+        }
+        spdlog::warn("epoch {}: leader {} failed ({}); trying the next", epoch,
+                     leader_id.substr(0, 8), self->system().render(err));
+        st.current->failed_leaders.insert(leader_id);
+        join_round(self);
+      });
+}
+
+void start_request(averager_pointer self, average_request request) {
+  auto& st = self->state;
+  auto& cur = *st.current;
+  cur.request = std::move(request);
+  cur.started = clock_type::now();
+  // Time to find a leader that answers: matchmaking twice over (one leader may fail).
+  cur.join_deadline = cur.started + 2 * st.options.matchmaking_time;
+  averaging_group_options group;
+  group.values = cur.request.values;
+  group.weight = cur.request.weight;
+  group.chunk_elements = st.options.chunk_elements;
+  group.timeout = st.options.allreduce_timeout;
+  group.codec = st.options.codec;
+  group.codec_settings = st.options.codec_settings;
+  group.reply_to = self;
+  cur.group = spawn_averaging_group(self->system(), group);
+  self->monitor(cur.group);
+  join_round(self);
+}
+
+caf::behavior averager(averager_pointer self, averager_options options) {
+  self->state.options = std::move(options);
+  self->set_down_handler([=](const caf::down_msg& dm) {
+    auto& st = self->state;
+    if (st.current && st.current->group && dm.source == st.current->group.address()) {
+      // The group ended without an outcome (it crashed): fall back to our own values.
+      average_outcome outcome;
+      outcome.values = st.current->request.values;
+      outcome.failed = true;
+      outcome.detail = "group actor ended: " + self->system().render(dm.reason);
+      deliver(self, std::move(outcome));
+    }
+  });
+  return {
+    [=](view_atom, const std::vector<swarm_member>& view) {
+      auto& st = self->state;
+      st.members.clear();
+      for (const auto& m : view)
+        if (m.info.swarm_id == st.options.swarm_id)
+          st.members.push_back(m);
+      std::sort(st.members.begin(), st.members.end(),
+                [](const swarm_member& a, const swarm_member& b) {
+                  return a.info.peer_id < b.info.peer_id;
+                });
+      // A leader waiting for everyone may now have everyone.
+      for (auto it = st.rounds.begin(); it != st.rounds.end();) {
+        auto epoch = it->first;
+        bool full = it->second.joined.size() >= live_swarm_size(st);
+        ++it;
+        if (full)
+          close_matchmaking(self, epoch);
+      }
+    },
+    [=](average_atom, average_request& request) -> caf::result<average_outcome> {
+      auto& st = self->state;
+      if (st.current)
+        return make_error(errc::invalid_message, "an averaging request is already running");
+      if (!request.values || request.values->empty() || !(request.weight > 0))
+        return make_error(errc::invalid_message, "nothing to average");
+      st.current.emplace();
+      st.current->promise = self->make_response_promise();
+      start_request(self, std::move(request));
+      return caf::delegated<average_outcome>();
+    },
+    [=](average_outcome& outcome) {
+      auto& st = self->state;
+      if (st.current && st.current->group &&
+          self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(st.current->group)) {
+        self->demonitor(st.current->group);
+        st.current->group = nullptr;
+        deliver(self, std::move(outcome));
+      }
+    },
+    [=](join_atom, round_request& req) { return on_join(self, req); },
+    [=](timeout_atom, int64_t epoch) { close_matchmaking(self, epoch); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_averager(caf::actor_system& system, averager_options options) {
+  return system.spawn(averager, std::move(options));
+}
+
+std::chrono::milliseconds averaging_deadline(const averager_options& options) {
+  return 2 * options.matchmaking_time + options.request_timeout + options.allreduce_timeout +
+         std::chrono::seconds(10);
+}
+
+} // namespace ddactor

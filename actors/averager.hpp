@@ -1,0 +1,48 @@
+#pragma once
+// The averager actor: turns the trainer's "average this for epoch e" into a round with other
+// peers. Two roles in one actor:
+//
+//   member  For each request it spawns an averaging_group actor, then asks the current leader to
+//           put that group actor into a group for the epoch. The leader is the live peer of the
+//           swarm with the lowest id (every peer computes the same from its view, so no peer is
+//           special: when the leader dies, the next-lowest takes over and members re-join it).
+//   leader  Collects joins per epoch until every live peer of the swarm has joined or
+//           averaging.matchmaking_time has passed since the first join, then cuts the joined
+//           peers (sorted by id) into groups of at most averaging.group_size and answers every
+//           join with its group_assignment. Late joins for a matched epoch are refused.
+//
+//   trainer --(average, average_request)--> averager --(join, round_request)--> leader
+//   leader --group_assignment--> averager --> group actor --all-reduce--> average_outcome
+//
+// A peer that finds no partner in time (or whose leader keeps failing) gets its own values back
+// with averaged = false: it steps alone, and says so in a metric. Every request has a deadline.
+
+#include <chrono>
+#include <string>
+
+#include "caf/all.hpp"
+
+#include "runtime/compression/tensor_codec.hpp"
+
+namespace ddactor {
+
+struct averager_options {
+  std::string peer_id;
+  std::string swarm_id;
+  size_t group_size = 16;
+  size_t chunk_elements = 262144;
+  std::chrono::milliseconds matchmaking_time{5000};
+  std::chrono::milliseconds allreduce_timeout{60000};
+  std::chrono::milliseconds request_timeout{10000};
+  std::string codec = "none";
+  codec_options codec_settings;
+};
+
+/// Local: `(average_atom, average_request)` -> average_outcome; `(view_atom, members)` from
+/// membership. Remote: `(join_atom, round_request)` -> group_assignment (leader role).
+caf::actor spawn_averager(caf::actor_system& system, averager_options options);
+
+/// How long the trainer should wait for an average_outcome at most.
+std::chrono::milliseconds averaging_deadline(const averager_options& options);
+
+} // namespace ddactor

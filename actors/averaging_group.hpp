@@ -1,0 +1,58 @@
+#pragma once
+// One peer's side of one averaging round: a butterfly all-reduce among the members of a group
+// (runtime/allreduce/butterfly_allreduce.hpp is its executable specification).
+//
+// The averager spawns one group actor per round *before* matchmaking ends and offers its handle
+// to the leader; the leader's assignment names every member's group actor, so chunks go from
+// group actor to group actor directly. Detached: decoding and reducing megabytes never blocks
+// CAF's scheduler.
+//
+//   WAITING --(assignment)--> SCATTER/REDUCE --(all parts back)--> DONE --(digests in)--> quit
+//      |                        |      ^
+//      |                        |      | a member fails (down, bad chunk) or a chunk names a
+//      |                        +------+ smaller member set: restart without it
+//      +--(deadline)--> FAILED (round_timeout to the averager)          any state --(deadline)-->
+//
+// Failure semantics (chosen on purpose):
+//   * Any member that fails -- dies, disconnects, or sends a chunk that fails validation -- is
+//     dropped, and the survivors restart the all-reduce without it: every survivor still ends with
+//     the same average (of the survivors' contributions, weights renormalized), never a mixture.
+//     Chunks carry the member set, so a survivor that has not yet noticed the failure learns it
+//     from the first chunk of the new attempt.
+//   * The whole round is bounded by its deadline; a round that cannot finish fails, and the
+//     caller steps with its own values.
+//   * After a successful round members exchange a digest of their result; a mismatch is logged
+//     and counted (it would mean diverging replicas).
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "runtime/compression/tensor_codec.hpp"
+#include "runtime/message_types.hpp"
+
+namespace ddactor {
+
+struct averaging_group_options {
+  /// Values this peer contributes, and their weight (samples).
+  std::shared_ptr<const std::vector<float>> values;
+  double weight = 0;
+  /// Elements per chunk on the wire.
+  size_t chunk_elements = 262144;
+  /// The round's deadline, counted from the assignment.
+  std::chrono::milliseconds timeout{60000};
+  /// Codec for chunks ("none", "fp16", "bf16", "int8", "topk", "adaptive") and its options.
+  std::string codec = "none";
+  codec_options codec_settings;
+  /// Receives the average_outcome when the round ends (failed = true when it could not finish).
+  caf::actor reply_to;
+};
+
+/// Spawns a group actor waiting for its assignment: `(group_assignment)` starts the round.
+/// Remote group actors send it `(chunk_atom, allreduce_chunk)` and `(digest_atom, round_digest)`.
+caf::actor spawn_averaging_group(caf::actor_system& system, averaging_group_options options);
+
+} // namespace ddactor

@@ -1,0 +1,133 @@
+// The progress actor: swarm-wide samples per epoch; see progress.hpp.
+#include "actors/progress.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "monitoring/ddactor_metrics.hpp"
+#include "runtime/message_types.hpp"
+
+namespace ddactor {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Bounds on what a report may claim, so a hostile one cannot overflow the estimate.
+constexpr int64_t max_reported_samples = int64_t{1} << 40;
+constexpr double max_reported_rate = 1e9;
+
+struct received_report {
+  progress_report report;
+  clock_type::time_point at;
+};
+
+struct progress_state {
+  progress_options options;
+  caf::actor trainer;
+  std::vector<caf::actor> others;  // progress actors of the other peers of this swarm
+  int32_t swarm_size = 1;
+  progress_report mine;
+  std::map<std::string, received_report> reports;
+  int64_t signalled_epoch = -1;
+  averaging_metrics metrics{global_metrics()};
+  static inline const char* name = "progress";
+};
+
+using progress_pointer = caf::stateful_actor<progress_state>*;
+
+// Samples of the swarm in our epoch and its throughput, extrapolated to now.
+swarm_progress estimate(progress_state& st) {
+  auto now = clock_type::now();
+  swarm_progress out;
+  out.max_epoch = st.mine.epoch;
+  out.swarm_size = st.swarm_size;
+  out.samples_per_second = st.mine.samples_per_second;
+  out.epoch_samples = static_cast<double>(st.mine.samples);
+  for (const auto& [id, r] : st.reports) {
+    auto age = now - r.at;
+    if (age > st.options.stale_after)
+      continue;
+    out.max_epoch = std::max(out.max_epoch, r.report.epoch);
+    out.samples_per_second += r.report.samples_per_second;
+    if (r.report.epoch == st.mine.epoch)
+      out.epoch_samples += static_cast<double>(r.report.samples) +
+                           r.report.samples_per_second * std::chrono::duration<double>(age).count();
+  }
+  return out;
+}
+
+void update(progress_pointer self) {
+  auto& st = self->state;
+  auto est = estimate(st);
+  st.metrics.epoch.set(static_cast<double>(st.mine.epoch));
+  st.metrics.swarm_samples_per_second.set(est.samples_per_second);
+  st.metrics.swarm_epoch_progress.set(est.epoch_samples);
+  bool ready = est.epoch_samples >= static_cast<double>(st.options.target_batch_size);
+  st.mine.ready = ready;
+  if (ready && st.signalled_epoch < st.mine.epoch && st.trainer) {
+    st.signalled_epoch = st.mine.epoch;
+    self->send(st.trainer, average_atom_v, st.mine.epoch);
+  }
+}
+
+caf::behavior progress(progress_pointer self, progress_options options) {
+  auto& st = self->state;
+  st.options = std::move(options);
+  st.mine.peer_id = st.options.peer_id;
+  st.mine.swarm_id = st.options.swarm_id;
+  self->send(self, tick_atom_v);
+  return {
+    [=](attach_atom, caf::actor trainer) { self->state.trainer = std::move(trainer); },
+    [=](view_atom, const std::vector<swarm_member>& view) {
+      auto& st = self->state;
+      st.others.clear();
+      std::map<std::string, received_report> kept;
+      for (const auto& m : view) {
+        if (m.info.swarm_id != st.options.swarm_id || m.info.peer_id == st.options.peer_id)
+          continue;
+        if (m.progress)
+          st.others.push_back(m.progress);
+        if (auto it = st.reports.find(m.info.peer_id); it != st.reports.end())
+          kept.insert(*it);
+      }
+      st.reports = std::move(kept);  // forget peers that left
+      st.swarm_size = static_cast<int32_t>(st.others.size() + 1);
+      update(self);
+    },
+    [=](progress_atom, int64_t epoch, int64_t samples, double samples_per_second) {
+      auto& st = self->state;
+      st.mine.epoch = epoch;
+      st.mine.samples = samples;
+      st.mine.samples_per_second = samples_per_second;
+      update(self);
+    },
+    [=](progress_atom, const progress_report& report) {
+      auto& st = self->state;
+      if (report.swarm_id != st.options.swarm_id || report.peer_id.size() != 32 ||
+          report.epoch < 0 || report.samples < 0 || report.samples > max_reported_samples ||
+          !(report.samples_per_second >= 0) || report.samples_per_second > max_reported_rate)
+        return;  // not for us, or not believable
+      st.reports[report.peer_id] = {report, clock_type::now()};
+      update(self);
+    },
+    [=](tick_atom) {
+      auto& st = self->state;
+      for (const auto& other : st.others)
+        self->send(other, progress_atom_v, st.mine);
+      update(self);
+      if (st.trainer)
+        self->send(st.trainer, estimate(st));
+      self->delayed_send(self, st.options.report_interval, tick_atom_v);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_progress(caf::actor_system& system, progress_options options) {
+  return system.spawn(progress, std::move(options));
+}
+
+} // namespace ddactor

@@ -1,0 +1,34 @@
+#pragma once
+// The progress actor: how far the swarm is in the current epoch (hivemind's semantics). Every
+// peer reports (epoch, samples this epoch, samples/s) to every other peer of its swarm a few times
+// a second; each estimates the swarm's samples in its epoch as the sum of the latest reports,
+// each extrapolated by its rate for the time since it arrived. When the estimate reaches
+// train.target_batch_size, the epoch's averaging round starts: the trainer gets
+// `(average_atom, epoch)`. Because the schedule follows the global epoch, peers can come and go
+// without retuning anything.
+//
+//   trainer --(progress, epoch, samples, samples/s)--> progress --(progress, report)--> peers
+//   progress --(average, epoch)--> trainer                 once per epoch, at the target
+//   progress --swarm_progress--> trainer                   every interval (for logs, catch-up)
+
+#include <chrono>
+#include <string>
+
+#include "caf/all.hpp"
+
+namespace ddactor {
+
+struct progress_options {
+  std::string peer_id;
+  std::string swarm_id;
+  int64_t target_batch_size = 256;
+  std::chrono::milliseconds report_interval{250};
+  /// Reports older than this are ignored (the peer is probably gone or stuck).
+  std::chrono::milliseconds stale_after{5000};
+};
+
+/// Local: `(attach_atom, caf::actor trainer)`, `(progress_atom, int64_t epoch, int64_t samples,
+/// double samples_per_second)`, `(view_atom, members)`. Remote: `(progress_atom, progress_report)`.
+caf::actor spawn_progress(caf::actor_system& system, progress_options options);
+
+} // namespace ddactor

@@ -1,0 +1,38 @@
+// DiLoCo's outer Nesterov step; see outer_optimizer.hpp.
+#include "models/outer_optimizer.hpp"
+
+#include <stdexcept>
+
+namespace ddactor {
+
+outer_nesterov::outer_nesterov(const torch::Tensor& initial_parameters, double lr,
+                               double momentum)
+  : anchor_(initial_parameters.detach().clone()),
+    momentum_(torch::zeros_like(anchor_)),
+    lr_(lr),
+    mu_(momentum) {}
+
+std::vector<float> outer_nesterov::pseudo_gradient(const torch::Tensor& parameters) const {
+  auto delta = (anchor_ - parameters.detach()).contiguous();
+  return std::vector<float>(delta.data_ptr<float>(), delta.data_ptr<float>() + delta.numel());
+}
+
+void outer_nesterov::step(std::span<const float> averaged_delta, torch::Tensor& parameters) {
+  if (static_cast<int64_t>(averaged_delta.size()) != anchor_.numel())
+    throw std::invalid_argument("pseudo-gradient has the wrong size");
+  torch::NoGradGuard no_grad;
+  auto delta = torch::from_blob(const_cast<float*>(averaged_delta.data()),
+                                {anchor_.numel()}, torch::kFloat32);
+  momentum_.mul_(mu_).add_(delta);
+  anchor_.sub_(delta + mu_ * momentum_, lr_);
+  parameters.copy_(anchor_);
+}
+
+void outer_nesterov::load(const torch::Tensor& anchor, const torch::Tensor& momentum) {
+  if (anchor.sizes() != anchor_.sizes() || momentum.sizes() != momentum_.sizes())
+    throw std::invalid_argument("outer optimizer state has the wrong size");
+  anchor_.copy_(anchor);
+  momentum_.copy_(momentum);
+}
+
+} // namespace ddactor

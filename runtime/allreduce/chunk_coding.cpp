@@ -1,0 +1,62 @@
+// Encoding and validating all-reduce chunks; see chunk_coding.hpp.
+#include "runtime/allreduce/chunk_coding.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "runtime/compression/codec_factory.hpp"
+
+namespace ddactor {
+
+tensor_blob encode_chunk(uint64_t round_id, uint32_t part_index, uint64_t offset,
+                         std::span<const float> values, tensor_codec* codec) {
+  if (codec == nullptr || codec->id() == codec_id::none)
+    return make_float32_blob(round_id, part_index, offset, values);
+  auto frame = codec->encode(values);
+  tensor_blob blob;
+  blob.round_id = round_id;
+  blob.part_index = part_index;
+  blob.offset = offset;
+  blob.shape = {static_cast<int64_t>(values.size())};
+  blob.dtype = static_cast<uint8_t>(blob_dtype::float32);
+  // The frame names the codec that made it (adaptive picks one per chunk).
+  blob.codec = frame.size() > 3 ? static_cast<uint8_t>(frame[3]) : uint8_t{0};
+  blob.bytes.resize(frame.size());
+  if (!frame.empty())
+    std::memcpy(blob.bytes.data(), frame.data(), frame.size());
+  seal(blob);
+  return blob;
+}
+
+std::vector<float> decode_chunk(const tensor_blob& blob, uint64_t round_id, uint32_t part_index,
+                                uint64_t part_length) {
+  blob_expectations expected;
+  expected.round_id = round_id;
+  expected.part_index = part_index;
+  expected.dtype = static_cast<uint8_t>(blob_dtype::float32);
+  expected.part_length = part_length;
+  if (auto problem = validate_blob(blob, expected))
+    throw std::runtime_error("invalid chunk: " + *problem);
+  auto elements = shape_elements(blob.shape, expected.max_elements);
+  if (!elements || *elements == 0)
+    throw std::runtime_error("invalid chunk: empty or oversized shape");
+  std::vector<float> values;
+  if (blob.codec == blob_codec_none) {
+    values = float32_values(blob);
+    for (float v : values)
+      if (!std::isfinite(v))
+        throw std::runtime_error("invalid chunk: non-finite value");
+    return values;
+  }
+  values.resize(static_cast<size_t>(*elements));
+  try {
+    // decode_any checks the frame's sizes and refuses non-finite output.
+    decode_any(std::as_bytes(std::span<const char>(blob.bytes)), values);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("invalid chunk: ") + e.what());
+  }
+  return values;
+}
+
+} // namespace ddactor
