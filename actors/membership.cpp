@@ -1,0 +1,583 @@
+// The membership actor: connections, timers, logs and metrics around the swarm view; see
+// membership.hpp for its messages and a member's lifecycle, runtime/swarm_view.hpp for the rules.
+#include "actors/membership.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include "caf/io/middleman.hpp"
+
+#include "monitoring/ddactor_metrics.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/message_types.hpp"
+#include "runtime/peer_identity.hpp"
+#include "runtime/swarm_view.hpp"
+
+namespace ddactor {
+
+namespace {
+
+using clock = swarm_view::clock;
+
+// Rejections are logged one by one up to this many, then one in rejection_log_every, so that a
+// flood of garbage cannot flood the log too.
+constexpr uint64_t rejection_log_burst = 20;
+constexpr uint64_t rejection_log_every = 1000;
+
+struct initial_peer {
+  std::string host;
+  uint16_t port = 0;
+  std::string address;
+};
+
+struct membership_state {
+  membership_options options;
+  std::optional<swarm_view> view;
+  std::vector<initial_peer> initial_peers;
+  bool published = false;
+  std::vector<caf::response_promise> port_waiters;
+  /// Addresses being dialed (connect or hello in flight).
+  std::set<std::string> dials_in_flight;
+  /// Addresses not to dial again before the time given (a dial there failed).
+  std::map<std::string, clock::time_point> dial_cooldown;
+  /// Addresses that turned out to be this peer itself.
+  std::set<std::string> own_addresses;
+  std::vector<caf::actor> subscribers;
+  uint64_t ticks = 0;
+  uint64_t rejections = 0;
+  std::mt19937_64 random{std::random_device{}()};
+  swarm_metrics metrics{global_metrics()};
+  static inline const char* name = "membership";
+};
+
+using membership_pointer = caf::stateful_actor<membership_state>*;
+
+std::string me(membership_pointer self) {
+  return short_peer_id(self->state.view->self().info.peer_id);
+}
+
+std::string describe(const peer_info& info) {
+  return short_peer_id(info.peer_id) + " (" + info.address() + ")";
+}
+
+void publish_view(membership_pointer self) {
+  auto& st = self->state;
+  st.metrics.peers.set(static_cast<double>(st.view->size()));
+  if (st.subscribers.empty())
+    return;
+  auto members = st.view->members();
+  for (auto& subscriber : st.subscribers)
+    self->send(subscriber, view_atom_v, members);
+}
+
+void reject(membership_pointer self, rejection reason, const std::string& what) {
+  auto& st = self->state;
+  st.metrics.rejected.with({std::string(to_string(reason))}).inc();
+  auto count = ++st.rejections;
+  if (count <= rejection_log_burst || count % rejection_log_every == 0)
+    spdlog::warn("membership {}: rejected {}: {} ({} rejected so far)", me(self), what,
+                 to_string(reason), count);
+}
+
+caf::error rejection_error(rejection reason) {
+  return make_error(errc::invalid_message, "membership: " + std::string(to_string(reason)));
+}
+
+void forget_member(membership_pointer self, const swarm_member& member, removal_reason reason,
+                   const std::string& detail) {
+  auto& st = self->state;
+  if (member.membership)
+    self->demonitor(member.membership);
+  st.metrics.left.with({std::string(to_string(reason))}).inc();
+  auto line = detail.empty() ? std::string{} : " (" + detail + ")";
+  switch (reason) {
+    case removal_reason::left:
+      spdlog::info("membership {}: peer {} left{}; {} peers in view", me(self),
+                   describe(member.info), line, st.view->size());
+      break;
+    case removal_reason::died:
+      spdlog::warn("membership {}: peer {} died{}; {} peers in view", me(self),
+                   describe(member.info), line, st.view->size());
+      break;
+    case removal_reason::timeout:
+      spdlog::warn("membership {}: peer {} removed after {} ms of silence; {} peers in view",
+                   me(self), describe(member.info), st.options.remove_after.count(),
+                   st.view->size());
+      break;
+    case removal_reason::restarted:
+      spdlog::info("membership {}: peer {} restarted (incarnation {} replaced){}", me(self),
+                   describe(member.info), member.info.incarnation, line);
+      break;
+  }
+}
+
+// Whether every handle in `member` lives on `node`: handles are only taken from the peer itself.
+bool handles_live_on(const swarm_member& member, const caf::node_id& node) {
+  for (auto* handle : {&member.membership, &member.progress, &member.averager,
+                       &member.state_server})
+    if (*handle && handle->node() != node)
+      return false;
+  return true;
+}
+
+// A peer we exchanged hellos with, in either direction: into the view (or refreshed there).
+swarm_view::admission admit_member(membership_pointer self, const swarm_member& them) {
+  auto& st = self->state;
+  auto result = st.view->admit(them, clock::now());
+  switch (result.outcome) {
+    case swarm_view::admission::joined:
+      self->monitor(them.membership);
+      st.metrics.joined.inc();
+      spdlog::info("membership {}: peer {} joined (swarm '{}', incarnation {}); {} peers in view",
+                   me(self), describe(them.info), them.info.swarm_id, them.info.incarnation,
+                   st.view->size());
+      break;
+    case swarm_view::admission::replaced:
+      forget_member(self, *result.previous, removal_reason::restarted,
+                    "now incarnation " + std::to_string(them.info.incarnation));
+      self->monitor(them.membership);
+      st.metrics.joined.inc();
+      break;
+    case swarm_view::admission::refreshed:
+      break;
+    case swarm_view::admission::stale:
+      spdlog::debug("membership {}: ignored stale peer {} incarnation {}", me(self),
+                    describe(them.info), them.info.incarnation);
+      break;
+  }
+  return result.outcome;
+}
+
+void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap);
+
+void dial_candidates(membership_pointer self, const std::vector<peer_info>& peers) {
+  for (auto& info : peers)
+    dial(self, info.host, info.port, false);
+}
+
+void dial_failed(membership_pointer self, const std::string& address, bool bootstrap,
+                 const std::string& why) {
+  auto& st = self->state;
+  st.dials_in_flight.erase(address);
+  st.dial_cooldown[address] = clock::now() + st.options.bootstrap_retry;
+  st.view->forget_candidates_at(address);
+  if (bootstrap && st.view->others() == 0)
+    spdlog::warn("membership {}: cannot join through {}: {}; retrying in {} ms", me(self),
+                 address, why, st.options.bootstrap_retry.count());
+  else
+    spdlog::debug("membership {}: cannot reach {}: {}", me(self), address, why);
+}
+
+// The reply to our hello: the peer itself and the peers it knows.
+void on_hello_reply(membership_pointer self, const std::string& address, caf::actor reached,
+                    swarm_member them, std::vector<peer_info> known) {
+  auto& st = self->state;
+  st.dials_in_flight.erase(address);
+  if (auto reason = validate_peer_info(them.info)) {
+    reject(self, *reason, "hello reply from " + address);
+    st.view->forget_candidates_at(address);
+    return;
+  }
+  if (auto reason = validate_peer_list(known)) {
+    reject(self, *reason, "known list from " + address);
+    st.view->forget_candidates_at(address);
+    return;
+  }
+  if (them.info.peer_id == st.view->self().info.peer_id) {
+    reject(self, rejection::own_id, "hello reply from " + address);
+    st.own_addresses.insert(address);
+    return;
+  }
+  // The handle we reached is the one to watch, whatever the reply claims.
+  them.membership = reached;
+  if (!handles_live_on(them, reached.node())) {
+    reject(self, rejection::wrong_sender, "hello reply from " + address);
+    return;
+  }
+  auto merged = st.view->split_merge_size(them.info, known);
+  auto outcome = admit_member(self, them);
+  if (outcome == swarm_view::admission::stale)
+    return;
+  // Other candidates at that address were older tenants of it.
+  st.view->forget_candidates_at(address);
+  if (merged) {
+    st.metrics.splits.inc();
+    spdlog::warn("membership {}: swarm split detected: merged {} peers through {}", me(self),
+                 *merged, describe(them.info));
+  }
+  auto fresh = st.view->learn(known, clock::now());
+  // A refresh may carry new handles of that peer (one of its actors restarted).
+  publish_view(self);
+  dial_candidates(self, fresh);
+}
+
+void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap) {
+  auto& st = self->state;
+  if (!st.published)
+    return;
+  auto address = peer_info{{}, host, port, {}, 0}.address();
+  if (st.dials_in_flight.contains(address) || st.own_addresses.contains(address))
+    return;
+  auto now = clock::now();
+  if (auto cooldown = st.dial_cooldown.find(address); cooldown != st.dial_cooldown.end()) {
+    if (cooldown->second > now)
+      return;
+    st.dial_cooldown.erase(cooldown);
+  }
+  st.dials_in_flight.insert(address);
+  auto timeout = st.options.connect_timeout;
+  self
+    ->request(self->system().middleman().actor_handle(), timeout, caf::connect_atom::value, host,
+              port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& published, const std::set<std::string>&) {
+        auto& st = self->state;
+        if (!published) {
+          dial_failed(self, address, bootstrap, "no actor is published there");
+          return;
+        }
+        auto reached = caf::actor_cast<caf::actor>(published);
+        if (reached == self) {
+          st.dials_in_flight.erase(address);
+          st.own_addresses.insert(address);
+          st.view->forget_candidates_at(address);
+          spdlog::debug("membership {}: {} is this peer itself", me(self), address);
+          return;
+        }
+        for (auto& member : st.view->members())
+          if (member.membership == reached) {
+            // Already a member under another address (e.g. "localhost" vs "127.0.0.1"); any
+            // candidate dialed here was an older tenant of this address.
+            st.dials_in_flight.erase(address);
+            st.view->forget_candidates_at(address);
+            return;
+          }
+        self->request(reached, timeout, hello_atom_v, st.view->self())
+          .then(
+            [=](swarm_member& them, std::vector<peer_info>& known) {
+              on_hello_reply(self, address, reached, std::move(them), std::move(known));
+            },
+            [=](caf::error& err) {
+              dial_failed(self, address, bootstrap, "hello: " + self->system().render(err));
+            });
+      },
+      [=](caf::error& err) {
+        dial_failed(self, address, bootstrap, self->system().render(err));
+      });
+}
+
+void dial_initial_peers(membership_pointer self, bool only_missing) {
+  auto& st = self->state;
+  std::set<std::string> member_addresses;
+  if (only_missing)
+    for (auto& member : st.view->members())
+      member_addresses.insert(member.info.address());
+  for (auto& peer : st.initial_peers)
+    if (!member_addresses.contains(peer.address))
+      dial(self, peer.host, peer.port, true);
+}
+
+void on_tick(membership_pointer self) {
+  auto& st = self->state;
+  auto now = clock::now();
+  ++st.ticks;
+  bool changed = false;
+  auto report = st.view->check_liveness(now);
+  for (auto& info : report.suspected) {
+    st.metrics.suspected.inc();
+    spdlog::warn("membership {}: peer {} suspected: silent for {} ms", me(self), describe(info),
+                 st.options.suspect_after.count());
+  }
+  for (auto& member : report.timed_out) {
+    forget_member(self, member, removal_reason::timeout, {});
+    changed = true;
+  }
+  std::erase_if(st.dial_cooldown, [&](const auto& entry) { return entry.second <= now; });
+
+  // Every member gets a heartbeat; only gossip_fanout random ones also get the whole view, so
+  // news spreads epidemically in O(log n) intervals without n^2 full lists per interval.
+  auto infos = st.view->other_infos();
+  const std::vector<peer_info> no_news;
+  std::vector<swarm_member> others;
+  for (auto& member : st.view->members())
+    if (member.info.peer_id != st.view->self().info.peer_id)
+      others.push_back(member);
+  std::shuffle(others.begin(), others.end(), st.random);
+  for (std::size_t i = 0; i < others.size(); ++i)
+    self->send(others[i].membership, gossip_atom_v, st.view->self().info,
+               i < st.options.gossip_fanout ? infos : no_news);
+
+  std::vector<peer_info> candidates;
+  for (auto& [id, info] : st.view->candidates())
+    candidates.push_back(info);
+  dial_candidates(self, candidates);
+  if (st.view->others() == 0)
+    dial_initial_peers(self, false);
+  else if (st.options.split_check_every > 0 && st.ticks % st.options.split_check_every == 0)
+    dial_initial_peers(self, true);
+
+  if (changed)
+    publish_view(self);
+  self->delayed_send(self, st.options.gossip_interval, tick_atom_v);
+}
+
+void say_goodbye(membership_pointer self) {
+  auto& st = self->state;
+  if (!st.view)
+    return;
+  for (auto& member : st.view->members())
+    if (member.info.peer_id != st.view->self().info.peer_id && member.membership)
+      self->send(member.membership, leave_atom_v, st.view->self().info.peer_id);
+  if (st.view->others() > 0)
+    spdlog::info("membership {}: leaving the swarm ({} peers told)", me(self),
+                 st.view->others());
+}
+
+void fail(membership_pointer self, caf::error reason) {
+  auto& st = self->state;
+  for (auto& waiter : st.port_waiters)
+    waiter.deliver(reason);
+  st.port_waiters.clear();
+  say_goodbye(self);
+  self->quit(std::move(reason));
+}
+
+void start_listening(membership_pointer self) {
+  auto& st = self->state;
+  auto where = st.options.listen_host + ":" + std::to_string(st.options.listen_port);
+  self
+    ->request(self->system().middleman().actor_handle(), st.options.connect_timeout,
+              caf::publish_atom::value, st.options.listen_port,
+              caf::actor_cast<caf::strong_actor_ptr>(self), std::set<std::string>{},
+              st.options.listen_host, true)
+    .then(
+      [=](uint16_t bound) {
+        auto& st = self->state;
+        st.published = true;
+        auto own = st.view->self();
+        if (!st.options.announce_port_fixed || own.info.port == 0)
+          own.info.port = bound;
+        st.view->set_self(own);
+        spdlog::info("membership {}: listening on {}:{} (announced as {}), swarm '{}', "
+                     "incarnation {}",
+                     me(self), st.options.listen_host, bound, own.info.address(),
+                     own.info.swarm_id, own.info.incarnation);
+        for (auto& waiter : st.port_waiters)
+          waiter.deliver(bound);
+        st.port_waiters.clear();
+        publish_view(self);
+        if (st.initial_peers.empty())
+          spdlog::info("membership {}: no initial peers: starting a new swarm", me(self));
+        dial_initial_peers(self, false);
+        self->delayed_send(self, st.options.gossip_interval, tick_atom_v);
+      },
+      [=](caf::error& err) {
+        auto text = "membership: cannot listen on " + where + ": " + self->system().render(err);
+        spdlog::error("{}", text);
+        fail(self, make_error(errc::invalid_config, text));
+      });
+}
+
+caf::behavior membership(membership_pointer self, membership_options options) {
+  auto& st = self->state;
+  options.self.membership = caf::actor_cast<caf::actor>(self);
+  swarm_view_timing timing{options.suspect_after, options.remove_after, options.tombstone_ttl};
+  st.view.emplace(options.self, timing);
+  st.options = std::move(options);
+  for (auto& text : st.options.initial_peers) {
+    auto parsed = parse_peer_address(text);
+    if (!parsed) {
+      auto reason = "membership: initial peer '" + text + "' is not host:port";
+      spdlog::error("{}", reason);
+      self->quit(make_error(errc::invalid_config, reason));
+      return {};
+    }
+    st.initial_peers.push_back({parsed->first, parsed->second,
+                                peer_info{{}, parsed->first, parsed->second, {}, 0}.address()});
+  }
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    if (!msg.reason || msg.reason == caf::exit_reason::normal)
+      return;
+    say_goodbye(self);
+    self->quit(std::move(msg.reason));
+  });
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& st = self->state;
+    auto subscriber = std::find_if(st.subscribers.begin(), st.subscribers.end(),
+                                   [&](const caf::actor& s) { return s.address() == dm.source; });
+    if (subscriber != st.subscribers.end()) {
+      st.subscribers.erase(subscriber);
+      return;
+    }
+    for (auto& member : st.view->members()) {
+      if (member.info.peer_id == st.view->self().info.peer_id || !member.membership ||
+          member.membership.address() != dm.source)
+        continue;
+      // A clean shutdown's down message may overtake its goodbye: that peer left, not died.
+      bool clean = !dm.reason || dm.reason == caf::exit_reason::normal ||
+                   dm.reason == caf::exit_reason::user_shutdown;
+      if (auto removed = st.view->remove(member.info.peer_id, clock::now())) {
+        forget_member(self, *removed, clean ? removal_reason::left : removal_reason::died,
+                      clean ? std::string{} : self->system().render(dm.reason));
+        publish_view(self);
+      }
+      return;
+    }
+  });
+  start_listening(self);
+  return {
+    [=](hello_atom, swarm_member& them) -> caf::result<swarm_member, std::vector<peer_info>> {
+      auto& st = self->state;
+      if (auto reason = validate_peer_info(them.info)) {
+        reject(self, *reason, "hello");
+        return rejection_error(*reason);
+      }
+      if (them.info.peer_id == st.view->self().info.peer_id) {
+        reject(self, rejection::own_id, "hello from " + them.info.address());
+        return rejection_error(rejection::own_id);
+      }
+      if (!them.membership) {
+        reject(self, rejection::missing_handle, "hello from " + describe(them.info));
+        return rejection_error(rejection::missing_handle);
+      }
+      auto sender = self->current_sender();
+      if (!sender || !handles_live_on(them, sender->node())) {
+        reject(self, rejection::wrong_sender, "hello from " + describe(them.info));
+        return rejection_error(rejection::wrong_sender);
+      }
+      if (admit_member(self, them) == swarm_view::admission::stale) {
+        reject(self, rejection::stale_incarnation, "hello from " + describe(them.info));
+        return rejection_error(rejection::stale_incarnation);
+      }
+      publish_view(self);
+      auto known = st.view->other_infos();
+      std::erase_if(known, [&](const peer_info& p) { return p.peer_id == them.info.peer_id; });
+      return {st.view->self(), std::move(known)};
+    },
+    [=](gossip_atom, peer_info& from, std::vector<peer_info>& known) {
+      auto& st = self->state;
+      if (auto reason = validate_peer_info(from)) {
+        reject(self, *reason, "gossip");
+        return;
+      }
+      if (auto reason = validate_peer_list(known)) {
+        reject(self, *reason, "gossip from " + describe(from));
+        return;
+      }
+      if (from.peer_id == st.view->self().info.peer_id) {
+        reject(self, rejection::own_id, "gossip from " + from.address());
+        return;
+      }
+      auto now = clock::now();
+      auto member = st.view->find(from.peer_id);
+      if (member && member->info.incarnation == from.incarnation) {
+        auto sender = self->current_sender();
+        if (!sender || sender->node() != member->membership.node()) {
+          reject(self, rejection::wrong_sender, "gossip in the name of " + describe(from));
+          return;
+        }
+        if (st.view->heard_from(from.peer_id, from.incarnation, now))
+          spdlog::info("membership {}: peer {} is alive again", me(self), describe(from));
+      } else if (!member || member->info.incarnation < from.incarnation) {
+        // It knows us but we do not know it (or only an older incarnation): say hello.
+        dial_candidates(self, st.view->learn(std::vector{from}, now));
+      }
+      dial_candidates(self, st.view->learn(known, now));
+    },
+    [=](leave_atom, std::string& peer_id) {
+      auto& st = self->state;
+      if (!is_valid_peer_id(peer_id)) {
+        reject(self, rejection::bad_peer_id, "leave");
+        return;
+      }
+      auto member = st.view->find(peer_id);
+      if (!member)
+        return;
+      auto sender = self->current_sender();
+      bool from_that_peer = sender && sender->node() == member->membership.node();
+      bool from_this_process = sender && sender->node() == self->node();
+      if (!from_that_peer && !from_this_process) {
+        reject(self, rejection::wrong_sender, "leave in the name of " + describe(member->info));
+        return;
+      }
+      if (auto removed = st.view->remove(peer_id, clock::now())) {
+        forget_member(self, *removed, removal_reason::left, {});
+        publish_view(self);
+      }
+    },
+    [=](tick_atom) { on_tick(self); },
+    [=](subscribe_atom, caf::actor& who) {
+      auto& st = self->state;
+      if (!who)
+        return;
+      if (std::find(st.subscribers.begin(), st.subscribers.end(), who) == st.subscribers.end()) {
+        st.subscribers.push_back(who);
+        self->monitor(who);
+      }
+      self->send(who, view_atom_v, st.view->members());
+    },
+    [=](attach_atom, caf::actor& progress, caf::actor& averager, caf::actor& state_server) {
+      auto& st = self->state;
+      auto own = st.view->self();
+      own.progress = std::move(progress);
+      own.averager = std::move(averager);
+      own.state_server = std::move(state_server);
+      st.view->set_self(own);
+      publish_view(self);
+      // Members take handles only from us directly: a fresh hello hands them over.
+      for (auto& member : st.view->members()) {
+        if (member.info.peer_id == own.info.peer_id)
+          continue;
+        self->request(member.membership, st.options.connect_timeout, hello_atom_v, own)
+          .then([](swarm_member&, std::vector<peer_info>&) {},
+                [=](caf::error& err) {
+                  spdlog::debug("membership {}: re-announcing handles to {} failed: {}", me(self),
+                                describe(member.info), self->system().render(err));
+                });
+      }
+    },
+    [=](caf::get_atom) { return self->state.view->members(); },
+    [=](caf::get_atom, caf::ok_atom) -> caf::result<uint16_t> {
+      auto& st = self->state;
+      if (st.published)
+        return st.view->self().info.port;
+      auto promise = self->make_response_promise();
+      st.port_waiters.push_back(promise);
+      return promise;
+    },
+  };
+}
+
+} // namespace
+
+std::optional<std::pair<std::string, uint16_t>> parse_peer_address(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= address.size())
+    return std::nullopt;
+  auto host = address.substr(0, colon);
+  auto port_text = address.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']')
+      return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    return std::nullopt; // a bare IPv6 address needs brackets to carry a port
+  }
+  if (port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  auto port = std::stoul(port_text);
+  if (port == 0 || port > 65535)
+    return std::nullopt;
+  return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
+caf::actor spawn_membership(caf::actor_system& system, membership_options options) {
+  return system.spawn(membership, std::move(options));
+}
+
+} // namespace ddactor

@@ -1,0 +1,89 @@
+#pragma once
+// The membership actor: this peer's view of the swarm. It publishes itself on the listen address,
+// joins through the initial peers, learns the others from gossip, and connects to each peer
+// directly, so that every actor handle in the view comes from that peer over its own connection
+// (messages never route through a third peer). It watches every member (a monitor on its
+// membership actor, plus gossip heartbeats), removes dead and silent peers, and tells its local
+// subscribers (progress, averager, peer) about every change of the view. The rules of the view
+// (incarnations, tombstones, suspicion, split detection, validation) are runtime/swarm_view.hpp;
+// this actor owns the connections, timers, logs and metrics.
+//
+// A member's lifecycle, as this peer sees it:
+//
+//   (address from initial_peers or gossip)
+//          |
+//          v
+//   CONNECTING --(connect + hello exchange)--> ALIVE <---------------------------+
+//          |                                     |  \                            |
+//          | (refused, timeout, invalid)         |   (silent > suspect_after)    | (heard again)
+//          v                                     |          v                    |
+//   retried after bootstrap_retry                |      SUSPECTED ---------------+
+//   (learned again from gossip)                  |          |
+//                                                |          | (silent > remove_after)
+//     (leave; down: actor or link gone; a higher |          v
+//      incarnation of the same id) --------------+----> REMOVED (tombstone: id, incarnation)
+//                                                               |
+//          gossip naming that incarnation is ignored until the tombstone expires; a higher
+//          incarnation (a restarted peer) or the peer's own hello brings it back
+//
+// Messages (beyond the network protocol in runtime/swarm_messages.hpp):
+//   (get_atom)                              -> std::vector<swarm_member>: the view, sorted by
+//                                              peer id, this peer included
+//   (get_atom, caf::ok_atom)                -> uint16_t: the bound port (waits for the bind)
+//   (subscribe_atom, caf::actor who)           who gets (view_atom, std::vector<swarm_member>)
+//                                              now and after every change
+//   (attach_atom, caf::actor progress, caf::actor averager, caf::actor state_server)
+//                                              replaces this peer's local handles (after a
+//                                              restart of one of them) and re-announces them
+//
+// It quits with errc::invalid_config if it cannot listen (the address is taken or wrong) or an
+// initial peer is not "host:port". On an exit message (user_shutdown or any other catchable
+// reason) it says goodbye (leave) to every member first; `kill` is a crash, no goodbye.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "runtime/swarm_messages.hpp"
+
+namespace ddactor {
+
+struct membership_options {
+  /// This peer: info (id, announce host and port, swarm id, incarnation) and its local handles
+  /// (progress, averager, state_server; any may be null). The membership handle is set by the
+  /// actor itself.
+  swarm_member self;
+  /// Where to publish.
+  std::string listen_host = "127.0.0.1";
+  /// 0: an ephemeral port. The bound port becomes self.info.port unless announce_port_fixed.
+  uint16_t listen_port = 0;
+  /// Keep self.info.port as given (behind a NAT or a port forward).
+  bool announce_port_fixed = false;
+  /// "host:port" ("[v6]:port" for IPv6) of any peers of the swarm; empty: start a new swarm.
+  std::vector<std::string> initial_peers;
+  std::chrono::milliseconds gossip_interval{1000};
+  /// Members that get the whole view with each interval's gossip (the others a heartbeat).
+  std::size_t gossip_fanout = 3;
+  std::chrono::milliseconds suspect_after{3000};
+  std::chrono::milliseconds remove_after{8000};
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds bootstrap_retry{2000};
+  /// How long a removed peer's incarnation is remembered (gossip about it ignored).
+  std::chrono::milliseconds tombstone_ttl{30000};
+  /// Every this many gossip intervals, initial peers missing from the view are contacted again,
+  /// so that a swarm that split (and healed its network) merges again.
+  uint32_t split_check_every = 10;
+};
+
+/// Splits "host:port" or "[v6]:port"; nullopt if malformed (no port, port 0 or > 65535, empty
+/// host).
+std::optional<std::pair<std::string, uint16_t>> parse_peer_address(const std::string& address);
+
+caf::actor spawn_membership(caf::actor_system& system, membership_options options);
+
+} // namespace ddactor

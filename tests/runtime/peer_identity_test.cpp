@@ -1,0 +1,161 @@
+#include "runtime/peer_identity.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+#include <vector>
+
+namespace ddactor {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct temp_state_dir {
+  fs::path path;
+  temp_state_dir() {
+    path = fs::temp_directory_path() /
+           ("ddactor_identity_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(path);
+  }
+  ~temp_state_dir() { fs::remove_all(path); }
+  void write(const std::string& name, const std::string& content) const {
+    fs::create_directories(path);
+    std::ofstream(path / name, std::ios::binary) << content;
+  }
+  std::string read(const std::string& name) const {
+    std::ifstream in(path / name, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+};
+
+TEST(peer_identity, creates_folder_id_and_first_incarnation) {
+  temp_state_dir dir;
+  auto identity = load_or_create_identity(dir.path / "nested" / "state");
+  EXPECT_TRUE(is_valid_peer_id(identity.peer_id)) << identity.peer_id;
+  EXPECT_EQ(identity.incarnation, 1u);
+  std::ifstream in(dir.path / "nested" / "state" / "peer_id");
+  std::string stored;
+  in >> stored;
+  EXPECT_EQ(stored, identity.peer_id);
+}
+
+TEST(peer_identity, id_is_stable_and_incarnation_grows) {
+  temp_state_dir dir;
+  auto first = load_or_create_identity(dir.path);
+  for (uint64_t expected = 2; expected <= 5; ++expected) {
+    auto again = load_or_create_identity(dir.path);
+    EXPECT_EQ(again.peer_id, first.peer_id);
+    EXPECT_EQ(again.incarnation, expected);
+  }
+  EXPECT_EQ(dir.read("incarnation"), "5\n");
+  // No temporary files are left behind.
+  for (auto& entry : fs::directory_iterator(dir.path))
+    EXPECT_EQ(entry.path().string().find(".tmp"), std::string::npos) << entry.path();
+}
+
+TEST(peer_identity, keeps_an_existing_id_and_counter) {
+  temp_state_dir dir;
+  dir.write("peer_id", "0123456789abcdef0123456789abcdef\n");
+  dir.write("incarnation", "41");
+  auto identity = load_or_create_identity(dir.path);
+  EXPECT_EQ(identity.peer_id, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(identity.incarnation, 42u);
+}
+
+TEST(peer_identity, different_folders_get_different_ids) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 64; ++i)
+    ids.insert(make_random_peer_id());
+  EXPECT_EQ(ids.size(), 64u);
+  for (auto& id : ids)
+    EXPECT_TRUE(is_valid_peer_id(id)) << id;
+}
+
+TEST(peer_identity, concurrent_starts_get_distinct_incarnations) {
+  temp_state_dir dir;
+  load_or_create_identity(dir.path);
+  std::vector<uint64_t> seen(8);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    threads.emplace_back([&, i] { seen[i] = load_or_create_identity(dir.path).incarnation; });
+  for (auto& t : threads)
+    t.join();
+  std::set<uint64_t> distinct(seen.begin(), seen.end());
+  EXPECT_EQ(distinct.size(), seen.size());
+  EXPECT_EQ(*distinct.begin(), 2u);
+  EXPECT_EQ(*distinct.rbegin(), 9u);
+}
+
+TEST(peer_identity, validates_the_id_form) {
+  EXPECT_TRUE(is_valid_peer_id("0123456789abcdef0123456789abcdef"));
+  EXPECT_FALSE(is_valid_peer_id(""));
+  EXPECT_FALSE(is_valid_peer_id("0123456789abcdef0123456789abcde"));
+  EXPECT_FALSE(is_valid_peer_id("0123456789abcdef0123456789abcdef0"));
+  EXPECT_FALSE(is_valid_peer_id("0123456789ABCDEF0123456789abcdef"));
+  EXPECT_FALSE(is_valid_peer_id("0123456789abcdef0123456789abcdeg"));
+  EXPECT_FALSE(is_valid_peer_id(std::string("0123456789abcdef0123456789abcde\0", 32)));
+  EXPECT_EQ(short_peer_id("0123456789abcdef0123456789abcdef"), "01234567");
+  EXPECT_EQ(short_peer_id("abc"), "abc");
+}
+
+struct corrupt_case {
+  const char* name;
+  const char* file;
+  std::string content;
+};
+
+class peer_identity_corrupt : public ::testing::TestWithParam<corrupt_case> {};
+
+TEST_P(peer_identity_corrupt, names_the_file) {
+  temp_state_dir dir;
+  auto param = GetParam();
+  if (std::string(param.file) == "incarnation")
+    dir.write("peer_id", "0123456789abcdef0123456789abcdef\n");
+  dir.write(param.file, param.content);
+  try {
+    load_or_create_identity(dir.path);
+    FAIL() << "expected peer_identity_error";
+  } catch (const peer_identity_error& e) {
+    std::string message = e.what();
+    EXPECT_NE(message.find((dir.path / param.file).string()), std::string::npos) << message;
+    EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
+  }
+  // A corrupt file is never overwritten: the operator decides.
+  EXPECT_EQ(dir.read(param.file), param.content);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+  files, peer_identity_corrupt,
+  ::testing::Values(
+    corrupt_case{"empty_id", "peer_id", ""},
+    corrupt_case{"short_id", "peer_id", "0123456789abcdef\n"},
+    corrupt_case{"uppercase_id", "peer_id", "0123456789ABCDEF0123456789ABCDEF\n"},
+    corrupt_case{"id_with_spaces", "peer_id", " 0123456789abcdef0123456789abcdef\n"},
+    corrupt_case{"two_lines", "peer_id", "0123456789abcdef0123456789abcdef\n\n"},
+    corrupt_case{"binary_id", "peer_id", std::string("\0\1\2\3", 4)},
+    corrupt_case{"huge_id", "peer_id", std::string(100000, 'a')},
+    corrupt_case{"empty_counter", "incarnation", ""},
+    corrupt_case{"negative_counter", "incarnation", "-3\n"},
+    corrupt_case{"word_counter", "incarnation", "seven\n"},
+    corrupt_case{"overflowing_counter", "incarnation", "18446744073709551616\n"},
+    corrupt_case{"maximal_counter", "incarnation", "18446744073709551615\n"},
+    corrupt_case{"huge_counter", "incarnation", std::string(5000, '9')}),
+  [](const auto& info) { return std::string(info.param.name); });
+
+TEST(peer_identity, unwritable_folder_is_a_clear_error) {
+  temp_state_dir dir;
+  dir.write("not_a_folder", "x");
+  try {
+    load_or_create_identity(dir.path / "not_a_folder");
+    FAIL() << "expected peer_identity_error";
+  } catch (const peer_identity_error& e) {
+    EXPECT_NE(std::string(e.what()).find("not_a_folder"), std::string::npos) << e.what();
+  }
+}
+
+} // namespace
+} // namespace ddactor
