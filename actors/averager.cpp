@@ -223,6 +223,11 @@ void start_request(averager_pointer self, average_request request) {
   group.codec = st.options.codec;
   group.codec_settings = st.options.codec_settings;
   group.reply_to = self;
+  const auto& o = st.options;
+  if (o.die_in_round > 0 && cur.request.epoch == o.die_in_round)
+    group.inject = o.die_as == "reducer" ? averaging_group_options::fault::die_as_reducer
+                                         : averaging_group_options::fault::die_as_sender;
+  group.corrupt_chunks = o.corrupt_chunks_from > 0 && cur.request.epoch >= o.corrupt_chunks_from;
   cur.group = spawn_averaging_group(self->system(), group);
   self->monitor(cur.group);
   join_round(self);

@@ -36,6 +36,10 @@ struct averager_options {
   std::chrono::milliseconds request_timeout{10000};
   std::string codec = "none";
   codec_options codec_settings;
+  /// Fault injection for tests (config [debug]); 0: never.
+  int64_t die_in_round = 0;
+  std::string die_as = "sender";
+  int64_t corrupt_chunks_from = 0;
 };
 
 /// Local: `(average_atom, average_request)` -> average_outcome; `(view_atom, members)` from

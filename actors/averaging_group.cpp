@@ -6,7 +6,10 @@
 
 #include <bit>
 #include <cmath>
+#include <csignal>
 #include <cstring>
+#include <limits>
+#include <thread>
 
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/allreduce/butterfly_partition.hpp"
@@ -148,12 +151,22 @@ void apply_result(group_pointer self, uint32_t position, uint64_t offset,
     ++st.parts_done;
 }
 
+// Fault injection: give the network a moment to carry what was sent, then die like a crash.
+[[noreturn]] void die_now(const char* role) {
+  spdlog::warn("debug: killing this peer in the middle of an all-reduce (as {})", role);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::raise(SIGKILL);
+  std::abort();
+}
+
 // This peer's part is reduced: encode it once, send it to everyone and apply the very same
 // encoding locally, so every member ends with identical values even with lossy codecs.
 void maybe_finish_reduction(group_pointer self) {
   auto& st = self->state;
   if (!st.reducer || !st.reducer->complete())
     return;
+  if (st.options.inject == averaging_group_options::fault::die_as_reducer)
+    die_now("reducer");
   auto result = st.reducer->finish();
   st.reducer.reset();
   const auto& part = st.parts[st.my_position];
@@ -204,6 +217,15 @@ void start_attempt(group_pointer self) {
   }
   // Scatter: part p of our vector to the member that reduces it; our own part into our reducer.
   std::span<const float> all(values);
+  std::vector<float> poison;
+  if (st.options.corrupt_chunks)
+    poison.assign(values.size(), std::numeric_limits<float>::quiet_NaN());
+  std::span<const float> sent = st.options.corrupt_chunks ? std::span<const float>(poison) : all;
+  size_t chunks_to_send = 0;
+  for (uint32_t p = 0; p < st.active.size(); ++p)
+    if (p != st.my_position)
+      chunks_to_send += chunk_ranges(st.parts[p], st.options.chunk_elements).size();
+  size_t chunks_sent = 0;
   for (uint32_t p = 0; p < st.active.size(); ++p) {
     const auto& part = st.parts[p];
     for (const auto& range : chunk_ranges(part, st.options.chunk_elements)) {
@@ -212,12 +234,17 @@ void start_attempt(group_pointer self) {
         st.reducer->accept(st.my_position, range.begin - part.begin, slice, st.options.weight);
         continue;
       }
+      if (st.options.inject == averaging_group_options::fault::die_as_sender &&
+          2 * chunks_sent >= chunks_to_send)
+        die_now("sender");
       st.float_bytes += range.size() * sizeof(float);
       send_chunk(self, st.active[p],
                  {st.assignment.round_id, st.member_set,
                   static_cast<uint8_t>(allreduce_phase::scatter), st.me,
-                  encode_chunk(st.assignment.round_id, p, range.begin - part.begin, slice,
+                  encode_chunk(st.assignment.round_id, p, range.begin - part.begin,
+                               sent.subspan(range.begin, range.size()),
                                st.scatter_codec.get())});
+      ++chunks_sent;
     }
   }
   maybe_finish_reduction(self);

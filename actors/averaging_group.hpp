@@ -49,6 +49,11 @@ struct averaging_group_options {
   codec_options codec_settings;
   /// Receives the average_outcome when the round ends (failed = true when it could not finish).
   caf::actor reply_to;
+  /// Fault injection for tests (config [debug]): kill this process mid-round as a sender or a
+  /// reducer, or send chunks full of NaN.
+  enum class fault : uint8_t { none, die_as_sender, die_as_reducer };
+  fault inject = fault::none;
+  bool corrupt_chunks = false;
 };
 
 /// Spawns a group actor waiting for its assignment: `(group_assignment)` starts the round.

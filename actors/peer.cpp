@@ -172,6 +172,9 @@ void start_swarm(peer_pointer self) {
   averaging.matchmaking_time = seconds(cfg.averaging.matchmaking_time);
   averaging.allreduce_timeout = seconds(cfg.averaging.allreduce_timeout);
   averaging.request_timeout = seconds(cfg.averaging.request_timeout);
+  averaging.die_in_round = cfg.debug.die_in_round;
+  averaging.die_as = cfg.debug.die_as;
+  averaging.corrupt_chunks_from = cfg.debug.corrupt_chunks_from;
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);
 

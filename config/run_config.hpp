@@ -189,6 +189,14 @@ struct debug_section {
   int64_t crash_trainer_at_step = 0;
   /// The data loader throws once after producing this many batches (0: never).
   int64_t crash_loader_after_batches = 0;
+  /// The process kills itself (SIGKILL) in the middle of the averaging round of this epoch
+  /// (0: never), as a "sender" (after sending half its parts) or a "reducer" (after reducing its
+  /// part, before sending the result).
+  int64_t die_in_round = 0;
+  std::string die_as = "sender";
+  /// From this epoch on (0: never) the peer sends all-reduce chunks full of NaN, as a broken or
+  /// hostile peer would.
+  int64_t corrupt_chunks_from = 0;
 
   bool operator==(const debug_section&) const = default;
 };

@@ -1,0 +1,207 @@
+// Multi-process tests of swarm training: real ddactor peers on loopback train one model, are
+// killed with SIGKILL at chosen moments (the first peer, a sender or a reducer in the middle of an
+// all-reduce), or send poisoned data; the survivors must keep completing rounds and hold
+// bit-identical parameters.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <memory>
+
+#include "runtime/checkpoint_files.hpp"
+#include "runtime/safetensors.hpp"
+#include "tests/e2e/process.hpp"
+
+namespace ddactor::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The model tensors of a checkpoint, by name.
+std::map<std::string, std::vector<std::byte>> model_tensors(const std::filesystem::path& file) {
+  std::map<std::string, std::vector<std::byte>> out;
+  for (auto& t : read_safetensors_file(file).tensors)
+    if (t.name.starts_with("model.") || t.name.starts_with("optimizer."))
+      out[t.name] = std::move(t.data);
+  return out;
+}
+
+bool all_finite(const std::filesystem::path& file) {
+  for (const auto& t : read_safetensors_file(file).tensors) {
+    if (!t.name.starts_with("model.") || t.dtype != tensor_dtype::f32)
+      continue;
+    const auto* values = reinterpret_cast<const float*>(t.data.data());
+    for (size_t i = 0; i < t.data.size() / sizeof(float); ++i)
+      if (!std::isfinite(values[i]))
+        return false;
+  }
+  return true;
+}
+
+class swarm : public ::testing::Test {
+ protected:
+  temp_directory dir{::testing::UnitTest::GetInstance()->current_test_info()->name()};
+  uint16_t bootstrap_port = free_port();
+  std::vector<std::unique_ptr<child_process>> peers;
+
+  std::filesystem::path run_dir(int i) const { return dir.path() / ("peer" + std::to_string(i)); }
+  std::filesystem::path log(int i) const {
+    return dir.path() / ("peer" + std::to_string(i) + ".log");
+  }
+
+  // A tiny model; target 64 samples per epoch; short timeouts so failures show quickly.
+  std::filesystem::path write_config(int64_t epochs, int wait_for) {
+    auto path = dir.path() / "swarm.toml";
+    write_text_file(path, "[run]\nname = \"e2e-swarm\"\nthreads = 1\n"
+                          "[model]\nhidden_size = 32\ndepth = 1\nnum_heads = 2\npatch_size = 7\n"
+                          "[data]\nbatch_size = 16\nprefetch = 2\n"
+                          "[train]\nsteps = " +
+                            std::to_string(epochs) +
+                            "\ntarget_batch_size = 64\nwarmup_steps = 2\nlog_every = 1\n"
+                            "checkpoint_every = 5\nkeep_checkpoints = 20\nsample_every = 0\n"
+                            "[sample]\nsteps = 1\nper_class = 1\n"
+                            "[network]\ngossip_interval = 0.3\nsuspect_after = 1.5\n"
+                            "remove_after = 3.0\nheartbeat_interval = 0.2\n"
+                            "connection_timeout = 1.5\nwait_for_peers = " +
+                            std::to_string(wait_for) +
+                            "\n[averaging]\nmatchmaking_time = 1.5\nallreduce_timeout = 10.0\n"
+                            "chunk_elements = 4096\n");
+    return path;
+  }
+
+  void start_peer(int i, const std::filesystem::path& config, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--config", config.string(), "--set",
+                                  "run.dir=\"" + run_dir(i).string() + "\""};
+    if (i == 0) {
+      args.insert(args.end(),
+                  {"--set", "network.listen=\"127.0.0.1:" + std::to_string(bootstrap_port) + "\""});
+    } else {
+      args.insert(args.end(), {"--set", "network.listen=\"127.0.0.1:0\"", "--set",
+                               "network.initial_peers=[\"127.0.0.1:" +
+                                 std::to_string(bootstrap_port) + "\"]"});
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    if (static_cast<int>(peers.size()) <= i)
+      peers.resize(static_cast<size_t>(i) + 1);
+    peers[static_cast<size_t>(i)] = std::make_unique<child_process>(DDACTOR_BINARY, args, log(i));
+    if (i == 0)
+      ASSERT_TRUE(peers[0]->wait_for_output("listening for peers", 60s)) << peers[0]->output();
+  }
+
+  void expect_exit_ok(int i, std::chrono::seconds timeout = 180s) {
+    auto code = peers[static_cast<size_t>(i)]->wait_for(timeout);
+    ASSERT_TRUE(code.has_value()) << "peer " << i << " did not finish:\n"
+                                  << peers[static_cast<size_t>(i)]->output();
+    EXPECT_EQ(*code, 0) << peers[static_cast<size_t>(i)]->output();
+  }
+
+  // Every given peer wrote a checkpoint at `epoch` and they hold identical model and optimizer.
+  void expect_identical_at(int64_t epoch, const std::vector<int>& who) {
+    auto reference = model_tensors(checkpoint_path(run_dir(who.front()), epoch));
+    ASSERT_FALSE(reference.empty());
+    for (size_t k = 1; k < who.size(); ++k) {
+      auto other = model_tensors(checkpoint_path(run_dir(who[k]), epoch));
+      ASSERT_EQ(other.size(), reference.size());
+      for (const auto& [name, bytes] : reference)
+        ASSERT_TRUE(other.at(name) == bytes)
+          << "peer " << who[k] << " differs from peer " << who.front() << " in " << name
+          << " at epoch " << epoch;
+    }
+  }
+};
+
+TEST_F(swarm, four_peers_train_one_model_with_identical_parameters_after_each_round) {
+  auto config = write_config(15, 4);
+  for (int i = 0; i < 4; ++i)
+    start_peer(i, config);
+  for (int i = 0; i < 4; ++i)
+    expect_exit_ok(i);
+  for (int64_t epoch : {5, 10, 15})
+    expect_identical_at(epoch, {0, 1, 2, 3});
+  for (int i = 0; i < 4; ++i) {
+    auto out = peers[static_cast<size_t>(i)]->output();
+    EXPECT_NE(out.find("epoch 15/15"), std::string::npos) << out;
+    EXPECT_NE(out.find("peers 4"), std::string::npos) << out;
+    EXPECT_NE(out.find("group of 4"), std::string::npos) << out;
+  }
+}
+
+TEST_F(swarm, the_first_peer_killed_mid_run_does_not_stop_the_others) {
+  auto config = write_config(25, 4);
+  for (int i = 0; i < 4; ++i)
+    start_peer(i, config);
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 6/25", 120s)) << peers[0]->output();
+  peers[0]->send_signal(SIGKILL);
+  ASSERT_EQ(peers[0]->wait_for(10s), 128 + SIGKILL);
+  for (int i = 1; i < 4; ++i)
+    expect_exit_ok(i);
+  expect_identical_at(25, {1, 2, 3});
+  for (int i = 1; i < 4; ++i) {
+    auto out = peers[static_cast<size_t>(i)]->output();
+    EXPECT_NE(out.find("group of 3"), std::string::npos) << out;
+    EXPECT_NE(out.find("peers 3"), std::string::npos) << out;
+  }
+}
+
+class swarm_fault : public swarm, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(swarm_fault, a_peer_killed_in_the_middle_of_an_all_reduce_costs_one_round_at_most) {
+  auto config = write_config(12, 4);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config);
+  start_peer(3, config, {"--set", "debug.die_in_round=5", "--set", "debug.die_as=" + GetParam()});
+  ASSERT_EQ(peers[3]->wait_for(120s), 128 + SIGKILL) << peers[3]->output();
+  EXPECT_NE(peers[3]->output().find("as " + GetParam()), std::string::npos);
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  // Every survivor finished the round of epoch 5 (restarted without the dead peer) and all later
+  // ones, with the same result.
+  expect_identical_at(10, {0, 1, 2});
+  expect_identical_at(12, {0, 1, 2});
+  bool someone_restarted = false;
+  for (int i = 0; i < 3; ++i) {
+    auto out = peers[static_cast<size_t>(i)]->output();
+    someone_restarted |= out.find("restarting with 3 of 4 members") != std::string::npos;
+    EXPECT_EQ(out.find("stepping with local values"), std::string::npos) << out;
+  }
+  EXPECT_TRUE(someone_restarted);
+}
+
+INSTANTIATE_TEST_SUITE_P(roles, swarm_fault, ::testing::Values("sender", "reducer"));
+
+TEST_F(swarm, a_peer_sending_poisoned_chunks_is_dropped_and_the_model_stays_finite) {
+  auto config = write_config(10, 4);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config);
+  start_peer(3, config, {"--set", "debug.corrupt_chunks_from=3"});
+  for (int i = 0; i < 4; ++i)
+    expect_exit_ok(i, 240s);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_TRUE(all_finite(checkpoint_path(run_dir(i), 10))) << "peer " << i;
+  expect_identical_at(10, {0, 1, 2});
+  size_t rejections = 0;
+  for (int i = 0; i < 3; ++i)
+    rejections += peers[static_cast<size_t>(i)]->count_in_output("rejected a chunk");
+  EXPECT_GT(rejections, 0u);
+}
+
+} // namespace
+} // namespace ddactor::testing
