@@ -12,6 +12,7 @@
 #include "runtime/data_order.hpp"
 #include "runtime/peer_identity.hpp"
 #include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/peer_health.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/restart_policy.hpp"
 
@@ -117,6 +118,8 @@ void schedule_restart(peer_pointer self, child_kind kind, const caf::error& reas
                                                     : st.checkpointer_restarts;
   auto delay = policy.on_failure(restart_policy::clock::now());
   if (!delay) {
+    peer_health::global().set(peer_health::activity::failing,
+                              std::string(to_string(kind)) + " keeps failing");
     spdlog::critical("{} failed {} times within its restart window; giving up ({})",
                      to_string(kind), policy.recent_restarts(), self->system().render(reason));
     shut_down_children(self);
@@ -241,6 +244,7 @@ caf::behavior peer(peer_pointer self, peer_options options) {
     self->state.data_started = true;
     start_data_loader(self);
   } else {
+    peer_health::global().set(peer_health::activity::waiting_for_peers);
     spdlog::info("waiting for {} peers before training",
                  self->state.options.config.network.wait_for_peers);
   }
@@ -289,6 +293,7 @@ caf::behavior peer(peer_pointer self, peer_options options) {
       if (st.stopping)
         return;
       st.stopping = true;
+      peer_health::global().set(peer_health::activity::stopping);
       if (!st.trainer) {
         shut_down_children(self);
         self->quit();

@@ -13,6 +13,7 @@
 #include "models/model_config.hpp"
 #include "models/outer_optimizer.hpp"
 #include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/peer_health.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
 
@@ -224,6 +225,7 @@ void finish(trainer_pointer self, const char* why) {
   if (st.finishing)
     return;
   st.finishing = true;
+  peer_health::global().set(peer_health::activity::stopping);
   spdlog::info("training {} at {} {}; writing the final checkpoint", why,
                st.swarm ? "epoch" : "step", current_step(st));
   try {
@@ -378,6 +380,8 @@ void start_round(trainer_pointer self) {
   if (st.averaging || st.finishing || st.epoch_samples == 0)
     return;
   st.averaging = true;
+  peer_health::global().set(peer_health::activity::averaging,
+                            "epoch " + std::to_string(st.progress.epoch));
   const auto& mode = averaging_mode(st);
   std::vector<float> values;
   if (mode == "gradients") {
@@ -408,6 +412,7 @@ void start_round(trainer_pointer self) {
           return;
         }
         st.averaging = false;
+        peer_health::global().set(peer_health::activity::training);
         // Batches that arrived during the round.
         while (!st.averaging && !st.finishing && !st.waiting_batches.empty()) {
           auto batch = std::move(st.waiting_batches.front());
@@ -477,6 +482,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                  static_cast<int32_t>(st.options.config.data.prefetch));
       st.window_start = clock_type::now();
       st.last_batch = clock_type::now();
+      peer_health::global().set(peer_health::activity::training);
     },
     [=](attach_atom, checkpointer_actor checkpointer) {
       self->state.options.checkpointer = std::move(checkpointer);

@@ -12,6 +12,9 @@
 #include "actors/peer.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
+#include "monitoring/metrics_http_server.hpp"
+#include "monitoring/metrics_registry.hpp"
+#include "monitoring/peer_health.hpp"
 #include "runtime/actor_system_setup.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/run_data.hpp"
@@ -92,6 +95,15 @@ int train_command(const run_config& config) {
     out << "# The effective configuration of this run, as ddactor read it.\n"
         << describe_config(config);
   }
+  global_metrics().set_enabled(config.monitoring.enabled);
+  std::unique_ptr<metrics_http_server> metrics_server;
+  if (!config.monitoring.listen.empty()) {
+    metrics_server = std::make_unique<metrics_http_server>(
+      global_metrics(), [] { return peer_health::global().report(); });
+    metrics_server->start(parse_listen_address(config.monitoring.listen));
+    spdlog::info("metrics on http://{}:{}/metrics (health: /healthz)",
+                 parse_listen_address(config.monitoring.listen).host, metrics_server->port());
+  }
   int threads = configure_torch_threads(config.run.threads);
   spdlog::info("ddactor run '{}' in {} ({} LibTorch threads)", config.run.name, run_dir.string(),
                threads);
@@ -121,6 +133,8 @@ int train_command(const run_config& config) {
       }
     });
   }
+  peer_health::global().set(exit_code == 0 ? peer_health::activity::finished
+                                           : peer_health::activity::failing);
   if (exit_code == 0)
     spdlog::info("done; checkpoints in {}", (run_dir / "checkpoints").string());
   return exit_code;

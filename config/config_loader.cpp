@@ -550,6 +550,13 @@ section_schema averaging_keys() {
   });
 }
 
+section_schema monitoring_keys() {
+  return bind_section("monitoring", &run_config::monitoring, {
+      field("listen", &monitoring_section::listen, empty_or_address()),
+      field("enabled", &monitoring_section::enabled),
+  });
+}
+
 section_schema debug_keys() {
   return bind_section("debug", &run_config::debug, {
       field("crash_trainer_at_step", &debug_section::crash_trainer_at_step, at_least(0)),
@@ -564,7 +571,7 @@ section_schema debug_keys() {
 const std::vector<section_schema>& config_schema() {
   static const std::vector<section_schema> schema = {
       run_keys(),    model_keys(), data_keys(),      train_keys(), sample_keys(),
-      eval_keys(),   network_keys(), averaging_keys(), debug_keys(),
+      eval_keys(),   network_keys(), averaging_keys(), monitoring_keys(), debug_keys(),
   };
   return schema;
 }

@@ -183,6 +183,16 @@ struct averaging_section {
   bool operator==(const averaging_section&) const = default;
 };
 
+/// [monitoring]: the Prometheus endpoint of this peer.
+struct monitoring_section {
+  /// "host:port" serving GET /metrics and GET /healthz; empty: no endpoint.
+  std::string listen;
+  /// Collect metrics at all (off only to measure what instrumentation costs).
+  bool enabled = true;
+
+  bool operator==(const monitoring_section&) const = default;
+};
+
 /// [debug]: fault injection for tests of supervision. Never set these in real runs.
 struct debug_section {
   /// The trainer throws once when it reaches this step (0: never).
@@ -213,6 +223,7 @@ struct run_config {
   eval_section eval;
   network_section network;
   averaging_section averaging;
+  monitoring_section monitoring;
   debug_section debug;
 
   /// The folder of this run: run.dir, or runs/<run.name>.
