@@ -51,6 +51,8 @@ struct averager_state {
   std::set<int64_t> closed_epochs;
   std::optional<member_request> current;
   std::mt19937_64 nonce{std::random_device{}()};
+  // Top-k error feedback: what earlier rounds did not send, per element, across rounds.
+  std::shared_ptr<std::vector<float>> residual;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averager";
 };
@@ -222,6 +224,12 @@ void start_request(averager_pointer self, average_request request) {
   group.timeout = st.options.allreduce_timeout;
   group.codec = st.options.codec;
   group.codec_settings = st.options.codec_settings;
+  group.tensor_bounds = cur.request.tensor_bounds;
+  if (st.options.codec == "topk") {
+    if (!st.residual || st.residual->size() != cur.request.values->size())
+      st.residual = std::make_shared<std::vector<float>>(cur.request.values->size(), 0.0f);
+    group.residual = st.residual;
+  }
   group.reply_to = self;
   const auto& o = st.options;
   if (o.die_in_round > 0 && cur.request.epoch == o.die_in_round)

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <csignal>
@@ -51,8 +52,6 @@ struct group_state {
   uint64_t bytes_received = 0;
   uint64_t float_bytes = 0;  // what the same chunks would have taken as float32
   int32_t restarts = 0;
-  std::unique_ptr<tensor_codec> scatter_codec;
-  std::unique_ptr<tensor_codec> gather_codec;
   std::vector<allreduce_chunk> early_chunks;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averaging_group";
@@ -69,6 +68,61 @@ bool in_set(uint64_t set, uint32_t member) {
 }
 
 void handle_chunk(group_pointer self, allreduce_chunk& chunk);
+
+// Splits a range of the vector where tensors begin or end (adaptive codec only), so that each
+// piece belongs to one tensor.
+std::vector<part_range> split_at_tensors(const group_state& st, part_range range) {
+  std::vector<part_range> out;
+  const auto* bounds = st.options.tensor_bounds.get();
+  if (st.options.codec != "adaptive" || bounds == nullptr) {
+    out.push_back(range);
+    return out;
+  }
+  auto begin = range.begin;
+  auto it = std::upper_bound(bounds->begin(), bounds->end(), static_cast<uint64_t>(begin));
+  for (; it != bounds->end() && *it < range.end; ++it) {
+    out.push_back({begin, static_cast<size_t>(*it)});
+    begin = static_cast<size_t>(*it);
+  }
+  out.push_back({begin, range.end});
+  return out;
+}
+
+// Whether the adaptive codec sends this piece (inside one tensor) exactly.
+bool small_tensor(const group_state& st, part_range piece) {
+  const auto& bounds = *st.options.tensor_bounds;
+  auto it = std::upper_bound(bounds.begin(), bounds.end(), static_cast<uint64_t>(piece.begin));
+  if (it == bounds.begin() || it == bounds.end())
+    return true;
+  return *it - *(it - 1) < st.options.codec_settings.adaptive_exact_below;
+}
+
+// The codec for one piece of one phase, or null for raw float32. Top-k is fresh per piece (its
+// error feedback lives in options.residual); in the gather phase it keeps up to
+// `senders` times as many entries, enough for every entry the senders kept, so the result of the
+// reduction is sent without loss.
+std::unique_ptr<tensor_codec> codec_for(group_state& st, part_range piece, size_t senders,
+                                        allreduce_phase phase) {
+  const auto& name = st.options.codec;
+  if (name == "none")
+    return nullptr;
+  if (name == "adaptive") {
+    if (st.options.tensor_bounds && small_tensor(st, piece))
+      return nullptr;
+    return make_codec("int8", st.options.codec_settings);
+  }
+  if (name == "topk") {
+    auto settings = st.options.codec_settings;
+    if (phase == allreduce_phase::gather) {
+      auto kept = static_cast<double>(std::max<long long>(
+        1, std::llround(settings.topk_fraction * static_cast<double>(piece.size()))));
+      settings.topk_fraction =
+        std::min(1.0, (static_cast<double>(senders) * kept + 0.5) / static_cast<double>(piece.size()));
+    }
+    return make_codec("topk", settings);
+  }
+  return make_codec(name, st.options.codec_settings);
+}
 
 void send_chunk(group_pointer self, uint32_t member, allreduce_chunk chunk) {
   auto& st = self->state;
@@ -171,18 +225,22 @@ void maybe_finish_reduction(group_pointer self) {
   st.reducer.reset();
   const auto& part = st.parts[st.my_position];
   std::span<const float> values(result.values);
-  for (const auto& range : chunk_ranges({0, part.size()}, st.options.chunk_elements)) {
-    auto blob = encode_chunk(st.assignment.round_id, st.my_position, range.begin,
-                             values.subspan(range.begin, range.size()), st.gather_codec.get());
-    auto decoded = decode_chunk(blob, st.assignment.round_id, st.my_position, part.size());
-    apply_result(self, st.my_position, range.begin, decoded);
-    for (auto member : st.active)
-      if (member != st.me) {
-        st.float_bytes += range.size() * sizeof(float);
-        send_chunk(self, member,
-                   {st.assignment.round_id, st.member_set,
-                    static_cast<uint8_t>(allreduce_phase::gather), st.me, blob});
-      }
+  for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
+    for (const auto& piece : split_at_tensors(st, chunk)) {
+      auto offset = piece.begin - part.begin;
+      auto codec = codec_for(st, piece, st.active.size(), allreduce_phase::gather);
+      auto blob = encode_chunk(st.assignment.round_id, st.my_position, offset,
+                               values.subspan(offset, piece.size()), codec.get());
+      auto decoded = decode_chunk(blob, st.assignment.round_id, st.my_position, part.size());
+      apply_result(self, st.my_position, offset, decoded);
+      for (auto member : st.active)
+        if (member != st.me) {
+          st.float_bytes += piece.size() * sizeof(float);
+          send_chunk(self, member,
+                     {st.assignment.round_id, st.member_set,
+                      static_cast<uint8_t>(allreduce_phase::gather), st.me, blob});
+        }
+    }
   }
   check_all_parts_done(self);
 }
@@ -217,34 +275,59 @@ void start_attempt(group_pointer self) {
   }
   // Scatter: part p of our vector to the member that reduces it; our own part into our reducer.
   std::span<const float> all(values);
-  std::vector<float> poison;
-  if (st.options.corrupt_chunks)
-    poison.assign(values.size(), std::numeric_limits<float>::quiet_NaN());
-  std::span<const float> sent = st.options.corrupt_chunks ? std::span<const float>(poison) : all;
   size_t chunks_to_send = 0;
   for (uint32_t p = 0; p < st.active.size(); ++p)
     if (p != st.my_position)
       chunks_to_send += chunk_ranges(st.parts[p], st.options.chunk_elements).size();
   size_t chunks_sent = 0;
+  bool topk = st.options.codec == "topk" && st.options.residual &&
+              st.options.residual->size() == values.size();
   for (uint32_t p = 0; p < st.active.size(); ++p) {
     const auto& part = st.parts[p];
-    for (const auto& range : chunk_ranges(part, st.options.chunk_elements)) {
-      auto slice = all.subspan(range.begin, range.size());
-      if (p == st.my_position) {
-        st.reducer->accept(st.my_position, range.begin - part.begin, slice, st.options.weight);
-        continue;
-      }
-      if (st.options.inject == averaging_group_options::fault::die_as_sender &&
+    for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
+      if (p != st.my_position && st.options.inject == averaging_group_options::fault::die_as_sender &&
           2 * chunks_sent >= chunks_to_send)
         die_now("sender");
-      st.float_bytes += range.size() * sizeof(float);
-      send_chunk(self, st.active[p],
-                 {st.assignment.round_id, st.member_set,
-                  static_cast<uint8_t>(allreduce_phase::scatter), st.me,
-                  encode_chunk(st.assignment.round_id, p, range.begin - part.begin,
-                               sent.subspan(range.begin, range.size()),
-                               st.scatter_codec.get())});
-      ++chunks_sent;
+      for (const auto& piece : split_at_tensors(st, chunk)) {
+        auto slice = all.subspan(piece.begin, piece.size());
+        auto offset = piece.begin - part.begin;
+        std::vector<float> input;
+        if (topk) {
+          // Error feedback: what earlier rounds dropped rides along with this round's values.
+          input.assign(slice.begin(), slice.end());
+          auto* residual = st.options.residual->data() + piece.begin;
+          for (size_t i = 0; i < input.size(); ++i)
+            input[i] += residual[i];
+          slice = input;
+        }
+        auto codec = codec_for(st, piece, st.active.size(), allreduce_phase::scatter);
+        tensor_blob blob;
+        if (st.options.corrupt_chunks && p != st.my_position) {
+          std::vector<float> poison(piece.size(), std::numeric_limits<float>::quiet_NaN());
+          blob = encode_chunk(st.assignment.round_id, p, offset, poison, nullptr);
+        } else {
+          blob = encode_chunk(st.assignment.round_id, p, offset, slice, codec.get());
+        }
+        std::vector<float> sent_values;
+        if (topk || p == st.my_position)
+          sent_values = codec ? decode_chunk(blob, st.assignment.round_id, p, part.size())
+                              : std::vector<float>(slice.begin(), slice.end());
+        if (topk) {
+          auto* residual = st.options.residual->data() + piece.begin;
+          for (size_t i = 0; i < sent_values.size(); ++i)
+            residual[i] = slice[i] - sent_values[i];
+        }
+        if (p == st.my_position) {
+          st.reducer->accept(st.my_position, offset, sent_values, st.options.weight);
+          continue;
+        }
+        st.float_bytes += piece.size() * sizeof(float);
+        send_chunk(self, st.active[p],
+                   {st.assignment.round_id, st.member_set,
+                    static_cast<uint8_t>(allreduce_phase::scatter), st.me, std::move(blob)});
+      }
+      if (p != st.my_position)
+        ++chunks_sent;
     }
   }
   maybe_finish_reduction(self);
@@ -385,8 +468,6 @@ void start_round(group_pointer self, group_assignment assignment) {
 caf::behavior averaging_group(group_pointer self, averaging_group_options options) {
   auto& st = self->state;
   st.options = std::move(options);
-  st.scatter_codec = make_codec(st.options.codec, st.options.codec_settings);
-  st.gather_codec = make_codec(st.options.codec, st.options.codec_settings);
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
     for (uint32_t m = 0; m < st.assignment.members.size(); ++m)

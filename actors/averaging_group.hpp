@@ -45,8 +45,14 @@ struct averaging_group_options {
   /// The round's deadline, counted from the assignment.
   std::chrono::milliseconds timeout{60000};
   /// Codec for chunks ("none", "fp16", "bf16", "int8", "topk", "adaptive") and its options.
+  /// Top-k keeps its error feedback in `residual` (one entry per element, owned by the averager
+  /// across rounds), so what a round drops is sent in a later one, never lost. Adaptive sends a
+  /// tensor exactly when it has fewer than codec_settings.adaptive_exact_below elements
+  /// (`tensor_bounds` says where tensors are) and int8 otherwise.
   std::string codec = "none";
   codec_options codec_settings;
+  std::shared_ptr<std::vector<float>> residual;
+  std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   /// Receives the average_outcome when the round ends (failed = true when it could not finish).
   caf::actor reply_to;
   /// Fault injection for tests (config [debug]): kill this process mid-round as a sender or a

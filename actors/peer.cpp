@@ -175,6 +175,12 @@ void start_swarm(peer_pointer self) {
   averaging.matchmaking_time = seconds(cfg.averaging.matchmaking_time);
   averaging.allreduce_timeout = seconds(cfg.averaging.allreduce_timeout);
   averaging.request_timeout = seconds(cfg.averaging.request_timeout);
+  averaging.codec = cfg.averaging.compression;
+  averaging.codec_settings.zstd_level = cfg.averaging.zstd_level;
+  averaging.codec_settings.int8_block_size = cfg.averaging.int8_block_size;
+  averaging.codec_settings.topk_fraction = cfg.averaging.topk_fraction;
+  averaging.codec_settings.adaptive_exact_below =
+    static_cast<size_t>(cfg.averaging.adaptive_exact_below);
   averaging.die_in_round = cfg.debug.die_in_round;
   averaging.die_as = cfg.debug.die_as;
   averaging.corrupt_chunks_from = cfg.debug.corrupt_chunks_from;

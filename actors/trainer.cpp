@@ -30,6 +30,8 @@ struct swarm_round_info {
   int32_t group_size = 0;
   double seconds = 0;
   bool averaged = false;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
 };
 
 struct trainer_state {
@@ -58,6 +60,7 @@ struct trainer_state {
   swarm_progress swarm_view;
   swarm_round_info last_round;
   std::unique_ptr<outer_nesterov> outer;
+  std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   training_metrics metrics{global_metrics()};
   static inline const char* name = "trainer";
 };
@@ -185,11 +188,14 @@ void log_progress(trainer_state& st, double lr) {
   double loss = st.window_loss / std::max<int64_t>(st.window_steps, 1);
   if (st.swarm) {
     spdlog::info("epoch {}/{} | loss {:.4f} | peers {} | swarm {:.1f} samples/s | local {:.1f} "
-                 "samples/s | last round: {} of {} in {:.2f}s | lr {:.2e} | ETA {}",
+                 "samples/s | last round: {} of {} in {:.3f}s, sent {:.2f} MB, received {:.2f} "
+                 "MB | lr {:.2e} | ETA {}",
                  st.progress.epoch, target, loss, st.swarm_view.swarm_size,
                  st.swarm_view.samples_per_second, samples_per_second,
                  st.last_round.averaged ? "group" : "alone", st.last_round.group_size,
-                 st.last_round.seconds, lr, format_duration(eta_seconds(st, seconds_per_step)));
+                 st.last_round.seconds, st.last_round.bytes_sent / 1e6,
+                 st.last_round.bytes_received / 1e6, lr,
+                 format_duration(eta_seconds(st, seconds_per_step)));
   } else {
     spdlog::info("step {}/{} | loss {:.4f} | {:.1f} samples/s | lr {:.2e} | epoch {} | ETA {}",
                  st.progress.step, target, loss, samples_per_second, lr,
@@ -363,7 +369,8 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
     auto params = st.model->parameters().values();
     st.outer->step(values, params);
   }
-  st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged};
+  st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged, outcome.bytes_sent,
+                   outcome.bytes_received};
   st.window_loss += st.epoch_loss / std::max<int64_t>(st.epoch_batches, 1);
   st.window_steps += 1;
   st.progress.epoch += 1;
@@ -392,9 +399,16 @@ void start_round(trainer_pointer self) {
   } else {
     values = st.outer->pseudo_gradient(st.model->parameters().values());
   }
+  if (!st.tensor_bounds) {
+    auto bounds = std::make_shared<std::vector<uint64_t>>();
+    for (const auto& e : st.model->parameters().entries())
+      bounds->push_back(static_cast<uint64_t>(e.offset));
+    bounds->push_back(static_cast<uint64_t>(st.model->parameters().size()));
+    st.tensor_bounds = bounds;
+  }
   average_request request{st.progress.epoch,
                           std::make_shared<const std::vector<float>>(std::move(values)),
-                          static_cast<double>(st.epoch_samples)};
+                          static_cast<double>(st.epoch_samples), st.tensor_bounds};
   auto epoch = st.progress.epoch;
   self->request(st.options.averager, st.options.averaging_deadline, average_atom_v, request)
     .then(

@@ -547,6 +547,14 @@ section_schema averaging_keys() {
       field("request_timeout", &averaging_section::request_timeout, greater_than(0)),
       field("state_chunk_bytes", &averaging_section::state_chunk_bytes,
             within(4096, 256 * 1024 * 1024)),
+      field("compression", &averaging_section::compression,
+            one_of({"none", "fp16", "bf16", "int8", "topk", "adaptive"})),
+      field("zstd_level", &averaging_section::zstd_level, within(0, 19)),
+      field("int8_block_size", &averaging_section::int8_block_size, within(1, 1048576)),
+      field("topk_fraction", &averaging_section::topk_fraction, within(1e-6, 1)),
+      field("adaptive_exact_below", &averaging_section::adaptive_exact_below, at_least(0)),
+      field("state_compression", &averaging_section::state_compression,
+            one_of({"none", "zstd", "fp16", "bf16"})),
   });
 }
 

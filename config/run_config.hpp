@@ -179,6 +179,18 @@ struct averaging_section {
   double request_timeout = 10.0;
   /// Bytes per chunk of state sent to late joiners.
   int state_chunk_bytes = 4 * 1024 * 1024;
+  /// Codec for all-reduce chunks: "none", "fp16", "bf16", "int8" (blockwise), "topk" (with error
+  /// feedback) or "adaptive" (small tensors exact, large ones int8).
+  std::string compression = "none";
+  /// A lossless zstd stage on top of the codec (0: off, 1-19).
+  int zstd_level = 0;
+  int int8_block_size = 256;
+  double topk_fraction = 0.01;
+  /// "adaptive": tensors with fewer elements than this travel exactly.
+  int adaptive_exact_below = 16384;
+  /// How state for late joiners travels: "none", "zstd" (lossless), "fp16" or "bf16" (floats
+  /// halved: joiners start from a rounded copy).
+  std::string state_compression = "none";
 
   bool operator==(const averaging_section&) const = default;
 };

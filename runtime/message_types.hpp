@@ -63,6 +63,9 @@ struct average_request {
   int64_t epoch = 0;
   std::shared_ptr<const std::vector<float>> values;
   double weight = 0;
+  /// Where the vector's tensors begin and end (ascending offsets, 0 first, size last), so that
+  /// the adaptive codec can keep small tensors exact. May be null.
+  std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
 };
 
 /// Local only: what came out of a round. `averaged` is false when the peer ended up alone (its
