@@ -42,11 +42,15 @@ struct member_request {
   clock_type::time_point started;
   clock_type::time_point join_deadline;
   std::set<std::string> failed_leaders;
+  // The join in flight: to whom, and which attempt (answers to older attempts are ignored).
+  std::string pending_leader;
+  uint64_t attempt = 0;
 };
 
 struct averager_state {
   averager_options options;
   std::vector<swarm_member> members;  // of this swarm, sorted by id (self included)
+  std::map<std::string, int64_t> epochs;  // reported epoch per peer (self included)
   std::map<int64_t, matchmaking_round> rounds;
   std::set<int64_t> closed_epochs;
   std::optional<member_request> current;
@@ -130,8 +134,33 @@ void close_matchmaking(averager_pointer self, int64_t epoch) {
   }
 }
 
-size_t live_swarm_size(const averager_state& st) {
-  return st.members.size();
+// Whether a peer takes part in the matchmaking of `epoch`: it reported that epoch or the one
+// before (reports lag a little behind), or nothing yet. A peer known to be elsewhere -- one that
+// joined late and is catching up, fell further behind, or already moved on -- neither leads nor
+// is waited for.
+bool at_epoch(const averager_state& st, const std::string& peer_id, int64_t epoch) {
+  auto it = st.epochs.find(peer_id);
+  return it == st.epochs.end() || it->second == epoch || it->second + 1 == epoch;
+}
+
+// Peers the leader waits for in `epoch`.
+size_t participants(const averager_state& st, int64_t epoch) {
+  size_t n = 0;
+  for (const auto& m : st.members)
+    n += at_epoch(st, m.info.peer_id, epoch) ? 1 : 0;
+  return std::max<size_t>(n, 1);
+}
+
+// A leader waiting for everyone may now have everyone (a peer left or moved on).
+void close_full_rounds(averager_pointer self) {
+  auto& st = self->state;
+  for (auto it = st.rounds.begin(); it != st.rounds.end();) {
+    auto epoch = it->first;
+    bool full = it->second.joined.size() >= participants(st, epoch);
+    ++it;
+    if (full)
+      close_matchmaking(self, epoch);
+  }
 }
 
 caf::result<group_assignment> on_join(averager_pointer self, round_request& req) {
@@ -142,6 +171,15 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
   if (st.closed_epochs.count(req.epoch) > 0)
     return make_error(errc::round_timeout,
                       "matchmaking for epoch " + std::to_string(req.epoch) + " is closed");
+  // Views differ for a moment when a peer joins or catches up: a peer that sees a lower-id
+  // participant of this epoch sends the joiner on, unless it already leads this epoch's round.
+  if (st.rounds.count(req.epoch) == 0)
+    for (const auto& m : st.members) {
+      if (m.info.peer_id == st.options.peer_id)
+        break;
+      if (at_epoch(st, m.info.peer_id, req.epoch) && m.averager)
+        return make_error(errc::not_leader, m.info.peer_id.substr(0, 8) + " leads this epoch");
+    }
   auto [it, fresh] = st.rounds.try_emplace(req.epoch);
   auto& round = it->second;
   if (fresh) {
@@ -158,7 +196,7 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
     *same = {req, promise};  // a retry replaces the earlier join
   else
     round.joined.push_back({req, promise});
-  if (round.joined.size() >= live_swarm_size(st))
+  if (round.joined.size() >= participants(st, req.epoch))
     close_matchmaking(self, req.epoch);
   return caf::delegated<group_assignment>();
 }
@@ -171,9 +209,11 @@ void join_round(averager_pointer self) {
     return;
   auto& cur = *st.current;
   auto now = clock_type::now();
+  // The leader: the lowest id among the peers of this epoch (this one at least).
   const swarm_member* leader = nullptr;
   for (const auto& m : st.members)
-    if (cur.failed_leaders.count(m.info.peer_id) == 0 && m.averager) {
+    if (cur.failed_leaders.count(m.info.peer_id) == 0 && m.averager &&
+        (m.info.peer_id == st.options.peer_id || at_epoch(st, m.info.peer_id, cur.request.epoch))) {
       leader = &m;
       break;
     }
@@ -187,24 +227,31 @@ void join_round(averager_pointer self) {
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(cur.join_deadline - now) +
               st.options.request_timeout;
   auto epoch = cur.request.epoch;
+  auto attempt = ++cur.attempt;
+  cur.pending_leader = leader_id;
   self->request(leader->averager, wait, join_atom_v, req)
     .then(
       [=](group_assignment& assignment) {
         auto& st = self->state;
-        if (!st.current || st.current->request.epoch != epoch)
+        if (!st.current || st.current->request.epoch != epoch || st.current->attempt != attempt)
           return;
+        st.current->pending_leader.clear();
         self->send(st.current->group, std::move(assignment));
       },
       [=](const caf::error& err) {
         auto& st = self->state;
-        if (!st.current || st.current->request.epoch != epoch)
+        if (!st.current || st.current->request.epoch != epoch || st.current->attempt != attempt)
           return;
         if (err == errc::round_timeout || err == errc::shape_mismatch) {
           deliver_alone(self, self->system().render(err));
           return;
         }
-        spdlog::warn("epoch {}: leader {} failed ({}); trying the next", epoch,
-                     leader_id.substr(0, 8), self->system().render(err));
+        if (err == errc::not_leader)
+          spdlog::debug("epoch {}: {} is not the leader; trying the next", epoch,
+                        leader_id.substr(0, 8));
+        else
+          spdlog::warn("epoch {}: leader {} failed ({}); trying the next", epoch,
+                       leader_id.substr(0, 8), self->system().render(err));
         st.current->failed_leaders.insert(leader_id);
         join_round(self);
       });
@@ -265,14 +312,23 @@ caf::behavior averager(averager_pointer self, averager_options options) {
                 [](const swarm_member& a, const swarm_member& b) {
                   return a.info.peer_id < b.info.peer_id;
                 });
-      // A leader waiting for everyone may now have everyone.
-      for (auto it = st.rounds.begin(); it != st.rounds.end();) {
-        auto epoch = it->first;
-        bool full = it->second.joined.size() >= live_swarm_size(st);
-        ++it;
-        if (full)
-          close_matchmaking(self, epoch);
+      // A leader that left the view will never answer our join (CAF does not fail requests to
+      // a dead remote actor before their timeout): move on to the next one now.
+      if (st.current && !st.current->pending_leader.empty() &&
+          std::none_of(st.members.begin(), st.members.end(), [&](const swarm_member& m) {
+            return m.info.peer_id == st.current->pending_leader;
+          })) {
+        spdlog::warn("epoch {}: leader {} left; joining the next", st.current->request.epoch,
+                     st.current->pending_leader.substr(0, 8));
+        st.current->failed_leaders.insert(st.current->pending_leader);
+        st.current->pending_leader.clear();
+        join_round(self);
       }
+      close_full_rounds(self);
+    },
+    [=](peer_epochs& epochs) {
+      self->state.epochs = std::move(epochs.by_peer);
+      close_full_rounds(self);
     },
     [=](average_atom, average_request& request) -> caf::result<average_outcome> {
       auto& st = self->state;

@@ -8,6 +8,7 @@
 #include "actors/data_loader.hpp"
 #include "actors/membership.hpp"
 #include "actors/progress.hpp"
+#include "actors/state_server.hpp"
 #include "actors/trainer.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/peer_identity.hpp"
@@ -41,6 +42,7 @@ struct peer_state {
   caf::actor membership;
   caf::actor progress;
   caf::actor averager;
+  caf::actor state_server;
   std::chrono::milliseconds averaging_deadline{0};
   uint64_t data_seed = 0;
   bool data_started = false;
@@ -93,6 +95,8 @@ void start_trainer(peer_pointer self) {
   opts.averager = st.averager;
   opts.averaging_deadline = st.averaging_deadline;
   opts.noise_seed = st.data_seed;
+  opts.state_server = st.state_server;
+  opts.swarm_id = st.swarm_id;
   st.trainer = spawn_trainer(self->system(), std::move(opts));
   self->monitor(st.trainer);
   self->link_to(st.trainer);
@@ -105,7 +109,7 @@ void shut_down_children(peer_pointer self) {
   for (auto handle : {caf::actor_cast<caf::actor>(st.loader),
                       caf::actor_cast<caf::actor>(st.checkpointer),
                       caf::actor_cast<caf::actor>(st.trainer), st.membership, st.progress,
-                      st.averager})
+                      st.averager, st.state_server})
     if (handle)
       self->send_exit(handle, caf::exit_reason::user_shutdown);
 }
@@ -187,6 +191,10 @@ void start_swarm(peer_pointer self) {
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);
 
+  state_server_options serving;
+  serving.chunk_bytes = static_cast<uint64_t>(cfg.averaging.state_chunk_bytes);
+  st.state_server = spawn_state_server(self->system(), serving);
+
   membership_options members;
   auto [listen_host, listen_port] = split_listen(net.listen);
   members.listen_host = listen_host;
@@ -208,6 +216,7 @@ void start_swarm(peer_pointer self) {
   }
   members.self.progress = st.progress;
   members.self.averager = st.averager;
+  members.self.state_server = st.state_server;
   members.initial_peers = net.initial_peers;
   members.gossip_interval = seconds(net.gossip_interval);
   members.suspect_after = seconds(net.suspect_after);
@@ -216,8 +225,9 @@ void start_swarm(peer_pointer self) {
   members.bootstrap_retry = seconds(net.bootstrap_retry);
   st.membership = spawn_membership(self->system(), members);
   self->monitor(st.membership);
-  for (const auto& child : {st.membership, st.progress, st.averager})
+  for (const auto& child : {st.membership, st.progress, st.averager, st.state_server})
     self->link_to(child);
+  self->send(st.progress, attach_atom_v, st.averager, caf::ok_atom_v);
   self->send(st.membership, subscribe_atom_v, st.progress);
   self->send(st.membership, subscribe_atom_v, st.averager);
   self->send(st.membership, subscribe_atom_v, caf::actor_cast<caf::actor>(self));

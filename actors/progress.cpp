@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 
 #include "monitoring/ddactor_metrics.hpp"
@@ -26,7 +27,9 @@ struct received_report {
 struct progress_state {
   progress_options options;
   caf::actor trainer;
+  caf::actor averager;
   std::vector<caf::actor> others;  // progress actors of the other peers of this swarm
+  std::map<std::string, caf::actor> state_servers;  // of the other peers, by id
   int32_t swarm_size = 1;
   progress_report mine;
   std::map<std::string, received_report> reports;
@@ -58,6 +61,20 @@ swarm_progress estimate(progress_state& st) {
   return out;
 }
 
+// The averager's matchmaking needs every peer's current epoch: pushed whenever one changes.
+void push_epochs(progress_pointer self) {
+  auto& st = self->state;
+  if (!st.averager)
+    return;
+  peer_epochs epochs;
+  epochs.by_peer[st.options.peer_id] = st.mine.epoch;
+  auto now = clock_type::now();
+  for (const auto& [id, r] : st.reports)
+    if (now - r.at <= st.options.stale_after)
+      epochs.by_peer[id] = r.report.epoch;
+  self->send(st.averager, std::move(epochs));
+}
+
 void update(progress_pointer self) {
   auto& st = self->state;
   auto est = estimate(st);
@@ -80,15 +97,21 @@ caf::behavior progress(progress_pointer self, progress_options options) {
   self->send(self, tick_atom_v);
   return {
     [=](attach_atom, caf::actor trainer) { self->state.trainer = std::move(trainer); },
+    [=](attach_atom, caf::actor averager, caf::ok_atom) {
+      self->state.averager = std::move(averager);
+    },
     [=](view_atom, const std::vector<swarm_member>& view) {
       auto& st = self->state;
       st.others.clear();
+      st.state_servers.clear();
       std::map<std::string, received_report> kept;
       for (const auto& m : view) {
         if (m.info.swarm_id != st.options.swarm_id || m.info.peer_id == st.options.peer_id)
           continue;
         if (m.progress)
           st.others.push_back(m.progress);
+        if (m.state_server)
+          st.state_servers[m.info.peer_id] = m.state_server;
         if (auto it = st.reports.find(m.info.peer_id); it != st.reports.end())
           kept.insert(*it);
       }
@@ -98,9 +121,16 @@ caf::behavior progress(progress_pointer self, progress_options options) {
     },
     [=](progress_atom, int64_t epoch, int64_t samples, double samples_per_second) {
       auto& st = self->state;
+      bool new_epoch = epoch != st.mine.epoch;
       st.mine.epoch = epoch;
       st.mine.samples = samples;
       st.mine.samples_per_second = samples_per_second;
+      // Tell the others at once when we move to a new epoch: matchmaking relies on it.
+      if (new_epoch) {
+        for (const auto& other : st.others)
+          self->send(other, progress_atom_v, st.mine);
+        push_epochs(self);
+      }
       update(self);
     },
     [=](progress_atom, const progress_report& report) {
@@ -109,7 +139,11 @@ caf::behavior progress(progress_pointer self, progress_options options) {
           report.epoch < 0 || report.samples < 0 || report.samples > max_reported_samples ||
           !(report.samples_per_second >= 0) || report.samples_per_second > max_reported_rate)
         return;  // not for us, or not believable
+      auto previous = st.reports.find(report.peer_id);
+      bool moved = previous == st.reports.end() || previous->second.report.epoch != report.epoch;
       st.reports[report.peer_id] = {report, clock_type::now()};
+      if (moved)
+        push_epochs(self);
       update(self);
     },
     [=](tick_atom) {
@@ -117,8 +151,21 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       for (const auto& other : st.others)
         self->send(other, progress_atom_v, st.mine);
       update(self);
-      if (st.trainer)
-        self->send(st.trainer, estimate(st));
+      if (st.trainer) {
+        auto view = estimate(st);
+        // Candidates for catching up: peers by reported epoch, highest first.
+        std::vector<std::pair<int64_t, caf::actor>> ranked;
+        for (const auto& [id, server] : st.state_servers) {
+          auto it = st.reports.find(id);
+          ranked.emplace_back(it == st.reports.end() ? -1 : it->second.report.epoch, server);
+        }
+        std::stable_sort(ranked.begin(), ranked.end(),
+                         [](const auto& a, const auto& b) { return a.first > b.first; });
+        for (auto& [epoch, server] : ranked)
+          view.state_servers.push_back(server);
+        self->send(st.trainer, std::move(view));
+      }
+      push_epochs(self);
       self->delayed_send(self, st.options.report_interval, tick_atom_v);
     },
   };

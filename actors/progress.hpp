@@ -27,7 +27,8 @@ struct progress_options {
   std::chrono::milliseconds stale_after{5000};
 };
 
-/// Local: `(attach_atom, caf::actor trainer)`, `(progress_atom, int64_t epoch, int64_t samples,
+/// Local: `(attach_atom, caf::actor trainer)`, `(attach_atom, caf::actor averager, caf::ok_atom)`
+/// (which then gets peer_epochs every interval), `(progress_atom, int64_t epoch, int64_t samples,
 /// double samples_per_second)`, `(view_atom, members)`. Remote: `(progress_atom, progress_report)`.
 caf::actor spawn_progress(caf::actor_system& system, progress_options options);
 

@@ -12,6 +12,8 @@
 #include "models/image_generation.hpp"
 #include "models/model_config.hpp"
 #include "models/outer_optimizer.hpp"
+#include "models/shared_state.hpp"
+#include "actors/state_download.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/peer_health.hpp"
 #include "runtime/checkpoint_files.hpp"
@@ -61,6 +63,8 @@ struct trainer_state {
   swarm_round_info last_round;
   std::unique_ptr<outer_nesterov> outer;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
+  bool downloading = false;
+  bool resync_needed = false;
   training_metrics metrics{global_metrics()};
   static inline const char* name = "trainer";
 };
@@ -303,6 +307,71 @@ void report_progress(trainer_pointer self) {
 }
 
 void start_round(trainer_pointer self);
+void drain_waiting_batches(trainer_pointer self);
+
+// A copy of the shared state for peers that join late (every averaging.state_every epochs).
+void serve_state(trainer_pointer self) {
+  auto& st = self->state;
+  if (!st.options.state_server)
+    return;
+  auto bytes = std::make_shared<const std::vector<char>>(encode_shared_state(
+    *st.model, st.progress.epoch, st.outer.get(), st.options.config.averaging.state_compression));
+  caf::anon_send(st.options.state_server, caf::put_atom_v, shared_bytes(bytes),
+                 st.progress.epoch, st.options.swarm_id);
+}
+
+// Downloads the swarm's state from the peers most advanced (best first), then resumes.
+void catch_up(trainer_pointer self, int64_t min_epoch, const char* why) {
+  auto& st = self->state;
+  if (st.downloading || st.averaging || st.finishing || st.swarm_view.state_servers.empty())
+    return;
+  st.downloading = true;
+  peer_health::global().set(peer_health::activity::downloading_state, why);
+  spdlog::info("epoch {}: {}; downloading the swarm's state (epoch >= {})", st.progress.epoch, why,
+               min_epoch);
+  state_download_options options;
+  options.candidates = st.swarm_view.state_servers;
+  options.swarm_id = st.options.swarm_id;
+  options.min_epoch = min_epoch;
+  auto timeout = std::chrono::milliseconds(
+    static_cast<int64_t>(st.options.config.averaging.request_timeout * 1000));
+  options.request_timeout = timeout;
+  options.deadline = 30 * timeout;
+  auto download = spawn_state_download(self->system(), options);
+  auto started = clock_type::now();
+  self->request(download, options.deadline + std::chrono::seconds(5), caf::get_atom_v)
+    .then(
+      [=](const state_download_result& result) {
+        auto& st = self->state;
+        st.downloading = false;
+        try {
+          auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
+          st.model->discard_accumulation();
+          st.progress.epoch = epoch;
+          st.progress.step = st.model->step();
+          st.epoch_samples = 0;
+          st.epoch_loss = 0;
+          st.epoch_batches = 0;
+          double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+          spdlog::info("downloaded the state of epoch {} ({:.1f} MB in {:.2f} s, {} resumes)",
+                       epoch, result.bytes->size() / 1e6, seconds, result.resumes);
+          st.resync_needed = false;
+          report_progress(self);
+          serve_state(self);
+        } catch (const std::exception& e) {
+          spdlog::warn("downloaded state refused: {}", e.what());
+        }
+        peer_health::global().set(peer_health::activity::training);
+        drain_waiting_batches(self);
+      },
+      [=](const caf::error& err) {
+        auto& st = self->state;
+        st.downloading = false;
+        spdlog::warn("state download failed: {}", self->system().render(err));
+        peer_health::global().set(peer_health::activity::training);
+        drain_waiting_batches(self);
+      });
+}
 
 // One batch of an epoch: accumulate the gradient, or take a local step.
 void train_in_swarm(trainer_pointer self, const training_batch& batch) {
@@ -371,6 +440,8 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   }
   st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged, outcome.bytes_sent,
                    outcome.bytes_received};
+  // Stepping alone while others exist means our state now differs from theirs.
+  st.resync_needed = !outcome.averaged && st.swarm_view.swarm_size > 1;
   st.window_loss += st.epoch_loss / std::max<int64_t>(st.epoch_batches, 1);
   st.window_steps += 1;
   st.progress.epoch += 1;
@@ -378,13 +449,26 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   st.epoch_loss = 0;
   st.epoch_batches = 0;
   report_progress(self);
+  if (st.progress.epoch % st.options.config.averaging.state_every == 0 && !st.resync_needed)
+    serve_state(self);
   after_step(self, lr);
+}
+
+// Batches that arrived during a round or a download.
+void drain_waiting_batches(trainer_pointer self) {
+  auto& st = self->state;
+  while (!st.averaging && !st.downloading && !st.finishing && !st.waiting_batches.empty()) {
+    auto batch = std::move(st.waiting_batches.front());
+    st.waiting_batches.pop_front();
+    if (batch->loader_generation == st.loader_generation)
+      on_batch(self, std::move(batch));
+  }
 }
 
 // The swarm reached the target for this epoch: average, then apply.
 void start_round(trainer_pointer self) {
   auto& st = self->state;
-  if (st.averaging || st.finishing || st.epoch_samples == 0)
+  if (st.averaging || st.downloading || st.finishing || st.epoch_samples == 0)
     return;
   st.averaging = true;
   peer_health::global().set(peer_health::activity::averaging,
@@ -427,13 +511,9 @@ void start_round(trainer_pointer self) {
         }
         st.averaging = false;
         peer_health::global().set(peer_health::activity::training);
-        // Batches that arrived during the round.
-        while (!st.averaging && !st.finishing && !st.waiting_batches.empty()) {
-          auto batch = std::move(st.waiting_batches.front());
-          st.waiting_batches.pop_front();
-          if (batch->loader_generation == st.loader_generation)
-            on_batch(self, std::move(batch));
-        }
+        if (st.resync_needed)
+          catch_up(self, st.progress.epoch, "the last round had no partner");
+        drain_waiting_batches(self);
       },
       [=](const caf::error& err) {
         // The averager itself did not answer in time: a bug or an overloaded peer. Restart.
@@ -462,6 +542,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
   if (st.swarm) {
     caf::anon_send(st.options.progress, attach_atom_v, caf::actor_cast<caf::actor>(self));
     report_progress(self);
+    serve_state(self);
   }
   if (reached_limit(st)) {
     spdlog::info("step limit {} already reached; nothing to train",
@@ -473,7 +554,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       auto& st = self->state;
       if (st.finishing || msg.batch->loader_generation != st.loader_generation)
         return;  // a stale batch from a replaced loader, or we are done
-      if (st.averaging) {
+      if (st.averaging || st.downloading) {
         st.waiting_batches.push_back(msg.batch);
         return;
       }
@@ -508,7 +589,14 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       st.ready_epoch = epoch;
       start_round(self);
     },
-    [=](const swarm_progress& view) { self->state.swarm_view = view; },
+    [=](const swarm_progress& view) {
+      auto& st = self->state;
+      st.swarm_view = view;
+      if (view.max_epoch > st.progress.epoch)
+        catch_up(self, view.max_epoch, "the swarm is ahead");
+      else if (st.resync_needed)
+        catch_up(self, st.progress.epoch, "the last round had no partner");
+    },
     [=](stop_atom) -> caf::result<int64_t> {
       auto& st = self->state;
       auto promise = self->make_response_promise<int64_t>();

@@ -21,7 +21,10 @@
 //     the vector (mean gradient | parameters | pseudo-gradient) goes to the averager; batches
 //     that arrive meanwhile wait in a queue bounded by the loader's credits
 //   average_outcome --> apply (same step everywhere | set parameters | outer Nesterov step)
-//     --> epoch + 1 --> TRAINING
+//     --> epoch + 1 --> (every averaging.state_every epochs: a copy to the state server)
+//     --> TRAINING
+//   swarm_progress shows a peer at a higher epoch, or our round had no partner while the swarm
+//   has others --> DOWNLOADING the shared state from the most advanced peers --> TRAINING
 
 #include "caf/all.hpp"
 
@@ -53,6 +56,9 @@ struct trainer_options {
   std::chrono::milliseconds averaging_deadline{120000};
   /// Seed of this peer's noise and dropout stream (differs between peers of a swarm).
   uint64_t noise_seed = 0;
+  /// Swarm mode: where this peer serves its state to others, and its swarm id.
+  caf::actor state_server;
+  std::string swarm_id;
 };
 
 trainer_actor spawn_trainer(caf::actor_system& system, trainer_options options);

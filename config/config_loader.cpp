@@ -555,6 +555,7 @@ section_schema averaging_keys() {
       field("adaptive_exact_below", &averaging_section::adaptive_exact_below, at_least(0)),
       field("state_compression", &averaging_section::state_compression,
             one_of({"none", "zstd", "fp16", "bf16"})),
+      field("state_every", &averaging_section::state_every, at_least(1)),
   });
 }
 

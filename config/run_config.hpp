@@ -191,6 +191,9 @@ struct averaging_section {
   /// How state for late joiners travels: "none", "zstd" (lossless), "fp16" or "bf16" (floats
   /// halved: joiners start from a rounded copy).
   std::string state_compression = "none";
+  /// Epochs between fresh copies of the state this peer serves to joiners (encoding costs
+  /// about one pass over the model and optimizer).
+  int state_every = 1;
 
   bool operator==(const averaging_section&) const = default;
 };

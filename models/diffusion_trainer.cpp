@@ -111,6 +111,12 @@ step_result diffusion_trainer::apply_gradient(std::span<const float> mean_gradie
   return update_from_gradient_buffer();
 }
 
+void diffusion_trainer::discard_accumulation() {
+  parameters_->zero_gradients();
+  accumulated_samples_ = 0;
+  accumulated_loss_ = 0;
+}
+
 void diffusion_trainer::set_parameters(std::span<const float> values) {
   auto params = parameters_->values();
   if (static_cast<int64_t>(values.size()) != params.numel())

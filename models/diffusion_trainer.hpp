@@ -64,6 +64,9 @@ class diffusion_trainer {
   /// same state ends in the same state.
   step_result apply_gradient(std::span<const float> mean_gradient);
 
+  /// Drops the gradients accumulated so far (e.g. after downloading newer state).
+  void discard_accumulation();
+
   /// Overwrites the parameters (e.g. with the swarm's average).
   void set_parameters(std::span<const float> values);
 

@@ -15,6 +15,7 @@ std::string to_string(errc x) {
     case errc::peer_unreachable: return "peer_unreachable";
     case errc::shutting_down: return "shutting_down";
     case errc::io_failure: return "io_failure";
+    case errc::not_leader: return "not_leader";
   }
   return "unknown";
 }

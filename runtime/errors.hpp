@@ -32,6 +32,8 @@ enum class errc : uint8_t {
   shutting_down,
   /// Writing a file failed.
   io_failure,
+  /// A round join reached a peer that knows a better leader for that epoch; ask the next one.
+  not_leader,
 };
 
 std::string to_string(errc x);

@@ -7,6 +7,7 @@
 // pointers between actors of one process and are rejected by CAF's serializer by design.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,14 @@ struct swarm_progress {
   double samples_per_second = 0;
   /// Estimated samples the swarm accumulated towards our epoch's target.
   double epoch_samples = 0;
+  /// State servers of the other peers, those at the highest epoch first (for catching up).
+  std::vector<caf::actor> state_servers;
+};
+
+/// Local only: the epoch each peer of the swarm reports (this one included), from the progress
+/// actor to the averager, so that matchmaking counts and leads only the peers of an epoch.
+struct peer_epochs {
+  std::map<std::string, int64_t> by_peer;
 };
 
 /// How often a peer's supervisor restarted each child.
@@ -115,6 +124,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::checkpoint_snapshot)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::average_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::average_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::swarm_progress)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::peer_epochs)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::shared_bytes)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::state_download_result)
 
@@ -124,6 +134,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(ddactor, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ddactor, (ddactor::average_request))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::average_outcome))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::swarm_progress))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::peer_epochs))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::supervision_report))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::peer_info))
   CAF_ADD_TYPE_ID(ddactor, (std::vector<ddactor::peer_info>))

@@ -184,6 +184,21 @@ TEST_F(swarm, the_first_peer_killed_mid_run_does_not_stop_the_others) {
   }
 }
 
+TEST_F(swarm, a_late_joiner_downloads_the_state_and_then_holds_identical_parameters) {
+  auto config = write_config(100, 3);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config);
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/100", 120s)) << peers[0]->output();
+  start_peer(3, config, {"--set", "network.wait_for_peers=1"});
+  for (int i = 0; i < 4; ++i)
+    expect_exit_ok(i);
+  auto joiner = peers[3]->output();
+  EXPECT_NE(joiner.find("downloading the swarm's state"), std::string::npos) << joiner;
+  EXPECT_NE(joiner.find("downloaded the state of epoch"), std::string::npos) << joiner;
+  expect_identical_at(100, {0, 1, 2, 3});
+  EXPECT_NE(peers[0]->output().find("group of 4"), std::string::npos);
+}
+
 class swarm_fault : public swarm, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(swarm_fault, a_peer_killed_in_the_middle_of_an_all_reduce_costs_one_round_at_most) {

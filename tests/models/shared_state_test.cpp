@@ -1,0 +1,98 @@
+#include "models/shared_state.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace ddactor {
+namespace {
+
+dit_options tiny() {
+  dit_options o;
+  o.image_size = 8;
+  o.patch_size = 4;
+  o.hidden_size = 16;
+  o.depth = 1;
+  o.num_heads = 2;
+  o.num_classes = 2;
+  return o;
+}
+
+training_batch batch() {
+  training_batch b;
+  b.count = 4;
+  b.channels = 1;
+  b.height = b.width = 8;
+  b.images.assign(4 * 64, -0.5f);
+  b.labels = {0, 1, 0, 1};
+  return b;
+}
+
+class shared_state_codecs : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(shared_state_codecs, round_trip_gives_the_same_state) {
+  diffusion_trainer a(tiny(), {});
+  for (int i = 0; i < 3; ++i)
+    a.train_step(batch());
+  auto bytes = encode_shared_state(a, 7, nullptr, GetParam());
+  trainer_settings other;
+  other.seed = 5;
+  diffusion_trainer b(tiny(), other);
+  EXPECT_EQ(restore_shared_state(bytes, b, nullptr), 7);
+  EXPECT_EQ(b.step(), 3);
+  EXPECT_EQ(b.optimizer().step_count(), 3);
+  if (GetParam() == "none" || GetParam() == "zstd") {
+    EXPECT_TRUE(torch::equal(a.parameters().values(), b.parameters().values()));
+    EXPECT_TRUE(torch::equal(a.optimizer().exp_avg_sq(), b.optimizer().exp_avg_sq()));
+  } else {
+    EXPECT_TRUE(torch::allclose(a.parameters().values(), b.parameters().values(), 1e-2, 1e-2));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(all, shared_state_codecs,
+                         ::testing::Values("none", "zstd", "fp16", "bf16"));
+
+TEST(shared_state, zstd_makes_it_smaller) {
+  diffusion_trainer a(tiny(), {});
+  // Zero-initialised layers and moments compress well.
+  EXPECT_LT(encode_shared_state(a, 0, nullptr, "zstd").size(),
+            encode_shared_state(a, 0, nullptr, "none").size());
+}
+
+TEST(shared_state, non_finite_or_foreign_state_is_refused_and_changes_nothing) {
+  diffusion_trainer a(tiny(), {});
+  a.train_step(batch());
+  auto bytes = encode_shared_state(a, 1, nullptr, "none");
+  // Poison one float of the first tensor's data (the end of the file is tensor data).
+  auto poisoned = bytes;
+  float nan = std::nanf("");
+  std::memcpy(poisoned.data() + poisoned.size() - 4, &nan, 4);
+  diffusion_trainer b(tiny(), {});
+  auto before = b.parameters().values().clone();
+  EXPECT_THROW(restore_shared_state(poisoned, b, nullptr), std::runtime_error);
+  EXPECT_TRUE(torch::equal(before, b.parameters().values()));
+  std::vector<char> garbage(100, 'x');
+  EXPECT_THROW(restore_shared_state(garbage, b, nullptr), std::runtime_error);
+  auto bigger = tiny();
+  bigger.hidden_size = 32;
+  diffusion_trainer c(bigger, {});
+  EXPECT_THROW(restore_shared_state(bytes, c, nullptr), std::runtime_error);
+}
+
+TEST(shared_state, carries_the_outer_optimizer) {
+  diffusion_trainer a(tiny(), {});
+  outer_nesterov outer(a.parameters().values(), 0.7, 0.9);
+  a.train_step(batch());
+  auto params = a.parameters().values();
+  outer.step(outer.pseudo_gradient(params), params);
+  auto bytes = encode_shared_state(a, 2, &outer, "none");
+  diffusion_trainer b(tiny(), {});
+  outer_nesterov outer_b(b.parameters().values(), 0.7, 0.9);
+  restore_shared_state(bytes, b, &outer_b);
+  EXPECT_TRUE(torch::equal(outer.anchor(), outer_b.anchor()));
+  EXPECT_TRUE(torch::equal(outer.momentum(), outer_b.momentum()));
+}
+
+} // namespace
+} // namespace ddactor
