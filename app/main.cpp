@@ -34,6 +34,7 @@ checkpoint; a second Ctrl-C aborts.)";
 
 int main(int argc, char** argv) {
   ddactor::use_passive_openmp_wait(argv);
+  ddactor::keep_freed_memory();
   CLI::App app{description, "ddactor"};
   app.footer(footer);
   app.set_version_flag("--version", std::string("ddactor ") + ddactor::version_string);

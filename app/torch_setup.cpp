@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -16,6 +17,12 @@ void use_passive_openmp_wait(char** argv) {
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::execv("/proc/self/exe", argv);
   // exec failed (no /proc): go on with the default policy.
+}
+
+void keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);  // the largest glibc allows
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 }
 
 int configure_torch_threads(int requested) {

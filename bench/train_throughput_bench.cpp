@@ -133,6 +133,7 @@ double actor_samples_per_second(const std::string& preset, int batch, int warmup
 
 int main(int argc, char** argv) {
   use_passive_openmp_wait(argv);
+  keep_freed_memory();
   CLI::App app{"Training throughput: ddactor's actor runtime against a bare LibTorch loop"};
   std::string preset = "S/4";
   int batch = 64, warmup = 1, steps = 4, repeats = 2, threads = 0;
