@@ -167,6 +167,36 @@ TEST_P(swarm_codec, peers_stay_bit_identical_with_a_lossy_codec) {
 INSTANTIATE_TEST_SUITE_P(codecs, swarm_codec,
                          ::testing::Values("fp16", "bf16", "int8", "topk", "adaptive"));
 
+// Parameter averaging and DiLoCo also leave every peer of a round with the same weights (after
+// the average, or after the same outer Nesterov step); their optimizer moments stay local.
+class swarm_mode : public swarm, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(swarm_mode, peers_hold_the_same_weights_after_each_round) {
+  auto config = write_config(10, 3);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config, {"--set", "train.averaging=" + GetParam()});
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  for (int64_t epoch : {5, 10}) {
+    std::map<std::string, std::vector<std::byte>> reference;
+    for (int i = 0; i < 3; ++i) {
+      std::map<std::string, std::vector<std::byte>> weights;
+      for (auto& t : read_safetensors_file(checkpoint_path(run_dir(i), epoch)).tensors)
+        if (t.name.starts_with("model."))
+          weights[t.name] = std::move(t.data);
+      if (i == 0)
+        reference = std::move(weights);
+      else
+        EXPECT_TRUE(weights == reference) << "peer " << i << " differs at epoch " << epoch;
+    }
+  }
+  // Local steps happened: more optimizer steps than epochs.
+  auto content = read_safetensors_file(checkpoint_path(run_dir(0), 10));
+  EXPECT_GT(std::stoll(content.metadata.at("step")), 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(modes, swarm_mode, ::testing::Values("parameters", "diloco"));
+
 TEST_F(swarm, the_first_peer_killed_mid_run_does_not_stop_the_others) {
   auto config = write_config(25, 4);
   for (int i = 0; i < 4; ++i)
