@@ -104,13 +104,13 @@ torch::Tensor from_stored_tensor(const stored_tensor& stored) {
 }
 
 std::shared_ptr<safetensors_content>
-snapshot_training_state(diffusion_trainer& trainer, const training_progress& progress,
+snapshot_training_state(model_trainer& trainer, const training_progress& progress,
                         const std::map<std::string, std::string>& extra_metadata,
                         const std::map<std::string, torch::Tensor>& extra_tensors) {
   auto out = std::make_shared<safetensors_content>();
-  for (const auto& item : trainer.model()->named_parameters())
+  for (const auto& item : trainer.module().named_parameters())
     out->tensors.push_back(to_stored_tensor("model." + item.key(), item.value()));
-  for (const auto& item : trainer.ema_model()->named_parameters())
+  for (const auto& item : trainer.ema_module().named_parameters())
     out->tensors.push_back(to_stored_tensor("ema." + item.key(), item.value()));
   out->tensors.push_back(to_stored_tensor("optimizer.exp_avg", trainer.optimizer().exp_avg()));
   out->tensors.push_back(
@@ -118,9 +118,10 @@ snapshot_training_state(diffusion_trainer& trainer, const training_progress& pro
   out->tensors.push_back(to_stored_tensor("trainer.rng_state", trainer.rng_state()));
   for (const auto& [name, tensor] : extra_tensors)
     out->tensors.push_back(to_stored_tensor(name, tensor));
-  const auto& o = trainer.model_options();
   auto& m = out->metadata;
   m = extra_metadata;
+  for (const auto& [key, value] : trainer.describe())
+    m[key] = value;
   m["format"] = "ddactor-checkpoint-1";
   m["ddactor_version"] = version_string;
   m["step"] = std::to_string(progress.step);
@@ -128,22 +129,11 @@ snapshot_training_state(diffusion_trainer& trainer, const training_progress& pro
   m["data_epoch"] = std::to_string(progress.data_epoch);
   m["data_position"] = std::to_string(progress.data_position);
   m["optimizer_steps"] = std::to_string(trainer.optimizer().step_count());
-  m["model.image_size"] = std::to_string(o.image_size);
-  m["model.in_channels"] = std::to_string(o.in_channels);
-  m["model.patch_size"] = std::to_string(o.patch_size);
-  m["model.hidden_size"] = std::to_string(o.hidden_size);
-  m["model.depth"] = std::to_string(o.depth);
-  m["model.num_heads"] = std::to_string(o.num_heads);
-  m["model.mlp_ratio"] = std::to_string(o.mlp_ratio);
-  m["model.conditioning"] = o.conditioning;
-  m["model.num_classes"] = std::to_string(o.num_classes);
-  m["model.text_layers"] = std::to_string(o.caption.layers);
-  m["model.text_max_bytes"] = std::to_string(o.caption.max_bytes);
   return out;
 }
 
 training_progress restore_training_state(const safetensors_content& content,
-                                         diffusion_trainer& trainer) {
+                                         model_trainer& trainer) {
   if (auto it = content.metadata.find("format");
       it == content.metadata.end() || it->second != "ddactor-checkpoint-1")
     throw checkpoint_error("not a ddactor training checkpoint (metadata 'format' missing)");
@@ -167,17 +157,17 @@ training_progress restore_training_state(const safetensors_content& content,
                              c10::str(c10::IntArrayRef(stored.shape)) + " vs " +
                              c10::str(target.sizes()) + ")");
   };
-  for (const auto& item : trainer.model()->named_parameters())
+  for (const auto& item : trainer.module().named_parameters())
     check_only("model." + item.key(), item.value());
-  for (const auto& item : trainer.ema_model()->named_parameters())
+  for (const auto& item : trainer.ema_module().named_parameters())
     check_only("ema." + item.key(), item.value());
   check_only("optimizer.exp_avg", trainer.optimizer().exp_avg());
   check_only("optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq());
   require(content, "trainer.rng_state");
 
-  for (const auto& item : trainer.model()->named_parameters())
+  for (const auto& item : trainer.module().named_parameters())
     copy_into(content, "model." + item.key(), item.value());
-  for (const auto& item : trainer.ema_model()->named_parameters())
+  for (const auto& item : trainer.ema_module().named_parameters())
     copy_into(content, "ema." + item.key(), item.value());
   copy_into(content, "optimizer.exp_avg", trainer.optimizer().exp_avg());
   copy_into(content, "optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq());

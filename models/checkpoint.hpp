@@ -19,7 +19,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "models/diffusion_trainer.hpp"
+#include "models/dit.hpp"
+#include "models/model_trainer.hpp"
 #include "runtime/safetensors.hpp"
 
 namespace ddactor {
@@ -41,13 +42,13 @@ struct training_progress {
 /// Copies the whole training state out of the trainer (on the training thread; cheap memcpy).
 /// `extra_tensors` (e.g. "outer.anchor") are stored beside the trainer's own.
 std::shared_ptr<safetensors_content>
-snapshot_training_state(diffusion_trainer& trainer, const training_progress& progress,
+snapshot_training_state(model_trainer& trainer, const training_progress& progress,
                         const std::map<std::string, std::string>& extra_metadata = {},
                         const std::map<std::string, torch::Tensor>& extra_tensors = {});
 
 /// Loads a snapshot into the trainer; throws checkpoint_error when it does not fit.
 training_progress restore_training_state(const safetensors_content& content,
-                                         diffusion_trainer& trainer);
+                                         model_trainer& trainer);
 
 /// Loads the EMA weights (or the raw weights) of a checkpoint into a model for sampling.
 void load_weights(const safetensors_content& content, dit& model, bool use_ema = true);

@@ -1,112 +1,37 @@
 #pragma once
-// The training state of one DiT replica and the arithmetic of a training step, without actors:
-// model, EMA copy, flat AdamW, learning-rate schedule, CFG dropout and the random stream of
-// noise and times. The trainer actor owns one and calls it; tests and benchmarks call it directly.
-//
-// A step is split in two so that a swarm can average in between:
-//   accumulate(batch)...  adds (mean loss x batch size) gradients to the flat gradient buffer
-//   apply_step()          divides by the samples seen, clips, steps AdamW, updates the EMA
+// The training of one DiT replica: flow-matching loss with logit-normal times and
+// classifier-free-guidance dropout, on top of model_trainer's flat-buffer arithmetic. The trainer
+// actor owns one and calls it; tests and benchmarks call it directly.
 //
 // Not thread-safe: one thread trains.
 
 #include <torch/torch.h>
 
-#include <memory>
-#include <span>
-#include <vector>
-
-#include "models/adamw.hpp"
 #include "models/dit.hpp"
-#include "models/flat_parameters.hpp"
-#include "runtime/training_batch.hpp"
+#include "models/model_trainer.hpp"
 
 namespace ddactor {
 
-struct trainer_settings {
-  double lr = 3e-4;
-  int64_t warmup_steps = 100;
-  double grad_clip = 1.0;
-  double ema_decay = 0.999;
-  double logit_normal_mean = 0.0;
-  double logit_normal_std = 1.0;
-  double condition_dropout = 0.1;
-  adamw_options adamw;
-  /// Seeds the initial weights: peers of a swarm share it, so they start identical.
-  uint64_t seed = 0;
-  /// Seeds the noise, times and condition dropout: peers of a swarm differ here.
-  uint64_t noise_seed = 0;
-};
-
-struct step_result {
-  int64_t step = 0;        // optimizer steps taken so far, this one included
-  double loss = 0;         // mean loss over the samples of this step
-  double grad_norm = 0;    // before clipping
-  double lr = 0;
-  int64_t samples = 0;     // samples in this step
-};
-
-class diffusion_trainer {
+class diffusion_trainer : public model_trainer {
  public:
   diffusion_trainer(dit_options model_options, trainer_settings settings);
-
-  /// Forward and backward on one batch; gradients add up until apply_step(). Returns its loss.
-  double accumulate(const training_batch& batch);
-  int64_t accumulated_samples() const { return accumulated_samples_; }
-
-  /// One optimizer step from the accumulated gradients (a no-op returning step() when none).
-  step_result apply_step();
-
-  /// The accumulated gradients as a mean over their samples (a copy; accumulation goes on).
-  std::vector<float> mean_gradient() const;
-
-  /// One optimizer step with `mean_gradient` (e.g. the swarm's average) in place of the local
-  /// one; the local accumulation is consumed. Every peer that applies the same gradient to the
-  /// same state ends in the same state.
-  step_result apply_gradient(std::span<const float> mean_gradient);
-
-  /// Drops the gradients accumulated so far (e.g. after downloading newer state).
-  void discard_accumulation();
-
-  /// Overwrites the parameters (e.g. with the swarm's average).
-  void set_parameters(std::span<const float> values);
-
-  /// accumulate + apply_step.
-  step_result train_step(const training_batch& batch);
-
-  /// Linear warm-up, then constant.
-  double learning_rate(int64_t step) const;
 
   /// The condition tensors of a batch (labels or caption tokens), without dropout.
   dit_condition condition_of(const training_batch& batch) const;
 
   dit& model() { return model_; }
   dit& ema_model() { return ema_model_; }
-  flat_parameters& parameters() { return *parameters_; }
-  flat_parameters& ema_parameters() { return *ema_parameters_; }
-  flat_adamw& optimizer() { return *optimizer_; }
   const dit_options& model_options() const { return model_options_; }
-  const trainer_settings& settings() const { return settings_; }
 
-  int64_t step() const { return step_; }
-  void set_step(int64_t step);
+  std::map<std::string, std::string> describe() const override;
 
-  /// The state of the noise/time/dropout random stream (for exact resumption).
-  torch::Tensor rng_state() const;
-  void set_rng_state(const torch::Tensor& state);
+ protected:
+  torch::Tensor batch_loss(const training_batch& batch, at::Generator& generator) override;
 
  private:
   dit_options model_options_;
-  trainer_settings settings_;
   dit model_;
   dit ema_model_;
-  std::unique_ptr<flat_parameters> parameters_;
-  std::unique_ptr<flat_parameters> ema_parameters_;
-  std::unique_ptr<flat_adamw> optimizer_;
-  step_result update_from_gradient_buffer();
-  at::Generator generator_;
-  int64_t step_ = 0;
-  int64_t accumulated_samples_ = 0;
-  double accumulated_loss_ = 0;
 };
 
 } // namespace ddactor

@@ -23,11 +23,11 @@ struct named_tensor {
   torch::Tensor tensor;
 };
 
-std::vector<named_tensor> shared_tensors(diffusion_trainer& trainer, const outer_nesterov* outer) {
+std::vector<named_tensor> shared_tensors(model_trainer& trainer, const outer_nesterov* outer) {
   std::vector<named_tensor> out;
-  for (const auto& item : trainer.model()->named_parameters())
+  for (const auto& item : trainer.module().named_parameters())
     out.push_back({"model." + item.key(), item.value()});
-  for (const auto& item : trainer.ema_model()->named_parameters())
+  for (const auto& item : trainer.ema_module().named_parameters())
     out.push_back({"ema." + item.key(), item.value()});
   out.push_back({"optimizer.exp_avg", trainer.optimizer().exp_avg()});
   out.push_back({"optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq()});
@@ -51,7 +51,7 @@ int64_t metadata_number(const safetensors_content& content, const std::string& k
 
 } // namespace
 
-std::vector<char> encode_shared_state(diffusion_trainer& trainer, int64_t epoch,
+std::vector<char> encode_shared_state(model_trainer& trainer, int64_t epoch,
                                       const outer_nesterov* outer,
                                       const std::string& compression) {
   safetensors_content content;
@@ -80,7 +80,7 @@ std::vector<char> encode_shared_state(diffusion_trainer& trainer, int64_t epoch,
   return out;
 }
 
-int64_t restore_shared_state(const std::vector<char>& bytes, diffusion_trainer& trainer,
+int64_t restore_shared_state(const std::vector<char>& bytes, model_trainer& trainer,
                              outer_nesterov* outer) {
   std::vector<std::byte> plain;
   std::span<const std::byte> file(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());

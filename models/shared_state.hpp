@@ -16,19 +16,19 @@
 #include <string>
 #include <vector>
 
-#include "models/diffusion_trainer.hpp"
+#include "models/model_trainer.hpp"
 #include "models/outer_optimizer.hpp"
 
 namespace ddactor {
 
 /// "none", "zstd", "fp16" or "bf16".
-std::vector<char> encode_shared_state(diffusion_trainer& trainer, int64_t epoch,
+std::vector<char> encode_shared_state(model_trainer& trainer, int64_t epoch,
                                       const outer_nesterov* outer,
                                       const std::string& compression);
 
 /// Applies downloaded state to the trainer (and outer optimizer); returns its epoch. Throws
 /// std::runtime_error (naming what is wrong) and leaves everything unchanged on bad input.
-int64_t restore_shared_state(const std::vector<char>& bytes, diffusion_trainer& trainer,
+int64_t restore_shared_state(const std::vector<char>& bytes, model_trainer& trainer,
                              outer_nesterov* outer);
 
 } // namespace ddactor

@@ -1,4 +1,5 @@
 #include "models/checkpoint.hpp"
+#include "models/diffusion_trainer.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,5 @@
 #include "models/shared_state.hpp"
+#include "models/diffusion_trainer.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,135 @@
+// Flat-buffer training arithmetic shared by every model; see model_trainer.hpp.
+#include "models/model_trainer.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace ddactor {
+
+model_trainer::model_trainer(trainer_settings settings)
+  : settings_(settings),
+    generator_(at::make_generator<at::CPUGeneratorImpl>(settings.noise_seed)) {}
+
+void model_trainer::attach_modules(std::shared_ptr<torch::nn::Module> model,
+                                   std::shared_ptr<torch::nn::Module> ema) {
+  module_ = std::move(model);
+  ema_module_ = std::move(ema);
+  parameters_ = std::make_unique<flat_parameters>(*module_);
+  ema_parameters_ = std::make_unique<flat_parameters>(*ema_module_);
+  ema_parameters_->values().copy_(parameters_->values());
+  for (auto& p : ema_module_->parameters())
+    p.set_requires_grad(false);
+  ema_module_->eval();
+  optimizer_ = std::make_unique<flat_adamw>(parameters_->size(), settings_.adamw);
+}
+
+double model_trainer::accumulate(const training_batch& batch) {
+  if (batch.count <= 0)
+    return 0;
+  if (static_cast<int64_t>(batch.images.size()) !=
+      batch.count * batch.channels * batch.height * batch.width)
+    throw std::invalid_argument("batch images do not match its shape");
+  module_->train();
+  auto loss = batch_loss(batch, generator_);
+  // Gradients are summed as (mean loss x samples) so that apply_step() can divide by the total.
+  (loss * static_cast<double>(batch.count)).backward();
+  double value = loss.item<double>();
+  accumulated_samples_ += batch.count;
+  accumulated_loss_ += value * static_cast<double>(batch.count);
+  return value;
+}
+
+step_result model_trainer::apply_step() {
+  if (accumulated_samples_ == 0) {
+    step_result result;
+    result.step = step_;
+    return result;
+  }
+  parameters_->gradients().div_(static_cast<double>(accumulated_samples_));
+  return update_from_gradient_buffer();
+}
+
+std::vector<float> model_trainer::mean_gradient() const {
+  const auto& grads = parameters_->gradients();
+  std::vector<float> out(static_cast<size_t>(grads.numel()));
+  auto scale = accumulated_samples_ > 0 ? 1.0f / static_cast<float>(accumulated_samples_) : 0.0f;
+  const float* g = grads.data_ptr<float>();
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = g[i] * scale;
+  return out;
+}
+
+step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) {
+  auto grads = parameters_->gradients();
+  if (static_cast<int64_t>(mean_gradient.size()) != grads.numel())
+    throw std::invalid_argument("averaged gradient has the wrong size");
+  torch::NoGradGuard no_grad;
+  grads.copy_(torch::from_blob(const_cast<float*>(mean_gradient.data()),
+                               {static_cast<int64_t>(mean_gradient.size())}, torch::kFloat32));
+  return update_from_gradient_buffer();
+}
+
+void model_trainer::discard_accumulation() {
+  parameters_->zero_gradients();
+  accumulated_samples_ = 0;
+  accumulated_loss_ = 0;
+}
+
+void model_trainer::set_parameters(std::span<const float> values) {
+  auto params = parameters_->values();
+  if (static_cast<int64_t>(values.size()) != params.numel())
+    throw std::invalid_argument("parameter vector has the wrong size");
+  torch::NoGradGuard no_grad;
+  params.copy_(torch::from_blob(const_cast<float*>(values.data()),
+                                {static_cast<int64_t>(values.size())}, torch::kFloat32));
+}
+
+// The gradient buffer holds a mean gradient: clip, step AdamW, update the EMA, reset.
+step_result model_trainer::update_from_gradient_buffer() {
+  torch::NoGradGuard no_grad;
+  auto grads = parameters_->gradients();
+  double norm = grads.norm().item<double>();
+  if (settings_.grad_clip > 0 && norm > settings_.grad_clip)
+    grads.mul_(settings_.grad_clip / (norm + 1e-6));
+  double lr = learning_rate(step_);
+  auto values = parameters_->values();
+  optimizer_->step(values, grads, lr);
+  // EMA warm-up (as in many DiT trainers) so short runs are not dominated by the initial weights.
+  double decay = std::min(settings_.ema_decay, (1.0 + step_) / (10.0 + step_));
+  ema_parameters_->values().lerp_(values, 1.0 - decay);
+  ++step_;
+  step_result result{step_,
+                     accumulated_samples_ > 0
+                       ? accumulated_loss_ / static_cast<double>(accumulated_samples_)
+                       : 0.0,
+                     norm, lr, accumulated_samples_};
+  parameters_->zero_gradients();
+  accumulated_samples_ = 0;
+  accumulated_loss_ = 0;
+  return result;
+}
+
+step_result model_trainer::train_step(const training_batch& batch) {
+  accumulate(batch);
+  return apply_step();
+}
+
+double model_trainer::learning_rate(int64_t step) const {
+  if (settings_.warmup_steps <= 0 || step >= settings_.warmup_steps)
+    return settings_.lr;
+  return settings_.lr * static_cast<double>(step + 1) /
+         static_cast<double>(settings_.warmup_steps);
+}
+
+torch::Tensor model_trainer::rng_state() const {
+  return generator_.get_state();
+}
+
+void model_trainer::set_rng_state(const torch::Tensor& state) {
+  generator_.set_state(state);
+}
+
+} // namespace ddactor

@@ -1,0 +1,127 @@
+#pragma once
+// What every trainable model of ddactor shares, without actors: the model and its EMA copy as
+// flat parameter buffers, flat AdamW, the learning-rate schedule, the random stream of the loss,
+// and the arithmetic of a step split in two so that a swarm can average in between:
+//
+//   accumulate(batch)...  adds (mean loss x batch size) gradients to the flat gradient buffer
+//   apply_step()          divides by the samples seen, clips, steps AdamW, updates the EMA
+//
+// A subclass supplies the modules (attach_modules() in its constructor) and the loss of a batch
+// (batch_loss()); diffusion_trainer trains the DiT, router_trainer the DDM router.
+//
+// Not thread-safe: one thread trains.
+
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "models/adamw.hpp"
+#include "models/flat_parameters.hpp"
+#include "runtime/training_batch.hpp"
+
+namespace ddactor {
+
+struct trainer_settings {
+  double lr = 3e-4;
+  int64_t warmup_steps = 100;
+  double grad_clip = 1.0;
+  double ema_decay = 0.999;
+  double logit_normal_mean = 0.0;
+  double logit_normal_std = 1.0;
+  double condition_dropout = 0.1;
+  adamw_options adamw;
+  /// Seeds the initial weights: peers of a swarm share it, so they start identical.
+  uint64_t seed = 0;
+  /// Seeds the noise, times and condition dropout: peers of a swarm differ here.
+  uint64_t noise_seed = 0;
+};
+
+struct step_result {
+  int64_t step = 0;        // optimizer steps taken so far, this one included
+  double loss = 0;         // mean loss over the samples of this step
+  double grad_norm = 0;    // before clipping
+  double lr = 0;
+  int64_t samples = 0;     // samples in this step
+};
+
+class model_trainer {
+ public:
+  virtual ~model_trainer() = default;
+  model_trainer(const model_trainer&) = delete;
+  model_trainer& operator=(const model_trainer&) = delete;
+
+  /// Forward and backward on one batch; gradients add up until apply_step(). Returns its loss.
+  double accumulate(const training_batch& batch);
+  int64_t accumulated_samples() const { return accumulated_samples_; }
+
+  /// One optimizer step from the accumulated gradients (a no-op returning step() when none).
+  step_result apply_step();
+
+  /// The accumulated gradients as a mean over their samples (a copy; accumulation goes on).
+  std::vector<float> mean_gradient() const;
+
+  /// One optimizer step with `mean_gradient` (e.g. the swarm's average) in place of the local
+  /// one; the local accumulation is consumed. Every peer that applies the same gradient to the
+  /// same state ends in the same state.
+  step_result apply_gradient(std::span<const float> mean_gradient);
+
+  /// Drops the gradients accumulated so far (e.g. after downloading newer state).
+  void discard_accumulation();
+
+  /// Overwrites the parameters (e.g. with the swarm's average).
+  void set_parameters(std::span<const float> values);
+
+  /// accumulate + apply_step.
+  step_result train_step(const training_batch& batch);
+
+  /// Linear warm-up, then constant.
+  double learning_rate(int64_t step) const;
+
+  torch::nn::Module& module() { return *module_; }
+  torch::nn::Module& ema_module() { return *ema_module_; }
+  flat_parameters& parameters() { return *parameters_; }
+  flat_parameters& ema_parameters() { return *ema_parameters_; }
+  flat_adamw& optimizer() { return *optimizer_; }
+  const trainer_settings& settings() const { return settings_; }
+
+  int64_t step() const { return step_; }
+  void set_step(int64_t step) { step_ = step; }
+
+  /// The state of the loss's random stream (for exact resumption).
+  torch::Tensor rng_state() const;
+  void set_rng_state(const torch::Tensor& state);
+
+  /// What the model is, for checkpoint metadata ("model.kind" and its shape).
+  virtual std::map<std::string, std::string> describe() const = 0;
+
+ protected:
+  explicit model_trainer(trainer_settings settings);
+
+  /// Called once by the subclass's constructor with its freshly built model and EMA copy.
+  void attach_modules(std::shared_ptr<torch::nn::Module> model,
+                      std::shared_ptr<torch::nn::Module> ema);
+
+  /// The mean loss of a batch, with its graph (the model is in training mode).
+  virtual torch::Tensor batch_loss(const training_batch& batch, at::Generator& generator) = 0;
+
+  trainer_settings settings_;
+
+ private:
+  step_result update_from_gradient_buffer();
+
+  std::shared_ptr<torch::nn::Module> module_;
+  std::shared_ptr<torch::nn::Module> ema_module_;
+  std::unique_ptr<flat_parameters> parameters_;
+  std::unique_ptr<flat_parameters> ema_parameters_;
+  std::unique_ptr<flat_adamw> optimizer_;
+  at::Generator generator_;
+  int64_t step_ = 0;
+  int64_t accumulated_samples_ = 0;
+  double accumulated_loss_ = 0;
+};
+
+} // namespace ddactor
