@@ -281,6 +281,16 @@ std::vector<uint8_t> fit_image(const decoded_image& image, int resolution, int c
   return out;
 }
 
+std::vector<uint8_t> encode_png(std::span<const uint8_t> hwc, int width, int height,
+                                int channels) {
+  check_image_shape("(in memory)", width, height, channels, hwc.size());
+  std::vector<uint8_t> encoded;
+  if (stbi_write_png_to_func(append_to_vector, &encoded, width, height, channels, hwc.data(),
+                             width * channels) == 0)
+    throw image_error("cannot encode a PNG", "PNG encoding failed");
+  return encoded;
+}
+
 void write_png(const std::filesystem::path& file, std::span<const uint8_t> hwc, int width,
                int height, int channels) {
   check_image_shape(file, width, height, channels, hwc.size());
@@ -297,9 +307,17 @@ uint8_t float_to_byte(float x) {
   return static_cast<uint8_t>((x + 1.0f) * 127.5f + 0.5f);
 }
 
-void write_image_grid_png(const std::filesystem::path& file, std::span<const float> images,
-                          int count, int channels, int height, int width, int columns,
-                          int padding) {
+namespace {
+
+struct grid_pixels {
+  std::vector<uint8_t> hwc;
+  int width = 0;
+  int height = 0;
+};
+
+grid_pixels build_grid(const std::filesystem::path& file, std::span<const float> images,
+                       int count, int channels, int height, int width, int columns,
+                       int padding) {
   if (count <= 0 || columns <= 0 || padding < 0 || height <= 0 || width <= 0 ||
       (channels != 1 && channels != 3))
     throw image_error("cannot write grid " + file.string(), "bad layout (" +
@@ -333,7 +351,23 @@ void write_image_grid_png(const std::filesystem::path& file, std::span<const flo
               float_to_byte(img[(static_cast<size_t>(c) * height + y) * width + x]);
     }
   }
-  write_png(file, grid, static_cast<int>(grid_width), static_cast<int>(grid_height), channels);
+  return {std::move(grid), static_cast<int>(grid_width), static_cast<int>(grid_height)};
+}
+
+} // namespace
+
+void write_image_grid_png(const std::filesystem::path& file, std::span<const float> images,
+                          int count, int channels, int height, int width, int columns,
+                          int padding) {
+  auto grid = build_grid(file, images, count, channels, height, width, columns, padding);
+  write_png(file, grid.hwc, grid.width, grid.height, channels);
+}
+
+std::vector<uint8_t> encode_image_grid_png(std::span<const float> images, int count,
+                                           int channels, int height, int width, int columns,
+                                           int padding) {
+  auto grid = build_grid("(in memory)", images, count, channels, height, width, columns, padding);
+  return encode_png(grid.hwc, grid.width, grid.height, channels);
 }
 
 } // namespace ddactor

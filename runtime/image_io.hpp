@@ -75,6 +75,15 @@ void write_image_grid_png(const std::filesystem::path& file, std::span<const flo
                           int count, int channels, int height, int width, int columns,
                           int padding = 2);
 
+// The same grid as PNG bytes in memory (for answers over HTTP or the network).
+std::vector<uint8_t> encode_image_grid_png(std::span<const float> images, int count,
+                                           int channels, int height, int width, int columns,
+                                           int padding = 2);
+
+// PNG bytes of an HWC image in memory.
+std::vector<uint8_t> encode_png(std::span<const uint8_t> hwc, int width, int height,
+                                int channels);
+
 // A float in [-1, 1] as a byte: round((x + 1) * 127.5), clamped; the inverse of
 // images_to_float's x / 127.5 - 1.
 uint8_t float_to_byte(float x);

@@ -15,6 +15,8 @@
 //               (digest, round_digest)                           result check, no reply
 //   state       (state, std::string swarm_id)    -> state_manifest | error (no state yet)
 //               (state, uint64_t digest, uint64_t chunk_index) -> state_chunk | error
+//   expert      (velocity, velocity_request)     -> tensor_blob (the velocity) | error
+//   router      (generate, generate_request)     -> std::vector<char> (a PNG) | error
 
 #include <cstdint>
 #include <string>
@@ -130,6 +132,46 @@ struct state_chunk {
   std::vector<char> bytes;
   uint64_t checksum = 0;
 };
+
+/// DDM serving: one sampling step of some samples for one expert. `x` is (N, C, H, W) float32,
+/// `t` is (N); the conditions are the samples' labels or captions and null flags.
+struct velocity_request {
+  tensor_blob x;
+  tensor_blob t;
+  std::vector<int64_t> labels;
+  /// Caption tokens, N rows of token_length (models/caption_encoder.hpp).
+  std::vector<int64_t> tokens;
+  int64_t token_length = 0;
+  std::vector<uint8_t> is_null;
+  double cfg_scale = 1.0;
+};
+
+/// DDM serving: what a client asks the router for. class_index < 0 and an empty prompt mean
+/// unconditional (or one row per class for class models).
+struct generate_request {
+  int64_t class_index = -1;
+  std::string prompt;
+  int32_t count = 8;
+  int32_t steps = 20;
+  std::string sampler = "heun";
+  double cfg_scale = 2.0;
+  /// "top1", "topk" or "full".
+  std::string strategy = "top1";
+  int32_t top_k = 2;
+  uint64_t seed = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, velocity_request& x) {
+  return f(caf::meta::type_name("velocity_request"), x.x, x.t, x.labels, x.tokens,
+           x.token_length, x.is_null, x.cfg_scale);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
+  return f(caf::meta::type_name("generate_request"), x.class_index, x.prompt, x.count, x.steps,
+           x.sampler, x.cfg_scale, x.strategy, x.top_k, x.seed);
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, peer_info& x) {

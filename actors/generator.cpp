@@ -1,0 +1,183 @@
+// The DDM generator (router actor); see generator.hpp.
+#include "actors/generator.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <nlohmann/json.hpp>
+
+#include "models/ensemble.hpp"
+#include "models/image_generation.hpp"
+#include "models/tensor_wire.hpp"
+#include "runtime/image_io.hpp"
+
+namespace ddactor {
+
+namespace {
+
+struct generator_state {
+  generator_options options;
+  std::vector<bool> last_available;
+  int64_t served = 0;
+  static inline const char* name = "generator";
+};
+
+// An expert on another peer: one blocking request per sampling step (this actor is detached).
+expert_function remote_expert(caf::actor_system& system, caf::actor handle, int64_t index,
+                              std::chrono::milliseconds timeout, double cfg_scale,
+                              int64_t token_length) {
+  return [&system, handle, index, timeout, cfg_scale, token_length](
+           const torch::Tensor& x, const torch::Tensor& t, const dit_condition& cond) {
+    velocity_request req;
+    req.x = tensor_to_blob(x);
+    req.t = tensor_to_blob(t);
+    if (cond.labels.defined()) {
+      auto labels = cond.labels.contiguous();
+      req.labels.assign(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
+    }
+    if (cond.tokens.defined()) {
+      auto tokens = cond.tokens.contiguous();
+      req.tokens.assign(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + tokens.numel());
+      req.token_length = token_length;
+    }
+    req.cfg_scale = cfg_scale;
+    torch::Tensor out;
+    std::string failure;
+    caf::scoped_actor self{system};
+    self->request(handle, timeout, velocity_atom_v, req)
+      .receive(
+        [&](const tensor_blob& blob) {
+          try {
+            out = blob_to_tensor(blob, x.sizes().vec());
+          } catch (const std::exception& e) {
+            failure = std::string("invalid answer: ") + e.what();
+          }
+        },
+        [&](const caf::error& err) { failure = system.render(err); });
+    if (!out.defined())
+      throw expert_unavailable(index, failure);
+    return out;
+  };
+}
+
+dit_condition condition_for(const generate_request& r, const dit_options& shape, int64_t& rows,
+                            int64_t& columns) {
+  columns = r.count;
+  rows = 1;
+  if (shape.conditioning == "class") {
+    if (r.class_index >= 0) {
+      dit_condition cond;
+      cond.labels = torch::full({r.count}, r.class_index, torch::kInt64);
+      return cond;
+    }
+    rows = shape.num_classes;
+    return class_rows(rows, columns);
+  }
+  if (shape.conditioning == "caption")
+    return prompt_rows({r.prompt}, r.count, shape.caption.max_bytes);
+  return {};
+}
+
+caf::result<std::vector<char>> generate(caf::stateful_actor<generator_state>* self,
+                                        const generate_request& r) {
+  auto& st = self->state;
+  const auto& o = st.options;
+  if (auto problem = validate_generate_request(r, o.shape, o.max_count))
+    return make_error(errc::invalid_message, *problem);
+  std::vector<expert_function> experts;
+  for (size_t k = 0; k < o.experts.size(); ++k) {
+    const auto& e = o.experts[k];
+    experts.push_back(e.local ? local_expert(e.local, r.cfg_scale)
+                              : remote_expert(self->system(), e.remote, static_cast<int64_t>(k),
+                                              o.expert_timeout, r.cfg_scale,
+                                              o.shape.caption.max_bytes));
+  }
+  ensemble_options ensemble;
+  ensemble.strategy = parse_routing(r.strategy);
+  ensemble.top_k = r.top_k;
+  ensemble.fall_back = o.fall_back;
+  int64_t rows = 1, columns = 1;
+  auto cond = condition_for(r, o.shape, rows, columns);
+  auto unavailable = std::make_shared<std::set<int64_t>>();
+  auto field = ensemble_velocity(o.routing, experts, cond, ensemble, unavailable);
+  generation_settings gen;
+  gen.steps = r.steps;
+  gen.sampler = parse_sampler(r.sampler);
+  gen.seed = r.seed;
+  try {
+    torch::NoGradGuard no_grad;
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(gen.seed);
+    auto n = rows * columns;
+    auto noise = at::randn({n, o.shape.in_channels, o.shape.image_size, o.shape.image_size},
+                           generator, torch::kFloat32);
+    auto images = sample_flow(field, noise, gen.steps, gen.sampler).clamp(-1, 1).contiguous();
+    for (size_t k = 0; k < st.last_available.size(); ++k)
+      st.last_available[k] = unavailable->count(static_cast<int64_t>(k)) == 0;
+    for (auto k : *unavailable)
+      spdlog::warn("expert {} ({}) was unavailable; its samples went to the next-best expert", k,
+                   o.experts[static_cast<size_t>(k)].address);
+    auto png = encode_image_grid_png(
+      std::span<const float>(images.data_ptr<float>(), static_cast<size_t>(images.numel())),
+      static_cast<int>(n), static_cast<int>(o.shape.in_channels),
+      static_cast<int>(o.shape.image_size), static_cast<int>(o.shape.image_size),
+      static_cast<int>(columns));
+    ++st.served;
+    return std::vector<char>(png.begin(), png.end());
+  } catch (const expert_unavailable& e) {
+    st.last_available[static_cast<size_t>(e.expert)] = false;
+    spdlog::warn("generation failed: {}", e.what());
+    return make_error(errc::peer_unreachable, e.what());
+  } catch (const std::exception& e) {
+    spdlog::warn("generation failed: {}", e.what());
+    return make_error(errc::training_failed, e.what());
+  }
+}
+
+caf::behavior generator(caf::stateful_actor<generator_state>* self, generator_options options) {
+  self->state.options = std::move(options);
+  self->state.last_available.assign(self->state.options.experts.size(), true);
+  return {
+    [=](generate_atom, const generate_request& r) { return generate(self, r); },
+    [=](status_atom) {
+      const auto& st = self->state;
+      nlohmann::json experts = nlohmann::json::array();
+      for (size_t k = 0; k < st.options.experts.size(); ++k)
+        experts.push_back({{"expert", k},
+                           {"where", st.options.experts[k].local ? "local"
+                                                                  : st.options.experts[k].address},
+                           {"available", static_cast<bool>(st.last_available[k])}});
+      return nlohmann::json{{"experts", experts}, {"served", st.served}}.dump();
+    },
+  };
+}
+
+} // namespace
+
+std::optional<std::string> validate_generate_request(const generate_request& r,
+                                                     const dit_options& shape,
+                                                     int32_t max_count) {
+  if (r.count < 1 || r.count > max_count)
+    return "count must be in [1, " + std::to_string(max_count) + "]";
+  if (r.steps < 1 || r.steps > 1000)
+    return "steps must be in [1, 1000]";
+  if (r.sampler != "euler" && r.sampler != "heun")
+    return "sampler must be euler or heun";
+  if (!std::isfinite(r.cfg_scale) || r.cfg_scale < 0 || r.cfg_scale > 100)
+    return "cfg must be in [0, 100]";
+  if (r.strategy != "top1" && r.strategy != "topk" && r.strategy != "full")
+    return "strategy must be top1, topk or full";
+  if (r.top_k < 1 || r.top_k > 64)
+    return "top_k must be in [1, 64]";
+  if (shape.conditioning == "class" && r.class_index >= shape.num_classes)
+    return "class must be in [0, " + std::to_string(shape.num_classes) + ")";
+  if (shape.conditioning != "class" && r.class_index >= 0)
+    return "this model is not class-conditioned";
+  if (shape.conditioning != "caption" && !r.prompt.empty())
+    return "this model is not caption-conditioned";
+  if (r.prompt.size() > 4096)
+    return "prompt too long";
+  return std::nullopt;
+}
+
+} // namespace ddactor
