@@ -52,10 +52,22 @@ config_error::config_error(std::string file, int line, int column, std::string k
     problem_(std::move(problem)) {
 }
 
-std::filesystem::path run_config::run_dir() const {
+std::filesystem::path run_config::ddm_root() const {
   if (!run.dir.empty())
     return run.dir;
   return std::filesystem::path("runs") / run.name;
+}
+
+std::filesystem::path run_config::run_dir() const {
+  if (ddm.expert >= 0)
+    return ddm_root() / ("expert-" + std::to_string(ddm.expert));
+  if (run.mode == "router")
+    return ddm_root() / "router";
+  return ddm_root();
+}
+
+std::filesystem::path run_config::assignments_path() const {
+  return ddm.assignments.empty() ? ddm_root() / "clusters.safetensors" : ddm.assignments;
 }
 
 namespace {
@@ -307,6 +319,15 @@ auto empty_or_address() {
   };
 }
 
+auto empty_or_addresses() {
+  return [](const std::vector<std::string>& values) -> std::optional<std::string> {
+    for (const auto& value : values)
+      if (!value.empty() && !is_host_port(value))
+        return "a list of \"host:port\" strings (\"\" for a local expert)";
+    return std::nullopt;
+  };
+}
+
 auto addresses() {
   return [](const std::vector<std::string>& values) -> std::optional<std::string> {
     for (const auto& value : values)
@@ -431,7 +452,7 @@ section_schema bind_section(std::string_view name, S run_config::*member,
 // --- The schema ----------------------------------------------------------------------------------
 
 /// What a process can be asked to do (run.mode). Later capabilities add "router".
-const std::vector<std::string> run_modes = {"train"};
+const std::vector<std::string> run_modes = {"train", "router"};
 const std::vector<std::string> samplers = {"euler", "heun"};
 
 section_schema run_keys() {
@@ -566,6 +587,38 @@ section_schema monitoring_keys() {
   });
 }
 
+section_schema ddm_keys() {
+  return bind_section("ddm", &run_config::ddm, {
+      field("num_experts", &ddm_section::num_experts, within(1, 64)),
+      field("fine_clusters", &ddm_section::fine_clusters, within(1, 100000)),
+      field("features", &ddm_section::features),
+      field("feature_dims", &ddm_section::feature_dims, within(1, 4096)),
+      field("features_resolution", &ddm_section::features_resolution, within(0, 4096)),
+      field("partition", &ddm_section::partition, one_of({"kmeans", "random"})),
+      field("assignments", &ddm_section::assignments),
+      field("seed", &ddm_section::seed),
+      field("expert", &ddm_section::expert, within(-1, 63)),
+      field("kmeans_iterations", &ddm_section::kmeans_iterations, within(1, 100000)),
+      field("kmeans_batch", &ddm_section::kmeans_batch, within(1, 10000000)),
+      field("router_hidden_size", &ddm_section::router_hidden_size, greater_than(0)),
+      field("router_depth", &ddm_section::router_depth, within(1, 64)),
+      field("router_heads", &ddm_section::router_heads, at_least(1)),
+      field("router_patch_size", &ddm_section::router_patch_size, at_least(1)),
+      field("strategy", &ddm_section::strategy, one_of({"top1", "topk", "full"})),
+      field("top_k", &ddm_section::top_k, within(1, 64)),
+  });
+}
+
+section_schema serve_keys() {
+  return bind_section("serve", &run_config::serve, {
+      field("http", &serve_section::http, empty_or_address()),
+      field("experts", &serve_section::experts, empty_or_addresses()),
+      field("fall_back", &serve_section::fall_back),
+      field("expert_timeout", &serve_section::expert_timeout, greater_than(0)),
+      field("max_count", &serve_section::max_count, within(1, 4096)),
+  });
+}
+
 section_schema debug_keys() {
   return bind_section("debug", &run_config::debug, {
       field("crash_trainer_at_step", &debug_section::crash_trainer_at_step, at_least(0)),
@@ -580,7 +633,8 @@ section_schema debug_keys() {
 const std::vector<section_schema>& config_schema() {
   static const std::vector<section_schema> schema = {
       run_keys(),    model_keys(), data_keys(),      train_keys(), sample_keys(),
-      eval_keys(),   network_keys(), averaging_keys(), monitoring_keys(), debug_keys(),
+      eval_keys(),   network_keys(), averaging_keys(), monitoring_keys(), ddm_keys(),
+      serve_keys(),  debug_keys(),
   };
   return schema;
 }
@@ -882,6 +936,26 @@ const std::vector<cross_key_rule>& cross_key_rules() {
          if (c.network.remove_after > c.network.suspect_after)
            return std::nullopt;
          return "network.remove_after must be greater than network.suspect_after";
+       }},
+      {{"ddm.expert", "ddm.num_experts"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.ddm.expert < c.ddm.num_experts)
+           return std::nullopt;
+         return "ddm.expert (" + render(c.ddm.expert) + ") must be below ddm.num_experts (" +
+                render(c.ddm.num_experts) + ")";
+       }},
+      {{"ddm.router_hidden_size", "ddm.router_heads"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.ddm.router_hidden_size % c.ddm.router_heads == 0 &&
+             c.ddm.router_hidden_size % 4 == 0)
+           return std::nullopt;
+         return "ddm.router_hidden_size must be divisible by ddm.router_heads and by 4";
+       }},
+      {{"ddm.router_patch_size", "data.resolution"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.data.resolution % c.ddm.router_patch_size == 0)
+           return std::nullopt;
+         return "data.resolution must be divisible by ddm.router_patch_size";
        }},
       {{"data.channels", "data.source"},
        [](const run_config& c) -> std::optional<std::string> {

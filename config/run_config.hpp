@@ -198,6 +198,60 @@ struct averaging_section {
   bool operator==(const averaging_section&) const = default;
 };
 
+/// [ddm]: Decentralized Diffusion Models. `ddactor cluster` splits the data into num_experts
+/// clusters; expert k trains on cluster k (ddm.expert = k) in <root>/expert-k; the router
+/// (run.mode = "router") in <root>/router; <root> is run.dir, or runs/<run.name>.
+struct ddm_section {
+  /// K: experts, one per coarse cluster.
+  int num_experts = 4;
+  /// k-means first finds this many fine clusters, then consolidates them into num_experts.
+  int fine_clusters = 64;
+  /// A TorchScript feature extractor (e.g. an exported DINOv2); empty: the built-in one.
+  std::filesystem::path features;
+  /// Dimensions of the built-in features (PCA of downsampled pixels).
+  int feature_dims = 32;
+  /// Images are resized to this before the TorchScript extractor (0: as loaded).
+  int features_resolution = 0;
+  /// "kmeans", or "random" (the ablation: random clusters).
+  std::string partition = "kmeans";
+  /// The assignment file; empty: <root>/clusters.safetensors.
+  std::filesystem::path assignments;
+  uint64_t seed = 0;
+  /// -1: not an expert run; 0..num_experts-1: train expert k on cluster k only.
+  int expert = -1;
+  int kmeans_iterations = 100;
+  /// Mini-batch size of k-means on large data sets.
+  int kmeans_batch = 4096;
+  /// The router model (a small DiT classifier).
+  int router_hidden_size = 128;
+  int router_depth = 2;
+  int router_heads = 4;
+  int router_patch_size = 4;
+  /// Default routing at inference: "top1", "topk" or "full", and k for "topk".
+  std::string strategy = "top1";
+  int top_k = 2;
+
+  bool operator==(const ddm_section&) const = default;
+};
+
+/// [serve]: `ddactor serve` (the router with its experts) and `ddactor serve-expert`.
+struct serve_section {
+  /// "host:port" of the HTTP API (POST /v1/generate, GET /healthz); empty: no HTTP.
+  std::string http = "127.0.0.1:8080";
+  /// Where expert k is: "host:port" of a `ddactor serve-expert` peer, or "" for the local
+  /// checkpoint in <root>/expert-k. Missing entries are local.
+  std::vector<std::string> experts;
+  /// When an expert is unavailable: route its samples to the next-best expert (true) or fail the
+  /// request with a clear error (false).
+  bool fall_back = true;
+  /// Limit for one velocity request to a remote expert.
+  double expert_timeout = 10.0;
+  /// Largest number of images one request may ask for.
+  int max_count = 64;
+
+  bool operator==(const serve_section&) const = default;
+};
+
 /// [monitoring]: the Prometheus endpoint of this peer.
 struct monitoring_section {
   /// "host:port" serving GET /metrics and GET /healthz; empty: no endpoint.
@@ -239,10 +293,17 @@ struct run_config {
   network_section network;
   averaging_section averaging;
   monitoring_section monitoring;
+  ddm_section ddm;
+  serve_section serve;
   debug_section debug;
 
-  /// The folder of this run: run.dir, or runs/<run.name>.
+  /// The folder of this run: the DDM root, or for a DDM expert <root>/expert-k, for the router
+  /// <root>/router.
   std::filesystem::path run_dir() const;
+  /// run.dir, or runs/<run.name>.
+  std::filesystem::path ddm_root() const;
+  /// ddm.assignments, or <root>/clusters.safetensors.
+  std::filesystem::path assignments_path() const;
 
   /// Compares every key and source_file (tests, and a checkpoint's config against a run file).
   bool operator==(const run_config&) const = default;

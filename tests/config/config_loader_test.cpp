@@ -238,7 +238,7 @@ TEST(config_loader, unknown_section_far_from_any_lists_the_sections) {
   ASSERT_TRUE(error);
   EXPECT_EQ(error->key(), "gossip");
   EXPECT_TRUE(contains(error->problem(), "known sections: run, model, data, train, sample, eval, "
-                                         "network, averaging, monitoring, debug"))
+                                         "network, averaging, monitoring, ddm, serve, debug"))
       << error->what();
 }
 
@@ -356,8 +356,8 @@ INSTANTIATE_TEST_SUITE_P(
     every_rule, config_loader_range,
     ::testing::Values(
         range_case{"run.name", "\"a\"", "\"\"", "must be a non-empty string, got \"\""},
-        range_case{"run.mode", "\"train\"", "\"router\"",
-                   "must be one of \"train\", got \"router\""},
+        range_case{"run.mode", "\"router\"", "\"serve\"",
+                   "must be one of \"train\", \"router\", got \"serve\""},
         range_case{"run.threads", "0", "-1", "must be >= 0, got -1"},
         range_case{"run.device", "\"cuda:12\"", "\"gpu\"",
                    "must be \"cpu\", \"cuda\" or \"cuda:N\" (N a device index), got \"gpu\""},
@@ -707,7 +707,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 88u);
+  EXPECT_EQ(known.size(), 110u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
