@@ -81,10 +81,12 @@ void deliver(averager_pointer self, average_outcome outcome) {
   st.current.reset();
 }
 
-void deliver_alone(averager_pointer self, const std::string& why) {
+// `reason`: the label of ddactor_averaging_round_failures_total (metric_label_values).
+void deliver_alone(averager_pointer self, const char* reason, const std::string& why) {
   auto& st = self->state;
   if (!st.current)
     return;
+  st.metrics.round_failures.with({reason}).inc();
   spdlog::warn("epoch {}: no averaging partner ({}); stepping alone", st.current->request.epoch,
                why);
   if (st.current->group)
@@ -218,7 +220,10 @@ void join_round(averager_pointer self) {
       break;
     }
   if (leader == nullptr || now >= cur.join_deadline) {
-    deliver_alone(self, leader == nullptr ? "no leader reachable" : "matchmaking timed out");
+    if (leader == nullptr)
+      deliver_alone(self, "no_leader", "no leader reachable");
+    else
+      deliver_alone(self, "no_partner", "matchmaking timed out");
     return;
   }
   round_request req{st.options.peer_id, st.options.swarm_id, cur.request.epoch,
@@ -243,7 +248,7 @@ void join_round(averager_pointer self) {
         if (!st.current || st.current->request.epoch != epoch || st.current->attempt != attempt)
           return;
         if (err == errc::round_timeout || err == errc::shape_mismatch) {
-          deliver_alone(self, self->system().render(err));
+          deliver_alone(self, "leader_refused", self->system().render(err));
           return;
         }
         if (err == errc::not_leader)
@@ -298,6 +303,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       outcome.values = st.current->request.values;
       outcome.failed = true;
       outcome.detail = "group actor ended: " + self->system().render(dm.reason);
+      st.metrics.round_failures.with({"group_crashed"}).inc();
       deliver(self, std::move(outcome));
     }
   });

@@ -147,6 +147,8 @@ void fail(group_pointer self, errc code, const std::string& why) {
     return;
   st.done = true;
   spdlog::warn("round {:016x}: {} ({})", st.assignment.round_id, why, to_string(code));
+  st.metrics.round_failures.with({code == errc::round_timeout ? "deadline" : "invalid_assignment"})
+    .inc();
   average_outcome outcome;
   outcome.values = st.options.values;
   outcome.failed = true;

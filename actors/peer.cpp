@@ -162,6 +162,7 @@ void start_swarm(peer_pointer self) {
   st.data_seed = splitmix64::mix(cfg.run.seed ^ peer_hash);
   spdlog::info("peer {} (incarnation {}) joins swarm '{}'", short_peer_id(identity.peer_id),
                identity.incarnation, swarm_id);
+  set_peer_info(global_metrics(), identity.peer_id, swarm_id);
 
   progress_options progress;
   progress.peer_id = identity.peer_id;

@@ -12,10 +12,12 @@
 #include "actors/peer.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
+#include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/metrics_http_server.hpp"
 #include "monitoring/metrics_registry.hpp"
 #include "monitoring/peer_health.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/checkpoint_files.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/run_data.hpp"
 
@@ -85,6 +87,20 @@ class signal_watcher {
   std::thread thread_;
 };
 
+// Unix time of the newest checkpoint of a resumed run, else now: where checkpoint age starts.
+double checkpoint_age_baseline(const std::filesystem::path& run_dir) {
+  std::error_code ec;
+  auto files = list_checkpoints(run_dir);
+  if (!files.empty()) {
+    auto written = std::filesystem::last_write_time(files.back().path, ec);
+    if (!ec)
+      return std::chrono::duration<double>(
+               std::chrono::file_clock::to_sys(written).time_since_epoch())
+        .count();
+  }
+  return unix_time_seconds();
+}
+
 } // namespace
 
 int train_command(const run_config& config) {
@@ -95,7 +111,11 @@ int train_command(const run_config& config) {
     out << "# The effective configuration of this run, as ddactor read it.\n"
         << describe_config(config);
   }
+  // Every family exists (with zeros) before the first scrape, so dashboards have data at once.
+  register_ddactor_metrics(global_metrics());
   global_metrics().set_enabled(config.monitoring.enabled);
+  auto checkpoint_age = register_checkpoint_age(global_metrics(), checkpoint_age_baseline(run_dir));
+  auto activity = register_peer_activity(global_metrics(), peer_health::global());
   std::unique_ptr<metrics_http_server> metrics_server;
   if (!config.monitoring.listen.empty()) {
     metrics_server = std::make_unique<metrics_http_server>(

@@ -1,7 +1,10 @@
 // Registration of ddactor's metrics; see ddactor_metrics.hpp.
 #include "monitoring/ddactor_metrics.hpp"
 
+#include <algorithm>
 #include <chrono>
+
+#include "runtime/version.hpp"
 
 namespace ddactor {
 
@@ -56,6 +59,11 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
   : rounds(r.counter("ddactor_averaging_rounds_total",
                      "Averaging rounds by result: averaged, alone (no partner in time), failed.",
                      {"result"})),
+    round_failures(r.counter("ddactor_averaging_round_failures_total",
+                             "Averaging rounds that ended without an average, by reason: "
+                             "deadline, invalid_assignment, group_crashed (failed); no_leader, "
+                             "no_partner, leader_refused (stepped alone).",
+                             {"reason"})),
     round_seconds(r.histogram("ddactor_averaging_round_duration_seconds",
                               "Time from joining a round to its result (matchmaking included).",
                               {}, exponential_buckets(0.05, 2.0, 14))
@@ -133,6 +141,79 @@ swarm_metrics::swarm_metrics(metrics_registry& r)
 double unix_time_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
     .count();
+}
+
+namespace {
+
+template <size_t N>
+void create_children(counter_family& family, const std::array<std::string_view, N>& values) {
+  for (auto value : values)
+    family.with({std::string(value)});
+}
+
+constexpr std::array all_activities{
+  peer_health::activity::starting,  peer_health::activity::waiting_for_peers,
+  peer_health::activity::training,  peer_health::activity::averaging,
+  peer_health::activity::downloading_state, peer_health::activity::stopping,
+  peer_health::activity::finished,  peer_health::activity::failing,
+};
+
+} // namespace
+
+void register_ddactor_metrics(metrics_registry& registry) {
+  namespace labels = metric_label_values;
+  training_metrics{registry};
+  data_metrics data{registry};
+  create_children(data.skipped_files, labels::skipped_file_reasons);
+  checkpoint_metrics{registry};
+  supervision_metrics supervision{registry};
+  create_children(supervision.restarts, labels::supervised_actors);
+  averaging_metrics averaging{registry};
+  create_children(averaging.rounds, labels::round_results);
+  create_children(averaging.round_failures, labels::round_failure_reasons);
+  create_children(averaging.rejected_chunks, labels::chunk_rejection_reasons);
+  state_transfer_metrics{registry};  // both results are children already
+  swarm_metrics swarm{registry};
+  create_children(swarm.left, labels::peer_removal_reasons);
+  registry.gauge("ddactor_build_info", "Always 1; the labels say which ddactor this is.",
+                 {"version"})
+    .with({version_string})
+    .set(1);
+}
+
+void set_peer_info(metrics_registry& registry, const std::string& peer_id,
+                   const std::string& swarm_id) {
+  registry
+    .gauge("ddactor_peer_info", "Always 1; the labels name this peer and its swarm.",
+           {"peer_id", "swarm_id", "version"})
+    .with({peer_id, swarm_id, version_string})
+    .set(1);
+}
+
+callback_gauge_registration register_checkpoint_age(metrics_registry& registry,
+                                                    double baseline_unix_seconds) {
+  // The registry outlives every registration, so the gauge reference stays valid.
+  const gauge& last_success = checkpoint_metrics(registry).last_success;
+  return registry.callback_gauge(
+    "ddactor_checkpoint_age_seconds",
+    "Seconds since the last checkpoint was written (before the first one: since the newest "
+    "checkpoint found at start, or since the start).",
+    {}, [&last_success, baseline_unix_seconds] {
+      double last = std::max(last_success.value(), baseline_unix_seconds);
+      return std::max(0.0, unix_time_seconds() - last);
+    });
+}
+
+std::vector<callback_gauge_registration> register_peer_activity(metrics_registry& registry,
+                                                                const peer_health& health) {
+  std::vector<callback_gauge_registration> registrations;
+  for (auto activity : all_activities)
+    registrations.push_back(registry.callback_gauge(
+      "ddactor_peer_activity",
+      "1 for what this peer is doing now (as GET /healthz reports it), 0 for the rest.",
+      {{"activity", to_string(activity)}},
+      [&health, activity] { return health.current() == activity ? 1.0 : 0.0; }));
+  return registrations;
 }
 
 } // namespace ddactor

@@ -1,13 +1,52 @@
 #pragma once
 // Every metric ddactor exports, registered in one place so that names, help texts and units stay
-// consistent and the Grafana dashboard can be checked against them. Actors look up the group
-// they update once (cheap references) and then update lock-free from their own threads.
+// consistent and the Grafana dashboard (monitoring/grafana/ddactor.json) can be checked against
+// them. Actors look up the group they update once (cheap references) and then update lock-free
+// from their own threads. register_ddactor_metrics() registers all of them when a peer starts,
+// with a zero-valued child for every label value known in advance, so that every dashboard panel
+// has data (zeros) before the first round, restart or failure.
 //
 // Thread-safe: the groups hold references into a metrics_registry, whose updates are atomic.
 
+#include <array>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "monitoring/metrics_registry.hpp"
+#include "monitoring/peer_health.hpp"
 
 namespace ddactor {
+
+/// Label values known in advance. register_ddactor_metrics() creates a zero child for each; the
+/// code that updates these families uses the same words (other values still work, they just
+/// appear on first use).
+namespace metric_label_values {
+/// ddactor_averaging_rounds_total{result}
+inline constexpr std::array<std::string_view, 3> round_results{"averaged", "alone", "failed"};
+/// ddactor_averaging_round_failures_total{reason}: why a round ended without an average.
+/// The round failed: "deadline" (the all-reduce missed averaging.allreduce_timeout),
+/// "invalid_assignment" (the leader's group did not fit this peer), "group_crashed" (the
+/// round's actor died). The peer stepped alone: "no_leader" (no leader reachable),
+/// "no_partner" (matchmaking timed out), "leader_refused" (the leader gave up the round).
+inline constexpr std::array<std::string_view, 6> round_failure_reasons{
+  "deadline", "invalid_assignment", "group_crashed", "no_leader", "no_partner", "leader_refused"};
+/// ddactor_averaging_rejected_chunks_total{reason}: the reasons decided by the group itself
+/// (the reduction's accept statuses come on top, on first use).
+inline constexpr std::array<std::string_view, 4> chunk_rejection_reasons{"header", "wrong_part",
+                                                                          "invalid", "duplicate"};
+/// ddactor_actor_restarts_total{actor}
+inline constexpr std::array<std::string_view, 3> supervised_actors{"trainer", "data_loader",
+                                                                    "checkpointer"};
+/// ddactor_data_skipped_files_total{reason}
+inline constexpr std::array<std::string_view, 4> skipped_file_reasons{
+  "unreadable", "missing_caption", "missing_image", "wrong_format"};
+/// ddactor_swarm_peers_left_total{reason}: to_string(removal_reason) of runtime/swarm_view.
+inline constexpr std::array<std::string_view, 4> peer_removal_reasons{"left", "died", "timeout",
+                                                                       "restarted"};
+/// ddactor_state_downloads_total{result}
+inline constexpr std::array<std::string_view, 2> state_download_results{"ok", "failed"};
+} // namespace metric_label_values
 
 /// The trainer's progress.
 struct training_metrics {
@@ -51,6 +90,7 @@ struct supervision_metrics {
 struct averaging_metrics {
   explicit averaging_metrics(metrics_registry& registry);
   counter_family& rounds;          // ddactor_averaging_rounds_total{result}
+  counter_family& round_failures;  // ddactor_averaging_round_failures_total{reason}
   histogram& round_seconds;        // ddactor_averaging_round_duration_seconds
   gauge& group_size;               // ddactor_averaging_group_size
   counter& bytes_sent;             // ddactor_averaging_sent_bytes_total
@@ -89,5 +129,29 @@ struct swarm_metrics {
 
 /// Seconds since the Unix epoch, for *_timestamp_seconds gauges.
 double unix_time_seconds();
+
+/// Registers every family above (training, data, checkpoint, supervision, swarm, averaging,
+/// state transfer) with a zero child for each value in metric_label_values, and sets
+/// ddactor_build_info{version} to 1. Call once before a peer's actors start; calling it again
+/// changes nothing.
+void register_ddactor_metrics(metrics_registry& registry);
+
+/// Sets ddactor_peer_info{peer_id, swarm_id, version} to 1 (swarm peers, once their identity is
+/// known), so that dashboards can map a scrape target to its peer id.
+void set_peer_info(metrics_registry& registry, const std::string& peer_id,
+                   const std::string& swarm_id);
+
+/// ddactor_checkpoint_age_seconds, computed on each scrape: seconds since the last checkpoint
+/// this process wrote (ddactor_checkpoint_last_success_timestamp_seconds), or since
+/// `baseline_unix_seconds` before the first one (the newest checkpoint found at start, or the
+/// start itself). The series lives as long as the returned registration.
+callback_gauge_registration register_checkpoint_age(metrics_registry& registry,
+                                                    double baseline_unix_seconds);
+
+/// ddactor_peer_activity{activity}, computed on each scrape: 1 for what `health` reports now
+/// (the /healthz status: training, averaging, downloading_state, failing, ...), 0 for the other
+/// activities. `health` must outlive the returned registrations.
+std::vector<callback_gauge_registration> register_peer_activity(metrics_registry& registry,
+                                                                const peer_health& health);
 
 } // namespace ddactor
