@@ -612,6 +612,7 @@ section_schema ddm_keys() {
 section_schema serve_keys() {
   return bind_section("serve", &run_config::serve, {
       field("http", &serve_section::http, empty_or_address()),
+      field("listen", &serve_section::listen, empty_or_address()),
       field("experts", &serve_section::experts, empty_or_addresses()),
       field("fall_back", &serve_section::fall_back),
       field("expert_timeout", &serve_section::expert_timeout, greater_than(0)),
@@ -936,6 +937,14 @@ const std::vector<cross_key_rule>& cross_key_rules() {
          if (c.network.remove_after > c.network.suspect_after)
            return std::nullopt;
          return "network.remove_after must be greater than network.suspect_after";
+       }},
+      {{"ddm.fine_clusters", "ddm.num_experts"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.ddm.fine_clusters >= c.ddm.num_experts)
+           return std::nullopt;
+         return "ddm.fine_clusters (" + render(c.ddm.fine_clusters) +
+                ") must be >= ddm.num_experts (" + render(c.ddm.num_experts) +
+                "): the fine clusters are merged into the experts' clusters";
        }},
       {{"ddm.expert", "ddm.num_experts"},
        [](const run_config& c) -> std::optional<std::string> {

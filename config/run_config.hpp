@@ -212,7 +212,7 @@ struct ddm_section {
   int feature_dims = 32;
   /// Images are resized to this before the TorchScript extractor (0: as loaded).
   int features_resolution = 0;
-  /// "kmeans", or "random" (the ablation: random clusters).
+  /// "kmeans", or "random" (the ablation: a seeded random split into clusters of equal size).
   std::string partition = "kmeans";
   /// The assignment file; empty: <root>/clusters.safetensors.
   std::filesystem::path assignments;
@@ -220,7 +220,7 @@ struct ddm_section {
   /// -1: not an expert run; 0..num_experts-1: train expert k on cluster k only.
   int expert = -1;
   int kmeans_iterations = 100;
-  /// Mini-batch size of k-means on large data sets.
+  /// Mini-batch size of k-means on large data sets (more than 100000 images; Lloyd below).
   int kmeans_batch = 4096;
   /// The router model (a small DiT classifier).
   int router_hidden_size = 128;
@@ -238,6 +238,10 @@ struct ddm_section {
 struct serve_section {
   /// "host:port" of the HTTP API (POST /v1/generate, GET /healthz); empty: no HTTP.
   std::string http = "127.0.0.1:8080";
+  /// "host:port" where `serve` publishes its router and `serve-expert` its expert over CAF (apart
+  /// from network.listen, the training swarm's address); empty: not published (serve-expert
+  /// needs it).
+  std::string listen;
   /// Where expert k is: "host:port" of a `ddactor serve-expert` peer, or "" for the local
   /// checkpoint in <root>/expert-k. Missing entries are local.
   std::vector<std::string> experts;

@@ -707,7 +707,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 110u);
+  EXPECT_EQ(known.size(), 111u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -735,6 +735,15 @@ TEST(config_loader, swarm_keys_are_checked) {
       "run.toml");
   EXPECT_EQ(ok.network.initial_peers.size(), 2u);
   EXPECT_EQ(ok.train.target_batch_size, 256);
+}
+
+TEST(config_loader, ddm_fine_clusters_must_cover_the_experts) {
+  const auto error = error_of("[ddm]\nnum_experts = 8\nfine_clusters = 4\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(std::string(error->what()),
+            "run.toml:3:17: key 'ddm.fine_clusters': ddm.fine_clusters (4) must be >= "
+            "ddm.num_experts (8): the fine clusters are merged into the experts' clusters");
+  EXPECT_NO_THROW(parse_run_config("[ddm]\nnum_experts = 8\nfine_clusters = 8\n", "run.toml"));
 }
 
 TEST(config_loader, quickstart_toml_loads) {

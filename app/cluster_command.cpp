@@ -1,0 +1,226 @@
+// `ddactor cluster`: the data split of Decentralized Diffusion Models (McAllister et al. 2025).
+// Loads the run's training images, computes a feature per image (models/feature_extractor),
+// clusters the features into ddm.fine_clusters with k-means, merges the fine clusters into
+// ddm.num_experts coarse ones with k-means on their centroids weighted by their sizes, and writes
+// the assignment file every expert shares (runtime/cluster_assignment; ddm.assignments, by default
+// <root>/clusters.safetensors). With ddm.partition =
+// "random" it writes a seeded, balanced random split in the same format instead (the ablation).
+//
+// Each image goes to the coarse cluster of its fine cluster, not to its nearest coarse centroid:
+// the fine clusters are the units the paper consolidates, the recorded fine_to_coarse map then
+// describes the partition exactly, and the coarse centroids are exactly the mean features of
+// their images (the size-weighted mean of the fine means).
+//
+// Same config and seed, same file, byte for byte (on the same machine and thread count: k-means
+// is independent of the thread count, LibTorch's matrix products may not be).
+#include "app/commands.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "models/feature_extractor.hpp"
+#include "runtime/cluster_assignment.hpp"
+#include "runtime/data_order.hpp"
+#include "runtime/kmeans.hpp"
+#include "runtime/run_data.hpp"
+
+namespace ddactor {
+
+namespace {
+
+// Images per forward pass of the feature extractor.
+constexpr int64_t feature_batch_size = 256;
+// Data sets larger than this use mini-batch k-means for the fine clusters: a Lloyd pass over 100k
+// images x 64 clusters x 32 dims takes about 0.06 s on one core, so Lloyd stays cheap below.
+constexpr int64_t minibatch_above = 100000;
+// Streams of ddm.seed for the two k-means runs.
+constexpr uint64_t fine_stream = 0x66696e652d6b6dULL;      // "fine-km"
+constexpr uint64_t coarse_stream = 0x636f617273652dULL;    // "coarse-"
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+struct clustering_times {
+  double features = 0;
+  double kmeans = 0;
+};
+
+// Fine k-means on the features, then weighted k-means of the fine centroids into K.
+void cluster_features(const run_config& config, const image_dataset& train,
+                      cluster_assignment& clusters, clustering_times& times) {
+  const auto& ddm = config.ddm;
+  if (ddm.fine_clusters > train.count)
+    throw std::invalid_argument("ddm.fine_clusters (" + std::to_string(ddm.fine_clusters) +
+                                ") exceeds the number of training images (" +
+                                std::to_string(train.count) + ")");
+  auto started = clock_type::now();
+  const auto extractor = make_feature_extractor(ddm);
+  spdlog::info("features of {} images: {}", train.count, extractor->description());
+  const torch::Tensor features = extractor->image_features(train, feature_batch_size);
+  const int64_t dims = features.size(1);
+  const std::span<const float> values(features.data_ptr<float>(),
+                                      static_cast<size_t>(features.numel()));
+  times.features = seconds_since(started);
+  spdlog::info("features: {} x {} in {:.1f} s", train.count, dims, times.features);
+
+  started = clock_type::now();
+  kmeans_options fine_options;
+  fine_options.k = ddm.fine_clusters;
+  fine_options.seed = splitmix64::mix(ddm.seed ^ fine_stream);
+  fine_options.max_iterations = ddm.kmeans_iterations;
+  fine_options.threads = config.run.threads;
+  fine_options.batch_size = ddm.kmeans_batch;
+  fine_options.minibatch_above = minibatch_above;
+  const auto fine = kmeans({values, train.count, dims}, fine_options);
+  spdlog::info("fine k-means: {} clusters, {} {} ({}), inertia {:.6g}, {} empty clusters re-seeded",
+               fine.k, fine.iterations,
+               fine.algorithm == kmeans_algorithm::lloyd ? "Lloyd iterations" : "mini-batches",
+               fine.converged ? "converged" : "iteration limit", fine.inertia, fine.reseeded);
+
+  const std::vector<double> weights(fine.sizes.begin(), fine.sizes.end());
+  kmeans_options coarse_options;
+  coarse_options.k = ddm.num_experts;
+  coarse_options.seed = splitmix64::mix(ddm.seed ^ coarse_stream);
+  coarse_options.algorithm = kmeans_algorithm::lloyd;
+  coarse_options.max_iterations = ddm.kmeans_iterations;
+  coarse_options.threads = config.run.threads;
+  const auto coarse = weighted_kmeans({fine.centroids, fine.k, dims}, weights, coarse_options);
+  times.kmeans = seconds_since(started);
+
+  clusters.feature_dims = dims;
+  clusters.fine_clusters = fine.k;
+  clusters.fine_centroids = fine.centroids;
+  clusters.fine_to_coarse = coarse.assignment;
+  clusters.coarse_centroids = coarse.centroids;
+  clusters.assignment.resize(fine.assignment.size());
+  for (size_t i = 0; i < fine.assignment.size(); ++i)
+    clusters.assignment[i] = coarse.assignment[fine.assignment[i]];
+  clusters.features = extractor->description();
+}
+
+std::string percent(int64_t part, int64_t whole) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%.1f%%", whole > 0 ? 100.0 * part / whole : 0.0);
+  return text;
+}
+
+// The table a user reads to see what each expert will learn.
+void print_table(const cluster_assignment& clusters, const image_dataset& train,
+                 const std::filesystem::path& file, const clustering_times& times,
+                 double total_seconds) {
+  const int64_t k = clusters.num_clusters;
+  std::printf("cluster assignment  %s\n", file.c_str());
+  std::printf("data                %lld %s images (%dx%dx%d), fingerprint %s\n",
+              static_cast<long long>(clusters.data.count), clusters.data.source.c_str(),
+              clusters.data.resolution, clusters.data.resolution, clusters.data.channels,
+              clusters.data.fingerprint.c_str());
+  if (clusters.partition == "random")
+    std::printf("partition           random, %lld equal clusters, seed %llu\n",
+                static_cast<long long>(k), static_cast<unsigned long long>(clusters.seed));
+  else
+    std::printf("partition           k-means: %lld fine clusters merged into %lld, seed %llu\n"
+                "features            %s (%lld dims)\n",
+                static_cast<long long>(clusters.fine_clusters), static_cast<long long>(k),
+                static_cast<unsigned long long>(clusters.seed), clusters.features.c_str(),
+                static_cast<long long>(clusters.feature_dims));
+
+  const bool labelled = !train.labels.empty();
+  int64_t classes = 0;
+  for (int64_t label : train.labels) classes = std::max(classes, label + 1);
+  std::vector<std::vector<int64_t>> histogram(static_cast<size_t>(k),
+                                              std::vector<int64_t>(static_cast<size_t>(classes)));
+  if (labelled)
+    for (size_t i = 0; i < clusters.assignment.size(); ++i)
+      ++histogram[clusters.assignment[i]][train.labels[i]];
+  const auto class_name = [&](int64_t c) {
+    return c < static_cast<int64_t>(train.class_names.size()) ? train.class_names[c]
+                                                               : "class " + std::to_string(c);
+  };
+
+  std::printf("\n%7s %8s %7s  %s\n", "cluster", "images", "share",
+              labelled ? "main classes (share of the cluster)" : "");
+  for (int64_t c = 0; c < k; ++c) {
+    std::string main_classes;
+    if (labelled) {
+      std::vector<int64_t> order(static_cast<size_t>(classes));
+      for (int64_t j = 0; j < classes; ++j) order[j] = j;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        return histogram[c][a] > histogram[c][b];
+      });
+      // The classes that make up most of the cluster: up to four, each at least 5% of it.
+      for (size_t j = 0; j < order.size() && j < 4; ++j) {
+        const int64_t count = histogram[c][order[j]];
+        if (count * 20 < clusters.sizes[c]) break;
+        main_classes += (main_classes.empty() ? "" : ", ") + class_name(order[j]) + " " +
+                        percent(count, clusters.sizes[c]);
+      }
+    }
+    std::printf("%7lld %8lld %7s  %s\n", static_cast<long long>(c),
+                static_cast<long long>(clusters.sizes[c]),
+                percent(clusters.sizes[c], clusters.data.count).c_str(), main_classes.c_str());
+  }
+
+  if (labelled) {
+    std::printf("\nimages per cluster (rows) and class (columns)\n%7s", "cluster");
+    for (int64_t j = 0; j < classes; ++j) std::printf(" %6lld", static_cast<long long>(j));
+    std::printf("\n");
+    for (int64_t c = 0; c < k; ++c) {
+      std::printf("%7lld", static_cast<long long>(c));
+      for (int64_t j = 0; j < classes; ++j)
+        std::printf(" %6lld", static_cast<long long>(histogram[c][j]));
+      std::printf("\n");
+    }
+    std::string legend;
+    for (int64_t j = 0; j < classes; ++j)
+      legend += (j ? ", " : "") + std::to_string(j) + " " + class_name(j);
+    std::printf("classes: %s\n", legend.c_str());
+  }
+  if (clusters.partition == "random")
+    std::printf("\ntime                %.1f s\n", total_seconds);
+  else
+    std::printf("\ntime                %.1f s (features %.1f s, k-means %.1f s)\n", total_seconds,
+                times.features, times.kmeans);
+}
+
+}  // namespace
+
+int cluster_command(const run_config& config) {
+  const auto started = clock_type::now();
+  const auto& ddm = config.ddm;
+  const auto data = load_run_data(config);
+  const image_dataset& train = *data.train;
+  if (ddm.num_experts > train.count)
+    throw std::invalid_argument("ddm.num_experts (" + std::to_string(ddm.num_experts) +
+                                ") exceeds the number of training images (" +
+                                std::to_string(train.count) + ")");
+
+  cluster_assignment clusters;
+  clusters.num_clusters = ddm.num_experts;
+  clusters.data = describe_training_data(config, train);
+  clusters.seed = ddm.seed;
+  clusters.partition = ddm.partition;
+  clustering_times times;
+  if (ddm.partition == "random")
+    clusters.assignment = random_partition(train.count, ddm.num_experts, ddm.seed);
+  else
+    cluster_features(config, train, clusters, times);
+  clusters.sizes.assign(static_cast<size_t>(clusters.num_clusters), 0);
+  for (int32_t c : clusters.assignment) ++clusters.sizes[c];
+
+  const auto file = config.assignments_path();
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
+  if (std::filesystem::exists(file)) spdlog::warn("replacing {}", file.string());
+  write_cluster_assignment(file, clusters);
+  print_table(clusters, train, file, times, seconds_since(started));
+  return 0;
+}
+
+}  // namespace ddactor
