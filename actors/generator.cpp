@@ -180,4 +180,8 @@ std::optional<std::string> validate_generate_request(const generate_request& r,
   return std::nullopt;
 }
 
+caf::actor spawn_generator(caf::actor_system& system, generator_options options) {
+  return system.spawn<caf::detached>(generator, std::move(options));
+}
+
 } // namespace ddactor

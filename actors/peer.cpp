@@ -155,7 +155,12 @@ void start_swarm(peer_pointer self) {
   auto& cfg = st.options.config;
   const auto& net = cfg.network;
   auto identity = load_or_create_identity(cfg.run_dir() / "peer");
+  // Experts of a DDM never average with each other, nor with the router.
   auto swarm_id = net.swarm_id.empty() ? cfg.run.name : net.swarm_id;
+  if (cfg.ddm.expert >= 0)
+    swarm_id += "/expert-" + std::to_string(cfg.ddm.expert);
+  else if (cfg.run.mode == "router")
+    swarm_id += "/router";
   st.swarm_id = swarm_id;
   // Different batches and noise per peer; the same initial weights (run.seed) everywhere.
   auto peer_hash = std::hash<std::string>{}(identity.peer_id);

@@ -38,7 +38,7 @@ struct swarm_round_info {
 
 struct trainer_state {
   trainer_options options;
-  std::unique_ptr<diffusion_trainer> model;
+  std::unique_ptr<model_trainer> model;
   data_loader_actor loader;
   uint64_t loader_generation = 0;
   training_progress progress;
@@ -126,7 +126,10 @@ void restore_latest(trainer_state& st) {
 
 void write_sample_grid(trainer_state& st) {
   const auto& cfg = st.options.config;
-  auto model = st.model->ema_model();
+  auto* diffusion = dynamic_cast<diffusion_trainer*>(st.model.get());
+  if (diffusion == nullptr)
+    return;  // a router has no samples to show
+  auto model = diffusion->ema_model();
   generation_settings gen;
   gen.steps = cfg.sample.steps;
   gen.sampler = parse_sampler(cfg.sample.sampler);
@@ -529,16 +532,16 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
   st.swarm = st.options.progress != nullptr && st.options.averager != nullptr;
   auto settings = make_trainer_settings(st.options.config);
   settings.noise_seed = st.options.noise_seed;
-  st.model = std::make_unique<diffusion_trainer>(make_dit_options(st.options.config), settings);
+  st.model = make_model_trainer(st.options.config, settings);
   if (st.swarm && averaging_mode(st) == "diloco")
     st.outer = std::make_unique<outer_nesterov>(st.model->parameters().values(),
                                                 st.options.config.train.outer_lr,
                                                 st.options.config.train.outer_momentum);
   restore_latest(st);
   st.metrics.step.set(static_cast<double>(st.progress.step));
-  spdlog::info("trainer ready: {} parameters, starting at {} {}",
-               count_parameters(*st.model->model()), st.swarm ? "epoch" : "step",
-               current_step(st));
+  spdlog::info("trainer ready: {} {} parameters, starting at {} {}",
+               st.options.config.run.mode == "router" ? "router with" : "DiT with",
+               st.model->parameters().size(), st.swarm ? "epoch" : "step", current_step(st));
   if (st.swarm) {
     caf::anon_send(st.options.progress, attach_atom_v, caf::actor_cast<caf::actor>(self));
     report_progress(self);

@@ -27,6 +27,10 @@ struct sample_request {
   std::filesystem::path checkpoint;
   /// Sample with the raw weights instead of the EMA weights.
   bool raw_weights = false;
+  /// DDM: combine the experts of <root>/expert-* with the router of <root>/router ("top1",
+  /// "topk", "full"); empty: the run's own model.
+  std::string ensemble;
+  int top_k = 2;
 };
 
 /// `ddactor sample`: writes a PNG grid generated from a checkpoint.
@@ -35,9 +39,27 @@ int sample_command(const run_config& config, const sample_request& request);
 struct eval_request {
   std::filesystem::path checkpoint;
   bool raw_weights = false;
+  /// DDM: "top1", "topk", "full" or "oracle" (each sample's expert is the cluster holding most
+  /// training images of its class); empty: the run's own model.
+  std::string ensemble;
+  int top_k = 2;
 };
 
 /// `ddactor eval`: Frechet distance and class accuracy of generated images.
 int eval_command(const run_config& config, const eval_request& request);
+
+/// `ddactor serve`: a DDM's router with its experts (local, or remote `serve-expert` peers listed
+/// in serve.experts), answering generation requests over HTTP (serve.http) and CAF
+/// (serve.listen), until Ctrl-C.
+int serve_command(const run_config& config);
+
+/// `ddactor serve-expert --expert k`: serves expert k's velocities to routers on other peers
+/// (published on serve.listen), until Ctrl-C.
+int serve_expert_command(const run_config& config, int expert, const std::filesystem::path& checkpoint);
+
+/// `ddactor cluster`: splits the training set into ddm.num_experts clusters (Decentralized
+/// Diffusion Models) and writes the assignment file (ddm.assignments); prints the cluster sizes
+/// and, for labelled data, the classes in each cluster.
+int cluster_command(const run_config& config);
 
 } // namespace ddactor

@@ -15,7 +15,7 @@ inference_model load_from(const std::filesystem::path& path, bool raw_weights) {
   auto content = read_safetensors_file(path);
   inference_model out;
   out.model = dit(model_options_of(content));
-  load_weights(content, out.model, !raw_weights);
+  load_weights(content, *out.model, !raw_weights);
   out.model->eval();
   out.checkpoint = path;
   auto step = content.metadata.find("step");

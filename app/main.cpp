@@ -25,6 +25,12 @@ Examples:
   ddactor --config run.toml --set train.steps=500  override any key from the command line
   ddactor sample --config run.toml --out grid.png --class 3 --steps 30 --cfg 3.0
   ddactor eval --config run.toml                   Frechet distance and class accuracy
+  ddactor cluster --config ddm.toml                DDM: split the data into ddm.num_experts
+  ddactor --config ddm.toml --set ddm.expert=2     DDM: train expert 2 on its cluster
+  ddactor --config ddm.toml --set run.mode=router  DDM: train the router
+  ddactor eval --config ddm.toml --ensemble top1   DDM: the experts combined by the router
+  ddactor serve --config ddm.toml                  DDM: POST /v1/generate on serve.http
+  ddactor serve-expert --config ddm.toml --expert 1  DDM: serve expert 1 to remote routers
   ddactor check-config run.toml                    validate a run file and print it
 
 Every key of a run file is documented in config/example.toml. Ctrl-C stops training after a
@@ -76,6 +82,11 @@ int main(int argc, char** argv) {
                          "checkpoint file (default: the run's newest)");
   sample_cmd->add_flag("--raw-weights", sample.raw_weights,
                        "use the trained weights instead of their EMA");
+  sample_cmd
+    ->add_option("--ensemble", sample.ensemble,
+                 "DDM: combine the experts with the router (top1, topk or full)")
+    ->check(CLI::IsMember({"top1", "topk", "full"}));
+  sample_cmd->add_option("--top-k", sample.top_k, "experts per sample for --ensemble topk");
 
   ddactor::eval_request eval;
   std::string eval_checkpoint;
@@ -85,6 +96,28 @@ int main(int argc, char** argv) {
                        "checkpoint file (default: the run's newest)");
   eval_cmd->add_flag("--raw-weights", eval.raw_weights,
                      "use the trained weights instead of their EMA");
+  eval_cmd
+    ->add_option("--ensemble", eval.ensemble,
+                 "DDM: evaluate the experts combined by the router (top1, topk, full) or each "
+                 "sample's oracle cluster (oracle)")
+    ->check(CLI::IsMember({"top1", "topk", "full", "oracle"}));
+  eval_cmd->add_option("--top-k", eval.top_k, "experts per sample for --ensemble topk");
+
+  auto* cluster_cmd = app.add_subcommand(
+    "cluster", "Decentralized Diffusion Models: split the training images into ddm.num_experts "
+               "clusters (features, k-means) and write the assignment file the experts share "
+               "(ddm.assignments); prints each cluster's size and classes");
+
+  auto* serve_cmd = app.add_subcommand(
+    "serve", "serve a DDM (router + experts) over HTTP (serve.http) and CAF (serve.listen)");
+  int serve_expert_index = 0;
+  std::string serve_expert_checkpoint;
+  auto* serve_expert_cmd =
+    app.add_subcommand("serve-expert", "serve one DDM expert to routers on other peers");
+  serve_expert_cmd->add_option("--expert", serve_expert_index, "which expert (0..K-1)")
+    ->required();
+  serve_expert_cmd->add_option("--checkpoint", serve_expert_checkpoint,
+                               "checkpoint file (default: the expert's newest)");
 
   std::string check_path;
   auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
@@ -118,9 +151,23 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*sample_cmd || *eval_cmd) {
+    if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd) {
       ddactor::setup_logging(log_level);
       ddactor::configure_torch_threads(config.run.threads);
+      if (*serve_cmd || *serve_expert_cmd) {
+        int code = 0;
+        ddactor::run_on_worker_thread([&] {
+          code = *serve_cmd ? ddactor::serve_command(config)
+                            : ddactor::serve_expert_command(config, serve_expert_index,
+                                                            serve_expert_checkpoint);
+        });
+        return code;
+      }
+      if (*cluster_cmd) {
+        int code = 0;
+        ddactor::run_on_worker_thread([&] { code = ddactor::cluster_command(config); });
+        return code;
+      }
       if (*sample_cmd) {
         sample.out = out;
         sample.class_index = class_index;

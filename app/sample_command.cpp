@@ -3,14 +3,25 @@
 
 #include <spdlog/spdlog.h>
 
+#include "app/ddm_models.hpp"
 #include "app/inference_model.hpp"
+#include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
 #include "runtime/image_io.hpp"
 
 namespace ddactor {
 
 int sample_command(const run_config& config, const sample_request& request) {
-  auto loaded = load_inference_model(config, request.checkpoint, request.raw_weights);
+  // The model: the run's own DiT, or a DDM's experts combined by its router.
+  inference_model loaded;
+  ddm_models ddm;
+  if (request.ensemble.empty()) {
+    loaded = load_inference_model(config, request.checkpoint, request.raw_weights);
+  } else {
+    ddm = load_ddm_models(config);
+    loaded.model = ddm.experts.front();
+    loaded.checkpoint = expert_config(config, 0).run_dir();
+  }
   const auto& o = loaded.model->options();
   generation_settings gen;
   gen.steps = request.steps.value_or(config.sample.steps);
@@ -40,10 +51,27 @@ int sample_command(const run_config& config, const sample_request& request) {
   } else if (o.conditioning == "caption") {
     cond = prompt_rows({""}, per_row, o.caption.max_bytes);
   }
-  spdlog::info("sampling {} images from {} (step {}): {} {} steps, CFG {}", rows * per_row,
-               loaded.checkpoint.string(), loaded.step,
+  spdlog::info("sampling {} images from {}{}: {} {} steps, CFG {}", rows * per_row,
+               loaded.checkpoint.string(),
+               request.ensemble.empty() ? "" : " (DDM ensemble, " + request.ensemble + ")",
                gen.sampler == sampler_kind::heun ? "heun" : "euler", gen.steps, gen.cfg_scale);
-  auto images = generate_images(loaded.model, cond, gen, rows * per_row).contiguous();
+  torch::Tensor images;
+  if (request.ensemble.empty()) {
+    images = generate_images(loaded.model, cond, gen, rows * per_row);
+  } else {
+    std::vector<expert_function> experts;
+    for (auto& expert : ddm.experts)
+      experts.push_back(local_expert(expert, gen.cfg_scale));
+    ensemble_options options;
+    options.strategy = parse_routing(request.ensemble);
+    options.top_k = request.top_k;
+    auto make_field = [&](const dit_condition& part, int64_t) {
+      return ensemble_velocity(ddm.routing, experts, part, options);
+    };
+    images = generate_with_field(make_field, {o.in_channels, o.image_size}, cond, gen,
+                                 rows * per_row);
+  }
+  images = images.contiguous();
   write_image_grid_png(request.out,
                        std::span<const float>(images.data_ptr<float>(),
                                               static_cast<size_t>(images.numel())),

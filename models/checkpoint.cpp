@@ -181,9 +181,9 @@ training_progress restore_training_state(const safetensors_content& content,
   return progress;
 }
 
-void load_weights(const safetensors_content& content, dit& model, bool use_ema) {
+void load_weights(const safetensors_content& content, torch::nn::Module& model, bool use_ema) {
   const std::string prefix = use_ema ? "ema." : "model.";
-  for (const auto& item : model->named_parameters())
+  for (const auto& item : model.named_parameters())
     copy_into(content, prefix + item.key(), item.value());
 }
 

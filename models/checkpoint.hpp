@@ -51,7 +51,11 @@ training_progress restore_training_state(const safetensors_content& content,
                                          model_trainer& trainer);
 
 /// Loads the EMA weights (or the raw weights) of a checkpoint into a model for sampling.
-void load_weights(const safetensors_content& content, dit& model, bool use_ema = true);
+void load_weights(const safetensors_content& content, torch::nn::Module& model,
+                  bool use_ema = true);
+inline void load_weights(const safetensors_content& content, dit& model, bool use_ema = true) {
+  load_weights(content, *model, use_ema);
+}
 
 /// The dit_options a checkpoint was written with (from its metadata).
 dit_options model_options_of(const safetensors_content& content);

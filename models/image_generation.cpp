@@ -18,35 +18,43 @@ dit_condition slice_condition(const dit_condition& c, int64_t begin, int64_t end
 
 } // namespace
 
-torch::Tensor generate_images(dit model, const dit_condition& cond,
-                              const generation_settings& settings, int64_t count,
-                              const generation_progress& progress) {
+torch::Tensor generate_with_field(const field_factory& make_field, const image_shape& shape,
+                              const dit_condition& cond, const generation_settings& settings,
+                              int64_t count, const generation_progress& progress) {
   torch::NoGradGuard no_grad;
-  model->eval();
-  const auto& o = model->options();
   int64_t n = cond.batch_size() > 0 ? cond.batch_size() : count;
   if (n <= 0)
     throw std::invalid_argument("nothing to generate: no conditions and no count");
   auto generator = at::make_generator<at::CPUGeneratorImpl>(settings.seed);
   // All noise first, so the images do not depend on how they are batched.
-  auto noise = at::randn({n, o.in_channels, o.image_size, o.image_size}, generator,
+  auto noise = at::randn({n, shape.channels, shape.size, shape.size}, generator,
                          torch::kFloat32);
   std::vector<torch::Tensor> parts;
   for (int64_t begin = 0; begin < n; begin += settings.batch_size) {
     auto end = std::min(n, begin + settings.batch_size);
-    auto part_cond = slice_condition(cond, begin, end);
-    velocity_field v = o.conditioning == "none"
-                         ? velocity_field([model, part_cond](const torch::Tensor& x,
-                                                             const torch::Tensor& t) mutable {
-                             return model->forward(x, t, part_cond);
-                           })
-                         : guided_velocity(model, part_cond, settings.cfg_scale);
+    auto field = make_field(slice_condition(cond, begin, end), end - begin);
     parts.push_back(
-      sample_flow(v, noise.slice(0, begin, end), settings.steps, settings.sampler));
+      sample_flow(field, noise.slice(0, begin, end), settings.steps, settings.sampler));
     if (progress)
       progress(end, n);
   }
   return torch::cat(parts, 0).clamp(-1.0, 1.0);
+}
+
+torch::Tensor generate_images(dit model, const dit_condition& cond,
+                              const generation_settings& settings, int64_t count,
+                              const generation_progress& progress) {
+  model->eval();
+  const auto& o = model->options();
+  auto make_field = [&](const dit_condition& part, int64_t) -> velocity_field {
+    if (o.conditioning == "none")
+      return [model, part](const torch::Tensor& x, const torch::Tensor& t) mutable {
+        return model->forward(x, t, part);
+      };
+    return guided_velocity(model, part, settings.cfg_scale);
+  };
+  return generate_with_field(make_field, {o.in_channels, o.image_size}, cond, settings, count,
+                             progress);
 }
 
 dit_condition class_rows(int64_t num_classes, int64_t per_class) {

@@ -31,6 +31,20 @@ torch::Tensor generate_images(dit model, const dit_condition& cond,
                               const generation_settings& settings, int64_t count = -1,
                               const generation_progress& progress = {});
 
+struct image_shape {
+  int64_t channels = 1;
+  int64_t size = 28;
+};
+
+/// Makes the velocity field for one batch of conditions (rows of the whole request): a guided
+/// DiT, or a DDM ensemble.
+using field_factory = std::function<velocity_field(const dit_condition& part, int64_t rows)>;
+
+/// generate_images with any velocity field (e.g. a DDM ensemble); same noise and batching.
+torch::Tensor generate_with_field(const field_factory& make_field, const image_shape& shape,
+                              const dit_condition& cond, const generation_settings& settings,
+                              int64_t count = -1, const generation_progress& progress = {});
+
 /// Labels 0,0,..,1,1,.. (per_class of each class): one grid row per class.
 dit_condition class_rows(int64_t num_classes, int64_t per_class);
 

@@ -1,6 +1,8 @@
 // Run config -> model and trainer options; see model_config.hpp.
 #include "models/model_config.hpp"
 
+#include "models/router_trainer.hpp"
+
 namespace ddactor {
 
 dit_options make_dit_options(const run_config& config) {
@@ -19,6 +21,25 @@ dit_options make_dit_options(const run_config& config) {
   o.caption.layers = config.model.text_layers;
   o.caption.max_bytes = config.model.text_max_bytes;
   return o;
+}
+
+router_options make_router_options(const run_config& config) {
+  router_options o;
+  o.image_size = config.data.resolution;
+  o.in_channels = config.data.channels;
+  o.patch_size = config.ddm.router_patch_size;
+  o.hidden_size = config.ddm.router_hidden_size;
+  o.depth = config.ddm.router_depth;
+  o.num_heads = config.ddm.router_heads;
+  o.num_experts = config.ddm.num_experts;
+  return o;
+}
+
+std::unique_ptr<model_trainer> make_model_trainer(const run_config& config,
+                                                  trainer_settings settings) {
+  if (config.run.mode == "router")
+    return std::make_unique<router_trainer>(make_router_options(config), settings);
+  return std::make_unique<diffusion_trainer>(make_dit_options(config), settings);
 }
 
 trainer_settings make_trainer_settings(const run_config& config) {

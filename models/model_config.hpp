@@ -4,10 +4,18 @@
 #include "config/run_config.hpp"
 #include "models/diffusion_trainer.hpp"
 #include "models/dit.hpp"
+#include "models/router.hpp"
+
+#include <memory>
 
 namespace ddactor {
 
 dit_options make_dit_options(const run_config& config);
+router_options make_router_options(const run_config& config);
 trainer_settings make_trainer_settings(const run_config& config);
+
+/// What run.mode trains: the DiT ("train") or the DDM router ("router").
+std::unique_ptr<model_trainer> make_model_trainer(const run_config& config,
+                                                  trainer_settings settings);
 
 } // namespace ddactor

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/cluster_assignment.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/idx_dataset.hpp"
 #include "runtime/image_folder_dataset.hpp"
@@ -38,6 +39,43 @@ image_dataset resize_dataset(const image_dataset& data, int resolution, int chan
   }
   out.check_consistent();
   return out;
+}
+
+void apply_ddm_split(const run_config& config, run_data& data) {
+  bool expert = config.ddm.expert >= 0;
+  bool router = config.run.mode == "router";
+  if (!expert && !router)
+    return;
+  auto path = config.assignments_path();
+  auto clusters = read_cluster_assignment(path);
+  check_assignment_matches(clusters, describe_training_data(config, *data.train), path);
+  if (clusters.num_clusters != config.ddm.num_experts)
+    throw std::runtime_error(path.string() + " holds " + std::to_string(clusters.num_clusters) +
+                             " clusters, but ddm.num_experts is " +
+                             std::to_string(config.ddm.num_experts) +
+                             " (run `ddactor cluster` again, or fix the config)");
+  if (expert) {
+    auto indices = indices_of_cluster(clusters, config.ddm.expert);
+    auto subset = std::make_shared<image_dataset>(data.train->subset(indices));
+    spdlog::info("DDM expert {}: {} of {} training images (cluster {} of {})", config.ddm.expert,
+                 subset->count, data.train->count, config.ddm.expert, clusters.num_clusters);
+    data.train = subset;
+    return;
+  }
+  // The router learns p(cluster | x_t, t) on all images, labelled with their cluster.
+  auto relabelled = std::make_shared<image_dataset>(*data.train);
+  relabelled->labels.assign(clusters.assignment.begin(), clusters.assignment.end());
+  relabelled->class_names.clear();
+  for (int64_t k = 0; k < clusters.num_clusters; ++k)
+    relabelled->class_names.push_back("cluster " + std::to_string(k));
+  spdlog::info("DDM router: {} images labelled with their cluster (sizes:{})", relabelled->count,
+               [&] {
+                 std::string sizes;
+                 for (auto size : clusters.sizes)
+                   sizes += " " + std::to_string(size);
+                 return sizes;
+               }());
+  data.train = relabelled;
 }
 
 run_data load_run_data(const run_config& config) {
@@ -73,6 +111,7 @@ run_data load_run_data(const run_config& config) {
   }
   if (out.train->count == 0)
     throw std::runtime_error("no training images in " + d.path.string());
+  apply_ddm_split(config, out);
   spdlog::info("data: {} training and {} held-out images ({}x{}x{}) from {}", out.train->count,
                out.holdout->count, out.train->channels, out.train->height, out.train->width,
                d.path.string());

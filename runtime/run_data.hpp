@@ -20,6 +20,11 @@ struct run_data {
 /// Unreadable files of a folder are skipped, logged and counted in `skipped`.
 run_data load_run_data(const run_config& config);
 
+/// For a DDM expert (ddm.expert = k): keeps the training images of cluster k. For the router
+/// (run.mode = "router"): labels every training image with its cluster. Reads the assignment
+/// file and refuses one made for other data. Called by load_run_data.
+void apply_ddm_split(const run_config& config, run_data& data);
+
 /// Resizes every image of a data set (used when a run asks Fashion-MNIST at another resolution).
 image_dataset resize_dataset(const image_dataset& data, int resolution, int channels);
 

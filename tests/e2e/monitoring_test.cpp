@@ -34,18 +34,6 @@ constexpr const char* loopback = "127.0.0.1";
 constexpr const char* promtool_binary = "/usr/bin/promtool";
 constexpr const char* prometheus_binary = "/usr/bin/prometheus";
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 bool executable(const char* path) { return ::access(path, X_OK) == 0; }
 
 httplib::Result http_get(uint16_t port, const std::string& path, const httplib::Params& params = {}) {

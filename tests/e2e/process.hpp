@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -59,6 +60,9 @@ void write_text_file(const std::filesystem::path& path, const std::string& text)
 /// Runs the ddactor binary to completion; returns the exit code (or -1 on timeout, after SIGKILL).
 int run_ddactor(const std::vector<std::string>& args, const std::filesystem::path& log_file,
                 std::chrono::seconds timeout = std::chrono::seconds(300));
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+uint16_t free_port();
 
 /// Reads a whole file (empty if missing).
 std::string read_text_file(const std::filesystem::path& path);

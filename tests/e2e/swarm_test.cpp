@@ -23,18 +23,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // The model tensors of a checkpoint, by name.
 std::map<std::string, std::vector<std::byte>> model_tensors(const std::filesystem::path& file) {
   std::map<std::string, std::vector<std::byte>> out;

@@ -1,0 +1,210 @@
+// `ddactor serve` and `ddactor serve-expert`: DDM inference as a service; see commands.hpp.
+//
+//   HTTP client --POST /v1/generate (JSON)--> httplib thread --(generate)--> generator actor
+//   CAF client  --------(generate, generate_request)------------------------> generator actor
+//   generator --(velocity)--> expert_server actors of `serve-expert` peers (or local experts)
+#include "app/commands.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/expert_server.hpp"
+#include "actors/generator.hpp"
+#include "app/ddm_models.hpp"
+#include "app/inference_model.hpp"
+#include "app/stop_signal.hpp"
+#include "models/model_config.hpp"
+#include "caf/io/all.hpp"
+#include "monitoring/metrics_http_server.hpp"
+#include "runtime/actor_system_setup.hpp"
+#include "runtime/message_types.hpp"
+
+namespace ddactor {
+
+namespace {
+
+std::chrono::milliseconds seconds(double s) {
+  return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+}
+
+network_timing timing_of(const run_config& config) {
+  network_timing timing;
+  timing.heartbeat_interval = seconds(config.network.heartbeat_interval);
+  timing.connection_timeout = seconds(config.network.connection_timeout);
+  return timing;
+}
+
+// Publishes an actor on serve.listen (when set); returns the bound port or 0.
+uint16_t publish(caf::actor_system& system, const caf::actor& actor, const run_config& config) {
+  if (config.serve.listen.empty())
+    return 0;
+  auto address = parse_listen_address(config.serve.listen);
+  auto port = system.middleman().publish(actor, address.port, address.host.c_str(), true);
+  if (!port)
+    throw std::runtime_error("cannot listen on " + config.serve.listen + ": " +
+                             system.render(port.error()));
+  return *port;
+}
+
+// A JSON body -> generate_request; throws std::invalid_argument on a malformed body.
+generate_request parse_generate_body(const std::string& body, const run_config& config) {
+  generate_request r;
+  r.steps = config.sample.steps;
+  r.sampler = config.sample.sampler;
+  r.cfg_scale = config.sample.cfg_scale;
+  r.strategy = config.ddm.strategy;
+  r.top_k = config.ddm.top_k;
+  r.seed = config.sample.seed;
+  auto json = nlohmann::json::parse(body);
+  if (!json.is_object())
+    throw std::invalid_argument("the body must be a JSON object");
+  for (const auto& [key, value] : json.items()) {
+    if (key == "class")
+      r.class_index = value.get<int64_t>();
+    else if (key == "prompt")
+      r.prompt = value.get<std::string>();
+    else if (key == "count")
+      r.count = value.get<int32_t>();
+    else if (key == "steps")
+      r.steps = value.get<int32_t>();
+    else if (key == "sampler")
+      r.sampler = value.get<std::string>();
+    else if (key == "cfg")
+      r.cfg_scale = value.get<double>();
+    else if (key == "strategy")
+      r.strategy = value.get<std::string>();
+    else if (key == "top_k")
+      r.top_k = value.get<int32_t>();
+    else if (key == "seed")
+      r.seed = value.get<uint64_t>();
+    else
+      throw std::invalid_argument("unknown field '" + key +
+                                  "' (class, prompt, count, steps, sampler, cfg, strategy, "
+                                  "top_k, seed)");
+  }
+  return r;
+}
+
+} // namespace
+
+int serve_command(const run_config& config) {
+  install_stop_handler();
+  ddactor_system_config system_config(timing_of(config), /*with_network=*/true);
+  caf::actor_system system{system_config};
+
+  generator_options options;
+  options.routing = load_router(config);
+  auto k = options.routing->options().num_experts;
+  for (int64_t e = 0; e < k; ++e) {
+    expert_endpoint endpoint;
+    auto where = e < static_cast<int64_t>(config.serve.experts.size())
+                   ? config.serve.experts[static_cast<size_t>(e)]
+                   : std::string();
+    if (where.empty()) {
+      endpoint.local = load_expert(config, static_cast<int>(e));
+      endpoint.address = "local";
+    } else {
+      auto address = parse_listen_address(where);
+      auto remote = system.middleman().remote_actor(address.host, address.port);
+      if (!remote)
+        throw std::runtime_error("cannot reach expert " + std::to_string(e) + " at " + where +
+                                 ": " + system.render(remote.error()));
+      endpoint.remote = *remote;
+      endpoint.address = where;
+      spdlog::info("expert {}: remote, at {}", e, where);
+    }
+    options.experts.push_back(std::move(endpoint));
+  }
+  // The shape every expert shares: from a local expert, or from the config.
+  options.shape = make_dit_options(config);
+  for (const auto& e : options.experts)
+    if (e.local)
+      options.shape = e.local->options();
+  options.fall_back = config.serve.fall_back;
+  options.expert_timeout = seconds(config.serve.expert_timeout);
+  options.max_count = config.serve.max_count;
+  auto generator = spawn_generator(system, options);
+  if (auto port = publish(system, generator, config))
+    spdlog::info("router serving over CAF on port {}", port);
+
+  std::unique_ptr<httplib::Server> http;
+  std::thread http_thread;
+  if (!config.serve.http.empty()) {
+    http = std::make_unique<httplib::Server>();
+    http->Post("/v1/generate", [&](const httplib::Request& req, httplib::Response& res) {
+      generate_request request;
+      try {
+        request = parse_generate_body(req.body, config);
+      } catch (const std::exception& e) {
+        res.status = 400;
+        res.set_content(nlohmann::json{{"error", e.what()}}.dump(), "application/json");
+        return;
+      }
+      caf::scoped_actor self{system};
+      self->request(generator, std::chrono::minutes(10), generate_atom_v, request)
+        .receive(
+          [&](const std::vector<char>& png) {
+            res.status = 200;
+            res.set_content(std::string(png.begin(), png.end()), "image/png");
+          },
+          [&](const caf::error& err) {
+            res.status = err == errc::invalid_message ? 400 : 503;
+            res.set_content(nlohmann::json{{"error", system.render(err)}}.dump(),
+                            "application/json");
+          });
+    });
+    http->Get("/healthz", [&](const httplib::Request&, httplib::Response& res) {
+      caf::scoped_actor self{system};
+      self->request(generator, std::chrono::seconds(5), status_atom_v)
+        .receive(
+          [&](const std::string& status) {
+            res.set_content(status, "application/json");
+          },
+          [&](const caf::error& err) {
+            res.status = 503;
+            res.set_content(nlohmann::json{{"error", system.render(err)}}.dump(),
+                            "application/json");
+          });
+    });
+    auto address = parse_listen_address(config.serve.http);
+    int port = address.port == 0 ? http->bind_to_any_port(address.host)
+                                 : (http->bind_to_port(address.host, address.port)
+                                      ? address.port
+                                      : -1);
+    if (port < 0)
+      throw std::runtime_error("cannot listen on " + config.serve.http + " for HTTP");
+    http_thread = std::thread([&] { http->listen_after_bind(); });
+    spdlog::info("HTTP API on http://{}:{}/v1/generate (health: /healthz)", address.host, port);
+  }
+  spdlog::info("serving a DDM of {} experts; Ctrl-C stops", k);
+  wait_for_stop();
+  spdlog::info("stopping");
+  if (http) {
+    http->stop();
+    http_thread.join();
+  }
+  caf::anon_send_exit(generator, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+int serve_expert_command(const run_config& config, int expert,
+                         const std::filesystem::path& checkpoint) {
+  install_stop_handler();
+  if (config.serve.listen.empty())
+    throw std::invalid_argument("serve-expert needs serve.listen (where routers reach it)");
+  auto loaded = load_inference_model(expert_config(config, expert), checkpoint, false);
+  ddactor_system_config system_config(timing_of(config), /*with_network=*/true);
+  caf::actor_system system{system_config};
+  auto server = spawn_expert_server(system, {loaded.model, expert});
+  auto port = publish(system, server, config);
+  spdlog::info("expert {} ({}, step {}) serving on {}:{}; Ctrl-C stops", expert,
+               loaded.checkpoint.string(), loaded.step,
+               parse_listen_address(config.serve.listen).host, port);
+  wait_for_stop();
+  caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+} // namespace ddactor
