@@ -1,0 +1,329 @@
+// ddactor_swarm_convergence_bench: does a swarm learn as well as one peer that sees the same
+// samples? One ddactor peer trains the quickstart DiT on Fashion-MNIST with batch B for S steps;
+// a swarm of --peers real ddactor processes on loopback trains the same model with batch B/peers
+// each and train.target_batch_size = B for S epochs (gradient averaging: one identical step per
+// epoch, from the mean gradient of about B samples). Both final models (raw weights, not the EMA)
+// are then scored by models/validation_loss on the first --validation-images images of the test
+// split, with noise and times from a fixed seed, so the two losses compare. With --codecs, more
+// swarms run with averaging.compression set to each codec and are compared with the float32
+// swarm. Aims (printed, never asserted): swarm / single within 2%; each codec / float32 swarm
+// within 2%.
+//
+//   ddactor_swarm_convergence_bench [--steps 150] [--batch 128] [--peers 4] [--codecs int8,topk]
+//       [--validation-images 2000] [--set key=value ...] [--json PATH] [--keep-logs DIR]
+#include <torch/torch.h>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "app/torch_setup.hpp"
+#include "bench/spawned_process.hpp"
+#include "config/config_loader.hpp"
+#include "models/checkpoint.hpp"
+#include "models/validation_loss.hpp"
+#include "runtime/checkpoint_files.hpp"
+#include "runtime/run_data.hpp"
+#include "runtime/safetensors.hpp"
+
+namespace {
+
+using namespace ddactor;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+struct settings {
+  std::string binary = DDACTOR_BINARY;
+  int64_t steps = 150;
+  int batch = 128;
+  int peers = 4;
+  int64_t warmup_steps = -1;  // -1: steps / 10
+  std::vector<std::string> codecs;
+  int64_t validation_images = 2000;
+  uint64_t validation_seed = 0;
+  std::vector<std::string> overrides;
+  double timeout = 1800;
+  std::string json_path;
+  std::string keep_logs;
+};
+
+// The quickstart model and schedule (config/quickstart.toml), shortened to `steps`.
+std::string base_config(const settings& s, int64_t warmup) {
+  return "[run]\nname = \"convergence-bench\"\n"
+         "[data]\nsource = \"fashion-mnist\"\nprefetch = 2\n"
+         "[model]\npreset = \"custom\"\nhidden_size = 128\ndepth = 4\nnum_heads = 4\n"
+         "patch_size = 4\n"
+         "[train]\nsteps = " +
+         std::to_string(s.steps) + "\nlr = 0.0005\nwarmup_steps = " + std::to_string(warmup) +
+         "\nema_decay = 0.999\nlog_every = 25\ncheckpoint_every = 1000000\nkeep_checkpoints = 2\n"
+         "sample_every = 0\n[sample]\nsteps = 1\nper_class = 1\n";
+}
+
+struct run_outcome {
+  std::string name;
+  bool ok = false;
+  std::string problem;
+  double seconds = 0;
+  double loss = 0;
+  int64_t samples = 0;  // consumed from the data order, over all peers
+};
+
+// Samples a checkpoint's data order position says were taken (epochs of the training set).
+int64_t samples_of(const safetensors_content& content, int64_t train_count) {
+  auto get = [&](const char* key) { return std::stoll(content.metadata.at(key)); };
+  return get("data_epoch") * train_count + get("data_position");
+}
+
+class convergence_runner {
+ public:
+  convergence_runner(const settings& s, std::filesystem::path root, const run_data& data)
+    : s_(s), root_(std::move(root)), data_(data) {}
+
+  run_outcome single() {
+    run_outcome out;
+    out.name = "single, batch " + std::to_string(s_.batch);
+    auto dir = root_ / "single";
+    std::vector<std::string> args{"--config", config_file().string(), "--set",
+                                  "run.dir=\"" + (dir / "run").string() + "\"", "--set",
+                                  "data.batch_size=" + std::to_string(s_.batch)};
+    for (const auto& o : s_.overrides)
+      args.insert(args.end(), {"--set", o});
+    auto started = clock_type::now();
+    spawned_process peer(s_.binary, args, dir / "peer.log");
+    auto code = peer.wait_for(timeout());
+    out.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+    if (code != 0) {
+      out.problem = "exit " + (code ? std::to_string(*code) : std::string("timeout")) +
+                    " (log: " + (dir / "peer.log").string() + ")";
+      return out;
+    }
+    score(out, {dir / "run"});
+    return out;
+  }
+
+  run_outcome swarm(const std::string& codec) {
+    run_outcome out;
+    out.name = "swarm " + std::to_string(s_.peers) + "x" + std::to_string(s_.batch / s_.peers) +
+               ", " + (codec == "none" ? "float32" : codec);
+    auto dir = root_ / ("swarm-" + codec);
+    auto port = free_loopback_port();
+    std::vector<std::unique_ptr<spawned_process>> peers;
+    std::vector<std::filesystem::path> run_dirs;
+    auto started = clock_type::now();
+    for (int i = 0; i < s_.peers; ++i) {
+      auto run_dir = dir / ("peer" + std::to_string(i));
+      run_dirs.push_back(run_dir);
+      std::vector<std::string> args{
+        "--config", config_file().string(), "--set", "run.dir=\"" + run_dir.string() + "\"",
+        "--set", "run.threads=1", "--set", "data.batch_size=" + std::to_string(s_.batch / s_.peers),
+        "--set", "train.target_batch_size=" + std::to_string(s_.batch), "--set",
+        "network.wait_for_peers=" + std::to_string(s_.peers), "--set",
+        "averaging.compression=\"" + codec + "\""};
+      if (i == 0)
+        args.insert(args.end(),
+                    {"--set", "network.listen=\"127.0.0.1:" + std::to_string(port) + "\""});
+      else
+        args.insert(args.end(), {"--set", "network.listen=\"127.0.0.1:0\"", "--set",
+                                 "network.initial_peers=[\"127.0.0.1:" + std::to_string(port) +
+                                   "\"]"});
+      for (const auto& o : s_.overrides)
+        args.insert(args.end(), {"--set", o});
+      peers.push_back(std::make_unique<spawned_process>(
+        s_.binary, args, dir / ("peer" + std::to_string(i) + ".log")));
+      if (i == 0)
+        std::this_thread::sleep_for(500ms);
+    }
+    for (size_t i = 0; i < peers.size(); ++i) {
+      auto left = timeout() - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                clock_type::now() - started);
+      auto code = peers[i]->wait_for(std::max(left, std::chrono::milliseconds(0)));
+      if (code != 0 && out.problem.empty())
+        out.problem = "peer " + std::to_string(i) + ": exit " +
+                      (code ? std::to_string(*code) : std::string("timeout")) + " (log: " +
+                      peers[i]->log_file().string() + ")";
+    }
+    out.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+    peers.clear();
+    if (out.problem.empty())
+      score(out, run_dirs);
+    return out;
+  }
+
+ private:
+  std::chrono::milliseconds timeout() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(s_.timeout * 1000));
+  }
+
+  std::filesystem::path config_file() {
+    auto path = root_ / "base.toml";
+    if (!std::filesystem::exists(path)) {
+      std::filesystem::create_directories(root_);
+      std::ofstream(path) << base_config(
+        s_, s_.warmup_steps >= 0 ? s_.warmup_steps : std::max<int64_t>(1, s_.steps / 10));
+    }
+    return path;
+  }
+
+  // The final checkpoint of the first run dir is scored; the others only add their samples and
+  // must hold the same weights (gradient averaging keeps replicas identical).
+  void score(run_outcome& out, const std::vector<std::filesystem::path>& run_dirs) {
+    try {
+      std::vector<safetensors_content> finals;
+      for (const auto& dir : run_dirs) {
+        finals.push_back(read_safetensors_file(checkpoint_path(dir, s_.steps)));
+        out.samples += samples_of(finals.back(), data_.train->count);
+      }
+      for (size_t k = 1; k < finals.size(); ++k)
+        for (size_t t = 0; t < finals[0].tensors.size(); ++t)
+          if (finals[0].tensors[t].name.starts_with("model.") &&
+              finals[0].tensors[t].data != finals[k].tensors[t].data) {
+            out.problem = "peer " + std::to_string(k) + " ended with other weights than peer 0";
+            return;
+          }
+      dit model(model_options_of(finals[0]));
+      load_weights(finals[0], model, /*use_ema=*/false);
+      validation_loss_options o;
+      o.images = s_.validation_images;
+      o.seed = s_.validation_seed;
+      // On a worker thread: on the main thread OpenBLAS and OpenMP contend (torch_setup.hpp).
+      run_on_worker_thread([&] { out.loss = validation_loss(model, *data_.holdout, o); });
+      out.ok = true;
+    } catch (const std::exception& e) {
+      out.problem = std::string("scoring failed: ") + e.what();
+    }
+  }
+
+  const settings& s_;
+  std::filesystem::path root_;
+  const run_data& data_;
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+  use_passive_openmp_wait(argv);
+  CLI::App app{"Validation loss of a swarm against one peer seeing the same samples"};
+  settings s;
+  app.add_option("--ddactor", s.binary, "the ddactor binary")->capture_default_str();
+  app.add_option("--steps", s.steps, "steps of the single peer = epochs of the swarm")
+    ->capture_default_str();
+  app.add_option("--batch", s.batch, "batch B of the single peer = target batch of the swarm")
+    ->capture_default_str();
+  app.add_option("--peers", s.peers, "swarm size (batch B / peers each)")->capture_default_str();
+  app.add_option("--warmup-steps", s.warmup_steps, "learning-rate warm-up (-1: steps / 10)")
+    ->capture_default_str();
+  app.add_option("--codecs", s.codecs, "also swarms with these codecs (e.g. int8,topk)")
+    ->delimiter(',');
+  app.add_option("--validation-images", s.validation_images, "first N test images")
+    ->capture_default_str();
+  app.add_option("--validation-seed", s.validation_seed, "seed of noise and times")
+    ->capture_default_str();
+  app.add_option("--set", s.overrides, "config override for every run, key=value (repeatable)");
+  app.add_option("--timeout", s.timeout, "seconds per run")->capture_default_str();
+  app.add_option("--json", s.json_path, "write the figures to this JSON file");
+  app.add_option("--keep-logs", s.keep_logs, "keep runs and logs in this folder");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+  configure_torch_threads(0);
+  if (s.peers < 1 || s.batch % s.peers != 0) {
+    std::fprintf(stderr, "--batch must be a multiple of --peers\n");
+    return 2;
+  }
+
+  std::filesystem::path root =
+    s.keep_logs.empty()
+      ? std::filesystem::temp_directory_path() / ("ddactor_convergence_bench_" + std::to_string(::getpid()))
+      : std::filesystem::path(s.keep_logs);
+  std::filesystem::create_directories(root);
+  auto data = load_run_data(parse_run_config("", "defaults"));
+  std::printf("quickstart DiT on Fashion-MNIST: single peer batch %d x %lld steps vs %d peers batch "
+              "%d, target_batch_size %d, %lld epochs; validation loss on the first %lld test "
+              "images (seed %llu), raw weights\n",
+              s.batch, static_cast<long long>(s.steps), s.peers, s.batch / s.peers, s.batch,
+              static_cast<long long>(s.steps), static_cast<long long>(s.validation_images),
+              static_cast<unsigned long long>(s.validation_seed));
+  std::fflush(stdout);
+  convergence_runner runner(s, root, data);
+  std::vector<run_outcome> runs;
+  auto report = [&](const run_outcome& r) {
+    std::printf("  %-26s %s (%.0f s)\n", r.name.c_str(),
+                r.ok ? ("validation loss " + std::to_string(r.loss)).c_str()
+                     : ("PROBLEM: " + r.problem).c_str(),
+                r.seconds);
+    std::fflush(stdout);
+  };
+  runs.push_back(runner.single());
+  report(runs.back());
+  runs.push_back(runner.swarm("none"));
+  report(runs.back());
+  for (const auto& codec : s.codecs) {
+    if (codec == "none")
+      continue;
+    runs.push_back(runner.swarm(codec));
+    report(runs.back());
+  }
+
+  const auto& single = runs[0];
+  const auto& fp32 = runs[1];
+  std::printf("\n%-26s %10s %11s %13s %13s %8s\n", "run", "val loss", "vs single", "vs fp32 swarm",
+              "samples seen", "wall s");
+  json table = json::array();
+  std::vector<std::string> aims;
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const auto& r = runs[k];
+    double vs_single = r.ok && single.ok ? r.loss / single.loss : 0;
+    double vs_fp32 = k >= 1 && r.ok && fp32.ok ? r.loss / fp32.loss : 0;
+    std::printf("%-26s %10.5f %11s %13s %13lld %8.0f\n", r.name.c_str(), r.loss,
+                r.ok && single.ok ? std::to_string(vs_single).substr(0, 6).c_str() : "-",
+                k >= 1 && r.ok && fp32.ok ? std::to_string(vs_fp32).substr(0, 6).c_str() : "-",
+                static_cast<long long>(r.samples), r.seconds);
+    table.push_back({{"run", r.name}, {"ok", r.ok}, {"problem", r.problem},
+                     {"validation_loss", r.loss}, {"vs_single", vs_single},
+                     {"vs_fp32_swarm", vs_fp32}, {"samples", r.samples}, {"seconds", r.seconds}});
+  }
+  auto aim = [&](const std::string& what, const run_outcome& a, const run_outcome& b) {
+    if (!a.ok || !b.ok) {
+      std::printf("aim: %s within 2%%: not measured\n", what.c_str());
+      return json{{"aim", what}, {"measured", false}};
+    }
+    double ratio = a.loss / b.loss;
+    bool met = std::abs(ratio - 1) <= 0.02;
+    std::printf("aim: %s within 2%%: %s (ratio %.4f)\n", what.c_str(), met ? "met" : "NOT met",
+                ratio);
+    return json{{"aim", what}, {"measured", true}, {"ratio", ratio}, {"met", met}};
+  };
+  json aims_json = json::array();
+  aims_json.push_back(aim("swarm / single", fp32, single));
+  for (size_t k = 2; k < runs.size(); ++k)
+    aims_json.push_back(aim(runs[k].name + " / float32 swarm", runs[k], fp32));
+  if (!s.json_path.empty()) {
+    json out = {{"config",
+                 {{"steps", s.steps}, {"batch", s.batch}, {"peers", s.peers},
+                  {"codecs", s.codecs}, {"validation_images", s.validation_images},
+                  {"validation_seed", s.validation_seed}, {"overrides", s.overrides}}},
+                {"runs", table},
+                {"aims", aims_json}};
+    std::ofstream(s.json_path) << out.dump(2) << "\n";
+    std::printf("figures written to %s\n", s.json_path.c_str());
+  }
+  bool problems = false;
+  for (const auto& r : runs)
+    problems = problems || !r.ok;
+  if (s.keep_logs.empty() && !problems)
+    std::filesystem::remove_all(root);
+  else
+    std::printf("runs and logs in %s\n", root.c_str());
+  return 0;
+}
