@@ -41,6 +41,9 @@ std::shared_ptr<const training_batch> make_batch(data_loader_state& st) {
   if (!data.captions.empty())
     for (auto i : indices)
       batch->captions.push_back(data.captions[static_cast<size_t>(i)]);
+  if (!data.clusters.empty())
+    for (auto i : indices)
+      batch->clusters.push_back(data.clusters[static_cast<size_t>(i)]);
   batch->epoch_after = st.cursor.epoch;
   batch->position_after = st.cursor.position;
   batch->loader_generation = st.options.generation;

@@ -57,6 +57,17 @@ expert_function local_expert(dit model, double cfg_scale) {
   };
 }
 
+// The classes the router is conditioned on: the requested ones (null where the condition is
+// null), or none for an unconditioned router or request.
+torch::Tensor router_classes(const router& routing_model, const dit_condition& cond) {
+  auto num_classes = routing_model->options().num_classes;
+  if (num_classes == 0 || !cond.labels.defined())
+    return {};
+  if (!cond.is_null.defined())
+    return cond.labels;
+  return torch::where(cond.is_null, torch::full_like(cond.labels, num_classes), cond.labels);
+}
+
 dit_condition select_rows(const dit_condition& cond, const torch::Tensor& rows) {
   auto pick = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, rows) : t; };
   return {pick(cond.labels), pick(cond.tokens), pick(cond.is_null)};
@@ -75,7 +86,7 @@ velocity_field ensemble_velocity(router routing_model, std::vector<expert_functi
       probabilities = options.fixed_weights.to(torch::kFloat32);
     } else {
       routing_model->eval();
-      probabilities = routing_model->probabilities(x, t);
+      probabilities = routing_model->probabilities(x, t, router_classes(routing_model, cond));
     }
     if (probabilities.size(1) != k_all)
       throw std::invalid_argument("the router knows " + std::to_string(probabilities.size(1)) +

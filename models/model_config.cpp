@@ -32,6 +32,8 @@ router_options make_router_options(const run_config& config) {
   o.depth = config.ddm.router_depth;
   o.num_heads = config.ddm.router_heads;
   o.num_experts = config.ddm.num_experts;
+  // Conditioned on the class like the experts; captioned data get an unconditioned router.
+  o.num_classes = config.model.conditioning == "class" ? config.model.num_classes : 0;
   return o;
 }
 

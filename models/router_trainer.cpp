@@ -35,17 +35,29 @@ torch::Tensor router_trainer::batch_loss(const training_batch& batch, at::Genera
   if (batch.channels != options_.in_channels || batch.height != options_.image_size ||
       batch.width != options_.image_size)
     throw std::invalid_argument("batch shape does not match the router");
-  if (static_cast<int64_t>(batch.labels.size()) != batch.count)
+  if (static_cast<int64_t>(batch.clusters.size()) != batch.count)
     throw std::invalid_argument("router training needs the cluster of every image");
-  auto labels = torch::tensor(batch.labels, torch::kInt64);
-  if (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= options_.num_experts)
-    throw std::invalid_argument("a cluster label is outside [0, num_experts)");
+  auto targets = torch::tensor(batch.clusters, torch::kInt64);
+  if (targets.min().item<int64_t>() < 0 || targets.max().item<int64_t>() >= options_.num_experts)
+    throw std::invalid_argument("a cluster is outside [0, num_experts)");
+  torch::Tensor classes;
+  if (options_.num_classes > 0) {
+    if (static_cast<int64_t>(batch.labels.size()) != batch.count)
+      throw std::invalid_argument("a class-conditioned router needs the class of every image");
+    classes = torch::tensor(batch.labels, torch::kInt64);
+    if (classes.min().item<int64_t>() < 0 || classes.max().item<int64_t>() >= options_.num_classes)
+      throw std::invalid_argument("a class label is outside [0, num_classes)");
+    auto dropped = at::rand({batch.count}, generator, torch::kFloat32)
+                     .lt(settings().condition_dropout);
+    classes = torch::where(dropped, torch::full_like(classes, options_.num_classes), classes);
+  }
   auto x0 = torch::from_blob(const_cast<float*>(batch.images.data()),
                              {batch.count, batch.channels, batch.height, batch.width},
                              torch::kFloat32);
   auto noise = at::randn(x0.sizes(), generator, torch::kFloat32);
   auto t = at::rand({batch.count}, generator, torch::kFloat32);
-  return torch::cross_entropy_loss(model_->forward(interpolate_flow(x0, noise, t), t), labels);
+  return torch::cross_entropy_loss(model_->forward(interpolate_flow(x0, noise, t), t, classes),
+                                   targets);
 }
 
 std::map<std::string, std::string> router_trainer::describe() const {
@@ -58,7 +70,8 @@ std::map<std::string, std::string> router_trainer::describe() const {
           {"model.depth", std::to_string(o.depth)},
           {"model.num_heads", std::to_string(o.num_heads)},
           {"model.mlp_ratio", std::to_string(o.mlp_ratio)},
-          {"model.num_experts", std::to_string(o.num_experts)}};
+          {"model.num_experts", std::to_string(o.num_experts)},
+          {"model.num_classes", std::to_string(o.num_classes)}};
 }
 
 router_options router_options_of(const std::map<std::string, std::string>& m) {
@@ -74,6 +87,8 @@ router_options router_options_of(const std::map<std::string, std::string>& m) {
   o.num_heads = number(m, "model.num_heads");
   o.num_experts = number(m, "model.num_experts");
   o.mlp_ratio = std::stod(m.at("model.mlp_ratio"));
+  // Routers written before class conditioning have no entry: unconditioned.
+  o.num_classes = m.count("model.num_classes") ? number(m, "model.num_classes") : 0;
   return o;
 }
 

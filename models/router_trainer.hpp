@@ -1,6 +1,7 @@
 #pragma once
-// Training of the DDM router: cross-entropy of p(cluster | x_t, t) against each image's cluster
-// (its label in the batch), with t uniform on [0, 1] -- the router is asked at every time of
+// Training of the DDM router: cross-entropy of p(cluster | x_t, t, class) against each image's
+// cluster (batch.clusters), the class (batch.labels) replaced by the null class with
+// probability condition_dropout, with t uniform on [0, 1] -- the router is asked at every time of
 // sampling -- and batches drawn from all clusters in proportion to their sizes, so that it
 // learns the prior too.
 

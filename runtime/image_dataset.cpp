@@ -47,12 +47,14 @@ image_dataset image_dataset::subset(std::span<const int64_t> indices) const {
   out.pixels.resize(indices.size() * size);
   if (!labels.empty()) out.labels.reserve(indices.size());
   if (!captions.empty()) out.captions.reserve(indices.size());
+  if (!clusters.empty()) out.clusters.reserve(indices.size());
   for (size_t k = 0; k < indices.size(); ++k) {
     const int64_t i = indices[k];
     check_index(*this, i);
     std::memcpy(out.pixels.data() + k * size, pixels.data() + static_cast<size_t>(i) * size, size);
     if (!labels.empty()) out.labels.push_back(labels[static_cast<size_t>(i)]);
     if (!captions.empty()) out.captions.push_back(captions[static_cast<size_t>(i)]);
+    if (!clusters.empty()) out.clusters.push_back(clusters[static_cast<size_t>(i)]);
   }
   return out;
 }
@@ -69,6 +71,9 @@ void image_dataset::check_consistent() const {
   if (!labels.empty() && labels.size() != n)
     throw dataset_error("image data set has " + std::to_string(labels.size()) + " labels for " +
                         std::to_string(count) + " images");
+  if (!clusters.empty() && clusters.size() != n)
+    throw dataset_error("image data set has " + std::to_string(clusters.size()) +
+                        " cluster entries for " + std::to_string(count) + " images");
   if (!captions.empty() && captions.size() != n)
     throw dataset_error("image data set has " + std::to_string(captions.size()) +
                         " captions for " + std::to_string(count) + " images");

@@ -29,6 +29,7 @@ struct image_dataset {
   std::vector<uint8_t> pixels;        // count * channels * height * width, CHW per image
   std::vector<int64_t> labels;        // empty or count entries
   std::vector<std::string> captions;  // empty or count entries
+  std::vector<int64_t> clusters;      // empty or count entries: DDM clusters (router training)
   std::vector<std::string> class_names;
 
   // channels * height * width: the bytes of one image.
@@ -37,7 +38,7 @@ struct image_dataset {
   // The pixels of image i (CHW). Throws dataset_error if i is out of range.
   std::span<const uint8_t> image(int64_t i) const;
 
-  // The images at `indices`, in that order, with their labels and captions; the class names
+  // The images at `indices`, in that order, with their labels, captions and clusters; the class names
   // are kept. Indices may repeat. Throws dataset_error on an index out of range.
   image_dataset subset(std::span<const int64_t> indices) const;
 

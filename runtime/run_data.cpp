@@ -62,12 +62,9 @@ void apply_ddm_split(const run_config& config, run_data& data) {
     data.train = subset;
     return;
   }
-  // The router learns p(cluster | x_t, t) on all images, labelled with their cluster.
+  // The router learns p(cluster | x_t, t, class) on all images, each with its cluster.
   auto relabelled = std::make_shared<image_dataset>(*data.train);
-  relabelled->labels.assign(clusters.assignment.begin(), clusters.assignment.end());
-  relabelled->class_names.clear();
-  for (int64_t k = 0; k < clusters.num_clusters; ++k)
-    relabelled->class_names.push_back("cluster " + std::to_string(k));
+  relabelled->clusters.assign(clusters.assignment.begin(), clusters.assignment.end());
   spdlog::info("DDM router: {} images labelled with their cluster (sizes:{})", relabelled->count,
                [&] {
                  std::string sizes;

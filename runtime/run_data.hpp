@@ -21,7 +21,7 @@ struct run_data {
 run_data load_run_data(const run_config& config);
 
 /// For a DDM expert (ddm.expert = k): keeps the training images of cluster k. For the router
-/// (run.mode = "router"): labels every training image with its cluster. Reads the assignment
+/// (run.mode = "router"): gives every training image its cluster (image_dataset::clusters). Reads the assignment
 /// file and refuses one made for other data. Called by load_run_data.
 void apply_ddm_split(const run_config& config, run_data& data);
 

@@ -22,6 +22,8 @@ struct training_batch {
   std::vector<int64_t> labels;
   /// Captions (count entries) or empty.
   std::vector<std::string> captions;
+  /// DDM clusters (count entries) when training the router, or empty.
+  std::vector<int64_t> clusters;
   /// Where the data order stands after this batch: resuming from (epoch, position) continues
   /// with the next batch.
   int64_t epoch_after = 0;
