@@ -85,7 +85,9 @@ void update(progress_pointer self) {
   st.mine.ready = ready;
   if (ready && st.signalled_epoch < st.mine.epoch && st.trainer) {
     st.signalled_epoch = st.mine.epoch;
-    self->send(st.trainer, average_atom_v, st.mine.epoch);
+    // Urgent: batches already queued in the trainer's mailbox would otherwise be trained into
+    // this epoch first, overshooting target_batch_size by the prefetch depth.
+    self->send<caf::message_priority::high>(st.trainer, average_atom_v, st.mine.epoch);
   }
 }
 
