@@ -25,6 +25,10 @@ ddactor_system_config::ddactor_system_config(network_timing timing, bool with_ne
     set("middleman.heartbeat-interval", caf::timespan{timing.heartbeat_interval});
     set("middleman.connection-timeout", caf::timespan{timing.connection_timeout});
   }
+  // Idle scheduler workers spin (CAF's aggressive polling) on the cores LibTorch computes on;
+  // skip straight to the sleeping phases. Actors that need low latency run detached.
+  set("work-stealing.aggressive-poll-attempts", 0);
+  set("work-stealing.moderate-poll-attempts", 0);
   // ddactor logs with spdlog; CAF's own logger stays quiet unless asked for.
   set("logger.file-verbosity", caf::atom("quiet"));
   set("logger.console-verbosity", caf::atom("quiet"));
