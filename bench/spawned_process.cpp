@@ -114,4 +114,12 @@ std::string read_whole_file(const std::filesystem::path& path) {
   return text.str();
 }
 
+std::vector<std::string> loopback_swarm_args(int index, uint16_t bootstrap_port) {
+  const auto bootstrap = "127.0.0.1:" + std::to_string(bootstrap_port);
+  if (index == 0)
+    return {"--set", "network.listen=\"" + bootstrap + "\""};
+  return {"--set", "network.listen=\"127.0.0.1:0\"", "--set",
+          "network.initial_peers=[\"" + bootstrap + "\"]"};
+}
+
 } // namespace ddactor

@@ -48,6 +48,10 @@ class spawned_process {
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 uint16_t free_loopback_port();
 
+/// The --set arguments that put peer `index` of a loopback swarm on the network: peer 0 listens
+/// on `bootstrap_port`, the others on any port and join through it.
+std::vector<std::string> loopback_swarm_args(int index, uint16_t bootstrap_port);
+
 /// Reads a whole file (empty when missing).
 std::string read_whole_file(const std::filesystem::path& path);
 

@@ -131,13 +131,8 @@ class convergence_runner {
         "--set", "train.target_batch_size=" + std::to_string(s_.batch), "--set",
         "network.wait_for_peers=" + std::to_string(s_.peers), "--set",
         "averaging.compression=\"" + codec + "\""};
-      if (i == 0)
-        args.insert(args.end(),
-                    {"--set", "network.listen=\"127.0.0.1:" + std::to_string(port) + "\""});
-      else
-        args.insert(args.end(), {"--set", "network.listen=\"127.0.0.1:0\"", "--set",
-                                 "network.initial_peers=[\"127.0.0.1:" + std::to_string(port) +
-                                   "\"]"});
+      auto network = loopback_swarm_args(i, port);
+      args.insert(args.end(), network.begin(), network.end());
       for (const auto& o : s_.overrides)
         args.insert(args.end(), {"--set", o});
       peers.push_back(std::make_unique<spawned_process>(

@@ -156,13 +156,8 @@ class trial_runner {
     for (int i = 0; i < swarm_size; ++i) {
       std::vector<std::string> args{"--config", config.string(), "--set",
                                     "run.dir=\"" + run_dir(i).string() + "\""};
-      if (i == 0)
-        args.insert(args.end(),
-                    {"--set", "network.listen=\"127.0.0.1:" + std::to_string(port) + "\""});
-      else
-        args.insert(args.end(), {"--set", "network.listen=\"127.0.0.1:0\"", "--set",
-                                 "network.initial_peers=[\"127.0.0.1:" + std::to_string(port) +
-                                   "\"]"});
+      auto network = loopback_swarm_args(i, port);
+      args.insert(args.end(), network.begin(), network.end());
       for (const auto& o : s_.overrides)
         args.insert(args.end(), {"--set", o});
       peers_.push_back(std::make_unique<spawned_process>(s_.binary, args, log(i)));
