@@ -173,6 +173,10 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
   if (st.closed_epochs.count(req.epoch) > 0)
     return make_error(errc::round_timeout,
                       "matchmaking for epoch " + std::to_string(req.epoch) + " is closed");
+  // A peer that is elsewhere itself (downloading the state, or a joiner whose report has not
+  // reached the member yet) does not lead: the member moves on to the next candidate.
+  if (st.rounds.count(req.epoch) == 0 && !at_epoch(st, st.options.peer_id, req.epoch))
+    return make_error(errc::not_leader, "this peer is not at epoch " + std::to_string(req.epoch));
   // Views differ for a moment when a peer joins or catches up: a peer that sees a lower-id
   // participant of this epoch sends the joiner on, unless it already leads this epoch's round.
   if (st.rounds.count(req.epoch) == 0)

@@ -175,6 +175,10 @@ void start_swarm(peer_pointer self) {
   progress.target_batch_size = cfg.train.target_batch_size;
   progress.report_interval = seconds(std::min(0.25, net.gossip_interval / 2));
   progress.stale_after = seconds(net.remove_after);
+  const auto& avg = cfg.averaging;
+  progress.repair_splits = (avg.state_compression == "none" || avg.state_compression == "zstd") &&
+                           avg.state_every == 1;
+  progress.group_size = static_cast<size_t>(avg.group_size);
   st.progress = spawn_progress(self->system(), progress);
 
   averager_options averaging;

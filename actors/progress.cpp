@@ -8,6 +8,7 @@
 
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/state_agreement.hpp"
 
 namespace ddactor {
 
@@ -34,6 +35,8 @@ struct progress_state {
   progress_report mine;
   std::map<std::string, received_report> reports;
   int64_t signalled_epoch = -1;
+  // Consecutive ticks our digest differed from the agreed one (one tick may see half an update).
+  int disagreeing_ticks = 0;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "progress";
 };
@@ -73,6 +76,37 @@ void push_epochs(progress_pointer self) {
     if (now - r.at <= st.options.stale_after)
       epochs.by_peer[id] = r.report.epoch;
   self->send(st.averager, std::move(epochs));
+}
+
+// A split swarm: sets view.diverged when our weights are not those most peers of our epoch hold
+// (runtime/state_agreement.hpp), for two ticks running. Only where the peers of an epoch fit in
+// one group: larger swarms average in several groups, whose results differ by design.
+void check_agreement(progress_state& st, swarm_progress& view) {
+  if (!st.options.repair_splits || st.mine.state_digest == 0)
+    return;
+  auto now = clock_type::now();
+  std::vector<state_digest_report> at_epoch{{st.mine.peer_id, st.mine.state_digest}};
+  for (const auto& [id, r] : st.reports)
+    if (r.report.epoch == st.mine.epoch && now - r.at <= st.options.stale_after)
+      at_epoch.push_back({id, r.report.state_digest});
+  auto agreed = agreed_state(at_epoch);
+  if (at_epoch.size() > st.options.group_size || !agreed ||
+      agreed->digest == st.mine.state_digest) {
+    st.disagreeing_ticks = 0;
+    return;
+  }
+  if (++st.disagreeing_ticks < 2)
+    return;
+  if (st.disagreeing_ticks == 2) {
+    st.metrics.split_repairs.inc();
+    spdlog::warn("epoch {}: these weights differ from those {} of {} peers of this epoch hold "
+                 "(the swarm averaged in split groups); taking theirs",
+                 st.mine.epoch, agreed->holders.size(), at_epoch.size());
+  }
+  view.diverged = true;
+  for (const auto& id : agreed->holders)
+    if (auto it = st.state_servers.find(id); it != st.state_servers.end())
+      view.agreeing_servers.push_back(it->second);
 }
 
 void update(progress_pointer self) {
@@ -121,14 +155,17 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       st.swarm_size = static_cast<int32_t>(st.others.size() + 1);
       update(self);
     },
-    [=](progress_atom, int64_t epoch, int64_t samples, double samples_per_second) {
+    [=](progress_atom, int64_t epoch, int64_t samples, double samples_per_second,
+        uint64_t state_digest) {
       auto& st = self->state;
-      bool new_epoch = epoch != st.mine.epoch;
+      bool moved = epoch != st.mine.epoch || state_digest != st.mine.state_digest;
       st.mine.epoch = epoch;
+      st.mine.state_digest = state_digest;
       st.mine.samples = samples;
       st.mine.samples_per_second = samples_per_second;
-      // Tell the others at once when we move to a new epoch: matchmaking relies on it.
-      if (new_epoch) {
+      // Tell the others at once when we move to a new epoch (matchmaking relies on it) or hold
+      // new weights.
+      if (moved) {
         for (const auto& other : st.others)
           self->send(other, progress_atom_v, st.mine);
         push_epochs(self);
@@ -165,6 +202,7 @@ caf::behavior progress(progress_pointer self, progress_options options) {
                          [](const auto& a, const auto& b) { return a.first > b.first; });
         for (auto& [epoch, server] : ranked)
           view.state_servers.push_back(server);
+        check_agreement(st, view);
         self->send(st.trainer, std::move(view));
       }
       push_epochs(self);

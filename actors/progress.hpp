@@ -7,7 +7,7 @@
 // `(average_atom, epoch)`. Because the schedule follows the global epoch, peers can come and go
 // without retuning anything.
 //
-//   trainer --(progress, epoch, samples, samples/s)--> progress --(progress, report)--> peers
+//   trainer --(progress, epoch, samples, samples/s, digest)--> progress --(progress, report)--> peers
 //   progress --(average, epoch)--> trainer                 once per epoch, at the target
 //   progress --swarm_progress--> trainer                   every interval (for logs, catch-up)
 
@@ -25,11 +25,17 @@ struct progress_options {
   std::chrono::milliseconds report_interval{250};
   /// Reports older than this are ignored (the peer is probably gone or stuck).
   std::chrono::milliseconds stale_after{5000};
+  /// Compare weight digests with the peers of the same epoch and have the trainer take the
+  /// agreed state when ours differs (runtime/state_agreement.hpp). Needs a lossless state
+  /// transfer served every epoch, or a downloaded copy could never match.
+  bool repair_splits = true;
+  /// Peers of one epoch beyond this average in several groups and differ on purpose.
+  size_t group_size = 16;
 };
 
 /// Local: `(attach_atom, caf::actor trainer)`, `(attach_atom, caf::actor averager, caf::ok_atom)`
 /// (which then gets peer_epochs every interval), `(progress_atom, int64_t epoch, int64_t samples,
-/// double samples_per_second)`, `(view_atom, members)`. Remote: `(progress_atom, progress_report)`.
+/// double samples_per_second, uint64_t state_digest)`, `(view_atom, members)`. Remote: `(progress_atom, progress_report)`.
 caf::actor spawn_progress(caf::actor_system& system, progress_options options);
 
 } // namespace ddactor

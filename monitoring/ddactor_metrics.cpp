@@ -88,6 +88,10 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
     digest_mismatches(r.counter("ddactor_averaging_digest_mismatches_total",
                                 "Rounds whose members ended with different results.")
                         .with()),
+    split_repairs(r.counter("ddactor_swarm_split_repairs_total",
+                            "Times this peer's weights differed from those most peers of its "
+                            "epoch hold (split groups) and it took theirs.")
+                    .with()),
     epoch(r.gauge("ddactor_swarm_epoch", "The swarm's global epoch as this peer sees it.").with()),
     swarm_samples_per_second(r.gauge("ddactor_swarm_samples_per_second",
                                      "Estimated training throughput of the whole swarm.")

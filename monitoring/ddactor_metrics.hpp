@@ -99,6 +99,7 @@ struct averaging_metrics {
   counter& restarts;               // ddactor_averaging_restarts_total
   counter_family& rejected_chunks; // ddactor_averaging_rejected_chunks_total{reason}
   counter& digest_mismatches;      // ddactor_averaging_digest_mismatches_total
+  counter& split_repairs;          // ddactor_swarm_split_repairs_total
   gauge& epoch;                    // ddactor_swarm_epoch
   gauge& swarm_samples_per_second; // ddactor_swarm_samples_per_second
   gauge& swarm_epoch_progress;     // ddactor_swarm_epoch_samples

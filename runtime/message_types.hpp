@@ -96,6 +96,10 @@ struct swarm_progress {
   double epoch_samples = 0;
   /// State servers of the other peers, those at the highest epoch first (for catching up).
   std::vector<caf::actor> state_servers;
+  /// Our weights differ from those most peers of our epoch hold (a split swarm; see
+  /// runtime/state_agreement.hpp): download the state from one of `agreeing_servers`.
+  bool diverged = false;
+  std::vector<caf::actor> agreeing_servers;
 };
 
 /// Local only: the epoch each peer of the swarm reports (this one included), from the progress

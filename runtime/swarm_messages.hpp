@@ -64,6 +64,9 @@ struct progress_report {
   double samples_per_second = 0;
   /// Whether it has reached the target and waits for the round.
   bool ready = false;
+  /// state_digest_of its weights at the start of this epoch (0: not known yet); peers of one
+  /// epoch compare them to find a split (runtime/state_agreement.hpp).
+  uint64_t state_digest = 0;
 };
 
 /// A peer's request to take part in the averaging round of an epoch.
@@ -188,7 +191,7 @@ typename Inspector::result_type inspect(Inspector& f, swarm_member& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
   return f(caf::meta::type_name("progress_report"), x.peer_id, x.swarm_id, x.epoch, x.samples,
-           x.samples_per_second, x.ready);
+           x.samples_per_second, x.ready, x.state_digest);
 }
 
 template <class Inspector>

@@ -217,6 +217,22 @@ TEST_F(swarm, a_late_joiner_downloads_the_state_and_then_holds_identical_paramet
   EXPECT_NE(peers[0]->output().find("group of 4"), std::string::npos);
 }
 
+// A split swarm heals: a peer whose weights differ from the others' (here another run.seed; in
+// the wild two groups that averaged apart) takes the weights most peers of its epoch hold.
+TEST_F(swarm, a_peer_holding_other_weights_takes_those_most_peers_hold) {
+  auto config = write_config(40, 3);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config, i == 2 ? std::vector<std::string>{"--set", "run.seed=7"}
+                                 : std::vector<std::string>{});
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  expect_identical_at(40, {0, 1, 2});
+  size_t repairs = 0;
+  for (int i = 0; i < 3; ++i)
+    repairs += peers[static_cast<size_t>(i)]->count_in_output("the weights differ from the swarm's");
+  EXPECT_GT(repairs, 0u) << peers[2]->output();
+}
+
 class swarm_fault : public swarm, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(swarm_fault, a_peer_killed_in_the_middle_of_an_all_reduce_costs_one_round_at_most) {

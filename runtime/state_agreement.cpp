@@ -1,0 +1,36 @@
+// The agreed shared state of an epoch; see state_agreement.hpp.
+#include "runtime/state_agreement.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "runtime/tensor_blob.hpp"
+
+namespace ddactor {
+
+std::optional<state_agreement> agreed_state(std::span<const state_digest_report> reports) {
+  std::map<uint64_t, state_agreement> by_digest;
+  for (const auto& r : reports)
+    if (r.digest != 0)
+      by_digest[r.digest].holders.push_back(r.peer_id);
+  if (by_digest.empty())
+    return std::nullopt;
+  const state_agreement* best = nullptr;
+  for (auto& [digest, agreement] : by_digest) {
+    agreement.digest = digest;
+    std::sort(agreement.holders.begin(), agreement.holders.end());
+    if (best == nullptr || agreement.holders.size() > best->holders.size() ||
+        (agreement.holders.size() == best->holders.size() &&
+         agreement.holders.front() < best->holders.front()))
+      best = &agreement;
+  }
+  return *best;
+}
+
+uint64_t state_digest_of(std::span<const float> weights) noexcept {
+  auto digest = blob_checksum(
+    {reinterpret_cast<const char*>(weights.data()), weights.size_bytes()}, 0x5eed'57a7e);
+  return digest == 0 ? 1 : digest;
+}
+
+} // namespace ddactor

@@ -1,0 +1,41 @@
+#pragma once
+// Which shared state the peers of one epoch should hold, as a plain rule without actors.
+//
+// When a whole swarm fits in one averaging group, every peer of an epoch should hold bit-identical
+// weights: each completed round gives its members the same result. Views are only eventually
+// consistent, though, so matchmaking can now and then split the swarm into two groups that both
+// complete a round (a joiner with a low id leads some peers while the usual leader leads the
+// rest). Both halves then step consistently but differently, forever. Every peer therefore
+// reports a digest of its weights with its progress, and a peer whose digest is not the agreed
+// one downloads the state from a peer that holds it.
+//
+// The agreed digest is the one most peers of the epoch report; a tie goes to the digest held by
+// the lowest peer id, so every peer that sees the same reports picks the same one. Digest 0
+// means "not known yet" and does not take part.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ddactor {
+
+struct state_digest_report {
+  std::string peer_id;
+  uint64_t digest = 0;
+};
+
+struct state_agreement {
+  uint64_t digest = 0;
+  /// Peers that report the agreed digest, sorted by id.
+  std::vector<std::string> holders;
+};
+
+/// The agreed state among `reports` (all of one epoch), or nullopt if none reports a digest.
+std::optional<state_agreement> agreed_state(std::span<const state_digest_report> reports);
+
+/// The digest peers report: a checksum of the weights' bytes (never 0).
+uint64_t state_digest_of(std::span<const float> weights) noexcept;
+
+} // namespace ddactor
