@@ -125,11 +125,14 @@ void close_matchmaking(averager_pointer self, int64_t epoch) {
     assignment.round_id = st.nonce();
     assignment.epoch = epoch;
     assignment.length = length;
-    for (size_t i = begin; i < begin + size; ++i)
+    double samples = 0;
+    for (size_t i = begin; i < begin + size; ++i) {
       assignment.members.push_back(
         {joined[i].request.peer_id, joined[i].request.averager, joined[i].request.weight});
-    spdlog::info("epoch {}: matched a group of {} (round {:016x})", epoch, size,
-                 assignment.round_id);
+      samples += joined[i].request.weight;
+    }
+    spdlog::info("epoch {}: matched a group of {} with {:.0f} samples (round {:016x})", epoch,
+                 size, samples, assignment.round_id);
     for (size_t i = begin; i < begin + size; ++i)
       joined[i].promise.deliver(assignment);
     begin += size;

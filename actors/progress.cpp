@@ -43,7 +43,9 @@ struct progress_state {
 
 using progress_pointer = caf::stateful_actor<progress_state>*;
 
-// Samples of the swarm in our epoch and its throughput, extrapolated to now.
+// Samples of the swarm in our epoch and its throughput. Reports count the batch each peer has
+// in progress and travel as soon as they change, so they are not extrapolated: that would count
+// the batches in flight twice and end epochs early.
 swarm_progress estimate(progress_state& st) {
   auto now = clock_type::now();
   swarm_progress out;
@@ -58,8 +60,7 @@ swarm_progress estimate(progress_state& st) {
     out.max_epoch = std::max(out.max_epoch, r.report.epoch);
     out.samples_per_second += r.report.samples_per_second;
     if (r.report.epoch == st.mine.epoch)
-      out.epoch_samples += static_cast<double>(r.report.samples) +
-                           r.report.samples_per_second * std::chrono::duration<double>(age).count();
+      out.epoch_samples += static_cast<double>(r.report.samples);
   }
   return out;
 }
@@ -159,17 +160,18 @@ caf::behavior progress(progress_pointer self, progress_options options) {
         uint64_t state_digest) {
       auto& st = self->state;
       bool moved = epoch != st.mine.epoch || state_digest != st.mine.state_digest;
+      bool counted = samples != st.mine.samples;
       st.mine.epoch = epoch;
       st.mine.state_digest = state_digest;
       st.mine.samples = samples;
       st.mine.samples_per_second = samples_per_second;
-      // Tell the others at once when we move to a new epoch (matchmaking relies on it) or hold
-      // new weights.
-      if (moved) {
+      // Tell the others at once: a new epoch (matchmaking relies on it), new weights, or a
+      // new batch (their estimates count it from now).
+      if (moved || counted)
         for (const auto& other : st.others)
           self->send(other, progress_atom_v, st.mine);
+      if (moved)
         push_epochs(self);
-      }
       update(self);
     },
     [=](progress_atom, const progress_report& report) {

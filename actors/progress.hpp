@@ -1,8 +1,10 @@
 #pragma once
 // The progress actor: how far the swarm is in the current epoch (hivemind's semantics). Every
-// peer reports (epoch, samples this epoch, samples/s) to every other peer of its swarm a few times
-// a second; each estimates the swarm's samples in its epoch as the sum of the latest reports,
-// each extrapolated by its rate for the time since it arrived. When the estimate reaches
+// peer reports (epoch, samples this epoch, samples/s) to every other peer of its swarm whenever
+// its trainer starts a batch (the batch counts from then: "committed" samples) and a few times a
+// second as a heartbeat; each estimates the swarm's samples in its epoch as the sum of the latest
+// reports. Counting batches in flight keeps an epoch within one batch of the target, where
+// counting finished batches overshot it by one batch per peer. When the estimate reaches
 // train.target_batch_size, the epoch's averaging round starts: the trainer gets
 // `(average_atom, epoch)`. Because the schedule follows the global epoch, peers can come and go
 // without retuning anything.

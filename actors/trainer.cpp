@@ -61,6 +61,7 @@ struct trainer_state {
   int64_t ready_epoch = -1;
   bool averaging = false;
   std::deque<std::shared_ptr<const training_batch>> waiting_batches;
+  bool drain_pending = false;  // a drain_atom to itself is on its way
   swarm_progress swarm_view;
   swarm_round_info last_round;
   std::unique_ptr<outer_nesterov> outer;
@@ -309,10 +310,13 @@ void train_alone(trainer_pointer self, const training_batch& batch) {
 
 // --- a swarm peer --------------------------------------------------------------------------
 
-void report_progress(trainer_pointer self) {
+// `in_flight`: samples of the batch about to be trained, counted before the work. The swarm's
+// estimate then includes every peer's batch in progress, so an epoch ends at most one batch past
+// train.target_batch_size, not one batch per peer.
+void report_progress(trainer_pointer self, int64_t in_flight = 0) {
   auto& st = self->state;
-  caf::anon_send(st.options.progress, progress_atom_v, st.progress.epoch, st.epoch_samples,
-                 st.samples_per_second, st.state_digest);
+  caf::anon_send(st.options.progress, progress_atom_v, st.progress.epoch,
+                 st.epoch_samples + in_flight, st.samples_per_second, st.state_digest);
 }
 
 // After every change of the shared weights (a round, a download, a restore); about 0.1 s per GB.
@@ -395,6 +399,7 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
 void train_in_swarm(trainer_pointer self, const training_batch& batch) {
   auto& st = self->state;
   check_injected_crash(st);
+  report_progress(self, batch.count);
   auto step_started = clock_type::now();
   double loss = 0;
   if (averaging_mode(st) == "gradients") {
@@ -473,14 +478,28 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   after_step(self, lr);
 }
 
-// Batches that arrived during a round or a download.
+// Batches that arrived during a round or a download, one per message to itself: the ready
+// signal of the new epoch (urgent) overtakes the next one, so the queue cannot push the epoch
+// past train.target_batch_size (it did by the prefetch depth when drained in one go).
 void drain_waiting_batches(trainer_pointer self) {
   auto& st = self->state;
-  while (!st.averaging && !st.downloading && !st.finishing && !st.waiting_batches.empty()) {
-    auto batch = std::move(st.waiting_batches.front());
-    st.waiting_batches.pop_front();
-    if (batch->loader_generation == st.loader_generation)
-      on_batch(self, std::move(batch));
+  if (st.drain_pending || st.averaging || st.downloading || st.finishing ||
+      st.waiting_batches.empty())
+    return;
+  st.drain_pending = true;
+  self->send(self, drain_atom_v);
+}
+
+// A batch, or the trainer ends with an error (its supervisor restarts it).
+void train_batch(trainer_pointer self, std::shared_ptr<const training_batch> batch) {
+  auto& st = self->state;
+  try {
+    on_batch(self, std::move(batch));
+  } catch (const std::exception& e) {
+    spdlog::error("trainer failed at {} {}: {}", st.swarm ? "epoch" : "step",
+                  current_step(st) + 1, e.what());
+    st.metrics.failures.inc();
+    self->quit(make_error(errc::training_failed, e.what()));
   }
 }
 
@@ -578,18 +597,23 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       auto& st = self->state;
       if (st.finishing || msg.batch->loader_generation != st.loader_generation)
         return;  // a stale batch from a replaced loader, or we are done
-      if (st.averaging || st.downloading) {
-        st.waiting_batches.push_back(msg.batch);
+      if (st.averaging || st.downloading || !st.waiting_batches.empty()) {
+        st.waiting_batches.push_back(msg.batch);  // in order, after those already waiting
+        drain_waiting_batches(self);
         return;
       }
-      try {
-        on_batch(self, msg.batch);
-      } catch (const std::exception& e) {
-        spdlog::error("trainer failed at {} {}: {}", st.swarm ? "epoch" : "step",
-                      current_step(st) + 1, e.what());
-        st.metrics.failures.inc();
-        self->quit(make_error(errc::training_failed, e.what()));
-      }
+      train_batch(self, msg.batch);
+    },
+    [=](drain_atom) {
+      auto& st = self->state;
+      st.drain_pending = false;
+      if (st.averaging || st.downloading || st.finishing || st.waiting_batches.empty())
+        return;
+      auto batch = std::move(st.waiting_batches.front());
+      st.waiting_batches.pop_front();
+      if (batch->loader_generation == st.loader_generation)
+        train_batch(self, std::move(batch));
+      drain_waiting_batches(self);
     },
     [=](attach_atom, data_loader_actor loader, uint64_t generation) {
       auto& st = self->state;
