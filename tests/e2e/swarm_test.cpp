@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -178,9 +179,14 @@ TEST_P(swarm_mode, peers_hold_the_same_weights_after_each_round) {
         EXPECT_TRUE(weights == reference) << "peer " << i << " differs at epoch " << epoch;
     }
   }
-  // Local steps happened: more optimizer steps than epochs.
-  auto content = read_safetensors_file(checkpoint_path(run_dir(0), 10));
-  EXPECT_GT(std::stoll(content.metadata.at("step")), 10);
+  // Local steps happened: an epoch takes 4 batches of 16 (target 64) among 3 peers, so some
+  // peer took more optimizer steps than there were epochs.
+  int64_t most_steps = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto content = read_safetensors_file(checkpoint_path(run_dir(i), 10));
+    most_steps = std::max<int64_t>(most_steps, std::stoll(content.metadata.at("step")));
+  }
+  EXPECT_GT(most_steps, 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(modes, swarm_mode, ::testing::Values("parameters", "diloco"));
