@@ -57,6 +57,7 @@ struct averager_state {
   std::mt19937_64 nonce{std::random_device{}()};
   // Top-k error feedback: what earlier rounds did not send, per element, across rounds.
   std::shared_ptr<std::vector<float>> residual;
+  caf::actor membership;  // told by group actors which members' chunks arrive
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averager";
 };
@@ -290,6 +291,7 @@ void start_request(averager_pointer self, average_request request) {
     group.residual = st.residual;
   }
   group.reply_to = self;
+  group.membership = st.membership;
   const auto& o = st.options;
   if (o.die_in_round > 0 && cur.request.epoch == o.die_in_round)
     group.inject = o.die_as == "reducer" ? averaging_group_options::fault::die_as_reducer
@@ -365,6 +367,10 @@ caf::behavior averager(averager_pointer self, averager_options options) {
     },
     [=](join_atom, round_request& req) { return on_join(self, req); },
     [=](timeout_atom, int64_t epoch) { close_matchmaking(self, epoch); },
+    [=](attach_atom, caf::actor& membership) {
+      if (self->current_sender() && self->current_sender()->node() == self->node())
+        self->state.membership = std::move(membership);
+    },
   };
 }
 

@@ -43,7 +43,8 @@ struct averager_options {
 };
 
 /// Local: `(average_atom, average_request)` -> average_outcome; `(view_atom, members)` from
-/// membership. Remote: `(join_atom, round_request)` -> group_assignment (leader role).
+/// membership; `(attach_atom, caf::actor membership)`, which its group actors then tell about
+/// members whose chunks arrive (`alive_atom`). Remote: `(join_atom, round_request)` -> group_assignment (leader role).
 caf::actor spawn_averager(caf::actor_system& system, averager_options options);
 
 /// How long the trainer should wait for an average_outcome at most.

@@ -28,6 +28,8 @@ using clock_type = std::chrono::steady_clock;
 constexpr auto digest_wait = std::chrono::seconds(5);
 // Chunks that arrive before this member's own assignment are kept, up to this many.
 constexpr size_t max_early_chunks = 4096;
+// At most one liveness note per member to membership in this interval.
+constexpr auto alive_note_interval = std::chrono::milliseconds(200);
 
 struct group_state {
   averaging_group_options options;
@@ -53,6 +55,7 @@ struct group_state {
   uint64_t float_bytes = 0;  // what the same chunks would have taken as float32
   int32_t restarts = 0;
   std::vector<allreduce_chunk> early_chunks;
+  std::vector<clock_type::time_point> last_alive_note;  // per member
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averaging_group";
 };
@@ -362,6 +365,22 @@ void reject(group_pointer self, uint32_t sender, const std::string& reason,
     shrink_to(self, st.member_set & ~(uint64_t{1} << sender), "invalid data from " + who);
 }
 
+// A chunk from a member proves it alive as well as a heartbeat does. On a slow link its
+// heartbeats queue behind megabytes of chunks on the same connection, and busy peers looked
+// silent long enough to be suspected and dropped from the round.
+void note_alive(group_pointer self, uint32_t member) {
+  auto& st = self->state;
+  const auto& m = st.assignment.members[member];
+  auto sender = self->current_sender();
+  if (!st.options.membership || !sender || sender->node() != m.averager.node())
+    return;
+  auto now = clock_type::now();
+  if (now - st.last_alive_note[member] < alive_note_interval)
+    return;
+  st.last_alive_note[member] = now;
+  self->send(st.options.membership, alive_atom_v, m.peer_id);
+}
+
 void handle_chunk(group_pointer self, allreduce_chunk& chunk) {
   auto& st = self->state;
   if (st.done)
@@ -389,6 +408,7 @@ void handle_chunk(group_pointer self, allreduce_chunk& chunk) {
   }
   if (!in_set(st.member_set, chunk.sender))
     return;
+  note_alive(self, chunk.sender);
   auto sender_position = static_cast<uint32_t>(
     std::find(st.active.begin(), st.active.end(), chunk.sender) - st.active.begin());
   auto phase = static_cast<allreduce_phase>(chunk.phase);
@@ -457,6 +477,7 @@ void start_round(group_pointer self, group_assignment assignment) {
   st.me = static_cast<uint32_t>(mine - st.assignment.members.begin());
   st.member_set = n == 64 ? ~uint64_t{0} : ((uint64_t{1} << n) - 1);
   st.started = clock_type::now();
+  st.last_alive_note.assign(n, clock_type::time_point{});
   for (const auto& m : st.assignment.members)
     if (m.averager.address() != self->address())
       self->monitor(m.averager);

@@ -55,6 +55,9 @@ struct averaging_group_options {
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   /// Receives the average_outcome when the round ends (failed = true when it could not finish).
   caf::actor reply_to;
+  /// Membership, told `(alive_atom, peer_id)` when chunks arrive from a member: they prove it
+  /// alive, while its heartbeats wait behind its chunks on the same connection (null: not told).
+  caf::actor membership;
   /// Fault injection for tests (config [debug]): kill this process mid-round as a sender or a
   /// reducer, or send chunks full of NaN.
   enum class fault : uint8_t { none, die_as_sender, die_as_reducer };

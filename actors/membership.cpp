@@ -510,6 +510,18 @@ caf::behavior membership(membership_pointer self, membership_options options) {
       }
     },
     [=](tick_atom) { on_tick(self); },
+    // Local, from averaging groups: chunks from this peer arrived, which proves it alive (its
+    // heartbeats may be queued behind those chunks).
+    [=](alive_atom, const std::string& peer_id) {
+      auto& st = self->state;
+      auto sender = self->current_sender();
+      if (!sender || sender->node() != self->node())
+        return;
+      if (const auto* member = st.view->find(peer_id);
+          member != nullptr && st.view->heard_from(peer_id, member->info.incarnation, clock::now()))
+        spdlog::info("membership {}: peer {} is alive again (its chunks arrive)", me(self),
+                     describe(member->info));
+    },
     [=](subscribe_atom, caf::actor& who) {
       auto& st = self->state;
       if (!who)

@@ -240,6 +240,7 @@ void start_swarm(peer_pointer self) {
   self->send(st.progress, attach_atom_v, st.averager, caf::ok_atom_v);
   self->send(st.membership, subscribe_atom_v, st.progress);
   self->send(st.membership, subscribe_atom_v, st.averager);
+  self->send(st.averager, attach_atom_v, st.membership);
   self->send(st.membership, subscribe_atom_v, caf::actor_cast<caf::actor>(self));
   self->request(st.membership, seconds(net.connect_timeout) + std::chrono::seconds(5), caf::get_atom_v,
                 caf::ok_atom_v)

@@ -417,6 +417,37 @@ TEST(membership, a_silent_member_is_suspected_then_removed) {
   EXPECT_GE(counter_value("left", {"timeout"}) - timeouts_before, 1.0);
 }
 
+// Averaging groups vouch for members whose chunks arrive (their heartbeats may wait behind
+// those chunks); only notes from this process count, so a remote peer cannot keep a dead one in.
+TEST(membership, chunks_from_a_silent_member_keep_it_in_but_remote_notes_do_not) {
+  auto a = start_node();
+  ddactor_system_config config{test_network};
+  caf::actor_system system{config};
+  auto remote = system.middleman().remote_actor("127.0.0.1", a->port);
+  ASSERT_TRUE(remote) << system.render(remote.error());
+  caf::scoped_actor silent{system};
+  swarm_member fake;
+  fake.info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1};
+  fake.membership = caf::actor_cast<caf::actor>(silent);
+  silent->request(*remote, 5s, hello_atom_v, fake)
+    .receive([](swarm_member&, std::vector<peer_info>&) {},
+             [&](caf::error& err) { FAIL() << system.render(err); });
+  ASSERT_EQ(a->view().size(), 2u);
+  // Longer than remove_after (3 s), with a local note every 200 ms: it stays.
+  caf::scoped_actor group{a->system};
+  for (int i = 0; i < 20; ++i) {
+    group->send(a->membership, alive_atom_v, fake.info.peer_id);
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(a->view().size(), 2u);
+  // Notes from another process do not count: it is removed for its silence.
+  auto removed = eventually([&] {
+    silent->send(*remote, alive_atom_v, fake.info.peer_id);
+    return a->view().size() == 1u;
+  });
+  EXPECT_TRUE(removed);
+}
+
 TEST(membership, malformed_messages_are_rejected_counted_and_survived) {
   auto a = start_node();
   ddactor_system_config config{test_network};
