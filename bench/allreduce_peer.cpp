@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0", announce, codec = "none", dit_layout, swarm_id = "bench";
   std::vector<std::string> initial_peers;
   int zstd_level = 0, int8_block = 256;
-  double topk_fraction = 0.01, gossip_interval = 1.0, suspect_after = 3.0, remove_after = 8.0;
+  double topk_fraction = 0.05, gossip_interval = 1.0, suspect_after = 3.0, remove_after = 8.0;
   double heartbeat = 0.5, connection_timeout = 3.0, matchmaking_time = 30.0;
   double allreduce_timeout = 600.0, request_timeout = 10.0, ready_timeout = 120.0;
   double settle = 1.0, linger = 2.0;

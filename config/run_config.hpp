@@ -185,7 +185,7 @@ struct averaging_section {
   /// A lossless zstd stage on top of the codec (0: off, 1-19).
   int zstd_level = 0;
   int int8_block_size = 256;
-  double topk_fraction = 0.01;
+  double topk_fraction = 0.05;
   /// "adaptive": tensors with fewer elements than this travel exactly.
   int adaptive_exact_below = 16384;
   /// How state for late joiners travels: "none", "zstd" (lossless), "fp16" or "bf16" (floats

@@ -49,7 +49,7 @@ std::string_view codec_name(codec_id id) noexcept;
 
 struct codec_options {
   int int8_block_size = 256;               // elements per float32 scale, 1 .. 2^20
-  double topk_fraction = 0.01;             // share of entries top-k keeps, (0, 1]
+  double topk_fraction = 0.05;             // share of entries top-k keeps, (0, 1]
   int zstd_level = 0;                      // 0 = no zstd stage, else 1 .. ZSTD_maxCLevel()
   std::size_t adaptive_exact_below = 4096; // adaptive: chunks with fewer elements stay exact
 };
