@@ -218,6 +218,7 @@ int main(int argc, char** argv) {
     members.remove_after = seconds(remove_after);
     auto membership = spawn_membership(system, members);
     self->send(membership, subscribe_atom_v, averager);
+    self->send(averager, attach_atom_v, membership);  // chunks then count as signs of life
 
     auto stop_actors = [&] {
       self->send_exit(averager, caf::exit_reason::user_shutdown);
