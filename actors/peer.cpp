@@ -16,6 +16,7 @@
 #include "monitoring/peer_health.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/restart_policy.hpp"
+#include "runtime/state_agreement.hpp"
 
 namespace ddactor {
 
@@ -175,10 +176,9 @@ void start_swarm(peer_pointer self) {
   progress.target_batch_size = cfg.train.target_batch_size;
   progress.report_interval = seconds(std::min(0.25, net.gossip_interval / 2));
   progress.stale_after = seconds(net.remove_after);
-  const auto& avg = cfg.averaging;
-  progress.repair_splits = (avg.state_compression == "none" || avg.state_compression == "zstd") &&
-                           avg.state_every == 1;
-  progress.group_size = static_cast<size_t>(avg.group_size);
+  progress.repair_splits =
+    split_repair_possible(cfg.averaging.state_compression, cfg.averaging.state_every);
+  progress.group_size = static_cast<size_t>(cfg.averaging.group_size);
   st.progress = spawn_progress(self->system(), progress);
 
   averager_options averaging;

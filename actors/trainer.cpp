@@ -319,8 +319,12 @@ void report_progress(trainer_pointer self, int64_t in_flight = 0) {
                  st.epoch_samples + in_flight, st.samples_per_second, st.state_digest);
 }
 
-// After every change of the shared weights (a round, a download, a restore); about 0.1 s per GB.
+// After every change of the shared weights (a round, a download, a restore); about 0.1 s per GB,
+// so only where split groups can be repaired (0: no digest).
 void refresh_state_digest(trainer_state& st) {
+  const auto& averaging = st.options.config.averaging;
+  if (!split_repair_possible(averaging.state_compression, averaging.state_every))
+    return;
   const auto& weights = st.model->parameters().values();
   st.state_digest = state_digest_of(
     {weights.data_ptr<float>(), static_cast<size_t>(weights.numel())});

@@ -27,6 +27,10 @@ std::optional<state_agreement> agreed_state(std::span<const state_digest_report>
   return *best;
 }
 
+bool split_repair_possible(std::string_view state_compression, int64_t state_every) noexcept {
+  return (state_compression == "none" || state_compression == "zstd") && state_every == 1;
+}
+
 uint64_t state_digest_of(std::span<const float> weights) noexcept {
   auto digest = blob_checksum(
     {reinterpret_cast<const char*>(weights.data()), weights.size_bytes()}, 0x5eed'57a7e);

@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ddactor {
@@ -37,5 +38,9 @@ std::optional<state_agreement> agreed_state(std::span<const state_digest_report>
 
 /// The digest peers report: a checksum of the weights' bytes (never 0).
 uint64_t state_digest_of(std::span<const float> weights) noexcept;
+
+/// Whether a downloaded state can match the agreed digest at all: the state travels losslessly
+/// (averaging.state_compression "none" or "zstd") and is served every epoch (state_every = 1).
+bool split_repair_possible(std::string_view state_compression, int64_t state_every) noexcept;
 
 } // namespace ddactor

@@ -49,6 +49,14 @@ TEST(state_agreement, unknown_digests_do_not_count) {
   EXPECT_FALSE(agreed_state({}));
 }
 
+TEST(state_agreement, repair_needs_a_lossless_state_served_every_epoch) {
+  EXPECT_TRUE(split_repair_possible("none", 1));
+  EXPECT_TRUE(split_repair_possible("zstd", 1));
+  EXPECT_FALSE(split_repair_possible("fp16", 1));
+  EXPECT_FALSE(split_repair_possible("bf16", 1));
+  EXPECT_FALSE(split_repair_possible("none", 2));
+}
+
 TEST(state_agreement, the_digest_sees_every_bit_of_the_weights) {
   std::vector<float> weights(1001, 0.5f);
   auto base = state_digest_of(weights);
