@@ -468,8 +468,10 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   refresh_state_digest(st);
   st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged, outcome.bytes_sent,
                    outcome.bytes_received};
-  // Stepping alone while others exist means our state now differs from theirs.
-  st.resync_needed = !outcome.averaged && st.swarm_view.swarm_size > 1;
+  // Stepping alone while others exist means our state now differs from theirs, and stays so
+  // (later rounds average the same gradients onto different weights) until a download succeeds.
+  if (!outcome.averaged && st.swarm_view.swarm_size > 1)
+    st.resync_needed = true;
   st.window_loss += st.epoch_loss / std::max<int64_t>(st.epoch_batches, 1);
   st.window_steps += 1;
   st.progress.epoch += 1;
@@ -644,6 +646,8 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     [=](const swarm_progress& view) {
       auto& st = self->state;
       st.swarm_view = view;
+      if (view.swarm_size <= 1)
+        st.resync_needed = false;  // nobody to differ from: this peer's state is the swarm's
       // Remembered: the trainer may be in a round now; the download follows the round.
       st.agreeing_servers = view.diverged ? view.agreeing_servers : std::vector<caf::actor>{};
       if (view.max_epoch > st.progress.epoch)

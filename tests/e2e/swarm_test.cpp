@@ -191,16 +191,18 @@ TEST_P(swarm_mode, peers_hold_the_same_weights_after_each_round) {
 
 INSTANTIATE_TEST_SUITE_P(modes, swarm_mode, ::testing::Values("parameters", "diloco"));
 
+// A survivor may end the interrupted round alone (its leader died); it then downloads the
+// others' state, so the run leaves room for that after the kill (epochs here take ~10 ms).
 TEST_F(swarm, the_first_peer_killed_mid_run_does_not_stop_the_others) {
-  auto config = write_config(25, 4);
+  auto config = write_config(40, 4);
   for (int i = 0; i < 4; ++i)
     start_peer(i, config);
-  ASSERT_TRUE(peers[0]->wait_for_output("epoch 6/25", 120s)) << peers[0]->output();
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 6/40", 120s)) << peers[0]->output();
   peers[0]->send_signal(SIGKILL);
   ASSERT_EQ(peers[0]->wait_for(10s), 128 + SIGKILL);
   for (int i = 1; i < 4; ++i)
     expect_exit_ok(i);
-  expect_identical_at(25, {1, 2, 3});
+  expect_identical_at(40, {1, 2, 3});
   for (int i = 1; i < 4; ++i) {
     auto out = peers[static_cast<size_t>(i)]->output();
     EXPECT_NE(out.find("group of 3"), std::string::npos) << out;
