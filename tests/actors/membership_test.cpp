@@ -392,25 +392,38 @@ TEST(membership, a_taken_port_is_a_clear_fatal_error) {
     caf::after(5s) >> [] { FAIL() << "the actor did not quit"; });
 }
 
+// A "peer" in another process that says hello to `node` and then never gossips: its connection
+// stays up, it is just silent.
+struct silent_member {
+  ddactor_system_config config{test_network};
+  caf::actor_system system{config};
+  caf::scoped_actor self{system};
+  caf::actor remote;  // node's membership
+  swarm_member fake;
+
+  explicit silent_member(const swarm_node& node) {
+    auto found = system.middleman().remote_actor("127.0.0.1", node.port);
+    if (!found) {
+      ADD_FAILURE() << system.render(found.error());
+      return;
+    }
+    remote = *found;
+    fake.info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1};
+    fake.membership = caf::actor_cast<caf::actor>(self);
+    self->request(remote, 5s, hello_atom_v, fake)
+      .receive([&](swarm_member& them, std::vector<peer_info>& known) {
+                 EXPECT_EQ(them.info.peer_id, node.peer_id);
+                 EXPECT_TRUE(known.empty());
+               },
+               [&](caf::error& err) { ADD_FAILURE() << system.render(err); });
+  }
+};
+
 TEST(membership, a_silent_member_is_suspected_then_removed) {
   auto suspected_before = counter_value("suspected");
   auto timeouts_before = counter_value("left", {"timeout"});
   auto a = start_node();
-  // A "peer" that says hello and then never gossips: its connection stays up, it is just silent.
-  ddactor_system_config config{test_network};
-  caf::actor_system system{config};
-  auto remote = system.middleman().remote_actor("127.0.0.1", a->port);
-  ASSERT_TRUE(remote) << system.render(remote.error());
-  caf::scoped_actor silent{system};
-  swarm_member fake;
-  fake.info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1};
-  fake.membership = caf::actor_cast<caf::actor>(silent);
-  silent->request(*remote, 5s, hello_atom_v, fake)
-    .receive([&](swarm_member& them, std::vector<peer_info>& known) {
-               EXPECT_EQ(them.info.peer_id, a->peer_id);
-               EXPECT_TRUE(known.empty());
-             },
-             [&](caf::error& err) { FAIL() << system.render(err); });
+  silent_member silent(*a);
   EXPECT_EQ(a->view().size(), 2u);
   EXPECT_TRUE(eventually([&] { return counter_value("suspected") > suspected_before; }));
   EXPECT_TRUE(eventually([&] { return a->view().size() == 1u; }));
@@ -421,28 +434,18 @@ TEST(membership, a_silent_member_is_suspected_then_removed) {
 // those chunks); only notes from this process count, so a remote peer cannot keep a dead one in.
 TEST(membership, chunks_from_a_silent_member_keep_it_in_but_remote_notes_do_not) {
   auto a = start_node();
-  ddactor_system_config config{test_network};
-  caf::actor_system system{config};
-  auto remote = system.middleman().remote_actor("127.0.0.1", a->port);
-  ASSERT_TRUE(remote) << system.render(remote.error());
-  caf::scoped_actor silent{system};
-  swarm_member fake;
-  fake.info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1};
-  fake.membership = caf::actor_cast<caf::actor>(silent);
-  silent->request(*remote, 5s, hello_atom_v, fake)
-    .receive([](swarm_member&, std::vector<peer_info>&) {},
-             [&](caf::error& err) { FAIL() << system.render(err); });
+  silent_member silent(*a);
   ASSERT_EQ(a->view().size(), 2u);
   // Longer than remove_after (3 s), with a local note every 200 ms: it stays.
   caf::scoped_actor group{a->system};
   for (int i = 0; i < 20; ++i) {
-    group->send(a->membership, alive_atom_v, fake.info.peer_id);
+    group->send(a->membership, alive_atom_v, silent.fake.info.peer_id);
     std::this_thread::sleep_for(200ms);
   }
   EXPECT_EQ(a->view().size(), 2u);
   // Notes from another process do not count: it is removed for its silence.
   auto removed = eventually([&] {
-    silent->send(*remote, alive_atom_v, fake.info.peer_id);
+    silent.self->send(silent.remote, alive_atom_v, silent.fake.info.peer_id);
     return a->view().size() == 1u;
   });
   EXPECT_TRUE(removed);
