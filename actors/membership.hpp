@@ -35,6 +35,9 @@
 //   (attach_atom, caf::actor progress, caf::actor averager, caf::actor state_server)
 //                                              replaces this peer's local handles (after a
 //                                              restart of one of them) and re-announces them
+//   (alive_atom, std::string peer_id)          from this process only (an averaging group whose
+//                                              chunks from that peer arrive): counts as hearing
+//                                              from it, since its heartbeats may queue behind them
 //
 // It quits with errc::invalid_config if it cannot listen (the address is taken or wrong) or an
 // initial peer is not "host:port". On an exit message (user_shutdown or any other catchable
