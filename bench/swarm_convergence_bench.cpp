@@ -6,8 +6,10 @@
 // are then scored by models/validation_loss on the first --validation-images images of the test
 // split, with noise and times from a fixed seed, so the two losses compare. With --codecs, more
 // swarms run with averaging.compression set to each codec and are compared with the float32
-// swarm. Aims (printed, never asserted): swarm / single within 2%; each codec / float32 swarm
-// within 2%.
+// swarm ("topk-plain": top-k with plain AdamW, averaging.topk_catch_up = false, to show what the
+// catch-up buys). Aims (printed, never asserted): the swarm's loss at most 2% above the single
+// peer's; each codec's at most 2% above the float32 swarm's (lower is better: "no loss in what
+// the model learns").
 //
 //   ddactor_swarm_convergence_bench [--steps 150] [--batch 128] [--peers 4] [--codecs int8,topk]
 //       [--validation-images 2000] [--set key=value ...] [--json PATH] [--keep-logs DIR]
@@ -118,6 +120,8 @@ class convergence_runner {
     out.name = "swarm " + std::to_string(s_.peers) + "x" + std::to_string(s_.batch / s_.peers) +
                ", " + (codec == "none" ? "float32" : codec);
     auto dir = root_ / ("swarm-" + codec);
+    const bool plain_topk = codec == "topk-plain";
+    const std::string wire_codec = plain_topk ? "topk" : codec;
     auto port = free_loopback_port();
     std::vector<std::unique_ptr<spawned_process>> peers;
     std::vector<std::filesystem::path> run_dirs;
@@ -130,7 +134,9 @@ class convergence_runner {
         "--set", "run.threads=1", "--set", "data.batch_size=" + std::to_string(s_.batch / s_.peers),
         "--set", "train.target_batch_size=" + std::to_string(s_.batch), "--set",
         "network.wait_for_peers=" + std::to_string(s_.peers), "--set",
-        "averaging.compression=\"" + codec + "\""};
+        "averaging.compression=\"" + wire_codec + "\""};
+      if (plain_topk)
+        args.insert(args.end(), {"--set", "averaging.topk_catch_up=false"});
       auto network = loopback_swarm_args(i, port);
       args.insert(args.end(), network.begin(), network.end());
       for (const auto& o : s_.overrides)
@@ -219,7 +225,7 @@ int main(int argc, char** argv) {
   app.add_option("--peers", s.peers, "swarm size (batch B / peers each)")->capture_default_str();
   app.add_option("--warmup-steps", s.warmup_steps, "learning-rate warm-up (-1: steps / 10)")
     ->capture_default_str();
-  app.add_option("--codecs", s.codecs, "also swarms with these codecs (e.g. int8,topk)")
+  app.add_option("--codecs", s.codecs, "also swarms with these codecs (e.g. int8,topk,topk-plain)")
     ->delimiter(',');
   app.add_option("--validation-images", s.validation_images, "first N test images")
     ->capture_default_str();
@@ -290,12 +296,12 @@ int main(int argc, char** argv) {
   }
   auto aim = [&](const std::string& what, const run_outcome& a, const run_outcome& b) {
     if (!a.ok || !b.ok) {
-      std::printf("aim: %s within 2%%: not measured\n", what.c_str());
+      std::printf("aim: %s at most 2%% above: not measured\n", what.c_str());
       return json{{"aim", what}, {"measured", false}};
     }
     double ratio = a.loss / b.loss;
-    bool met = std::abs(ratio - 1) <= 0.02;
-    std::printf("aim: %s within 2%%: %s (ratio %.4f)\n", what.c_str(), met ? "met" : "NOT met",
+    bool met = ratio <= 1.02;
+    std::printf("aim: %s at most 2%% above: %s (ratio %.4f)\n", what.c_str(), met ? "met" : "NOT met",
                 ratio);
     return json{{"aim", what}, {"measured", true}, {"ratio", ratio}, {"met", met}};
   };

@@ -573,6 +573,7 @@ section_schema averaging_keys() {
       field("zstd_level", &averaging_section::zstd_level, within(0, 19)),
       field("int8_block_size", &averaging_section::int8_block_size, within(1, 1048576)),
       field("topk_fraction", &averaging_section::topk_fraction, within(1e-6, 1)),
+      field("topk_catch_up", &averaging_section::topk_catch_up),
       field("adaptive_exact_below", &averaging_section::adaptive_exact_below, at_least(0)),
       field("state_compression", &averaging_section::state_compression,
             one_of({"none", "zstd", "fp16", "bf16"})),

@@ -186,6 +186,9 @@ struct averaging_section {
   int zstd_level = 0;
   int int8_block_size = 256;
   double topk_fraction = 0.05;
+  /// With "topk" in gradients mode: AdamW treats a coordinate's zeros as "not sent yet" and
+  /// catches up when its sum arrives (models/adamw.hpp); false: plain AdamW.
+  bool topk_catch_up = true;
   /// "adaptive": tensors with fewer elements than this travel exactly.
   int adaptive_exact_below = 16384;
   /// How state for late joiners travels: "none", "zstd" (lossless), "fp16" or "bf16" (floats

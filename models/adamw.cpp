@@ -8,20 +8,54 @@ namespace ddactor {
 flat_adamw::flat_adamw(int64_t size, adamw_options options)
   : options_(options),
     exp_avg_(torch::zeros({size}, torch::kFloat32)),
-    exp_avg_sq_(torch::zeros({size}, torch::kFloat32)) {}
+    exp_avg_sq_(torch::zeros({size}, torch::kFloat32)) {
+  if (options_.sparse_catch_up)
+    pending_rounds_ = torch::zeros({size}, torch::kFloat32);
+}
 
 void flat_adamw::step(torch::Tensor& params, const torch::Tensor& grads, double lr) {
   torch::NoGradGuard no_grad;
   ++step_count_;
+  if (options_.weight_decay > 0)
+    params.mul_(1.0 - lr * options_.weight_decay);
+  if (options_.sparse_catch_up)
+    catch_up_step(params, grads, lr);
+  else
+    dense_step(params, grads, lr);
+}
+
+void flat_adamw::dense_step(torch::Tensor& params, const torch::Tensor& grads, double lr) {
   const auto& o = options_;
-  if (o.weight_decay > 0)
-    params.mul_(1.0 - lr * o.weight_decay);
   exp_avg_.lerp_(grads, 1.0 - o.beta1);
   exp_avg_sq_.mul_(o.beta2).addcmul_(grads, grads, 1.0 - o.beta2);
   double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(step_count_));
   double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(step_count_));
   auto denom = (exp_avg_sq_.sqrt() / std::sqrt(bias2)).add_(o.eps);
   params.addcdiv_(exp_avg_, denom, -lr / bias1);
+}
+
+void flat_adamw::catch_up_step(torch::Tensor& params, const torch::Tensor& grads, double lr) {
+  const auto& o = options_;
+  pending_rounds_.add_(1.0f);
+  auto sent = grads.ne(0);
+  // c: the rounds this gradient stands for (1 where nothing was sent, to keep the math finite).
+  auto rounds = torch::where(sent, pending_rounds_, torch::ones_like(pending_rounds_));
+  auto per_round = grads / rounds;
+  // EMA over c rounds of the same value g: m <- beta^c m + (1 - beta^c) g, with 1 - beta^c from
+  // expm1 (1 - 0.999 in float32 would lose four digits).
+  auto log_keep1 = rounds * std::log(o.beta1);
+  auto log_keep2 = rounds * std::log(o.beta2);
+  auto m = log_keep1.exp() * exp_avg_ - log_keep1.expm1() * per_round;
+  auto v = log_keep2.exp() * exp_avg_sq_ - log_keep2.expm1() * per_round * per_round;
+  // Written in place: checkpoints and shared state hold these buffers by reference.
+  exp_avg_.copy_(torch::where(sent, m, exp_avg_));
+  exp_avg_sq_.copy_(torch::where(sent, v, exp_avg_sq_));
+  double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(step_count_));
+  double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(step_count_));
+  auto denom = (exp_avg_sq_.sqrt() / std::sqrt(bias2)).add_(o.eps);
+  auto steps = (rounds * exp_avg_ / denom).masked_fill_(sent.logical_not(), 0.0f);
+  params.sub_(steps, lr / bias1);
+  pending_rounds_.masked_fill_(sent, 0.0f);
 }
 
 } // namespace ddactor

@@ -115,6 +115,9 @@ snapshot_training_state(model_trainer& trainer, const training_progress& progres
   out->tensors.push_back(to_stored_tensor("optimizer.exp_avg", trainer.optimizer().exp_avg()));
   out->tensors.push_back(
     to_stored_tensor("optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq()));
+  if (trainer.optimizer().options().sparse_catch_up)
+    out->tensors.push_back(
+      to_stored_tensor("optimizer.pending_rounds", trainer.optimizer().pending_rounds()));
   out->tensors.push_back(to_stored_tensor("trainer.rng_state", trainer.rng_state()));
   for (const auto& [name, tensor] : extra_tensors)
     out->tensors.push_back(to_stored_tensor(name, tensor));
@@ -163,6 +166,11 @@ training_progress restore_training_state(const safetensors_content& content,
     check_only("ema." + item.key(), item.value());
   check_only("optimizer.exp_avg", trainer.optimizer().exp_avg());
   check_only("optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq());
+  // Catch-up counts: kept when the checkpoint has them, zero when it was written without top-k.
+  const bool has_pending_rounds = trainer.optimizer().options().sparse_catch_up &&
+                                  content.find("optimizer.pending_rounds") != nullptr;
+  if (has_pending_rounds)
+    check_only("optimizer.pending_rounds", trainer.optimizer().pending_rounds());
   require(content, "trainer.rng_state");
 
   for (const auto& item : trainer.module().named_parameters())
@@ -171,6 +179,10 @@ training_progress restore_training_state(const safetensors_content& content,
     copy_into(content, "ema." + item.key(), item.value());
   copy_into(content, "optimizer.exp_avg", trainer.optimizer().exp_avg());
   copy_into(content, "optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq());
+  if (has_pending_rounds)
+    copy_into(content, "optimizer.pending_rounds", trainer.optimizer().pending_rounds());
+  else if (trainer.optimizer().options().sparse_catch_up)
+    trainer.optimizer().pending_rounds().zero_();
   try {
     trainer.set_rng_state(from_stored_tensor(require(content, "trainer.rng_state")));
   } catch (const c10::Error& e) {

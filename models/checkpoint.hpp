@@ -5,6 +5,7 @@
 //   ema.<parameter name>          the EMA weights used for sampling
 //   optimizer.exp_avg             AdamW first moments, flat
 //   optimizer.exp_avg_sq          AdamW second moments, flat
+//   optimizer.pending_rounds      AdamW catch-up counts, flat (only with top-k; see adamw.hpp)
 //   trainer.rng_state             the noise/time random stream (uint8)
 //   __metadata__                  step, data order (epoch, position), optimizer step count,
 //                                 model shape, the run's effective config, ddactor version

@@ -58,6 +58,9 @@ trainer_settings make_trainer_settings(const run_config& config) {
   s.adamw.beta2 = t.adam_beta2;
   s.adamw.eps = t.adam_eps;
   s.adamw.weight_decay = t.weight_decay;
+  // Only averaged gradients arrive sparse; in the other modes the optimizer sees local gradients.
+  s.adamw.sparse_catch_up = config.averaging.compression == "topk" &&
+                            config.averaging.topk_catch_up && t.averaging == "gradients";
   s.seed = config.run.seed;
   s.noise_seed = config.run.seed;
   return s;

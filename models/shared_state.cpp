@@ -21,6 +21,8 @@ constexpr uint64_t max_state_bytes = uint64_t{16} << 30;
 struct named_tensor {
   std::string name;
   torch::Tensor tensor;
+  /// Travels as float32 even when the state's floats are halved (counts must stay exact).
+  bool exact = false;
 };
 
 std::vector<named_tensor> shared_tensors(model_trainer& trainer, const outer_nesterov* outer) {
@@ -31,6 +33,8 @@ std::vector<named_tensor> shared_tensors(model_trainer& trainer, const outer_nes
     out.push_back({"ema." + item.key(), item.value()});
   out.push_back({"optimizer.exp_avg", trainer.optimizer().exp_avg()});
   out.push_back({"optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq()});
+  if (trainer.optimizer().options().sparse_catch_up)
+    out.push_back({"optimizer.pending_rounds", trainer.optimizer().pending_rounds(), true});
   if (outer != nullptr) {
     out.push_back({"outer.anchor", outer->anchor()});
     out.push_back({"outer.momentum", outer->momentum()});
@@ -58,8 +62,9 @@ std::vector<char> encode_shared_state(model_trainer& trainer, int64_t epoch,
   auto half = compression == "fp16" ? torch::kFloat16
               : compression == "bf16" ? torch::kBFloat16
                                       : torch::kFloat32;
-  for (const auto& [name, tensor] : shared_tensors(trainer, outer))
-    content.tensors.push_back(to_stored_tensor(name, tensor.detach().to(half)));
+  for (const auto& [name, tensor, exact] : shared_tensors(trainer, outer))
+    content.tensors.push_back(
+      to_stored_tensor(name, tensor.detach().to(exact ? torch::kFloat32 : half)));
   content.metadata["format"] = "ddactor-shared-state-1";
   content.metadata["epoch"] = std::to_string(epoch);
   content.metadata["step"] = std::to_string(trainer.step());
@@ -104,7 +109,7 @@ int64_t restore_shared_state(const std::vector<char>& bytes, model_trainer& trai
   // Check everything first: names, shapes, dtypes, finite values.
   auto targets = shared_tensors(trainer, outer);
   std::vector<torch::Tensor> values;
-  for (const auto& [name, target] : targets) {
+  for (const auto& [name, target, exact] : targets) {
     const auto* stored = content.find(name);
     if (stored == nullptr)
       throw std::runtime_error("shared state has no tensor '" + name + "'");
@@ -116,6 +121,8 @@ int64_t restore_shared_state(const std::vector<char>& bytes, model_trainer& trai
       throw std::runtime_error("tensor '" + name + "' does not fit the model");
     if (!torch::isfinite(value).all().item<bool>())
       throw std::runtime_error("tensor '" + name + "' holds non-finite values");
+    if (exact && (value < 0).any().item<bool>())
+      throw std::runtime_error("tensor '" + name + "' holds negative counts");
     values.push_back(value);
   }
   torch::NoGradGuard no_grad;

@@ -1,6 +1,7 @@
 #pragma once
 // The training state a swarm shares, as served to peers that join late or fall behind: weights,
-// EMA weights, optimizer moments and step, the global epoch and (DiLoCo) the outer optimizer --
+// EMA weights, optimizer moments, catch-up counts (top-k) and step, the global epoch and
+// (DiLoCo) the outer optimizer --
 // everything that is identical on every peer, and nothing that is not (random stream, data
 // position), so that any peer at the same epoch serves the same bytes and a download can resume
 // from another peer.

@@ -225,6 +225,28 @@ TEST_F(swarm, a_late_joiner_downloads_the_state_and_then_holds_identical_paramet
   EXPECT_NE(peers[0]->output().find("group of 4"), std::string::npos);
 }
 
+// With top-k, AdamW's catch-up counts are shared state too: a joiner that did not get them would
+// step differently from its first round on (and be repaired as a split, which must not happen).
+TEST_F(swarm, a_late_joiner_with_topk_steps_like_everyone_from_its_first_round) {
+  auto config = write_config(60, 3);
+  const std::vector<std::string> topk{"--set", "averaging.compression=\"topk\""};
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config, topk);
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/60", 120s)) << peers[0]->output();
+  auto joiner_args = topk;
+  joiner_args.insert(joiner_args.end(), {"--set", "network.wait_for_peers=1"});
+  start_peer(3, config, joiner_args);
+  for (int i = 0; i < 4; ++i)
+    expect_exit_ok(i);
+  EXPECT_NE(peers[3]->output().find("downloaded the state of epoch"), std::string::npos)
+    << peers[3]->output();
+  expect_identical_at(60, {0, 1, 2, 3});
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(peers[static_cast<size_t>(i)]->count_in_output("the weights differ from the swarm's"),
+              0u)
+      << "peer " << i << ":\n" << peers[static_cast<size_t>(i)]->output();
+}
+
 // A split swarm heals: a peer whose weights differ from the others' (here another run.seed; in
 // the wild two groups that averaged apart) takes the weights most peers of its epoch hold.
 TEST_F(swarm, a_peer_holding_other_weights_takes_those_most_peers_hold) {

@@ -84,5 +84,76 @@ TEST(flat_adamw, matches_libtorch_adamw) {
   EXPECT_EQ(opt.step_count(), 20);
 }
 
+// Sparse catch-up: a gradient without zeros is an ordinary AdamW step.
+TEST(flat_adamw, catch_up_with_dense_gradients_is_plain_adamw) {
+  torch::manual_seed(3);
+  adamw_options plain_options;
+  plain_options.weight_decay = 0.05;
+  auto catch_up_options = plain_options;
+  catch_up_options.sparse_catch_up = true;
+  flat_adamw plain(64, plain_options);
+  flat_adamw catch_up(64, catch_up_options);
+  auto a = torch::randn({64});
+  auto b = a.clone();
+  for (int step = 0; step < 10; ++step) {
+    auto grads = torch::randn({64}).add_(torch::sign(torch::randn({64})).mul_(0.1));
+    plain.step(a, grads, 1e-2);
+    catch_up.step(b, grads, 1e-2);
+  }
+  EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(plain.exp_avg_sq(), catch_up.exp_avg_sq(), 1e-5, 1e-9));
+  EXPECT_EQ(catch_up.pending_rounds().abs().sum().item<float>(), 0.0f);
+}
+
+// A constant gradient g sent as one sum c * g after c - 1 zeros (what top-k with error feedback
+// does) moves the value as far as c rounds of g do with dense averaging: c learning rates (Adam's
+// bias-corrected step is exactly 1 per round for a constant gradient). Plain AdamW moves it less
+// than one learning rate: it reads c * g as one huge gradient.
+TEST(flat_adamw, catch_up_makes_a_delayed_sum_move_as_far_as_the_rounds_it_stands_for) {
+  constexpr int rounds = 16;
+  constexpr double lr = 1e-2;
+  const float g = 0.3f;
+  adamw_options options;
+  auto dense_params = torch::zeros({1});
+  flat_adamw dense(1, options);
+  for (int i = 0; i < rounds; ++i)
+    dense.step(dense_params, torch::full({1}, g), lr);
+
+  auto run_sparse = [&](bool catch_up) {
+    auto o = options;
+    o.sparse_catch_up = catch_up;
+    flat_adamw opt(1, o);
+    auto params = torch::zeros({1});
+    for (int i = 0; i < rounds - 1; ++i)
+      opt.step(params, torch::zeros({1}), lr);
+    if (catch_up) {
+      EXPECT_EQ(params.item<float>(), 0.0f) << "a value not sent yet waits";
+      EXPECT_EQ(opt.exp_avg().item<float>(), 0.0f);
+      EXPECT_EQ(opt.pending_rounds().item<float>(), rounds - 1);
+    }
+    opt.step(params, torch::full({1}, rounds * g), lr);
+    if (catch_up) {
+      EXPECT_EQ(opt.pending_rounds().item<float>(), 0.0f);
+    }
+    return params.item<float>();
+  };
+  const float dense_move = -dense_params.item<float>();
+  EXPECT_NEAR(dense_move, rounds * lr, 1e-4);
+  EXPECT_NEAR(-run_sparse(true), dense_move, 1e-4);
+  EXPECT_LT(-run_sparse(false), lr);
+}
+
+// Weight decay is not a gradient: it applies every round, sent or not.
+TEST(flat_adamw, catch_up_still_decays_weights_that_wait) {
+  adamw_options o;
+  o.weight_decay = 0.1;
+  o.sparse_catch_up = true;
+  flat_adamw opt(2, o);
+  auto params = torch::ones({2});
+  opt.step(params, torch::zeros({2}), 0.5);
+  EXPECT_FLOAT_EQ(params[0].item<float>(), 0.95f);
+  EXPECT_FLOAT_EQ(params[1].item<float>(), 0.95f);
+}
+
 } // namespace
 } // namespace ddactor

@@ -95,5 +95,26 @@ TEST(shared_state, carries_the_outer_optimizer) {
   EXPECT_TRUE(torch::equal(outer.momentum(), outer_b.momentum()));
 }
 
+// With top-k catch-up the counts are shared state: they travel exactly, even with halved floats,
+// or a joiner would step differently from everyone else.
+TEST(shared_state, catch_up_counts_travel_exactly) {
+  for (const std::string compression : {"none", "bf16"}) {
+    trainer_settings settings;
+    settings.adamw.sparse_catch_up = true;
+    diffusion_trainer a(tiny(), settings);
+    a.train_step(batch());
+    auto n = a.parameters().size();
+    auto sparse = torch::zeros({n});
+    sparse.index_put_({torch::indexing::Slice(0, n / 2)}, 0.01f);
+    for (int i = 0; i < 300; ++i)
+      a.apply_gradient(std::span<const float>(sparse.data_ptr<float>(), sparse.numel()));
+    ASSERT_GE(a.optimizer().pending_rounds().max().item<float>(), 300.0f);
+    diffusion_trainer b(tiny(), settings);
+    restore_shared_state(encode_shared_state(a, 3, nullptr, compression), b, nullptr);
+    EXPECT_TRUE(torch::equal(a.optimizer().pending_rounds(), b.optimizer().pending_rounds()))
+      << compression;
+  }
+}
+
 } // namespace
 } // namespace ddactor
