@@ -11,6 +11,7 @@
 #include <set>
 
 #include "actors/averaging_group.hpp"
+#include "actors/compressor.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/message_types.hpp"
 
@@ -58,6 +59,7 @@ struct averager_state {
   // Top-k error feedback: what earlier rounds did not send, per element, across rounds.
   std::shared_ptr<std::vector<float>> residual;
   caf::actor membership;  // told by group actors which members' chunks arrive
+  std::vector<caf::actor> compressors;  // lent to every round's group
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averager";
 };
@@ -292,6 +294,7 @@ void start_request(averager_pointer self, average_request request) {
   }
   group.reply_to = self;
   group.membership = st.membership;
+  group.compressors = st.compressors;
   const auto& o = st.options;
   if (o.die_in_round > 0 && cur.request.epoch == o.die_in_round)
     group.inject = o.die_as == "reducer" ? averaging_group_options::fault::die_as_reducer
@@ -304,6 +307,13 @@ void start_request(averager_pointer self, average_request request) {
 
 caf::behavior averager(averager_pointer self, averager_options options) {
   self->state.options = std::move(options);
+  for (size_t i = 0; i < std::max<size_t>(1, self->state.options.compressor_threads); ++i)
+    self->state.compressors.push_back(spawn_compressor(self->system()));
+  // The pool ends with the averager, however it ends.
+  self->attach_functor([compressors = self->state.compressors](const caf::error&) {
+    for (const auto& c : compressors)
+      caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+  });
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
     if (st.current && st.current->group && dm.source == st.current->group.address()) {

@@ -36,6 +36,8 @@ struct averager_options {
   std::chrono::milliseconds request_timeout{10000};
   std::string codec = "none";
   codec_options codec_settings;
+  /// Compressor actors (threads) that code the chunks of every round (at least 1).
+  size_t compressor_threads = 2;
   /// Fault injection for tests (config [debug]); 0: never.
   int64_t die_in_round = 0;
   std::string die_as = "sender";

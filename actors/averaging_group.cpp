@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <thread>
 
 #include "monitoring/ddactor_metrics.hpp"
@@ -30,6 +31,25 @@ constexpr auto digest_wait = std::chrono::seconds(5);
 constexpr size_t max_early_chunks = 4096;
 // At most one liveness note per member to membership in this interval.
 constexpr auto alive_note_interval = std::chrono::milliseconds(200);
+
+// A chunk at a compressor: what to do with the result.
+struct pending_chunk {
+  enum class role : uint8_t {
+    scatter_out,  // our values for another member's part: send the blob
+    own_part,     // our values for our own part: into the reducer as the others will read them
+    gather_out,   // our part's result: apply locally and send to everyone
+    scatter_in,   // a member's values for our part: into the reducer
+    gather_in,    // a member's result for its part: apply
+  };
+  role what = role::scatter_out;
+  uint64_t attempt = 0;
+  size_t compressor = 0;
+  uint32_t member = 0;     // out: the receiver; in: the sender
+  uint32_t position = 0;   // the part's position in this attempt
+  uint64_t offset = 0;     // within the part
+  size_t piece_begin = 0;  // within the whole vector
+  size_t elements = 0;
+};
 
 struct group_state {
   averaging_group_options options;
@@ -56,6 +76,16 @@ struct group_state {
   int32_t restarts = 0;
   std::vector<allreduce_chunk> early_chunks;
   std::vector<clock_type::time_point> last_alive_note;  // per member
+  // Chunks out at the compressors, by tag; a result whose attempt is over is dropped.
+  uint64_t attempt = 0;
+  uint64_t next_tag = 0;
+  std::map<uint64_t, pending_chunk> pending;
+  std::vector<size_t> compressor_load;  // jobs out per compressor
+  // Top-k: the error feedback as the round found it; every attempt starts from it, and a round
+  // that fails puts it back (its values were never applied anywhere).
+  std::vector<float> residual_at_start;
+  size_t scatter_chunks = 0;       // chunks this attempt sends to other members
+  size_t scatter_chunks_sent = 0;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averaging_group";
 };
@@ -100,31 +130,22 @@ bool small_tensor(const group_state& st, part_range piece) {
   return *it - *(it - 1) < st.options.codec_settings.adaptive_exact_below;
 }
 
-// The codec for one piece of one phase, or null for raw float32. Top-k is fresh per piece (its
-// error feedback lives in options.residual); in the gather phase it keeps up to
-// `senders` times as many entries, enough for every entry the senders kept, so the result of the
-// reduction is sent without loss.
-std::unique_ptr<tensor_codec> codec_for(group_state& st, part_range piece, size_t senders,
-                                        allreduce_phase phase) {
+// The codec for one piece of one phase. Top-k's error feedback lives in options.residual; in the
+// gather phase top-k keeps up to `senders` times as many entries, enough for every entry the
+// senders kept, so the result of the reduction is sent without loss.
+chunk_codec codec_for(const group_state& st, part_range piece, size_t senders,
+                      allreduce_phase phase) {
   const auto& name = st.options.codec;
-  if (name == "none")
-    return nullptr;
-  if (name == "adaptive") {
-    if (st.options.tensor_bounds && small_tensor(st, piece))
-      return nullptr;
-    return make_codec("int8", st.options.codec_settings);
+  chunk_codec out{name, st.options.codec_settings};
+  if (name == "adaptive")
+    out.name = st.options.tensor_bounds && small_tensor(st, piece) ? "none" : "int8";
+  if (name == "topk" && phase == allreduce_phase::gather) {
+    auto kept = static_cast<double>(std::max<long long>(
+      1, std::llround(out.settings.topk_fraction * static_cast<double>(piece.size()))));
+    out.settings.topk_fraction = std::min(
+      1.0, (static_cast<double>(senders) * kept + 0.5) / static_cast<double>(piece.size()));
   }
-  if (name == "topk") {
-    auto settings = st.options.codec_settings;
-    if (phase == allreduce_phase::gather) {
-      auto kept = static_cast<double>(std::max<long long>(
-        1, std::llround(settings.topk_fraction * static_cast<double>(piece.size()))));
-      settings.topk_fraction =
-        std::min(1.0, (static_cast<double>(senders) * kept + 0.5) / static_cast<double>(piece.size()));
-    }
-    return make_codec("topk", settings);
-  }
-  return make_codec(name, st.options.codec_settings);
+  return out;
 }
 
 void send_chunk(group_pointer self, uint32_t member, allreduce_chunk chunk) {
@@ -149,6 +170,8 @@ void fail(group_pointer self, errc code, const std::string& why) {
   if (st.done)
     return;
   st.done = true;
+  if (!st.residual_at_start.empty())
+    *st.options.residual = st.residual_at_start;
   spdlog::warn("round {:016x}: {} ({})", st.assignment.round_id, why, to_string(code));
   st.metrics.round_failures.with({code == errc::round_timeout ? "deadline" : "invalid_assignment"})
     .inc();
@@ -218,6 +241,26 @@ void apply_result(group_pointer self, uint32_t position, uint64_t offset,
   std::abort();
 }
 
+// Hands a job to the least busy compressor (or, with none, codes it here and posts the result
+// to ourselves, so that results are always handled the same way: as messages).
+template <class Work>
+void dispatch(group_pointer self, Work work, pending_chunk pending) {
+  auto& st = self->state;
+  pending.attempt = st.attempt;
+  work.tag = st.next_tag++;
+  const auto& compressors = st.options.compressors;
+  if (compressors.empty()) {
+    st.pending.emplace(work.tag, pending);
+    self->send(self, compressor_result{work.tag, run_chunk_job(std::move(work.job))});
+    return;
+  }
+  auto least = std::min_element(st.compressor_load.begin(), st.compressor_load.end());
+  pending.compressor = static_cast<size_t>(least - st.compressor_load.begin());
+  ++*least;
+  st.pending.emplace(work.tag, pending);
+  self->send(compressors[pending.compressor], std::move(work));
+}
+
 // This peer's part is reduced: encode it once, send it to everyone and apply the very same
 // encoding locally, so every member ends with identical values even with lossy codecs.
 void maybe_finish_reduction(group_pointer self) {
@@ -229,30 +272,28 @@ void maybe_finish_reduction(group_pointer self) {
   auto result = st.reducer->finish();
   st.reducer.reset();
   const auto& part = st.parts[st.my_position];
-  std::span<const float> values(result.values);
   for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
     for (const auto& piece : split_at_tensors(st, chunk)) {
       auto offset = piece.begin - part.begin;
-      auto codec = codec_for(st, piece, st.active.size(), allreduce_phase::gather);
-      auto blob = encode_chunk(st.assignment.round_id, st.my_position, offset,
-                               values.subspan(offset, piece.size()), codec.get());
-      auto decoded = decode_chunk(blob, st.assignment.round_id, st.my_position, part.size());
-      apply_result(self, st.my_position, offset, decoded);
-      for (auto member : st.active)
-        if (member != st.me) {
-          st.float_bytes += piece.size() * sizeof(float);
-          send_chunk(self, member,
-                     {st.assignment.round_id, st.member_set,
-                      static_cast<uint8_t>(allreduce_phase::gather), st.me, blob});
-        }
+      chunk_encode_job job{st.assignment.round_id, st.my_position, offset, part.size()};
+      job.values.assign(result.values.begin() + static_cast<std::ptrdiff_t>(offset),
+                        result.values.begin() + static_cast<std::ptrdiff_t>(offset + piece.size()));
+      job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::gather);
+      job.decode_back = true;
+      pending_chunk pending;
+      pending.what = pending_chunk::role::gather_out;
+      pending.position = st.my_position;
+      pending.offset = offset;
+      pending.piece_begin = piece.begin;
+      dispatch(self, compressor_encode{0, std::move(job)}, pending);
     }
   }
-  check_all_parts_done(self);
 }
 
 // (Re)starts the all-reduce among the members in st.member_set.
 void start_attempt(group_pointer self) {
   auto& st = self->state;
+  ++st.attempt;  // results of earlier attempts still at the compressors are dropped on arrival
   st.active.clear();
   for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
     if (in_set(st.member_set, m))
@@ -278,61 +319,52 @@ void start_attempt(group_pointer self) {
     check_all_parts_done(self);
     return;
   }
-  // Scatter: part p of our vector to the member that reduces it; our own part into our reducer.
-  std::span<const float> all(values);
-  size_t chunks_to_send = 0;
-  for (uint32_t p = 0; p < st.active.size(); ++p)
-    if (p != st.my_position)
-      chunks_to_send += chunk_ranges(st.parts[p], st.options.chunk_elements).size();
-  size_t chunks_sent = 0;
-  bool topk = st.options.codec == "topk" && st.options.residual &&
-              st.options.residual->size() == values.size();
+  // Scatter: part p of our vector to the member that reduces it, our own part into our reducer
+  // as the others will read it. Every chunk goes to a compressor; each is sent as soon as it
+  // comes back, while the others are still being coded.
+  st.scatter_chunks = 0;
+  st.scatter_chunks_sent = 0;
+  const bool topk = !st.residual_at_start.empty();
+  if (topk)
+    *st.options.residual = st.residual_at_start;
   for (uint32_t p = 0; p < st.active.size(); ++p) {
     const auto& part = st.parts[p];
     for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
-      if (p != st.my_position && st.options.inject == averaging_group_options::fault::die_as_sender &&
-          2 * chunks_sent >= chunks_to_send)
-        die_now("sender");
       for (const auto& piece : split_at_tensors(st, chunk)) {
-        auto slice = all.subspan(piece.begin, piece.size());
-        auto offset = piece.begin - part.begin;
-        std::vector<float> input;
+        const auto offset = piece.begin - part.begin;
+        const auto begin = values.begin() + static_cast<std::ptrdiff_t>(piece.begin);
+        const bool own = p == st.my_position;
+        chunk_encode_job job{st.assignment.round_id, p, offset, part.size()};
+        job.values.assign(begin, begin + static_cast<std::ptrdiff_t>(piece.size()));
+        job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::scatter);
         if (topk) {
           // Error feedback: what earlier rounds dropped rides along with this round's values.
-          input.assign(slice.begin(), slice.end());
-          auto* residual = st.options.residual->data() + piece.begin;
-          for (size_t i = 0; i < input.size(); ++i)
-            input[i] += residual[i];
-          slice = input;
+          for (size_t i = 0; i < piece.size(); ++i)
+            job.values[i] += st.residual_at_start[piece.begin + i];
+          job.error_feedback = true;
         }
-        auto codec = codec_for(st, piece, st.active.size(), allreduce_phase::scatter);
-        tensor_blob blob;
-        if (st.options.corrupt_chunks && p != st.my_position) {
-          std::vector<float> poison(piece.size(), std::numeric_limits<float>::quiet_NaN());
-          blob = encode_chunk(st.assignment.round_id, p, offset, poison, nullptr);
-        } else {
-          blob = encode_chunk(st.assignment.round_id, p, offset, slice, codec.get());
+        if (st.options.corrupt_chunks && !own) {
+          job.values.assign(piece.size(), std::numeric_limits<float>::quiet_NaN());
+          job.codec = {};
+          job.error_feedback = false;
         }
-        std::vector<float> sent_values;
-        if (topk || p == st.my_position)
-          sent_values = codec ? decode_chunk(blob, st.assignment.round_id, p, part.size())
-                              : std::vector<float>(slice.begin(), slice.end());
-        if (topk) {
-          auto* residual = st.options.residual->data() + piece.begin;
-          for (size_t i = 0; i < sent_values.size(); ++i)
-            residual[i] = slice[i] - sent_values[i];
-        }
-        if (p == st.my_position) {
-          st.reducer->accept(st.my_position, offset, sent_values, st.options.weight);
+        if (own && !topk && job.codec.name == "none") {
+          // Nothing to code: our own floats go straight into the reducer.
+          st.reducer->accept(st.my_position, offset, job.values, st.options.weight);
           continue;
         }
-        st.float_bytes += piece.size() * sizeof(float);
-        send_chunk(self, st.active[p],
-                   {st.assignment.round_id, st.member_set,
-                    static_cast<uint8_t>(allreduce_phase::scatter), st.me, std::move(blob)});
+        job.decode_back = own;
+        pending_chunk pending;
+        pending.what = own ? pending_chunk::role::own_part : pending_chunk::role::scatter_out;
+        pending.member = st.active[p];
+        pending.position = p;
+        pending.offset = offset;
+        pending.piece_begin = piece.begin;
+        pending.elements = piece.size();
+        if (!own)
+          ++st.scatter_chunks;
+        dispatch(self, compressor_encode{0, std::move(job)}, pending);
       }
-      if (p != st.my_position)
-        ++chunks_sent;
     }
   }
   maybe_finish_reduction(self);
@@ -418,42 +450,114 @@ void handle_chunk(group_pointer self, allreduce_chunk& chunk) {
       reject(self, chunk.sender, "wrong_part", "scatter chunk for a part this peer does not reduce");
       return;
     }
-    std::vector<float> values;
-    try {
-      values = decode_chunk(chunk.blob, st.assignment.round_id, part_index,
-                            st.parts[part_index].size());
-    } catch (const std::exception& e) {
-      reject(self, chunk.sender, "invalid", e.what());
-      return;
-    }
-    auto status = st.reducer->accept(sender_position, chunk.blob.offset, values,
-                                     st.assignment.members[chunk.sender].weight);
-    if (status != accept_status::accepted) {
-      reject(self, chunk.sender, std::string(to_string(status)), std::string(to_string(status)));
-      return;
-    }
-    maybe_finish_reduction(self);
   } else if (phase == allreduce_phase::gather) {
     if (part_index >= st.parts.size() || st.active[part_index] != chunk.sender) {
       reject(self, chunk.sender, "wrong_part", "result for a part the sender does not reduce");
       return;
     }
-    std::vector<float> values;
-    try {
-      values = decode_chunk(chunk.blob, st.assignment.round_id, part_index,
-                            st.parts[part_index].size());
-    } catch (const std::exception& e) {
-      reject(self, chunk.sender, "invalid", e.what());
-      return;
-    }
-    if (st.part_received[part_index] + values.size() > st.parts[part_index].size()) {
-      reject(self, chunk.sender, "duplicate", "more result values than the part holds");
-      return;
-    }
-    apply_result(self, part_index, chunk.blob.offset, values);
-    check_all_parts_done(self);
   } else {
     reject(self, chunk.sender, "header", "unknown phase");
+    return;
+  }
+  pending_chunk pending;
+  pending.what = phase == allreduce_phase::scatter ? pending_chunk::role::scatter_in
+                                                   : pending_chunk::role::gather_in;
+  pending.member = chunk.sender;
+  pending.position = phase == allreduce_phase::scatter ? sender_position : part_index;
+  pending.offset = chunk.blob.offset;
+  const auto part_length = st.parts[part_index].size();
+  dispatch(self,
+           compressor_decode{0, {std::move(chunk.blob), st.assignment.round_id, part_index,
+                                 part_length}},
+           pending);
+}
+
+// A chunk came back from a compressor: carry on with it, if its attempt is still the one running.
+void handle_coded(group_pointer self, compressor_result& result) {
+  auto& st = self->state;
+  auto it = st.pending.find(result.tag);
+  if (it == st.pending.end())
+    return;
+  const auto pending = it->second;
+  st.pending.erase(it);
+  if (!st.options.compressors.empty())
+    --st.compressor_load[pending.compressor];
+  if (st.done || pending.attempt != st.attempt)
+    return;
+  auto& coded = result.chunk;
+  using role = pending_chunk::role;
+  switch (pending.what) {
+    case role::scatter_out:
+    case role::own_part:
+    case role::gather_out:
+      if (!coded.error.empty()) {
+        // Our own values would not encode (non-finite): nothing sensible can be sent.
+        fail(self, errc::invalid_message, "could not encode a chunk: " + coded.error);
+        return;
+      }
+      break;
+    case role::scatter_in:
+    case role::gather_in:
+      if (!coded.error.empty()) {
+        reject(self, pending.member, "invalid", coded.error);
+        return;
+      }
+      break;
+  }
+  if (!coded.leftover.empty())
+    std::copy(coded.leftover.begin(), coded.leftover.end(),
+              st.options.residual->begin() + static_cast<std::ptrdiff_t>(pending.piece_begin));
+  switch (pending.what) {
+    case role::scatter_out: {
+      if (st.options.inject == averaging_group_options::fault::die_as_sender &&
+          2 * st.scatter_chunks_sent >= st.scatter_chunks)
+        die_now("sender");
+      ++st.scatter_chunks_sent;
+      st.float_bytes += pending.elements * sizeof(float);
+      send_chunk(self, pending.member,
+                 {st.assignment.round_id, st.member_set,
+                  static_cast<uint8_t>(allreduce_phase::scatter), st.me, std::move(coded.blob)});
+      return;
+    }
+    case role::own_part:
+      st.reducer->accept(st.my_position, pending.offset, coded.values, st.options.weight);
+      maybe_finish_reduction(self);
+      return;
+    case role::gather_out: {
+      apply_result(self, st.my_position, pending.offset, coded.values);
+      for (auto member : st.active)
+        if (member != st.me) {
+          st.float_bytes += coded.values.size() * sizeof(float);
+          send_chunk(self, member,
+                     {st.assignment.round_id, st.member_set,
+                      static_cast<uint8_t>(allreduce_phase::gather), st.me, coded.blob});
+        }
+      check_all_parts_done(self);
+      return;
+    }
+    case role::scatter_in: {
+      if (!st.reducer)
+        return;
+      auto status = st.reducer->accept(pending.position, pending.offset, coded.values,
+                                       st.assignment.members[pending.member].weight);
+      if (status != accept_status::accepted) {
+        reject(self, pending.member, std::string(to_string(status)),
+               std::string(to_string(status)));
+        return;
+      }
+      maybe_finish_reduction(self);
+      return;
+    }
+    case role::gather_in: {
+      if (st.part_received[pending.position] + coded.values.size() >
+          st.parts[pending.position].size()) {
+        reject(self, pending.member, "duplicate", "more result values than the part holds");
+        return;
+      }
+      apply_result(self, pending.position, pending.offset, coded.values);
+      check_all_parts_done(self);
+      return;
+    }
   }
 }
 
@@ -478,6 +582,9 @@ void start_round(group_pointer self, group_assignment assignment) {
   st.member_set = n == 64 ? ~uint64_t{0} : ((uint64_t{1} << n) - 1);
   st.started = clock_type::now();
   st.last_alive_note.assign(n, clock_type::time_point{});
+  const auto& residual = st.options.residual;
+  if (st.options.codec == "topk" && residual && residual->size() == st.options.values->size())
+    st.residual_at_start = *residual;
   for (const auto& m : st.assignment.members)
     if (m.averager.address() != self->address())
       self->monitor(m.averager);
@@ -491,6 +598,7 @@ void start_round(group_pointer self, group_assignment assignment) {
 caf::behavior averaging_group(group_pointer self, averaging_group_options options) {
   auto& st = self->state;
   st.options = std::move(options);
+  st.compressor_load.assign(st.options.compressors.size(), 0);
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
     for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
@@ -504,6 +612,7 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
   return {
     [=](group_assignment& assignment) { start_round(self, std::move(assignment)); },
     [=](chunk_atom, allreduce_chunk& chunk) { handle_chunk(self, chunk); },
+    [=](compressor_result& result) { handle_coded(self, result); },
     [=](digest_atom, const round_digest& d) {
       auto& st = self->state;
       if (!st.done || d.round_id != st.assignment.round_id || d.sender >= 64 ||

@@ -4,8 +4,10 @@
 //
 // The averager spawns one group actor per round *before* matchmaking ends and offers its handle
 // to the leader; the leader's assignment names every member's group actor, so chunks go from
-// group actor to group actor directly. Detached: decoding and reducing megabytes never blocks
-// CAF's scheduler.
+// group actor to group actor directly. Chunks are encoded and decoded by the averager's
+// compressor actors, several at once, while this actor sends, receives and reduces: a chunk goes
+// out as soon as it is encoded, and is reduced as soon as it is decoded. Detached: reducing
+// megabytes never blocks CAF's scheduler.
 //
 //   WAITING --(assignment)--> SCATTER/REDUCE --(all parts back)--> DONE --(digests in)--> quit
 //      |                        |      ^
@@ -46,13 +48,17 @@ struct averaging_group_options {
   std::chrono::milliseconds timeout{60000};
   /// Codec for chunks ("none", "fp16", "bf16", "int8", "topk", "adaptive") and its options.
   /// Top-k keeps its error feedback in `residual` (one entry per element, owned by the averager
-  /// across rounds), so what a round drops is sent in a later one, never lost. Adaptive sends a
-  /// tensor exactly when it has fewer than codec_settings.adaptive_exact_below elements
-  /// (`tensor_bounds` says where tensors are) and int8 otherwise.
+  /// across rounds), so what a round drops is sent in a later one, never lost. Every attempt of
+  /// a round starts from the residual the round found, and a failed round leaves it as found.
+  /// Adaptive sends a tensor exactly when it has fewer than codec_settings.adaptive_exact_below
+  /// elements (`tensor_bounds` says where tensors are) and int8 otherwise.
   std::string codec = "none";
   codec_options codec_settings;
   std::shared_ptr<std::vector<float>> residual;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
+  /// Compressors (actors/compressor.hpp) that code this round's chunks; none: coded on this
+  /// actor's thread.
+  std::vector<caf::actor> compressors;
   /// Receives the average_outcome when the round ends (failed = true when it could not finish).
   caf::actor reply_to;
   /// Membership, told `(alive_atom, peer_id)` when chunks arrive from a member: they prove it

@@ -195,6 +195,7 @@ void start_swarm(peer_pointer self) {
   averaging.codec_settings.topk_fraction = cfg.averaging.topk_fraction;
   averaging.codec_settings.adaptive_exact_below =
     static_cast<size_t>(cfg.averaging.adaptive_exact_below);
+  averaging.compressor_threads = static_cast<size_t>(cfg.averaging.compressor_threads);
   averaging.die_in_round = cfg.debug.die_in_round;
   averaging.die_as = cfg.debug.die_as;
   averaging.corrupt_chunks_from = cfg.debug.corrupt_chunks_from;

@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   double heartbeat = 0.5, connection_timeout = 3.0, matchmaking_time = 30.0;
   double allreduce_timeout = 600.0, request_timeout = 10.0, ready_timeout = 120.0;
   double settle = 1.0, linger = 2.0;
-  size_t chunk_elements = 262144, adaptive_exact_below = 16384;
+  size_t chunk_elements = 262144, adaptive_exact_below = 16384, compressor_threads = 2;
   uint64_t seed = 1;
   app.add_option("--peers", peers, "start once the view holds this many peers")->capture_default_str();
   app.add_option("--rounds", rounds, "averaging rounds")->capture_default_str();
@@ -134,6 +134,8 @@ int main(int argc, char** argv) {
   app.add_option("--adaptive-exact-below", adaptive_exact_below, "adaptive: exact below")
     ->capture_default_str();
   app.add_option("--chunk-elements", chunk_elements, "elements per chunk")->capture_default_str();
+  app.add_option("--compressor-threads", compressor_threads, "compressor actors")
+    ->capture_default_str();
   app.add_option("--dit-layout", dit_layout,
                  "the vector is a DiT of this preset (S/2, B/4, ...): --elements becomes its "
                  "parameter count and the adaptive codec sees its tensors");
@@ -195,6 +197,7 @@ int main(int argc, char** argv) {
     averaging.codec_settings.int8_block_size = int8_block;
     averaging.codec_settings.topk_fraction = topk_fraction;
     averaging.codec_settings.adaptive_exact_below = adaptive_exact_below;
+    averaging.compressor_threads = compressor_threads;
     auto averager = spawn_averager(system, averaging);
 
     membership_options members;

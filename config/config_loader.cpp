@@ -575,6 +575,7 @@ section_schema averaging_keys() {
       field("topk_fraction", &averaging_section::topk_fraction, within(1e-6, 1)),
       field("topk_catch_up", &averaging_section::topk_catch_up),
       field("adaptive_exact_below", &averaging_section::adaptive_exact_below, at_least(0)),
+      field("compressor_threads", &averaging_section::compressor_threads, within(1, 64)),
       field("state_compression", &averaging_section::state_compression,
             one_of({"none", "zstd", "fp16", "bf16"})),
       field("state_every", &averaging_section::state_every, at_least(1)),

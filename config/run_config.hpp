@@ -191,6 +191,8 @@ struct averaging_section {
   bool topk_catch_up = true;
   /// "adaptive": tensors with fewer elements than this travel exactly.
   int adaptive_exact_below = 16384;
+  /// Threads (compressor actors) that encode and decode chunks while the network carries others.
+  int compressor_threads = 2;
   /// How state for late joiners travels: "none", "zstd" (lossless), "fp16" or "bf16" (floats
   /// halved: joiners start from a rounded copy).
   std::string state_compression = "none";

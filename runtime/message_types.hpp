@@ -14,6 +14,7 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/swarm_messages.hpp"
 #include "runtime/training_batch.hpp"
@@ -108,6 +109,25 @@ struct peer_epochs {
   std::map<std::string, int64_t> by_peer;
 };
 
+/// Local only: an averaging group's chunk job for a compressor (actors/compressor.hpp); `tag`
+/// comes back with the compressor_result.
+struct compressor_encode {
+  uint64_t tag = 0;
+  chunk_encode_job job;
+};
+
+/// Local only: see compressor_encode.
+struct compressor_decode {
+  uint64_t tag = 0;
+  chunk_decode_job job;
+};
+
+/// Local only: what a compressor made of a job.
+struct compressor_result {
+  uint64_t tag = 0;
+  coded_chunk chunk;
+};
+
 /// How often a peer's supervisor restarted each child.
 struct supervision_report {
   int32_t trainer_restarts = 0;
@@ -131,6 +151,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::swarm_progress)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::peer_epochs)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::shared_bytes)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::state_download_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::compressor_encode)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::compressor_decode)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ddactor::compressor_result)
 
 CAF_BEGIN_TYPE_ID_BLOCK(ddactor, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ddactor, (ddactor::batch_message))
@@ -157,6 +180,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(ddactor, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ddactor, (ddactor::generate_request))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::shared_bytes))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::state_download_result))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::compressor_encode))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::compressor_decode))
+  CAF_ADD_TYPE_ID(ddactor, (ddactor::compressor_result))
 CAF_END_TYPE_ID_BLOCK(ddactor)
 
 // Atoms (CAF 0.17: at most 10 characters).

@@ -59,4 +59,36 @@ std::vector<float> decode_chunk(const tensor_blob& blob, uint64_t round_id, uint
   return values;
 }
 
+coded_chunk run_chunk_job(chunk_encode_job job) {
+  coded_chunk out;
+  try {
+    auto codec = job.codec.name == "none" ? nullptr : make_codec(job.codec.name, job.codec.settings);
+    out.blob = encode_chunk(job.round_id, job.part_index, job.offset, job.values, codec.get());
+    if (job.decode_back || job.error_feedback)
+      out.values = decode_chunk(out.blob, job.round_id, job.part_index, job.part_length);
+    if (job.error_feedback) {
+      out.leftover = std::move(job.values);
+      for (size_t i = 0; i < out.leftover.size(); ++i)
+        out.leftover[i] -= out.values[i];
+    }
+    if (!job.decode_back)
+      out.values.clear();
+  } catch (const std::exception& e) {
+    out = {};
+    out.error = e.what();
+  }
+  return out;
+}
+
+coded_chunk run_chunk_job(const chunk_decode_job& job) {
+  coded_chunk out;
+  try {
+    out.values = decode_chunk(job.blob, job.round_id, job.part_index, job.part_length);
+  } catch (const std::exception& e) {
+    out.values.clear();
+    out.error = e.what();
+  }
+  return out;
+}
+
 } // namespace ddactor

@@ -26,4 +26,47 @@ tensor_blob encode_chunk(uint64_t round_id, uint32_t part_index, uint64_t offset
 std::vector<float> decode_chunk(const tensor_blob& blob, uint64_t round_id, uint32_t part_index,
                                 uint64_t part_length);
 
+/// The codec a chunk travels with: its name ("none": raw float32) and options.
+struct chunk_codec {
+  std::string name = "none";
+  codec_options settings;
+};
+
+/// Work for a compressor (actors/compressor.hpp): encode values [offset, offset + n) of part
+/// `part_index` (a part of `part_length` elements) of round `round_id`.
+struct chunk_encode_job {
+  uint64_t round_id = 0;
+  uint32_t part_index = 0;
+  uint64_t offset = 0;
+  uint64_t part_length = 0;
+  std::vector<float> values;
+  chunk_codec codec;
+  /// Also decode the blob into coded_chunk::values: what every receiver will read (a reducer
+  /// applies its own result from those very values, so that all members agree bit for bit).
+  bool decode_back = false;
+  /// Also return values - decoded as coded_chunk::leftover (top-k's error feedback).
+  bool error_feedback = false;
+};
+
+/// Work for a compressor: validate and decode a blob that claims to be a chunk of part
+/// `part_index` (of `part_length` elements) of round `round_id`.
+struct chunk_decode_job {
+  tensor_blob blob;
+  uint64_t round_id = 0;
+  uint32_t part_index = 0;
+  uint64_t part_length = 0;
+};
+
+/// What a job produced, or why it failed (`error` not empty: hostile blob, non-finite input).
+struct coded_chunk {
+  tensor_blob blob;
+  std::vector<float> values;
+  std::vector<float> leftover;
+  std::string error;
+};
+
+/// Runs a job; never throws (failures land in coded_chunk::error).
+coded_chunk run_chunk_job(chunk_encode_job job);
+coded_chunk run_chunk_job(const chunk_decode_job& job);
+
 } // namespace ddactor

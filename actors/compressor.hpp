@@ -1,0 +1,19 @@
+#pragma once
+// A compressor: encodes and decodes all-reduce chunks (codecs, checksums, validation of hostile
+// bytes) on its own thread, so that an averaging group keeps sending and receiving while chunks
+// are coded, and several chunks are coded at once. The averager owns a pool of them
+// (averaging.compressor_threads) and lends it to each round's group.
+//
+//   group --compressor_encode / compressor_decode--> compressor --compressor_result--> group
+//
+// Stateless: a job carries everything it needs (top-k's error feedback travels in the job and
+// its leftover comes back in the result), so any compressor can take any job, in any order.
+// Detached: coding megabytes never blocks CAF's scheduler.
+
+#include "caf/all.hpp"
+
+namespace ddactor {
+
+caf::actor spawn_compressor(caf::actor_system& system);
+
+} // namespace ddactor

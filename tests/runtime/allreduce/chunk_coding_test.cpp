@@ -1,0 +1,82 @@
+// The chunk jobs a compressor runs: encode (with what receivers will decode and top-k's
+// leftover), decode of hostile blobs; failures come back as errors, never as exceptions.
+#include "runtime/allreduce/chunk_coding.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+namespace ddactor {
+namespace {
+
+std::vector<float> random_values(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> out(n);
+  for (auto& v : out)
+    v = normal(rng);
+  return out;
+}
+
+chunk_encode_job job_for(std::vector<float> values, const std::string& codec) {
+  chunk_encode_job job{7, 1, 100, 1000};
+  job.values = std::move(values);
+  job.codec.name = codec;
+  job.codec.settings.topk_fraction = 0.1;
+  return job;
+}
+
+TEST(chunk_jobs, topk_returns_what_receivers_read_and_exactly_what_it_dropped) {
+  auto input = random_values(300, 1);
+  auto job = job_for(input, "topk");
+  job.decode_back = true;
+  job.error_feedback = true;
+  auto out = run_chunk_job(job);
+  ASSERT_TRUE(out.error.empty()) << out.error;
+  ASSERT_EQ(out.values.size(), input.size());
+  ASSERT_EQ(out.leftover.size(), input.size());
+  size_t kept = 0;
+  for (size_t i = 0; i < input.size(); ++i) {
+    EXPECT_EQ(out.values[i] + out.leftover[i], input[i]);
+    kept += out.values[i] != 0 ? 1 : 0;
+  }
+  EXPECT_EQ(kept, 30u);
+  auto received = run_chunk_job(chunk_decode_job{out.blob, 7, 1, 1000});
+  ASSERT_TRUE(received.error.empty()) << received.error;
+  EXPECT_EQ(received.values, out.values);
+}
+
+TEST(chunk_jobs, without_decode_back_only_the_blob_comes_back) {
+  auto out = run_chunk_job(job_for(random_values(64, 2), "int8"));
+  ASSERT_TRUE(out.error.empty()) << out.error;
+  EXPECT_TRUE(out.values.empty());
+  EXPECT_TRUE(out.leftover.empty());
+  EXPECT_FALSE(out.blob.bytes.empty());
+}
+
+TEST(chunk_jobs, non_finite_input_is_an_error_not_an_exception) {
+  auto values = random_values(64, 3);
+  values[5] = std::numeric_limits<float>::infinity();
+  auto out = run_chunk_job(job_for(values, "int8"));
+  EXPECT_FALSE(out.error.empty());
+  EXPECT_TRUE(out.blob.bytes.empty());
+}
+
+TEST(chunk_jobs, a_tampered_or_misaddressed_blob_is_refused_with_its_reason) {
+  auto good = run_chunk_job(job_for(random_values(64, 4), "fp16"));
+  ASSERT_TRUE(good.error.empty());
+  auto tampered = good.blob;
+  tampered.bytes[tampered.bytes.size() / 2] ^= 0x5a;
+  auto refused = run_chunk_job(chunk_decode_job{tampered, 7, 1, 1000});
+  EXPECT_FALSE(refused.error.empty());
+  EXPECT_TRUE(refused.values.empty());
+  EXPECT_FALSE(run_chunk_job(chunk_decode_job{good.blob, 8, 1, 1000}).error.empty())
+    << "another round";
+  EXPECT_FALSE(run_chunk_job(chunk_decode_job{good.blob, 7, 1, 120}).error.empty())
+    << "past the end of the part";
+}
+
+} // namespace
+} // namespace ddactor
