@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <stdexcept>
 #include <thread>
 
 #include "monitoring/ddactor_metrics.hpp"
@@ -241,19 +242,13 @@ void apply_result(group_pointer self, uint32_t position, uint64_t offset,
   std::abort();
 }
 
-// Hands a job to the least busy compressor (or, with none, codes it here and posts the result
-// to ourselves, so that results are always handled the same way: as messages).
+// Hands a job to the least busy compressor.
 template <class Work>
 void dispatch(group_pointer self, Work work, pending_chunk pending) {
   auto& st = self->state;
   pending.attempt = st.attempt;
   work.tag = st.next_tag++;
   const auto& compressors = st.options.compressors;
-  if (compressors.empty()) {
-    st.pending.emplace(work.tag, pending);
-    self->send(self, compressor_result{work.tag, run_chunk_job(std::move(work.job))});
-    return;
-  }
   auto least = std::min_element(st.compressor_load.begin(), st.compressor_load.end());
   pending.compressor = static_cast<size_t>(least - st.compressor_load.begin());
   ++*least;
@@ -275,7 +270,11 @@ void maybe_finish_reduction(group_pointer self) {
   for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
     for (const auto& piece : split_at_tensors(st, chunk)) {
       auto offset = piece.begin - part.begin;
-      chunk_encode_job job{st.assignment.round_id, st.my_position, offset, part.size()};
+      chunk_encode_job job;
+      job.round_id = st.assignment.round_id;
+      job.part_index = st.my_position;
+      job.offset = offset;
+      job.part_length = part.size();
       job.values.assign(result.values.begin() + static_cast<std::ptrdiff_t>(offset),
                         result.values.begin() + static_cast<std::ptrdiff_t>(offset + piece.size()));
       job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::gather);
@@ -334,7 +333,11 @@ void start_attempt(group_pointer self) {
         const auto offset = piece.begin - part.begin;
         const auto begin = values.begin() + static_cast<std::ptrdiff_t>(piece.begin);
         const bool own = p == st.my_position;
-        chunk_encode_job job{st.assignment.round_id, p, offset, part.size()};
+        chunk_encode_job job;
+        job.round_id = st.assignment.round_id;
+        job.part_index = p;
+        job.offset = offset;
+        job.part_length = part.size();
         job.values.assign(begin, begin + static_cast<std::ptrdiff_t>(piece.size()));
         job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::scatter);
         if (topk) {
@@ -480,8 +483,7 @@ void handle_coded(group_pointer self, compressor_result& result) {
     return;
   const auto pending = it->second;
   st.pending.erase(it);
-  if (!st.options.compressors.empty())
-    --st.compressor_load[pending.compressor];
+  --st.compressor_load[pending.compressor];
   if (st.done || pending.attempt != st.attempt)
     return;
   auto& coded = result.chunk;
@@ -646,6 +648,8 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
 } // namespace
 
 caf::actor spawn_averaging_group(caf::actor_system& system, averaging_group_options options) {
+  if (options.compressors.empty())
+    throw std::invalid_argument("an averaging group needs at least one compressor");
   return system.spawn<caf::detached>(averaging_group, std::move(options));
 }
 

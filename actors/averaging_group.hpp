@@ -56,8 +56,7 @@ struct averaging_group_options {
   codec_options codec_settings;
   std::shared_ptr<std::vector<float>> residual;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
-  /// Compressors (actors/compressor.hpp) that code this round's chunks; none: coded on this
-  /// actor's thread.
+  /// Compressors (actors/compressor.hpp) that code this round's chunks (at least one).
   std::vector<caf::actor> compressors;
   /// Receives the average_outcome when the round ends (failed = true when it could not finish).
   caf::actor reply_to;

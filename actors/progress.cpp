@@ -35,7 +35,10 @@ struct progress_state {
   progress_report mine;
   std::map<std::string, received_report> reports;
   int64_t signalled_epoch = -1;
-  // Consecutive ticks our digest differed from the agreed one (one tick may see half an update).
+  // Digests of recent epochs, ours and the other peers' (runtime/state_agreement.hpp).
+  digest_history my_digests;
+  std::map<std::string, digest_history> peer_digests;
+  // Consecutive checks our digest differed from the agreed one (one may see half an update).
   int disagreeing_ticks = 0;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "progress";
@@ -79,20 +82,36 @@ void push_epochs(progress_pointer self) {
   self->send(st.averager, std::move(epochs));
 }
 
-// A split swarm: sets view.diverged when our weights are not those most peers of our epoch hold
-// (runtime/state_agreement.hpp), for two ticks running. Only where the peers of an epoch fit in
-// one group: larger swarms average in several groups, whose results differ by design.
+// A split swarm: sets view.diverged when our weights are not those most peers of an epoch hold
+// (runtime/state_agreement.hpp), at two checks running. Judged at the newest epoch of ours that
+// other live peers have reported too, and only where that epoch's peers fit in one group: larger
+// swarms average in several groups, whose results differ by design.
 void check_agreement(progress_state& st, swarm_progress& view) {
-  if (!st.options.repair_splits || st.mine.state_digest == 0)
+  if (!st.options.repair_splits)
     return;
   auto now = clock_type::now();
-  std::vector<state_digest_report> at_epoch{{st.mine.peer_id, st.mine.state_digest}};
-  for (const auto& [id, r] : st.reports)
-    if (r.report.epoch == st.mine.epoch && now - r.at <= st.options.stale_after)
-      at_epoch.push_back({id, r.report.state_digest});
+  std::vector<state_digest_report> at_epoch;
+  int64_t epoch = 0;
+  uint64_t mine = 0;
+  const auto& my_entries = st.my_digests.entries();
+  for (auto it = my_entries.rbegin(); it != my_entries.rend() && at_epoch.empty(); ++it) {
+    for (const auto& [id, history] : st.peer_digests) {
+      auto report = st.reports.find(id);
+      if (report == st.reports.end() || now - report->second.at > st.options.stale_after)
+        continue;
+      if (auto digest = history.at(it->first))
+        at_epoch.push_back({id, *digest});
+    }
+    if (!at_epoch.empty()) {
+      epoch = it->first;
+      mine = it->second;
+      at_epoch.push_back({st.mine.peer_id, mine});
+    }
+  }
+  if (at_epoch.empty())
+    return;  // nothing to compare with yet: neither agreement nor disagreement
   auto agreed = agreed_state(at_epoch);
-  if (at_epoch.size() > st.options.group_size || !agreed ||
-      agreed->digest == st.mine.state_digest) {
+  if (at_epoch.size() > st.options.group_size || !agreed || agreed->digest == mine) {
     st.disagreeing_ticks = 0;
     return;
   }
@@ -102,7 +121,7 @@ void check_agreement(progress_state& st, swarm_progress& view) {
     st.metrics.split_repairs.inc();
     spdlog::warn("epoch {}: these weights differ from those {} of {} peers of this epoch hold "
                  "(the swarm averaged in split groups); taking theirs",
-                 st.mine.epoch, agreed->holders.size(), at_epoch.size());
+                 epoch, agreed->holders.size(), at_epoch.size());
   }
   view.diverged = true;
   for (const auto& id : agreed->holders)
@@ -153,6 +172,8 @@ caf::behavior progress(progress_pointer self, progress_options options) {
           kept.insert(*it);
       }
       st.reports = std::move(kept);  // forget peers that left
+      std::erase_if(st.peer_digests,
+                    [&](const auto& entry) { return st.reports.count(entry.first) == 0; });
       st.swarm_size = static_cast<int32_t>(st.others.size() + 1);
       update(self);
     },
@@ -163,6 +184,8 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       bool counted = samples != st.mine.samples;
       st.mine.epoch = epoch;
       st.mine.state_digest = state_digest;
+      if (st.my_digests.record(epoch, state_digest))
+        st.disagreeing_ticks = 0;  // we took another state: earlier checks no longer apply
       st.mine.samples = samples;
       st.mine.samples_per_second = samples_per_second;
       // Tell the others at once: a new epoch (matchmaking relies on it), new weights, or a
@@ -183,6 +206,7 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       auto previous = st.reports.find(report.peer_id);
       bool moved = previous == st.reports.end() || previous->second.report.epoch != report.epoch;
       st.reports[report.peer_id] = {report, clock_type::now()};
+      st.peer_digests[report.peer_id].record(report.epoch, report.state_digest);
       if (moved)
         push_epochs(self);
       update(self);

@@ -31,6 +31,32 @@ bool split_repair_possible(std::string_view state_compression, int64_t state_eve
   return (state_compression == "none" || state_compression == "zstd") && state_every == 1;
 }
 
+bool digest_history::record(int64_t epoch, uint64_t digest) {
+  if (digest == 0)
+    return false;
+  bool started_over = false;
+  if (!by_epoch_.empty()) {
+    const auto [last_epoch, last_digest] = *by_epoch_.rbegin();
+    if (epoch == last_epoch && digest == last_digest)
+      return false;
+    if (epoch != last_epoch + 1) {
+      by_epoch_.clear();
+      started_over = true;
+    }
+  }
+  by_epoch_[epoch] = digest;
+  while (by_epoch_.size() > max_epochs)
+    by_epoch_.erase(by_epoch_.begin());
+  return started_over;
+}
+
+std::optional<uint64_t> digest_history::at(int64_t epoch) const {
+  auto it = by_epoch_.find(epoch);
+  if (it == by_epoch_.end())
+    return std::nullopt;
+  return it->second;
+}
+
 uint64_t state_digest_of(std::span<const float> weights) noexcept {
   auto digest = blob_checksum(
     {reinterpret_cast<const char*>(weights.data()), weights.size_bytes()}, 0x5eed'57a7e);

@@ -14,6 +14,7 @@
 // means "not known yet" and does not take part.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,6 +36,28 @@ struct state_agreement {
 
 /// The agreed state among `reports` (all of one epoch), or nullopt if none reports a digest.
 std::optional<state_agreement> agreed_state(std::span<const state_digest_report> reports);
+
+/// The digests one peer reported for its recent epochs (its weights at the start of each). Peers
+/// of a fast swarm are rarely at the same epoch at the moment one compares, so agreement is
+/// judged at the newest epoch that several peers have reported, not at each one's current epoch.
+/// A report that skips epochs, goes back, or changes the digest of its epoch means the peer
+/// took another state (a download, a restart): what it reported before no longer describes it
+/// and is dropped.
+class digest_history {
+ public:
+  static constexpr std::size_t max_epochs = 64;
+
+  /// Notes (epoch, digest); digest 0 ("not known") is ignored. Returns true when the history
+  /// started over because the peer took another state.
+  bool record(int64_t epoch, uint64_t digest);
+  /// The digest reported for `epoch`, if known.
+  std::optional<uint64_t> at(int64_t epoch) const;
+  /// Epoch -> digest, oldest first.
+  const std::map<int64_t, uint64_t>& entries() const noexcept { return by_epoch_; }
+
+ private:
+  std::map<int64_t, uint64_t> by_epoch_;
+};
 
 /// The digest peers report: a checksum of the weights' bytes (never 0).
 uint64_t state_digest_of(std::span<const float> weights) noexcept;

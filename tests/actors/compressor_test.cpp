@@ -23,7 +23,9 @@ compressor_result await_result(caf::scoped_actor& self) {
 }
 
 chunk_encode_job int8_job(size_t n, float value) {
-  chunk_encode_job job{3, 0, 0, n};
+  chunk_encode_job job;
+  job.round_id = 3;
+  job.part_length = n;
   job.values.assign(n, value);
   job.codec.name = "int8";
   return job;

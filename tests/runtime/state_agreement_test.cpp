@@ -68,5 +68,39 @@ TEST(state_agreement, the_digest_sees_every_bit_of_the_weights) {
   EXPECT_NE(state_digest_of(empty), 0u);
 }
 
+TEST(digest_history, keeps_recent_epochs_so_peers_at_different_epochs_compare) {
+  digest_history h;
+  EXPECT_FALSE(h.record(5, 50));
+  EXPECT_FALSE(h.record(6, 60));
+  EXPECT_FALSE(h.record(6, 60));  // the same report again
+  EXPECT_FALSE(h.record(7, 0));   // digest not known: ignored
+  EXPECT_EQ(h.at(5), 50u);
+  EXPECT_EQ(h.at(6), 60u);
+  EXPECT_FALSE(h.at(7));
+  for (int64_t e = 7; e < 7 + static_cast<int64_t>(digest_history::max_epochs); ++e)
+    EXPECT_FALSE(h.record(e, static_cast<uint64_t>(e) * 10));
+  EXPECT_EQ(h.entries().size(), digest_history::max_epochs);
+  EXPECT_FALSE(h.at(5)) << "the oldest epochs make room";
+}
+
+TEST(digest_history, another_state_drops_what_the_peer_reported_before) {
+  digest_history changed_digest;
+  changed_digest.record(3, 30);
+  changed_digest.record(4, 40);
+  EXPECT_TRUE(changed_digest.record(4, 41));  // a download of the same epoch
+  EXPECT_FALSE(changed_digest.at(3));
+  EXPECT_EQ(changed_digest.at(4), 41u);
+
+  digest_history jumped;
+  jumped.record(3, 30);
+  EXPECT_TRUE(jumped.record(9, 90));  // a download of a later epoch
+  EXPECT_FALSE(jumped.at(3));
+
+  digest_history went_back;
+  went_back.record(3, 30);
+  EXPECT_TRUE(went_back.record(2, 20));  // a restart from an older checkpoint
+  EXPECT_EQ(went_back.entries().size(), 1u);
+}
+
 } // namespace
 } // namespace ddactor

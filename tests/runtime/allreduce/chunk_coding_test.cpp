@@ -21,7 +21,11 @@ std::vector<float> random_values(size_t n, uint32_t seed) {
 }
 
 chunk_encode_job job_for(std::vector<float> values, const std::string& codec) {
-  chunk_encode_job job{7, 1, 100, 1000};
+  chunk_encode_job job;
+  job.round_id = 7;
+  job.part_index = 1;
+  job.offset = 100;
+  job.part_length = 1000;
   job.values = std::move(values);
   job.codec.name = codec;
   job.codec.settings.topk_fraction = 0.1;
