@@ -256,6 +256,18 @@ void dispatch(group_pointer self, Work work, pending_chunk pending) {
   self->send(compressors[pending.compressor], std::move(work));
 }
 
+// An encode job for `values` at `offset` in the part at `position` of this attempt.
+chunk_encode_job encode_job(const group_state& st, uint32_t position, uint64_t offset,
+                            std::span<const float> values) {
+  chunk_encode_job job;
+  job.round_id = st.assignment.round_id;
+  job.part_index = position;
+  job.offset = offset;
+  job.part_length = st.parts[position].size();
+  job.values.assign(values.begin(), values.end());
+  return job;
+}
+
 // This peer's part is reduced: encode it once, send it to everyone and apply the very same
 // encoding locally, so every member ends with identical values even with lossy codecs.
 void maybe_finish_reduction(group_pointer self) {
@@ -270,13 +282,8 @@ void maybe_finish_reduction(group_pointer self) {
   for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
     for (const auto& piece : split_at_tensors(st, chunk)) {
       auto offset = piece.begin - part.begin;
-      chunk_encode_job job;
-      job.round_id = st.assignment.round_id;
-      job.part_index = st.my_position;
-      job.offset = offset;
-      job.part_length = part.size();
-      job.values.assign(result.values.begin() + static_cast<std::ptrdiff_t>(offset),
-                        result.values.begin() + static_cast<std::ptrdiff_t>(offset + piece.size()));
+      auto job = encode_job(st, st.my_position, offset,
+                            std::span<const float>(result.values).subspan(offset, piece.size()));
       job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::gather);
       job.decode_back = true;
       pending_chunk pending;
@@ -331,14 +338,9 @@ void start_attempt(group_pointer self) {
     for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
       for (const auto& piece : split_at_tensors(st, chunk)) {
         const auto offset = piece.begin - part.begin;
-        const auto begin = values.begin() + static_cast<std::ptrdiff_t>(piece.begin);
         const bool own = p == st.my_position;
-        chunk_encode_job job;
-        job.round_id = st.assignment.round_id;
-        job.part_index = p;
-        job.offset = offset;
-        job.part_length = part.size();
-        job.values.assign(begin, begin + static_cast<std::ptrdiff_t>(piece.size()));
+        auto job = encode_job(st, p, offset,
+                              std::span<const float>(values).subspan(piece.begin, piece.size()));
         job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::scatter);
         if (topk) {
           // Error feedback: what earlier rounds dropped rides along with this round's values.
