@@ -19,6 +19,7 @@
 #include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/allreduce/weighted_reduction.hpp"
 #include "runtime/compression/codec_factory.hpp"
+#include "runtime/weak_delayed_send.hpp"
 
 namespace ddactor {
 
@@ -212,7 +213,7 @@ void finish_round(group_pointer self) {
   st.digests_expected = st.member_set & ~(uint64_t{1} << st.me);
   if (st.active.size() <= 1)
     st.digests_expected = 0;
-  self->delayed_send(self, digest_wait, timeout_atom_v, caf::ok_atom_v);
+  weak_delayed_send(self, digest_wait, timeout_atom_v, caf::ok_atom_v);
   maybe_quit_after_digests(self);
 }
 
@@ -592,7 +593,7 @@ void start_round(group_pointer self, group_assignment assignment) {
   for (const auto& m : st.assignment.members)
     if (m.averager.address() != self->address())
       self->monitor(m.averager);
-  self->delayed_send(self, st.options.timeout, timeout_atom_v);
+  weak_delayed_send(self, st.options.timeout, timeout_atom_v);
   start_attempt(self);
   auto early = std::move(st.early_chunks);
   for (auto& chunk : early)

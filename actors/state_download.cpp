@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/weak_delayed_send.hpp"
 
 namespace ddactor {
 
@@ -37,7 +38,7 @@ class state_download_actor : public caf::event_based_actor {
       if (!done_ && source_ && down.source == source_.address())
         fail_source("went down (" + system().render(down.reason) + ")");
     });
-    delayed_send(this, options_.deadline, timeout_atom_v);
+    weak_delayed_send(this, options_.deadline, timeout_atom_v);
     probe_next_candidate();
     return {
       [this](caf::get_atom) -> caf::result<state_download_result> {
@@ -176,7 +177,7 @@ class state_download_actor : public caf::event_based_actor {
       progress_armed_ = true;
       last_log_time_ = clock_type::now();
       last_log_bytes_ = bytes_fetched_;
-      delayed_send(this, options_.progress_interval, tick_atom_v);
+      weak_delayed_send(this, options_.progress_interval, tick_atom_v);
     }
     if (assembly_->complete())
       return on_complete();
@@ -265,7 +266,6 @@ class state_download_actor : public caf::event_based_actor {
     for (auto& promise : waiting_)
       promise.deliver(*outcome_);
     waiting_.clear();
-    // The actor object may outlive quit() for a while (its timers hold it): keep no bytes.
     outcome_.reset();
     quit();
   }
@@ -284,7 +284,7 @@ class state_download_actor : public caf::event_based_actor {
                  megabytes(m.total_bytes), m.epoch, source_index_, rate);
     last_log_time_ = now;
     last_log_bytes_ = bytes_fetched_;
-    delayed_send(this, options_.progress_interval, tick_atom_v);
+    weak_delayed_send(this, options_.progress_interval, tick_atom_v);
   }
 
   state_download_options options_;

@@ -19,6 +19,7 @@
 #include "caf/io/all.hpp"
 #include "monitoring/metrics_http_server.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
@@ -93,6 +94,8 @@ int serve_command(const run_config& config) {
   install_stop_handler();
   ddactor_system_config system_config(timing_of(config), /*with_network=*/true);
   caf::actor_system system{system_config};
+  // Declared after the system, so it ends first: a bounded wait for the detached actors.
+  detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};
 
   generator_options options;
   options.routing = load_router(config);
@@ -197,6 +200,8 @@ int serve_expert_command(const run_config& config, int expert,
   auto loaded = load_inference_model(expert_config(config, expert), checkpoint, false);
   ddactor_system_config system_config(timing_of(config), /*with_network=*/true);
   caf::actor_system system{system_config};
+  // Declared after the system, so it ends first: a bounded wait for the detached actors.
+  detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};
   auto server = spawn_expert_server(system, {loaded.model, expert});
   auto port = publish(system, server, config);
   spdlog::info("expert {} ({}, step {}) serving on {}:{}; Ctrl-C stops", expert,

@@ -17,6 +17,7 @@
 #include "monitoring/metrics_registry.hpp"
 #include "monitoring/peer_health.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/run_data.hpp"
@@ -136,6 +137,8 @@ int train_command(const run_config& config) {
     std::chrono::milliseconds(static_cast<int64_t>(config.network.connection_timeout * 1000));
   ddactor_system_config system_config(timing, /*with_network=*/!config.network.listen.empty());
   caf::actor_system system{system_config};
+  // Declared after the system, so it ends first: a bounded wait for the detached actors.
+  detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};
   peer_options options;
   options.config = config;
   options.train_data = data.train;

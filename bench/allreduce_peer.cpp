@@ -41,6 +41,7 @@
 #include "models/dit.hpp"
 #include "models/flat_parameters.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
 #include "runtime/tensor_blob.hpp"
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
     network_timing timing{seconds(heartbeat), seconds(connection_timeout)};
     ddactor_system_config config(timing, /*with_network=*/true);
     caf::actor_system system{config};
+    detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};
     caf::scoped_actor self{system};
     const auto peer_id = make_random_peer_id();
 

@@ -37,6 +37,7 @@
 #include "monitoring/peer_health.hpp"
 #include "monitoring/prometheus_exposition.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/run_data.hpp"
 
 namespace {
@@ -183,6 +184,7 @@ void peer_run(const run_config& config, double scrape_interval, int warmup, int 
   {
     ddactor_system_config system_config({}, /*with_network=*/false);
     caf::actor_system system{system_config};
+    detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};
     peer_options options;
     options.config = config;
     options.train_data = data.train;

@@ -24,6 +24,7 @@
 #include "models/model_config.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/run_data.hpp"
 
@@ -110,6 +111,7 @@ double actor_samples_per_second(const std::string& preset, int batch, int warmup
   double base = counter.value();
   ddactor_system_config system_config({}, /*with_network=*/false);
   caf::actor_system system{system_config};
+  detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};
   peer_options options;
   options.config = config;
   options.train_data = data.train;

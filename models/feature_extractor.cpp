@@ -4,6 +4,8 @@
 
 #include <torch/script.h>
 
+#include <spdlog/fmt/fmt.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -184,10 +186,8 @@ torch::Tensor torchscript_features::image_features(const image_dataset& data, in
                            .view({1, 3, 1, 1});
       input = ((input + 1) / 2 - mean) / std;
     }
-    const std::string shape_text = "(" + std::to_string(input.size(0)) + ", " +
-                                   std::to_string(input.size(1)) + ", " +
-                                   std::to_string(input.size(2)) + ", " +
-                                   std::to_string(input.size(3)) + ")";
+    const std::string shape_text = fmt::format("({}, {}, {}, {})", input.size(0), input.size(1),
+                                               input.size(2), input.size(3));
     torch::jit::IValue output;
     try {
       output = module_->module.forward({input});

@@ -68,8 +68,10 @@ void apply_ddm_split(const run_config& config, run_data& data) {
   spdlog::info("DDM router: {} images labelled with their cluster (sizes:{})", relabelled->count,
                [&] {
                  std::string sizes;
-                 for (auto size : clusters.sizes)
-                   sizes += " " + std::to_string(size);
+                 for (auto size : clusters.sizes) {
+                   sizes += ' ';
+                   sizes += std::to_string(size);
+                 }
                  return sizes;
                }());
   data.train = relabelled;

@@ -324,7 +324,14 @@ void netlab::build(int hosts) {
   } catch (const netlab_error& e) {
     throw netlab_unavailable(std::string("cannot create network namespaces: ") + e.what());
   }
-  run_checked({ip, "-n", hub_namespace_, "link", "set", "lo", "up"});
+  // Entering a namespace is a separate facility: `ip -n` remounts /sys in a private mount
+  // namespace, which fails where `/` is not a mount point (a plain chroot).
+  try {
+    run_checked({ip, "-n", hub_namespace_, "link", "set", "lo", "up"});
+  } catch (const netlab_error& e) {
+    throw netlab_unavailable(std::string("cannot enter network namespaces (in a chroot, bind-mount "
+                                         "its root onto itself): ") + e.what());
+  }
   run_checked({ip, "-n", hub_namespace_, "link", "add", "br0", "type", "bridge"});
   run_checked({ip, "-n", hub_namespace_, "link", "set", "br0", "up"});
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
@@ -34,6 +35,7 @@ chunk_encode_job int8_job(size_t n, float value) {
 TEST(compressor, answers_each_job_with_its_tag_and_survives_hostile_blobs) {
   ddactor_system_config cfg{{}, /*with_network=*/false};
   caf::actor_system system{cfg};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   caf::scoped_actor self{system};
   auto compressor = spawn_compressor(system);
 
@@ -61,6 +63,7 @@ TEST(compressor, answers_each_job_with_its_tag_and_survives_hostile_blobs) {
 TEST(compressor, a_pool_codes_many_jobs_and_every_one_comes_back) {
   ddactor_system_config cfg{{}, /*with_network=*/false};
   caf::actor_system system{cfg};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   caf::scoped_actor self{system};
   std::vector<caf::actor> pool{spawn_compressor(system), spawn_compressor(system)};
   constexpr uint64_t jobs = 40;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/data_order.hpp"
 
 namespace ddactor {
@@ -27,6 +28,7 @@ class data_loader_actor_test : public ::testing::Test {
  protected:
   ddactor_system_config cfg{{}, /*with_network=*/false};
   caf::actor_system system{cfg};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   caf::scoped_actor self{system};
 
   std::vector<std::shared_ptr<const training_batch>> receive_batches(size_t n) {

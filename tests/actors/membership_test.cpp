@@ -15,6 +15,7 @@
 
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
 #include "runtime/swarm_view.hpp"
@@ -45,6 +46,7 @@ membership_options fast_options(std::vector<std::string> initial_peers) {
 struct swarm_node {
   ddactor_system_config config{test_network};
   caf::actor_system system{config};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   caf::actor membership;
   std::string peer_id;
   uint64_t incarnation = 1;
@@ -132,8 +134,10 @@ std::string describe_views(const std::vector<swarm_node*>& nodes) {
   std::string text;
   for (auto* node : nodes) {
     text += short_peer_id(node->peer_id) + " sees:";
-    for (auto& id : node->view_ids())
-      text += " " + short_peer_id(id);
+    for (auto& id : node->view_ids()) {
+      text += ' ';
+      text += short_peer_id(id);
+    }
     text += "\n";
   }
   return text;
@@ -369,6 +373,7 @@ TEST(membership, a_taken_port_is_a_clear_fatal_error) {
   auto a = start_node();
   ddactor_system_config config{test_network};
   caf::actor_system system{config};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   auto options = fast_options({});
   options.self.info = peer_info{make_random_peer_id(), "127.0.0.1", 0, "test-swarm", 1};
   options.listen_port = a->port;
@@ -397,6 +402,7 @@ TEST(membership, a_taken_port_is_a_clear_fatal_error) {
 struct silent_member {
   ddactor_system_config config{test_network};
   caf::actor_system system{config};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   caf::scoped_actor self{system};
   caf::actor remote;  // node's membership
   swarm_member fake;
@@ -455,6 +461,7 @@ TEST(membership, malformed_messages_are_rejected_counted_and_survived) {
   auto a = start_node();
   ddactor_system_config config{test_network};
   caf::actor_system system{config};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   auto remote = system.middleman().remote_actor("127.0.0.1", a->port);
   ASSERT_TRUE(remote) << system.render(remote.error());
   caf::scoped_actor client{system};

@@ -18,6 +18,7 @@
 
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
 #include "runtime/tensor_blob.hpp"
 
 namespace ddactor {
@@ -44,10 +45,11 @@ bool same_manifest(const state_manifest& a, const state_manifest& b) {
 }
 
 /// One actor system with the middleman, as a peer process would have. Actors it adopts are
-/// stopped before it shuts down (a system waits for all its actors).
+/// stopped before it shuts down (a system waits for all its actors), and its end is bounded.
 struct node {
   ddactor_system_config config{network_timing{200ms, 2000ms}};
   caf::actor_system system{config};
+  detached_actor_guard guard{system, std::chrono::seconds(20)};
   std::vector<caf::actor> adopted;
   std::vector<std::pair<caf::actor, uint16_t>> published;
 
@@ -60,17 +62,11 @@ struct node {
         ADD_FAILURE() << "an actor did not stop";
       });
     }
-    for (auto& [a, port] : published) {
+    for (auto& [a, port] : published)
       system.middleman().unpublish(a, port);
-      // CAF 0.17.6: for a moment after a published actor stopped, the middleman still holds
-      // references to it (messages on their way out); a detached actor still referenced when its
-      // system's destructor runs keeps that destructor waiting forever.
-      const auto* control = caf::actor_cast<caf::strong_actor_ptr>(a).get();
-      for (int i = 0; i < 500 && control->strong_refs.load() > 2; ++i)
-        std::this_thread::sleep_for(2ms);
-    }
     published.clear();
     adopted.clear();
+    // Then `guard` waits until the detached actors are destroyed, not just stopped.
   }
 
   caf::actor adopt(caf::actor a) {

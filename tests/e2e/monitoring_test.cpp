@@ -316,8 +316,9 @@ TEST_F(monitoring, prometheus_scrapes_two_peers_and_every_dashboard_query_return
                                  std::to_string(swarm_port) + "\"]"});
     peers.push_back(std::make_unique<child_process>(
       DDACTOR_BINARY, args, dir.path() / ("peer" + std::to_string(i) + ".log")));
-    if (i == 0)
+    if (i == 0) {
       ASSERT_TRUE(peers[0]->wait_for_output("listening for peers", 60s)) << peers[0]->output();
+    }
   }
 
   // Prometheus on loopback, scraping both every second, its data in the test's folder.

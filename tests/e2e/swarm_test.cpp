@@ -91,8 +91,9 @@ class swarm : public ::testing::Test {
     if (static_cast<int>(peers.size()) <= i)
       peers.resize(static_cast<size_t>(i) + 1);
     peers[static_cast<size_t>(i)] = std::make_unique<child_process>(DDACTOR_BINARY, args, log(i));
-    if (i == 0)
+    if (i == 0) {
       ASSERT_TRUE(peers[0]->wait_for_output("listening for peers", 60s)) << peers[0]->output();
+    }
   }
 
   void expect_exit_ok(int i, std::chrono::seconds timeout = 180s) {
