@@ -13,6 +13,7 @@
 #include "actors/averaging_group.hpp"
 #include "actors/compressor.hpp"
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/matchmaking_rules.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
@@ -51,7 +52,7 @@ struct member_request {
 struct averager_state {
   averager_options options;
   std::vector<swarm_member> members;  // of this swarm, sorted by id (self included)
-  std::map<std::string, int64_t> epochs;  // reported epoch per peer (self included)
+  epoch_reports reports;  // the peers' epochs, self included (runtime/matchmaking_rules.hpp)
   std::map<int64_t, matchmaking_round> rounds;
   std::set<int64_t> closed_epochs;
   std::optional<member_request> current;
@@ -142,20 +143,11 @@ void close_matchmaking(averager_pointer self, int64_t epoch) {
   }
 }
 
-// Whether a peer takes part in the matchmaking of `epoch`: it reported that epoch or the one
-// before (reports lag a little behind), or nothing yet. A peer known to be elsewhere -- one that
-// joined late and is catching up, fell further behind, or already moved on -- neither leads nor
-// is waited for.
-bool at_epoch(const averager_state& st, const std::string& peer_id, int64_t epoch) {
-  auto it = st.epochs.find(peer_id);
-  return it == st.epochs.end() || it->second == epoch || it->second + 1 == epoch;
-}
-
-// Peers the leader waits for in `epoch`.
+// Peers the leader waits for in `epoch` (runtime/matchmaking_rules.hpp says which).
 size_t participants(const averager_state& st, int64_t epoch) {
   size_t n = 0;
   for (const auto& m : st.members)
-    n += at_epoch(st, m.info.peer_id, epoch) ? 1 : 0;
+    n += awaited_in(st.reports, m.info.peer_id, epoch) ? 1 : 0;
   return std::max<size_t>(n, 1);
 }
 
@@ -180,16 +172,18 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
     return make_error(errc::round_timeout,
                       "matchmaking for epoch " + std::to_string(req.epoch) + " is closed");
   // A peer that is elsewhere itself (downloading the state, or a joiner whose report has not
-  // reached the member yet) does not lead: the member moves on to the next candidate.
-  if (st.rounds.count(req.epoch) == 0 && !at_epoch(st, st.options.peer_id, req.epoch))
-    return make_error(errc::not_leader, "this peer is not at epoch " + std::to_string(req.epoch));
-  // Views differ for a moment when a peer joins or catches up: a peer that sees a lower-id
-  // participant of this epoch sends the joiner on, unless it already leads this epoch's round.
+  // reached the member yet), or that reached the epoch by a download, does not lead it: the
+  // member moves on to the next candidate.
+  if (st.rounds.count(req.epoch) == 0 && !leader_candidate(st.reports, st.options.peer_id, req.epoch))
+    return make_error(errc::not_leader,
+                      "this peer does not lead epoch " + std::to_string(req.epoch));
+  // Views differ for a moment when a peer joins or catches up: a peer that knows a lower-id
+  // leader of this epoch sends the member on, unless it already leads this epoch's round.
   if (st.rounds.count(req.epoch) == 0)
     for (const auto& m : st.members) {
       if (m.info.peer_id == st.options.peer_id)
         break;
-      if (at_epoch(st, m.info.peer_id, req.epoch) && m.averager)
+      if (leads_instead(st.reports, m.info.peer_id, req.epoch) && m.averager)
         return make_error(errc::not_leader, m.info.peer_id.substr(0, 8) + " leads this epoch");
     }
   auto [it, fresh] = st.rounds.try_emplace(req.epoch);
@@ -225,7 +219,7 @@ void join_round(averager_pointer self) {
   const swarm_member* leader = nullptr;
   for (const auto& m : st.members)
     if (cur.failed_leaders.count(m.info.peer_id) == 0 && m.averager &&
-        (m.info.peer_id == st.options.peer_id || at_epoch(st, m.info.peer_id, cur.request.epoch))) {
+        leader_candidate(st.reports, m.info.peer_id, cur.request.epoch)) {
       leader = &m;
       break;
     }
@@ -352,7 +346,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       close_full_rounds(self);
     },
     [=](peer_epochs& epochs) {
-      self->state.epochs = std::move(epochs.by_peer);
+      self->state.reports = {std::move(epochs.by_peer), std::move(epochs.not_leading)};
       close_full_rounds(self);
     },
     [=](average_atom, average_request& request) -> caf::result<average_outcome> {

@@ -19,7 +19,7 @@
 #include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/allreduce/weighted_reduction.hpp"
 #include "runtime/compression/codec_factory.hpp"
-#include "runtime/weak_delayed_send.hpp"
+#include "runtime/actor_ticks.hpp"
 
 namespace ddactor {
 
@@ -68,6 +68,10 @@ struct group_state {
   std::vector<size_t> part_received;  // elements of each part's result received
   size_t parts_done = 0;
   bool done = false;
+  // The round's deadline, then (once done) how long digests are awaited; checked on ticks
+  // (runtime/actor_ticks.hpp), so a group that quit is not held by a timer.
+  clock_type::time_point deadline;
+  clock_type::time_point digest_deadline;
   uint64_t digest = 0;
   uint64_t digests_expected = 0;      // member set whose digests we wait for
   // Statistics for the outcome and metrics.
@@ -213,7 +217,7 @@ void finish_round(group_pointer self) {
   st.digests_expected = st.member_set & ~(uint64_t{1} << st.me);
   if (st.active.size() <= 1)
     st.digests_expected = 0;
-  weak_delayed_send(self, digest_wait, timeout_atom_v, caf::ok_atom_v);
+  st.digest_deadline = clock_type::now() + digest_wait;
   maybe_quit_after_digests(self);
 }
 
@@ -593,7 +597,8 @@ void start_round(group_pointer self, group_assignment assignment) {
   for (const auto& m : st.assignment.members)
     if (m.averager.address() != self->address())
       self->monitor(m.averager);
-  weak_delayed_send(self, st.options.timeout, timeout_atom_v);
+  st.deadline = st.started + st.options.timeout;
+  self->send(self, tick_atom_v);
   start_attempt(self);
   auto early = std::move(st.early_chunks);
   for (auto& chunk : early)
@@ -633,17 +638,21 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
       }
       maybe_quit_after_digests(self);
     },
-    [=](timeout_atom) {
-      // The round's deadline.
+    [=](tick_atom) {
       auto& st = self->state;
-      if (!st.done)
+      const auto now = clock_type::now();
+      if (!st.done && now >= st.deadline) {
         fail(self, errc::round_timeout,
              "all-reduce did not finish within " +
                std::to_string(st.options.timeout.count() / 1000.0) + " s");
-    },
-    [=](timeout_atom, caf::ok_atom) {
-      // Done waiting for digests.
-      self->quit();
+        return;
+      }
+      if (st.done && now >= st.digest_deadline) {
+        self->quit();  // done waiting for digests
+        return;
+      }
+      self->delayed_send(self, tick_towards(st.done ? st.digest_deadline : st.deadline, now),
+                         tick_atom_v);
     },
   };
 }

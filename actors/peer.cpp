@@ -204,6 +204,9 @@ void start_swarm(peer_pointer self) {
 
   state_server_options serving;
   serving.chunk_bytes = static_cast<uint64_t>(cfg.averaging.state_chunk_bytes);
+  // Well inside a downloader's request timeout.
+  serving.manifest_wait = std::min(std::chrono::milliseconds(2000),
+                                   seconds(cfg.averaging.request_timeout) / 2);
   st.state_server = spawn_state_server(self->system(), serving);
 
   membership_options members;

@@ -35,6 +35,8 @@ struct progress_state {
   progress_report mine;
   std::map<std::string, received_report> reports;
   int64_t signalled_epoch = -1;
+  // The highest epoch ahead of ours the trainer was told of at once (not only on the tick).
+  int64_t behind_reported = -1;
   // Digests of recent epochs, ours and the other peers' (runtime/state_agreement.hpp).
   digest_history my_digests;
   std::map<std::string, digest_history> peer_digests;
@@ -60,6 +62,7 @@ swarm_progress estimate(progress_state& st) {
     auto age = now - r.at;
     if (age > st.options.stale_after)
       continue;
+    ++out.peers_reported;
     out.max_epoch = std::max(out.max_epoch, r.report.epoch);
     out.samples_per_second += r.report.samples_per_second;
     if (r.report.epoch == st.mine.epoch)
@@ -75,10 +78,15 @@ void push_epochs(progress_pointer self) {
     return;
   peer_epochs epochs;
   epochs.by_peer[st.options.peer_id] = st.mine.epoch;
+  if (!st.mine.may_lead)
+    epochs.not_leading.insert(st.options.peer_id);
   auto now = clock_type::now();
   for (const auto& [id, r] : st.reports)
-    if (now - r.at <= st.options.stale_after)
+    if (now - r.at <= st.options.stale_after) {
       epochs.by_peer[id] = r.report.epoch;
+      if (!r.report.may_lead)
+        epochs.not_leading.insert(id);
+    }
   self->send(st.averager, std::move(epochs));
 }
 
@@ -129,12 +137,68 @@ void check_agreement(progress_state& st, swarm_progress& view) {
       view.agreeing_servers.push_back(it->second);
 }
 
+// Where a peer that needs the swarm's state should get it: peers that hold the swarm's state
+// (not resyncing themselves) before those that do, each by reported epoch, highest first; peers
+// not heard from yet last. When every peer that could serve is resyncing too (all stepped alone
+// in one round), one state must become the swarm's again: the lowest id keeps its own.
+void rank_state_sources(progress_state& st, swarm_progress& view) {
+  const auto now = clock_type::now();
+  struct source {
+    bool resyncing;
+    int64_t epoch;
+    caf::actor server;
+  };
+  std::vector<source> ranked;
+  bool someone_in_sync = false;
+  bool lowest_resyncing = st.mine.resyncing;
+  for (const auto& [id, server] : st.state_servers) {
+    auto it = st.reports.find(id);
+    if (it == st.reports.end() || now - it->second.at > st.options.stale_after) {
+      ranked.push_back({true, -1, server});
+      continue;
+    }
+    const auto& report = it->second.report;
+    ranked.push_back({report.resyncing, report.epoch, server});
+    if (!report.resyncing && report.epoch >= st.mine.epoch)
+      someone_in_sync = true;
+    if (report.resyncing && id < st.options.peer_id)
+      lowest_resyncing = false;
+  }
+  std::stable_sort(ranked.begin(), ranked.end(), [](const source& a, const source& b) {
+    return a.resyncing != b.resyncing ? !a.resyncing : a.epoch > b.epoch;
+  });
+  for (auto& s : ranked)
+    view.state_servers.push_back(std::move(s.server));
+  view.keep_own_state = st.mine.resyncing && !someone_in_sync && lowest_resyncing;
+}
+
+// The trainer's view of the swarm: the estimate, where to get the state, whether ours differs.
+void send_view(progress_pointer self) {
+  auto& st = self->state;
+  if (!st.trainer)
+    return;
+  auto view = estimate(st);
+  rank_state_sources(st, view);
+  check_agreement(st, view);
+  self->send(st.trainer, std::move(view));
+}
+
 void update(progress_pointer self) {
   auto& st = self->state;
   auto est = estimate(st);
   st.metrics.epoch.set(static_cast<double>(st.mine.epoch));
   st.metrics.swarm_samples_per_second.set(est.samples_per_second);
   st.metrics.swarm_epoch_progress.set(est.epoch_samples);
+  // A peer already past our epoch means its round is over (matchmaking closed): averaging alone
+  // would set us apart from the swarm, so the trainer catches up instead, told at once.
+  if (est.max_epoch > st.mine.epoch) {
+    st.mine.ready = false;
+    if (st.behind_reported < est.max_epoch) {
+      st.behind_reported = est.max_epoch;
+      send_view(self);
+    }
+    return;
+  }
   bool ready = est.epoch_samples >= static_cast<double>(st.options.target_batch_size);
   st.mine.ready = ready;
   if (ready && st.signalled_epoch < st.mine.epoch && st.trainer) {
@@ -178,9 +242,12 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       update(self);
     },
     [=](progress_atom, int64_t epoch, int64_t samples, double samples_per_second,
-        uint64_t state_digest) {
+        uint64_t state_digest, bool resyncing, bool may_lead) {
       auto& st = self->state;
-      bool moved = epoch != st.mine.epoch || state_digest != st.mine.state_digest;
+      bool moved = epoch != st.mine.epoch || state_digest != st.mine.state_digest ||
+                   resyncing != st.mine.resyncing || may_lead != st.mine.may_lead;
+      st.mine.resyncing = resyncing;
+      st.mine.may_lead = may_lead;
       bool counted = samples != st.mine.samples;
       st.mine.epoch = epoch;
       st.mine.state_digest = state_digest;
@@ -204,7 +271,9 @@ caf::behavior progress(progress_pointer self, progress_options options) {
           !(report.samples_per_second >= 0) || report.samples_per_second > max_reported_rate)
         return;  // not for us, or not believable
       auto previous = st.reports.find(report.peer_id);
-      bool moved = previous == st.reports.end() || previous->second.report.epoch != report.epoch;
+      bool moved = previous == st.reports.end() ||
+                   previous->second.report.epoch != report.epoch ||
+                   previous->second.report.may_lead != report.may_lead;
       st.reports[report.peer_id] = {report, clock_type::now()};
       st.peer_digests[report.peer_id].record(report.epoch, report.state_digest);
       if (moved)
@@ -216,21 +285,7 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       for (const auto& other : st.others)
         self->send(other, progress_atom_v, st.mine);
       update(self);
-      if (st.trainer) {
-        auto view = estimate(st);
-        // Candidates for catching up: peers by reported epoch, highest first.
-        std::vector<std::pair<int64_t, caf::actor>> ranked;
-        for (const auto& [id, server] : st.state_servers) {
-          auto it = st.reports.find(id);
-          ranked.emplace_back(it == st.reports.end() ? -1 : it->second.report.epoch, server);
-        }
-        std::stable_sort(ranked.begin(), ranked.end(),
-                         [](const auto& a, const auto& b) { return a.first > b.first; });
-        for (auto& [epoch, server] : ranked)
-          view.state_servers.push_back(server);
-        check_agreement(st, view);
-        self->send(st.trainer, std::move(view));
-      }
+      send_view(self);
       push_epochs(self);
       self->delayed_send(self, st.options.report_interval, tick_atom_v);
     },

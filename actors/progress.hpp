@@ -37,7 +37,7 @@ struct progress_options {
 
 /// Local: `(attach_atom, caf::actor trainer)`, `(attach_atom, caf::actor averager, caf::ok_atom)`
 /// (which then gets peer_epochs every interval), `(progress_atom, int64_t epoch, int64_t samples,
-/// double samples_per_second, uint64_t state_digest)`, `(view_atom, members)`. Remote: `(progress_atom, progress_report)`.
+/// double samples_per_second, uint64_t state_digest, bool resyncing, bool may_lead)`, `(view_atom, members)`. Remote: `(progress_atom, progress_report)`.
 caf::actor spawn_progress(caf::actor_system& system, progress_options options);
 
 } // namespace ddactor

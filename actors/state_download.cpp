@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "monitoring/ddactor_metrics.hpp"
-#include "runtime/weak_delayed_send.hpp"
+#include "runtime/actor_ticks.hpp"
 
 namespace ddactor {
 
@@ -38,7 +38,8 @@ class state_download_actor : public caf::event_based_actor {
       if (!done_ && source_ && down.source == source_.address())
         fail_source("went down (" + system().render(down.reason) + ")");
     });
-    weak_delayed_send(this, options_.deadline, timeout_atom_v);
+    deadline_ = started_ + options_.deadline;
+    send(this, tick_atom_v);
     probe_next_candidate();
     return {
       [this](caf::get_atom) -> caf::result<state_download_result> {
@@ -59,9 +60,21 @@ class state_download_actor : public caf::event_based_actor {
           return {uint64_t{0}, uint64_t{0}};
         return {assembly_->bytes_present(), assembly_->manifest().total_bytes};
       },
-      [this](timeout_atom) {
+      [this](tick_atom) {
+        // Deadline and progress log, on ticks (runtime/actor_ticks.hpp): a download that ended
+        // is not held for the rest of its deadline by a timer.
         if (done_)
           return;
+        const auto now = clock_type::now();
+        if (progress_armed_ && now >= last_log_time_ + options_.progress_interval)
+          log_progress();
+        if (now < deadline_) {
+          auto next = deadline_;
+          if (progress_armed_)
+            next = std::min(next, last_log_time_ + options_.progress_interval);
+          delayed_send(this, tick_towards(next, now), tick_atom_v);
+          return;
+        }
         std::string progress = "nothing downloaded";
         if (assembly_)
           progress = std::to_string(assembly_->chunks_present()) + " of " +
@@ -71,7 +84,6 @@ class state_download_actor : public caf::event_based_actor {
                        std::to_string(options_.deadline.count()) + " ms (" + progress + ")" +
                        failure_list());
       },
-      [this](tick_atom) { log_progress(); },
     };
   }
 
@@ -92,7 +104,8 @@ class state_download_actor : public caf::event_based_actor {
       ++generation_;
       monitor(source_);
       const uint64_t generation = generation_;
-      request(source_, options_.request_timeout, state_atom_v, options_.swarm_id)
+      request(source_, options_.request_timeout, state_atom_v, options_.swarm_id,
+              options_.min_epoch)
         .then(
           [this, generation](state_manifest& manifest) {
             if (generation == generation_)
@@ -177,7 +190,6 @@ class state_download_actor : public caf::event_based_actor {
       progress_armed_ = true;
       last_log_time_ = clock_type::now();
       last_log_bytes_ = bytes_fetched_;
-      weak_delayed_send(this, options_.progress_interval, tick_atom_v);
     }
     if (assembly_->complete())
       return on_complete();
@@ -284,12 +296,12 @@ class state_download_actor : public caf::event_based_actor {
                  megabytes(m.total_bytes), m.epoch, source_index_, rate);
     last_log_time_ = now;
     last_log_bytes_ = bytes_fetched_;
-    weak_delayed_send(this, options_.progress_interval, tick_atom_v);
   }
 
   state_download_options options_;
   state_transfer_metrics metrics_{global_metrics()};
   clock_type::time_point started_;
+  clock_type::time_point deadline_;
 
   size_t next_candidate_ = 0;
   size_t source_index_ = 0;

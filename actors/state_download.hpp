@@ -17,7 +17,7 @@
 //
 //        +--------------------------------------------------------------+
 //        v                                                              |
-//   [probing candidate i] --(state, swarm_id)--> manifest                |
+//   [probing candidate i] --(state, swarm_id, min_epoch)--> manifest     |
 //        |  refused, timeout, down, other swarm, epoch < min_epoch,      |
 //        |  manifest invalid: note why, i + 1 ---------------------------+
 //        |  manifest ok: same digest and chunking as the chunks held?

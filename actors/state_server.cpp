@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/actor_ticks.hpp"
 #include "runtime/state_transfer.hpp"
 
 namespace ddactor {
@@ -15,6 +16,10 @@ namespace ddactor {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// Manifest requests that may wait for a newer state at once; beyond that they are answered at
+// once (a flood of them must not grow the server without bound).
+constexpr size_t max_waiting_requests = 256;
 
 struct served_state {
   shared_bytes bytes;
@@ -25,10 +30,20 @@ struct served_state {
   clock_type::time_point last_used;
 };
 
+// A manifest request that waits for a newer state than the current one.
+struct waiting_request {
+  std::string swarm_id;
+  int64_t min_epoch = 0;
+  clock_type::time_point until;
+  caf::response_promise promise;
+};
+
 struct state_server_state {
   state_server_options options;
   /// Newest first; the front is the current state.
   std::deque<served_state> states;
+  std::vector<waiting_request> waiting;
+  bool ticking = false;
   state_transfer_metrics metrics{global_metrics()};
   static inline const char* name = "state_server";
 
@@ -54,6 +69,43 @@ struct state_server_state {
     return nullptr;
   }
 };
+
+// The answer to a manifest request: the current state, if it is of the swarm asked for.
+caf::expected<state_manifest> current_manifest(state_server_state& st, const std::string& swarm_id) {
+  if (st.states.empty())
+    return make_error(errc::data_unavailable, "this peer has no training state to serve yet");
+  auto& current = st.states.front();
+  if (current.manifest.swarm_id != swarm_id)
+    return make_error(errc::invalid_message, "this peer serves the state of swarm '" +
+                                               current.manifest.swarm_id + "', not '" + swarm_id +
+                                               "'");
+  current.last_used = clock_type::now();
+  return current.manifest;
+}
+
+// Answers the waiting requests that the current state satisfies, or whose wait is over.
+void answer_waiting(caf::stateful_actor<state_server_state>* self) {
+  auto& st = self->state;
+  const auto now = clock_type::now();
+  const int64_t current = st.states.empty() ? -1 : st.states.front().manifest.epoch;
+  std::erase_if(st.waiting, [&](waiting_request& w) {
+    if (current < w.min_epoch && now < w.until)
+      return false;
+    auto answer = current_manifest(st, w.swarm_id);
+    if (answer)
+      w.promise.deliver(std::move(*answer));
+    else
+      w.promise.deliver(std::move(answer.error()));
+    return true;
+  });
+  if (!st.waiting.empty() && !st.ticking) {
+    st.ticking = true;
+    auto first = st.waiting.front().until;
+    for (const auto& w : st.waiting)
+      first = std::min(first, w.until);
+    self->delayed_send(self, tick_towards(first, now), tick_atom_v);
+  }
+}
 
 std::string current_state_text(const state_server_state& st) {
   if (st.states.empty())
@@ -92,19 +144,30 @@ caf::behavior state_server(caf::stateful_actor<state_server_state>* self,
                    "{:016x}; {} states kept)",
                    m.epoch, m.swarm_id, static_cast<double>(m.total_bytes) / 1e6, m.chunk_count,
                    m.digest, st.states.size());
-      return m;
+      auto manifest = m;
+      answer_waiting(self);
+      return manifest;
     },
-    [=](state_atom, const std::string& swarm_id) -> caf::result<state_manifest> {
+    [=](state_atom, const std::string& swarm_id,
+        int64_t min_epoch) -> caf::result<state_manifest> {
       auto& st = self->state;
-      if (st.states.empty())
-        return make_error(errc::data_unavailable, "this peer has no training state to serve yet");
-      auto& current = st.states.front();
-      if (current.manifest.swarm_id != swarm_id)
-        return make_error(errc::invalid_message, "this peer serves the state of swarm '" +
-                                                   current.manifest.swarm_id + "', not '" +
-                                                   swarm_id + "'");
-      current.last_used = clock_type::now();
-      return current.manifest;
+      const bool newer_wanted = !st.states.empty() && st.states.front().manifest.epoch < min_epoch;
+      if (!newer_wanted || st.options.manifest_wait.count() <= 0 ||
+          st.waiting.size() >= max_waiting_requests) {
+        auto answer = current_manifest(st, swarm_id);
+        if (!answer)
+          return std::move(answer.error());
+        return std::move(*answer);
+      }
+      auto promise = self->make_response_promise();
+      st.waiting.push_back(
+        {swarm_id, min_epoch, clock_type::now() + st.options.manifest_wait, promise});
+      answer_waiting(self);
+      return promise;
+    },
+    [=](tick_atom) {
+      self->state.ticking = false;
+      answer_waiting(self);
     },
     [=](state_atom, uint64_t digest, uint64_t index) -> caf::result<state_chunk> {
       auto& st = self->state;

@@ -5,8 +5,13 @@
 // because hashing and copying tens of megabytes must never hold up CAF's scheduler.
 //
 //   local:  (put, shared_bytes, int64_t epoch, std::string swarm_id) -> state_manifest
-//   remote: (state, std::string swarm_id)                            -> state_manifest | error
+//   remote: (state, std::string swarm_id, int64_t min_epoch)         -> state_manifest | error
 //           (state, uint64_t digest, uint64_t chunk_index)           -> state_chunk    | error
+//
+// A manifest request for an epoch newer than the current state waits (at most
+// options.manifest_wait) for a put that reaches it, then answers with the current state: peers of
+// a swarm publish their state a moment apart, and a peer that needs the epoch it is at would
+// otherwise find every source one epoch behind, again and again.
 //
 // Which states it keeps: the current one always; an older one only while a download uses it
 // (a manifest or chunk request for it within options.retain_idle), and never more than
@@ -40,6 +45,9 @@ struct state_server_options {
   std::chrono::milliseconds retain_idle{60'000};
   /// States kept at most, the current one included (>= 1); each costs its size in memory.
   uint32_t max_states = 3;
+  /// How long a manifest request for a newer epoch than the current one may wait for it (shorter
+  /// than the downloaders' request timeout).
+  std::chrono::milliseconds manifest_wait{2'000};
 };
 
 /// Spawns a detached state server with no state yet. Throws std::invalid_argument when

@@ -30,6 +30,10 @@ using clock_type = std::chrono::steady_clock;
 // Smoothing of this peer's samples/s as reported to the swarm.
 constexpr double rate_smoothing = 0.3;
 
+// Waits between failed state downloads: from the first to the largest.
+constexpr std::chrono::milliseconds first_catch_up_backoff{250};
+constexpr std::chrono::milliseconds max_catch_up_backoff{8000};
+
 struct swarm_round_info {
   int32_t group_size = 0;
   double seconds = 0;
@@ -67,7 +71,18 @@ struct trainer_state {
   std::unique_ptr<outer_nesterov> outer;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   bool downloading = false;
+  // A peer started with initial_peers trains only once it knows where the swarm is (it may be
+  // far ahead): until the others' reports arrive, or until join_deadline.
+  bool joining = false;
+  clock_type::time_point join_deadline;
+  // Stepped alone while others exist and the state cannot be compared by digest (a lossy state
+  // transfer): a download from a peer that holds the swarm's state is due.
   bool resync_needed = false;
+  // The epoch this peer reached by a download (it does not lead that epoch's round), or -1.
+  int64_t downloaded_epoch = -1;
+  // After a failed download, the next attempt waits (doubling up to max_catch_up_backoff).
+  clock_type::time_point catch_up_not_before;
+  std::chrono::milliseconds catch_up_backoff{0};
   // state_digest_of the weights at the start of this epoch, reported to find split groups.
   uint64_t state_digest = 0;
   // Peers that hold the agreed weights while ours differ; a download from them is due.
@@ -316,7 +331,8 @@ void train_alone(trainer_pointer self, const training_batch& batch) {
 void report_progress(trainer_pointer self, int64_t in_flight = 0) {
   auto& st = self->state;
   caf::anon_send(st.options.progress, progress_atom_v, st.progress.epoch,
-                 st.epoch_samples + in_flight, st.samples_per_second, st.state_digest);
+                 st.epoch_samples + in_flight, st.samples_per_second, st.state_digest,
+                 st.resync_needed, st.progress.epoch != st.downloaded_epoch);
 }
 
 // After every change of the shared weights (a round, a download, a restore); about 0.1 s per GB,
@@ -344,11 +360,24 @@ void serve_state(trainer_pointer self) {
                  st.progress.epoch, st.options.swarm_id);
 }
 
+// How long a peer started with initial_peers waits to hear from the swarm before it trains alone.
+std::chrono::milliseconds join_wait(const run_config& config) {
+  const double seconds = std::max(10.0, 3 * config.network.connect_timeout);
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+void back_off_catching_up(trainer_state& st) {
+  st.catch_up_backoff = std::clamp(2 * st.catch_up_backoff, first_catch_up_backoff,
+                                   max_catch_up_backoff);
+  st.catch_up_not_before = clock_type::now() + st.catch_up_backoff;
+}
+
 // Downloads the swarm's state from `candidates` (best first), then resumes.
 void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
               std::vector<caf::actor> candidates) {
   auto& st = self->state;
-  if (st.downloading || st.averaging || st.finishing || candidates.empty())
+  if (st.downloading || st.averaging || st.finishing || candidates.empty() ||
+      clock_type::now() < st.catch_up_not_before)
     return;
   st.downloading = true;
   peer_health::global().set(peer_health::activity::downloading_state, why);
@@ -373,6 +402,7 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
           auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
           st.model->discard_accumulation();
           st.progress.epoch = epoch;
+          st.downloaded_epoch = epoch;
           st.progress.step = st.model->step();
           refresh_state_digest(st);
           st.epoch_samples = 0;
@@ -382,10 +412,12 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
           spdlog::info("downloaded the state of epoch {} ({:.1f} MB in {:.2f} s, {} resumes)",
                        epoch, result.bytes->size() / 1e6, seconds, result.resumes);
           st.resync_needed = false;
+          st.catch_up_backoff = std::chrono::milliseconds(0);
           report_progress(self);
           serve_state(self);
         } catch (const std::exception& e) {
           spdlog::warn("downloaded state refused: {}", e.what());
+          back_off_catching_up(st);
         }
         peer_health::global().set(peer_health::activity::training);
         drain_waiting_batches(self);
@@ -393,7 +425,9 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
       [=](const caf::error& err) {
         auto& st = self->state;
         st.downloading = false;
-        spdlog::warn("state download failed: {}", self->system().render(err));
+        back_off_catching_up(st);
+        spdlog::warn("state download failed: {}; next attempt in {} ms at the earliest",
+                     self->system().render(err), st.catch_up_backoff.count());
         peer_health::global().set(peer_health::activity::training);
         drain_waiting_batches(self);
       });
@@ -469,8 +503,13 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged, outcome.bytes_sent,
                    outcome.bytes_received};
   // Stepping alone while others exist means our state now differs from theirs, and stays so
-  // (later rounds average the same gradients onto different weights) until a download succeeds.
-  if (!outcome.averaged && st.swarm_view.swarm_size > 1)
+  // (later rounds average the same gradients, or pseudo-gradients, onto different weights; an
+  // average of parameters heals itself) until a download succeeds. Where digests are compared,
+  // that comparison finds the difference, and the swarm's rule (most holders, ties to the lowest
+  // id) picks the state to take even when every peer stepped alone; a flag could not, since each
+  // peer would wait for another to serve.
+  if (!outcome.averaged && st.swarm_view.swarm_size > 1 && mode != "parameters" &&
+      st.state_digest == 0)
     st.resync_needed = true;
   st.window_loss += st.epoch_loss / std::max<int64_t>(st.epoch_batches, 1);
   st.window_steps += 1;
@@ -479,9 +518,27 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   st.epoch_loss = 0;
   st.epoch_batches = 0;
   report_progress(self);
-  if (st.progress.epoch % st.options.config.averaging.state_every == 0 && !st.resync_needed)
+  // Served even while resyncing: when every peer stepped alone, one of them must serve.
+  if (st.progress.epoch % st.options.config.averaging.state_every == 0)
     serve_state(self);
   after_step(self, lr);
+}
+
+// A joiner learns where the swarm is before its first batch: it may be far ahead, and steps taken
+// alone meanwhile would only be thrown away (or, worse, averaged with the swarm's).
+void finish_joining(trainer_pointer self, const swarm_progress& view) {
+  auto& st = self->state;
+  const bool heard = view.swarm_size > 1 && view.peers_reported > 0;
+  if (!heard && clock_type::now() < st.join_deadline)
+    return;
+  st.joining = false;
+  if (heard)
+    spdlog::info("joined a swarm of {} peers at epoch {} (this peer: epoch {})", view.swarm_size,
+                 view.max_epoch, st.progress.epoch);
+  else
+    spdlog::warn("no peer of network.initial_peers answered within {:.0f} s; training alone "
+                 "until one does",
+                 std::chrono::duration<double>(join_wait(st.options.config)).count());
 }
 
 // Batches that arrived during a round or a download, one per message to itself: the ready
@@ -489,7 +546,7 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
 // past train.target_batch_size (it did by the prefetch depth when drained in one go).
 void drain_waiting_batches(trainer_pointer self) {
   auto& st = self->state;
-  if (st.drain_pending || st.averaging || st.downloading || st.finishing ||
+  if (st.drain_pending || st.averaging || st.downloading || st.joining || st.finishing ||
       st.waiting_batches.empty())
     return;
   st.drain_pending = true;
@@ -588,6 +645,8 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                st.options.config.run.mode == "router" ? "router with" : "DiT with",
                st.model->parameters().size(), st.swarm ? "epoch" : "step", current_step(st));
   if (st.swarm) {
+    st.joining = !st.options.config.network.initial_peers.empty();
+    st.join_deadline = clock_type::now() + join_wait(st.options.config);
     refresh_state_digest(st);
     caf::anon_send(st.options.progress, attach_atom_v, caf::actor_cast<caf::actor>(self));
     report_progress(self);
@@ -603,7 +662,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       auto& st = self->state;
       if (st.finishing || msg.batch->loader_generation != st.loader_generation)
         return;  // a stale batch from a replaced loader, or we are done
-      if (st.averaging || st.downloading || !st.waiting_batches.empty()) {
+      if (st.averaging || st.downloading || st.joining || !st.waiting_batches.empty()) {
         st.waiting_batches.push_back(msg.batch);  // in order, after those already waiting
         drain_waiting_batches(self);
         return;
@@ -613,7 +672,8 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     [=](drain_atom) {
       auto& st = self->state;
       st.drain_pending = false;
-      if (st.averaging || st.downloading || st.finishing || st.waiting_batches.empty())
+      if (st.averaging || st.downloading || st.joining || st.finishing ||
+          st.waiting_batches.empty())
         return;
       auto batch = std::move(st.waiting_batches.front());
       st.waiting_batches.pop_front();
@@ -646,8 +706,17 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     [=](const swarm_progress& view) {
       auto& st = self->state;
       st.swarm_view = view;
+      if (st.joining)
+        finish_joining(self, view);
       if (view.swarm_size <= 1)
         st.resync_needed = false;  // nobody to differ from: this peer's state is the swarm's
+      if (st.resync_needed && view.keep_own_state) {
+        spdlog::info("epoch {}: every peer stepped alone in the last round; this one has the "
+                     "lowest id, so its state is the swarm's from now on",
+                     st.progress.epoch);
+        st.resync_needed = false;
+        report_progress(self);
+      }
       // Remembered: the trainer may be in a round now; the download follows the round.
       st.agreeing_servers = view.diverged ? view.agreeing_servers : std::vector<caf::actor>{};
       if (view.max_epoch > st.progress.epoch)
@@ -657,6 +726,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       else if (!st.agreeing_servers.empty() && !st.averaging && !st.downloading)
         catch_up(self, st.progress.epoch, "the weights differ from the swarm's",
                  std::exchange(st.agreeing_servers, {}));
+      drain_waiting_batches(self);
     },
     [=](stop_atom) -> caf::result<int64_t> {
       auto& st = self->state;

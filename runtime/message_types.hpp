@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -95,8 +96,14 @@ struct swarm_progress {
   double samples_per_second = 0;
   /// Estimated samples the swarm accumulated towards our epoch's target.
   double epoch_samples = 0;
-  /// State servers of the other peers, those at the highest epoch first (for catching up).
+  /// Other peers whose reports are fresh: 0 right after joining, until their reports arrive.
+  int32_t peers_reported = 0;
+  /// State servers of the other peers, best source first: peers holding the swarm's state
+  /// before those that are resyncing themselves, each by reported epoch, highest first.
   std::vector<caf::actor> state_servers;
+  /// Every live peer that could serve a state is resyncing too, and this one has the lowest id
+  /// among them: its own state becomes the swarm's (the others then take it).
+  bool keep_own_state = false;
   /// Our weights differ from those most peers of our epoch hold (a split swarm; see
   /// runtime/state_agreement.hpp): download the state from one of `agreeing_servers`.
   bool diverged = false;
@@ -107,6 +114,8 @@ struct swarm_progress {
 /// actor to the averager, so that matchmaking counts and leads only the peers of an epoch.
 struct peer_epochs {
   std::map<std::string, int64_t> by_peer;
+  /// Peers that do not lead the epoch they are at (progress_report::may_lead), this one included.
+  std::set<std::string> not_leading;
 };
 
 /// Local only: an averaging group's chunk job for a compressor (actors/compressor.hpp); `tag`

@@ -67,6 +67,13 @@ struct progress_report {
   /// state_digest_of its weights at the start of this epoch (0: not known yet); peers of one
   /// epoch compare them to find a split (runtime/state_agreement.hpp).
   uint64_t state_digest = 0;
+  /// It stepped alone while others exist and waits for the swarm's state: its own is not the
+  /// swarm's, so it is the last choice of a peer that needs a state.
+  bool resyncing = false;
+  /// False for the epoch a peer reached by downloading the state: peers that chose this epoch's
+  /// leader before its report arrived did not count it, so it joins this epoch's round but never
+  /// leads it (two leaders would split the epoch).
+  bool may_lead = true;
 };
 
 /// A peer's request to take part in the averaging round of an epoch.
@@ -191,7 +198,7 @@ typename Inspector::result_type inspect(Inspector& f, swarm_member& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
   return f(caf::meta::type_name("progress_report"), x.peer_id, x.swarm_id, x.epoch, x.samples,
-           x.samples_per_second, x.ready, x.state_digest);
+           x.samples_per_second, x.ready, x.state_digest, x.resyncing, x.may_lead);
 }
 
 template <class Inspector>

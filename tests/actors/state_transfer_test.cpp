@@ -126,7 +126,7 @@ caf::behavior lying_server(caf::stateful_actor<lying_server_state>* self, shared
   self->state.claimed = std::move(claimed);
   self->state.corrupt = std::move(corrupt);
   return {
-    [=](state_atom, const std::string&) { return self->state.claimed; },
+    [=](state_atom, const std::string&, int64_t) { return self->state.claimed; },
     [=](state_atom, uint64_t digest, uint64_t index) {
       const auto& st = self->state;
       const auto& m = st.actual;
@@ -154,7 +154,7 @@ struct silent_server_state {
 
 caf::behavior silent_server(caf::stateful_actor<silent_server_state>* self) {
   return {
-    [=](state_atom, const std::string&) -> caf::result<state_manifest> {
+    [=](state_atom, const std::string&, int64_t) -> caf::result<state_manifest> {
       auto promise = self->make_response_promise();
       self->state.ignored.push_back(promise);
       return promise;
@@ -229,7 +229,7 @@ TEST_F(state_transfer_test, server_answers_manifests_and_chunks_and_refuses_the_
     EXPECT_EQ(e, code) << render(e);
     EXPECT_NE(render(e).find(words), std::string::npos) << render(e);
   };
-  self->request(server, 2s, state_atom_v, std::string{"swarm"})
+  self->request(server, 2s, state_atom_v, std::string{"swarm"}, int64_t{0})
     .receive([](state_manifest&) { FAIL() << "a manifest without a state"; },
              [&](caf::error& e) { expect_error(e, errc::data_unavailable, "no training state"); });
 
@@ -242,10 +242,10 @@ TEST_F(state_transfer_test, server_answers_manifests_and_chunks_and_refuses_the_
   EXPECT_EQ(put_manifest.chunk_count, 3u);
   EXPECT_EQ(put_manifest.epoch, 4);
 
-  self->request(server, 2s, state_atom_v, std::string{"swarm"})
+  self->request(server, 2s, state_atom_v, std::string{"swarm"}, int64_t{0})
     .receive([&](state_manifest& m) { EXPECT_TRUE(same_manifest(m, put_manifest)); },
              [&](caf::error& e) { FAIL() << render(e); });
-  self->request(server, 2s, state_atom_v, std::string{"expert-1"})
+  self->request(server, 2s, state_atom_v, std::string{"expert-1"}, int64_t{0})
     .receive([](state_manifest&) { FAIL() << "served another swarm"; },
              [&](caf::error& e) { expect_error(e, errc::invalid_message, "'swarm', not 'expert-1'"); });
   for (uint64_t i = 0; i < 3; ++i)
@@ -590,6 +590,46 @@ TEST_F(state_transfer_test, a_wrong_swarm_id_is_refused) {
   EXPECT_NE(render(result.error()).find("serves the state of swarm 'expert-0', not 'expert-1'"),
             std::string::npos)
     << render(result.error());
+}
+
+// Peers publish their state a moment apart: a request for an epoch the server has not reached
+// waits for it (bounded), instead of finding the source one epoch behind every time.
+TEST_F(state_transfer_test, a_manifest_request_for_a_newer_epoch_waits_for_it) {
+  auto server = client.adopt(spawn_state_server(
+    client.system, {.chunk_bytes = 1000, .manifest_wait = std::chrono::milliseconds(300)}));
+  auto put = [&](int64_t epoch) {
+    self->request(server, 2s, caf::put_atom_v, random_state(100, static_cast<uint64_t>(epoch)),
+                  epoch, std::string{"swarm"})
+      .receive([](state_manifest&) {}, [&](caf::error& e) { FAIL() << render(e); });
+  };
+  put(4);
+  // Asked for epoch 5 while the server holds 4; the put of 5 comes while the request waits.
+  auto waiting = self->request(server, 5s, state_atom_v, std::string{"swarm"}, int64_t{5});
+  std::this_thread::sleep_for(50ms);
+  put(5);
+  waiting.receive([](state_manifest& m) { EXPECT_EQ(m.epoch, 5); },
+                  [&](caf::error& e) { FAIL() << render(e); });
+  // Nothing newer comes: after the wait, the current state (the downloader decides).
+  const auto asked = std::chrono::steady_clock::now();
+  self->request(server, 5s, state_atom_v, std::string{"swarm"}, int64_t{9})
+    .receive([](state_manifest& m) { EXPECT_EQ(m.epoch, 5); },
+             [&](caf::error& e) { FAIL() << render(e); });
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 300ms);
+}
+
+// A download is a detached actor with a long deadline: once it has answered, nothing may hold it
+// (and its thread) until that deadline, or an actor system ending meanwhile waits on it.
+TEST_F(state_transfer_test, a_finished_download_is_not_held_by_its_deadline) {
+  server_node peer;
+  auto state = random_state(20'000, 18);
+  peer.put(state, 1, "swarm");
+  const size_t before = client.system.detached_actors();
+  auto options = options_for({connect(peer.port)});
+  options.deadline = std::chrono::minutes(30);
+  auto result = download_state(client.system, options);
+  ASSERT_TRUE(result) << render(result.error());
+  EXPECT_EQ(await_detached_actors(client.system, before, 10s), 0u)
+    << "the download's thread was still there 10 s after it answered";
 }
 
 TEST_F(state_transfer_test, a_silent_candidate_times_out_and_the_next_one_serves) {

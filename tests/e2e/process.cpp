@@ -114,12 +114,19 @@ temp_directory::temp_directory(const std::string& name) {
 }
 
 temp_directory::~temp_directory() {
-  if (::testing::Test::HasFailure()) {
+  if (::testing::Test::HasFailure() || std::getenv("DDACTOR_KEEP_TEST_DIRS") != nullptr) {
     std::cerr << "kept for inspection: " << path_ << "\n";
     return;
   }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+cpu_burners::cpu_burners(int count, const std::filesystem::path& log_dir) {
+  for (int i = 0; i < count; ++i)
+    burners_.push_back(std::make_unique<child_process>(
+      "/bin/sh", std::vector<std::string>{"-c", "while :; do :; done"},
+      log_dir / ("burner" + std::to_string(i) + ".log")));
 }
 
 void write_text_file(const std::filesystem::path& path, const std::string& text) {

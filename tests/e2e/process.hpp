@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,16 @@ class child_process {
   pid_t pid_ = -1;
   std::optional<int> exit_code_;
   std::filesystem::path log_file_;
+};
+
+/// Processes that keep cores busy (`sh -c 'while :; do :; done'`), as other work on a shared
+/// volunteer machine does: for tests that must hold on a loaded machine. Killed on destruction.
+class cpu_burners {
+ public:
+  explicit cpu_burners(int count, const std::filesystem::path& log_dir);
+
+ private:
+  std::vector<std::unique_ptr<child_process>> burners_;
 };
 
 /// A fresh directory under the system temp folder, removed on destruction unless the test failed

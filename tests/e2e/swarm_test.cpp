@@ -248,6 +248,63 @@ TEST_F(swarm, a_late_joiner_with_topk_steps_like_everyone_from_its_first_round) 
       << "peer " << i << ":\n" << peers[static_cast<size_t>(i)]->output();
 }
 
+// A peer that joins a running swarm holds the swarm's exact state from then on, in every
+// averaging mode, also on a machine whose cores are busy with other work (where matchmaking
+// times out now and then, and rounds end alone). Once, every peer of an epoch stepped alone,
+// each then waited for another to serve the swarm's state, and the peers drifted apart for good.
+struct late_join_case {
+  std::string mode;
+  bool loaded;
+};
+
+class swarm_late_join : public swarm, public ::testing::WithParamInterface<late_join_case> {};
+
+TEST_P(swarm_late_join, the_joiner_and_the_swarm_stay_bit_identical_at_every_checkpoint) {
+  const auto& param = GetParam();
+  std::unique_ptr<cpu_burners> burners;
+  if (param.loaded)
+    burners = std::make_unique<cpu_burners>(2, dir.path());
+  constexpr int64_t epochs = 160;
+  auto config = write_config(epochs, 1);
+  const std::vector<std::string> mode{"--set", "train.averaging=\"" + param.mode + "\"", "--set",
+                                      "train.checkpoint_every=10"};
+  start_peer(0, config, mode);
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 10/", 120s)) << peers[0]->output();
+  start_peer(1, config, mode);
+  expect_exit_ok(0, 300s);
+  expect_exit_ok(1, 300s);
+  const auto joiner = peers[1]->output();
+  const auto at = joiner.find("downloaded the state of epoch ");
+  ASSERT_NE(at, std::string::npos) << joiner;
+  const int64_t joined = std::stoll(joiner.substr(at + std::strlen("downloaded the state of epoch ")));
+  // Every checkpoint the joiner wrote after it joined (epochs 10 apart) equals the first peer's.
+  // Optimizer moments are shared state only in gradients mode; elsewhere they stay local.
+  int compared = 0;
+  for (int64_t epoch = (joined / 10 + 1) * 10; epoch <= epochs; epoch += 10) {
+    const auto mine = checkpoint_path(run_dir(1), epoch);
+    if (!std::filesystem::exists(mine))
+      continue;  // a download may have skipped past it
+    ++compared;
+    for (auto& [name, bytes] : model_tensors(checkpoint_path(run_dir(0), epoch))) {
+      if (param.mode != "gradients" && !name.starts_with("model."))
+        continue;
+      ASSERT_TRUE(model_tensors(mine).at(name) == bytes)
+        << name << " differs at epoch " << epoch << " (joined at " << joined << ")\npeer 0:\n"
+        << peers[0]->output() << "\njoiner:\n" << joiner;
+    }
+  }
+  EXPECT_GE(compared, 3) << "joined at epoch " << joined << ":\n" << joiner;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+  modes, swarm_late_join,
+  ::testing::Values(late_join_case{"gradients", false}, late_join_case{"parameters", false},
+                    late_join_case{"diloco", false}, late_join_case{"gradients", true},
+                    late_join_case{"parameters", true}, late_join_case{"diloco", true}),
+  [](const ::testing::TestParamInfo<late_join_case>& info) {
+    return info.param.mode + (info.param.loaded ? "_loaded" : "_idle");
+  });
+
 // A split swarm heals: a peer whose weights differ from the others' (here another run.seed; in
 // the wild two groups that averaged apart) takes the weights most peers of its epoch hold.
 TEST_F(swarm, a_peer_holding_other_weights_takes_those_most_peers_hold) {

@@ -1,0 +1,23 @@
+// Who leads the matchmaking of an epoch; see matchmaking_rules.hpp.
+#include "runtime/matchmaking_rules.hpp"
+
+namespace ddactor {
+
+bool reported_at(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
+  auto it = reports.epochs.find(peer_id);
+  return it != reports.epochs.end() && (it->second == epoch || it->second + 1 == epoch);
+}
+
+bool awaited_in(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
+  return reported_at(reports, peer_id, epoch) || reports.epochs.count(peer_id) == 0;
+}
+
+bool leader_candidate(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
+  return awaited_in(reports, peer_id, epoch) && reports.not_leading.count(peer_id) == 0;
+}
+
+bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
+  return reported_at(reports, peer_id, epoch) && reports.not_leading.count(peer_id) == 0;
+}
+
+} // namespace ddactor

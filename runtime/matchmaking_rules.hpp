@@ -1,0 +1,48 @@
+#pragma once
+// Who leads the matchmaking of an epoch, as plain rules without actors (the averager applies
+// them; tests/runtime/matchmaking_rules_test.cpp plays the cases that once split a swarm).
+//
+// Every peer of the swarm sees the others' reported epochs a moment late, and a peer that just
+// joined is not heard from at all yet. The rules must still lead every member of an epoch to
+// one leader:
+//
+//   - A member asks the peers it may, lowest id first: a peer it has not heard from may be at
+//     the epoch (at the start of a swarm, reports are still on their way), so it is asked too.
+//   - A peer refuses to lead an epoch it is not at, and one it reached by downloading the state
+//     (its report says so, may_lead = false: members that chose before its report arrived did
+//     not count it). The member then asks the next.
+//   - A peer asked to lead sends the member on only to a lower id that is known to be at the
+//     epoch and leading; a peer not heard from yet is no reason to refuse, or a joiner not yet
+//     heard from (which refuses itself) would leave the epoch without any leader.
+//
+// The leader waits for every peer at the epoch and every peer not heard from yet (it may be at
+// it), until matchmaking_time passes.
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+
+namespace ddactor {
+
+/// What one peer knows of the others' progress (its own report included, once sent).
+struct epoch_reports {
+  /// Reported epoch per peer id.
+  std::map<std::string, int64_t> epochs;
+  /// Peers that do not lead the epoch they are at (they reached it by a download).
+  std::set<std::string> not_leading;
+};
+
+/// Known to be at `epoch`: it reported that epoch or the one before (reports lag a little).
+bool reported_at(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
+
+/// Whether the leader of `epoch` waits for this peer: at the epoch, or not heard from yet.
+bool awaited_in(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
+
+/// Whether a member may ask this peer to lead `epoch` (a peer asks itself the same way).
+bool leader_candidate(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
+
+/// Whether a peer asked to lead `epoch` sends the member on to this lower-id peer instead.
+bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
+
+} // namespace ddactor

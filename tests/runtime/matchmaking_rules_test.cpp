@@ -1,0 +1,92 @@
+// Who leads an epoch's matchmaking: with views that differ the way they do in a live swarm (the
+// start of a swarm, a joiner not heard from yet, a joiner that downloaded the state), every
+// member reaches the same leader. `leader_reached` plays a member asking candidates in id order,
+// each asked peer answering from its own view, as the averager does.
+#include "runtime/matchmaking_rules.hpp"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <vector>
+
+namespace ddactor {
+namespace {
+
+using views = std::map<std::string, epoch_reports>;
+
+// Whether `asked` accepts to lead `epoch` by its own view.
+bool accepts(const views& all, const std::vector<std::string>& ids, const std::string& asked,
+             int64_t epoch) {
+  const auto& own = all.at(asked);
+  if (!leader_candidate(own, asked, epoch))
+    return false;
+  for (const auto& lower : ids) {
+    if (lower == asked)
+      break;
+    if (leads_instead(own, lower, epoch))
+      return false;
+  }
+  return true;
+}
+
+std::optional<std::string> leader_reached(const views& all, const std::vector<std::string>& ids,
+                                          const std::string& member, int64_t epoch) {
+  const auto& own = all.at(member);
+  for (const auto& candidate : ids)  // sorted by id
+    if (leader_candidate(own, candidate, epoch) && accepts(all, ids, candidate, epoch))
+      return candidate;
+  return std::nullopt;
+}
+
+TEST(matchmaking_rules, a_report_of_the_epoch_or_the_one_before_counts) {
+  epoch_reports r{{{"a", 5}, {"b", 4}, {"c", 7}}, {}};
+  EXPECT_TRUE(reported_at(r, "a", 5));
+  EXPECT_TRUE(reported_at(r, "b", 5));
+  EXPECT_FALSE(reported_at(r, "c", 5));  // moved on: neither awaited nor a leader
+  EXPECT_FALSE(awaited_in(r, "c", 5));
+  EXPECT_FALSE(leader_candidate(r, "c", 5));
+  EXPECT_FALSE(reported_at(r, "d", 5));  // not heard from: awaited, asked, but no reason to defer
+  EXPECT_TRUE(awaited_in(r, "d", 5));
+  EXPECT_TRUE(leader_candidate(r, "d", 5));
+  EXPECT_FALSE(leads_instead(r, "d", 5));
+}
+
+TEST(matchmaking_rules, a_peer_that_downloaded_its_epoch_is_awaited_but_does_not_lead_it) {
+  epoch_reports r{{{"a", 5}}, {"a"}};
+  EXPECT_TRUE(awaited_in(r, "a", 5));
+  EXPECT_FALSE(leader_candidate(r, "a", 5));
+  EXPECT_FALSE(leads_instead(r, "a", 5));
+}
+
+TEST(matchmaking_rules, at_the_start_of_a_swarm_everyone_reaches_the_lowest_id) {
+  const std::vector<std::string> ids{"a", "b", "c"};
+  views all{{"a", {{{"a", 0}, {"b", 0}, {"c", 0}}, {}}},
+            {"b", {{{"b", 0}}, {}}},             // has heard from nobody yet
+            {"c", {{{"a", 0}, {"c", 0}}, {}}}};  // has not heard from b
+  for (const auto& member : ids)
+    EXPECT_EQ(leader_reached(all, ids, member, 0), "a") << member;
+}
+
+TEST(matchmaking_rules, a_joiner_not_heard_from_yet_leaves_the_epoch_a_leader) {
+  // j has the lowest id, is still downloading (at epoch 0), and only b has heard from it.
+  const std::vector<std::string> ids{"j", "k", "m", "p"};
+  views all{{"j", {{{"j", 0}, {"k", 33}, {"m", 33}, {"p", 33}}, {}}},
+            {"k", {{{"k", 33}, {"m", 33}, {"p", 33}}, {}}},
+            {"m", {{{"j", 0}, {"k", 33}, {"m", 33}, {"p", 33}}, {}}},
+            {"p", {{{"k", 33}, {"m", 33}, {"p", 33}}, {}}}};
+  for (const auto& member : {"k", "m", "p"})
+    EXPECT_EQ(leader_reached(all, ids, member, 33), "k") << member;
+}
+
+TEST(matchmaking_rules, a_joiner_that_downloaded_the_epoch_joins_the_old_leader) {
+  // j downloaded epoch 50 and says it does not lead it; k has heard so, m not yet.
+  const std::vector<std::string> ids{"j", "k", "m"};
+  views all{{"j", {{{"j", 50}, {"k", 50}, {"m", 50}}, {"j"}}},
+            {"k", {{{"j", 50}, {"k", 50}, {"m", 50}}, {"j"}}},
+            {"m", {{{"k", 50}, {"m", 50}}, {}}}};
+  for (const auto& member : ids)
+    EXPECT_EQ(leader_reached(all, ids, member, 50), "k") << member;
+}
+
+} // namespace
+} // namespace ddactor
