@@ -432,6 +432,7 @@ public:
     if (fd_ >= 0) ::close(fd_);
   }
   int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
   // Closes now and reports failure (on some file systems a failed write shows up only here).
   bool close() {
     const int fd = std::exchange(fd_, -1);
@@ -613,14 +614,38 @@ void write_safetensors_file(const std::filesystem::path& path, const safetensors
 }
 
 safetensors_content read_safetensors_file(const std::filesystem::path& path) {
-  return naming_path(path, [&] {
+  const safetensors_reader reader(path);
+  safetensors_content content;
+  content.metadata = reader.metadata();
+  const auto& entries = reader.entries();
+  content.tensors.resize(entries.size());
+  // The entries tile the buffer, so reading them in offset order reads the file front to back,
+  // each tensor straight into its own buffer.
+  std::vector<std::size_t> by_offset(entries.size());
+  std::iota(by_offset.begin(), by_offset.end(), std::size_t{0});
+  std::sort(by_offset.begin(), by_offset.end(), [&](std::size_t left, std::size_t right) {
+    return entries[left].offset < entries[right].offset;
+  });
+  for (std::size_t index : by_offset) {
+    const auto& entry = entries[index];
+    auto& tensor = content.tensors[index];
+    tensor.name = entry.name;
+    tensor.dtype = entry.dtype;
+    tensor.shape = entry.shape;
+    tensor.data.resize(entry.size);
+    reader.read(entry, tensor.data);
+  }
+  return content;
+}
+
+safetensors_reader::safetensors_reader(const std::filesystem::path& path) : path_(path) {
+  naming_path(path, [&] {
     file_descriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (file.get() < 0) fail("cannot open: " + errno_text());
     struct stat status {};
     if (::fstat(file.get(), &status) != 0) fail("cannot stat: " + errno_text());
     if (!S_ISREG(status.st_mode)) fail("not a regular file");
     const auto file_size = static_cast<uint64_t>(status.st_size);
-
     check_file_size(file_size);
     std::array<std::byte, size_field_bytes> size_field{};
     read_exactly(file.get(), size_field);
@@ -629,31 +654,44 @@ safetensors_content read_safetensors_file(const std::filesystem::path& path) {
     std::string header(header_size, '\0');
     read_exactly(file.get(), std::as_writable_bytes(std::span(header.data(), header.size())));
     header_layout layout = parse_header(header, file_size - size_field_bytes - header_size);
+    const uint64_t data_start = size_field_bytes + header_size;
+    metadata_ = std::move(layout.metadata);
+    entries_.reserve(layout.tensors.size());
+    for (auto& t : layout.tensors)
+      entries_.push_back({std::move(t.name), t.dtype, std::move(t.shape), data_start + t.begin,
+                          t.end - t.begin});
+    fd_ = file.release();
+  });
+}
 
-    // The entries tile the buffer, so reading them in offset order reads the file front to
-    // back, each tensor straight into its own buffer.
-    safetensors_content content;
-    content.metadata = std::move(layout.metadata);
-    content.tensors.resize(layout.tensors.size());
-    std::vector<std::size_t> by_offset(layout.tensors.size());
-    std::iota(by_offset.begin(), by_offset.end(), std::size_t{0});
-    std::sort(by_offset.begin(), by_offset.end(), [&](std::size_t left, std::size_t right) {
-      return std::pair(layout.tensors[left].begin, layout.tensors[left].end) <
-             std::pair(layout.tensors[right].begin, layout.tensors[right].end);
-    });
-    for (std::size_t index : by_offset) {
-      auto& entry = layout.tensors[index];
-      auto& tensor = content.tensors[index];
-      tensor.name = std::move(entry.name);
-      tensor.dtype = entry.dtype;
-      tensor.shape = std::move(entry.shape);
-      tensor.data.resize(entry.end - entry.begin);
-      read_exactly(file.get(), tensor.data);
+safetensors_reader::~safetensors_reader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+const safetensors_entry* safetensors_reader::find(std::string_view name) const {
+  for (const auto& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+void safetensors_reader::read(const safetensors_entry& entry,
+                              std::span<std::byte> destination) const {
+  naming_path(path_, [&] {
+    if (destination.size() != entry.size)
+      fail("tensor '" + entry.name + "' has " + std::to_string(entry.size) + " bytes, not " +
+           std::to_string(destination.size()));
+    uint64_t offset = entry.offset;
+    while (!destination.empty()) {
+      const ssize_t got = ::pread(fd_, destination.data(), destination.size(),
+                                  static_cast<off_t>(offset));
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        fail("read failed: " + errno_text());
+      }
+      if (got == 0) fail("file ended early in tensor '" + entry.name + "' (changed since opened?)");
+      destination = destination.subspan(static_cast<std::size_t>(got));
+      offset += static_cast<uint64_t>(got);
     }
-    std::byte extra{};
-    if (::read(file.get(), &extra, 1) != 0)
-      fail("file grew while being read");
-    return content;
   });
 }
 

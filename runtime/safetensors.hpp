@@ -80,4 +80,40 @@ void write_safetensors_file(const std::filesystem::path& path, const safetensors
 // whole-file copy). Errors name the path.
 safetensors_content read_safetensors_file(const std::filesystem::path& path);
 
+// A tensor of a file as its header describes it: where its bytes are, not the bytes.
+struct safetensors_entry {
+  std::string name;
+  tensor_dtype dtype = tensor_dtype::f32;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0; // in the file
+  uint64_t size = 0;   // bytes
+};
+
+// A file opened for reading tensor by tensor, for files too large to hold twice (a 3.4 GB UNet):
+// the header is validated at once (as read_safetensors_file does), each tensor's bytes are
+// read when asked for, straight into the caller's memory. Not thread-safe.
+class safetensors_reader {
+public:
+  // Throws safetensors_error naming the path.
+  explicit safetensors_reader(const std::filesystem::path& path);
+  ~safetensors_reader();
+  safetensors_reader(const safetensors_reader&) = delete;
+  safetensors_reader& operator=(const safetensors_reader&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Header order.
+  const std::vector<safetensors_entry>& entries() const { return entries_; }
+  const safetensors_entry* find(std::string_view name) const;
+  // Reads the entry's bytes into `destination` (exactly entry.size bytes). Throws
+  // safetensors_error naming the path when the file cannot be read (truncated since opening).
+  void read(const safetensors_entry& entry, std::span<std::byte> destination) const;
+
+private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::map<std::string, std::string> metadata_;
+  std::vector<safetensors_entry> entries_;
+};
+
 } // namespace ddactor
