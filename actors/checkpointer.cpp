@@ -21,6 +21,13 @@ checkpointer_actor::behavior_type
 checkpointer(checkpointer_actor::stateful_pointer<checkpointer_state> self,
              checkpointer_options options) {
   self->state.options = std::move(options);
+  // A process killed while writing leaves its temporary file behind; earlier incarnations'
+  // files would otherwise pile up forever.
+  const auto dir = checkpoint_directory(self->state.options.run_dir);
+  if (auto removed = remove_stale_temporaries(dir); !removed.paths.empty())
+    spdlog::info("removed {} unfinished checkpoint file(s) ({:.1f} MB) left in {} by processes "
+                 "that died while writing",
+                 removed.paths.size(), static_cast<double>(removed.bytes) / 1e6, dir.string());
   return {
     [=](save_atom, const checkpoint_snapshot& snapshot) -> caf::result<std::string> {
       auto& st = self->state;

@@ -1,6 +1,7 @@
 #pragma once
 // The checkpointer actor: writes checkpoint snapshots to disk atomically and prunes old ones, on
-// its own thread, so that training goes on while tens of megabytes are written.
+// its own thread, so that training goes on while tens of megabytes are written. At start it
+// removes the temporary files of earlier writers that died in the middle of a write.
 //
 //   trainer --(save, snapshot)--> checkpointer --> "<path>"  (or an io_failure error)
 

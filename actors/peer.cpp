@@ -137,6 +137,12 @@ void schedule_restart(peer_pointer self, child_kind kind, const caf::error& reas
   self->delayed_send(self, *delay, restart_atom_v, static_cast<uint8_t>(kind));
 }
 
+// Failures a restart cannot mend: a file that cannot be written (a full or read-only disk; the
+// trainer has retried with backoff already) or a configuration that cannot work.
+bool restart_can_help(const caf::error& reason) {
+  return reason != errc::io_failure && reason != errc::invalid_config;
+}
+
 std::chrono::milliseconds seconds(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
 }
@@ -283,9 +289,16 @@ caf::behavior peer(peer_pointer self, peer_options options) {
     auto& st = self->state;
     if (dm.source == st.trainer.address()) {
       st.trainer = nullptr;
-      if (!dm.reason || dm.reason == caf::exit_reason::normal || st.stopping) {
+      const bool ended_well = !dm.reason || dm.reason == caf::exit_reason::normal;
+      if (ended_well || st.stopping || !restart_can_help(dm.reason)) {
+        if (!ended_well && !st.stopping)
+          spdlog::critical("trainer failed ({}); a restart would fail the same way",
+                           self->system().render(dm.reason));
         shut_down_children(self);
-        self->quit();
+        if (ended_well)
+          self->quit();
+        else
+          self->quit(dm.reason);
         return;
       }
       schedule_restart(self, child_kind::trainer, dm.reason);

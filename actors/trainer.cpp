@@ -17,6 +17,7 @@
 #include "actors/state_download.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/peer_health.hpp"
+#include "runtime/actor_ticks.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/state_agreement.hpp"
@@ -29,6 +30,11 @@ using clock_type = std::chrono::steady_clock;
 
 // Smoothing of this peer's samples/s as reported to the swarm.
 constexpr double rate_smoothing = 0.3;
+
+// Waits between attempts to write a checkpoint that failed, and how often the final one is tried.
+constexpr std::chrono::milliseconds first_checkpoint_backoff{1000};
+constexpr std::chrono::milliseconds max_checkpoint_backoff{60000};
+constexpr int final_checkpoint_attempts = 4;
 
 // Waits between failed state downloads: from the first to the largest.
 constexpr std::chrono::milliseconds first_catch_up_backoff{250};
@@ -80,6 +86,15 @@ struct trainer_state {
   bool resync_needed = false;
   // The epoch this peer reached by a download (it does not lead that epoch's round), or -1.
   int64_t downloaded_epoch = -1;
+  // Checkpoints (see attempt_checkpoint): the newest snapshot not yet on disk, and its retries.
+  std::optional<checkpoint_snapshot> pending_checkpoint;
+  bool checkpoint_in_flight = false;
+  int checkpoint_failures = 0;  // consecutive
+  clock_type::time_point next_checkpoint_attempt;
+  bool quit_after_checkpoint = false;
+  std::optional<caf::typed_response_promise<int64_t>> stop_promise;
+  std::string last_checkpoint;  // the newest written by this trainer
+  checkpoint_metrics checkpoints{global_metrics()};
   // After a failed download, the next attempt waits (doubling up to max_catch_up_backoff).
   clock_type::time_point catch_up_not_before;
   std::chrono::milliseconds catch_up_backoff{0};
@@ -237,22 +252,98 @@ void log_progress(trainer_state& st, double lr) {
   st.window_loss = 0;
 }
 
-// Snapshot now, write on the checkpointer's thread; `on_saved` runs after the file is on disk.
-template <class OnSaved>
-void save_checkpoint(trainer_pointer self, OnSaved on_saved) {
+void attempt_checkpoint(trainer_pointer self);
+
+// A checkpoint that could not be written is not lost work yet: the snapshot is kept and written
+// again with backoff (a full disk may be cleaned, a folder's permissions fixed), the newest due
+// snapshot replacing an older one. Meanwhile the peer is unhealthy (/healthz) and
+// ddactor_checkpoint_failing is 1. At the end of a run the final checkpoint gets a few attempts,
+// then the trainer fails with io_failure, so that the run never reports success unsaved.
+void on_checkpoint_written(trainer_pointer self, const std::string& path, int64_t step) {
   auto& st = self->state;
-  checkpoint_snapshot snapshot{
-    snapshot_training_state(*st.model, st.progress, {}, extra_tensors(st)), current_step(st)};
+  st.checkpoint_in_flight = false;
+  spdlog::info("checkpoint written: {}", path);
+  st.last_checkpoint = path;
+  if (st.checkpoint_failures > 0) {
+    spdlog::info("checkpoints are written again after {} failed attempt(s)", st.checkpoint_failures);
+    peer_health::global().clear_problem("checkpoint");
+    st.checkpoints.failing.set(0);
+  }
+  st.checkpoint_failures = 0;
+  if (st.pending_checkpoint && st.pending_checkpoint->step == step)
+    st.pending_checkpoint.reset();
+  if (st.pending_checkpoint) {
+    attempt_checkpoint(self);  // a newer one came due meanwhile
+    return;
+  }
+  if (st.quit_after_checkpoint) {
+    if (st.stop_promise)
+      st.stop_promise->deliver(current_step(st));
+    self->quit();
+  }
+}
+
+void on_checkpoint_failed(trainer_pointer self, const std::string& why) {
+  auto& st = self->state;
+  st.checkpoint_in_flight = false;
+  ++st.checkpoint_failures;
+  const auto backoff =
+    std::min(max_checkpoint_backoff, first_checkpoint_backoff * (1 << std::min(st.checkpoint_failures - 1, 10)));
+  st.next_checkpoint_attempt = clock_type::now() + backoff;
+  st.checkpoints.failing.set(1);
+  const auto step = st.pending_checkpoint ? st.pending_checkpoint->step : current_step(st);
+  const std::string where = st.last_checkpoint.empty()
+                              ? "no checkpoint of this run is on disk yet"
+                              : "the newest on disk is " + st.last_checkpoint;
+  peer_health::global().set_problem(
+    "checkpoint", fmt::format("the checkpoint of {} {} cannot be written ({}); {}",
+                              st.swarm ? "epoch" : "step", step, why, where));
+  if (st.quit_after_checkpoint && st.checkpoint_failures >= final_checkpoint_attempts) {
+    spdlog::critical("the final checkpoint (at {} {}) could not be written after {} attempts: {}; "
+                     "{}",
+                     st.swarm ? "epoch" : "step", step, st.checkpoint_failures, why, where);
+    auto error = make_error(errc::io_failure, "the final checkpoint could not be written: " + why);
+    if (st.stop_promise)
+      st.stop_promise->deliver(error);
+    self->quit(std::move(error));
+    return;
+  }
+  spdlog::error("checkpoint at {} {} not written: {}; retrying in {:.0f} s ({}; attempt {})",
+                st.swarm ? "epoch" : "step", step, why,
+                std::chrono::duration<double>(backoff).count(), where, st.checkpoint_failures);
+  self->send(self, retry_atom_v);
+}
+
+// Sends the pending snapshot to the checkpointer, unless one is on its way or its backoff runs.
+void attempt_checkpoint(trainer_pointer self) {
+  auto& st = self->state;
+  if (st.checkpoint_in_flight || !st.pending_checkpoint ||
+      clock_type::now() < st.next_checkpoint_attempt)
+    return;
+  st.checkpoint_in_flight = true;
+  const auto snapshot = *st.pending_checkpoint;
   self->request(st.options.checkpointer, std::chrono::minutes(5), save_atom_v, snapshot)
-    .then(
-      [=](const std::string& path) mutable {
-        spdlog::info("checkpoint written: {}", path);
-        on_saved(true);
-      },
-      [=](const caf::error& err) mutable {
-        spdlog::error("checkpoint failed: {}", self->system().render(err));
-        on_saved(false);
-      });
+    .then([=](const std::string& path) { on_checkpoint_written(self, path, snapshot.step); },
+          [=](const caf::error& err) {
+            on_checkpoint_failed(self, self->system().render(err));
+          });
+}
+
+// Snapshot now (the newest replaces one still waiting), write on the checkpointer's thread.
+void save_checkpoint(trainer_pointer self) {
+  auto& st = self->state;
+  st.pending_checkpoint = checkpoint_snapshot{
+    snapshot_training_state(*st.model, st.progress, {}, extra_tensors(st)), current_step(st)};
+  attempt_checkpoint(self);
+}
+
+// The last checkpoint of this trainer: it quits once the snapshot is on disk (or fails after
+// final_checkpoint_attempts).
+void save_final_checkpoint(trainer_pointer self) {
+  auto& st = self->state;
+  st.quit_after_checkpoint = true;
+  st.next_checkpoint_attempt = {};  // no backoff left over from periodic failures
+  save_checkpoint(self);
 }
 
 void finish(trainer_pointer self, const char* why) {
@@ -268,7 +359,7 @@ void finish(trainer_pointer self, const char* why) {
   } catch (const std::exception& e) {
     spdlog::warn("final sample grid not written: {}", e.what());
   }
-  save_checkpoint(self, [=](bool) { self->quit(); });
+  save_final_checkpoint(self);
 }
 
 // After a step (alone) or an epoch (swarm): logs, checkpoints, grids, limits.
@@ -283,7 +374,7 @@ void after_step(trainer_pointer self, double lr) {
     return;
   }
   if (step % cfg.train.checkpoint_every == 0)
-    save_checkpoint(self, [](bool) {});
+    save_checkpoint(self);
   if (cfg.train.sample_every > 0 && step % cfg.train.sample_every == 0)
     write_sample_grid(st);
 }
@@ -738,11 +829,21 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       st.finishing = true;
       spdlog::info("stopping at {} {}; writing a checkpoint", st.swarm ? "epoch" : "step",
                    current_step(st));
-      save_checkpoint(self, [=](bool) mutable {
-        promise.deliver(current_step(self->state));
-        self->quit();
-      });
+      st.stop_promise = promise;
+      save_final_checkpoint(self);
       return promise;
+    },
+    [=](retry_atom) {
+      // Ticks while a failed checkpoint waits for its next attempt (runtime/actor_ticks.hpp).
+      auto& st = self->state;
+      if (!st.pending_checkpoint || st.checkpoint_in_flight)
+        return;
+      if (clock_type::now() >= st.next_checkpoint_attempt) {
+        attempt_checkpoint(self);
+        return;
+      }
+      self->delayed_send(self, tick_towards(st.next_checkpoint_attempt, clock_type::now()),
+                         retry_atom_v);
     },
   };
 }

@@ -41,6 +41,7 @@ using trainer_actor = caf::typed_actor<
   caf::reacts_to<average_atom, int64_t /*epoch*/>,
   caf::reacts_to<swarm_progress>,
   caf::reacts_to<drain_atom>,  // to itself: the next batch that waited for a round
+  caf::reacts_to<retry_atom>,  // to itself: a failed checkpoint's next attempt may be due
   caf::replies_to<stop_atom>::with<int64_t /*step*/>>;
 
 struct trainer_options {

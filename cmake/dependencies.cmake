@@ -28,9 +28,13 @@ add_library(ddactor::zstd INTERFACE IMPORTED)
 target_include_directories(ddactor::zstd INTERFACE ${ZSTD_INCLUDE_DIR})
 target_link_libraries(ddactor::zstd INTERFACE ${ZSTD_LIBRARY})
 
-# cpp-httplib (libcpp-httplib-dev) is a compiled library in Debian.
+# cpp-httplib (libcpp-httplib-dev) is a compiled library in Debian, built with TLS, zlib and
+# brotli support: code that includes httplib.h must see the same switches (its cpp-httplib.pc
+# says so), or the classes it compiles differ from the library's (a double free, seen here).
 find_path(HTTPLIB_INCLUDE_DIR httplib.h REQUIRED)
 find_library(HTTPLIB_LIBRARY cpp-httplib REQUIRED)
 add_library(ddactor::httplib INTERFACE IMPORTED)
 target_include_directories(ddactor::httplib INTERFACE ${HTTPLIB_INCLUDE_DIR})
+target_compile_definitions(ddactor::httplib INTERFACE
+  CPPHTTPLIB_OPENSSL_SUPPORT CPPHTTPLIB_ZLIB_SUPPORT CPPHTTPLIB_BROTLI_SUPPORT)
 target_link_libraries(ddactor::httplib INTERFACE ${HTTPLIB_LIBRARY} Threads::Threads)

@@ -49,7 +49,10 @@ checkpoint_metrics::checkpoint_metrics(metrics_registry& r)
     write_seconds(r.histogram("ddactor_checkpoint_write_duration_seconds",
                               "Time to write one checkpoint atomically.", {},
                               exponential_buckets(0.01, 2.0, 12))
-                    .with()) {}
+                    .with()),
+    failing(r.gauge("ddactor_checkpoint_failing",
+                    "1 while a checkpoint that is due could not be written (retried with backoff).")
+              .with()) {}
 
 supervision_metrics::supervision_metrics(metrics_registry& r)
   : restarts(r.counter("ddactor_actor_restarts_total",

@@ -78,6 +78,7 @@ struct checkpoint_metrics {
   gauge& last_success;           // ddactor_checkpoint_last_success_timestamp_seconds
   gauge& bytes;                  // ddactor_checkpoint_size_bytes
   histogram& write_seconds;      // ddactor_checkpoint_write_duration_seconds
+  gauge& failing;                // ddactor_checkpoint_failing: 1 while a due checkpoint is unsaved
 };
 
 /// The peer's supervision of its actors.

@@ -28,9 +28,23 @@ peer_health::activity peer_health::current() const {
   return activity_;
 }
 
+void peer_health::set_problem(const std::string& name, std::string detail) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  problems_[name] = std::move(detail);
+}
+
+void peer_health::clear_problem(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  problems_.erase(name);
+}
+
 health_report peer_health::report() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return {activity_ != activity::failing, to_string(activity_), detail_};
+  health_report out{activity_ != activity::failing && problems_.empty(), to_string(activity_),
+                    detail_};
+  for (const auto& [name, text] : problems_)
+    out.detail += (out.detail.empty() ? "" : "; ") + name + ": " + text;
+  return out;
 }
 
 peer_health& peer_health::global() {

@@ -15,6 +15,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
 #include <limits>
 #include <numeric>
 #include <utility>
@@ -693,6 +696,69 @@ void safetensors_reader::read(const safetensors_entry& entry,
       offset += static_cast<uint64_t>(got);
     }
   });
+}
+
+namespace {
+
+// The pid in ".<stem>.tmp-<pid>-<counter>", if the name has that form.
+std::optional<long> temporary_writer_pid(const std::string& name) {
+  if (name.empty() || name[0] != '.') return std::nullopt;
+  const auto tmp = name.rfind(".tmp-");
+  if (tmp == std::string::npos) return std::nullopt;
+  const auto dash = name.find('-', tmp + 5);
+  if (dash == std::string::npos || dash == tmp + 5 || dash + 1 >= name.size()) return std::nullopt;
+  const std::string pid_text = name.substr(tmp + 5, dash - tmp - 5);
+  const std::string counter = name.substr(dash + 1);
+  const auto digits = [](const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!digits(pid_text) || !digits(counter) || pid_text.size() > 9) return std::nullopt;
+  return std::stol(pid_text);
+}
+
+// When the process `pid` started (seconds since the epoch), if it exists.
+std::optional<double> process_start_time(long pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  // After "pid (comm)": state is field 3; starttime is field 22, in clock ticks since boot.
+  for (int index = 3; index <= 22 && fields >> field; ++index)
+    if (index == 22) {
+      std::ifstream uptime_file("/proc/uptime");
+      double uptime = 0;
+      uptime_file >> uptime;
+      const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+      const double boot = static_cast<double>(::time(nullptr)) - uptime;
+      return boot + std::stod(field) / ticks;
+    }
+  return std::nullopt;
+}
+
+} // namespace
+
+removed_temporaries remove_stale_temporaries(const std::filesystem::path& directory) {
+  removed_temporaries out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(directory, ec)) {
+    const auto pid = temporary_writer_pid(entry.path().filename().string());
+    if (!pid || !entry.is_regular_file(ec)) continue;
+    if (*pid == static_cast<long>(::getpid())) continue;  // ours: a write in progress
+    struct stat status {};
+    if (::stat(entry.path().c_str(), &status) != 0) continue;
+    const auto started = process_start_time(*pid);
+    // A live process with that pid that existed before the file was last written may be writing
+    // it still; give it a second of slack for clock granularity.
+    if (started && *started <= static_cast<double>(status.st_mtime) + 1.0) continue;
+    const auto size = static_cast<uint64_t>(status.st_size);
+    if (std::filesystem::remove(entry.path(), ec)) {
+      out.paths.push_back(entry.path());
+      out.bytes += size;
+    }
+  }
+  return out;
 }
 
 } // namespace ddactor

@@ -80,6 +80,16 @@ void write_safetensors_file(const std::filesystem::path& path, const safetensors
 // whole-file copy). Errors name the path.
 safetensors_content read_safetensors_file(const std::filesystem::path& path);
 
+// The temporary files write_safetensors_file leaves when its process dies in the middle of a
+// write (".<name>.tmp-<pid>-<n>" beside the target), whose writer is gone: a process with that
+// pid no longer exists, or it started after the file was last written. Removes them from
+// `directory` (not recursively) and says what it removed; files of live writers stay.
+struct removed_temporaries {
+  std::vector<std::filesystem::path> paths;
+  uint64_t bytes = 0;
+};
+removed_temporaries remove_stale_temporaries(const std::filesystem::path& directory);
+
 // A tensor of a file as its header describes it: where its bytes are, not the bytes.
 struct safetensors_entry {
   std::string name;

@@ -61,6 +61,7 @@ const std::vector<std::string> dashboard_families = {
   "ddactor_data_skipped_files_total",
   "ddactor_checkpoints_written_total",
   "ddactor_checkpoint_last_success_timestamp_seconds",
+  "ddactor_checkpoint_failing",
   "ddactor_actor_restarts_total",
   "ddactor_averaging_rounds_total",
   "ddactor_averaging_round_failures_total",

@@ -584,6 +584,33 @@ TEST(safetensors_file, write_leaves_only_the_target_and_replaces_an_old_file) {
   expect_same_content(replacement, read_safetensors_file(path));
 }
 
+// A writer killed in the middle of a write leaves its temporary file; the next start removes the
+// files of dead writers and keeps those of live ones, and everything that is not a temporary.
+TEST(safetensors_file, temporaries_of_dead_writers_are_removed_and_others_kept) {
+  temporary_directory directory;
+  const auto write = [&](const std::string& name, size_t bytes) {
+    std::ofstream(directory.path() / name) << std::string(bytes, 'x');
+  };
+  // 4194305 is above any Linux pid: that writer is dead.
+  write(".step_000000000010.safetensors.tmp-4194305-0", 1000);
+  write(".step_000000000020.safetensors.tmp-4194305-7", 500);
+  // Our own pid (a write in progress) and pid 1 (alive since before the file was written).
+  write(".step_000000000030.safetensors.tmp-" + std::to_string(::getpid()) + "-0", 10);
+  write(".step_000000000040.safetensors.tmp-1-0", 10);
+  write("step_000000000050.safetensors", 10);
+  write(".notes.tmp-12x-0", 10);
+  const auto removed = remove_stale_temporaries(directory.path());
+  EXPECT_EQ(removed.paths.size(), 2u);
+  EXPECT_EQ(removed.bytes, 1500u);
+  EXPECT_EQ(listing(directory.path()),
+            (std::vector<std::string>{".notes.tmp-12x-0",
+                                      ".step_000000000030.safetensors.tmp-" +
+                                        std::to_string(::getpid()) + "-0",
+                                      ".step_000000000040.safetensors.tmp-1-0",
+                                      "step_000000000050.safetensors"}));
+  EXPECT_TRUE(remove_stale_temporaries(directory.path() / "missing").paths.empty());
+}
+
 TEST(safetensors_file, write_into_a_missing_directory_fails_naming_the_path) {
   temporary_directory directory;
   const auto path = directory.path() / "missing" / "model.safetensors";
