@@ -1,17 +1,10 @@
-// metrics_http_server: /metrics and /healthz over cpp-httplib (Debian's libcpp-httplib).
-// A fresh httplib::Server per start() keeps restarts free of leftover state; one thread runs
-// its accept loop and a small pool answers requests.
+// metrics_http_server: /metrics, /healthz and extra pages over runtime/http_server (one poll
+// loop, so slow clients cannot take the endpoint away from Prometheus). A fresh server per
+// start() keeps restarts free of leftover state.
 
 #include "monitoring/metrics_http_server.hpp"
 
-#include <httplib.h>
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <charconv>
-#include <chrono>
-#include <cstring>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -20,11 +13,6 @@
 namespace ddactor {
 
 namespace {
-
-/// Scrapes are rare and cheap; a few workers let a slow client not block Prometheus.
-constexpr std::size_t worker_threads = 4;
-/// Bounds how long stop() may wait for a client that keeps its connection open.
-constexpr time_t keep_alive_timeout_seconds = 1;
 
 constexpr std::string_view json_content_type = "application/json";
 
@@ -63,9 +51,7 @@ std::string render_health_json(const health_report& report) {
 }
 
 struct metrics_http_server::implementation {
-  httplib::Server server;
-  std::thread accept_thread;
-  std::atomic<bool> accept_loop_ended{false};
+  http_server server;
 };
 
 metrics_http_server::metrics_http_server(const metrics_registry& registry,
@@ -79,22 +65,15 @@ void metrics_http_server::start(const listen_address& address) {
     throw metrics_server_error("metrics HTTP server already running on port " +
                                std::to_string(port()));
   auto state = std::make_unique<implementation>();
-  httplib::Server& server = state->server;
-
-  server.new_task_queue = [] { return new httplib::ThreadPool(worker_threads); };
-  server.set_keep_alive_timeout(keep_alive_timeout_seconds);
-  // httplib's default sets SO_REUSEPORT, which would let a second server share a taken port
-  // silently. SO_REUSEADDR alone still refuses a port someone listens on (but not TIME_WAIT).
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  // Handlers run on the server's one loop thread: rendering the registry takes a millisecond,
+  // and health comes from state, never from an actor that may be busy.
+  state->server.handle("GET", "/metrics", [this](const http_request&, const http_reply& reply) {
+    http_response response;
+    response.content_type = std::string(prometheus_text_content_type);
+    response.body = render_prometheus_text(registry_);
+    reply.send(std::move(response));
   });
-
-  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-    response.set_content(render_prometheus_text(registry_),
-                         std::string(prometheus_text_content_type));
-  });
-  server.Get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
+  state->server.handle("GET", "/healthz", [this](const http_request&, const http_reply& reply) {
     health_report report;
     if (health_) {
       try {
@@ -105,47 +84,31 @@ void metrics_http_server::start(const listen_address& address) {
         report = health_report{false, "error", "health callback threw a non-standard exception"};
       }
     }
+    http_response response;
     response.status = report.healthy ? 200 : 503;
-    response.set_content(render_health_json(report), std::string(json_content_type));
+    response.content_type = std::string(json_content_type);
+    response.body = render_health_json(report);
+    reply.send(std::move(response));
   });
-
-  errno = 0;
-  const int port = address.port == 0 ? server.bind_to_any_port(address.host)
-                                     : (server.bind_to_port(address.host, address.port)
-                                            ? static_cast<int>(address.port)
-                                            : -1);
-  if (port <= 0) {
-    const int system_error = errno;
-    throw metrics_server_error(
-        "metrics HTTP server cannot listen on " + address.host + ":" +
-        std::to_string(address.port) + ": " +
-        (system_error != 0 ? std::strerror(system_error) : "cannot bind") +
-        " (is the port taken by another process, or the host not an address of this machine?)");
-  }
-
-  implementation* raw = state.get();
-  state->accept_thread = std::thread([raw] {
-    raw->server.listen_after_bind();
-    raw->accept_loop_ended.store(true, std::memory_order_release);
-  });
-  // httplib's stop() does nothing until the accept loop has started: wait for it, so that a
-  // stop() right after start() cannot leave the thread running forever.
-  while (!raw->server.is_running() && !raw->accept_loop_ended.load(std::memory_order_acquire))
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  if (!raw->server.is_running()) {
-    state->accept_thread.join();
-    throw metrics_server_error("metrics HTTP server on " + address.host + ":" +
-                               std::to_string(port) + " stopped right after it started");
+  for (const auto& [path, page] : extra_pages_)
+    state->server.handle("GET", path, [page = page](const http_request& request,
+                                                     const http_reply& reply) {
+      reply.send(page(request));
+    });
+  uint16_t port = 0;
+  try {
+    port = state->server.start(address.host, address.port);
+  } catch (const http_server_error& e) {
+    throw metrics_server_error(std::string("metrics HTTP server: ") + e.what());
   }
   implementation_ = std::move(state);
-  bound_port_.store(static_cast<std::uint16_t>(port), std::memory_order_release);
+  bound_port_.store(port, std::memory_order_release);
 }
 
 void metrics_http_server::stop() {
   if (!implementation_) return;
   bound_port_.store(0, std::memory_order_release);
   implementation_->server.stop();
-  if (implementation_->accept_thread.joinable()) implementation_->accept_thread.join();
   implementation_.reset();
 }
 

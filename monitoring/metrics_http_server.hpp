@@ -7,7 +7,9 @@
 //   GET /healthz  {"status": ..., "healthy": ..., "detail": ...} from a callback; 200 when
 //                 healthy, 503 when not (or when the callback throws)
 //   anything else 404
-// Owns the listening socket and the worker threads (cpp-httplib, kept out of this header).
+// Owns the listening socket and the thread of its runtime/http_server: one poll loop with a
+// deadline per request and a bounded number of connections, so that clients that send slowly
+// cannot starve a scrape or a health probe.
 //
 // Lifecycle:  stopped --start()--> running --stop() / destructor--> stopped
 // start() returns once the socket is bound and accepting; stop() returns once every thread of
@@ -18,12 +20,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
 #include "monitoring/metrics_registry.hpp"
+#include "runtime/http_server.hpp"
 
 namespace ddactor {
 
@@ -60,6 +64,11 @@ class metrics_http_server {
   metrics_http_server(const metrics_http_server&) = delete;
   metrics_http_server& operator=(const metrics_http_server&) = delete;
 
+  /// Another GET page (such as the status page at "/"), answered by `page` on the server's
+  /// thread (it must be quick). Before start().
+  using page_callback = std::function<http_response(const http_request&)>;
+  void add_page(const std::string& path, page_callback page) { extra_pages_[path] = std::move(page); }
+
   /// Binds and starts serving. Throws metrics_server_error if the address cannot be bound
   /// (for example the port is taken) or if the server is already running.
   void start(const listen_address& address);
@@ -77,6 +86,7 @@ class metrics_http_server {
 
   const metrics_registry& registry_;
   health_callback health_;
+  std::map<std::string, page_callback> extra_pages_;
   std::unique_ptr<implementation> implementation_;
   std::atomic<std::uint16_t> bound_port_{0};
 };
