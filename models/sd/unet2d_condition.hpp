@@ -15,6 +15,9 @@
 //   unet2d_condition unet(config);
 //   load_module_state(*unet, folder / "diffusion_pytorch_model.safetensors");
 //
+// For training in less memory, pass memory_saving_options (activation checkpointing, attention
+// by chunks of queries) to the constructor or to apply_memory_saving() later; results are equal.
+//
 // The config reader accepts what SD 1.x and 2.x ship and refuses, by key and value, every
 // setting that would need a part this port does not have (class or addition embeddings,
 // other block types, scale-shift time conditioning, ...).
@@ -43,12 +46,12 @@ enum class unet_up_block_type { up_block_2d, cross_attn_up_block_2d };
 std::string_view block_type_name(unet_down_block_type type);
 std::string_view block_type_name(unet_up_block_type type);
 
-/// The fields of a UNet2DConditionModel config.json this port uses, with diffusers' defaults
-/// (which are SD 1.x's values). Per-block lists have one entry per down block, in down order.
+/// The fields of a UNet2DConditionModel config.json this port uses, with diffusers' defaults.
+/// Per-block lists have one entry per down block, in down order.
 struct unet2d_condition_config {
   int64_t in_channels = 4;
   int64_t out_channels = 4;
-  /// Latent size the model was trained at (informational: any size divisible by 8 runs).
+  /// Latent size the model was trained at (informational: other sizes run too).
   std::optional<int64_t> sample_size;
   bool center_input_sample = false;
   bool flip_sin_to_cos = true;

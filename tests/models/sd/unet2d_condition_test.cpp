@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 
 #include <sys/resource.h>
@@ -327,19 +328,21 @@ TEST(unet2d_condition, checkpointed_and_chunked_training_gives_the_same_gradient
 }
 
 // Measurements, not checks: one training step of the full-size SD 1.5 UNet (random weights) at a
-// 32 x 32 latent with a 77-token context. Run each alone, so that the process's peak RSS is the
-// step's:
+// 32 x 32 latent (DDACTOR_SD15_STEP_LATENT_SIZE overrides it; 64 is SD's 512 px) with a 77-token
+// context. Run each alone, so that the process's peak RSS is the step's:
 //   ddactor_torch_tests --gtest_also_run_disabled_tests
 //     --gtest_filter='unet2d_condition.DISABLED_sd15_training_step_plain'
 void measure_sd15_training_step(const memory_saving_options& memory, const char* label) {
   DDACTOR_SKIP_WITHOUT_FIXTURE("manifests/sd15_unet_config.json");
+  const char* size_variable = std::getenv("DDACTOR_SD15_STEP_LATENT_SIZE");
+  const int64_t size = size_variable ? std::stoll(size_variable) : 32;
   torch::manual_seed(0);
   unet2d_condition unet(
     unet2d_condition_config::from_file(fixtures_dir() / "manifests/sd15_unet_config.json"), memory);
   unet->train();
-  const auto sample = torch::randn({1, 4, 32, 32});
+  const auto sample = torch::randn({1, 4, size, size});
   const auto context = torch::randn({1, 77, 768});
-  const auto target = torch::randn({1, 4, 32, 32});
+  const auto target = torch::randn({1, 4, size, size});
   const auto start = std::chrono::steady_clock::now();
   auto loss = (unet->forward(sample, torch::tensor({500}), context) - target).pow(2).mean();
   const auto forward_done = std::chrono::steady_clock::now();
@@ -348,9 +351,10 @@ void measure_sd15_training_step(const memory_saving_options& memory, const char*
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
-  std::cout << "[ " << label << " ] loss " << loss.item<double>() << ", forward "
-            << seconds(start, forward_done) << " s, backward " << seconds(forward_done, done)
-            << " s, total " << seconds(start, done) << " s, peak RSS "
+  std::cout << "[ " << label << " ] latent " << size << "x" << size << ", loss "
+            << loss.item<double>() << ", forward " << seconds(start, forward_done)
+            << " s, backward " << seconds(forward_done, done) << " s, total "
+            << seconds(start, done) << " s, peak RSS "
             << static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0) << " GiB, "
             << torch::get_num_threads() << " threads\n";
 }
