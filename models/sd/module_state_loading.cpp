@@ -44,30 +44,61 @@ std::optional<torch::ScalarType> torch_type(tensor_dtype dtype) {
   }
 }
 
-module_state_mismatch compare(const std::vector<std::pair<std::string, torch::Tensor>>& state,
-                              const safetensors_reader& reader,
-                              const module_state_options& options) {
-  module_state_mismatch out;
+// The file's tensors under the module names they fill; ignored keys are left out. A second file
+// key that renames to a name already taken is unexpected.
+std::map<std::string, const safetensors_entry*> entries_by_module_name(
+  const safetensors_reader& reader, const module_state_options& options,
+  std::vector<std::string>& unexpected) {
   std::set<std::string> ignored(options.ignored_keys.begin(), options.ignored_keys.end());
+  std::map<std::string, const safetensors_entry*> out;
+  for (const auto& entry : reader.entries()) {
+    if (ignored.count(entry.name) != 0)
+      continue;
+    auto name = options.module_name_for_file_key ? options.module_name_for_file_key(entry.name)
+                                                 : entry.name;
+    if (!out.emplace(name, &entry).second)
+      unexpected.push_back(entry.name + " (a second tensor for " + name + ")");
+  }
+  return out;
+}
+
+std::string named_as(const std::string& module_name, const safetensors_entry& entry) {
+  return entry.name == module_name ? module_name
+                                   : module_name + " (file key " + entry.name + ")";
+}
+
+// How the file's tensors fill the module: the file entry for each module name, and what does not
+// fit.
+struct file_fit {
+  std::map<std::string, const safetensors_entry*> entries;
+  module_state_mismatch mismatch;
+};
+
+file_fit fit(const std::vector<std::pair<std::string, torch::Tensor>>& state,
+             const safetensors_reader& reader, const module_state_options& options) {
+  file_fit out;
+  out.entries = entries_by_module_name(reader, options, out.mismatch.unexpected);
   std::set<std::string> in_module;
   for (const auto& [name, tensor] : state) {
     in_module.insert(name);
-    const auto* entry = reader.find(name);
-    if (entry == nullptr) {
-      out.missing.push_back(name);
+    auto it = out.entries.find(name);
+    if (it == out.entries.end()) {
+      out.mismatch.missing.push_back(name);
       continue;
     }
+    const auto& entry = *it->second;
     const auto sizes = tensor.sizes().vec();
-    if (entry->shape != sizes)
-      out.misshaped.push_back(name + ": file " + shape_text(entry->shape) + " vs model " +
-                              shape_text(sizes));
-    else if (!torch_type(entry->dtype))
-      out.misshaped.push_back(name + ": dtype " + std::string(dtype_name(entry->dtype)) +
-                              " is not a floating-point type");
+    if (entry.shape != sizes)
+      out.mismatch.misshaped.push_back(named_as(name, entry) + ": file " +
+                                       shape_text(entry.shape) + " vs model " + shape_text(sizes));
+    else if (!torch_type(entry.dtype))
+      out.mismatch.misshaped.push_back(named_as(name, entry) + ": dtype " +
+                                       std::string(dtype_name(entry.dtype)) +
+                                       " is not a floating-point type");
   }
-  for (const auto& entry : reader.entries())
-    if (in_module.count(entry.name) == 0 && ignored.count(entry.name) == 0)
-      out.unexpected.push_back(entry.name);
+  for (const auto& [name, entry] : out.entries)
+    if (in_module.count(name) == 0)
+      out.mismatch.unexpected.push_back(entry->name);
   return out;
 }
 
@@ -94,20 +125,20 @@ module_state_mismatch compare_module_state(torch::nn::Module& module,
                                            const std::filesystem::path& file,
                                            const module_state_options& options) {
   const safetensors_reader reader(file);
-  return compare(module_state(module), reader, options);
+  return fit(module_state(module), reader, options).mismatch;
 }
 
 void load_module_state(torch::nn::Module& module, const std::filesystem::path& file,
                        const module_state_options& options) {
   const safetensors_reader reader(file);
   const auto state = module_state(module);
-  const auto mismatch = compare(state, reader, options);
+  const auto [entries, mismatch] = fit(state, reader, options);
   if (!mismatch.empty())
     throw std::runtime_error(file.string() + " does not fit the model:" + mismatch.describe());
   torch::NoGradGuard no_grad;
   std::vector<std::byte> staging;  // one tensor at a time, for dtypes that need converting
   for (const auto& [name, target] : state) {
-    const auto& entry = *reader.find(name);
+    const auto& entry = *entries.at(name);
     const auto type = *torch_type(entry.dtype);
     if (type == target.scalar_type() && target.is_contiguous() && target.device().is_cpu()) {
       reader.read(entry, {static_cast<std::byte*>(target.data_ptr()),

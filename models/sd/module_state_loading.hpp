@@ -4,11 +4,13 @@
 // a 3.4 GB UNet never sits in memory twice. Every tensor of the file must be consumed and every
 // parameter filled: missing, unexpected and mis-shaped keys are collected and refused together,
 // in one error that names the file and the keys. Half-precision (F16, BF16) and F64 files load
-// into the module's own dtype.
+// into the module's own dtype; files whose keys follow an older naming load through a renaming
+// of the file's keys.
 
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,9 @@ struct module_state_options {
   /// File keys that are consumed without a parameter (such as CLIP's `position_ids` buffer,
   /// which older checkpoints carry and newer code computes).
   std::vector<std::string> ignored_keys;
+  /// The module's name for a file key, for files written in an older layout (such as the VAE
+  /// attention's `query.weight` for today's `to_q.weight`). Empty: file keys are module names.
+  std::function<std::string(const std::string& file_key)> module_name_for_file_key = {};
 };
 
 /// What a file and a module disagree on; empty() when they fit.

@@ -106,5 +106,33 @@ TEST(module_state_loading, every_mismatch_is_named_in_one_error_and_nothing_chan
   std::filesystem::remove(wrong);
 }
 
+TEST(module_state_loading, renamed_file_keys_fill_the_module_and_collisions_are_named) {
+  two_layers source;
+  safetensors_content content;
+  for (auto& [name, tensor] : module_state(*source))
+    content.tensors.push_back(
+      as_stored(name == "first.weight" ? "old_first.weight" : name, tensor, tensor_dtype::f32));
+  auto file = std::filesystem::temp_directory_path() /
+              ("ddactor_module_state_renamed_" + std::to_string(::getpid()) + ".safetensors");
+  write_safetensors_file(file, content);
+
+  module_state_options options;
+  options.module_name_for_file_key = [](const std::string& key) {
+    return key == "old_first.weight" ? std::string("first.weight") : key;
+  };
+  two_layers target;
+  EXPECT_THROW(load_module_state(*target, file), std::runtime_error);
+  load_module_state(*target, file, options);
+  EXPECT_TRUE(torch::equal(target->first->weight, source->first->weight));
+
+  // Both names in one file: the second tensor for first.weight is refused, by its file key.
+  content.tensors.push_back(as_stored("first.weight", source->first->weight, tensor_dtype::f32));
+  write_safetensors_file(file, content);
+  const auto mismatch = compare_module_state(*target, file, options);
+  ASSERT_EQ(mismatch.unexpected.size(), 1u);
+  EXPECT_NE(mismatch.unexpected[0].find("first.weight"), std::string::npos);
+  std::filesystem::remove(file);
+}
+
 } // namespace
 } // namespace ddactor
