@@ -1,13 +1,14 @@
 // `ddactor serve` and `ddactor serve-expert`: DDM inference as a service; see commands.hpp.
 //
-//   HTTP client --POST /v1/generate (JSON)--> httplib thread --(generate)--> generator actor
+//   HTTP client --POST /v1/generate (JSON)--> http_server loop --> one requester actor per
+//     request --(generate)--> generator actor (a client that hangs up ends its requester, and
+//     the generator drops the request)
 //   CAF client  --------(generate, generate_request)------------------------> generator actor
 //   generator --(velocity)--> expert_server actors of `serve-expert` peers (or local experts)
 #include "app/commands.hpp"
 
 #include <spdlog/spdlog.h>
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "actors/expert_server.hpp"
@@ -20,6 +21,7 @@
 #include "monitoring/metrics_http_server.hpp"
 #include "runtime/actor_system_setup.hpp"
 #include "runtime/actor_system_shutdown.hpp"
+#include "runtime/http_server.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
@@ -62,8 +64,12 @@ generate_request parse_generate_body(const std::string& body, const run_config& 
   if (!json.is_object())
     throw std::invalid_argument("the body must be a JSON object");
   for (const auto& [key, value] : json.items()) {
-    if (key == "class")
+    if (key == "class") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0)
+        throw std::invalid_argument("class must be a whole number >= 0 (leave it out for a row "
+                                    "per class)");
       r.class_index = value.get<int64_t>();
+    }
     else if (key == "prompt")
       r.prompt = value.get<std::string>();
     else if (key == "count")
@@ -86,6 +92,60 @@ generate_request parse_generate_body(const std::string& body, const run_config& 
                                   "top_k, seed)");
   }
   return r;
+}
+
+// POST /v1/generate: refuses a malformed request at once (400); otherwise a requester actor
+// asks the generator and answers: 200 with the PNG, 400, 429 when the generator is at capacity,
+// 503 when an expert it needs is gone. Each request is logged with its status, images and time.
+void serve_generate(caf::actor_system& system, const caf::actor& generator,
+                    const http_request& req, const http_reply& reply, const run_config& config,
+                    const dit_options& shape, std::chrono::milliseconds timeout) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto client = req.client;
+  const auto finish = [reply, client, started](http_response response, int64_t images) {
+    const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("POST /v1/generate from {}: {} ({} images, {:.2f} s)", client, response.status,
+                 response.status == 200 ? images : 0, secs);
+    reply.send(std::move(response));
+  };
+  generate_request request;
+  try {
+    request = parse_generate_body(req.body, config);
+  } catch (const std::exception& e) {
+    finish(http_error(400, e.what()), 0);
+    return;
+  }
+  if (auto problem = validate_generate_request(request, shape, config.serve.max_count)) {
+    finish(http_error(400, *problem), 0);
+    return;
+  }
+  const auto images = requested_images(request, shape);
+  auto requester = system.spawn([=](caf::event_based_actor* self) -> caf::behavior {
+    self->request(generator, timeout, generate_atom_v, request)
+      .then(
+        [=](const std::vector<char>& png) {
+          http_response response;
+          response.content_type = "image/png";
+          response.body.assign(png.begin(), png.end());
+          finish(std::move(response), images);
+          self->quit();
+        },
+        [=](const caf::error& err) {
+          const int status = err == errc::invalid_message ? 400
+                             : err == errc::overloaded   ? 429
+                                                          : 503;
+          auto response = http_error(status, self->system().render(err));
+          if (status == 429)
+            response.headers.emplace_back("Retry-After", "5");
+          finish(std::move(response), images);
+          self->quit();
+        });
+    return {[](caf::ok_atom) {}};
+  });
+  reply.on_cancel([requester] {
+    caf::anon_send_exit(requester, caf::exit_reason::user_shutdown);
+  });
 }
 
 } // namespace
@@ -128,66 +188,36 @@ int serve_command(const run_config& config) {
   options.fall_back = config.serve.fall_back;
   options.expert_timeout = seconds(config.serve.expert_timeout);
   options.max_count = config.serve.max_count;
+  options.max_queue = static_cast<size_t>(config.serve.max_queue);
   auto generator = spawn_generator(system, options);
   if (auto port = publish(system, generator, config))
     spdlog::info("router serving over CAF on port {}", port);
 
-  std::unique_ptr<httplib::Server> http;
-  std::thread http_thread;
+  std::unique_ptr<http_server> http;
   if (!config.serve.http.empty()) {
-    http = std::make_unique<httplib::Server>();
-    http->Post("/v1/generate", [&](const httplib::Request& req, httplib::Response& res) {
-      generate_request request;
-      try {
-        request = parse_generate_body(req.body, config);
-      } catch (const std::exception& e) {
-        res.status = 400;
-        res.set_content(nlohmann::json{{"error", e.what()}}.dump(), "application/json");
-        return;
-      }
-      caf::scoped_actor self{system};
-      self->request(generator, std::chrono::minutes(10), generate_atom_v, request)
-        .receive(
-          [&](const std::vector<char>& png) {
-            res.status = 200;
-            res.set_content(std::string(png.begin(), png.end()), "image/png");
-          },
-          [&](const caf::error& err) {
-            res.status = err == errc::invalid_message ? 400 : 503;
-            res.set_content(nlohmann::json{{"error", system.render(err)}}.dump(),
-                            "application/json");
-          });
+    http = std::make_unique<http_server>();
+    const auto timeout = seconds(config.serve.request_timeout);
+    http->handle("POST", "/v1/generate", [&system, &config, generator, timeout,
+                                          shape = options.shape](const http_request& req,
+                                                                  const http_reply& reply) {
+      serve_generate(system, generator, req, reply, config, shape, timeout);
     });
-    http->Get("/healthz", [&](const httplib::Request&, httplib::Response& res) {
-      caf::scoped_actor self{system};
-      self->request(generator, std::chrono::seconds(5), status_atom_v)
-        .receive(
-          [&](const std::string& status) {
-            res.set_content(status, "application/json");
-          },
-          [&](const caf::error& err) {
-            res.status = 503;
-            res.set_content(nlohmann::json{{"error", system.render(err)}}.dump(),
-                            "application/json");
-          });
+    http->handle("GET", "/healthz", [status = options.status](const http_request&,
+                                                               const http_reply& reply) {
+      http_response response;
+      response.content_type = "application/json";
+      response.body = status->json();
+      reply.send(std::move(response));
     });
     auto address = parse_listen_address(config.serve.http);
-    int port = address.port == 0 ? http->bind_to_any_port(address.host)
-                                 : (http->bind_to_port(address.host, address.port)
-                                      ? address.port
-                                      : -1);
-    if (port < 0)
-      throw std::runtime_error("cannot listen on " + config.serve.http + " for HTTP");
-    http_thread = std::thread([&] { http->listen_after_bind(); });
+    const auto port = http->start(address.host, address.port);
     spdlog::info("HTTP API on http://{}:{}/v1/generate (health: /healthz)", address.host, port);
   }
   spdlog::info("serving a DDM of {} experts; Ctrl-C stops", k);
   wait_for_stop();
   spdlog::info("stopping");
-  if (http) {
+  if (http)
     http->stop();
-    http_thread.join();
-  }
   caf::anon_send_exit(generator, caf::exit_reason::user_shutdown);
   return 0;
 }

@@ -619,6 +619,8 @@ section_schema serve_keys() {
       field("fall_back", &serve_section::fall_back),
       field("expert_timeout", &serve_section::expert_timeout, greater_than(0)),
       field("max_count", &serve_section::max_count, within(1, 4096)),
+      field("max_queue", &serve_section::max_queue, within(1, 1024)),
+      field("request_timeout", &serve_section::request_timeout, greater_than(0)),
   });
 }
 

@@ -255,8 +255,12 @@ struct serve_section {
   bool fall_back = true;
   /// Limit for one velocity request to a remote expert.
   double expert_timeout = 10.0;
-  /// Largest number of images one request may ask for.
+  /// Largest number of images one request may ask for, in all.
   int max_count = 64;
+  /// Requests in progress at once (they interleave step by step); more get HTTP 429.
+  int max_queue = 8;
+  /// Seconds one HTTP request may take from arrival to its image.
+  double request_timeout = 600.0;
 
   bool operator==(const serve_section&) const = default;
 };

@@ -13,26 +13,35 @@ sampler_kind parse_sampler(const std::string& name) {
   throw std::invalid_argument("unknown sampler '" + name + "' (expected euler or heun)");
 }
 
-torch::Tensor sample_flow(const velocity_field& v, torch::Tensor x, int steps, sampler_kind kind) {
+flow_integration::flow_integration(torch::Tensor noise, int steps, sampler_kind kind)
+  : x_(std::move(noise)), steps_(steps), kind_(kind) {
   if (steps < 1)
     throw std::invalid_argument("sampling needs at least one step");
+}
+
+void flow_integration::step(const velocity_field& v) {
   torch::NoGradGuard no_grad;
-  auto n = x.size(0);
-  auto opts = torch::TensorOptions().dtype(x.dtype()).device(x.device());
-  for (int i = 0; i < steps; ++i) {
-    double t_now = 1.0 - static_cast<double>(i) / steps;
-    double t_next = 1.0 - static_cast<double>(i + 1) / steps;
-    double dt = t_next - t_now;  // negative: time runs from noise to data
-    auto v_now = v(x, torch::full({n}, t_now, opts));
-    if (kind == sampler_kind::euler) {
-      x = x + dt * v_now;
-      continue;
-    }
-    auto x_pred = x + dt * v_now;
+  const auto n = x_.size(0);
+  const auto opts = torch::TensorOptions().dtype(x_.dtype()).device(x_.device());
+  const double t_now = 1.0 - static_cast<double>(done_) / steps_;
+  const double t_next = 1.0 - static_cast<double>(done_ + 1) / steps_;
+  const double dt = t_next - t_now;  // negative: time runs from noise to data
+  auto v_now = v(x_, torch::full({n}, t_now, opts));
+  if (kind_ == sampler_kind::euler) {
+    x_ = x_ + dt * v_now;
+  } else {
+    auto x_pred = x_ + dt * v_now;
     auto v_next = v(x_pred, torch::full({n}, t_next, opts));
-    x = x + dt * 0.5 * (v_now + v_next);
+    x_ = x_ + dt * 0.5 * (v_now + v_next);
   }
-  return x;
+  ++done_;
+}
+
+torch::Tensor sample_flow(const velocity_field& v, torch::Tensor x, int steps, sampler_kind kind) {
+  flow_integration integration(std::move(x), steps, kind);
+  while (!integration.done())
+    integration.step(v);
+  return integration.current();
 }
 
 velocity_field guided_velocity(dit model, dit_condition cond, double scale) {

@@ -22,6 +22,27 @@ enum class sampler_kind { euler, heun };
 /// "euler" or "heun"; throws std::invalid_argument otherwise.
 sampler_kind parse_sampler(const std::string& name);
 
+/// One integration from noise (t = 1) to data (t = 0), a step at a time: several can interleave
+/// (a server answering small requests beside a large one) and one can stop between steps.
+class flow_integration {
+ public:
+  /// Throws std::invalid_argument when steps < 1.
+  flow_integration(torch::Tensor noise, int steps, sampler_kind kind);
+  /// One step (Euler: one velocity evaluation, Heun: two). Precondition: !done().
+  void step(const velocity_field& v);
+  bool done() const { return done_ == steps_; }
+  int steps_done() const { return done_; }
+  int steps() const { return steps_; }
+  /// The sample so far (the result once done()).
+  const torch::Tensor& current() const { return x_; }
+
+ private:
+  torch::Tensor x_;
+  int steps_;
+  int done_ = 0;
+  sampler_kind kind_;
+};
+
 /// Integrates from `noise` (t = 1) to t = 0 in `steps` steps.
 torch::Tensor sample_flow(const velocity_field& v, torch::Tensor noise, int steps,
                           sampler_kind kind);

@@ -16,6 +16,7 @@ std::string to_string(errc x) {
     case errc::shutting_down: return "shutting_down";
     case errc::io_failure: return "io_failure";
     case errc::not_leader: return "not_leader";
+    case errc::overloaded: return "overloaded";
   }
   return "unknown";
 }

@@ -34,6 +34,8 @@ enum class errc : uint8_t {
   io_failure,
   /// A round join reached a peer that knows a better leader for that epoch; ask the next one.
   not_leader,
+  /// The service is at capacity (its queue is full); ask again later.
+  overloaded,
 };
 
 std::string to_string(errc x);
