@@ -2427,14 +2427,40 @@ constexpr canonical_composition compositions_table[] = {
 
 } // namespace
 
-std::span<const category_range> category_ranges() { return category_ranges_table; }
-std::span<const code_point_range> python_space_ranges() { return python_space_ranges_table; }
-std::span<const code_point_range> cased_ranges() { return cased_ranges_table; }
-std::span<const code_point_range> case_ignorable_ranges() { return case_ignorable_ranges_table; }
-std::span<const combining_class_range> combining_class_ranges() { return combining_class_ranges_table; }
-std::span<const code_point_mapping> lowercase_mappings() { return lowercase_mappings_table; }
-std::span<const char32_t> decomposition_pool() { return decomposition_pool_table; }
-std::span<const canonical_decomposition> decompositions() { return decompositions_table; }
-std::span<const canonical_composition> compositions() { return compositions_table; }
+std::span<const category_range> category_ranges() {
+  return category_ranges_table;
+}
+
+std::span<const code_point_range> python_space_ranges() {
+  return python_space_ranges_table;
+}
+
+std::span<const code_point_range> cased_ranges() {
+  return cased_ranges_table;
+}
+
+std::span<const code_point_range> case_ignorable_ranges() {
+  return case_ignorable_ranges_table;
+}
+
+std::span<const combining_class_range> combining_class_ranges() {
+  return combining_class_ranges_table;
+}
+
+std::span<const code_point_mapping> lowercase_mappings() {
+  return lowercase_mappings_table;
+}
+
+std::span<const char32_t> decomposition_pool() {
+  return decomposition_pool_table;
+}
+
+std::span<const canonical_decomposition> decompositions() {
+  return decompositions_table;
+}
+
+std::span<const canonical_composition> compositions() {
+  return compositions_table;
+}
 
 } // namespace ddactor::unicode_data

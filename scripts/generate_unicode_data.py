@@ -10,6 +10,7 @@ Cased and Case_Ignorable are not exposed by `unicodedata`; they are read off str
 so they are the sets Python's final-sigma rule really uses:
   lower('A' + c + 'Σ') ends in 'ς'  <=>  c is case-ignorable or cased
   lower('AΣ' + c)[1] == 'ς'        <=>  c is case-ignorable or not cased
+so c is case-ignorable exactly when both hold.
 Cased is islower() or isupper() or istitle() of the single character (Lowercase, Uppercase, Lt).
 
 Usage: python3 scripts/generate_unicode_data.py > runtime/unicode_data.cpp
@@ -148,8 +149,10 @@ def main():
     print("} // namespace")
     print()
     for element, name, _ in tables:
-        print(f"std::span<const {element}> {name}() {{ return {name}_table; }}")
-    print()
+        print(f"std::span<const {element}> {name}() {{")
+        print(f"  return {name}_table;")
+        print("}")
+        print()
     print("} // namespace ddactor::unicode_data")
 
 
