@@ -14,6 +14,7 @@ namespace ddactor {
 namespace {
 
 // --- cleaning (BasicTokenizer) -----------------------------------------------------------
+// BasicTokenizer is BERT's; these are its own notions of whitespace and control characters.
 
 bool is_bert_whitespace(char32_t c) {
   return c == U' ' || c == U'\t' || c == U'\n' || c == U'\r' ||

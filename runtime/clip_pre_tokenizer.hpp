@@ -3,7 +3,7 @@
 // transformers CLIPTokenizer (4.36) as it runs without ftfy, which is how the reference ids
 // were made:
 //
-//   text ──clean_clip_text──> cleaned ──split_clip_words──> words ──to_byte_level──> BPE input
+//   text --clean_clip_text--> cleaned --split_clip_words--> words --to_byte_level--> BPE input
 //
 // 1. clean_clip_text is transformers' BasicTokenizer(strip_accents=False,
 //    do_split_on_punc=False).tokenize, joined with single spaces: drop NUL, U+FFFD and every
