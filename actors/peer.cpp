@@ -91,7 +91,9 @@ void start_trainer(peer_pointer self) {
   opts.config = st.options.config;
   opts.checkpointer = st.checkpointer;
   opts.grid_prompts = st.options.grid_prompts;
-  opts.inject_crash = st.trainer_restarts.total_restarts() == 0;
+  opts.stop_requested = st.options.stop_requested;
+  opts.inject_crash = st.trainer_restarts.total_restarts() == 0 ||
+                      st.options.config.debug.crash_trainer_every_time;
   opts.progress = st.progress;
   opts.averager = st.averager;
   opts.averaging_deadline = st.averaging_deadline;
@@ -121,12 +123,16 @@ void schedule_restart(peer_pointer self, child_kind kind, const caf::error& reas
   auto& policy = kind == child_kind::trainer        ? st.trainer_restarts
                  : kind == child_kind::data_loader ? st.loader_restarts
                                                     : st.checkpointer_restarts;
-  auto delay = policy.on_failure(restart_policy::clock::now());
+  auto delay = policy.on_failure(restart_policy::clock::now(), self->system().render(reason));
   if (!delay) {
     peer_health::global().set(peer_health::activity::failing,
                               std::string(to_string(kind)) + " keeps failing");
-    spdlog::critical("{} failed {} times within its restart window; giving up ({})",
-                     to_string(kind), policy.recent_restarts(), self->system().render(reason));
+    if (policy.repeated())
+      spdlog::critical("{} failed again the same way after a restart; giving up: {}",
+                       to_string(kind), self->system().render(reason));
+    else
+      spdlog::critical("{} failed {} times within its restart window; giving up ({})",
+                       to_string(kind), policy.recent_restarts(), self->system().render(reason));
     shut_down_children(self);
     self->quit(reason);
     return;

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
 #include "caf/all.hpp"
 
 #include "config/run_config.hpp"
@@ -33,6 +35,8 @@ struct peer_options {
   std::shared_ptr<const image_dataset> train_data;
   /// Captions for the sample grid of a caption-conditioned model.
   std::vector<std::string> grid_prompts;
+  /// Whether a stop signal came (the trainer cuts long sample grids short).
+  std::function<bool()> stop_requested;
 };
 
 /// Spawns the peer. Send it `stop_atom` to stop cleanly (checkpoint first); it quits normally

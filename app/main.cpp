@@ -5,13 +5,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
 #include "app/commands.hpp"
 #include "app/logging_setup.hpp"
+#include "models/readable_error.hpp"
+#include "app/stop_signal.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
+#include "runtime/progress_meter.hpp"
 #include "runtime/version.hpp"
 
 namespace {
@@ -35,6 +39,36 @@ Examples:
 
 Every key of a run file is documented in config/example.toml. Ctrl-C stops training after a
 checkpoint; a second Ctrl-C aborts.)";
+
+// A number that is finite and within [low, high] (CLI::Range lets NaN through).
+CLI::Validator finite_within(double low, double high) {
+  return CLI::Validator(
+    [low, high](std::string& text) -> std::string {
+      double value = 0;
+      try {
+        size_t used = 0;
+        value = std::stod(text, &used);
+        if (used != text.size())
+          return "not a number: " + text;
+      } catch (const std::exception&) {
+        return "not a number: " + text;
+      }
+      if (!std::isfinite(value) || value < low || value > high)
+        return "must be a number from " + CLI::detail::to_string(low) + " to " +
+               CLI::detail::to_string(high) + ", got " + text;
+      return {};
+    },
+    "NUMBER in [" + CLI::detail::to_string(low) + ", " + CLI::detail::to_string(high) + "]");
+}
+
+// --config and --set on a subcommand too: its --help then lists them (they bind the same
+// variables as the top-level ones, so either place works).
+void add_run_file_options(CLI::App* command, std::string& config_path,
+                          std::vector<std::string>& overrides) {
+  command->add_option("-c,--config", config_path, "run file (TOML); see config/example.toml");
+  command->add_option("--set", overrides, "override a config key, e.g. --set train.lr=1e-4")
+    ->type_name("KEY=VALUE");
+}
 
 } // namespace
 
@@ -72,11 +106,18 @@ int main(int argc, char** argv) {
   auto* class_opt = sample_cmd->add_option("--class", class_index, "class index to generate");
   sample_cmd->add_option("--prompt", prompt, "caption to generate (caption models)")
     ->excludes(class_opt);
-  sample_cmd->add_option("-n,--count", sample.count, "images per class or prompt");
-  sample_cmd->add_option("--steps", steps, "sampling steps (default: sample.steps)");
+  sample_cmd
+    ->add_option("-n,--count", sample.count,
+                 "images per class or prompt (default: sample.per_class of the run file)")
+    ->check(CLI::Range(1, 4096));
+  sample_cmd->add_option("--steps", steps, "sampling steps (default: sample.steps)")
+    ->check(CLI::Range(1, 1000));
   sample_cmd->add_option("--sampler", sampler, "euler or heun (default: sample.sampler)")
     ->check(CLI::IsMember({"euler", "heun"}));
-  sample_cmd->add_option("--cfg", cfg, "classifier-free guidance scale (1 = none)");
+  sample_cmd
+    ->add_option("--cfg", cfg,
+                 "classifier-free guidance scale (1 = none; default: sample.cfg_scale)")
+    ->check(finite_within(0, 100));
   sample_cmd->add_option("--seed", seed, "noise seed (default: sample.seed)");
   sample_cmd->add_option("--checkpoint", sample_checkpoint,
                          "checkpoint file (default: the run's newest)");
@@ -123,10 +164,20 @@ int main(int argc, char** argv) {
   auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
   check_cmd->add_option("file", check_path, "run file to check");
 
+  // Every subcommand lists the run-file options in its help, and a short pointer instead of the
+  // examples of the top-level help.
+  for (auto* command : app.get_subcommands({})) {
+    add_run_file_options(command, config_path, overrides);
+    command->footer("Every key of a run file is documented in config/example.toml; `ddactor "
+                    "--help` lists the commands with examples.");
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Usage errors exit with 2, as the other mistakes of the command line do.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
   }
 
   if (*check_cmd && check_path.empty())
@@ -151,9 +202,17 @@ int main(int argc, char** argv) {
   }
 
   try {
+    ddactor::check_device(config.run.device);
+  } catch (const std::exception& e) {
+    std::cerr << "ddactor: " << config.source_file.string() << ": " << e.what() << "\n";
+    return 2;
+  }
+
+  try {
     if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd) {
       ddactor::setup_logging(log_level);
       ddactor::configure_torch_threads(config.run.threads);
+      ddactor::install_stop_handler();
       if (*serve_cmd || *serve_expert_cmd) {
         int code = 0;
         ddactor::run_on_worker_thread([&] {
@@ -189,11 +248,15 @@ int main(int argc, char** argv) {
     (void) train;
     ddactor::setup_logging(log_level, config.run_dir() / "ddactor.log");
     return ddactor::train_command(config);
+  } catch (const ddactor::work_stopped&) {
+    spdlog::warn("stopped by {} before the work was done; nothing was written",
+                 ddactor::stop_signal_name());
+    return ddactor::stopped_exit_code();
   } catch (const std::exception& e) {
     if (spdlog::default_logger())
-      spdlog::error("{}", e.what());
+      spdlog::error("{}", ddactor::readable_error(e));
     else
-      std::cerr << "ddactor: " << e.what() << "\n";
+      std::cerr << "ddactor: " << ddactor::readable_error(e) << "\n";
     return 1;
   }
 }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "actors/peer.hpp"
+#include "app/stop_signal.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
 #include "monitoring/ddactor_metrics.hpp"
@@ -40,26 +41,12 @@ std::vector<std::string> pick_grid_prompts(const image_dataset& data) {
   return prompts;
 }
 
-// Stop signals: the first asks the peer to checkpoint and stop, a second aborts at once.
-// OpenBLAS starts threads before main() runs, so a signal mask cannot route the signal to one
-// thread; instead an async-signal-safe handler counts, and a watcher thread acts on the count.
-std::atomic<int> stop_signals_received{0};
-std::atomic<int> last_stop_signal{0};
-
-extern "C" void on_stop_signal(int sig) {
-  last_stop_signal.store(sig);
-  if (stop_signals_received.fetch_add(1) >= 1)
-    std::_Exit(130);
-}
-
+// Forwards the first stop signal (app/stop_signal) to the peer, which checkpoints and stops; a
+// second signal aborts at once.
 class signal_watcher {
  public:
   explicit signal_watcher(caf::actor peer) : peer_(std::move(peer)) {
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, nullptr);
-    sigaction(SIGTERM, &action, nullptr);
+    install_stop_handler();
     thread_ = std::thread([this] { run(); });
   }
   ~signal_watcher() {
@@ -73,10 +60,10 @@ class signal_watcher {
   void run() {
     while (!done_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (stop_signals_received.load() > 0 && !forwarded_) {
+      if (stop_requested() && !forwarded_) {
         forwarded_ = true;
         spdlog::warn("{} received: stopping after a checkpoint (send it again to abort)",
-                     last_stop_signal.load() == SIGINT ? "Ctrl-C" : "SIGTERM");
+                     stop_signal_name());
         caf::anon_send(peer_, stop_atom_v);
       }
     }
@@ -143,6 +130,7 @@ int train_command(const run_config& config) {
   options.config = config;
   options.train_data = data.train;
   options.grid_prompts = pick_grid_prompts(*data.train);
+  options.stop_requested = stop_requested;
   auto peer = spawn_peer(system, std::move(options));
   int exit_code = 0;
   {
