@@ -28,11 +28,17 @@
 
 namespace ddactor {
 
+class swarm_status_board;
+
 struct peer_options {
   run_config config;
   std::shared_ptr<const image_dataset> train_data;
   /// Captions for the sample grid of a caption-conditioned model.
   std::vector<std::string> grid_prompts;
+  /// What this peer knows of its swarm, written by membership, progress and averager, read by
+  /// the status page and `ddactor status` (asked through membership). Null: the peer keeps one
+  /// of its own, which `ddactor status` still reads.
+  std::shared_ptr<swarm_status_board> status_board;
 };
 
 /// Spawns the peer. Send it `stop_atom` to stop cleanly (checkpoint first); it quits normally
