@@ -89,8 +89,11 @@ constexpr std::string_view page = R"html(<!DOCTYPE html>
     update.className = "error";
     update.textContent = text;
   }
-  // A fault of this page shows on it (the test's headless browser reads it too).
+  // A fault of this page shows on it, and is counted where a later update does not clear it
+  // (the test's headless browser reads the count).
   window.addEventListener("error", function (event) {
+    var count = Number(document.body.getAttribute("data-page-errors") || "0") + 1;
+    document.body.setAttribute("data-page-errors", String(count));
     showError("Page error: " + event.message);
   });
 
