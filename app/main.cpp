@@ -143,7 +143,14 @@ int main(int argc, char** argv) {
     ->add_option("--timeout", status_timeout,
                  "seconds to wait for the connection and the answer together")
     ->check(CLI::Range(0.1, 600.0))
+    ->type_name("SECONDS")
     ->capture_default_str();
+  status_cmd->footer(R"(
+Examples:
+  ddactor status --peer 127.0.0.1:7000                 tables of the peers and the last rounds
+  ddactor status --peer peer1.lan:7000 --json          the same as JSON (as GET /status.json)
+
+A peer with monitoring.listen set also serves this as a page at / that refreshes itself.)");
 
   std::string check_path;
   auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
