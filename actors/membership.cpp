@@ -12,6 +12,7 @@
 #include "caf/io/middleman.hpp"
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
@@ -71,8 +72,26 @@ std::string describe(const peer_info& info) {
   return short_peer_id(info.peer_id) + " (" + info.address() + ")";
 }
 
+// The status board learns the view: this peer, and each member's address, suspicion and when
+// it was last heard from.
+void report_to_board(membership_pointer self) {
+  auto& st = self->state;
+  if (!st.options.status_board)
+    return;
+  const auto& own = st.view->self().info;
+  st.options.status_board->set_self(own.peer_id, own.swarm_id, own.address());
+  std::vector<swarm_status_board::member_fact> members;
+  for (const auto& member : st.view->members())
+    if (member.info.peer_id != own.peer_id)
+      members.push_back({member.info.peer_id, member.info.address(), member.info.swarm_id,
+                         st.view->is_suspected(member.info.peer_id),
+                         st.view->last_heard(member.info.peer_id)});
+  st.options.status_board->set_members(std::move(members));
+}
+
 void publish_view(membership_pointer self) {
   auto& st = self->state;
+  report_to_board(self);
   st.metrics.peers.set(static_cast<double>(st.view->size()));
   if (st.subscribers.empty())
     return;
@@ -341,6 +360,8 @@ void on_tick(membership_pointer self) {
 
   if (changed)
     publish_view(self);
+  else
+    report_to_board(self);  // suspicions and last-heard times
   self->delayed_send(self, st.options.gossip_interval, tick_atom_v);
 }
 
@@ -570,6 +591,14 @@ caf::behavior membership(membership_pointer self, membership_options options) {
                                 describe(member.info), self->system().render(err));
                 });
       }
+    },
+    // From anyone (`ddactor status` on another node): text only, and a snapshot of the board is a
+    // few copies under its mutex, so answering never holds up membership's own work.
+    [=](status_atom) -> caf::result<std::string> {
+      const auto& board = self->state.options.status_board;
+      if (!board)
+        return make_error(errc::invalid_message, "membership: this peer keeps no status");
+      return render_swarm_status_json(board->snapshot());
     },
     [=](caf::get_atom) { return self->state.view->members(); },
     [=](caf::get_atom, caf::ok_atom) -> caf::result<uint16_t> {

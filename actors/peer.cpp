@@ -14,6 +14,7 @@
 #include "runtime/peer_identity.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/peer_health.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/restart_policy.hpp"
 #include "runtime/state_agreement.hpp"
@@ -181,6 +182,8 @@ void start_swarm(peer_pointer self) {
   spdlog::info("peer {} (incarnation {}) joins swarm '{}'", short_peer_id(identity.peer_id),
                identity.incarnation, swarm_id);
   set_peer_info(global_metrics(), identity.peer_id, swarm_id);
+  if (!st.options.status_board)
+    st.options.status_board = std::make_shared<swarm_status_board>();
 
   progress_options progress;
   progress.peer_id = identity.peer_id;
@@ -191,6 +194,7 @@ void start_swarm(peer_pointer self) {
   progress.repair_splits =
     split_repair_possible(cfg.averaging.state_compression, cfg.averaging.state_every);
   progress.group_size = static_cast<size_t>(cfg.averaging.group_size);
+  progress.status_board = st.options.status_board;
   st.progress = spawn_progress(self->system(), progress);
 
   averager_options averaging;
@@ -211,6 +215,7 @@ void start_swarm(peer_pointer self) {
   averaging.die_in_round = cfg.debug.die_in_round;
   averaging.die_as = cfg.debug.die_as;
   averaging.corrupt_chunks_from = cfg.debug.corrupt_chunks_from;
+  averaging.status_board = st.options.status_board;
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);
 
@@ -249,6 +254,7 @@ void start_swarm(peer_pointer self) {
   members.remove_after = seconds(net.remove_after);
   members.connect_timeout = seconds(net.connect_timeout);
   members.bootstrap_retry = seconds(net.bootstrap_retry);
+  members.status_board = st.options.status_board;
   st.membership = spawn_membership(self->system(), members);
   self->monitor(st.membership);
   for (const auto& child : {st.membership, st.progress, st.averager, st.state_server})

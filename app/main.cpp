@@ -36,6 +36,7 @@ Examples:
   ddactor serve --config ddm.toml                  DDM: POST /v1/generate on serve.http
   ddactor serve-expert --config ddm.toml --expert 1  DDM: serve expert 1 to remote routers
   ddactor check-config run.toml                    validate a run file and print it
+  ddactor status --peer 127.0.0.1:7000             the swarm as a running peer sees it
 
 Every key of a run file is documented in config/example.toml. Ctrl-C stops training after a
 checkpoint; a second Ctrl-C aborts.)";
@@ -160,6 +161,38 @@ int main(int argc, char** argv) {
   serve_expert_cmd->add_option("--checkpoint", serve_expert_checkpoint,
                                "checkpoint file (default: the expert's newest)");
 
+  ddactor::status_request status;
+  double status_timeout = 5.0;
+  auto* status_cmd = app.add_subcommand(
+    "status", "show the swarm as a running peer sees it: its peers and its last rounds");
+  status_cmd->description(
+    "Asks the running peer at HOST:PORT how it sees its swarm and prints two tables: every peer "
+    "in its view (id, address, epoch, samples/s, its role in the last round, when it was last "
+    "heard from, whether it is suspected and reachable) and the last averaging rounds (result, "
+    "group size, leader, duration, bytes sent and received). Needs no run file. Exit code 0; 1 "
+    "when the peer cannot be reached or does not answer within --timeout; 2 for a malformed "
+    "address.");
+  status_cmd
+    ->add_option("--peer", status.peer,
+                 "the peer's address as other peers dial it: its network.listen (or "
+                 "network.announce), e.g. 127.0.0.1:7000")
+    ->required()
+    ->type_name("HOST:PORT");
+  status_cmd->add_flag("--json", status.json,
+                       "print the raw snapshot as JSON (what the status page's /status.json serves)");
+  status_cmd
+    ->add_option("--timeout", status_timeout,
+                 "seconds to wait for the connection and the answer together")
+    ->check(CLI::Range(0.1, 600.0))
+    ->type_name("SECONDS")
+    ->capture_default_str();
+  status_cmd->footer(R"(
+Examples:
+  ddactor status --peer 127.0.0.1:7000                 tables of the peers and the last rounds
+  ddactor status --peer peer1.lan:7000 --json          the same as JSON (as GET /status.json)
+
+A peer with monitoring.listen set also serves this as a page at / that refreshes itself.)");
+
   std::string check_path;
   auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
   check_cmd->add_option("file", check_path, "run file to check");
@@ -178,6 +211,11 @@ int main(int argc, char** argv) {
     // Usage errors exit with 2, as the other mistakes of the command line do.
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  }
+
+  if (*status_cmd) {
+    status.timeout = std::chrono::milliseconds(static_cast<int64_t>(status_timeout * 1000));
+    return ddactor::status_command(status);
   }
 
   if (*check_cmd && check_path.empty())

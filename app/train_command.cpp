@@ -17,6 +17,8 @@
 #include "monitoring/metrics_http_server.hpp"
 #include "monitoring/metrics_registry.hpp"
 #include "monitoring/peer_health.hpp"
+#include "monitoring/status_page.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/actor_system_setup.hpp"
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/checkpoint_files.hpp"
@@ -104,12 +106,17 @@ int train_command(const run_config& config) {
   global_metrics().set_enabled(config.monitoring.enabled);
   auto checkpoint_age = register_checkpoint_age(global_metrics(), checkpoint_age_baseline(run_dir));
   auto activity = register_peer_activity(global_metrics(), peer_health::global());
+  // The swarm as this peer sees it: written by its actors, read by the status page and by
+  // `ddactor status` (through membership). Declared before the server that reads it.
+  auto status_board = std::make_shared<swarm_status_board>(
+    [] { return to_string(peer_health::global().current()); });
   std::unique_ptr<metrics_http_server> metrics_server;
   if (!config.monitoring.listen.empty()) {
     metrics_server = std::make_unique<metrics_http_server>(
       global_metrics(), [] { return peer_health::global().report(); });
+    add_status_pages(*metrics_server, *status_board);
     metrics_server->start(parse_listen_address(config.monitoring.listen));
-    spdlog::info("metrics on http://{}:{}/metrics (health: /healthz)",
+    spdlog::info("metrics on http://{}:{}/metrics (health: /healthz, swarm status: /)",
                  parse_listen_address(config.monitoring.listen).host, metrics_server->port());
   }
   int threads = configure_torch_threads(config.run.threads);
@@ -131,6 +138,7 @@ int train_command(const run_config& config) {
   options.train_data = data.train;
   options.grid_prompts = pick_grid_prompts(*data.train);
   options.stop_requested = stop_requested;
+  options.status_board = status_board;
   auto peer = spawn_peer(system, std::move(options));
   int exit_code = 0;
   {
