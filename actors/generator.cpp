@@ -24,6 +24,7 @@ struct generation_job {
   velocity_field field;
   std::shared_ptr<std::set<int64_t>> unavailable;
   int64_t columns = 1;
+  std::vector<std::string> row_labels;
   caf::response_promise promise;
   caf::actor_addr requester;
 };
@@ -102,21 +103,31 @@ expert_function remote_expert(caf::actor_system& system, caf::actor handle, int6
   };
 }
 
-dit_condition condition_for(const generate_request& r, const dit_options& shape, int64_t& rows,
-                            int64_t& columns) {
-  columns = r.count;
+// The condition of every image a request asks for, its grid's shape and its row labels.
+dit_condition condition_for(const generate_request& r, const generator_options& o, int64_t& rows,
+                            generation_job& job) {
+  const dit_options& shape = o.shape;
+  job.columns = r.count;
   rows = 1;
+  const auto class_label = [&](int64_t c) {
+    return c < static_cast<int64_t>(o.class_names.size()) ? o.class_names[static_cast<size_t>(c)]
+                                                          : "class " + std::to_string(c);
+  };
   if (shape.conditioning == "class") {
     if (r.class_index >= 0) {
       dit_condition cond;
       cond.labels = torch::full({r.count}, r.class_index, torch::kInt64);
+      job.row_labels = {class_label(r.class_index)};
       return cond;
     }
     rows = shape.num_classes;
-    return class_rows(rows, columns);
+    for (int64_t c = 0; c < rows; ++c) job.row_labels.push_back(class_label(c));
+    return class_rows(rows, job.columns);
   }
-  if (shape.conditioning == "caption")
+  if (shape.conditioning == "caption") {
+    job.row_labels = {r.prompt.empty() ? "(no prompt)" : r.prompt};
     return prompt_rows({r.prompt}, r.count, shape.caption.max_bytes);
+  }
   return {};
 }
 
@@ -135,7 +146,7 @@ void finish_job(generator_pointer self, generation_job& job) {
     std::span<const float>(images.data_ptr<float>(), static_cast<size_t>(images.numel())),
     static_cast<int>(n), static_cast<int>(o.shape.in_channels),
     static_cast<int>(o.shape.image_size), static_cast<int>(o.shape.image_size),
-    static_cast<int>(job.columns));
+    static_cast<int>(job.columns), 2, job.row_labels);
   ++st.served;
   job.promise.deliver(std::vector<char>(png.begin(), png.end()));
 }
@@ -197,7 +208,7 @@ caf::result<std::vector<char>> generate(generator_pointer self, const generate_r
   ensemble.fall_back = o.fall_back;
   generation_job job;
   int64_t rows = 1;
-  auto cond = condition_for(r, o.shape, rows, job.columns);
+  auto cond = condition_for(r, o, rows, job);
   job.unavailable = std::make_shared<std::set<int64_t>>();
   job.field = ensemble_velocity(o.routing, experts, cond, ensemble, job.unavailable);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(r.seed);

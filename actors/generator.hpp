@@ -63,6 +63,8 @@ struct generator_options {
   std::vector<expert_endpoint> experts;
   /// Image shape and conditioning the experts share.
   dit_options shape;
+  /// Names of the classes (grid row labels); "class N" past its end.
+  std::vector<std::string> class_names;
   bool fall_back = true;
   std::chrono::milliseconds expert_timeout{10000};
   /// Images one request may ask for, in all.

@@ -1,12 +1,14 @@
 // The state download actor; see state_download.hpp for its protocol.
 #include "actors/state_download.hpp"
 
+#include <limits>
 #include <optional>
 
 #include <spdlog/spdlog.h>
 
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/actor_ticks.hpp"
+#include "runtime/progress_meter.hpp"
 
 namespace ddactor {
 
@@ -289,11 +291,15 @@ class state_download_actor : public caf::event_based_actor {
     const double window = std::chrono::duration<double>(now - last_log_time_).count();
     const double rate = window > 0 ? megabytes(bytes_fetched_ - last_log_bytes_) / window : 0.0;
     const auto& m = assembly_->manifest();
-    spdlog::info("state download: {:.0f}% of {:.1f} MB (epoch {}) from candidate {}, {:.1f} MB/s",
-                 m.total_bytes == 0 ? 100.0
-                                    : 100.0 * static_cast<double>(assembly_->bytes_present()) /
-                                        static_cast<double>(m.total_bytes),
-                 megabytes(m.total_bytes), m.epoch, source_index_, rate);
+    const uint64_t present = assembly_->bytes_present();
+    const double left_mb = megabytes(m.total_bytes > present ? m.total_bytes - present : 0);
+    spdlog::info(
+        "state download: {:.0f}% of {:.1f} MB (epoch {}) from candidate {}, {:.1f} MB/s, ETA {}",
+        m.total_bytes == 0
+            ? 100.0
+            : 100.0 * static_cast<double>(present) / static_cast<double>(m.total_bytes),
+        megabytes(m.total_bytes), m.epoch, source_index_, rate,
+        format_duration(rate > 0 ? left_mb / rate : std::numeric_limits<double>::infinity()));
     last_log_time_ = now;
     last_log_bytes_ = bytes_fetched_;
   }

@@ -22,6 +22,7 @@
 #include "runtime/progress_meter.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
+#include "runtime/run_data.hpp"
 #include "runtime/state_agreement.hpp"
 
 namespace ddactor {
@@ -172,15 +173,18 @@ void write_sample_grid(trainer_state& st) {
   dit_condition cond;
   int64_t rows = 8;
   int64_t columns = cfg.sample.per_class;
+  std::vector<std::string> row_labels;
   if (cfg.model.conditioning == "class") {
     rows = cfg.model.num_classes;
     cond = class_rows(rows, columns);
+    row_labels = class_label_names(cfg, rows);
   } else if (cfg.model.conditioning == "caption") {
     auto prompts = st.options.grid_prompts;
     if (prompts.empty())
       prompts.push_back("");
     rows = static_cast<int64_t>(prompts.size());
     cond = prompt_rows(prompts, columns, cfg.model.text_max_bytes);
+    row_labels = prompt_labels(prompts);
   }
   auto images =
     generate_images(model, cond, gen, rows * columns,
@@ -194,7 +198,7 @@ void write_sample_grid(trainer_state& st) {
                                               static_cast<size_t>(images.numel())),
                        static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
                        static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
-                       static_cast<int>(columns));
+                       static_cast<int>(columns), 2, row_labels);
   std::filesystem::copy_file(path, dir / "latest.png",
                              std::filesystem::copy_options::overwrite_existing);
   spdlog::info("sample grid written to {}", path.string());

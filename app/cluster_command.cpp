@@ -23,10 +23,12 @@
 #include <string>
 #include <vector>
 
+#include "app/stop_signal.hpp"
 #include "models/feature_extractor.hpp"
 #include "runtime/cluster_assignment.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/kmeans.hpp"
+#include "runtime/progress_meter.hpp"
 #include "runtime/run_data.hpp"
 
 namespace ddactor {
@@ -48,6 +50,14 @@ double seconds_since(clock_type::time_point start) {
   return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
+// Progress shown with its ETA, ending the work with work_stopped on Ctrl-C or SIGTERM.
+progress_callback stoppable_progress(std::string task, std::string unit) {
+  return [show = show_progress(std::move(task), std::move(unit))](int64_t done, int64_t total) {
+    if (stop_requested()) throw work_stopped();
+    show(done, total);
+  };
+}
+
 struct clustering_times {
   double features = 0;
   double kmeans = 0;
@@ -64,7 +74,8 @@ void cluster_features(const run_config& config, const image_dataset& train,
   auto started = clock_type::now();
   const auto extractor = make_feature_extractor(ddm);
   spdlog::info("features of {} images: {}", train.count, extractor->description());
-  const torch::Tensor features = extractor->image_features(train, feature_batch_size);
+  const torch::Tensor features = extractor->image_features(
+      train, feature_batch_size, stoppable_progress("cluster: features", "images"));
   const int64_t dims = features.size(1);
   const std::span<const float> values(features.data_ptr<float>(),
                                       static_cast<size_t>(features.numel()));
@@ -79,6 +90,10 @@ void cluster_features(const run_config& config, const image_dataset& train,
   fine_options.threads = config.run.threads;
   fine_options.batch_size = ddm.kmeans_batch;
   fine_options.minibatch_above = minibatch_above;
+  // The iteration limit is the total: converging earlier ends the meter early.
+  fine_options.after_iteration =
+      [show = stoppable_progress("cluster: fine k-means", "iterations"),
+       limit = ddm.kmeans_iterations](int64_t done) { show(done, limit); };
   const auto fine = kmeans({values, train.count, dims}, fine_options);
   spdlog::info("fine k-means: {} clusters, {} {} ({}), inertia {:.6g}, {} empty clusters re-seeded",
                fine.k, fine.iterations,
@@ -92,6 +107,9 @@ void cluster_features(const run_config& config, const image_dataset& train,
   coarse_options.algorithm = kmeans_algorithm::lloyd;
   coarse_options.max_iterations = ddm.kmeans_iterations;
   coarse_options.threads = config.run.threads;
+  coarse_options.after_iteration = [](int64_t) {
+    if (stop_requested()) throw work_stopped();
+  };
   const auto coarse = weighted_kmeans({fine.centroids, fine.k, dims}, weights, coarse_options);
   times.kmeans = seconds_since(started);
 

@@ -11,6 +11,7 @@
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
 #include "runtime/image_io.hpp"
+#include "runtime/run_data.hpp"
 
 namespace ddactor {
 
@@ -40,6 +41,7 @@ int sample_command(const run_config& config, const sample_request& request) {
 
   dit_condition cond;
   int64_t rows = 1;
+  std::vector<std::string> row_labels;
   if (request.class_index) {
     if (o.conditioning != "class")
       throw std::invalid_argument("--class needs a class-conditioned model; this one is " +
@@ -48,16 +50,20 @@ int sample_command(const run_config& config, const sample_request& request) {
       throw std::invalid_argument("--class must be in [0, " + std::to_string(o.num_classes) +
                                   ")");
     cond.labels = torch::full({per_row}, *request.class_index, torch::kInt64);
+    row_labels = {class_label_names(config, o.num_classes)[static_cast<size_t>(*request.class_index)]};
   } else if (request.prompt) {
     if (o.conditioning != "caption")
       throw std::invalid_argument("--prompt needs a caption-conditioned model; this one is " +
                                   o.conditioning + "-conditioned");
     cond = prompt_rows({*request.prompt}, per_row, o.caption.max_bytes);
+    row_labels = prompt_labels({*request.prompt});
   } else if (o.conditioning == "class") {
     rows = o.num_classes;
     cond = class_rows(rows, per_row);
+    row_labels = class_label_names(config, rows);
   } else if (o.conditioning == "caption") {
     cond = prompt_rows({""}, per_row, o.caption.max_bytes);
+    row_labels = prompt_labels({""});
   }
   spdlog::info("sampling {} images from {}{}: {} {} steps, CFG {}", rows * per_row,
                loaded.checkpoint.string(),
@@ -86,7 +92,7 @@ int sample_command(const run_config& config, const sample_request& request) {
                                               static_cast<size_t>(images.numel())),
                        static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
                        static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
-                       static_cast<int>(per_row));
+                       static_cast<int>(per_row), 2, row_labels);
   spdlog::info("wrote {}", request.out.string());
   return 0;
 }

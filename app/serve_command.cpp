@@ -20,6 +20,7 @@
 #include "caf/io/all.hpp"
 #include "monitoring/metrics_http_server.hpp"
 #include "runtime/actor_system_setup.hpp"
+#include "runtime/run_data.hpp"
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/message_types.hpp"
@@ -185,6 +186,7 @@ int serve_command(const run_config& config) {
   for (const auto& e : options.experts)
     if (e.local)
       options.shape = e.local->options();
+  options.class_names = class_label_names(config, options.shape.num_classes);
   options.fall_back = config.serve.fall_back;
   options.expert_timeout = seconds(config.serve.expert_timeout);
   options.max_count = config.serve.max_count;

@@ -89,7 +89,8 @@ std::string pixel_pca_features::description() const {
          " dims";
 }
 
-torch::Tensor pixel_pca_features::image_features(const image_dataset& data, int64_t batch_size) {
+torch::Tensor pixel_pca_features::image_features(const image_dataset& data, int64_t batch_size,
+                                                const progress_callback& progress) {
   check_request(data, batch_size);
   torch::NoGradGuard no_grad;
   const int64_t values = data.channels * pooled_side * pooled_side;
@@ -101,6 +102,7 @@ torch::Tensor pixel_pca_features::image_features(const image_dataset& data, int6
     auto small = torch::adaptive_avg_pool2d(image_batch(data, begin, end),
                                             {pooled_side, pooled_side});
     pooled.slice(0, begin, end).copy_(small.reshape({end - begin, values}));
+    if (progress) progress(end, data.count);
   }
 
   // Standardise each value over the data set (double, so that the covariance of 60000 images
@@ -164,7 +166,8 @@ std::string torchscript_features::description() const {
          ", RGB ImageNet-normalised, grey in [-1, 1]";
 }
 
-torch::Tensor torchscript_features::image_features(const image_dataset& data, int64_t batch_size) {
+torch::Tensor torchscript_features::image_features(const image_dataset& data, int64_t batch_size,
+                                                  const progress_callback& progress) {
   check_request(data, batch_size);
   const std::string name = file_.string();
   torch::NoGradGuard no_grad;
@@ -228,6 +231,7 @@ torch::Tensor torchscript_features::image_features(const image_dataset& data, in
                                            "finite (NaN or infinity) for images " +
                                     std::to_string(begin) + " to " + std::to_string(end - 1));
     parts.push_back(features);
+    if (progress) progress(end, data.count);
   }
   return torch::cat(parts, 0);
 }

@@ -34,6 +34,7 @@
 
 #include "config/run_config.hpp"
 #include "runtime/image_dataset.hpp"
+#include "runtime/progress_meter.hpp"
 
 namespace ddactor {
 
@@ -47,8 +48,10 @@ class feature_extractor {
   virtual ~feature_extractor() = default;
 
   // (n x d) float32 features of every image of `data`, in order, computed `batch_size` (>= 1)
-  // images at a time. n = data.count (> 0).
-  virtual torch::Tensor image_features(const image_dataset& data, int64_t batch_size) = 0;
+  // images at a time. n = data.count (> 0). `progress` hears (images done, n) after every batch
+  // (and may throw work_stopped to end the work there).
+  virtual torch::Tensor image_features(const image_dataset& data, int64_t batch_size,
+                                       const progress_callback& progress = {}) = 0;
 
   // One line saying what produced the features (kept in the assignment file's metadata).
   virtual std::string description() const = 0;
@@ -63,7 +66,8 @@ class pixel_pca_features final : public feature_extractor {
   // fewer values).
   explicit pixel_pca_features(int64_t dims);
 
-  torch::Tensor image_features(const image_dataset& data, int64_t batch_size) override;
+  torch::Tensor image_features(const image_dataset& data, int64_t batch_size,
+                               const progress_callback& progress = {}) override;
   std::string description() const override;
 
  private:
@@ -77,7 +81,8 @@ class torchscript_features final : public feature_extractor {
   torchscript_features(std::filesystem::path module_file, int resolution);
   ~torchscript_features() override;
 
-  torch::Tensor image_features(const image_dataset& data, int64_t batch_size) override;
+  torch::Tensor image_features(const image_dataset& data, int64_t batch_size,
+                               const progress_callback& progress = {}) override;
   std::string description() const override;
 
  private:

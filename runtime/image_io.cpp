@@ -14,6 +14,7 @@
 #include <fstream>
 #include <string>
 #include <system_error>
+#include "runtime/label_font.hpp"
 
 namespace ddactor {
 
@@ -315,9 +316,15 @@ struct grid_pixels {
   int height = 0;
 };
 
+// A label cut to max_row_label_chars characters.
+std::string fitted_label(const std::string& label) {
+  if (label.size() <= max_row_label_chars) return label;
+  return label.substr(0, max_row_label_chars - 2) + "..";
+}
+
 grid_pixels build_grid(const std::filesystem::path& file, std::span<const float> images,
                        int count, int channels, int height, int width, int columns,
-                       int padding) {
+                       int padding, std::span<const std::string> row_labels) {
   if (count <= 0 || columns <= 0 || padding < 0 || height <= 0 || width <= 0 ||
       (channels != 1 && channels != 3))
     throw image_error("cannot write grid " + file.string(), "bad layout (" +
@@ -332,7 +339,14 @@ grid_pixels build_grid(const std::filesystem::path& file, std::span<const float>
                       " images of " + std::to_string(image_size));
   const int cols = std::min(columns, count);
   const int rows = (count + cols - 1) / cols;
-  const int64_t grid_width = int64_t{cols} * (width + padding) + padding;
+
+  std::vector<std::string> labels;
+  for (size_t r = 0; r < row_labels.size() && r < static_cast<size_t>(rows); ++r)
+    labels.push_back(fitted_label(row_labels[r]));
+  const int scale = row_label_scale(height);
+  const int label_column = row_label_column_width(labels, height, padding);
+
+  const int64_t grid_width = label_column + int64_t{cols} * (width + padding) + padding;
   const int64_t grid_height = int64_t{rows} * (height + padding) + padding;
   if (grid_width * grid_height > max_decoded_pixels)
     throw image_error("cannot write grid " + file.string(), std::to_string(grid_width) +
@@ -341,7 +355,7 @@ grid_pixels build_grid(const std::filesystem::path& file, std::span<const float>
   std::vector<uint8_t> grid(static_cast<size_t>(grid_width * grid_height) * channels, 255);
   for (int n = 0; n < count; ++n) {
     const float* img = images.data() + static_cast<size_t>(n) * image_size;
-    const int64_t left = padding + int64_t{n % cols} * (width + padding);
+    const int64_t left = label_column + padding + int64_t{n % cols} * (width + padding);
     const int64_t top = padding + int64_t{n / cols} * (height + padding);
     for (int y = 0; y < height; ++y) {
       uint8_t* dst = grid.data() + static_cast<size_t>(((top + y) * grid_width + left) * channels);
@@ -351,22 +365,41 @@ grid_pixels build_grid(const std::filesystem::path& file, std::span<const float>
               float_to_byte(img[(static_cast<size_t>(c) * height + y) * width + x]);
     }
   }
+  for (size_t r = 0; r < labels.size(); ++r) {
+    const int top = padding + static_cast<int>(r) * (height + padding) +
+                    (height - glyph_height * scale) / 2;
+    draw_text(grid, static_cast<int>(grid_width), static_cast<int>(grid_height), channels,
+              padding, top, labels[r], scale, 0);
+  }
   return {std::move(grid), static_cast<int>(grid_width), static_cast<int>(grid_height)};
 }
 
 } // namespace
 
+int row_label_scale(int height) { return std::clamp(height / 14, 1, 4); }
+
+int row_label_column_width(std::span<const std::string> row_labels, int height, int padding) {
+  const int scale = row_label_scale(height);
+  int widest = 0;
+  for (const auto& label : row_labels)
+    widest = std::max(widest, text_width(fitted_label(label), scale));
+  return widest > 0 ? widest + std::max(padding, 2 * scale) : 0;
+}
+
 void write_image_grid_png(const std::filesystem::path& file, std::span<const float> images,
                           int count, int channels, int height, int width, int columns,
-                          int padding) {
-  auto grid = build_grid(file, images, count, channels, height, width, columns, padding);
+                          int padding, std::span<const std::string> row_labels) {
+  auto grid =
+      build_grid(file, images, count, channels, height, width, columns, padding, row_labels);
   write_png(file, grid.hwc, grid.width, grid.height, channels);
 }
 
 std::vector<uint8_t> encode_image_grid_png(std::span<const float> images, int count,
                                            int channels, int height, int width, int columns,
-                                           int padding) {
-  auto grid = build_grid("(in memory)", images, count, channels, height, width, columns, padding);
+                                           int padding,
+                                           std::span<const std::string> row_labels) {
+  auto grid = build_grid("(in memory)", images, count, channels, height, width, columns, padding,
+                         row_labels);
   return encode_png(grid.hwc, grid.width, grid.height, channels);
 }
 

@@ -71,14 +71,28 @@ void write_png(const std::filesystem::path& file, std::span<const uint8_t> hwc, 
 // of c = min(columns, count) columns and r = ceil(count / c) rows, with `padding` white pixels
 // between images and around the border, and writes it as one PNG (atomically, as write_png):
 // c * (width + padding) + padding wide, r * (height + padding) + padding high.
+//
+// With `row_labels`, a white column on the left carries label i (black, runtime/label_font,
+// at most max_row_label_chars characters, longer ones cut with "..") centred on row i; labels
+// past the last row are ignored, rows without one stay blank. The grid widens by that column.
 void write_image_grid_png(const std::filesystem::path& file, std::span<const float> images,
                           int count, int channels, int height, int width, int columns,
-                          int padding = 2);
+                          int padding = 2, std::span<const std::string> row_labels = {});
 
 // The same grid as PNG bytes in memory (for answers over HTTP or the network).
 std::vector<uint8_t> encode_image_grid_png(std::span<const float> images, int count,
                                            int channels, int height, int width, int columns,
-                                           int padding = 2);
+                                           int padding = 2,
+                                           std::span<const std::string> row_labels = {});
+
+inline constexpr size_t max_row_label_chars = 40;
+
+// The scale of label glyphs next to images `height` pixels high: 7-pixel glyphs for small
+// images, up to 4x for large ones.
+int row_label_scale(int height);
+
+// Pixels the label column of a grid adds on the left (0 without labels).
+int row_label_column_width(std::span<const std::string> row_labels, int height, int padding);
 
 // PNG bytes of an HWC image in memory.
 std::vector<uint8_t> encode_png(std::span<const uint8_t> hwc, int width, int height,

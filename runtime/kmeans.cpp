@@ -329,6 +329,7 @@ void run_lloyd(const problem& p, std::vector<float> centres, const kmeans_option
     const double shift = total_shift(centres, means);
     centres = std::move(means);
     result.iterations = iteration + 1;
+    if (options.after_iteration) options.after_iteration(result.iterations);
     if (!changed || shift <= tolerance) {
       result.converged = true;
       break;
@@ -365,6 +366,7 @@ void run_minibatch(const problem& p, std::vector<float> centres, const kmeans_op
       for (int64_t j = 0; j < p.dims; ++j) centre[j] += rate * (x[j] - centre[j]);
     }
     result.iterations = iteration + 1;
+    if (options.after_iteration) options.after_iteration(result.iterations);
     // Late batches move the centres little by construction (rates 1/count), so the tolerance
     // compares the move of one batch against the same scale as Lloyd's.
     if (iteration > 0 && total_shift(before, centres) <= tolerance) {

@@ -25,6 +25,7 @@
 // Thread-safety: the functions share nothing; call them from any number of threads.
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -68,6 +69,9 @@ struct kmeans_options {
   int threads = 0;
   // k x d starting centres instead of k-means++ (warm starts; tests of bad initialisations).
   std::vector<float> initial_centroids;
+  // Hears the number of Lloyd passes or mini-batches done after each one (progress; it may throw
+  // to end the work there, e.g. work_stopped on Ctrl-C). Never changes the result.
+  std::function<void(int64_t iterations_done)> after_iteration;
 };
 
 struct kmeans_result {

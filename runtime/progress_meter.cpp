@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <exception>
 #include <memory>
 #include <cstdio>
 #include <limits>
@@ -40,6 +41,13 @@ std::string format_duration(double seconds) {
 void smoothed_rate::add(double units, double seconds) {
   if (!(seconds > 0))
     return;
+  pooled_units_ += units;
+  pooled_seconds_ += seconds;
+  if (pooled_seconds_ < horizon_ / 40)
+    return;
+  units = pooled_units_;
+  seconds = pooled_seconds_;
+  pooled_units_ = pooled_seconds_ = 0;
   const double instant = units / seconds;
   seen_seconds_ += seconds;
   if (seen_seconds_ <= seconds) {
@@ -80,8 +88,25 @@ progress_meter::progress_meter(std::string task, int64_t total, std::string unit
 }
 
 progress_meter::~progress_meter() {
-  if (!finished_)
-    finish();
+  if (finished_)
+    return;
+  // Destroyed by an exception (a stop signal, a failure): the work did not finish.
+  if (std::uncaught_exceptions() > uncaught_at_start_) {
+    finished_ = true;
+    const std::string text = fmt::format("{} interrupted after {}{}{}", task_, done_,
+                                         unit_.empty() ? "" : " ", unit_);
+    if (options_.live_bar)
+      options_.draw_bar(text, true);
+    else
+      options_.write_line(text);
+    return;
+  }
+  finish();
+}
+
+void progress_meter::start_from(int64_t done) {
+  done_ = done_at_last_update_ = done;
+  last_update_ = options_.now();
 }
 
 void progress_meter::set(int64_t done) {
@@ -159,8 +184,10 @@ void progress_meter::report(bool final) {
 progress_callback show_progress(std::string task, std::string unit) {
   auto meter = std::make_shared<std::unique_ptr<progress_meter>>();
   return [meter, task = std::move(task), unit = std::move(unit)](int64_t done, int64_t total) {
-    if (!*meter)
+    if (!*meter) {
       *meter = std::make_unique<progress_meter>(task, total, unit);
+      (*meter)->start_from(done);
+    }
     (*meter)->set(done);
     if (total > 0 && done >= total)
       (*meter)->finish();

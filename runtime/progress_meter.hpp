@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -37,7 +38,9 @@ progress_callback show_progress(std::string task, std::string unit);
 std::string format_duration(double seconds);
 
 /// Smooths a rate (units per second) over time: recent intervals weigh more, with a horizon of
-/// `horizon_seconds`. Plain arithmetic, testable without a clock.
+/// `horizon_seconds`. Intervals shorter than 1/40 of the horizon are pooled until they are that
+/// long, so a burst of reports microseconds apart cannot pass for a huge rate. Plain arithmetic,
+/// testable without a clock.
 class smoothed_rate {
  public:
   explicit smoothed_rate(double horizon_seconds = 20.0) : horizon_(horizon_seconds) {}
@@ -52,6 +55,8 @@ class smoothed_rate {
   double horizon_;
   double rate_ = 0;
   double seen_seconds_ = 0;
+  double pooled_units_ = 0;
+  double pooled_seconds_ = 0;
 };
 
 class progress_meter {
@@ -75,9 +80,13 @@ class progress_meter {
   progress_meter(const progress_meter&) = delete;
   progress_meter& operator=(const progress_meter&) = delete;
 
+  /// Work done before the meter existed: counted as done, not in the rate (the first report of
+  /// show_progress comes after work whose start nobody timed).
+  void start_from(int64_t done);
   void advance(int64_t units = 1) { set(done_ + units); }
   void set(int64_t done);
-  /// The final report (elapsed time); the destructor calls it if nobody did.
+  /// The final report (elapsed time); the destructor calls it if nobody did, or says the work
+  /// was interrupted when an exception destroys the meter.
   void finish();
 
   int64_t done() const { return done_; }
@@ -101,6 +110,7 @@ class progress_meter {
   clock::time_point last_report_;
   smoothed_rate rate_;
   bool finished_ = false;
+  int uncaught_at_start_ = std::uncaught_exceptions();
 };
 
 } // namespace ddactor

@@ -117,4 +117,21 @@ run_data load_run_data(const run_config& config) {
   return out;
 }
 
+std::vector<std::string> class_label_names(const run_config& config, int64_t num_classes) {
+  std::vector<std::string> names;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    const bool known = config.data.source == "fashion-mnist" &&
+                       c < static_cast<int64_t>(fashion_mnist_class_names.size());
+    names.push_back(known ? std::string(fashion_mnist_class_names[static_cast<size_t>(c)])
+                          : "class " + std::to_string(c));
+  }
+  return names;
+}
+
+std::vector<std::string> prompt_labels(const std::vector<std::string>& prompts) {
+  std::vector<std::string> labels;
+  for (const auto& prompt : prompts) labels.push_back(prompt.empty() ? "(no prompt)" : prompt);
+  return labels;
+}
+
 } // namespace ddactor

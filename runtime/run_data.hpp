@@ -4,6 +4,8 @@
 // configured resolution and channel count.
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "config/run_config.hpp"
 #include "runtime/image_dataset.hpp"
@@ -24,6 +26,13 @@ run_data load_run_data(const run_config& config);
 /// (run.mode = "router"): gives every training image its cluster (image_dataset::clusters). Reads the assignment
 /// file and refuses one made for other data. Called by load_run_data.
 void apply_ddm_split(const run_config& config, run_data& data);
+
+/// Names of the classes 0..num_classes-1 of the run's data, for labels on sample grids:
+/// Fashion-MNIST's own names, "class N" for other data.
+std::vector<std::string> class_label_names(const run_config& config, int64_t num_classes);
+
+/// Row labels of a grid of prompts: the prompt, or "(no prompt)" for the unconditional row.
+std::vector<std::string> prompt_labels(const std::vector<std::string>& prompts);
 
 /// Resizes every image of a data set (used when a run asks Fashion-MNIST at another resolution).
 image_dataset resize_dataset(const image_dataset& data, int resolution, int channels);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <numeric>
 
 #include "runtime/cluster_assignment.hpp"
@@ -120,6 +121,25 @@ TEST_F(cluster_command, impossible_settings_fail_with_a_clear_message) {
   EXPECT_NE(read_text_file(log("fine")).find("ddm.fine_clusters (2) must be >= ddm.num_experts (4)"),
             std::string::npos)
       << read_text_file(log("fine"));
+}
+
+TEST_F(cluster_command, shows_progress_and_sigterm_stops_it_without_writing_a_file) {
+  // Enough fine clusters that k-means runs for many seconds.
+  child_process cluster(DDACTOR_BINARY,
+                        {"cluster", "--config", config.string(), "--set", "ddm.fine_clusters=4096",
+                         "--set", "ddm.kmeans_iterations=1000"},
+                        log("stopped"));
+  ASSERT_TRUE(cluster.wait_for_output("cluster: fine k-means", std::chrono::seconds(120)))
+      << cluster.output();
+  EXPECT_NE(cluster.output().find("cluster: features"), std::string::npos) << cluster.output();
+  cluster.send_signal(SIGTERM);
+  const auto code = cluster.wait_for(std::chrono::seconds(60));
+  ASSERT_TRUE(code.has_value()) << "SIGTERM did not stop k-means:\n" << cluster.output();
+  EXPECT_EQ(*code, 128 + SIGTERM) << cluster.output();
+  EXPECT_NE(cluster.output().find("cluster: fine k-means interrupted after"), std::string::npos)
+      << cluster.output();
+  EXPECT_NE(cluster.output().find("stopped by SIGTERM"), std::string::npos) << cluster.output();
+  EXPECT_FALSE(std::filesystem::exists(run_dir / "clusters.safetensors"));
 }
 
 }  // namespace

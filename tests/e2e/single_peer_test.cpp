@@ -94,9 +94,11 @@ TEST_F(single_peer, trains_checkpoints_resumes_and_samples) {
             0)
     << read_text_file(log("sample"));
   auto image = decode_image_file(grid);
-  // 4 images of 28x28 in one row with 2 px padding.
+  // 4 images of 28x28 in one row with 2 px padding, after the row's label (class 3's name).
   EXPECT_EQ(image.height, 28 + 2 * 2);
-  EXPECT_EQ(image.width, 4 * 28 + 5 * 2);
+  const std::vector<std::string> label = {"Dress"};
+  EXPECT_EQ(image.width, row_label_column_width(label, 28, 2) + 4 * 28 + 5 * 2);
+  EXPECT_GT(row_label_column_width(label, 28, 2), 0);
 }
 
 TEST_F(single_peer, ctrl_c_checkpoints_and_a_restart_resumes) {
@@ -180,7 +182,8 @@ TEST_F(single_peer, trains_on_an_image_folder_with_captions_and_samples_a_prompt
             0)
     << read_text_file(log("sample"));
   auto image = decode_image_file(grid);
-  EXPECT_EQ(image.width, 3 * 16 + 4 * 2);
+  const std::vector<std::string> label = {"a red square"};
+  EXPECT_EQ(image.width, row_label_column_width(label, 16, 2) + 3 * 16 + 4 * 2);
   EXPECT_EQ(image.channels, 3);
   // A class index makes no sense for a caption model: a clear error, exit code 1.
   EXPECT_EQ(run_ddactor({"sample", "--config", config.string(), "--out", grid.string(),

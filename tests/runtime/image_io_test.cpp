@@ -1,6 +1,7 @@
 // Tests of image decoding, fit_image's resampling, crop and channel conversion, and the PNG and
 // grid writers (read back with stb).
 #include "runtime/image_io.hpp"
+#include "runtime/label_font.hpp"
 
 #include <gtest/gtest.h>
 
@@ -310,5 +311,40 @@ TEST(image_io, grid_png_keeps_rgb_channels_apart) {
   EXPECT_EQ(px(3, 2), (std::vector<uint8_t>{255, 255, 255}));
   EXPECT_THROW(write_image_grid_png(file, images, 3, 3, 1, 1, 8), image_error);
   EXPECT_THROW(write_image_grid_png(file, images, 2, 3, 1, 1, 0), image_error);
+  fs::remove_all(dir);
+}
+
+TEST(image_io, grid_row_labels_widen_the_grid_and_ink_only_their_rows) {
+  const auto dir = fresh_dir();
+  // Two rows of two 28x28 grey images, all white: every dark pixel is a label's.
+  constexpr int count = 4, side = 28, padding = 2;
+  const std::vector<float> images(count * side * side, 1.0f);
+  const std::vector<std::string> labels = {"T-shirt/top", "", "ignored: past the last row"};
+  const auto file = dir / "labelled.png";
+  write_image_grid_png(file, images, count, 1, side, side, 2, padding, labels);
+  const decoded_image grid = decode_image_file(file);
+  const int scale = row_label_scale(side);
+  const int label_column = text_width("T-shirt/top", scale) + std::max(padding, 2 * scale);
+  EXPECT_EQ(row_label_column_width(std::span(labels).first(2), side, padding), label_column);
+  ASSERT_EQ(grid.width, label_column + 2 * (side + padding) + padding);
+  ASSERT_EQ(grid.height, 2 * (side + padding) + padding);
+  auto dark_in = [&](int x0, int x1, int y0, int y1) {
+    int dark = 0;
+    for (int y = y0; y < y1; ++y)
+      for (int x = x0; x < x1; ++x) dark += grid.pixels[static_cast<size_t>(y * grid.width + x)] < 128;
+    return dark;
+  };
+  EXPECT_GT(dark_in(0, label_column, padding, padding + side), 20);  // row 0 is labelled
+  EXPECT_EQ(dark_in(0, label_column, padding + side, grid.height), 0);  // row 1 is not
+  EXPECT_EQ(dark_in(label_column, grid.width, 0, grid.height), 0);      // images untouched
+
+  // Without labels the grid is as before; a long label is cut, so the column stays bounded.
+  const auto plain = encode_image_grid_png(images, count, 1, side, side, 2, padding);
+  const auto long_label = encode_image_grid_png(images, count, 1, side, side, 2, padding,
+                                                std::vector<std::string>{std::string(500, 'x')});
+  EXPECT_EQ(decode_image_bytes(plain, "plain").width, 2 * (side + padding) + padding);
+  EXPECT_EQ(decode_image_bytes(long_label, "long label").width,
+            text_width(std::string(max_row_label_chars, 'x'), scale) +
+                std::max(padding, 2 * scale) + 2 * (side + padding) + padding);
   fs::remove_all(dir);
 }

@@ -88,5 +88,37 @@ TEST(smoothed_rate, settles_on_a_steady_rate_and_knows_nothing_before_the_first_
   EXPECT_EQ(rate.seconds_for(0), 0.0);
 }
 
+TEST(smoothed_rate, a_burst_of_reports_microseconds_apart_is_not_a_huge_rate) {
+  // The first unit reported right after the meter started, then a steady 5 per second.
+  smoothed_rate rate;
+  rate.add(1, 1e-6);
+  for (int i = 0; i < 30; ++i)
+    rate.add(1, 0.2);
+  EXPECT_NEAR(rate.value(), 5.0, 0.5);  // the first unit still counts, but not as 10^6/s
+}
+
+TEST(progress_meter, work_ended_by_an_exception_says_interrupted_not_done) {
+  fake_output out;
+  try {
+    progress_meter meter("sampling", 10, "steps", out.options());
+    meter.set(3);
+    throw work_stopped();
+  } catch (const work_stopped&) {
+  }
+  ASSERT_FALSE(out.lines.empty());
+  EXPECT_EQ(out.lines.back(), "sampling interrupted after 3 steps");
+}
+
+TEST(progress_meter, work_done_before_the_meter_started_is_not_in_the_rate) {
+  fake_output out;
+  progress_meter meter("cluster: fine k-means", 100, "iterations", out.options());
+  meter.start_from(1);  // iteration 1 ended just now; when it began is unknown
+  for (int i = 2; i <= 21; ++i) {
+    out.now += 500ms;
+    meter.set(i);
+  }
+  EXPECT_NEAR(meter.eta_seconds(), 79 * 0.5, 1e-6);
+}
+
 } // namespace
 } // namespace ddactor
