@@ -165,4 +165,16 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+std::string tiny_run_config(const std::filesystem::path& run_dir, int64_t steps) {
+  return "[run]\nname = \"e2e\"\ndir = \"" + run_dir.string() +
+         "\"\nseed = 3\nthreads = 1\n"
+         "[model]\nhidden_size = 32\ndepth = 1\nnum_heads = 2\npatch_size = 7\n"
+         "[data]\nbatch_size = 16\nprefetch = 2\n"
+         "[train]\nsteps = " +
+         std::to_string(steps) +
+         "\nwarmup_steps = 2\nlog_every = 5\ncheckpoint_every = 10\nkeep_checkpoints = 3\n"
+         "sample_every = 0\n"
+         "[sample]\nsteps = 2\nper_class = 2\nsampler = \"euler\"\n";
+}
+
 } // namespace ddactor::testing

@@ -72,6 +72,10 @@ void write_text_file(const std::filesystem::path& path, const std::string& text)
 int run_ddactor(const std::vector<std::string>& args, const std::filesystem::path& log_file,
                 std::chrono::seconds timeout = std::chrono::seconds(300));
 
+/// The run file of a tiny single-peer run on Fashion-MNIST (a 1-block DiT, batch 16, one thread;
+/// checkpoints every 10 steps, the newest 3 kept; no sample grids), trained for `steps` steps.
+std::string tiny_run_config(const std::filesystem::path& run_dir, int64_t steps);
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 uint16_t free_port();
 

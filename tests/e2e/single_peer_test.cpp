@@ -15,19 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A model small enough that a CI core runs a step in a few milliseconds.
-std::string tiny_config(const std::filesystem::path& run_dir, int64_t steps) {
-  return "[run]\nname = \"e2e\"\ndir = \"" + run_dir.string() +
-         "\"\nseed = 3\nthreads = 1\n"
-         "[model]\nhidden_size = 32\ndepth = 1\nnum_heads = 2\npatch_size = 7\n"
-         "[data]\nbatch_size = 16\nprefetch = 2\n"
-         "[train]\nsteps = " +
-         std::to_string(steps) +
-         "\nwarmup_steps = 2\nlog_every = 5\ncheckpoint_every = 10\nkeep_checkpoints = 3\n"
-         "sample_every = 0\n"
-         "[sample]\nsteps = 2\nper_class = 2\nsampler = \"euler\"\n";
-}
-
 int64_t checkpoint_step(const std::filesystem::path& file) {
   return std::stoll(read_safetensors_file(file).metadata.at("step"));
 }
@@ -46,7 +33,7 @@ class single_peer : public ::testing::Test {
 };
 
 TEST_F(single_peer, trains_checkpoints_resumes_and_samples) {
-  write_text_file(config, tiny_config(run_dir, 30));
+  write_text_file(config, tiny_run_config(run_dir, 30));
   ASSERT_EQ(run_ddactor({"--config", config.string()}, log("first")), 0)
     << read_text_file(log("first"));
   auto first = read_text_file(log("first"));
@@ -102,7 +89,7 @@ TEST_F(single_peer, trains_checkpoints_resumes_and_samples) {
 }
 
 TEST_F(single_peer, ctrl_c_checkpoints_and_a_restart_resumes) {
-  write_text_file(config, tiny_config(run_dir, 100000));
+  write_text_file(config, tiny_run_config(run_dir, 100000));
   child_process peer(DDACTOR_BINARY, {"--config", config.string()}, log("run"));
   ASSERT_TRUE(peer.wait_for_output("step 15/", 120s)) << peer.output();
   peer.send_signal(SIGINT);
@@ -124,7 +111,7 @@ TEST_F(single_peer, ctrl_c_checkpoints_and_a_restart_resumes) {
 }
 
 TEST_F(single_peer, supervisor_restarts_a_crashed_trainer_and_data_loader) {
-  write_text_file(config, tiny_config(run_dir, 40));
+  write_text_file(config, tiny_run_config(run_dir, 40));
   ASSERT_EQ(run_ddactor({"--config", config.string(), "--set", "debug.crash_trainer_at_step=15",
                          "--set", "debug.crash_loader_after_batches=30"},
                         log("crash")),
@@ -200,13 +187,13 @@ TEST_F(single_peer, bad_config_names_file_line_and_key) {
   EXPECT_NE(out.find(config.string() + ":3:"), std::string::npos) << out;
   EXPECT_NE(out.find("train.lr"), std::string::npos) << out;
 
-  write_text_file(config, tiny_config(run_dir, 5));
+  write_text_file(config, tiny_run_config(run_dir, 5));
   ASSERT_EQ(run_ddactor({"check-config", config.string()}, log("check_ok")), 0);
   EXPECT_NE(read_text_file(log("check_ok")).find("is valid"), std::string::npos);
 }
 
 TEST_F(single_peer, corrupt_newest_checkpoint_is_skipped_on_resume) {
-  write_text_file(config, tiny_config(run_dir, 20));
+  write_text_file(config, tiny_run_config(run_dir, 20));
   ASSERT_EQ(run_ddactor({"--config", config.string()}, log("first")), 0);
   // Truncate the newest checkpoint as a crash of a non-atomic writer would have.
   auto newest = list_checkpoints(run_dir).back().path;

@@ -14,16 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string tiny_config(const std::filesystem::path& run_dir, int64_t steps) {
-  return "[run]\nname = \"e2e\"\ndir = \"" + run_dir.string() +
-         "\"\nseed = 3\nthreads = 1\n"
-         "[model]\nhidden_size = 32\ndepth = 1\nnum_heads = 2\npatch_size = 7\n"
-         "[data]\nbatch_size = 16\nprefetch = 2\n"
-         "[train]\nsteps = " + std::to_string(steps) +
-         "\nwarmup_steps = 2\nlog_every = 5\ncheckpoint_every = 10\nsample_every = 0\n"
-         "[sample]\nsteps = 2\nper_class = 2\nsampler = \"euler\"\n";
-}
-
 class user_errors : public ::testing::Test {
  protected:
   temp_directory dir{::testing::UnitTest::GetInstance()->current_test_info()->name()};
@@ -40,7 +30,7 @@ class user_errors : public ::testing::Test {
 };
 
 TEST_F(user_errors, impossible_values_are_refused_at_the_start_naming_the_key) {
-  write_text_file(config, tiny_config(run_dir, 5));
+  write_text_file(config, tiny_run_config(run_dir, 5));
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
     {{"--set", "run.device=\"cuda\""}, "run.device = \"cuda\": this ddactor was built without CUDA"},
     {{"--set", "run.threads=100000"}, "key 'run.threads': must be in [0, 1024]"},
@@ -64,7 +54,7 @@ TEST_F(user_errors, impossible_values_are_refused_at_the_start_naming_the_key) {
 }
 
 TEST_F(user_errors, sample_refuses_counts_and_guidance_that_make_no_sense) {
-  write_text_file(config, tiny_config(run_dir, 5));
+  write_text_file(config, tiny_run_config(run_dir, 5));
   ASSERT_EQ(ddactor({"--config", config.string()}, "train").first, 0);
   for (const auto& bad : std::vector<std::vector<std::string>>{
          {"--count", "0"}, {"--count", "-3"}, {"--cfg", "nan"}, {"--cfg", "inf"}, {"--steps", "0"}}) {
@@ -78,7 +68,7 @@ TEST_F(user_errors, sample_refuses_counts_and_guidance_that_make_no_sense) {
 }
 
 TEST_F(user_errors, a_failure_that_repeats_after_a_restart_ends_the_run_at_once) {
-  write_text_file(config, tiny_config(run_dir, 40));
+  write_text_file(config, tiny_run_config(run_dir, 40));
   const auto [code, out] = ddactor({"--config", config.string(), "--set",
                                     "debug.crash_trainer_at_step=3", "--set",
                                     "debug.crash_trainer_every_time=true"},
@@ -95,7 +85,7 @@ TEST_F(user_errors, a_failure_that_repeats_after_a_restart_ends_the_run_at_once)
 
 // The final sample grid of a large model took minutes, silent, and ignored SIGTERM.
 TEST_F(user_errors, long_sampling_shows_progress_and_stops_on_sigterm) {
-  write_text_file(config, tiny_config(run_dir, 5));
+  write_text_file(config, tiny_run_config(run_dir, 5));
   ASSERT_EQ(ddactor({"--config", config.string()}, "train").first, 0);
   child_process sample(DDACTOR_BINARY,
                        {"sample", "--config", config.string(), "--steps", "1000", "--count", "64",
@@ -112,7 +102,7 @@ TEST_F(user_errors, long_sampling_shows_progress_and_stops_on_sigterm) {
 
 TEST_F(user_errors, a_gone_bootstrap_peer_is_not_dialed_forever) {
   // Nothing listens at the bootstrap address: warnings thin out (1st, 2nd, 4th failure ...).
-  write_text_file(config, tiny_config(run_dir, 100000));
+  write_text_file(config, tiny_run_config(run_dir, 100000));
   child_process alone(DDACTOR_BINARY,
                       {"--config", config.string(), "--set", "network.listen=\"127.0.0.1:0\"",
                        "--set", "train.target_batch_size=64", "--set",
@@ -125,6 +115,23 @@ TEST_F(user_errors, a_gone_bootstrap_peer_is_not_dialed_forever) {
   // Over 8 s at 0.2 s a retry, the warning came 40 times before; now once per doubling.
   EXPECT_LE(alone.count_in_output("cannot join through"), 6u) << alone.output();
   EXPECT_GE(alone.count_in_output("cannot join through"), 1u) << alone.output();
+}
+
+TEST_F(user_errors, every_subcommand_help_lists_the_run_file_options_and_the_defaults) {
+  for (const std::string command : {"sample", "eval", "cluster", "serve", "check-config"}) {
+    const auto file = log("help_" + command);
+    ASSERT_EQ(run_ddactor({command, "--help"}, file), 0) << read_text_file(file);
+    const auto help = read_text_file(file);
+    EXPECT_NE(help.find("--config"), std::string::npos) << command << ":\n" << help;
+    EXPECT_NE(help.find("--set KEY=VALUE"), std::string::npos) << command << ":\n" << help;
+    // The short footer, not the whole examples block of `ddactor --help`.
+    EXPECT_EQ(help.find("Examples:"), std::string::npos) << command << ":\n" << help;
+  }
+  const auto sample_help = read_text_file(log("help_sample"));
+  EXPECT_NE(sample_help.find("default: sample.per_class"), std::string::npos) << sample_help;
+  // A usage error is exit code 2 with the reason, as shells expect.
+  EXPECT_EQ(run_ddactor({"sample", "--count", "0"}, log("usage")), 2) << read_text_file(log("usage"));
+  EXPECT_NE(read_text_file(log("usage")).find("--count"), std::string::npos);
 }
 
 } // namespace
