@@ -2,58 +2,13 @@
 // scheduler_config.hpp.
 #include "models/sd/scheduler_config.hpp"
 
-#include <array>
+#include "models/sd/python_json.hpp"
+
 #include <cmath>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
 namespace ddactor {
-
-namespace {
-
-// Python's json module writes float("inf") and float("nan") as these bare words.
-constexpr std::array<std::string_view, 3> non_finite_literals = {"-Infinity", "Infinity", "NaN"};
-
-// `text` with every bare -Infinity / Infinity / NaN (outside strings) turned into a JSON string
-// of the same spelling, so that a strict parser accepts it and number() can recognise it.
-std::string quote_non_finite_literals(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 16);
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      out.push_back(c);
-      if (c == '\\' && i + 1 < text.size()) {
-        out.push_back(text[++i]);
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-      out.push_back(c);
-      continue;
-    }
-    bool replaced = false;
-    for (auto literal : non_finite_literals) {
-      if (text.substr(i).starts_with(literal)) {
-        out += '"';
-        out += literal;
-        out += '"';
-        i += literal.size() - 1;
-        replaced = true;
-        break;
-      }
-    }
-    if (!replaced) out.push_back(c);
-  }
-  return out;
-}
-
-} // namespace
 
 scheduler_config::scheduler_config(nlohmann::json values, std::string source)
   : values_(std::move(values)), source_(std::move(source)) {
@@ -64,7 +19,7 @@ scheduler_config::scheduler_config(nlohmann::json values, std::string source)
 scheduler_config scheduler_config::parse(std::string_view json_text, std::string source) {
   nlohmann::json values;
   try {
-    values = nlohmann::json::parse(quote_non_finite_literals(json_text));
+    values = parse_python_json(json_text);
   } catch (const nlohmann::json::parse_error& e) {
     throw scheduler_config_error(source + ": not valid JSON: " + e.what());
   }
@@ -101,12 +56,6 @@ double scheduler_config::number(std::string_view key, double fallback) const {
   const auto* value = find(key);
   if (!value) return fallback;
   if (value->is_number()) return value->get<double>();
-  if (value->is_string()) {
-    const auto& spelled = value->get_ref<const std::string&>();
-    if (spelled == "-Infinity") return -std::numeric_limits<double>::infinity();
-    if (spelled == "Infinity") return std::numeric_limits<double>::infinity();
-    if (spelled == "NaN") return std::numeric_limits<double>::quiet_NaN();
-  }
   refuse(key, "expected a number");
 }
 

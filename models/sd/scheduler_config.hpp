@@ -36,8 +36,8 @@ public:
   const nlohmann::json& values() const { return values_; }
 
   // The value of `key`, or `fallback` when the key is absent or null. Throws
-  // scheduler_config_error naming the key for a value of another type. number() reads
-  // "-Infinity", "Infinity" and "NaN" as the non-finite doubles.
+  // scheduler_config_error naming the key for a value of another type. Python's bare
+  // -Infinity, Infinity and NaN are numbers (models/sd/python_json).
   double number(std::string_view key, double fallback) const;
   int64_t integer(std::string_view key, int64_t fallback) const;
   bool flag(std::string_view key, bool fallback) const;
