@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/run_config.hpp"
 
@@ -16,7 +17,10 @@ int train_command(const run_config& config);
 struct sample_request {
   std::filesystem::path out = "samples.png";
   std::optional<int> class_index;
-  std::optional<std::string> prompt;
+  /// Captions to generate, one row each (caption models, Stable Diffusion).
+  std::vector<std::string> prompts;
+  /// Stable Diffusion: what guidance steers away from (default: the empty prompt).
+  std::optional<std::string> negative_prompt;
   /// Images per class/prompt (0: sample.per_class).
   int count = 0;
   std::optional<int> steps;

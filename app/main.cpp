@@ -10,6 +10,7 @@
 
 #include "app/commands.hpp"
 #include "app/logging_setup.hpp"
+#include "app/sd_commands.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
 #include "runtime/version.hpp"
@@ -32,6 +33,9 @@ Examples:
   ddactor serve --config ddm.toml                  DDM: POST /v1/generate on serve.http
   ddactor serve-expert --config ddm.toml --expert 1  DDM: serve expert 1 to remote routers
   ddactor check-config run.toml                    validate a run file and print it
+  ddactor sample --config sd.toml --prompt "a red dress" --negative-prompt "blurry" \
+      --sampler dpm++2m --steps 25 --cfg 7.5 --out grid.png   Stable Diffusion (model.pretrained)
+  ddactor export --config sd.toml --out DIR        Stable Diffusion: a diffusers folder
 
 Every key of a run file is documented in config/example.toml. Ctrl-C stops training after a
 checkpoint; a second Ctrl-C aborts.)";
@@ -60,7 +64,8 @@ int main(int argc, char** argv) {
 
   ddactor::sample_request sample;
   std::optional<int> class_index;
-  std::optional<std::string> prompt;
+  std::vector<std::string> prompts;
+  std::optional<std::string> negative_prompt;
   std::optional<int> steps;
   std::optional<std::string> sampler;
   std::optional<double> cfg;
@@ -70,12 +75,20 @@ int main(int argc, char** argv) {
   auto* sample_cmd = app.add_subcommand("sample", "write a PNG grid of generated images");
   sample_cmd->add_option("-o,--out", out, "output PNG file")->capture_default_str();
   auto* class_opt = sample_cmd->add_option("--class", class_index, "class index to generate");
-  sample_cmd->add_option("--prompt", prompt, "caption to generate (caption models)")
+  sample_cmd
+    ->add_option("--prompt", prompts,
+                 "caption to generate, one grid row each; repeat for more (caption models, "
+                 "Stable Diffusion)")
     ->excludes(class_opt);
+  sample_cmd->add_option("--negative-prompt", negative_prompt,
+                         "Stable Diffusion: what guidance steers away from");
   sample_cmd->add_option("-n,--count", sample.count, "images per class or prompt");
   sample_cmd->add_option("--steps", steps, "sampling steps (default: sample.steps)");
-  sample_cmd->add_option("--sampler", sampler, "euler or heun (default: sample.sampler)")
-    ->check(CLI::IsMember({"euler", "heun"}));
+  sample_cmd
+    ->add_option("--sampler", sampler,
+                 "DiT: euler or heun; Stable Diffusion: ddim, euler or dpm++2m (default: "
+                 "sample.sampler, for SD else the folder's scheduler or dpm++2m)")
+    ->check(CLI::IsMember({"euler", "heun", "ddim", "dpm++2m"}));
   sample_cmd->add_option("--cfg", cfg, "classifier-free guidance scale (1 = none)");
   sample_cmd->add_option("--seed", seed, "noise seed (default: sample.seed)");
   sample_cmd->add_option("--checkpoint", sample_checkpoint,
@@ -119,6 +132,17 @@ int main(int argc, char** argv) {
   serve_expert_cmd->add_option("--checkpoint", serve_expert_checkpoint,
                                "checkpoint file (default: the expert's newest)");
 
+  std::string export_out;
+  std::string export_checkpoint;
+  bool export_raw_weights = false;
+  auto* export_cmd = app.add_subcommand(
+    "export", "Stable Diffusion: write the fine-tuned model as a diffusers folder");
+  export_cmd->add_option("-o,--out", export_out, "folder to write (must not exist)")->required();
+  export_cmd->add_option("--checkpoint", export_checkpoint,
+                         "checkpoint file (default: the run's newest)");
+  export_cmd->add_flag("--raw-weights", export_raw_weights,
+                       "use the trained weights instead of their EMA");
+
   std::string check_path;
   auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
   check_cmd->add_option("file", check_path, "run file to check");
@@ -151,7 +175,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd) {
+    if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd ||
+        *export_cmd) {
       ddactor::setup_logging(log_level);
       ddactor::configure_torch_threads(config.run.threads);
       if (*serve_cmd || *serve_expert_cmd) {
@@ -168,10 +193,19 @@ int main(int argc, char** argv) {
         ddactor::run_on_worker_thread([&] { code = ddactor::cluster_command(config); });
         return code;
       }
+      if (*export_cmd) {
+        int code = 0;
+        ddactor::run_on_worker_thread([&] {
+          code = ddactor::export_command(config, export_out, export_checkpoint,
+                                         export_raw_weights);
+        });
+        return code;
+      }
       if (*sample_cmd) {
         sample.out = out;
         sample.class_index = class_index;
-        sample.prompt = prompt;
+        sample.prompts = prompts;
+        sample.negative_prompt = negative_prompt;
         sample.steps = steps;
         sample.sampler = sampler;
         sample.cfg_scale = cfg;

@@ -106,6 +106,18 @@ void low_rank_adapters_impl::attach_to(torch::nn::Module& model) {
   }
 }
 
+void low_rank_adapters_impl::merge_into(torch::nn::Module& model) const {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    auto& layer = layer_at(model, sites_[i].path);
+    if (layer.adapter())
+      throw std::invalid_argument("layer '" + sites_[i].path + "' has an attached adapter");
+    const auto& adapter = adapters_[i];
+    layer.weight.add_(torch::matmul(adapter->up->weight, adapter->down->weight) *
+                      adapter->scale());
+  }
+}
+
 void low_rank_adapters_impl::detach_from(torch::nn::Module& model) {
   for (const auto& site : sites_)
     layer_at(model, site.path).detach();

@@ -56,6 +56,9 @@ struct low_rank_adapters_impl : torch::nn::Module {
   /// Attaches adapter i to site i of `model` (which must have those sites' layers).
   void attach_to(torch::nn::Module& model);
   void detach_from(torch::nn::Module& model);
+  /// Adds each adapter's delta, scale * B A, to its site's weight in `model` (adapters not
+  /// attached there): the model then computes what it computes with them attached.
+  void merge_into(torch::nn::Module& model) const;
 
 private:
   std::vector<adapter_site> sites_;

@@ -140,8 +140,18 @@ torch::Tensor sd_pipeline::decode_latents(const torch::Tensor& latents) {
 uint64_t frozen_parts_digest(const diffusers_folder& folder) {
   uint64_t digest = 0;
   for (const auto* part : {&folder.vae, &folder.text_encoder})
-    if (*part)
+    if (*part) {
+      digest = file_digest((*part)->config_file, digest);
       digest = file_digest((*part)->weights_file, digest);
+    }
+  if (folder.tokenizer)
+    for (const auto* name : {"vocab.json", "merges.txt", "tokenizer_config.json",
+                             "special_tokens_map.json"}) {
+      const auto file = folder.tokenizer->folder / name;
+      std::error_code error;
+      if (std::filesystem::is_regular_file(file, error))
+        digest = file_digest(file, digest);
+    }
   return digest;
 }
 

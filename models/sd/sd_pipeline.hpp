@@ -81,8 +81,9 @@ sd_pipeline load_sd_pipeline(const std::filesystem::path& root,
 /// The parts a pipeline needs from a folder, for callers that only check it.
 std::set<diffusers_part> sd_required_parts(bool with_unet);
 
-/// A digest of the frozen parts' weights files (VAE and text encoder: their bytes, names and
-/// sizes), so that data cached from them can tell when they changed. Reads both files once.
+/// A digest of what the frozen parts compute from (the VAE's and text encoder's configs and
+/// weights, the tokenizer's files), so that data cached from them can tell when they changed.
+/// Reads those files once.
 uint64_t frozen_parts_digest(const diffusers_folder& folder);
 
 } // namespace ddactor
