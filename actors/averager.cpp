@@ -13,6 +13,7 @@
 #include "actors/averaging_group.hpp"
 #include "actors/compressor.hpp"
 #include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/matchmaking_rules.hpp"
 #include "runtime/message_types.hpp"
 
@@ -47,6 +48,9 @@ struct member_request {
   // The join in flight: to whom, and which attempt (answers to older attempts are ignored).
   std::string pending_leader;
   uint64_t attempt = 0;
+  // The leader that matched us and the group it assigned (for the status board).
+  std::string leader;
+  std::vector<std::string> group_members;
 };
 
 struct averager_state {
@@ -77,10 +81,28 @@ void deliver(averager_pointer self, average_outcome outcome) {
   if (!st.current)
     return;
   auto result = outcome.failed ? "failed" : (outcome.averaged ? "averaged" : "alone");
+  auto now = clock_type::now();
+  auto seconds = std::chrono::duration<double>(now - st.current->started).count();
   st.metrics.rounds.with({result}).inc();
-  st.metrics.round_seconds.observe(
-    std::chrono::duration<double>(clock_type::now() - st.current->started).count());
+  st.metrics.round_seconds.observe(seconds);
   st.metrics.group_size.set(outcome.group_size);
+  if (st.options.status_board) {
+    swarm_status_board::round_fact round;
+    round.epoch = st.current->request.epoch;
+    round.group_size = outcome.group_size;
+    round.seconds = seconds;
+    round.bytes_sent = outcome.bytes_sent;
+    round.bytes_received = outcome.bytes_received;
+    round.result = outcome.failed     ? round_result::failed
+                   : outcome.averaged ? round_result::averaged
+                                      : round_result::alone;
+    if (round.result != round_result::alone) {
+      round.leader_id = st.current->leader;
+      round.members = st.current->group_members;
+    }
+    round.detail = outcome.detail;
+    st.options.status_board->record_round(std::move(round), now);
+  }
   st.current->promise.deliver(std::move(outcome));
   st.current.reset();
 }
@@ -245,6 +267,10 @@ void join_round(averager_pointer self) {
         if (!st.current || st.current->request.epoch != epoch || st.current->attempt != attempt)
           return;
         st.current->pending_leader.clear();
+        st.current->leader = leader_id;
+        st.current->group_members.clear();
+        for (const auto& member : assignment.members)
+          st.current->group_members.push_back(member.peer_id);
         self->send(st.current->group, std::move(assignment));
       },
       [=](const caf::error& err) {

@@ -19,6 +19,7 @@
 // with averaged = false: it steps alone, and says so in a metric. Every request has a deadline.
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "caf/all.hpp"
@@ -26,6 +27,8 @@
 #include "runtime/compression/tensor_codec.hpp"
 
 namespace ddactor {
+
+class swarm_status_board;
 
 struct averager_options {
   std::string peer_id;
@@ -43,6 +46,9 @@ struct averager_options {
   int64_t die_in_round = 0;
   std::string die_as = "sender";
   int64_t corrupt_chunks_from = 0;
+  /// Where the outcome of every round (its group, leader, duration, bytes) is written for the
+  /// status page and `ddactor status`; may be null.
+  std::shared_ptr<swarm_status_board> status_board;
 };
 
 /// Local: `(average_atom, average_request)` -> average_outcome; `(view_atom, members)` from

@@ -12,6 +12,7 @@
 #include "caf/io/middleman.hpp"
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
@@ -32,7 +33,12 @@ struct initial_peer {
   std::string host;
   uint16_t port = 0;
   std::string address;
+  /// The peer there said goodbye: it is not dialed any more (a clean shutdown, not a crash).
+  bool gone = false;
 };
+
+// Failed dials of one address wait longer each time, up to this.
+constexpr std::chrono::seconds max_dial_backoff{60};
 
 struct membership_state {
   membership_options options;
@@ -44,6 +50,8 @@ struct membership_state {
   std::set<std::string> dials_in_flight;
   /// Addresses not to dial again before the time given (a dial there failed).
   std::map<std::string, clock::time_point> dial_cooldown;
+  /// Failed dials in a row, per address: the next one waits bootstrap_retry x 2^(n-1).
+  std::map<std::string, int> dial_failures;
   /// Addresses that turned out to be this peer itself.
   std::set<std::string> own_addresses;
   std::vector<caf::actor> subscribers;
@@ -64,8 +72,26 @@ std::string describe(const peer_info& info) {
   return short_peer_id(info.peer_id) + " (" + info.address() + ")";
 }
 
+// The status board learns the view: this peer, and each member's address, suspicion and when
+// it was last heard from.
+void report_to_board(membership_pointer self) {
+  auto& st = self->state;
+  if (!st.options.status_board)
+    return;
+  const auto& own = st.view->self().info;
+  st.options.status_board->set_self(own.peer_id, own.swarm_id, own.address());
+  std::vector<swarm_status_board::member_fact> members;
+  for (const auto& member : st.view->members())
+    if (member.info.peer_id != own.peer_id)
+      members.push_back({member.info.peer_id, member.info.address(), member.info.swarm_id,
+                         st.view->is_suspected(member.info.peer_id),
+                         st.view->last_heard(member.info.peer_id)});
+  st.options.status_board->set_members(std::move(members));
+}
+
 void publish_view(membership_pointer self) {
   auto& st = self->state;
+  report_to_board(self);
   st.metrics.peers.set(static_cast<double>(st.view->size()));
   if (st.subscribers.empty())
     return;
@@ -98,6 +124,10 @@ void forget_member(membership_pointer self, const swarm_member& member, removal_
     case removal_reason::left:
       spdlog::info("membership {}: peer {} left{}; {} peers in view", me(self),
                    describe(member.info), line, st.view->size());
+      // It shut down cleanly: if it was a bootstrap address, that address is not tried again.
+      for (auto& peer : st.initial_peers)
+        if (peer.address == member.info.address())
+          peer.gone = true;
       break;
     case removal_reason::died:
       spdlog::warn("membership {}: peer {} died{}; {} peers in view", me(self),
@@ -163,11 +193,18 @@ void dial_failed(membership_pointer self, const std::string& address, bool boots
                  const std::string& why) {
   auto& st = self->state;
   st.dials_in_flight.erase(address);
-  st.dial_cooldown[address] = clock::now() + st.options.bootstrap_retry;
+  const int failures = ++st.dial_failures[address];
+  const auto backoff = std::min<std::chrono::milliseconds>(
+    st.options.bootstrap_retry * (1 << std::min(failures - 1, 16)), max_dial_backoff);
+  st.dial_cooldown[address] = clock::now() + backoff;
   st.view->forget_candidates_at(address);
-  if (bootstrap && st.view->others() == 0)
-    spdlog::warn("membership {}: cannot join through {}: {}; retrying in {} ms", me(self),
-                 address, why, st.options.bootstrap_retry.count());
+  // Said when it starts failing, then less and less often (1st, 2nd, 4th, 8th ... failure).
+  const bool worth_saying = (failures & (failures - 1)) == 0;
+  if (bootstrap && st.view->others() == 0 && worth_saying)
+    spdlog::warn("membership {}: cannot join through {}: {}; retrying in {} s ({} failed "
+                 "attempts)",
+                 me(self), address, why,
+                 std::chrono::duration_cast<std::chrono::seconds>(backoff).count(), failures);
   else
     spdlog::debug("membership {}: cannot reach {}: {}", me(self), address, why);
 }
@@ -177,6 +214,7 @@ void on_hello_reply(membership_pointer self, const std::string& address, caf::ac
                     swarm_member them, std::vector<peer_info> known) {
   auto& st = self->state;
   st.dials_in_flight.erase(address);
+  st.dial_failures.erase(address);
   if (auto reason = validate_peer_info(them.info)) {
     reject(self, *reason, "hello reply from " + address);
     st.view->forget_candidates_at(address);
@@ -277,7 +315,7 @@ void dial_initial_peers(membership_pointer self, bool only_missing) {
     for (auto& member : st.view->members())
       member_addresses.insert(member.info.address());
   for (auto& peer : st.initial_peers)
-    if (!member_addresses.contains(peer.address))
+    if (!peer.gone && !member_addresses.contains(peer.address))
       dial(self, peer.host, peer.port, true);
 }
 
@@ -322,6 +360,8 @@ void on_tick(membership_pointer self) {
 
   if (changed)
     publish_view(self);
+  else
+    report_to_board(self);  // suspicions and last-heard times
   self->delayed_send(self, st.options.gossip_interval, tick_atom_v);
 }
 
@@ -551,6 +591,14 @@ caf::behavior membership(membership_pointer self, membership_options options) {
                                 describe(member.info), self->system().render(err));
                 });
       }
+    },
+    // From anyone (`ddactor status` on another node): text only, and a snapshot of the board is a
+    // few copies under its mutex, so answering never holds up membership's own work.
+    [=](status_atom) -> caf::result<std::string> {
+      const auto& board = self->state.options.status_board;
+      if (!board)
+        return make_error(errc::invalid_message, "membership: this peer keeps no status");
+      return render_swarm_status_json(board->snapshot());
     },
     [=](caf::get_atom) { return self->state.view->members(); },
     [=](caf::get_atom, caf::ok_atom) -> caf::result<uint16_t> {

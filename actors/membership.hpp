@@ -38,6 +38,10 @@
 //   (alive_atom, std::string peer_id)          from this process only (an averaging group whose
 //                                              chunks from that peer arrive): counts as hearing
 //                                              from it, since its heartbeats may queue behind them
+//   (status_atom)                           -> std::string: the swarm as this peer sees it
+//                                              (monitoring/swarm_status.hpp's JSON; plain text, no
+//                                              actor handles), for `ddactor status` on any node;
+//                                              an error when no status board was given
 //
 // It quits with errc::invalid_config if it cannot listen (the address is taken or wrong) or an
 // initial peer is not "host:port". On an exit message (user_shutdown or any other catchable
@@ -46,6 +50,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +60,8 @@
 #include "runtime/swarm_messages.hpp"
 
 namespace ddactor {
+
+class swarm_status_board;
 
 struct membership_options {
   /// This peer: info (id, announce host and port, swarm id, incarnation) and its local handles
@@ -81,6 +88,9 @@ struct membership_options {
   /// Every this many gossip intervals, initial peers missing from the view are contacted again,
   /// so that a swarm that split (and healed its network) merges again.
   uint32_t split_check_every = 10;
+  /// Where this peer's id and address and the members of the view (address, suspicion, last
+  /// heard) are written for the status page and `ddactor status`; may be null.
+  std::shared_ptr<swarm_status_board> status_board;
 };
 
 /// Splits "host:port" or "[v6]:port"; nullopt if malformed (no port, port 0 or > 65535, empty

@@ -14,6 +14,7 @@
 #include "runtime/peer_identity.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/peer_health.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/restart_policy.hpp"
 #include "runtime/state_agreement.hpp"
@@ -92,7 +93,9 @@ void start_trainer(peer_pointer self) {
   opts.config = st.options.config;
   opts.checkpointer = st.checkpointer;
   opts.grid_prompts = st.options.grid_prompts;
-  opts.inject_crash = st.trainer_restarts.total_restarts() == 0;
+  opts.stop_requested = st.options.stop_requested;
+  opts.inject_crash = st.trainer_restarts.total_restarts() == 0 ||
+                      st.options.config.debug.crash_trainer_every_time;
   opts.progress = st.progress;
   opts.averager = st.averager;
   opts.averaging_deadline = st.averaging_deadline;
@@ -122,12 +125,16 @@ void schedule_restart(peer_pointer self, child_kind kind, const caf::error& reas
   auto& policy = kind == child_kind::trainer        ? st.trainer_restarts
                  : kind == child_kind::data_loader ? st.loader_restarts
                                                     : st.checkpointer_restarts;
-  auto delay = policy.on_failure(restart_policy::clock::now());
+  auto delay = policy.on_failure(restart_policy::clock::now(), self->system().render(reason));
   if (!delay) {
     peer_health::global().set(peer_health::activity::failing,
                               std::string(to_string(kind)) + " keeps failing");
-    spdlog::critical("{} failed {} times within its restart window; giving up ({})",
-                     to_string(kind), policy.recent_restarts(), self->system().render(reason));
+    if (policy.repeated())
+      spdlog::critical("{} failed again the same way after a restart; giving up: {}",
+                       to_string(kind), self->system().render(reason));
+    else
+      spdlog::critical("{} failed {} times within its restart window; giving up ({})",
+                       to_string(kind), policy.recent_restarts(), self->system().render(reason));
     shut_down_children(self);
     self->quit(reason);
     return;
@@ -176,6 +183,8 @@ void start_swarm(peer_pointer self) {
   spdlog::info("peer {} (incarnation {}) joins swarm '{}'", short_peer_id(identity.peer_id),
                identity.incarnation, swarm_id);
   set_peer_info(global_metrics(), identity.peer_id, swarm_id);
+  if (!st.options.status_board)
+    st.options.status_board = std::make_shared<swarm_status_board>();
 
   progress_options progress;
   progress.peer_id = identity.peer_id;
@@ -186,6 +195,7 @@ void start_swarm(peer_pointer self) {
   progress.repair_splits =
     split_repair_possible(cfg.averaging.state_compression, cfg.averaging.state_every);
   progress.group_size = static_cast<size_t>(cfg.averaging.group_size);
+  progress.status_board = st.options.status_board;
   st.progress = spawn_progress(self->system(), progress);
 
   averager_options averaging;
@@ -206,6 +216,7 @@ void start_swarm(peer_pointer self) {
   averaging.die_in_round = cfg.debug.die_in_round;
   averaging.die_as = cfg.debug.die_as;
   averaging.corrupt_chunks_from = cfg.debug.corrupt_chunks_from;
+  averaging.status_board = st.options.status_board;
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);
 
@@ -244,6 +255,7 @@ void start_swarm(peer_pointer self) {
   members.remove_after = seconds(net.remove_after);
   members.connect_timeout = seconds(net.connect_timeout);
   members.bootstrap_retry = seconds(net.bootstrap_retry);
+  members.status_board = st.options.status_board;
   st.membership = spawn_membership(self->system(), members);
   self->monitor(st.membership);
   for (const auto& child : {st.membership, st.progress, st.averager, st.state_server})

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
 #include "caf/all.hpp"
 
 #include "config/run_config.hpp"
@@ -29,6 +31,8 @@
 
 namespace ddactor {
 
+class swarm_status_board;
+
 struct peer_options {
   run_config config;
   std::shared_ptr<const image_dataset> train_data;
@@ -36,6 +40,12 @@ struct peer_options {
   std::shared_ptr<const sd_example_set> sd_data;
   /// Captions for the sample grid of a caption-conditioned model.
   std::vector<std::string> grid_prompts;
+  /// Whether a stop signal came (the trainer cuts long sample grids short).
+  std::function<bool()> stop_requested;
+  /// What this peer knows of its swarm, written by membership, progress and averager, read by
+  /// the status page and `ddactor status` (asked through membership). Null: the peer keeps one
+  /// of its own, which `ddactor status` still reads.
+  std::shared_ptr<swarm_status_board> status_board;
 };
 
 /// Spawns the peer. Send it `stop_atom` to stop cleanly (checkpoint first); it quits normally

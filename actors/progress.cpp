@@ -7,6 +7,7 @@
 #include <map>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/state_agreement.hpp"
 
@@ -255,6 +256,9 @@ caf::behavior progress(progress_pointer self, progress_options options) {
         st.disagreeing_ticks = 0;  // we took another state: earlier checks no longer apply
       st.mine.samples = samples;
       st.mine.samples_per_second = samples_per_second;
+      if (st.options.status_board)
+        st.options.status_board->record_progress(st.options.peer_id, epoch, samples_per_second,
+                                                 clock_type::now());
       // Tell the others at once: a new epoch (matchmaking relies on it), new weights, or a
       // new batch (their estimates count it from now).
       if (moved || counted)
@@ -274,7 +278,11 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       bool moved = previous == st.reports.end() ||
                    previous->second.report.epoch != report.epoch ||
                    previous->second.report.may_lead != report.may_lead;
-      st.reports[report.peer_id] = {report, clock_type::now()};
+      auto now = clock_type::now();
+      st.reports[report.peer_id] = {report, now};
+      if (st.options.status_board)
+        st.options.status_board->record_progress(report.peer_id, report.epoch,
+                                                 report.samples_per_second, now);
       st.peer_digests[report.peer_id].record(report.epoch, report.state_digest);
       if (moved)
         push_epochs(self);

@@ -14,11 +14,14 @@
 //   progress --swarm_progress--> trainer                   every interval (for logs, catch-up)
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "caf/all.hpp"
 
 namespace ddactor {
+
+class swarm_status_board;
 
 struct progress_options {
   std::string peer_id;
@@ -33,6 +36,9 @@ struct progress_options {
   bool repair_splits = true;
   /// Peers of one epoch beyond this average in several groups and differ on purpose.
   size_t group_size = 16;
+  /// Where every report (this peer's too: epoch, samples/s, when) is written for the status
+  /// page and `ddactor status`; may be null.
+  std::shared_ptr<swarm_status_board> status_board;
 };
 
 /// Local: `(attach_atom, caf::actor trainer)`, `(attach_atom, caf::actor averager, caf::ok_atom)`

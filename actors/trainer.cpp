@@ -13,6 +13,7 @@
 #include "models/image_generation.hpp"
 #include "models/model_config.hpp"
 #include "models/outer_optimizer.hpp"
+#include "models/readable_error.hpp"
 #include "models/sd/sd_sampling.hpp"
 #include "models/sd/sd_trainer.hpp"
 #include "models/shared_state.hpp"
@@ -61,6 +62,9 @@ struct trainer_state {
   clock_type::time_point started = clock_type::now();
   // Progress window between two log lines.
   clock_type::time_point window_start = clock_type::now();
+  // Steps (or epochs) per second, smoothed: the ETA.
+  smoothed_rate step_rate;
+  bool progress_logged = false;
   int64_t window_samples = 0;
   int64_t window_steps = 0;
   double window_loss = 0;
@@ -156,9 +160,11 @@ void restore_latest(trainer_state& st) {
                                                       st.options.config.train.outer_lr,
                                                       st.options.config.train.outer_momentum);
       }
-      spdlog::info("resumed from {} (step {}, epoch {}, data epoch {}, position {})",
-                   it->path.string(), st.progress.step, st.progress.epoch,
-                   st.progress.data_epoch, st.progress.data_position);
+      spdlog::info("resumed from {}: optimizer step {}{}; the data continues in pass {} at "
+                   "image {}",
+                   it->path.string(), st.progress.step,
+                   st.swarm ? fmt::format(", swarm epoch {}", st.progress.epoch) : std::string(),
+                   st.progress.data_epoch + 1, st.progress.data_position);
       return;
     } catch (const std::exception& e) {
       spdlog::warn("skipping checkpoint {}: {}", it->path.string(), e.what());
@@ -183,11 +189,18 @@ torch::Tensor sample_sd_grid(trainer_state& st, sd_trainer& sd, int64_t& columns
   if (prompts.size() > 4)
     prompts.resize(4);  // each image costs a full sampling on the training thread
   columns = std::min(cfg.sample.per_class, 4);
-  torch::Tensor images;
+  sampling_callbacks callbacks;
+  callbacks.on_progress = show_progress(
+    fmt::format("sample grid of {} images", columns * static_cast<int64_t>(prompts.size())),
+    "steps");
+  callbacks.stop_requested = st.options.stop_requested;
+  sd_generation result;
   sd.with_sampling_unet([&](unet2d_condition& unet) {
-    images = generate_sd_images(sd.pipeline(), unet, prompts, columns, settings).images;
+    result = generate_sd_images(sd.pipeline(), unet, prompts, columns, settings, callbacks);
   });
-  return images;
+  if (result.outcome == sampling_outcome::stopped)
+    throw work_stopped();
+  return result.images;
 }
 
 void write_grid_png(trainer_state& st, const torch::Tensor& grid, int64_t columns) {
@@ -222,6 +235,7 @@ void write_sample_grid(trainer_state& st) {
   gen.sampler = parse_sampler(cfg.sample.sampler);
   gen.cfg_scale = cfg.sample.cfg_scale;
   gen.seed = cfg.sample.seed;
+  gen.stop_requested = st.options.stop_requested;
   dit_condition cond;
   int64_t rows = 8;
   int64_t columns = cfg.sample.per_class;
@@ -235,7 +249,12 @@ void write_sample_grid(trainer_state& st) {
     rows = static_cast<int64_t>(prompts.size());
     cond = prompt_rows(prompts, columns, cfg.model.text_max_bytes);
   }
-  write_grid_png(st, generate_images(model, cond, gen, rows * columns), columns);
+  write_grid_png(st,
+                 generate_images(model, cond, gen, rows * columns,
+                                 show_progress(fmt::format("sample grid of {} images",
+                                                           rows * columns),
+                                               "steps")),
+                 columns);
 }
 
 bool reached_limit(const trainer_state& st) {
@@ -248,11 +267,13 @@ bool reached_limit(const trainer_state& st) {
   return false;
 }
 
-double eta_seconds(const trainer_state& st, double seconds_per_step) {
+// Time left, from the step rate smoothed over tens of seconds: one slow round or checkpoint
+// must not make the ETA jump (it once went from 4h35m to 23h41m within 10 s).
+double eta_seconds(const trainer_state& st) {
   const auto& t = st.options.config.train;
   double eta = std::numeric_limits<double>::infinity();
   if (t.steps > 0)
-    eta = static_cast<double>(t.steps - current_step(st)) * seconds_per_step;
+    eta = st.step_rate.seconds_for(static_cast<double>(t.steps - current_step(st)));
   if (t.max_seconds > 0)
     eta = std::min(eta, t.max_seconds - std::chrono::duration<double>(clock_type::now() -
                                                                       st.started)
@@ -264,7 +285,8 @@ void log_progress(trainer_state& st, double lr) {
   auto now = clock_type::now();
   double elapsed = std::chrono::duration<double>(now - st.window_start).count();
   double samples_per_second = elapsed > 0 ? st.window_samples / elapsed : 0;
-  double seconds_per_step = st.window_steps > 0 ? elapsed / st.window_steps : 0;
+  st.step_rate.add(static_cast<double>(st.window_steps), elapsed);
+  st.progress_logged = true;
   const auto& t = st.options.config.train;
   auto target = t.steps > 0 ? std::to_string(t.steps) : std::string("inf");
   double loss = st.window_loss / std::max<int64_t>(st.window_steps, 1);
@@ -276,12 +298,12 @@ void log_progress(trainer_state& st, double lr) {
                  st.swarm_view.samples_per_second, samples_per_second,
                  st.last_round.averaged ? "group" : "alone", st.last_round.group_size,
                  st.last_round.seconds, st.last_round.bytes_sent / 1e6,
-                 st.last_round.bytes_received / 1e6, lr,
-                 format_duration(eta_seconds(st, seconds_per_step)));
+                 st.last_round.bytes_received / 1e6, lr, format_duration(eta_seconds(st)));
   } else {
-    spdlog::info("step {}/{} | loss {:.4f} | {:.1f} samples/s | lr {:.2e} | epoch {} | ETA {}",
+    spdlog::info("step {}/{} | loss {:.4f} | {:.1f} samples/s | lr {:.2e} | data pass {} | "
+                 "ETA {}",
                  st.progress.step, target, loss, samples_per_second, lr,
-                 st.progress.data_epoch, format_duration(eta_seconds(st, seconds_per_step)));
+                 st.progress.data_epoch + 1, format_duration(eta_seconds(st)));
   }
   st.metrics.samples_per_second.set(samples_per_second);
   st.window_start = now;
@@ -404,8 +426,10 @@ void finish(trainer_pointer self, const char* why) {
                st.swarm ? "epoch" : "step", current_step(st));
   try {
     write_sample_grid(st);
+  } catch (const work_stopped&) {
+    spdlog::warn("final sample grid skipped: a stop signal came while it was sampled");
   } catch (const std::exception& e) {
-    spdlog::warn("final sample grid not written: {}", e.what());
+    spdlog::warn("final sample grid not written: {}", readable_error(e));
   }
   save_final_checkpoint(self);
 }
@@ -415,7 +439,11 @@ void after_step(trainer_pointer self, double lr) {
   auto& st = self->state;
   const auto& cfg = st.options.config;
   auto step = current_step(st);
-  if (step % cfg.train.log_every == 0)
+  // The first line comes early, so that a newcomer sees the pace and the ETA at once.
+  const bool first_line_due =
+    !st.progress_logged && st.window_steps >= 3 &&
+    clock_type::now() - st.window_start >= std::chrono::seconds(3);
+  if (step % cfg.train.log_every == 0 || first_line_due)
     log_progress(st, lr);
   if (reached_limit(st)) {
     finish(self, "finished");
@@ -423,8 +451,13 @@ void after_step(trainer_pointer self, double lr) {
   }
   if (step % cfg.train.checkpoint_every == 0)
     save_checkpoint(self);
-  if (cfg.train.sample_every > 0 && step % cfg.train.sample_every == 0)
-    write_sample_grid(st);
+  if (cfg.train.sample_every > 0 && step % cfg.train.sample_every == 0) {
+    try {
+      write_sample_grid(st);
+    } catch (const work_stopped&) {
+      spdlog::warn("sample grid skipped: a stop signal came while it was sampled");
+    }
+  }
 }
 
 void record_step_metrics(trainer_state& st, const step_result& r, double seconds) {
@@ -699,9 +732,9 @@ void train_batch(trainer_pointer self, std::shared_ptr<const training_batch> bat
     on_batch(self, std::move(batch));
   } catch (const std::exception& e) {
     spdlog::error("trainer failed at {} {}: {}", st.swarm ? "epoch" : "step",
-                  current_step(st) + 1, e.what());
+                  current_step(st) + 1, readable_error(e));
     st.metrics.failures.inc();
-    self->quit(make_error(errc::training_failed, e.what()));
+    self->quit(make_error(errc::training_failed, readable_error(e)));
   }
 }
 
@@ -744,9 +777,9 @@ void start_round(trainer_pointer self) {
         try {
           apply_outcome(self, outcome);
         } catch (const std::exception& e) {
-          spdlog::error("applying the round of epoch {} failed: {}", epoch, e.what());
+          spdlog::error("applying the round of epoch {} failed: {}", epoch, readable_error(e));
           st.metrics.failures.inc();
-          self->quit(make_error(errc::training_failed, e.what()));
+          self->quit(make_error(errc::training_failed, readable_error(e)));
           return;
         }
         st.averaging = false;

@@ -26,6 +26,8 @@
 //   swarm_progress shows a peer at a higher epoch, or our round had no partner while the swarm
 //   has others --> DOWNLOADING the shared state from the most advanced peers --> TRAINING
 
+#include <functional>
+
 #include "caf/all.hpp"
 
 #include "actors/checkpointer.hpp"
@@ -58,6 +60,8 @@ struct trainer_options {
   std::chrono::milliseconds averaging_deadline{120000};
   /// Seed of this peer's noise and dropout stream (differs between peers of a swarm).
   uint64_t noise_seed = 0;
+  /// Asked between the sampling steps of sample grids (a stop signal cuts a long grid short).
+  std::function<bool()> stop_requested;
   /// Swarm mode: where this peer serves its state to others, and its swarm id.
   caf::actor state_server;
   std::string swarm_id;

@@ -1,6 +1,7 @@
 #pragma once
 // The commands of the ddactor binary. Each returns the process exit code.
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -65,5 +66,19 @@ int serve_expert_command(const run_config& config, int expert, const std::filesy
 /// Diffusion Models) and writes the assignment file (ddm.assignments); prints the cluster sizes
 /// and, for labelled data, the classes in each cluster.
 int cluster_command(const run_config& config);
+
+struct status_request {
+  /// The address peers dial: the peer's network.listen (or network.announce) "host:port".
+  std::string peer;
+  /// Print the snapshot's JSON (the status page's /status.json) instead of tables.
+  bool json = false;
+  /// Connecting and asking together take at most this long.
+  std::chrono::milliseconds timeout{5000};
+};
+
+/// `ddactor status --peer HOST:PORT`: prints the swarm as a running peer sees it (its peers and
+/// its last rounds). Needs no run file. Exit code 0, 1 when the peer cannot be reached or gives
+/// no status in time (one line on stderr says why), 2 for an address that is not HOST:PORT.
+int status_command(const status_request& request);
 
 } // namespace ddactor

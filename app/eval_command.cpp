@@ -11,6 +11,7 @@
 
 #include "app/ddm_models.hpp"
 #include "app/inference_model.hpp"
+#include "app/stop_signal.hpp"
 #include "models/ensemble.hpp"
 #include "runtime/cluster_assignment.hpp"
 #include "runtime/run_data.hpp"
@@ -70,7 +71,10 @@ int eval_command(const run_config& config, const eval_request& request) {
   auto train = load_fashion_mnist(config.data.path, dataset_split::train);
   auto test = load_fashion_mnist(config.data.path, dataset_split::test);
   auto cache = e.cache_dir.empty() ? default_cache_dir() : e.cache_dir;
-  auto classifier = load_or_train_feature_classifier(cache, train, test);
+  classifier_training_options training;
+  training.progress = show_progress("eval: training the feature classifier", "batches");
+  training.stop_requested = stop_requested;
+  auto classifier = load_or_train_feature_classifier(cache, train, test, training);
 
   generation_settings gen;
   gen.steps = e.steps;
@@ -78,6 +82,7 @@ int eval_command(const run_config& config, const eval_request& request) {
   gen.cfg_scale = e.cfg_scale;
   gen.seed = e.seed;
   gen.batch_size = e.batch_size;
+  gen.stop_requested = stop_requested;
   auto labels = balanced_labels(e.num_samples, loaded.model->options().num_classes);
   spdlog::info("generating {} class-balanced samples from {} (step {}), {} {} steps, CFG {}",
                e.num_samples, loaded.checkpoint.string(), loaded.step, e.sampler, e.steps,
@@ -85,9 +90,7 @@ int eval_command(const run_config& config, const eval_request& request) {
   auto started = std::chrono::steady_clock::now();
   dit_condition cond;
   cond.labels = labels;
-  auto progress = [](int64_t done, int64_t total) {
-    spdlog::info("  {}/{} samples", done, total);
-  };
+  auto progress = show_progress("eval: generating", "steps");
   torch::Tensor images;
   if (request.ensemble.empty()) {
     images = generate_images(loaded.model, cond, gen, -1, progress);

@@ -5,14 +5,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
 #include "app/commands.hpp"
 #include "app/logging_setup.hpp"
 #include "app/sd_commands.hpp"
+#include "models/readable_error.hpp"
+#include "app/stop_signal.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
+#include "runtime/progress_meter.hpp"
 #include "runtime/version.hpp"
 
 namespace {
@@ -33,12 +37,43 @@ Examples:
   ddactor serve --config ddm.toml                  DDM: POST /v1/generate on serve.http
   ddactor serve-expert --config ddm.toml --expert 1  DDM: serve expert 1 to remote routers
   ddactor check-config run.toml                    validate a run file and print it
+  ddactor status --peer 127.0.0.1:7000             the swarm as a running peer sees it
   ddactor sample --config sd.toml --prompt "a red dress" --negative-prompt "blurry" \
       --sampler dpm++2m --steps 25 --cfg 7.5 --out grid.png   Stable Diffusion (model.pretrained)
   ddactor export --config sd.toml --out DIR        Stable Diffusion: a diffusers folder
 
 Every key of a run file is documented in config/example.toml. Ctrl-C stops training after a
 checkpoint; a second Ctrl-C aborts.)";
+
+// A number that is finite and within [low, high] (CLI::Range lets NaN through).
+CLI::Validator finite_within(double low, double high) {
+  return CLI::Validator(
+    [low, high](std::string& text) -> std::string {
+      double value = 0;
+      try {
+        size_t used = 0;
+        value = std::stod(text, &used);
+        if (used != text.size())
+          return "not a number: " + text;
+      } catch (const std::exception&) {
+        return "not a number: " + text;
+      }
+      if (!std::isfinite(value) || value < low || value > high)
+        return "must be a number from " + CLI::detail::to_string(low) + " to " +
+               CLI::detail::to_string(high) + ", got " + text;
+      return {};
+    },
+    "NUMBER in [" + CLI::detail::to_string(low) + ", " + CLI::detail::to_string(high) + "]");
+}
+
+// --config and --set on a subcommand too: its --help then lists them (they bind the same
+// variables as the top-level ones, so either place works).
+void add_run_file_options(CLI::App* command, std::string& config_path,
+                          std::vector<std::string>& overrides) {
+  command->add_option("-c,--config", config_path, "run file (TOML); see config/example.toml");
+  command->add_option("--set", overrides, "override a config key, e.g. --set train.lr=1e-4")
+    ->type_name("KEY=VALUE");
+}
 
 } // namespace
 
@@ -82,14 +117,21 @@ int main(int argc, char** argv) {
     ->excludes(class_opt);
   sample_cmd->add_option("--negative-prompt", negative_prompt,
                          "Stable Diffusion: what guidance steers away from");
-  sample_cmd->add_option("-n,--count", sample.count, "images per class or prompt");
-  sample_cmd->add_option("--steps", steps, "sampling steps (default: sample.steps)");
+  sample_cmd
+    ->add_option("-n,--count", sample.count,
+                 "images per class or prompt (default: sample.per_class of the run file)")
+    ->check(CLI::Range(1, 4096));
+  sample_cmd->add_option("--steps", steps, "sampling steps (default: sample.steps)")
+    ->check(CLI::Range(1, 1000));
   sample_cmd
     ->add_option("--sampler", sampler,
                  "DiT: euler or heun; Stable Diffusion: ddim, euler or dpm++2m (default: "
                  "sample.sampler, for SD else the folder's scheduler or dpm++2m)")
     ->check(CLI::IsMember({"euler", "heun", "ddim", "dpm++2m"}));
-  sample_cmd->add_option("--cfg", cfg, "classifier-free guidance scale (1 = none)");
+  sample_cmd
+    ->add_option("--cfg", cfg,
+                 "classifier-free guidance scale (1 = none; default: sample.cfg_scale)")
+    ->check(finite_within(0, 100));
   sample_cmd->add_option("--seed", seed, "noise seed (default: sample.seed)");
   sample_cmd->add_option("--checkpoint", sample_checkpoint,
                          "checkpoint file (default: the run's newest)");
@@ -143,14 +185,61 @@ int main(int argc, char** argv) {
   export_cmd->add_flag("--raw-weights", export_raw_weights,
                        "use the trained weights instead of their EMA");
 
+  ddactor::status_request status;
+  double status_timeout = 5.0;
+  auto* status_cmd = app.add_subcommand(
+    "status", "show the swarm as a running peer sees it: its peers and its last rounds");
+  status_cmd->description(
+    "Asks the running peer at HOST:PORT how it sees its swarm and prints two tables: every peer "
+    "in its view (id, address, epoch, samples/s, its role in the last round, when it was last "
+    "heard from, whether it is suspected and reachable) and the last averaging rounds (result, "
+    "group size, leader, duration, bytes sent and received). Needs no run file. Exit code 0; 1 "
+    "when the peer cannot be reached or does not answer within --timeout; 2 for a malformed "
+    "address.");
+  status_cmd
+    ->add_option("--peer", status.peer,
+                 "the peer's address as other peers dial it: its network.listen (or "
+                 "network.announce), e.g. 127.0.0.1:7000")
+    ->required()
+    ->type_name("HOST:PORT");
+  status_cmd->add_flag("--json", status.json,
+                       "print the raw snapshot as JSON (what the status page's /status.json serves)");
+  status_cmd
+    ->add_option("--timeout", status_timeout,
+                 "seconds to wait for the connection and the answer together")
+    ->check(CLI::Range(0.1, 600.0))
+    ->type_name("SECONDS")
+    ->capture_default_str();
+  status_cmd->footer(R"(
+Examples:
+  ddactor status --peer 127.0.0.1:7000                 tables of the peers and the last rounds
+  ddactor status --peer peer1.lan:7000 --json          the same as JSON (as GET /status.json)
+
+A peer with monitoring.listen set also serves this as a page at / that refreshes itself.)");
+
   std::string check_path;
   auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
   check_cmd->add_option("file", check_path, "run file to check");
 
+  // Every subcommand lists the run-file options in its help, and a short pointer instead of the
+  // examples of the top-level help.
+  for (auto* command : app.get_subcommands({})) {
+    add_run_file_options(command, config_path, overrides);
+    command->footer("Every key of a run file is documented in config/example.toml; `ddactor "
+                    "--help` lists the commands with examples.");
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Usage errors exit with 2, as the other mistakes of the command line do.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (*status_cmd) {
+    status.timeout = std::chrono::milliseconds(static_cast<int64_t>(status_timeout * 1000));
+    return ddactor::status_command(status);
   }
 
   if (*check_cmd && check_path.empty())
@@ -175,10 +264,18 @@ int main(int argc, char** argv) {
   }
 
   try {
+    ddactor::check_device(config.run.device);
+  } catch (const std::exception& e) {
+    std::cerr << "ddactor: " << config.source_file.string() << ": " << e.what() << "\n";
+    return 2;
+  }
+
+  try {
     if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd ||
         *export_cmd) {
       ddactor::setup_logging(log_level);
       ddactor::configure_torch_threads(config.run.threads);
+      ddactor::install_stop_handler();
       if (*serve_cmd || *serve_expert_cmd) {
         int code = 0;
         ddactor::run_on_worker_thread([&] {
@@ -223,11 +320,15 @@ int main(int argc, char** argv) {
     (void) train;
     ddactor::setup_logging(log_level, config.run_dir() / "ddactor.log");
     return ddactor::train_command(config);
+  } catch (const ddactor::work_stopped&) {
+    spdlog::warn("stopped by {} before the work was done; nothing was written",
+                 ddactor::stop_signal_name());
+    return ddactor::stopped_exit_code();
   } catch (const std::exception& e) {
     if (spdlog::default_logger())
-      spdlog::error("{}", e.what());
+      spdlog::error("{}", ddactor::readable_error(e));
     else
-      std::cerr << "ddactor: " << e.what() << "\n";
+      std::cerr << "ddactor: " << ddactor::readable_error(e) << "\n";
     return 1;
   }
 }

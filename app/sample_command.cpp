@@ -3,9 +3,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
+
 #include "app/ddm_models.hpp"
 #include "app/inference_model.hpp"
 #include "app/sd_commands.hpp"
+#include "app/stop_signal.hpp"
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
 #include "runtime/image_io.hpp"
@@ -33,6 +36,11 @@ int sample_command(const run_config& config, const sample_request& request) {
   gen.sampler = parse_sampler(request.sampler.value_or(config.sample.sampler));
   gen.cfg_scale = request.cfg_scale.value_or(config.sample.cfg_scale);
   gen.seed = request.seed.value_or(config.sample.seed);
+  gen.stop_requested = stop_requested;
+  if (gen.steps < 1 || gen.steps > 1000)
+    throw std::invalid_argument("--steps must be from 1 to 1000, not " + std::to_string(gen.steps));
+  if (!std::isfinite(gen.cfg_scale) || gen.cfg_scale < 0 || gen.cfg_scale > 100)
+    throw std::invalid_argument("--cfg must be a number from 0 to 100 (1: no guidance)");
   int64_t per_row = request.count > 0 ? request.count : config.sample.per_class;
 
   dit_condition cond;
@@ -61,9 +69,10 @@ int sample_command(const run_config& config, const sample_request& request) {
                loaded.checkpoint.string(),
                request.ensemble.empty() ? "" : " (DDM ensemble, " + request.ensemble + ")",
                gen.sampler == sampler_kind::heun ? "heun" : "euler", gen.steps, gen.cfg_scale);
+  const auto progress = show_progress("sampling", "steps");
   torch::Tensor images;
   if (request.ensemble.empty()) {
-    images = generate_images(loaded.model, cond, gen, rows * per_row);
+    images = generate_images(loaded.model, cond, gen, rows * per_row, progress);
   } else {
     std::vector<expert_function> experts;
     for (auto& expert : ddm.experts)
@@ -75,7 +84,7 @@ int sample_command(const run_config& config, const sample_request& request) {
       return ensemble_velocity(ddm.routing, experts, part, options);
     };
     images = generate_with_field(make_field, {o.in_channels, o.image_size}, cond, gen,
-                                 rows * per_row);
+                                 rows * per_row, progress);
   }
   images = images.contiguous();
   write_image_grid_png(request.out,

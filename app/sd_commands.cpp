@@ -82,20 +82,14 @@ int sd_sample_command(const run_config& config, const sample_request& request) {
                  : "",
                sd_sampler_name(settings.sampler), settings.steps, settings.cfg_scale,
                settings.width, settings.height);
-  install_stop_handler();
-  progress_meter progress("sampling", settings.steps, std::chrono::seconds(2));
   sampling_callbacks callbacks;
-  callbacks.on_progress = [&](int64_t, int64_t) { progress.advance(); };
+  callbacks.on_progress = show_progress("sampling", "steps");
   callbacks.stop_requested = [] { return stop_requested(); };
   const auto result =
     generate_sd_images(model.pipeline, model.pipeline.unet, prompts, per_prompt, settings,
                        callbacks);
-  if (result.outcome == sampling_outcome::stopped) {
-    spdlog::warn("stopped after {} of {} steps; nothing written", result.steps_done,
-                 settings.steps);
-    return 130;
-  }
-  progress.finish();
+  if (result.outcome == sampling_outcome::stopped)
+    throw work_stopped();
   const auto& images = result.images;
   write_image_grid_png(request.out,
                        std::span<const float>(images.data_ptr<float>(),

@@ -2,11 +2,14 @@
 
 #include <torch/torch.h>
 
+#include <spdlog/spdlog.h>
+
 #include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <thread>
 
 namespace ddactor {
@@ -26,11 +29,36 @@ void keep_freed_memory() {
 }
 
 int configure_torch_threads(int requested) {
-  int n = requested > 0 ? requested : static_cast<int>(std::thread::hardware_concurrency());
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  int n = requested > 0 ? requested : cores;
   if (n <= 0)
     n = 1;
+  if (cores > 0 && n > 2 * cores)
+    spdlog::warn("run.threads = {} on a machine with {} cores: threads beyond the cores take "
+                 "turns and slow each step down (0 uses one per core)",
+                 n, cores);
   torch::set_num_threads(n);
   return torch::get_num_threads();
+}
+
+void check_device(const std::string& device) {
+  if (device == "cpu")
+    return;
+#ifdef DDACTOR_WITH_CUDA
+  if (!torch::cuda::is_available())
+    throw std::invalid_argument("run.device = \"" + device +
+                                "\": no CUDA device is visible to this process (driver, "
+                                "CUDA_VISIBLE_DEVICES?); use \"cpu\"");
+  const auto colon = device.find(':');
+  const int64_t index = colon == std::string::npos ? 0 : std::stoll(device.substr(colon + 1));
+  if (index >= static_cast<int64_t>(torch::cuda::device_count()))
+    throw std::invalid_argument("run.device = \"" + device + "\": this machine has " +
+                                std::to_string(torch::cuda::device_count()) + " CUDA device(s)");
+#else
+  throw std::invalid_argument("run.device = \"" + device +
+                              "\": this ddactor was built without CUDA (configure with "
+                              "-DDDACTOR_CUDA=ON and a CUDA LibTorch); use \"cpu\"");
+#endif
 }
 
 } // namespace ddactor

@@ -2,6 +2,7 @@
 // Process-wide LibTorch settings that must be made once, before any model runs.
 
 #include <functional>
+#include <string>
 namespace ddactor {
 
 /// Makes OpenMP threads sleep instead of spin while they wait (OMP_WAIT_POLICY=PASSIVE), unless
@@ -15,9 +16,13 @@ void use_passive_openmp_wait(char** argv);
 /// fresh mmaps cost 25% of a sampling run here (measured: sys time 27 s -> 13 s).
 void keep_freed_memory();
 
-/// Sets LibTorch's intra-op thread count; 0 means one per core.
-/// Returns the count in effect.
+/// Sets LibTorch's intra-op thread count; 0 means one per core. More threads than cores only
+/// slow a step down (they take turns): it says so. Returns the count in effect.
 int configure_torch_threads(int requested);
+
+/// Refuses, with one clear line naming run.device, a device this build or machine cannot use
+/// (CUDA on a CPU-only build or a machine without that GPU) instead of quietly using the CPU.
+void check_device(const std::string& device);
 
 /// Runs `work` on a fresh thread and waits for it (rethrowing its exception). Heavy LibTorch work
 /// runs there: on the process's main thread, OpenBLAS's thread pool and LibTorch's OpenMP team

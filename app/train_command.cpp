@@ -11,12 +11,15 @@
 
 #include "actors/peer.hpp"
 #include "app/sd_commands.hpp"
+#include "app/stop_signal.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/metrics_http_server.hpp"
 #include "monitoring/metrics_registry.hpp"
 #include "monitoring/peer_health.hpp"
+#include "monitoring/status_page.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/actor_system_setup.hpp"
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/checkpoint_files.hpp"
@@ -41,26 +44,12 @@ std::vector<std::string> pick_grid_prompts(const std::vector<std::string>& capti
   return prompts;
 }
 
-// Stop signals: the first asks the peer to checkpoint and stop, a second aborts at once.
-// OpenBLAS starts threads before main() runs, so a signal mask cannot route the signal to one
-// thread; instead an async-signal-safe handler counts, and a watcher thread acts on the count.
-std::atomic<int> stop_signals_received{0};
-std::atomic<int> last_stop_signal{0};
-
-extern "C" void on_stop_signal(int sig) {
-  last_stop_signal.store(sig);
-  if (stop_signals_received.fetch_add(1) >= 1)
-    std::_Exit(130);
-}
-
+// Forwards the first stop signal (app/stop_signal) to the peer, which checkpoints and stops; a
+// second signal aborts at once.
 class signal_watcher {
  public:
   explicit signal_watcher(caf::actor peer) : peer_(std::move(peer)) {
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, nullptr);
-    sigaction(SIGTERM, &action, nullptr);
+    install_stop_handler();
     thread_ = std::thread([this] { run(); });
   }
   ~signal_watcher() {
@@ -74,10 +63,10 @@ class signal_watcher {
   void run() {
     while (!done_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (stop_signals_received.load() > 0 && !forwarded_) {
+      if (stop_requested() && !forwarded_) {
         forwarded_ = true;
         spdlog::warn("{} received: stopping after a checkpoint (send it again to abort)",
-                     last_stop_signal.load() == SIGINT ? "Ctrl-C" : "SIGTERM");
+                     stop_signal_name());
         caf::anon_send(peer_, stop_atom_v);
       }
     }
@@ -118,12 +107,17 @@ int train_command(const run_config& config) {
   global_metrics().set_enabled(config.monitoring.enabled);
   auto checkpoint_age = register_checkpoint_age(global_metrics(), checkpoint_age_baseline(run_dir));
   auto activity = register_peer_activity(global_metrics(), peer_health::global());
+  // The swarm as this peer sees it: written by its actors, read by the status page and by
+  // `ddactor status` (through membership). Declared before the server that reads it.
+  auto status_board = std::make_shared<swarm_status_board>(
+    [] { return to_string(peer_health::global().current()); });
   std::unique_ptr<metrics_http_server> metrics_server;
   if (!config.monitoring.listen.empty()) {
     metrics_server = std::make_unique<metrics_http_server>(
       global_metrics(), [] { return peer_health::global().report(); });
+    add_status_pages(*metrics_server, *status_board);
     metrics_server->start(parse_listen_address(config.monitoring.listen));
-    spdlog::info("metrics on http://{}:{}/metrics (health: /healthz)",
+    spdlog::info("metrics on http://{}:{}/metrics (health: /healthz, swarm status: /)",
                  parse_listen_address(config.monitoring.listen).host, metrics_server->port());
   }
   int threads = configure_torch_threads(config.run.threads);
@@ -151,6 +145,8 @@ int train_command(const run_config& config) {
   options.sd_data = latent_examples;
   options.grid_prompts =
     pick_grid_prompts(latent_examples ? latent_examples->captions() : data.train->captions);
+  options.stop_requested = stop_requested;
+  options.status_board = status_board;
   auto peer = spawn_peer(system, std::move(options));
   int exit_code = 0;
   {

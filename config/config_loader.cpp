@@ -9,6 +9,7 @@
 // ones below, and list it in config_schema(). Cross-key rules go in cross_key_rules().
 
 #include "config/config_loader.hpp"
+#include "config/memory_estimate.hpp"
 
 #include <toml++/toml.h>
 
@@ -292,11 +293,27 @@ auto grey_or_rgb() {
   };
 }
 
-auto not_empty() {
-  return [](const std::string& value) -> std::optional<std::string> {
-    if (!value.empty())
+/// (low, high]: rates that must be positive and have a sane ceiling.
+auto above_at_most(double low, double high) {
+  return [low, high](const auto& value) -> std::optional<std::string> {
+    if (value > low && value <= high)
       return std::nullopt;
-    return "a non-empty string";
+    return "in (" + shortest_number(low) + ", " + shortest_number(high) + "]";
+  };
+}
+
+/// A run name becomes a folder under runs/: one plain name, never a path out of it.
+auto run_name() {
+  return [](const std::string& value) -> std::optional<std::string> {
+    const bool plain = !value.empty() && value.size() <= 128 && value != "." && value != ".." &&
+                       std::all_of(value.begin(), value.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                                c == '_' || c == '.';
+                       });
+    if (plain)
+      return std::nullopt;
+    return "a plain name of letters, digits, '-', '_' and '.' (up to 128; it becomes the folder "
+           "runs/<name>; use run.dir for another place)";
   };
 }
 
@@ -478,11 +495,11 @@ auto layer_names() {
 
 section_schema run_keys() {
   return bind_section("run", &run_config::run, {
-      field("name", &run_section::name, not_empty()),
+      field("name", &run_section::name, run_name()),
       field("dir", &run_section::dir),
       field("mode", &run_section::mode, one_of(run_modes)),
       field("seed", &run_section::seed),
-      field("threads", &run_section::threads, at_least(0)),
+      field("threads", &run_section::threads, within(0, 1024)),
       field("device", &run_section::device, device_name()),
   });
 }
@@ -490,11 +507,11 @@ section_schema run_keys() {
 section_schema model_keys() {
   return bind_section("model", &run_config::model, {
       field("preset", &model_section::preset, preset_name()),
-      field("hidden_size", &model_section::hidden_size, greater_than(0)),
-      field("depth", &model_section::depth, at_least(1)),
-      field("num_heads", &model_section::num_heads, at_least(1)),
-      field("patch_size", &model_section::patch_size, at_least(1)),
-      field("mlp_ratio", &model_section::mlp_ratio, greater_than(0)),
+      field("hidden_size", &model_section::hidden_size, within(1, 16384)),
+      field("depth", &model_section::depth, within(1, 256)),
+      field("num_heads", &model_section::num_heads, within(1, 256)),
+      field("patch_size", &model_section::patch_size, within(1, 64)),
+      field("mlp_ratio", &model_section::mlp_ratio, above_at_most(0, 16)),
       field("conditioning", &model_section::conditioning, one_of({"class", "caption", "none"})),
       field("num_classes", &model_section::num_classes, at_least(0)),
       field("condition_dropout", &model_section::condition_dropout, within_below(0, 1)),
@@ -511,8 +528,8 @@ section_schema data_keys() {
       field("path", &data_section::path),
       field("resolution", &data_section::resolution, within(4, 4096)),
       field("channels", &data_section::channels, grey_or_rgb()),
-      field("batch_size", &data_section::batch_size, at_least(1)),
-      field("prefetch", &data_section::prefetch, at_least(1)),
+      field("batch_size", &data_section::batch_size, within(1, 65536)),
+      field("prefetch", &data_section::prefetch, within(1, 1024)),
       field("holdout_fraction", &data_section::holdout_fraction, within(0, 0.5)),
       field("buckets", &data_section::buckets),
       field("cache_latents", &data_section::cache_latents),
@@ -523,7 +540,7 @@ section_schema train_keys() {
   return bind_section("train", &run_config::train, {
       field("steps", &train_section::steps, at_least(0)),
       field("max_seconds", &train_section::max_seconds, at_least(0)),
-      field("lr", &train_section::lr, greater_than(0)),
+      field("lr", &train_section::lr, above_at_most(0, 1)),
       field("weight_decay", &train_section::weight_decay, at_least(0)),
       field("adam_beta1", &train_section::adam_beta1, within_below(0, 1)),
       field("adam_beta2", &train_section::adam_beta2, within_below(0, 1)),
@@ -659,6 +676,7 @@ section_schema serve_keys() {
 section_schema debug_keys() {
   return bind_section("debug", &run_config::debug, {
       field("crash_trainer_at_step", &debug_section::crash_trainer_at_step, at_least(0)),
+      field("crash_trainer_every_time", &debug_section::crash_trainer_every_time),
       field("crash_loader_after_batches", &debug_section::crash_loader_after_batches,
             at_least(0)),
       field("die_in_round", &debug_section::die_in_round, at_least(0)),
@@ -1083,6 +1101,32 @@ const std::vector<cross_key_rule>& cross_key_rules() {
   return rules;
 }
 
+/// Rules that depend on the machine the run is read on.
+std::vector<cross_key_rule> machine_rules(const machine_limits& machine) {
+  if (machine.memory_bytes <= 0)
+    return {};
+  return {
+      {{"data.resolution", "data.batch_size", "model.hidden_size", "model.depth",
+        "model.patch_size"},
+       [have = machine.memory_bytes](const run_config& c) -> std::optional<std::string> {
+         if (c.run.mode == "router" || uses_unet(c))
+           return std::nullopt;  // the router is a fraction of the DiT's size; a UNet not a DiT
+         const auto need = estimate_training_memory(c);
+         if (need.total_bytes() <= have)
+           return std::nullopt;
+         return "training this model needs about " + format_bytes(need.total_bytes()) +
+                " of memory (" + format_bytes(need.state_bytes) + " for " +
+                shortest_number(need.parameters / 1e6) + "M parameters with their gradients, "
+                "optimizer state and EMA; " + format_bytes(need.activation_bytes) +
+                " of activations for a batch of " + render(c.data.batch_size) + " at " +
+                render(c.data.resolution) + "x" + render(c.data.resolution) +
+                "), more than the " + format_bytes(have) +
+                " this machine has: lower data.batch_size, data.resolution, model.hidden_size "
+                "or model.depth (or raise model.patch_size)";
+       }},
+  };
+}
+
 /// The origin to name for a broken rule: its first key the user set explicitly, else the first
 /// one set at all (by a preset or a source default), else none.
 const value_origin* blamed_origin(const cross_key_rule& rule, const origin_map& origins) {
@@ -1099,8 +1143,12 @@ const value_origin* blamed_origin(const cross_key_rule& rule, const origin_map& 
   return fallback;
 }
 
-void check_cross_key_rules(const run_config& config, const origin_map& origins) {
-  for (const auto& rule : cross_key_rules()) {
+void check_cross_key_rules(const run_config& config, const origin_map& origins,
+                           const machine_limits& machine) {
+  auto rules = cross_key_rules();
+  for (auto& rule : machine_rules(machine))
+    rules.push_back(std::move(rule));
+  for (const auto& rule : rules) {
     const auto problem = rule.problem(config);
     if (!problem)
       continue;
@@ -1114,8 +1162,13 @@ void check_cross_key_rules(const run_config& config, const origin_map& origins) 
 
 // --- Public functions ----------------------------------------------------------------------------
 
+machine_limits machine_limits::of_this_machine() {
+  return {physical_memory_bytes()};
+}
+
 run_config parse_run_config(std::string_view toml_text, const std::filesystem::path& source_name,
-                            const std::vector<std::string>& overrides) {
+                            const std::vector<std::string>& overrides,
+                            const machine_limits& machine) {
   const std::string source = source_name.string();
   toml::table document;
   try {
@@ -1139,12 +1192,13 @@ run_config parse_run_config(std::string_view toml_text, const std::filesystem::p
 
   apply_source_defaults(config, origins);
   apply_preset(config, origins);
-  check_cross_key_rules(config, origins);
+  check_cross_key_rules(config, origins, machine);
   return config;
 }
 
 run_config load_run_config(const std::filesystem::path& file,
-                           const std::vector<std::string>& overrides) {
+                           const std::vector<std::string>& overrides,
+                           const machine_limits& machine) {
   // A run file is a page of text; anything far larger is a mistake (a data file passed by hand).
   constexpr size_t max_file_bytes = 16u << 20;
   const std::string name = file.string();
@@ -1168,7 +1222,7 @@ run_config load_run_config(const std::filesystem::path& file,
   }
   if (in.bad())
     throw config_error(name, 0, 0, "", "cannot read config file");
-  return parse_run_config(text, file, overrides);
+  return parse_run_config(text, file, overrides, machine);
 }
 
 std::string describe_config(const run_config& config) {

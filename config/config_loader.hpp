@@ -48,16 +48,27 @@ private:
   std::string problem_;
 };
 
+/// What the machine offers, for the checks that depend on it (a model too large for its memory).
+struct machine_limits {
+  /// Bytes of memory; 0: not checked.
+  double memory_bytes = 0;
+  /// This machine's (config/memory_estimate.hpp).
+  static machine_limits of_this_machine();
+};
+
 /// Reads, parses and validates `file`, then applies `overrides` ("section.key=value": the value is
 /// a TOML value; where it is not valid TOML, or the key takes a string, the text itself is used).
-/// Throws config_error.
+/// Also checks the run against `machine` (by default this one). Throws config_error.
 run_config load_run_config(const std::filesystem::path& file,
-                           const std::vector<std::string>& overrides = {});
+                           const std::vector<std::string>& overrides = {},
+                           const machine_limits& machine = machine_limits::of_this_machine());
 
 /// The same for text already in memory; `source_name` names it in messages and becomes
-/// run_config::source_file. Empty text gives the defaults.
+/// run_config::source_file. Empty text gives the defaults. The machine is not checked unless
+/// `machine` says what it has.
 run_config parse_run_config(std::string_view toml_text, const std::filesystem::path& source_name,
-                            const std::vector<std::string>& overrides = {});
+                            const std::vector<std::string>& overrides = {},
+                            const machine_limits& machine = {});
 
 /// The effective configuration as a TOML run file that sets every key; parse_run_config of it
 /// gives back an equal config (seeds above 2^63-1 excepted: TOML integers are 64-bit signed).

@@ -309,6 +309,8 @@ struct monitoring_section {
 struct debug_section {
   /// The trainer throws once when it reaches this step (0: never).
   int64_t crash_trainer_at_step = 0;
+  /// ... and again in every restarted trainer, as a deterministic failure would.
+  bool crash_trainer_every_time = false;
   /// The data loader throws once after producing this many batches (0: never).
   int64_t crash_loader_after_batches = 0;
   /// The process kills itself (SIGKILL) in the middle of the averaging round of this epoch

@@ -63,6 +63,8 @@ double train_feature_classifier(feature_classifier& model, const image_dataset& 
   auto images = dataset_images(train);
   auto labels = torch::tensor(train.labels, torch::kInt64);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
+  const int64_t batches_per_epoch = (train.count + options.batch_size - 1) / options.batch_size;
+  int64_t batches_done = 0;
   for (int epoch = 0; epoch < options.epochs; ++epoch) {
     model->train();
     auto order = at::randperm(train.count, generator, torch::kInt64);
@@ -77,6 +79,10 @@ double train_feature_classifier(feature_classifier& model, const image_dataset& 
       optimizer.step();
       loss_sum += loss.item<double>();
       ++batches;
+      if (options.progress)
+        options.progress(++batches_done, batches_per_epoch * options.epochs);
+      if (options.stop_requested && options.stop_requested())
+        throw work_stopped();
     }
     spdlog::info("feature classifier epoch {}/{}: loss {:.4f}", epoch + 1, options.epochs,
                  loss_sum / std::max<int64_t>(batches, 1));
@@ -86,7 +92,8 @@ double train_feature_classifier(feature_classifier& model, const image_dataset& 
 
 feature_classifier load_or_train_feature_classifier(const std::filesystem::path& cache_dir,
                                                     const image_dataset& train,
-                                                    const image_dataset& test) {
+                                                    const image_dataset& test,
+                                                    const classifier_training_options& options) {
   auto path = cache_dir / cache_file_name;
   feature_classifier model;
   if (std::filesystem::exists(path)) {
@@ -112,9 +119,9 @@ feature_classifier load_or_train_feature_classifier(const std::filesystem::path&
   }
   spdlog::info("training the Fashion-MNIST feature classifier once (cached in {})",
                cache_dir.string());
-  torch::manual_seed(classifier_training_options{}.seed);
+  torch::manual_seed(options.seed);
   model = feature_classifier();
-  double accuracy = train_feature_classifier(model, train, test);
+  double accuracy = train_feature_classifier(model, train, test, options);
   spdlog::info("feature classifier test accuracy: {:.2f}%", 100.0 * accuracy);
   safetensors_content content;
   for (const auto& item : model->named_parameters())

@@ -9,10 +9,12 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "models/dataset_tensors.hpp"
 #include "runtime/image_dataset.hpp"
+#include "runtime/progress_meter.hpp"
 
 namespace ddactor {
 
@@ -36,6 +38,10 @@ struct classifier_training_options {
   int batch_size = 128;
   double lr = 1e-3;
   uint64_t seed = 20240229;
+  /// Reports (batches done, total); optional.
+  progress_callback progress;
+  /// Asked between batches: true stops with work_stopped.
+  std::function<bool()> stop_requested;
 };
 
 /// Trains on `train` (labels needed); returns the accuracy on `test`.
@@ -47,8 +53,8 @@ double train_feature_classifier(feature_classifier& model, const image_dataset& 
 double classifier_accuracy(feature_classifier& model, const image_dataset& data);
 
 /// Loads the cached classifier from `cache_dir`, or trains and caches it. Logs what it does.
-feature_classifier load_or_train_feature_classifier(const std::filesystem::path& cache_dir,
-                                                    const image_dataset& train,
-                                                    const image_dataset& test);
+feature_classifier load_or_train_feature_classifier(
+  const std::filesystem::path& cache_dir, const image_dataset& train, const image_dataset& test,
+  const classifier_training_options& options = {});
 
 } // namespace ddactor

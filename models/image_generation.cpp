@@ -30,13 +30,21 @@ torch::Tensor generate_with_field(const field_factory& make_field, const image_s
   auto noise = at::randn({n, shape.channels, shape.size, shape.size}, generator,
                          torch::kFloat32);
   std::vector<torch::Tensor> parts;
+  const int64_t batches = (n + settings.batch_size - 1) / settings.batch_size;
+  const int64_t total_steps = batches * settings.steps;
+  int64_t steps_done = 0;
   for (int64_t begin = 0; begin < n; begin += settings.batch_size) {
     auto end = std::min(n, begin + settings.batch_size);
     auto field = make_field(slice_condition(cond, begin, end), end - begin);
-    parts.push_back(
-      sample_flow(field, noise.slice(0, begin, end), settings.steps, settings.sampler));
-    if (progress)
-      progress(end, n);
+    flow_integration integration(noise.slice(0, begin, end), settings.steps, settings.sampler);
+    while (!integration.done()) {
+      if (settings.stop_requested && settings.stop_requested())
+        throw work_stopped();
+      integration.step(field);
+      if (progress)
+        progress(++steps_done, total_steps);
+    }
+    parts.push_back(integration.current());
   }
   return torch::cat(parts, 0).clamp(-1.0, 1.0);
 }

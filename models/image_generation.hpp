@@ -6,11 +6,13 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "models/dit.hpp"
 #include "models/samplers.hpp"
+#include "runtime/progress_meter.hpp"
 
 namespace ddactor {
 
@@ -21,12 +23,15 @@ struct generation_settings {
   uint64_t seed = 0;
   /// Images per forward batch (CFG doubles it).
   int64_t batch_size = 256;
+  /// Asked between sampling steps; true stops the generation with work_stopped (Ctrl-C).
+  std::function<bool()> stop_requested;
 };
 
 /// Images (N, C, H, W) in [-1, 1] for the N conditions of `cond` (N = cond.batch_size(), or
 /// `count` when the model is unconditional). The result does not depend on batch_size.
-/// `progress` (optional) is called after each batch with (images done, total).
-using generation_progress = std::function<void(int64_t done, int64_t total)>;
+/// `progress` (optional) is called after every sampling step with (steps done, total steps of
+/// all batches), so that long generations can show a rate and an ETA.
+using generation_progress = progress_callback;
 torch::Tensor generate_images(dit model, const dit_condition& cond,
                               const generation_settings& settings, int64_t count = -1,
                               const generation_progress& progress = {});

@@ -6,6 +6,7 @@
 //   GET /metrics  the registry in the Prometheus text format 0.0.4
 //   GET /healthz  {"status": ..., "healthy": ..., "detail": ...} from a callback; 200 when
 //                 healthy, 503 when not (or when the callback throws)
+//   pages added with add_page (the swarm status page: monitoring/status_page.hpp)
 //   anything else 404
 // Owns the listening socket and the thread of its runtime/http_server: one poll loop with a
 // deadline per request and a bounded number of connections, so that clients that send slowly

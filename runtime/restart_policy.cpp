@@ -5,7 +5,12 @@
 
 namespace ddactor {
 
-std::optional<std::chrono::milliseconds> restart_policy::on_failure(clock::time_point now) {
+std::optional<std::chrono::milliseconds> restart_policy::on_failure(clock::time_point now,
+                                                                   const std::string& reason) {
+  repeated_ = !reason.empty() && total_ > 0 && reason == last_reason_;
+  last_reason_ = reason;
+  if (repeated_)
+    return std::nullopt;
   while (!failures_.empty() && now - failures_.front() > options_.window)
     failures_.pop_front();
   if (static_cast<int>(failures_.size()) >= options_.max_restarts)

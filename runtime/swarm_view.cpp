@@ -224,6 +224,13 @@ bool swarm_view::is_suspected(std::string_view peer_id) const {
   return found != members_.end() && found->second.suspected;
 }
 
+std::optional<swarm_view::time_point> swarm_view::last_heard(std::string_view peer_id) const {
+  auto found = members_.find(peer_id);
+  if (found == members_.end())
+    return std::nullopt;
+  return found->second.last_heard;
+}
+
 std::vector<swarm_member> swarm_view::members() const {
   std::vector<swarm_member> all;
   all.reserve(members_.size() + 1);

@@ -152,6 +152,8 @@ class swarm_view {
   /// Whether a tombstone for this id covers this incarnation.
   bool is_tombstoned(std::string_view peer_id, uint64_t incarnation, time_point now) const;
   bool is_suspected(std::string_view peer_id) const;
+  /// When a message from this member last arrived; nullopt if it is not a member.
+  std::optional<time_point> last_heard(std::string_view peer_id) const;
 
   /// Every member including this peer, sorted by peer id (the same order on every peer).
   std::vector<swarm_member> members() const;

@@ -10,6 +10,7 @@ packages=(
   libspdlog-dev libcli11-dev libcpp-httplib-dev libgtest-dev
   dataset-fashion-mnist            # the embedded default data set
   prometheus                       # promtool and a server for the metrics tests
+  chromium                         # a headless browser for the status page test
   python3-numpy python3-torch      # the Python interop test reads checkpoints with them
   iproute2                         # network namespaces for shaped-link benchmarks
 )

@@ -147,7 +147,8 @@ sd_example_set prepare_sd_examples(sd_pipeline& pipeline, const sd_data_options&
 
   // Pass 2: encode what is missing (or keep the pixels without a cache).
   progress_meter progress(options.cache ? "encoding latents" : "loading images",
-                          options.cache ? to_encode : static_cast<int64_t>(pending.size()));
+                          options.cache ? to_encode : static_cast<int64_t>(pending.size()),
+                          "images");
   std::set<std::string> used_keys;
   for (auto& item : pending) {
     sd_example example;

@@ -14,6 +14,7 @@
 #include "caf/io/all.hpp"
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/swarm_status.hpp"
 #include "runtime/actor_system_setup.hpp"
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/message_types.hpp"
@@ -424,6 +425,73 @@ struct silent_member {
                [&](caf::error& err) { ADD_FAILURE() << system.render(err); });
   }
 };
+
+// `ddactor status` on another node: a fresh actor system connects to the published membership
+// actor and asks (status); the answer is plain JSON text with every member, never a handle.
+TEST(membership, answers_a_status_request_from_another_node_with_text_only) {
+  auto board = std::make_shared<swarm_status_board>([] { return std::string("training"); });
+  auto a = std::make_unique<swarm_node>(std::vector<std::string>{}, make_random_peer_id(), 1,
+                                        [&](membership_options& o) { o.status_board = board; });
+  auto b = start_node({a->address()});
+  auto without_board = start_node();
+  ASSERT_TRUE(eventually([&] { return converged({a.get(), b.get()}); }));
+
+  ddactor_system_config config{test_network};
+  caf::actor_system asking{config};
+  detached_actor_guard guard{asking, std::chrono::seconds(20)};
+  auto ask = [&](uint16_t port, std::string& text, caf::error& failure) {
+    caf::scoped_actor self{asking};
+    caf::actor remote;
+    self->request(asking.middleman().actor_handle(), 5s, caf::connect_atom::value,
+                  std::string("127.0.0.1"), port)
+      .receive(
+        [&](const caf::node_id&, caf::strong_actor_ptr& published, const std::set<std::string>&) {
+          remote = caf::actor_cast<caf::actor>(published);
+        },
+        [&](caf::error& err) { failure = std::move(err); });
+    if (!remote)
+      return;
+    self->request(remote, 5s, status_atom_v)
+      .receive([&](std::string& answer) { text = std::move(answer); },
+               [&](caf::error& err) { failure = std::move(err); });
+  };
+
+  // The board's view follows membership's (its tick reports last-heard times).
+  swarm_status status;
+  ASSERT_TRUE(eventually([&] {
+    std::string text;
+    caf::error failure;
+    ask(a->port, text, failure);
+    if (failure || text.empty())
+      return false;
+    status = parse_swarm_status_json(text);
+    return status.peers.size() == 2 && status.peers[0].last_seen_seconds.has_value() !=
+                                          status.peers[1].last_seen_seconds.has_value();
+  }));
+  EXPECT_EQ(status.peer_id, a->peer_id);
+  EXPECT_EQ(status.address, a->address());
+  EXPECT_EQ(status.swarm_id, "test-swarm");
+  EXPECT_EQ(status.activity, "training");
+  for (const auto& peer : status.peers) {
+    if (peer.peer_id == a->peer_id) {
+      EXPECT_TRUE(peer.is_self);
+      EXPECT_EQ(peer.reachability, peer_reachability::unknown);
+    } else {
+      EXPECT_EQ(peer.peer_id, b->peer_id);
+      EXPECT_EQ(peer.address, b->address());
+      EXPECT_EQ(peer.reachability, peer_reachability::reachable);
+      EXPECT_LT(peer.last_seen_seconds.value(), 5.0);
+    }
+  }
+
+  // A membership actor without a board says so, and stays up.
+  std::string text;
+  caf::error failure;
+  ask(without_board->port, text, failure);
+  EXPECT_TRUE(text.empty());
+  EXPECT_EQ(failure, errc::invalid_message) << asking.render(failure);
+  EXPECT_EQ(without_board->view().size(), 1u);
+}
 
 TEST(membership, a_silent_member_is_suspected_then_removed) {
   auto suspected_before = counter_value("suspected");

@@ -268,6 +268,28 @@ TEST(config_loader, section_written_as_a_value_is_a_type_error) {
   EXPECT_TRUE(contains(array_error->problem(), "got an array")) << array_error->what();
 }
 
+// A model and batch too large for the machine are refused when the file is read, with an
+// estimate and what to lower, not after minutes of starting with a bare std::bad_alloc.
+TEST(config_loader, a_model_too_large_for_this_machine_is_refused_with_an_estimate) {
+  const machine_limits machine{24.0 * (1 << 30)};
+  std::optional<config_error> error;
+  try {
+    parse_run_config("[data]\nresolution = 4096\n", "run.toml", {}, machine);
+  } catch (const config_error& e) {
+    error = e;
+  }
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->line(), 2);
+  EXPECT_EQ(error->key(), "data.resolution");
+  EXPECT_TRUE(contains(error->problem(), "training this model needs about")) << error->what();
+  EXPECT_TRUE(contains(error->problem(), "this machine has: lower data.batch_size"))
+    << error->what();
+  EXPECT_TRUE(contains(error->problem(), "more than the 24 GiB")) << error->what();
+  // Without a machine to check against, only the file's own rules apply; the quickstart fits.
+  EXPECT_NO_THROW(parse_run_config("[data]\nresolution = 4096\n", "run.toml"));
+  EXPECT_NO_THROW(load_run_config(source_dir / "config/quickstart.toml", {}, machine));
+}
+
 TEST(config_loader, first_mistake_in_file_order_is_reported) {
   // toml++ sorts keys by name: "model" < "train", but train's mistake comes first in the file.
   const auto error = error_of("[train]\nsteps = -1\n[model]\nfrobnicate = 1\ndepth = 0\n");
@@ -355,21 +377,28 @@ TEST_P(config_loader_range, edge_value_passes_and_the_next_fails_at_its_position
 INSTANTIATE_TEST_SUITE_P(
     every_rule, config_loader_range,
     ::testing::Values(
-        range_case{"run.name", "\"a\"", "\"\"", "must be a non-empty string, got \"\""},
+        range_case{"run.name", "\"a\"", "\"\"",
+                   "must be a plain name of letters, digits, '-', '_' and '.' (up to 128; it becomes the folder runs/<name>; use run.dir for another place), got \"\""},
+        range_case{"run.name", "\"a.b-c_1\"", "\"../../evil\"",
+                   "must be a plain name of letters, digits, '-', '_' and '.' (up to 128; it becomes the folder runs/<name>; use run.dir for another place), got \"../../evil\""},
+        range_case{"run.name", "\"x\"", "\"..\"",
+                   "must be a plain name of letters, digits, '-', '_' and '.' (up to 128; it becomes the folder runs/<name>; use run.dir for another place), got \"..\""},
         range_case{"run.mode", "\"router\"", "\"serve\"",
                    "must be one of \"train\", \"router\", got \"serve\""},
-        range_case{"run.threads", "0", "-1", "must be >= 0, got -1"},
+        range_case{"run.threads", "0", "-1", "must be in [0, 1024], got -1"},
+        range_case{"run.threads", "1024", "100000", "must be in [0, 1024], got 100000"},
         range_case{"run.device", "\"cuda:12\"", "\"gpu\"",
                    "must be \"cpu\", \"cuda\" or \"cuda:N\" (N a device index), got \"gpu\""},
         range_case{"run.device", "\"cuda\"", "\"cuda:\"",
                    "must be \"cpu\", \"cuda\" or \"cuda:N\" (N a device index), got \"cuda:\""},
         range_case{"run.device", "\"cpu\"", "\"cuda:-1\"",
                    "must be \"cpu\", \"cuda\" or \"cuda:N\" (N a device index), got \"cuda:-1\""},
-        range_case{"model.hidden_size", "4", "0", "must be > 0, got 0"},
-        range_case{"model.depth", "1", "0", "must be >= 1, got 0"},
-        range_case{"model.num_heads", "1", "0", "must be >= 1, got 0"},
-        range_case{"model.patch_size", "1", "0", "must be >= 1, got 0"},
-        range_case{"model.mlp_ratio", "0.01", "0", "must be > 0, got 0.0"},
+        range_case{"model.hidden_size", "4", "0", "must be in [1, 16384], got 0"},
+        range_case{"model.hidden_size", "4", "1000000", "must be in [1, 16384], got 1000000"},
+        range_case{"model.depth", "1", "0", "must be in [1, 256], got 0"},
+        range_case{"model.num_heads", "1", "0", "must be in [1, 256], got 0"},
+        range_case{"model.patch_size", "1", "0", "must be in [1, 64], got 0"},
+        range_case{"model.mlp_ratio", "0.01", "0", "must be in (0, 16], got 0.0"},
         range_case{"model.conditioning", "\"none\"", "\"text\"",
                    "must be one of \"class\", \"caption\", \"none\", got \"text\""},
         range_case{"model.num_classes", "1", "-1", "must be >= 0, got -1"},
@@ -383,13 +412,16 @@ INSTANTIATE_TEST_SUITE_P(
         range_case{"data.resolution", "4", "3", "must be in [4, 4096], got 3"},
         range_case{"data.resolution", "4096", "4097", "must be in [4, 4096], got 4097"},
         range_case{"data.channels", "1", "2", "must be 1 (grey) or 3 (RGB), got 2"},
-        range_case{"data.batch_size", "1", "0", "must be >= 1, got 0"},
-        range_case{"data.prefetch", "1", "0", "must be >= 1, got 0"},
+        range_case{"data.batch_size", "1", "0", "must be in [1, 65536], got 0"},
+        range_case{"data.batch_size", "1024", "2000000000",
+                   "must be in [1, 65536], got 2000000000"},
+        range_case{"data.prefetch", "1", "0", "must be in [1, 1024], got 0"},
         range_case{"data.holdout_fraction", "0.5", "0.51", "must be in [0, 0.5], got 0.51"},
         range_case{"data.holdout_fraction", "0", "-0.1", "must be in [0, 0.5], got -0.1"},
         range_case{"train.steps", "0", "-1", "must be >= 0, got -1"},
         range_case{"train.max_seconds", "0", "-0.5", "must be >= 0, got -0.5"},
-        range_case{"train.lr", "1e-9", "0", "must be > 0, got 0.0"},
+        range_case{"train.lr", "1e-9", "0", "must be in (0, 1], got 0.0"},
+        range_case{"train.lr", "1", "1e300", "must be in (0, 1], got 1e+300"},
         range_case{"train.weight_decay", "0", "-1", "must be >= 0, got -1.0"},
         range_case{"train.adam_beta1", "0", "1", "must be in [0, 1), got 1.0"},
         range_case{"train.adam_beta2", "0.9999", "1.0", "must be in [0, 1), got 1.0"},
@@ -576,13 +608,13 @@ TEST_F(config_loader_file, empty_file_gives_defaults) {
 TEST(config_loader, overrides_set_typed_values) {
   const run_config config = parse_run_config(
       "[train]\nlr = 0.1\nsteps = 5\n", "run.toml",
-      {"train.steps=10", "train.lr=1e-3", "sample.sampler=euler", "run.name=\"x y\"",
+      {"train.steps=10", "train.lr=1e-3", "sample.sampler=euler", "network.swarm_id=\"x y\"",
        "run.dir=/tmp/some dir/run", "eval.cache_dir = /cache ", "model.mlp_ratio=2",
        "sample.seed=99"});
   EXPECT_EQ(config.train.steps, 10);
   EXPECT_EQ(config.train.lr, 1e-3);
   EXPECT_EQ(config.sample.sampler, "euler");
-  EXPECT_EQ(config.run.name, "x y");
+  EXPECT_EQ(config.network.swarm_id, "x y");
   EXPECT_EQ(config.run.dir, std::filesystem::path("/tmp/some dir/run"));
   EXPECT_EQ(config.eval.cache_dir, std::filesystem::path("/cache"));
   EXPECT_EQ(config.model.mlp_ratio, 2.0);
@@ -707,7 +739,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 126u);
+  EXPECT_EQ(known.size(), 127u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -780,7 +812,7 @@ TEST(config_loader, describe_config_round_trips_the_defaults) {
 TEST(config_loader, describe_config_round_trips_every_key_changed) {
   run_config config;
   config.source_file = "/tmp/odd \"name\"\n.toml";
-  config.run = {"we\"ird\\name\n\t\x01 \xc3\xa9", "/tmp/a b/c", "train",
+  config.run = {"odd.name_1", "/tmp/we\"ird\\name\n\t\x01 \xc3\xa9", "train",
                 UINT64_C(9223372036854775807), 3, "cuda:1"};
   config.model = {"B/4", 96, 3, 6, 8, 2.5, "caption", 0, 0.25, 1, 300, "/models/sd 1.5", false};
   config.data = {"folder", "/srv/images", 64, 3, 7, 2, 0.125, true, false};
@@ -794,7 +826,7 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   config.train.checkpoint_activations = true;
   config.sample = {5, "euler", 0.0, 2, 77};
   config.eval = {10, 6, "euler", 1.0, 5, 0, "/var/cache/x"};
-  config.debug = {9, 11};
+  config.debug = {9, true, 11};
   expect_round_trip(config);
 }
 

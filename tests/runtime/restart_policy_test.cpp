@@ -37,5 +37,19 @@ TEST(restart_policy, old_failures_leave_the_window) {
   EXPECT_EQ(policy.recent_restarts(), 1);
 }
 
+TEST(restart_policy, a_failure_that_repeats_itself_after_a_restart_is_not_restarted_again) {
+  restart_policy policy({10ms, 1s, 5, 60s});
+  auto t = restart_policy::clock::time_point{};
+  EXPECT_TRUE(policy.on_failure(t, "out of memory"));
+  EXPECT_FALSE(policy.repeated());
+  EXPECT_FALSE(policy.on_failure(t + 1s, "out of memory"));
+  EXPECT_TRUE(policy.repeated());
+  // Different failures keep their budget.
+  restart_policy varied({10ms, 1s, 5, 60s});
+  EXPECT_TRUE(varied.on_failure(t, "loss is not finite at step 4"));
+  EXPECT_TRUE(varied.on_failure(t + 1s, "loss is not finite at step 9"));
+  EXPECT_FALSE(varied.repeated());
+}
+
 } // namespace
 } // namespace ddactor

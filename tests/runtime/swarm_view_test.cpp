@@ -157,6 +157,18 @@ TEST_F(swarm_view_test, hearing_again_clears_suspicion) {
   EXPECT_FALSE(view.heard_from(id_of('z'), 1, t0));
 }
 
+TEST_F(swarm_view_test, last_heard_is_the_newest_message_of_a_member) {
+  EXPECT_FALSE(view.last_heard(id_of('b')).has_value());
+  view.admit(member_of('b'), t0);
+  EXPECT_EQ(view.last_heard(id_of('b')), t0);
+  view.heard_from(id_of('b'), 1, t0 + 2s);
+  EXPECT_EQ(view.last_heard(id_of('b')), t0 + 2s);
+  view.heard_from(id_of('b'), 2, t0 + 3s);  // another incarnation: not this one
+  EXPECT_EQ(view.last_heard(id_of('b')), t0 + 2s);
+  view.remove(id_of('b'), t0 + 4s);
+  EXPECT_FALSE(view.last_heard(id_of('b')).has_value());
+}
+
 TEST_F(swarm_view_test, split_needs_two_groups_that_did_not_know_each_other) {
   // Alone: joining anyone is no split.
   EXPECT_FALSE(view.split_merge_size(info_of('c'), std::vector{info_of('d')}));

@@ -1,0 +1,135 @@
+// `ddactor status --peer HOST:PORT`: asks a running peer how it sees its swarm and prints it as
+// text tables (or its JSON); see commands.hpp.
+//
+// The peer's membership actor is published on HOST:PORT (network.listen); this command connects
+// to it like a joining peer would, but only asks `(status_atom)`, whose answer is plain JSON
+// text (monitoring/swarm_status.hpp), checks it, and prints it. Every wait is bounded by
+// --timeout: CAF 0.17's remote_actor has none, so the connection goes through the middleman
+// actor with a request timeout.
+#include "app/commands.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "caf/io/middleman.hpp"
+
+#include "actors/membership.hpp"
+#include "monitoring/swarm_status.hpp"
+#include "runtime/actor_system_setup.hpp"
+#include "runtime/actor_system_shutdown.hpp"
+#include "runtime/message_types.hpp"
+
+namespace ddactor {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::string seconds_text(std::chrono::milliseconds wait) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g s", static_cast<double>(wait.count()) / 1000.0);
+  return buffer;
+}
+
+// A request's own deadline, or the middleman's for the handshake.
+bool timed_out(const caf::error& err) {
+  return err == caf::sec::request_timeout || err == caf::sec::connection_timeout;
+}
+
+// One line for a user: what went wrong in terms of the command, not of CAF.
+std::string describe_failure(caf::actor_system& system, const caf::error& err,
+                             std::chrono::milliseconds wait, bool asking_status) {
+  if (timed_out(err))
+    return asking_status ? "no status answer within " + seconds_text(wait)
+                         : "no connection within " + seconds_text(wait) +
+                             " (is a ddactor peer listening there?)";
+  if (err == caf::sec::cannot_connect_to_node)
+    return "cannot connect (nothing listens there, or the host cannot be reached): " +
+           system.render(err);
+  if (err == caf::sec::malformed_basp_message || err == caf::sec::unexpected_message)
+    return "what answers there is not a ddactor peer's network.listen address: " +
+           system.render(err);
+  return system.render(err);
+}
+
+} // namespace
+
+int status_command(const status_request& request) {
+  auto address = parse_peer_address(request.peer);
+  if (!address) {
+    std::cerr << "ddactor status: '" << request.peer
+              << "' is not HOST:PORT (a peer's network.listen or network.announce address; "
+                 "[v6]:port for IPv6)\n";
+    return 2;
+  }
+  const auto& [host, port] = *address;
+  const auto deadline = clock_type::now() + request.timeout;
+
+  ddactor_system_config config;
+  caf::actor_system system{config};
+  // Declared after the system, so it ends first: a bounded wait for the detached actors.
+  detached_actor_guard guard{system, std::chrono::seconds(10), shutdown_failure_exit_code};
+
+  std::string failure;
+  std::string document;
+  bool connect_timed_out = false;
+  {
+    caf::scoped_actor self{system};
+    caf::actor membership;
+    self
+      ->request(system.middleman().actor_handle(), request.timeout, caf::connect_atom::value,
+                host, port)
+      .receive(
+        [&](const caf::node_id&, caf::strong_actor_ptr& published, const std::set<std::string>&) {
+          if (published)
+            membership = caf::actor_cast<caf::actor>(published);
+          else
+            failure = "no actor is published there";
+        },
+        [&](const caf::error& err) {
+          connect_timed_out = timed_out(err);
+          failure = describe_failure(system, err, request.timeout, false);
+        });
+    if (membership) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                       clock_type::now());
+      self->request(membership, std::max(left, std::chrono::milliseconds(1)), status_atom_v)
+        .receive([&](std::string& text) { document = std::move(text); },
+                 [&](const caf::error& err) {
+                   failure = describe_failure(system, err, request.timeout, true);
+                 });
+    }
+  }
+  if (failure.empty()) {
+    try {
+      auto status = parse_swarm_status_json(document);
+      if (request.json)
+        std::cout << nlohmann::json::parse(document).dump(
+                       2, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << "\n";
+      else
+        std::cout << render_swarm_status_text(status);
+      std::cout.flush();
+    } catch (const std::exception& error) {
+      failure = error.what();
+    }
+  }
+  if (failure.empty())
+    return 0;
+  std::cerr << "ddactor status: cannot get the status of " << request.peer << ": " << failure
+            << "\n";
+  if (connect_timed_out) {
+    // The middleman may still be inside a blocking connect to an address that never answers
+    // (seen for minutes on a firewalled one), and the actor system's destructor would wait for
+    // it: the answer is given, so end here.
+    std::cerr.flush();
+    std::_Exit(1);
+  }
+  return 1;
+}
+
+} // namespace ddactor
