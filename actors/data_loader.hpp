@@ -34,15 +34,16 @@ using data_loader_actor = caf::typed_actor<
   caf::reacts_to<credit_atom, int32_t>>;
 
 struct data_loader_options {
-  /// The images to batch, or (when set) the examples of a latent diffusion model.
+  /// The images to batch, unless sd_data is set.
   std::shared_ptr<const image_dataset> data;
-  std::shared_ptr<const sd_example_set> sd_data;
   int batch_size = 64;
   uint64_t seed = 0;
   /// Stamped on every batch so the trainer can drop batches of a loader that was replaced.
   uint64_t generation = 0;
   /// Fault injection for supervision tests: throw after this many batches (0: never).
   int64_t crash_after_batches = 0;
+  /// When set, the examples of a latent diffusion model to batch instead of `data`.
+  std::shared_ptr<const sd_example_set> sd_data;
 };
 
 /// Spawns a detached data loader (batching never runs on CAF's scheduler threads).

@@ -1,6 +1,7 @@
 // Aspect-ratio buckets; see aspect_buckets.hpp.
 #include "runtime/aspect_buckets.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,17 @@ std::vector<bucket_shape> aspect_buckets(int resolution, int step) {
     if (height >= min_side)
       buckets.push_back({width, height});
   }
+  // Portrait and landscape images of one shape must get transposed buckets: the loop above fills
+  // heights, so add each bucket's transpose where it is missing.
+  for (size_t i = 0, n = buckets.size(); i < n; ++i) {
+    const bucket_shape transposed{buckets[i].height, buckets[i].width};
+    if (std::find(buckets.begin(), buckets.end(), transposed) == buckets.end())
+      buckets.push_back(transposed);
+  }
+  std::sort(buckets.begin(), buckets.end(), [](const bucket_shape& a, const bucket_shape& b) {
+    const int64_t left = int64_t{a.width} * b.height, right = int64_t{b.width} * a.height;
+    return left != right ? left < right : a.width < b.width;
+  });
   return buckets;
 }
 

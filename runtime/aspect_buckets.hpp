@@ -10,6 +10,7 @@
 //   for every width w = r/2 .. 2r in steps of s (r/2 rounded up to a step):
 //     h = the largest multiple of s with w * h <= r * r, at most 2r
 //     (w, h) is a bucket if h >= r/2 (rounded up to a step)
+//   and the transpose (h, w) of every bucket is one too
 //
 // so no bucket has more pixels than r x r (the memory of one square image), aspect ratios run
 // from 1:4 to 4:1, and the square (r, r) is always one. Distances between aspect ratios are
@@ -30,7 +31,8 @@ struct bucket_shape {
   friend bool operator==(const bucket_shape&, const bucket_shape&) = default;
 };
 
-/// The buckets for resolution r (a positive multiple of `step`), ordered by width.
+/// The buckets for resolution r (a positive multiple of `step`), ordered by aspect ratio
+/// (width / height, the tallest first).
 std::vector<bucket_shape> aspect_buckets(int resolution, int step = 64);
 
 /// The index of the bucket whose aspect ratio is closest to width : height (ties: the one with

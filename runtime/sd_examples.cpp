@@ -134,12 +134,16 @@ training_batch make_sd_batch(const sd_example_set& data, std::span<const int64_t
   batch.channels = 3;
   batch.width = shape.width;
   batch.height = shape.height;
+  // The whole batch is checked before any entry is read.
   for (const auto i : indices) {
     const auto& example = example_at(i);
     if (example.bucket != bucket)
       throw std::invalid_argument("make_sd_batch: examples of different buckets in one batch");
     if (example.cache_file.empty() != example_at(indices.front()).cache_file.empty())
       throw std::invalid_argument("make_sd_batch: cached and uncached examples in one batch");
+  }
+  for (const auto i : indices) {
+    const auto& example = example_at(i);
     batch.captions.push_back(example.caption);
     if (example.cache_file.empty()) {
       const size_t size = size_t{3} * shape.width * shape.height;

@@ -434,9 +434,14 @@ INSTANTIATE_TEST_SUITE_P(
         range_case{"train.checkpoint_every", "1", "0", "must be >= 1, got 0"},
         range_case{"train.keep_checkpoints", "1", "0", "must be >= 1, got 0"},
         range_case{"train.sample_every", "0", "-1", "must be >= 0, got -1"},
+        range_case{"train.lora_rank", "0", "-1", "must be in [0, 1024], got -1"},
+        range_case{"train.lora_alpha", "0.5", "0", "must be > 0, got 0.0"},
+        range_case{"train.offset_noise", "1", "1.5", "must be in [0, 1], got 1.5"},
+        range_case{"train.min_snr_gamma", "0", "-1", "must be >= 0, got -1.0"},
+        range_case{"train.caption_dropout", "0.99", "1", "must be in [0, 1), got 1.0"},
         range_case{"sample.steps", "1", "0", "must be >= 1, got 0"},
         range_case{"sample.sampler", "\"euler\"", "\"rk4\"",
-                   "must be one of \"euler\", \"heun\", got \"rk4\""},
+                   "must be one of \"euler\", \"heun\", \"ddim\", \"dpm++2m\", got \"rk4\""},
         range_case{"sample.cfg_scale", "0", "-1", "must be >= 0, got -1.0"},
         range_case{"sample.per_class", "1", "0", "must be >= 1, got 0"},
         range_case{"eval.num_samples", "1", "0", "must be >= 1, got 0"},
@@ -680,8 +685,9 @@ INSTANTIATE_TEST_SUITE_P(
                       "--set trian.lr=1: key 'trian.lr': unknown section; did you mean 'train'?"},
         override_case{"train.lr", "--set train.lr: expected section.key=value"},
         override_case{"lr=1", "--set lr=1: key 'lr': expected section.key=value"},
-        override_case{"sample.sampler=rk4", "--set sample.sampler=rk4: key 'sample.sampler': must "
-                                            "be one of \"euler\", \"heun\", got \"rk4\""},
+        override_case{"sample.sampler=rk4",
+                      "--set sample.sampler=rk4: key 'sample.sampler': must be one of \"euler\", "
+                      "\"heun\", \"ddim\", \"dpm++2m\", got \"rk4\""},
         override_case{"model.patch_size=3",
                       "--set model.patch_size=3: key 'model.patch_size': data.resolution (28) "
                       "must be divisible by model.patch_size (3)"}));
