@@ -32,6 +32,8 @@ struct sample_request {
   std::filesystem::path checkpoint;
   /// Sample with the raw weights instead of the EMA weights.
   bool raw_weights = false;
+  /// Stable Diffusion: a LoRA file applied to model.pretrained instead of the run's checkpoint.
+  std::filesystem::path lora;
   /// DDM: combine the experts of <root>/expert-* with the router of <root>/router ("top1",
   /// "topk", "full"); empty: the run's own model.
   std::string ensemble;

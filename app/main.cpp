@@ -137,6 +137,12 @@ int main(int argc, char** argv) {
                          "checkpoint file (default: the run's newest)");
   sample_cmd->add_flag("--raw-weights", sample.raw_weights,
                        "use the trained weights instead of their EMA");
+  std::string sample_lora;
+  sample_cmd
+    ->add_option("--lora", sample_lora,
+                 "Stable Diffusion: apply this LoRA file (a run's lora.safetensors, or one "
+                 "diffusers wrote) to model.pretrained instead of the run's checkpoint")
+    ->excludes("--checkpoint");
   sample_cmd
     ->add_option("--ensemble", sample.ensemble,
                  "DDM: combine the experts with the router (top1, topk or full)")
@@ -265,6 +271,10 @@ A peer with monitoring.listen set also serves this as a page at / that refreshes
 
   try {
     ddactor::check_device(config.run.device);
+    if (config.model.latent)
+      throw std::invalid_argument(
+        "model.latent = true: a DiT on VAE latents is not available yet; model.pretrained "
+        "without model.latent fine-tunes the folder's UNet");
   } catch (const std::exception& e) {
     std::cerr << "ddactor: " << config.source_file.string() << ": " << e.what() << "\n";
     return 2;
@@ -308,6 +318,7 @@ A peer with monitoring.listen set also serves this as a page at / that refreshes
         sample.cfg_scale = cfg;
         sample.seed = seed;
         sample.checkpoint = sample_checkpoint;
+        sample.lora = sample_lora;
         int code = 0;
         ddactor::run_on_worker_thread([&] { code = ddactor::sample_command(config, sample); });
         return code;

@@ -20,6 +20,8 @@ int sample_command(const run_config& config, const sample_request& request) {
     return sd_sample_command(config, request);
   if (request.negative_prompt)
     throw std::invalid_argument("--negative-prompt is for Stable Diffusion (model.pretrained)");
+  if (!request.lora.empty())
+    throw std::invalid_argument("--lora is for Stable Diffusion (model.pretrained)");
   // The model: the run's own DiT, or a DDM's experts combined by its router.
   inference_model loaded;
   ddm_models ddm;

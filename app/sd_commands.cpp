@@ -8,6 +8,7 @@
 #include "models/sd/sd_fine_tune.hpp"
 #include "models/sd/sd_sampling.hpp"
 #include "models/sd/sd_trainer.hpp"
+#include "models/sd/unet2d_condition.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/progress_meter.hpp"
@@ -32,6 +33,10 @@ std::filesystem::path chosen_checkpoint(const run_config& config,
 } // namespace
 
 std::shared_ptr<const sd_example_set> load_latent_examples(const run_config& config) {
+  // The UNet is built by the trainer; its config is read here too, so that one it cannot build
+  // stops the run at once rather than after the latents are encoded and the trainer failed twice.
+  if (!config.model.latent)
+    unet2d_condition_config::from_file(config.model.pretrained / "unet" / "config.json");
   sd_pipeline_options pipeline_options;
   pipeline_options.unet = false;
   auto pipeline = load_sd_pipeline(config.model.pretrained, pipeline_options);
@@ -50,11 +55,21 @@ int sd_sample_command(const run_config& config, const sample_request& request) {
   if (request.class_index)
     throw std::invalid_argument("--class needs a class-conditioned DiT; Stable Diffusion takes "
                                 "--prompt");
-  const auto checkpoint = chosen_checkpoint(config, request.checkpoint);
-  if (checkpoint.empty())
-    spdlog::warn("{} has no checkpoint yet: sampling the pretrained model {} as it is",
-                 config.run_dir().string(), config.model.pretrained.string());
-  auto model = load_sd_fine_tune(config.model.pretrained, checkpoint, request.raw_weights);
+  std::filesystem::path checkpoint;
+  sd_fine_tune model;
+  if (!request.lora.empty()) {
+    if (!request.checkpoint.empty())
+      throw std::invalid_argument("--lora and --checkpoint: give one (the weights come from "
+                                  "either)");
+    checkpoint = request.lora;
+    model = load_sd_with_lora_file(config.model.pretrained, request.lora);
+  } else {
+    checkpoint = chosen_checkpoint(config, request.checkpoint);
+    if (checkpoint.empty())
+      spdlog::warn("{} has no checkpoint yet: sampling the pretrained model {} as it is",
+                   config.run_dir().string(), config.model.pretrained.string());
+    model = load_sd_fine_tune(config.model.pretrained, checkpoint, request.raw_weights);
+  }
 
   sd_sampling_settings settings;
   const auto sampler_name = request.sampler.value_or(config.sample.sampler);

@@ -132,4 +132,45 @@ void load_lora_file(const std::filesystem::path& file, low_rank_adapters_impl& a
     copy.target.copy_(copy.value);
 }
 
+low_rank_adapters read_lora_adapters(const std::filesystem::path& file, torch::nn::Module& unet) {
+  const safetensors_reader header(file);
+  constexpr std::string_view prefix = "unet.", down = ".lora.down.weight", up = ".lora.up.weight";
+  std::vector<std::string> paths;
+  int64_t rank = 0;
+  for (const auto& entry : header.entries()) {
+    const std::string_view name = entry.name;
+    const bool is_down = name.ends_with(down);
+    if (!name.starts_with(prefix) || (!is_down && !name.ends_with(up)))
+      throw std::runtime_error(file.string() + ": " + entry.name +
+                               " is not a LoRA key of the form unet.<layer>.lora.down.weight or "
+                               "unet.<layer>.lora.up.weight");
+    if (!is_down)
+      continue;
+    if (entry.shape.size() != 2 || entry.shape[0] < 1 || (rank != 0 && entry.shape[0] != rank))
+      throw std::runtime_error(file.string() + ": " + entry.name + " has shape " +
+                               shape_text(entry.shape) + "; the adapters' rank is " +
+                               (rank == 0 ? std::string("unknown") : std::to_string(rank)));
+    rank = entry.shape[0];
+    paths.emplace_back(name.substr(prefix.size(), name.size() - prefix.size() - down.size()));
+  }
+  if (paths.empty())
+    throw std::runtime_error(file.string() + " holds no LoRA adapters (no unet.*.lora.down.weight)");
+  std::vector<adapter_site> sites;
+  try {
+    sites = find_adapter_sites(unet, paths);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(file.string() + ": " + e.what());
+  }
+  double alpha = static_cast<double>(rank);
+  const auto& metadata = header.metadata();
+  if (metadata.count(rank_metadata) != 0 && metadata.count(alpha_metadata) != 0) {
+    safetensors_content scale_only;
+    scale_only.metadata = metadata;
+    alpha = file_scale(file, scale_only) * static_cast<double>(rank);
+  }
+  low_rank_adapters adapters(std::move(sites), rank, alpha);
+  load_lora_file(file, *adapters);
+  return adapters;
+}
+
 } // namespace ddactor

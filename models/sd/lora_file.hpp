@@ -38,4 +38,11 @@ std::string lora_file_key(const std::string& layer_path, bool up);
 /// keys that do not fit.
 void load_lora_file(const std::filesystem::path& file, low_rank_adapters_impl& adapters);
 
+/// Adapters for `unet` made from a LoRA file alone (for applying one that came without its run):
+/// the sites are the layers the file's keys name, the rank is their down tensors' first
+/// dimension, alpha is ddactor's metadata or else the rank (the scale diffusers applies to this
+/// form), and the values are the file's. Throws std::runtime_error naming the file and the key
+/// that is not of this form, names no adaptable layer of `unet`, or has another rank.
+low_rank_adapters read_lora_adapters(const std::filesystem::path& file, torch::nn::Module& unet);
+
 } // namespace ddactor

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "models/sd/lora_file.hpp"
 #include "models/sd/module_state_loading.hpp"
 #include "runtime/safetensors.hpp"
 
@@ -66,6 +67,24 @@ sd_fine_tune load_sd_fine_tune(const std::filesystem::path& pretrained,
   } else {
     load_prefixed(*out.pipeline.unet, checkpoint, *header, prefix);
   }
+  for (auto& parameter : out.pipeline.unet->parameters())
+    parameter.set_requires_grad(false);
+  return out;
+}
+
+sd_fine_tune load_sd_with_lora_file(const std::filesystem::path& pretrained,
+                                    const std::filesystem::path& lora_file) {
+  sd_fine_tune out;
+  out.options.pretrained = pretrained;
+  out.pipeline = load_sd_pipeline(pretrained);
+  out.pipeline.unet->eval();
+  out.adapters = read_lora_adapters(lora_file, *out.pipeline.unet);
+  out.options.lora.rank = out.adapters->rank();
+  out.options.lora.alpha = out.adapters->alpha();
+  out.options.lora.targets.clear();
+  for (const auto& site : out.adapters->sites())
+    out.options.lora.targets.push_back(site.path);
+  out.adapters->attach_to(*out.pipeline.unet);
   for (auto& parameter : out.pipeline.unet->parameters())
     parameter.set_requires_grad(false);
   return out;

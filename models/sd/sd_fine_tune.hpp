@@ -28,4 +28,9 @@ struct sd_fine_tune {
 sd_fine_tune load_sd_fine_tune(const std::filesystem::path& pretrained,
                                const std::filesystem::path& checkpoint, bool raw_weights);
 
+/// Loads `pretrained` with the adapters of a LoRA file attached to its UNet (a run's
+/// lora.safetensors, or one diffusers' training scripts wrote): read_lora_adapters.
+sd_fine_tune load_sd_with_lora_file(const std::filesystem::path& pretrained,
+                                    const std::filesystem::path& lora_file);
+
 } // namespace ddactor
