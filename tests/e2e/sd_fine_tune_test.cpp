@@ -120,7 +120,9 @@ class sd_fine_tune : public ::testing::Test {
                     "[sample]\nsteps = 3\nper_class = 1\nsampler = \"ddim\"\ncfg_scale = 3.0\n"
                     "[network]\ngossip_interval = 0.3\nsuspect_after = 1.5\nremove_after = 3.0\n"
                     "heartbeat_interval = 0.2\nconnection_timeout = 1.5\nwait_for_peers = 2\n"
-                    "[averaging]\nmatchmaking_time = 1.5\nallreduce_timeout = 10.0\n"
+                    // Matchmaking ends as soon as both peers are in; the long window keeps a
+                    // loaded machine from splitting a round into two groups of one.
+                    "[averaging]\nmatchmaking_time = 5.0\nallreduce_timeout = 10.0\n"
                     "chunk_elements = 65536\n");
   }
 
