@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/bucketed_order.hpp"
 #include "runtime/data_order.hpp"
 
 namespace ddactor {
@@ -13,6 +14,7 @@ namespace {
 struct data_loader_state {
   data_loader_options options;
   std::unique_ptr<shuffled_order> order;
+  std::unique_ptr<bucketed_order> buckets;  // for sd_data
   batch_sink_actor sink;
   data_cursor cursor;
   int32_t credits = 0;
@@ -24,7 +26,22 @@ struct data_loader_state {
 
 using loader_pointer = data_loader_actor::stateful_pointer<data_loader_state>;
 
+int64_t example_count(const data_loader_options& options) {
+  return options.sd_data ? options.sd_data->count() : options.data->count;
+}
+
+std::shared_ptr<const training_batch> make_bucketed_batch(data_loader_state& st) {
+  const auto indices = st.buckets->next_batch(st.cursor);
+  auto batch = std::make_shared<training_batch>(make_sd_batch(*st.options.sd_data, indices));
+  batch->epoch_after = st.cursor.epoch;
+  batch->position_after = st.cursor.position;
+  batch->loader_generation = st.options.generation;
+  return batch;
+}
+
 std::shared_ptr<const training_batch> make_batch(data_loader_state& st) {
+  if (st.options.sd_data)
+    return make_bucketed_batch(st);
   const auto& data = *st.options.data;
   auto indices = st.order->next_batch(st.cursor, st.options.batch_size);
   auto batch = std::make_shared<training_batch>();
@@ -69,12 +86,16 @@ void produce(loader_pointer self) {
 data_loader_actor::behavior_type data_loader(loader_pointer self, data_loader_options options) {
   auto& st = self->state;
   st.options = std::move(options);
-  st.order = std::make_unique<shuffled_order>(st.options.data->count, st.options.seed);
+  if (st.options.sd_data)
+    st.buckets = std::make_unique<bucketed_order>(st.options.sd_data->bucket_of(),
+                                                  st.options.batch_size, st.options.seed);
+  else
+    st.order = std::make_unique<shuffled_order>(st.options.data->count, st.options.seed);
   return {
     [=](fetch_atom, batch_sink_actor sink, int64_t epoch, int64_t position, int32_t credits) {
       auto& st = self->state;
       st.sink = std::move(sink);
-      st.cursor = {epoch, position % std::max<int64_t>(st.options.data->count, 1)};
+      st.cursor = {epoch, position % std::max<int64_t>(example_count(st.options), 1)};
       st.credits = credits;
       st.in_flight = 0;
       produce(self);
@@ -92,7 +113,7 @@ data_loader_actor::behavior_type data_loader(loader_pointer self, data_loader_op
 } // namespace
 
 data_loader_actor spawn_data_loader(caf::actor_system& system, data_loader_options options) {
-  if (!options.data || options.data->count == 0)
+  if (options.sd_data ? options.sd_data->count() == 0 : !options.data || options.data->count == 0)
     throw std::invalid_argument("data loader needs a non-empty data set");
   return system.spawn<caf::detached>(data_loader, std::move(options));
 }

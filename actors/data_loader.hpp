@@ -9,6 +9,10 @@
 // So at most `credits` batches are ever queued at the trainer (the prefetch depth), and the
 // order is a pure function of (seed, epoch, position): a restarted loader continues exactly where
 // the trainer's checkpoint says.
+//
+// A latent diffusion model's examples (an sd_example_set) are batched one bucket at a time
+// (runtime/bucketed_order.hpp); cached ones are read from their latent cache entries here, off
+// the training thread.
 
 #include <memory>
 
@@ -17,6 +21,7 @@
 #include "config/run_config.hpp"
 #include "runtime/image_dataset.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/sd_examples.hpp"
 
 namespace ddactor {
 
@@ -29,6 +34,7 @@ using data_loader_actor = caf::typed_actor<
   caf::reacts_to<credit_atom, int32_t>>;
 
 struct data_loader_options {
+  /// The images to batch, unless sd_data is set.
   std::shared_ptr<const image_dataset> data;
   int batch_size = 64;
   uint64_t seed = 0;
@@ -36,6 +42,8 @@ struct data_loader_options {
   uint64_t generation = 0;
   /// Fault injection for supervision tests: throw after this many batches (0: never).
   int64_t crash_after_batches = 0;
+  /// When set, the examples of a latent diffusion model to batch instead of `data`.
+  std::shared_ptr<const sd_example_set> sd_data;
 };
 
 /// Spawns a detached data loader (batching never runs on CAF's scheduler threads).

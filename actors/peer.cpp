@@ -73,6 +73,7 @@ void start_data_loader(peer_pointer self) {
   auto& st = self->state;
   data_loader_options opts;
   opts.data = st.options.train_data;
+  opts.sd_data = st.options.sd_data;
   opts.batch_size = st.options.config.data.batch_size;
   opts.seed = st.data_seed;
   opts.generation = ++st.loader_generation;

@@ -27,6 +27,7 @@
 
 #include "config/run_config.hpp"
 #include "runtime/image_dataset.hpp"
+#include "runtime/sd_examples.hpp"
 
 namespace ddactor {
 
@@ -35,6 +36,8 @@ class swarm_status_board;
 struct peer_options {
   run_config config;
   std::shared_ptr<const image_dataset> train_data;
+  /// A latent diffusion model's examples (Stable Diffusion, latent DiT), in place of train_data.
+  std::shared_ptr<const sd_example_set> sd_data;
   /// Captions for the sample grid of a caption-conditioned model.
   std::vector<std::string> grid_prompts;
   /// Whether a stop signal came (the trainer cuts long sample grids short).

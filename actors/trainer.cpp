@@ -14,14 +14,16 @@
 #include "models/model_config.hpp"
 #include "models/outer_optimizer.hpp"
 #include "models/readable_error.hpp"
+#include "models/sd/sd_sampling.hpp"
+#include "models/sd/sd_trainer.hpp"
 #include "models/shared_state.hpp"
 #include "actors/state_download.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/peer_health.hpp"
 #include "runtime/actor_ticks.hpp"
-#include "runtime/progress_meter.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
+#include "runtime/progress_meter.hpp"
 #include "runtime/run_data.hpp"
 #include "runtime/state_agreement.hpp"
 
@@ -114,6 +116,19 @@ struct trainer_state {
 
 using trainer_pointer = trainer_actor::stateful_pointer<trainer_state>;
 
+// "DiT", "router", "Stable Diffusion UNet", "Stable Diffusion LoRA (rank 8)": for the logs.
+std::string trained_model_name(const model_trainer& model) {
+  const auto description = model.describe();
+  const auto kind = description.at("model.kind");
+  if (kind == "dit")
+    return "DiT";
+  if (kind == "stable-diffusion")
+    return description.at("model.training") == "lora"
+             ? "Stable Diffusion LoRA (rank " + description.at("model.lora_rank") + ")"
+             : "Stable Diffusion UNet";
+  return kind;
+}
+
 const std::string& averaging_mode(const trainer_state& st) {
   return st.options.config.train.averaging;
 }
@@ -158,8 +173,65 @@ void restore_latest(trainer_state& st) {
   }
 }
 
+// A Stable Diffusion run's grid: one row per grid prompt at the training resolution, with the
+// sampler sample.sampler names (or the folder's default), from the EMA weights where there are.
+torch::Tensor sample_sd_grid(trainer_state& st, sd_trainer& sd, int64_t& columns,
+                             std::vector<std::string>& row_labels) {
+  const auto& cfg = st.options.config;
+  sd_sampling_settings settings;
+  settings.sampler = sd_sampler_named(cfg.sample.sampler)
+                       .value_or(default_sd_sampler(*sd.pipeline().scheduler));
+  settings.steps = cfg.sample.steps;
+  settings.cfg_scale = cfg.sample.cfg_scale;
+  settings.seed = cfg.sample.seed;
+  settings.width = settings.height = cfg.data.resolution;
+  auto prompts = st.options.grid_prompts;
+  if (prompts.empty())
+    prompts.push_back("");
+  if (prompts.size() > 4)
+    prompts.resize(4);  // each image costs a full sampling on the training thread
+  row_labels = prompt_labels(prompts);
+  columns = std::min(cfg.sample.per_class, 4);
+  sampling_callbacks callbacks;
+  callbacks.on_progress = show_progress(
+    fmt::format("sample grid of {} images", columns * static_cast<int64_t>(prompts.size())),
+    "steps");
+  callbacks.stop_requested = st.options.stop_requested;
+  sd_generation result;
+  sd.with_sampling_unet([&](unet2d_condition& unet) {
+    result = generate_sd_images(sd.pipeline(), unet, prompts, columns, settings, callbacks);
+  });
+  if (result.outcome == sampling_outcome::stopped)
+    throw work_stopped();
+  return result.images;
+}
+
+void write_grid_png(trainer_state& st, const torch::Tensor& grid, int64_t columns,
+                    const std::vector<std::string>& row_labels) {
+  const auto images = grid.contiguous();
+  auto dir = st.options.config.run_dir() / "samples";
+  std::filesystem::create_directories(dir);
+  auto path = dir / fmt::format("step_{:08}.png", current_step(st));
+  write_image_grid_png(path,
+                       std::span<const float>(images.data_ptr<float>(),
+                                              static_cast<size_t>(images.numel())),
+                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
+                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
+                       static_cast<int>(columns), 2, row_labels);
+  std::filesystem::copy_file(path, dir / "latest.png",
+                             std::filesystem::copy_options::overwrite_existing);
+  spdlog::info("sample grid written to {}", path.string());
+}
+
 void write_sample_grid(trainer_state& st) {
   const auto& cfg = st.options.config;
+  if (auto* sd = dynamic_cast<sd_trainer*>(st.model.get())) {
+    int64_t columns = 1;
+    std::vector<std::string> row_labels;
+    auto grid = sample_sd_grid(st, *sd, columns, row_labels);
+    write_grid_png(st, grid, columns, row_labels);
+    return;
+  }
   auto* diffusion = dynamic_cast<diffusion_trainer*>(st.model.get());
   if (diffusion == nullptr)
     return;  // a router has no samples to show
@@ -186,22 +258,12 @@ void write_sample_grid(trainer_state& st) {
     cond = prompt_rows(prompts, columns, cfg.model.text_max_bytes);
     row_labels = prompt_labels(prompts);
   }
-  auto images =
-    generate_images(model, cond, gen, rows * columns,
-                    show_progress(fmt::format("sample grid of {} images", rows * columns), "steps"))
-      .contiguous();
-  auto dir = cfg.run_dir() / "samples";
-  std::filesystem::create_directories(dir);
-  auto path = dir / fmt::format("step_{:08}.png", current_step(st));
-  write_image_grid_png(path,
-                       std::span<const float>(images.data_ptr<float>(),
-                                              static_cast<size_t>(images.numel())),
-                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
-                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
-                       static_cast<int>(columns), 2, row_labels);
-  std::filesystem::copy_file(path, dir / "latest.png",
-                             std::filesystem::copy_options::overwrite_existing);
-  spdlog::info("sample grid written to {}", path.string());
+  write_grid_png(st,
+                 generate_images(model, cond, gen, rows * columns,
+                                 show_progress(fmt::format("sample grid of {} images",
+                                                           rows * columns),
+                                               "steps")),
+                 columns, row_labels);
 }
 
 bool reached_limit(const trainer_state& st) {
@@ -336,11 +398,21 @@ void attempt_checkpoint(trainer_pointer self) {
           });
 }
 
-// Snapshot now (the newest replaces one still waiting), write on the checkpointer's thread.
+// Snapshot now (the newest replaces one still waiting), write on the checkpointer's thread. The
+// model's exports in other tools' formats (an SD run's LoRA file; at the end its diffusers
+// folder) are written beside it, here: they are small, or written once.
 void save_checkpoint(trainer_pointer self) {
   auto& st = self->state;
   st.pending_checkpoint = checkpoint_snapshot{
     snapshot_training_state(*st.model, st.progress, {}, extra_tensors(st)), current_step(st)};
+  try {
+    st.model->write_exports(st.options.config.run_dir(),
+                            st.quit_after_checkpoint ? model_trainer::export_moment::end
+                                                     : model_trainer::export_moment::checkpoint);
+  } catch (const std::exception& e) {
+    spdlog::error("exporting the model at {} {} failed: {}", st.swarm ? "epoch" : "step",
+                  current_step(st), e.what());
+  }
   attempt_checkpoint(self);
 }
 
@@ -750,9 +822,9 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                                                 st.options.config.train.outer_momentum);
   restore_latest(st);
   st.metrics.step.set(static_cast<double>(st.progress.step));
-  spdlog::info("trainer ready: {} {} parameters, starting at {} {}",
-               st.options.config.run.mode == "router" ? "router with" : "DiT with",
-               st.model->parameters().size(), st.swarm ? "epoch" : "step", current_step(st));
+  spdlog::info("trainer ready: {} with {} trained parameters, starting at {} {}",
+               trained_model_name(*st.model), st.model->parameters().size(),
+               st.swarm ? "epoch" : "step", current_step(st));
   if (st.swarm) {
     st.joining = !st.options.config.network.initial_peers.empty();
     st.join_deadline = clock_type::now() + join_wait(st.options.config);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/run_config.hpp"
 
@@ -17,7 +18,10 @@ int train_command(const run_config& config);
 struct sample_request {
   std::filesystem::path out = "samples.png";
   std::optional<int> class_index;
-  std::optional<std::string> prompt;
+  /// Captions to generate, one row each (caption models, Stable Diffusion).
+  std::vector<std::string> prompts;
+  /// Stable Diffusion: what guidance steers away from (default: the empty prompt).
+  std::optional<std::string> negative_prompt;
   /// Images per class/prompt (0: sample.per_class).
   int count = 0;
   std::optional<int> steps;
@@ -28,6 +32,8 @@ struct sample_request {
   std::filesystem::path checkpoint;
   /// Sample with the raw weights instead of the EMA weights.
   bool raw_weights = false;
+  /// Stable Diffusion: a LoRA file applied to model.pretrained instead of the run's checkpoint.
+  std::filesystem::path lora;
   /// DDM: combine the experts of <root>/expert-* with the router of <root>/router ("top1",
   /// "topk", "full"); empty: the run's own model.
   std::string ensemble;

@@ -11,6 +11,7 @@
 
 #include "app/commands.hpp"
 #include "app/logging_setup.hpp"
+#include "app/sd_commands.hpp"
 #include "models/readable_error.hpp"
 #include "app/stop_signal.hpp"
 #include "app/torch_setup.hpp"
@@ -37,6 +38,9 @@ Examples:
   ddactor serve-expert --config ddm.toml --expert 1  DDM: serve expert 1 to remote routers
   ddactor check-config run.toml                    validate a run file and print it
   ddactor status --peer 127.0.0.1:7000             the swarm as a running peer sees it
+  ddactor sample --config sd.toml --prompt "a red dress" --negative-prompt "blurry" \
+      --sampler dpm++2m --steps 25 --cfg 7.5 --out grid.png   Stable Diffusion (model.pretrained)
+  ddactor export --config sd.toml --out DIR        Stable Diffusion: a diffusers folder
 
 Every key of a run file is documented in config/example.toml. Ctrl-C stops training after a
 checkpoint; a second Ctrl-C aborts.)";
@@ -95,7 +99,8 @@ int main(int argc, char** argv) {
 
   ddactor::sample_request sample;
   std::optional<int> class_index;
-  std::optional<std::string> prompt;
+  std::vector<std::string> prompts;
+  std::optional<std::string> negative_prompt;
   std::optional<int> steps;
   std::optional<std::string> sampler;
   std::optional<double> cfg;
@@ -105,16 +110,24 @@ int main(int argc, char** argv) {
   auto* sample_cmd = app.add_subcommand("sample", "write a PNG grid of generated images");
   sample_cmd->add_option("-o,--out", out, "output PNG file")->capture_default_str();
   auto* class_opt = sample_cmd->add_option("--class", class_index, "class index to generate");
-  sample_cmd->add_option("--prompt", prompt, "caption to generate (caption models)")
+  sample_cmd
+    ->add_option("--prompt", prompts,
+                 "caption to generate, one grid row each; repeat for more (caption models, "
+                 "Stable Diffusion)")
     ->excludes(class_opt);
+  sample_cmd->add_option("--negative-prompt", negative_prompt,
+                         "Stable Diffusion: what guidance steers away from");
   sample_cmd
     ->add_option("-n,--count", sample.count,
                  "images per class or prompt (default: sample.per_class of the run file)")
     ->check(CLI::Range(1, 4096));
   sample_cmd->add_option("--steps", steps, "sampling steps (default: sample.steps)")
     ->check(CLI::Range(1, 1000));
-  sample_cmd->add_option("--sampler", sampler, "euler or heun (default: sample.sampler)")
-    ->check(CLI::IsMember({"euler", "heun"}));
+  sample_cmd
+    ->add_option("--sampler", sampler,
+                 "DiT: euler or heun; Stable Diffusion: ddim, euler or dpm++2m (default: "
+                 "sample.sampler, for SD else the folder's scheduler or dpm++2m)")
+    ->check(CLI::IsMember({"euler", "heun", "ddim", "dpm++2m"}));
   sample_cmd
     ->add_option("--cfg", cfg,
                  "classifier-free guidance scale (1 = none; default: sample.cfg_scale)")
@@ -124,6 +137,12 @@ int main(int argc, char** argv) {
                          "checkpoint file (default: the run's newest)");
   sample_cmd->add_flag("--raw-weights", sample.raw_weights,
                        "use the trained weights instead of their EMA");
+  std::string sample_lora;
+  sample_cmd
+    ->add_option("--lora", sample_lora,
+                 "Stable Diffusion: apply this LoRA file (a run's lora.safetensors, or one "
+                 "diffusers wrote) to model.pretrained instead of the run's checkpoint")
+    ->excludes("--checkpoint");
   sample_cmd
     ->add_option("--ensemble", sample.ensemble,
                  "DDM: combine the experts with the router (top1, topk or full)")
@@ -160,6 +179,17 @@ int main(int argc, char** argv) {
     ->required();
   serve_expert_cmd->add_option("--checkpoint", serve_expert_checkpoint,
                                "checkpoint file (default: the expert's newest)");
+
+  std::string export_out;
+  std::string export_checkpoint;
+  bool export_raw_weights = false;
+  auto* export_cmd = app.add_subcommand(
+    "export", "Stable Diffusion: write the fine-tuned model as a diffusers folder");
+  export_cmd->add_option("-o,--out", export_out, "folder to write (must not exist)")->required();
+  export_cmd->add_option("--checkpoint", export_checkpoint,
+                         "checkpoint file (default: the run's newest)");
+  export_cmd->add_flag("--raw-weights", export_raw_weights,
+                       "use the trained weights instead of their EMA");
 
   ddactor::status_request status;
   double status_timeout = 5.0;
@@ -241,13 +271,18 @@ A peer with monitoring.listen set also serves this as a page at / that refreshes
 
   try {
     ddactor::check_device(config.run.device);
+    if (config.model.latent)
+      throw std::invalid_argument(
+        "model.latent = true: a DiT on VAE latents is not available yet; model.pretrained "
+        "without model.latent fine-tunes the folder's UNet");
   } catch (const std::exception& e) {
     std::cerr << "ddactor: " << config.source_file.string() << ": " << e.what() << "\n";
     return 2;
   }
 
   try {
-    if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd) {
+    if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd ||
+        *export_cmd) {
       ddactor::setup_logging(log_level);
       ddactor::configure_torch_threads(config.run.threads);
       ddactor::install_stop_handler();
@@ -265,15 +300,25 @@ A peer with monitoring.listen set also serves this as a page at / that refreshes
         ddactor::run_on_worker_thread([&] { code = ddactor::cluster_command(config); });
         return code;
       }
+      if (*export_cmd) {
+        int code = 0;
+        ddactor::run_on_worker_thread([&] {
+          code = ddactor::export_command(config, export_out, export_checkpoint,
+                                         export_raw_weights);
+        });
+        return code;
+      }
       if (*sample_cmd) {
         sample.out = out;
         sample.class_index = class_index;
-        sample.prompt = prompt;
+        sample.prompts = prompts;
+        sample.negative_prompt = negative_prompt;
         sample.steps = steps;
         sample.sampler = sampler;
         sample.cfg_scale = cfg;
         sample.seed = seed;
         sample.checkpoint = sample_checkpoint;
+        sample.lora = sample_lora;
         int code = 0;
         ddactor::run_on_worker_thread([&] { code = ddactor::sample_command(config, sample); });
         return code;

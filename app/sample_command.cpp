@@ -7,6 +7,7 @@
 
 #include "app/ddm_models.hpp"
 #include "app/inference_model.hpp"
+#include "app/sd_commands.hpp"
 #include "app/stop_signal.hpp"
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
@@ -16,6 +17,12 @@
 namespace ddactor {
 
 int sample_command(const run_config& config, const sample_request& request) {
+  if (!config.model.pretrained.empty() && !config.model.latent)
+    return sd_sample_command(config, request);
+  if (request.negative_prompt)
+    throw std::invalid_argument("--negative-prompt is for Stable Diffusion (model.pretrained)");
+  if (!request.lora.empty())
+    throw std::invalid_argument("--lora is for Stable Diffusion (model.pretrained)");
   // The model: the run's own DiT, or a DDM's experts combined by its router.
   inference_model loaded;
   ddm_models ddm;
@@ -51,12 +58,13 @@ int sample_command(const run_config& config, const sample_request& request) {
                                   ")");
     cond.labels = torch::full({per_row}, *request.class_index, torch::kInt64);
     row_labels = {class_label_names(config, o.num_classes)[static_cast<size_t>(*request.class_index)]};
-  } else if (request.prompt) {
+  } else if (!request.prompts.empty()) {
     if (o.conditioning != "caption")
       throw std::invalid_argument("--prompt needs a caption-conditioned model; this one is " +
                                   o.conditioning + "-conditioned");
-    cond = prompt_rows({*request.prompt}, per_row, o.caption.max_bytes);
-    row_labels = prompt_labels({*request.prompt});
+    rows = static_cast<int64_t>(request.prompts.size());
+    cond = prompt_rows(request.prompts, per_row, o.caption.max_bytes);
+    row_labels = prompt_labels(request.prompts);
   } else if (o.conditioning == "class") {
     rows = o.num_classes;
     cond = class_rows(rows, per_row);

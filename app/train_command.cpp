@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "actors/peer.hpp"
+#include "app/sd_commands.hpp"
 #include "app/stop_signal.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
@@ -30,10 +31,10 @@ namespace ddactor {
 namespace {
 
 // Up to 8 distinct captions, for the sample grid of a caption-conditioned model.
-std::vector<std::string> pick_grid_prompts(const image_dataset& data) {
+std::vector<std::string> pick_grid_prompts(const std::vector<std::string>& captions) {
   std::vector<std::string> prompts;
   std::set<std::string> seen;
-  for (const auto& caption : data.captions) {
+  for (const auto& caption : captions) {
     if (caption.empty() || !seen.insert(caption).second)
       continue;
     prompts.push_back(caption);
@@ -122,7 +123,12 @@ int train_command(const run_config& config) {
   int threads = configure_torch_threads(config.run.threads);
   spdlog::info("ddactor run '{}' in {} ({} LibTorch threads)", config.run.name, run_dir.string(),
                threads);
-  auto data = load_run_data(config);
+  run_data data;
+  std::shared_ptr<const sd_example_set> latent_examples;
+  if (config.model.pretrained.empty())
+    data = load_run_data(config);
+  else
+    latent_examples = load_latent_examples(config);
 
   network_timing timing;
   timing.heartbeat_interval =
@@ -136,7 +142,9 @@ int train_command(const run_config& config) {
   peer_options options;
   options.config = config;
   options.train_data = data.train;
-  options.grid_prompts = pick_grid_prompts(*data.train);
+  options.sd_data = latent_examples;
+  options.grid_prompts =
+    pick_grid_prompts(latent_examples ? latent_examples->captions() : data.train->captions);
   options.stop_requested = stop_requested;
   options.status_board = status_board;
   auto peer = spawn_peer(system, std::move(options));

@@ -14,6 +14,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -471,6 +472,26 @@ section_schema bind_section(std::string_view name, S run_config::*member,
 /// What a process can be asked to do (run.mode). Later capabilities add "router".
 const std::vector<std::string> run_modes = {"train", "router"};
 const std::vector<std::string> samplers = {"euler", "heun"};
+/// sample.sampler: the DiT's samplers and Stable Diffusion's (models/sd/latent_samplers.hpp).
+const std::vector<std::string> sample_samplers = {"euler", "heun", "ddim", "dpm++2m"};
+/// The samplers only Stable Diffusion has.
+bool is_sd_only_sampler(const std::string& name) { return name == "ddim" || name == "dpm++2m"; }
+
+/// A list of layer names as PEFT's target_modules takes them ("to_q", "attn2.to_out.0").
+auto layer_names() {
+  return [](const std::vector<std::string>& values) -> std::optional<std::string> {
+    auto valid = [](const std::string& name) {
+      return !name.empty() && name.front() != '.' && name.back() != '.' &&
+             name.find("..") == std::string::npos &&
+             std::all_of(name.begin(), name.end(), [](char c) {
+               return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+             });
+    };
+    if (!values.empty() && std::all_of(values.begin(), values.end(), valid))
+      return std::nullopt;
+    return "a non-empty list of layer names (letters, digits, '_' and '.', e.g. \"to_q\")";
+  };
+}
 
 section_schema run_keys() {
   return bind_section("run", &run_config::run, {
@@ -496,6 +517,8 @@ section_schema model_keys() {
       field("condition_dropout", &model_section::condition_dropout, within_below(0, 1)),
       field("text_layers", &model_section::text_layers, at_least(0)),
       field("text_max_bytes", &model_section::text_max_bytes, within(1, 4096)),
+      field("pretrained", &model_section::pretrained),
+      field("latent", &model_section::latent),
   });
 }
 
@@ -508,6 +531,8 @@ section_schema data_keys() {
       field("batch_size", &data_section::batch_size, within(1, 65536)),
       field("prefetch", &data_section::prefetch, within(1, 1024)),
       field("holdout_fraction", &data_section::holdout_fraction, within(0, 0.5)),
+      field("buckets", &data_section::buckets),
+      field("cache_latents", &data_section::cache_latents),
   });
 }
 
@@ -534,13 +559,20 @@ section_schema train_keys() {
             one_of({"gradients", "parameters", "diloco"})),
       field("outer_lr", &train_section::outer_lr, greater_than(0)),
       field("outer_momentum", &train_section::outer_momentum, within_below(0, 1)),
+      field("lora_rank", &train_section::lora_rank, within(0, 1024)),
+      field("lora_alpha", &train_section::lora_alpha, greater_than(0)),
+      field("lora_targets", &train_section::lora_targets, layer_names()),
+      field("offset_noise", &train_section::offset_noise, within(0, 1)),
+      field("min_snr_gamma", &train_section::min_snr_gamma, at_least(0)),
+      field("caption_dropout", &train_section::caption_dropout, within_below(0, 1)),
+      field("checkpoint_activations", &train_section::checkpoint_activations),
   });
 }
 
 section_schema sample_keys() {
   return bind_section("sample", &run_config::sample, {
       field("steps", &sample_section::steps, at_least(1)),
-      field("sampler", &sample_section::sampler, one_of(samplers)),
+      field("sampler", &sample_section::sampler, one_of(sample_samplers)),
       field("cfg_scale", &sample_section::cfg_scale, at_least(0)),
       field("per_class", &sample_section::per_class, at_least(1)),
       field("seed", &sample_section::seed),
@@ -898,6 +930,10 @@ void apply_source_defaults(run_config& config, origin_map& origins) {
     return;
   const value_origin cause = origins.at("data.source");
   fill_unless_set(origins, "data.channels", config.data.channels, 3, cause);
+  // Stable Diffusion 1.x trained at 512 px; a latent DiT is cheaper at 256 (32 x 32 latents).
+  if (!config.model.pretrained.empty())
+    fill_unless_set(origins, "data.resolution", config.data.resolution,
+                    config.model.latent ? 256 : 512, origins.at("model.pretrained"));
   fill_unless_set(origins, "data.resolution", config.data.resolution, 32, cause);
   fill_unless_set(origins, "model.conditioning", config.model.conditioning,
                   std::string("caption"), cause);
@@ -924,6 +960,12 @@ struct cross_key_rule {
   std::function<std::optional<std::string>(const run_config&)> problem;
 };
 
+/// Whether the run fine-tunes a Stable Diffusion UNet (rather than training a DiT).
+bool uses_unet(const run_config& c) { return !c.model.pretrained.empty() && !c.model.latent; }
+/// SD's VAE maps 8 x 8 pixels to one latent pixel; the UNet halves the latent three times.
+constexpr int latent_pixels = 8;
+constexpr int sd_pixel_step = 64;
+
 const std::vector<cross_key_rule>& cross_key_rules() {
   static const std::vector<cross_key_rule> rules = {
       {{"model.hidden_size", "model.num_heads"},
@@ -935,10 +977,69 @@ const std::vector<cross_key_rule>& cross_key_rules() {
        }},
       {{"model.patch_size", "data.resolution"},
        [](const run_config& c) -> std::optional<std::string> {
+         if (uses_unet(c))
+           return std::nullopt;  // no patches
+         if (c.model.latent) {
+           if (c.data.resolution % latent_pixels == 0 &&
+               (c.data.resolution / latent_pixels) % c.model.patch_size == 0)
+             return std::nullopt;
+           return "data.resolution / 8 (" + render(c.data.resolution / latent_pixels) +
+                  ", the latent size) must be divisible by model.patch_size (" +
+                  render(c.model.patch_size) + ") with model.latent";
+         }
          if (c.data.resolution % c.model.patch_size == 0)
            return std::nullopt;
          return "data.resolution (" + render(c.data.resolution) +
                 ") must be divisible by model.patch_size (" + render(c.model.patch_size) + ")";
+       }},
+      {{"data.resolution", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (!uses_unet(c) || c.data.resolution % sd_pixel_step == 0)
+           return std::nullopt;
+         return "data.resolution must be a multiple of 64 for Stable Diffusion "
+                "(model.pretrained), got " +
+                render(c.data.resolution);
+       }},
+      {{"model.latent", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (!c.model.latent || !c.model.pretrained.empty())
+           return std::nullopt;
+         return "model.latent needs model.pretrained (the diffusers folder whose VAE and text "
+                "encoder it uses)";
+       }},
+      {{"train.lora_rank", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.train.lora_rank == 0 || uses_unet(c))
+           return std::nullopt;
+         return "train.lora_rank > 0 fine-tunes a Stable Diffusion UNet: it needs "
+                "model.pretrained, without model.latent";
+       }},
+      {{"data.buckets", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (!c.data.buckets || uses_unet(c))
+           return std::nullopt;
+         return "data.buckets needs a Stable Diffusion UNet (model.pretrained without "
+                "model.latent): a DiT trains at one size";
+       }},
+      {{"data.source", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.model.pretrained.empty() || c.data.source == "folder")
+           return std::nullopt;
+         return "model.pretrained trains on captioned images: data.source must be \"folder\"";
+       }},
+      {{"data.channels", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.model.pretrained.empty() || c.data.channels == 3)
+           return std::nullopt;
+         return "data.channels must be 3 with model.pretrained (the VAE encodes RGB), got " +
+                render(c.data.channels);
+       }},
+      {{"sample.sampler", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (uses_unet(c) || !is_sd_only_sampler(c.sample.sampler))
+           return std::nullopt;
+         return "sample.sampler \"" + c.sample.sampler +
+                "\" is a Stable Diffusion sampler; a DiT samples with \"euler\" or \"heun\"";
        }},
       {{"model.num_classes", "model.conditioning"},
        [](const run_config& c) -> std::optional<std::string> {
@@ -1008,8 +1109,8 @@ std::vector<cross_key_rule> machine_rules(const machine_limits& machine) {
       {{"data.resolution", "data.batch_size", "model.hidden_size", "model.depth",
         "model.patch_size"},
        [have = machine.memory_bytes](const run_config& c) -> std::optional<std::string> {
-         if (c.run.mode == "router")
-           return std::nullopt;  // the router is a fraction of the DiT's size
+         if (c.run.mode == "router" || uses_unet(c))
+           return std::nullopt;  // the router is a fraction of the DiT's size; a UNet not a DiT
          const auto need = estimate_training_memory(c);
          if (need.total_bytes() <= have)
            return std::nullopt;

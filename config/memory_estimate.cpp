@@ -24,7 +24,11 @@ memory_estimate estimate_training_memory(const run_config& config) {
   const auto& m = config.model;
   const double h = m.hidden_size;
   const double mlp = m.mlp_ratio * h;
-  const double patch_values = static_cast<double>(m.patch_size) * m.patch_size * config.data.channels;
+  // A latent DiT (model.latent) sees SD's VAE latents: 4 channels, 1/8 of the pixel side.
+  const double channels = m.latent ? 4 : config.data.channels;
+  const double input_side =
+    m.latent ? config.data.resolution / 8.0 : static_cast<double>(config.data.resolution);
+  const double patch_values = static_cast<double>(m.patch_size) * m.patch_size * channels;
   const double per_block = h * 6 * h + 6 * h        // adaLN modulation
                            + h * 3 * h + 3 * h      // qkv
                            + h * h + h              // attention output
@@ -39,14 +43,13 @@ memory_estimate estimate_training_memory(const run_config& config) {
   memory_estimate out;
   out.parameters = parameters;
   out.state_bytes = parameters * state_bytes_per_parameter;
-  const double side = static_cast<double>(config.data.resolution) / m.patch_size;
+  const double side = input_side / m.patch_size;
   const double tokens = side * side;
   const double batch = config.data.batch_size;
   const double per_block_activations =
     batch * tokens * (activations_per_token_and_width * h + mlp) +
     batch * m.num_heads * tokens * tokens * attention_matrices;
-  const double images = batch * config.data.channels * config.data.resolution *
-                        config.data.resolution * 3;  // input, noise, target
+  const double images = batch * channels * input_side * input_side * 3;  // input, noise, target
   out.activation_bytes = (m.depth * per_block_activations + images) * 4;
   return out;
 }

@@ -20,8 +20,9 @@ struct memory_estimate {
   double total_bytes() const { return state_bytes + activation_bytes; }
 };
 
-/// The estimate for training the configured DiT (the router of a DDM is far smaller: not
-/// estimated).
+/// The estimate for training the configured DiT, on pixels or on latents (model.latent). The
+/// router of a DDM is far smaller and a Stable Diffusion UNet's size comes from its folder: not
+/// estimated.
 memory_estimate estimate_training_memory(const run_config& config);
 
 /// Physical memory of this machine in bytes (0 when unknown).

@@ -47,6 +47,13 @@ struct model_section {
   /// Caption encoder: transformer layers over the caption's UTF-8 bytes, and the byte budget.
   int text_layers = 2;
   int text_max_bytes = 64;
+  /// A diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/,
+  /// tokenizer/, scheduler/). Set: its UNet is fine-tuned (full or LoRA, see [train]) instead of
+  /// training a DiT. Empty: the DiT above.
+  std::filesystem::path pretrained;
+  /// With pretrained: train the DiT above on the folder's VAE latents (4 channels,
+  /// resolution / 8), conditioned on its CLIP text encoder, instead of fine-tuning its UNet.
+  bool latent = false;
 
   bool operator==(const model_section&) const = default;
 };
@@ -65,6 +72,13 @@ struct data_section {
   int prefetch = 4;
   /// Fraction of a folder data set held out for evaluation (Fashion-MNIST uses its test split).
   double holdout_fraction = 0.05;
+  /// Stable Diffusion: aspect-ratio buckets (sides multiples of 64, at most resolution^2
+  /// pixels); images are batched with others of their bucket at its size. false: every image is
+  /// centre-cropped to resolution x resolution.
+  bool buckets = false;
+  /// Stable Diffusion / latent DiT: encode every image (VAE) and caption (text encoder) once and
+  /// keep the results on disk in the run folder; training then reads them.
+  bool cache_latents = true;
 
   bool operator==(const data_section&) const = default;
 };
@@ -103,6 +117,21 @@ struct train_section {
   /// DiLoCo's outer optimizer (Douillard et al. 2023): SGD with Nesterov momentum.
   double outer_lr = 0.7;
   double outer_momentum = 0.9;
+  /// Stable Diffusion: 0 fine-tunes the whole UNet; > 0 trains LoRA adapters of this rank on the
+  /// lora_targets layers (scale lora_alpha / lora_rank), the UNet frozen.
+  int lora_rank = 0;
+  double lora_alpha = 8.0;
+  std::vector<std::string> lora_targets = {"to_q", "to_k", "to_v", "to_out.0"};
+  /// Stable Diffusion: offset noise (a per-image, per-channel constant added to the noise).
+  double offset_noise = 0.0;
+  /// Stable Diffusion: min-SNR loss weighting with this gamma (Hang et al. 2023; 5 is usual);
+  /// 0: off.
+  double min_snr_gamma = 0.0;
+  /// Stable Diffusion: probability that a caption is replaced by the empty prompt (CFG).
+  double caption_dropout = 0.1;
+  /// Stable Diffusion: activation checkpointing and chunked attention in the UNet (less memory,
+  /// about a third more compute).
+  bool checkpoint_activations = false;
 
   bool operator==(const train_section&) const = default;
 };
@@ -110,7 +139,8 @@ struct train_section {
 /// [sample]: defaults for `ddactor sample` and the grids written while training.
 struct sample_section {
   int steps = 20;
-  /// "euler" or "heun".
+  /// DiT: "euler" or "heun". Stable Diffusion: "ddim", "euler" or "dpm++2m"; any other value
+  /// (the default "heun") takes the folder's scheduler where it is one of those, else dpm++2m.
   std::string sampler = "heun";
   /// Classifier-free guidance scale; 1 means no guidance.
   double cfg_scale = 2.0;

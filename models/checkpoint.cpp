@@ -82,6 +82,11 @@ int64_t metadata_int(const safetensors_content& content, const std::string& key)
 
 } // namespace
 
+bool has_ema_tensors(const safetensors_content& content) {
+  const auto it = content.metadata.find("ema");
+  return it == content.metadata.end() || it->second != "none";
+}
+
 stored_tensor to_stored_tensor(const std::string& name, const torch::Tensor& tensor) {
   auto t = tensor.detach().to(torch::kCPU).contiguous();
   stored_tensor out;
@@ -110,8 +115,9 @@ snapshot_training_state(model_trainer& trainer, const training_progress& progres
   auto out = std::make_shared<safetensors_content>();
   for (const auto& item : trainer.module().named_parameters())
     out->tensors.push_back(to_stored_tensor("model." + item.key(), item.value()));
-  for (const auto& item : trainer.ema_module().named_parameters())
-    out->tensors.push_back(to_stored_tensor("ema." + item.key(), item.value()));
+  if (trainer.has_ema())
+    for (const auto& item : trainer.ema_module().named_parameters())
+      out->tensors.push_back(to_stored_tensor("ema." + item.key(), item.value()));
   out->tensors.push_back(to_stored_tensor("optimizer.exp_avg", trainer.optimizer().exp_avg()));
   out->tensors.push_back(
     to_stored_tensor("optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq()));
@@ -126,6 +132,7 @@ snapshot_training_state(model_trainer& trainer, const training_progress& progres
   for (const auto& [key, value] : trainer.describe())
     m[key] = value;
   m["format"] = "ddactor-checkpoint-1";
+  m["ema"] = trainer.has_ema() ? "yes" : "none";
   m["ddactor_version"] = version_string;
   m["step"] = std::to_string(progress.step);
   m["epoch"] = std::to_string(progress.epoch);
@@ -162,8 +169,11 @@ training_progress restore_training_state(const safetensors_content& content,
   };
   for (const auto& item : trainer.module().named_parameters())
     check_only("model." + item.key(), item.value());
-  for (const auto& item : trainer.ema_module().named_parameters())
-    check_only("ema." + item.key(), item.value());
+  // An EMA the checkpoint lacks (it was written with the EMA off) starts from the weights.
+  const bool restore_ema = trainer.has_ema() && has_ema_tensors(content);
+  if (restore_ema)
+    for (const auto& item : trainer.ema_module().named_parameters())
+      check_only("ema." + item.key(), item.value());
   check_only("optimizer.exp_avg", trainer.optimizer().exp_avg());
   check_only("optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq());
   // Catch-up counts: kept when the checkpoint has them, zero when it was written without top-k.
@@ -175,8 +185,13 @@ training_progress restore_training_state(const safetensors_content& content,
 
   for (const auto& item : trainer.module().named_parameters())
     copy_into(content, "model." + item.key(), item.value());
-  for (const auto& item : trainer.ema_module().named_parameters())
-    copy_into(content, "ema." + item.key(), item.value());
+  if (restore_ema) {
+    for (const auto& item : trainer.ema_module().named_parameters())
+      copy_into(content, "ema." + item.key(), item.value());
+  } else if (trainer.has_ema()) {
+    torch::NoGradGuard no_grad;
+    trainer.ema_parameters().values().copy_(trainer.parameters().values());
+  }
   copy_into(content, "optimizer.exp_avg", trainer.optimizer().exp_avg());
   copy_into(content, "optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq());
   if (has_pending_rounds)
@@ -194,7 +209,7 @@ training_progress restore_training_state(const safetensors_content& content,
 }
 
 void load_weights(const safetensors_content& content, torch::nn::Module& model, bool use_ema) {
-  const std::string prefix = use_ema ? "ema." : "model.";
+  const std::string prefix = use_ema && has_ema_tensors(content) ? "ema." : "model.";
   for (const auto& item : model.named_parameters())
     copy_into(content, prefix + item.key(), item.value());
 }

@@ -2,7 +2,8 @@
 // What a ddactor checkpoint holds and how it maps to safetensors tensors:
 //
 //   model.<parameter name>        the trained weights, one tensor each (Python reads them by name)
-//   ema.<parameter name>          the EMA weights used for sampling
+//   ema.<parameter name>          the EMA weights used for sampling (absent when the trainer
+//                                 keeps no EMA; metadata "ema" is "none" then)
 //   optimizer.exp_avg             AdamW first moments, flat
 //   optimizer.exp_avg_sq          AdamW second moments, flat
 //   optimizer.pending_rounds      AdamW catch-up counts, flat (only with top-k; see adamw.hpp)
@@ -51,7 +52,11 @@ snapshot_training_state(model_trainer& trainer, const training_progress& progres
 training_progress restore_training_state(const safetensors_content& content,
                                          model_trainer& trainer);
 
-/// Loads the EMA weights (or the raw weights) of a checkpoint into a model for sampling.
+/// Whether the checkpoint holds EMA weights (older checkpoints always do).
+bool has_ema_tensors(const safetensors_content& content);
+
+/// Loads the EMA weights (or the raw weights) of a checkpoint into a model for sampling; a
+/// checkpoint without an EMA gives its raw weights either way.
 void load_weights(const safetensors_content& content, torch::nn::Module& model,
                   bool use_ema = true);
 inline void load_weights(const safetensors_content& content, dit& model, bool use_ema = true) {

@@ -37,10 +37,30 @@ router_options make_router_options(const run_config& config) {
   return o;
 }
 
+bool fine_tunes_sd_unet(const run_config& config) {
+  return !config.model.pretrained.empty() && !config.model.latent;
+}
+
+sd_trainer_options make_sd_trainer_options(const run_config& config) {
+  const auto& t = config.train;
+  sd_trainer_options o;
+  o.pretrained = config.model.pretrained;
+  o.lora.rank = t.lora_rank;
+  o.lora.alpha = t.lora_alpha;
+  o.lora.targets = t.lora_targets;
+  o.offset_noise = t.offset_noise;
+  o.min_snr_gamma = t.min_snr_gamma;
+  o.caption_dropout = t.caption_dropout;
+  o.checkpoint_activations = t.checkpoint_activations;
+  return o;
+}
+
 std::unique_ptr<model_trainer> make_model_trainer(const run_config& config,
                                                   trainer_settings settings) {
   if (config.run.mode == "router")
     return std::make_unique<router_trainer>(make_router_options(config), settings);
+  if (fine_tunes_sd_unet(config))
+    return std::make_unique<sd_trainer>(make_sd_trainer_options(config), settings);
   return std::make_unique<diffusion_trainer>(make_dit_options(config), settings);
 }
 

@@ -5,6 +5,7 @@
 #include "models/diffusion_trainer.hpp"
 #include "models/dit.hpp"
 #include "models/router.hpp"
+#include "models/sd/sd_trainer.hpp"
 
 #include <memory>
 
@@ -13,8 +14,13 @@ namespace ddactor {
 dit_options make_dit_options(const run_config& config);
 router_options make_router_options(const run_config& config);
 trainer_settings make_trainer_settings(const run_config& config);
+sd_trainer_options make_sd_trainer_options(const run_config& config);
 
-/// What run.mode trains: the DiT ("train") or the DDM router ("router").
+/// Whether the run fine-tunes a Stable Diffusion UNet (model.pretrained without model.latent).
+bool fine_tunes_sd_unet(const run_config& config);
+
+/// What run.mode trains: the DiT ("train"; a Stable Diffusion UNet with model.pretrained) or the
+/// DDM router ("router").
 std::unique_ptr<model_trainer> make_model_trainer(const run_config& config,
                                                   trainer_settings settings);
 

@@ -18,19 +18,22 @@ void model_trainer::attach_modules(std::shared_ptr<torch::nn::Module> model,
   module_ = std::move(model);
   ema_module_ = std::move(ema);
   parameters_ = std::make_unique<flat_parameters>(*module_);
-  ema_parameters_ = std::make_unique<flat_parameters>(*ema_module_);
-  ema_parameters_->values().copy_(parameters_->values());
-  for (auto& p : ema_module_->parameters())
-    p.set_requires_grad(false);
-  ema_module_->eval();
+  if (ema_module_) {
+    ema_parameters_ = std::make_unique<flat_parameters>(*ema_module_);
+    if (ema_parameters_->size() != parameters_->size())
+      throw std::invalid_argument("the EMA copy's parameters do not match the model's");
+    ema_parameters_->values().copy_(parameters_->values());
+    for (auto& p : ema_module_->parameters())
+      p.set_requires_grad(false);
+    ema_module_->eval();
+  }
   optimizer_ = std::make_unique<flat_adamw>(parameters_->size(), settings_.adamw);
 }
 
 double model_trainer::accumulate(const training_batch& batch) {
   if (batch.count <= 0)
     return 0;
-  if (static_cast<int64_t>(batch.images.size()) !=
-      batch.count * batch.channels * batch.height * batch.width)
+  if (!batch.consistent())
     throw std::invalid_argument("batch images do not match its shape");
   module_->train();
   auto loss = batch_loss(batch, generator_);
@@ -98,8 +101,10 @@ step_result model_trainer::update_from_gradient_buffer() {
   auto values = parameters_->values();
   optimizer_->step(values, grads, lr);
   // EMA warm-up (as in many DiT trainers) so short runs are not dominated by the initial weights.
-  double decay = std::min(settings_.ema_decay, (1.0 + step_) / (10.0 + step_));
-  ema_parameters_->values().lerp_(values, 1.0 - decay);
+  if (ema_parameters_) {
+    double decay = std::min(settings_.ema_decay, (1.0 + step_) / (10.0 + step_));
+    ema_parameters_->values().lerp_(values, 1.0 - decay);
+  }
   ++step_;
   step_result result{step_,
                      accumulated_samples_ > 0

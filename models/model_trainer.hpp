@@ -7,12 +7,18 @@
 //   apply_step()          divides by the samples seen, clips, steps AdamW, updates the EMA
 //
 // A subclass supplies the modules (attach_modules() in its constructor) and the loss of a batch
-// (batch_loss()); diffusion_trainer trains the DiT, router_trainer the DDM router.
+// (batch_loss()); diffusion_trainer trains the DiT, router_trainer the DDM router, sd_trainer a
+// Stable Diffusion UNet or its LoRA adapters.
+//
+// The EMA copy is optional: a subclass that attaches none (a full fine-tune of a large model
+// whose memory is better spent elsewhere, train.ema_decay = 0) samples from and checkpoints the
+// trained weights themselves; ema_module() and ema_parameters() then name those.
 //
 // Not thread-safe: one thread trains.
 
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <span>
@@ -82,9 +88,11 @@ class model_trainer {
   double learning_rate(int64_t step) const;
 
   torch::nn::Module& module() { return *module_; }
-  torch::nn::Module& ema_module() { return *ema_module_; }
+  /// The EMA copy, or module() when there is none.
+  torch::nn::Module& ema_module() { return ema_module_ ? *ema_module_ : *module_; }
+  bool has_ema() const { return ema_module_ != nullptr; }
   flat_parameters& parameters() { return *parameters_; }
-  flat_parameters& ema_parameters() { return *ema_parameters_; }
+  flat_parameters& ema_parameters() { return ema_parameters_ ? *ema_parameters_ : *parameters_; }
   flat_adamw& optimizer() { return *optimizer_; }
   const trainer_settings& settings() const { return settings_; }
 
@@ -98,10 +106,17 @@ class model_trainer {
   /// What the model is, for checkpoint metadata ("model.kind" and its shape).
   virtual std::map<std::string, std::string> describe() const = 0;
 
+  /// When write_exports runs: beside every checkpoint, or once when training ends.
+  enum class export_moment { checkpoint, end };
+  /// Writes what users take out of a run in other tools' formats (an SD run's LoRA file or
+  /// diffusers folder) into `run_dir`; nothing by default. Runs on the training thread.
+  virtual void write_exports(const std::filesystem::path& run_dir, export_moment moment) {}
+
  protected:
   explicit model_trainer(trainer_settings settings);
 
-  /// Called once by the subclass's constructor with its freshly built model and EMA copy.
+  /// Called once by the subclass's constructor with its freshly built model and EMA copy (null:
+  /// no EMA). Only the model's parameters that require a gradient are trained.
   void attach_modules(std::shared_ptr<torch::nn::Module> model,
                       std::shared_ptr<torch::nn::Module> ema);
 

@@ -29,8 +29,9 @@ std::vector<named_tensor> shared_tensors(model_trainer& trainer, const outer_nes
   std::vector<named_tensor> out;
   for (const auto& item : trainer.module().named_parameters())
     out.push_back({"model." + item.key(), item.value()});
-  for (const auto& item : trainer.ema_module().named_parameters())
-    out.push_back({"ema." + item.key(), item.value()});
+  if (trainer.has_ema())
+    for (const auto& item : trainer.ema_module().named_parameters())
+      out.push_back({"ema." + item.key(), item.value()});
   out.push_back({"optimizer.exp_avg", trainer.optimizer().exp_avg()});
   out.push_back({"optimizer.exp_avg_sq", trainer.optimizer().exp_avg_sq()});
   if (trainer.optimizer().options().sparse_catch_up)

@@ -60,6 +60,15 @@ struct skipped_files {
 
   int64_t total() const { return unreadable + missing_caption + missing_image + wrong_format; }
   void add_example(std::string line);
+  // Adds another count's numbers and examples to this one.
+  void add(const skipped_files& other) {
+    unreadable += other.unreadable;
+    missing_caption += other.missing_caption;
+    missing_image += other.missing_image;
+    wrong_format += other.wrong_format;
+    for (const auto& line : other.examples)
+      add_example(line);
+  }
 };
 
 // Writes the images at `indices` of `data` into `out` as floats x / 127.5 - 1 (so 0 -> -1,

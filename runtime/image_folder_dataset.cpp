@@ -66,17 +66,8 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-// A file left out: which one, under which count, and why (the log line is "<file>: <why>").
-struct skip_record {
-  std::filesystem::path file;
-  int64_t skipped_files::*counter;
-  std::string why;
-};
-
-struct work_item {
-  std::filesystem::path image;
-  std::optional<std::filesystem::path> caption;
-};
+using skip_record = image_folder_skip;
+using work_item = image_folder_entry;
 
 struct work_result {
   bool loaded = false;
@@ -92,21 +83,9 @@ work_result skip_result(std::filesystem::path file, int64_t skipped_files::*coun
 work_result load_one(const work_item& item, int resolution, int channels, uint8_t* pixels) {
   work_result result;
   try {
-    if (item.caption) {
-      std::error_code error;
-      const auto size = std::filesystem::file_size(*item.caption, error);
-      if (error)
-        return skip_result(*item.caption, &skipped_files::unreadable,
-                       "caption cannot be read (" + error.message() + ")");
-      if (size > max_caption_bytes)
-        return skip_result(*item.caption, &skipped_files::wrong_format,
-                       "caption of " + std::to_string(size) + " bytes is too long");
-      const std::vector<uint8_t> bytes = read_file_bytes(*item.caption);
-      const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-      if (!clean_caption(text, result.caption))
-        return skip_result(*item.caption, &skipped_files::wrong_format,
-                       "caption is not valid UTF-8");
-    }
+    if (item.caption)
+      if (auto skip = read_caption_file(*item.caption, result.caption))
+        return {false, {}, std::move(skip)};
     std::vector<uint8_t> bytes;
     try {
       bytes = read_file_bytes(item.image);
@@ -150,20 +129,11 @@ bool clean_caption(std::string_view bytes, std::string& out) {
   return true;
 }
 
-image_dataset load_image_folder(const std::filesystem::path& dir, int resolution, int channels,
-                                bool require_captions, skipped_files& total_skipped,
-                                int threads) {
+image_folder_scan scan_image_folder(const std::filesystem::path& dir, bool require_captions) {
   namespace fs = std::filesystem;
   std::error_code error;
   if (!fs::is_directory(dir, error))
     throw image_folder_error("image folder " + dir.string() + " does not exist or is no folder");
-  if (channels != 1 && channels != 3)
-    throw image_folder_error("image folder " + dir.string() + ": " + std::to_string(channels) +
-                             " channels requested, only 1 or 3 are supported");
-  if (resolution < 1)
-    throw image_folder_error("image folder " + dir.string() + ": resolution " +
-                             std::to_string(resolution) + " is not positive");
-
   // Scan. Keys are paths without extension, so `a/cat.png` and `a/cat.txt` meet.
   struct stem_files {
     std::vector<fs::path> images;
@@ -219,6 +189,62 @@ image_dataset load_image_folder(const std::filesystem::path& dir, int resolution
   std::sort(work.begin(), work.end(),
             [](const work_item& a, const work_item& b) { return a.image < b.image; });
 
+  return {std::move(work), std::move(skips)};
+}
+
+std::optional<image_folder_skip> read_caption_file(const std::filesystem::path& file,
+                                                   std::string& caption) {
+  std::error_code error;
+  const auto size = std::filesystem::file_size(file, error);
+  if (error)
+    return image_folder_skip{file, &skipped_files::unreadable,
+                             "caption cannot be read (" + error.message() + ")"};
+  if (size > max_caption_bytes)
+    return image_folder_skip{file, &skipped_files::wrong_format,
+                             "caption of " + std::to_string(size) + " bytes is too long"};
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = read_file_bytes(file);
+  } catch (const image_error& e) {
+    return image_folder_skip{file, &skipped_files::unreadable,
+                             "caption cannot be read (" + e.reason() + ")"};
+  }
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  if (!clean_caption(text, caption))
+    return image_folder_skip{file, &skipped_files::wrong_format, "caption is not valid UTF-8"};
+  return std::nullopt;
+}
+
+skipped_files count_and_log_skips(std::vector<image_folder_skip> skips) {
+  // Count and log in path order, so the log reads the same on every run.
+  std::stable_sort(skips.begin(), skips.end(),
+                   [](const skip_record& a, const skip_record& b) { return a.file < b.file; });
+  skipped_files skipped;
+  for (const auto& skip : skips) {
+    ++(skipped.*skip.counter);
+    std::string line = skip.file.string() + ": " + skip.why;
+    spdlog::warn("image folder: skipping {}", line);
+    skipped.add_example(std::move(line));
+  }
+  return skipped;
+}
+
+image_dataset load_image_folder(const std::filesystem::path& dir, int resolution, int channels,
+                                bool require_captions, skipped_files& total_skipped,
+                                int threads) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::is_directory(dir, error))
+    throw image_folder_error("image folder " + dir.string() + " does not exist or is no folder");
+  if (channels != 1 && channels != 3)
+    throw image_folder_error("image folder " + dir.string() + ": " + std::to_string(channels) +
+                             " channels requested, only 1 or 3 are supported");
+  if (resolution < 1)
+    throw image_folder_error("image folder " + dir.string() + ": resolution " +
+                             std::to_string(resolution) + " is not positive");
+
+  auto [work, skips] = scan_image_folder(dir, require_captions);
+
   // Decode in parallel; slot i of `results` and of `pixels` belongs to work[i] alone.
   const size_t image_size = static_cast<size_t>(channels) * resolution * resolution;
   std::vector<uint8_t> pixels(work.size() * image_size);
@@ -261,25 +287,12 @@ image_dataset load_image_folder(const std::filesystem::path& dir, int resolution
   data.count = static_cast<int64_t>(kept);
   if (!any_caption) data.captions.clear();
 
-  // Count and log in path order, so the log reads the same on every run.
-  std::stable_sort(skips.begin(), skips.end(),
-                   [](const skip_record& a, const skip_record& b) { return a.file < b.file; });
-  skipped_files skipped;
-  for (const auto& skip : skips) {
-    ++(skipped.*skip.counter);
-    std::string line = skip.file.string() + ": " + skip.why;
-    spdlog::warn("image folder: skipping {}", line);
-    skipped.add_example(std::move(line));
-  }
+  const skipped_files skipped = count_and_log_skips(std::move(skips));
   spdlog::info("image folder {}: {} images loaded at {}x{}x{}; skipped {} unreadable, {} wrong "
                "format, {} without caption, {} captions without image",
                dir.string(), kept, channels, resolution, resolution, skipped.unreadable,
                skipped.wrong_format, skipped.missing_caption, skipped.missing_image);
-  total_skipped.unreadable += skipped.unreadable;
-  total_skipped.wrong_format += skipped.wrong_format;
-  total_skipped.missing_caption += skipped.missing_caption;
-  total_skipped.missing_image += skipped.missing_image;
-  for (auto& line : skipped.examples) total_skipped.add_example(std::move(line));
+  total_skipped.add(skipped);
   if (kept == 0)
     throw image_folder_error("image folder " + dir.string() + " has no usable image (" +
                              std::to_string(skipped.total()) + " files skipped)");

@@ -20,6 +20,7 @@
 #include "runtime/image_dataset.hpp"
 
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -38,6 +39,36 @@ class image_folder_error : public std::runtime_error {
 // Adds what it skipped to `skipped`. `threads` = 0 uses std::thread::hardware_concurrency().
 image_dataset load_image_folder(const std::filesystem::path& dir, int resolution, int channels,
                                 bool require_captions, skipped_files& skipped, int threads = 0);
+
+// One image of a folder with its caption file, if it has one.
+struct image_folder_entry {
+  std::filesystem::path image;
+  std::optional<std::filesystem::path> caption;
+};
+
+// A file left out: which one, under which count, and why (logged as "<file>: <why>").
+struct image_folder_skip {
+  std::filesystem::path file;
+  int64_t skipped_files::*counter;
+  std::string why;
+};
+
+// What a folder holds, before anything is decoded: the images (sorted by path) and the files
+// passed over (captions without an image; images without a caption when captions are required).
+struct image_folder_scan {
+  std::vector<image_folder_entry> images;
+  std::vector<image_folder_skip> skipped;
+};
+
+// Scans `dir` as load_image_folder does. Throws image_folder_error for a missing folder.
+image_folder_scan scan_image_folder(const std::filesystem::path& dir, bool require_captions);
+
+// Reads and cleans a caption file into `caption`; the reason it cannot be used otherwise.
+std::optional<image_folder_skip> read_caption_file(const std::filesystem::path& file,
+                                                   std::string& caption);
+
+// Counts the skips and logs them in path order (one warning each); returns the counts.
+skipped_files count_and_log_skips(std::vector<image_folder_skip> skips);
 
 // Caption text as stored: without a UTF-8 byte-order mark and surrounding ASCII whitespace.
 // Returns false (and leaves `out` alone) if `bytes` is not valid UTF-8.

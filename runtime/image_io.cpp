@@ -220,9 +220,15 @@ decoded_image decode_image_file(const std::filesystem::path& file) {
 }
 
 std::vector<uint8_t> fit_image(const decoded_image& image, int resolution, int channels) {
-  if (resolution < 1 || resolution > max_resolution)
-    throw image_error("fit_image", "resolution " + std::to_string(resolution) +
-                      " is outside 1.." + std::to_string(max_resolution));
+  return fit_image_to(image, resolution, resolution, channels);
+}
+
+std::vector<uint8_t> fit_image_to(const decoded_image& image, int width, int height,
+                                  int channels) {
+  for (const int side : {width, height})
+    if (side < 1 || side > max_resolution)
+      throw image_error("fit_image", "resolution " + std::to_string(side) +
+                        " is outside 1.." + std::to_string(max_resolution));
   if (channels != 1 && channels != 3)
     throw image_error("fit_image", std::to_string(channels) +
                       " channels requested, only 1 or 3 are supported");
@@ -232,51 +238,59 @@ std::vector<uint8_t> fit_image(const decoded_image& image, int resolution, int c
     throw image_error("fit_image", "inconsistent decoded image " + std::to_string(w) + "x" +
                       std::to_string(h) + "x" + std::to_string(sc));
 
-  // The centre square of the source; a whole-pixel offset keeps same-size images exact.
-  const int side = std::min(w, h);
-  const int x0 = (w - side) / 2;
-  const int y0 = (h - side) / 2;
-  const resample_axis across = make_axis(x0, side, resolution);
-  const resample_axis down = make_axis(y0, side, resolution);
-  const auto r = static_cast<size_t>(resolution);
+  // The centre of the source with the target's aspect ratio (the square for square targets); a
+  // whole-pixel offset keeps same-size images exact.
+  const bool source_wider = int64_t{w} * height >= int64_t{h} * width;
+  const int crop_w = source_wider
+                       ? std::max(1, static_cast<int>(int64_t{h} * width / height))
+                       : w;
+  const int crop_h = source_wider
+                       ? h
+                       : std::max(1, static_cast<int>(int64_t{w} * height / width));
+  const int x0 = (w - crop_w) / 2;
+  const int y0 = (h - crop_h) / 2;
+  const resample_axis across = make_axis(x0, crop_w, width);
+  const resample_axis down = make_axis(y0, crop_h, height);
+  const auto ow = static_cast<size_t>(width);
+  const auto oh = static_cast<size_t>(height);
 
   // Pass 1, rows: each source row the vertical pass needs, converted, resampled across.
-  // rows_out[c][y - y0][i]; only `side` rows are touched, never the cropped-away ones.
-  std::vector<float> rows_out(static_cast<size_t>(channels) * side * r);
+  // rows_out[c][y - y0][i]; only `crop_h` rows are touched, never the cropped-away ones.
+  std::vector<float> rows_out(static_cast<size_t>(channels) * crop_h * ow);
   std::vector<float> row(static_cast<size_t>(w) * channels);
   const int first = across.first.front();
   const int last = across.first.back() + across.length.back();
-  for (int y = y0; y < y0 + side; ++y) {
+  for (int y = y0; y < y0 + crop_h; ++y) {
     const uint8_t* src = image.pixels.data() + static_cast<size_t>(y) * w * sc;
     for (int x = first; x < last; ++x)
       convert_pixel(src + static_cast<size_t>(x) * sc, sc, channels,
                     row.data() + static_cast<size_t>(x) * channels);
-    for (size_t i = 0; i < r; ++i) {
+    for (size_t i = 0; i < ow; ++i) {
       const float* wt = across.weights.data() + across.offset[i];
       const int p0 = across.first[i];
       const int n = across.length[i];
       for (int c = 0; c < channels; ++c) {
         float sum = 0.0f;
         for (int k = 0; k < n; ++k) sum += wt[k] * row[static_cast<size_t>(p0 + k) * channels + c];
-        rows_out[(static_cast<size_t>(c) * side + (y - y0)) * r + i] = sum;
+        rows_out[(static_cast<size_t>(c) * crop_h + (y - y0)) * ow + i] = sum;
       }
     }
   }
 
   // Pass 2, columns.
-  std::vector<uint8_t> out(static_cast<size_t>(channels) * r * r);
-  std::vector<float> acc(r);
+  std::vector<uint8_t> out(static_cast<size_t>(channels) * oh * ow);
+  std::vector<float> acc(ow);
   for (int c = 0; c < channels; ++c) {
-    const float* plane = rows_out.data() + static_cast<size_t>(c) * side * r;
-    for (size_t j = 0; j < r; ++j) {
+    const float* plane = rows_out.data() + static_cast<size_t>(c) * crop_h * ow;
+    for (size_t j = 0; j < oh; ++j) {
       std::fill(acc.begin(), acc.end(), 0.0f);
       const float* wt = down.weights.data() + down.offset[j];
       for (int k = 0; k < down.length[j]; ++k) {
-        const float* src = plane + static_cast<size_t>(down.first[j] - y0 + k) * r;
-        for (size_t i = 0; i < r; ++i) acc[i] += wt[k] * src[i];
+        const float* src = plane + static_cast<size_t>(down.first[j] - y0 + k) * ow;
+        for (size_t i = 0; i < ow; ++i) acc[i] += wt[k] * src[i];
       }
-      uint8_t* dst = out.data() + (static_cast<size_t>(c) * r + j) * r;
-      for (size_t i = 0; i < r; ++i) dst[i] = round_to_byte(acc[i]);
+      uint8_t* dst = out.data() + (static_cast<size_t>(c) * oh + j) * ow;
+      for (size_t i = 0; i < ow; ++i) dst[i] = round_to_byte(acc[i]);
     }
   }
   return out;

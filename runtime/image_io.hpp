@@ -62,6 +62,11 @@ std::vector<uint8_t> read_file_bytes(const std::filesystem::path& file);
 // Rec. 601 luma (0.299 R + 0.587 G + 0.114 B), grey becomes RGB by copying.
 std::vector<uint8_t> fit_image(const decoded_image& image, int resolution, int channels);
 
+// fit_image for a width x height target: resized so that it covers the target, the centre crop
+// of the target's aspect ratio; CHW. fit_image is this with a square.
+std::vector<uint8_t> fit_image_to(const decoded_image& image, int width, int height,
+                                  int channels);
+
 // Writes a PNG (HWC, 1 to 4 channels) through a temporary file in the same folder renamed over
 // the target, so a reader never sees half a file. image_error on failure.
 void write_png(const std::filesystem::path& file, std::span<const uint8_t> hwc, int width,

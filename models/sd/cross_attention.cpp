@@ -63,7 +63,7 @@ cross_attention_impl::cross_attention_impl(const cross_attention_options& option
                                                                      options.query_dim)
                                            .eps(options.group_norm_eps)));
   auto linear = [](int64_t in, int64_t out, bool bias) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+    return adaptable_linear(torch::nn::LinearOptions(in, out).bias(bias));
   };
   to_q = register_module("to_q", linear(options.query_dim, inner_dim, options.qkv_bias));
   to_k = register_module("to_k", linear(context_dim, inner_dim, options.qkv_bias));

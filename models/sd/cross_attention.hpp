@@ -14,6 +14,8 @@
 
 #include <torch/torch.h>
 
+#include "models/sd/adaptable_linear.hpp"
+
 namespace ddactor {
 
 /// How softmax(scale * q k^T) v is computed.
@@ -66,11 +68,12 @@ struct cross_attention_impl : torch::nn::Module {
   int64_t query_chunk_size = 0;
 
   torch::nn::GroupNorm group_norm{nullptr};
-  torch::nn::Linear to_q{nullptr};
-  torch::nn::Linear to_k{nullptr};
-  torch::nn::Linear to_v{nullptr};
+  // Adaptable (adaptable_linear.hpp): LoRA fine-tuning attaches adapters to these.
+  adaptable_linear to_q{nullptr};
+  adaptable_linear to_k{nullptr};
+  adaptable_linear to_v{nullptr};
   torch::nn::ModuleList to_out;  // [0] the output projection, [1] dropout
-  torch::nn::Linear out_projection{nullptr};
+  adaptable_linear out_projection{nullptr};
   torch::nn::Dropout out_dropout{nullptr};
 
 private:

@@ -26,7 +26,7 @@ torch::nn::Conv2d pointwise_conv(int64_t in, int64_t out) {
 } // namespace
 
 geglu_impl::geglu_impl(int64_t dim_in, int64_t dim_out)
-  : proj(register_module("proj", torch::nn::Linear(dim_in, 2 * dim_out))) {}
+  : proj(register_module("proj", adaptable_linear(dim_in, 2 * dim_out))) {}
 
 torch::Tensor geglu_impl::forward(const torch::Tensor& x) {
   auto halves = proj(x).chunk(2, -1);
@@ -85,14 +85,14 @@ transformer_2d_impl::transformer_2d_impl(const transformer_2d_options& options)
     "norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(options.norm_groups, options.channels)
                                    .eps(transformer_group_norm_eps)));
   if (options.use_linear_projection)
-    proj_in_linear = register_module("proj_in", torch::nn::Linear(options.channels, inner));
+    proj_in_linear = register_module("proj_in", adaptable_linear(options.channels, inner));
   else
     proj_in_conv = register_module("proj_in", pointwise_conv(options.channels, inner));
   transformer_blocks = register_module("transformer_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.layers; ++i)
     transformer_blocks->push_back(basic_transformer_block(options));
   if (options.use_linear_projection)
-    proj_out_linear = register_module("proj_out", torch::nn::Linear(inner, options.channels));
+    proj_out_linear = register_module("proj_out", adaptable_linear(inner, options.channels));
   else
     proj_out_conv = register_module("proj_out", pointwise_conv(inner, options.channels));
 }

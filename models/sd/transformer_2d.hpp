@@ -10,6 +10,7 @@
 //
 // proj_in/proj_out are 1x1 convolutions in SD 1.x and Linear layers in SD 2.x
 // (`use_linear_projection`); either way their state_dict names are proj_in.* and proj_out.*.
+// Every Linear layer here is an adaptable_linear, so LoRA can target it.
 
 #include <torch/torch.h>
 
@@ -23,7 +24,7 @@ struct geglu_impl : torch::nn::Module {
   geglu_impl(int64_t dim_in, int64_t dim_out);
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear proj{nullptr};
+  adaptable_linear proj{nullptr};
 };
 TORCH_MODULE_IMPL(geglu, geglu_impl);
 
@@ -35,7 +36,7 @@ struct geglu_feed_forward_impl : torch::nn::Module {
   torch::nn::ModuleList net;
   geglu gated_projection{nullptr};
   torch::nn::Dropout dropout{nullptr};
-  torch::nn::Linear projection_out{nullptr};
+  adaptable_linear projection_out{nullptr};
 };
 TORCH_MODULE_IMPL(geglu_feed_forward, geglu_feed_forward_impl);
 
@@ -81,10 +82,10 @@ struct transformer_2d_impl : torch::nn::Module {
 
   torch::nn::GroupNorm norm{nullptr};
   torch::nn::Conv2d proj_in_conv{nullptr};    // registered as proj_in unless linear
-  torch::nn::Linear proj_in_linear{nullptr};  // registered as proj_in if linear
+  adaptable_linear proj_in_linear{nullptr};  // registered as proj_in if linear
   torch::nn::ModuleList transformer_blocks;
   torch::nn::Conv2d proj_out_conv{nullptr};
-  torch::nn::Linear proj_out_linear{nullptr};
+  adaptable_linear proj_out_linear{nullptr};
 
 private:
   transformer_2d_options options_;

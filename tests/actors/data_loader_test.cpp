@@ -47,8 +47,19 @@ class data_loader_actor_test : public ::testing::Test {
   }
 };
 
+data_loader_options loader_options(std::shared_ptr<const image_dataset> data, int batch_size,
+                                   uint64_t seed, uint64_t generation, int64_t crash_after = 0) {
+  data_loader_options options;
+  options.data = std::move(data);
+  options.batch_size = batch_size;
+  options.seed = seed;
+  options.generation = generation;
+  options.crash_after_batches = crash_after;
+  return options;
+}
+
 TEST_F(data_loader_actor_test, sends_no_more_batches_than_credits) {
-  auto loader = spawn_data_loader(system, {numbered_images(50), 4, 7, 1, 0});
+  auto loader = spawn_data_loader(system, loader_options(numbered_images(50), 4, 7, 1));
   self->send(loader, fetch_atom_v, caf::actor_cast<batch_sink_actor>(self), int64_t{0},
              int64_t{0}, int32_t{3});
   auto batches = receive_batches(3);
@@ -61,7 +72,7 @@ TEST_F(data_loader_actor_test, sends_no_more_batches_than_credits) {
 
 TEST_F(data_loader_actor_test, follows_the_deterministic_order_from_any_position) {
   auto data = numbered_images(10);
-  auto loader = spawn_data_loader(system, {data, 4, 11, 5, 0});
+  auto loader = spawn_data_loader(system, loader_options(data, 4, 11, 5));
   // Start in the middle of epoch 1: batches continue into epoch 2.
   self->send(loader, fetch_atom_v, caf::actor_cast<batch_sink_actor>(self), int64_t{1},
              int64_t{8}, int32_t{2});
@@ -81,7 +92,7 @@ TEST_F(data_loader_actor_test, follows_the_deterministic_order_from_any_position
 }
 
 TEST_F(data_loader_actor_test, injected_crash_ends_the_actor_with_an_error) {
-  auto loader = spawn_data_loader(system, {numbered_images(10), 2, 1, 1, /*crash after*/ 2});
+  auto loader = spawn_data_loader(system, loader_options(numbered_images(10), 2, 1, 1, /*crash after*/ 2));
   self->monitor(loader);
   self->send(loader, fetch_atom_v, caf::actor_cast<batch_sink_actor>(self), int64_t{0},
              int64_t{0}, int32_t{5});

@@ -434,9 +434,14 @@ INSTANTIATE_TEST_SUITE_P(
         range_case{"train.checkpoint_every", "1", "0", "must be >= 1, got 0"},
         range_case{"train.keep_checkpoints", "1", "0", "must be >= 1, got 0"},
         range_case{"train.sample_every", "0", "-1", "must be >= 0, got -1"},
+        range_case{"train.lora_rank", "0", "-1", "must be in [0, 1024], got -1"},
+        range_case{"train.lora_alpha", "0.5", "0", "must be > 0, got 0.0"},
+        range_case{"train.offset_noise", "1", "1.5", "must be in [0, 1], got 1.5"},
+        range_case{"train.min_snr_gamma", "0", "-1", "must be >= 0, got -1.0"},
+        range_case{"train.caption_dropout", "0.99", "1", "must be in [0, 1), got 1.0"},
         range_case{"sample.steps", "1", "0", "must be >= 1, got 0"},
         range_case{"sample.sampler", "\"euler\"", "\"rk4\"",
-                   "must be one of \"euler\", \"heun\", got \"rk4\""},
+                   "must be one of \"euler\", \"heun\", \"ddim\", \"dpm++2m\", got \"rk4\""},
         range_case{"sample.cfg_scale", "0", "-1", "must be >= 0, got -1.0"},
         range_case{"sample.per_class", "1", "0", "must be >= 1, got 0"},
         range_case{"eval.num_samples", "1", "0", "must be >= 1, got 0"},
@@ -680,8 +685,9 @@ INSTANTIATE_TEST_SUITE_P(
                       "--set trian.lr=1: key 'trian.lr': unknown section; did you mean 'train'?"},
         override_case{"train.lr", "--set train.lr: expected section.key=value"},
         override_case{"lr=1", "--set lr=1: key 'lr': expected section.key=value"},
-        override_case{"sample.sampler=rk4", "--set sample.sampler=rk4: key 'sample.sampler': must "
-                                            "be one of \"euler\", \"heun\", got \"rk4\""},
+        override_case{"sample.sampler=rk4",
+                      "--set sample.sampler=rk4: key 'sample.sampler': must be one of \"euler\", "
+                      "\"heun\", \"ddim\", \"dpm++2m\", got \"rk4\""},
         override_case{"model.patch_size=3",
                       "--set model.patch_size=3: key 'model.patch_size': data.resolution (28) "
                       "must be divisible by model.patch_size (3)"}));
@@ -739,7 +745,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 116u);
+  EXPECT_EQ(known.size(), 127u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -814,9 +820,16 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   config.source_file = "/tmp/odd \"name\"\n.toml";
   config.run = {"odd.name_1", "/tmp/we\"ird\\name\n\t\x01 \xc3\xa9", "train",
                 UINT64_C(9223372036854775807), 3, "cuda:1"};
-  config.model = {"B/4", 96, 3, 6, 8, 2.5, "caption", 0, 0.25, 1, 300};
-  config.data = {"folder", "/srv/images", 64, 3, 7, 2, 0.125};
+  config.model = {"B/4", 96, 3, 6, 8, 2.5, "caption", 0, 0.25, 1, 300, "/models/sd 1.5", false};
+  config.data = {"folder", "/srv/images", 64, 3, 7, 2, 0.125, true, false};
   config.train = {123, 45.5, 1.5e-4, 0.01, 0.8, 0.95, 1e-6, 7, 0.5, 0.9, -0.5, 1.2, 3, 40, 1, 0};
+  config.train.lora_rank = 16;
+  config.train.lora_alpha = 12.5;
+  config.train.lora_targets = {"attn2.to_k", "ff.net.2"};
+  config.train.offset_noise = 0.05;
+  config.train.min_snr_gamma = 5;
+  config.train.caption_dropout = 0.25;
+  config.train.checkpoint_activations = true;
   config.sample = {5, "euler", 0.0, 2, 77};
   config.eval = {10, 6, "euler", 1.0, 5, 0, "/var/cache/x"};
   config.debug = {9, true, 11};

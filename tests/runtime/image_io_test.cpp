@@ -102,6 +102,23 @@ TEST(image_io, fit_image_crops_the_centre_of_wide_and_tall_images) {
   EXPECT_EQ(fit_image(wide2, 2, 1), (std::vector<uint8_t>{51, 91, 55, 95}));
 }
 
+TEST(image_io, fit_image_to_crops_the_centre_with_the_targets_aspect_ratio) {
+  // 8x2 to a 4x1 target: the ratio fits, so the whole image is halved (2x2 averages).
+  const decoded_image wide = grey_image(8, 2, [](int x, int y) { return x * 20 + y * 2; });
+  EXPECT_EQ(fit_image_to(wide, 4, 1, 1), (std::vector<uint8_t>{11, 51, 91, 131}));
+  // 6x6 to 2x1: the centre 6x3 (rows 1..3), then 3x3 averages: rows mean 2, columns 1 and 4.
+  const decoded_image square = grey_image(6, 6, [](int x, int y) { return x * 10 + y; });
+  EXPECT_EQ(fit_image_to(square, 2, 1, 1), (std::vector<uint8_t>{12, 42}));
+  // 4x8 (tall) to 1x2 keeps it all: 4x4 averages.
+  const decoded_image tall = grey_image(4, 8, [](int x, int y) { return x * 10 + 2 * y; });
+  EXPECT_EQ(fit_image_to(tall, 1, 2, 1), (std::vector<uint8_t>{18, 26}));
+  // Same size: an exact copy; square targets are fit_image.
+  const decoded_image odd = grey_image(5, 3, [](int x, int y) { return x * 7 + y; });
+  EXPECT_EQ(fit_image_to(odd, 5, 3, 1), odd.pixels);
+  EXPECT_EQ(fit_image_to(wide, 2, 2, 1), fit_image(wide, 2, 1));
+  EXPECT_THROW(fit_image_to(wide, 0, 2, 1), image_error);
+}
+
 TEST(image_io, fit_image_upsamples_linearly) {
   const decoded_image image = grey_image(2, 2, [](int x, int) { return x * 200; });
   const auto out = fit_image(image, 4, 1);
