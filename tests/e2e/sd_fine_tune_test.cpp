@@ -25,12 +25,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-#define SKIP_WITHOUT_TINY_SD()                                                                    \
-  do {                                                                                            \
-    if (const auto why = tiny_sd::missing_fixtures(); !why.empty())                               \
-      GTEST_SKIP() << why;                                                                        \
-  } while (false)
-
 // Epochs of a run and the epoch of its mid-run checkpoint.
 constexpr int64_t epochs = 16;
 constexpr int64_t checkpoint_every = 8;

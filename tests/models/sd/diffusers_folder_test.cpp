@@ -21,68 +21,12 @@
 #include "models/sd/clip_text_model.hpp"
 #include "models/sd/module_state_loading.hpp"
 #include "tests/models/sd/sd1_fixture_io.hpp"
+#include "tests/models/sd/tiny_sd_folder.hpp"
 
 namespace ddactor {
 namespace {
 
 namespace fs = std::filesystem;
-
-// As StableDiffusionPipeline.save_pretrained (v0.25.1) writes it for SD 1.5 saved without its
-// safety checker; sorted keys, as diffusers' to_json_string writes them.
-constexpr const char* sd1_model_index = R"({
-  "_class_name": "StableDiffusionPipeline",
-  "_diffusers_version": "0.25.1",
-  "feature_extractor": [null, null],
-  "image_encoder": [null, null],
-  "requires_safety_checker": false,
-  "safety_checker": [null, null],
-  "scheduler": ["diffusers", "PNDMScheduler"],
-  "text_encoder": ["transformers", "CLIPTextModel"],
-  "tokenizer": ["transformers", "CLIPTokenizer"],
-  "unet": ["diffusers", "UNet2DConditionModel"],
-  "vae": ["diffusers", "AutoencoderKL"]
-}
-)";
-
-// SD 1.x's scheduler: PNDM with the SD 1.x noise schedule (the schedulers fixture's values).
-constexpr const char* sd1_scheduler_config = R"({
-  "_class_name": "PNDMScheduler",
-  "_diffusers_version": "0.25.1",
-  "beta_end": 0.012,
-  "beta_schedule": "scaled_linear",
-  "beta_start": 0.00085,
-  "clip_sample": false,
-  "num_train_timesteps": 1000,
-  "prediction_type": "epsilon",
-  "set_alpha_to_one": false,
-  "skip_prk_steps": true,
-  "steps_offset": 1,
-  "timestep_spacing": "leading",
-  "trained_betas": null
-}
-)";
-
-// The CLIP tokenizer's settings as SD 1.x folders carry them.
-constexpr const char* sd1_tokenizer_config = R"({
-  "add_prefix_space": false,
-  "bos_token": "<|startoftext|>",
-  "do_lower_case": true,
-  "eos_token": "<|endoftext|>",
-  "errors": "replace",
-  "model_max_length": 77,
-  "pad_token": "<|endoftext|>",
-  "tokenizer_class": "CLIPTokenizer",
-  "unk_token": "<|endoftext|>"
-}
-)";
-
-constexpr const char* sd1_special_tokens_map = R"({
-  "bos_token": "<|startoftext|>",
-  "eos_token": "<|endoftext|>",
-  "pad_token": "<|endoftext|>",
-  "unk_token": "<|endoftext|>"
-}
-)";
 
 class temporary_folder {
 public:
@@ -105,41 +49,13 @@ private:
   fs::path path_;
 };
 
-void write_text(const fs::path& file, const std::string& text) {
-  fs::remove(file); // never write through a link into the fixtures
-  std::ofstream(file, std::ios::binary) << text;
-}
+void write_text(const fs::path& file, const std::string& text) { tiny_sd::write_file(file, text); }
 
 std::string read_bytes(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
-}
-
-void link_fixture(const fs::path& fixture_file, const fs::path& link) {
-  fs::create_directories(link.parent_path());
-  fs::create_symlink(fixture_file, link);
-}
-
-// A full SD 1.x pipeline folder at `root`, its weights and vocabulary linked from the fixtures.
-void assemble_sd1_folder(const fs::path& root) {
-  const fs::path fixtures = sd1_fixtures::folder();
-  fs::create_directories(root);
-  write_text(root / "model_index.json", sd1_model_index);
-  for (const auto& [part, fixture, weights] :
-       {std::tuple{"unet", "tiny_unet", "diffusion_pytorch_model.safetensors"},
-        std::tuple{"vae", "tiny_vae", "diffusion_pytorch_model.safetensors"},
-        std::tuple{"text_encoder", "tiny_clip_text", "model.safetensors"}}) {
-    link_fixture(fixtures / fixture / "config.json", root / part / "config.json");
-    link_fixture(fixtures / fixture / weights, root / part / weights);
-  }
-  link_fixture(fixtures / "clip_tokenizer" / "vocab.json", root / "tokenizer" / "vocab.json");
-  link_fixture(fixtures / "clip_tokenizer" / "merges.txt", root / "tokenizer" / "merges.txt");
-  write_text(root / "tokenizer" / "tokenizer_config.json", sd1_tokenizer_config);
-  write_text(root / "tokenizer" / "special_tokens_map.json", sd1_special_tokens_map);
-  fs::create_directories(root / "scheduler");
-  write_text(root / "scheduler" / "scheduler_config.json", sd1_scheduler_config);
 }
 
 std::string fixture_gap() {
@@ -222,7 +138,7 @@ std::shared_ptr<torch::nn::Module> module_shaped_like(const fs::path& file) {
 TEST(diffusers_folder, reads_an_assembled_sd1_folder_and_its_text_encoder_runs) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
 
   const auto folder = read_diffusers_folder(root.path());
   EXPECT_EQ(folder.pipeline_class, "StableDiffusionPipeline");
@@ -259,7 +175,7 @@ TEST(diffusers_folder, reads_an_assembled_sd1_folder_and_its_text_encoder_runs) 
 TEST(diffusers_folder, only_the_required_parts_are_read) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   // A latent DiT's folder: no UNet at all.
   fs::remove_all(root.path() / "unet");
   set_model_index_entry(root.path(), "unet", nullptr);
@@ -279,7 +195,7 @@ TEST(diffusers_folder, only_the_required_parts_are_read) {
 TEST(diffusers_folder, a_missing_part_names_the_folder_or_model_index) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   fs::remove_all(root.path() / "vae");
   expect_mentions(read_error(root.path()), {(root.path() / "vae").string(), "missing"});
 
@@ -294,7 +210,7 @@ TEST(diffusers_folder, a_missing_part_names_the_folder_or_model_index) {
 TEST(diffusers_folder, a_missing_or_broken_config_names_the_file) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   const fs::path config = root.path() / "text_encoder" / "config.json";
   fs::remove(config);
   expect_mentions(read_error(root.path()), {config.string(), "missing"});
@@ -315,7 +231,7 @@ TEST(diffusers_folder, a_missing_or_broken_config_names_the_file) {
 TEST(diffusers_folder, pickled_weights_are_refused_with_a_way_out) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   fs::remove(root.path() / "vae" / "diffusion_pytorch_model.safetensors");
   write_text(root.path() / "vae" / "diffusion_pytorch_model.bin", "not really a pickle");
   expect_mentions(read_error(root.path()),
@@ -326,7 +242,7 @@ TEST(diffusers_folder, pickled_weights_are_refused_with_a_way_out) {
 TEST(diffusers_folder, a_truncated_weights_file_is_named) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   const fs::path weights = root.path() / "vae" / "diffusion_pytorch_model.safetensors";
   const auto bytes = read_bytes(weights);
   write_text(weights, bytes.substr(0, bytes.size() / 2));
@@ -336,7 +252,7 @@ TEST(diffusers_folder, a_truncated_weights_file_is_named) {
 TEST(diffusers_folder, a_wrong_shape_names_the_file_and_the_key) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   const fs::path weights = root.path() / "text_encoder" / "model.safetensors";
   auto content = read_safetensors_file(weights);
   const std::string key = "text_model.embeddings.position_embedding.weight";
@@ -360,7 +276,7 @@ TEST(diffusers_folder, a_wrong_shape_names_the_file_and_the_key) {
 TEST(diffusers_folder, unknown_classes_are_named) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   const auto index = (root.path() / "model_index.json").string();
 
   set_model_index_entry(root.path(), "unet", nlohmann::json::array({"diffusers", "UNet2DModel"}));
@@ -396,7 +312,7 @@ TEST(diffusers_folder, unknown_classes_are_named) {
 TEST(diffusers_folder, full_precision_is_preferred_unless_a_variant_is_asked_for) {
   SKIP_WITHOUT_FIXTURES();
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   const fs::path full = root.path() / "text_encoder" / "model.safetensors";
   const fs::path half = root.path() / "text_encoder" / "model.fp16.safetensors";
   write_fp16_text_encoder(half);
@@ -444,7 +360,7 @@ TEST(diffusers_folder, scheduler_configs_with_python_infinity_read) {
   if (!why.empty())
     GTEST_SKIP() << why;
   temporary_folder root;
-  assemble_sd1_folder(root.path());
+  tiny_sd::assemble(root.path());
   fs::remove(root.path() / "scheduler" / "scheduler_config.json");
   fs::create_symlink(dpm, root.path() / "scheduler" / "scheduler_config.json");
   set_model_index_entry(root.path(), "scheduler",
@@ -460,9 +376,9 @@ TEST(diffusers_folder, write_back_gives_a_folder_that_reads_back_with_the_new_un
   temporary_folder work;
   const fs::path source_root = work.path() / "source";
   const fs::path written_root = work.path() / "fine_tuned";
-  assemble_sd1_folder(source_root);
+  tiny_sd::assemble(source_root);
   // A stale half-precision UNet beside the full one must not survive the write-back.
-  link_fixture(sd1_fixtures::folder() / "tiny_unet" / "diffusion_pytorch_model.safetensors",
+  tiny_sd::link_fixture(sd1_fixtures::folder() / "tiny_unet" / "diffusion_pytorch_model.safetensors",
                source_root / "unet" / "diffusion_pytorch_model.fp16.safetensors");
   const auto source = read_diffusers_folder(source_root);
 
@@ -505,7 +421,7 @@ TEST(diffusers_folder, write_back_refuses_an_existing_destination_and_a_module_t
   SKIP_WITHOUT_FIXTURES();
   temporary_folder work;
   const fs::path source_root = work.path() / "source";
-  assemble_sd1_folder(source_root);
+  tiny_sd::assemble(source_root);
   const auto source = read_diffusers_folder(source_root);
   auto unet = module_shaped_like(source.unet->weights_file);
 

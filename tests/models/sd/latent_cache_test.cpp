@@ -21,12 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define SKIP_WITHOUT_TINY_SD()                                                                    \
-  do {                                                                                            \
-    if (const auto why = tiny_sd::missing_fixtures(); !why.empty())                               \
-      GTEST_SKIP() << why;                                                                        \
-  } while (false)
-
 // A w x h RGB PNG with a colour gradient seeded by `tone`.
 void write_image(const fs::path& file, int w, int h, int tone) {
   std::vector<uint8_t> hwc;

@@ -20,12 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define SKIP_WITHOUT_TINY_SD()                                                                    \
-  do {                                                                                            \
-    if (const auto why = tiny_sd::missing_fixtures(); !why.empty())                               \
-      GTEST_SKIP() << why;                                                                        \
-  } while (false)
-
 class sd_trainer_test : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -117,3 +117,11 @@ inline void assemble(const std::filesystem::path& root) {
 }
 
 } // namespace ddactor::tiny_sd
+
+/// In a test of namespace ddactor (or below): skips it, with the reason, without the fixtures.
+#define SKIP_WITHOUT_TINY_SD()                                                                    \
+  do {                                                                                            \
+    if (const auto why = ::ddactor::tiny_sd::missing_fixtures(); !why.empty())                               \
+      GTEST_SKIP() << why;                                                                        \
+  } while (false)
+
