@@ -17,10 +17,11 @@
 
 #include "models/sd/module_state_loading.hpp"
 #include "runtime/safetensors.hpp"
+#include "tests/models/sd/sd1_fixture_io.hpp"
 
 namespace ddactor::sd_test {
 
-inline std::filesystem::path fixtures_dir() { return DDACTOR_SD1_FIXTURES; }
+inline std::filesystem::path fixtures_dir() { return sd1_fixtures::folder(); }
 
 /// Why the tests that need `sub` (a file or folder of the fixtures) cannot run; empty when they
 /// can.
@@ -38,31 +39,10 @@ inline std::string missing_fixture(const std::string& sub) {
       GTEST_SKIP() << reason;                                                                   \
   } while (false)
 
-inline torch::Tensor to_torch(const stored_tensor& stored) {
-  torch::ScalarType type;
-  switch (stored.dtype) {
-    case tensor_dtype::f32: type = torch::kFloat32; break;
-    case tensor_dtype::i64: type = torch::kInt64; break;
-    default: throw std::runtime_error(stored.name + ": fixture dtype not handled by the tests");
-  }
-  auto out = torch::empty(stored.shape, torch::TensorOptions(type));
-  std::memcpy(out.data_ptr(), stored.data.data(), stored.data.size());
-  return out;
-}
-
-/// Every tensor of a safetensors file, by name.
-inline std::map<std::string, torch::Tensor> read_tensors(const std::filesystem::path& file) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& stored : read_safetensors_file(file).tensors)
-    out.emplace(stored.name, to_torch(stored));
-  return out;
-}
-
-/// max|actual - expected| / max|expected|.
-inline double relative_error(const torch::Tensor& actual, const torch::Tensor& expected) {
-  const auto difference = (actual.to(torch::kFloat64) - expected.to(torch::kFloat64)).abs().max();
-  return (difference / expected.to(torch::kFloat64).abs().max()).item<double>();
-}
+// The tensors of a fixture file and the error measure: one reader for every SD test.
+using sd1_fixtures::read_tensors;
+using sd1_fixtures::relative_error;
+using sd1_fixtures::to_torch;
 
 /// The tolerance the port is held to against diffusers' float32 outputs.
 inline constexpr double reference_tolerance = 1e-4;
