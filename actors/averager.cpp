@@ -87,7 +87,7 @@ void deliver(averager_pointer self, average_outcome outcome) {
   st.metrics.round_seconds.observe(seconds);
   st.metrics.group_size.set(outcome.group_size);
   if (st.options.status_board) {
-    swarm_status_board::round_fact round;
+    round_status round;
     round.epoch = st.current->request.epoch;
     round.group_size = outcome.group_size;
     round.seconds = seconds;

@@ -484,7 +484,7 @@ void swarm_status_board::record_progress(const std::string& peer_id, int64_t epo
   progress_[peer_id] = {epoch, samples_per_second, at};
 }
 
-void swarm_status_board::record_round(round_fact round, clock::time_point at) {
+void swarm_status_board::record_round(round_status round, clock::time_point at) {
   std::lock_guard<std::mutex> lock(mutex_);
   std::sort(round.members.begin(), round.members.end());
   rounds_.push_back({std::move(round), at});
@@ -503,10 +503,8 @@ swarm_status swarm_status_board::snapshot(clock::time_point now) const {
   out.activity = std::move(activity);
   out.version = version_string;
   for (auto it = rounds_.rbegin(); it != rounds_.rend(); ++it) {
-    const auto& r = it->round;
-    out.rounds.push_back({r.epoch, r.group_size, r.seconds, r.bytes_sent, r.bytes_received,
-                          r.result, r.leader_id, r.members, r.detail,
-                          seconds_between(it->at, now)});
+    out.rounds.push_back(it->round);
+    out.rounds.back().ended_seconds_ago = seconds_between(it->at, now);
   }
   if (peer_id_.empty())
     return out;

@@ -153,19 +153,6 @@ class swarm_status_board {
     std::optional<clock::time_point> last_heard;
   };
 
-  /// What the averager knows of one of its rounds, when it ended.
-  struct round_fact {
-    int64_t epoch = 0;
-    int32_t group_size = 1;
-    double seconds = 0;
-    uint64_t bytes_sent = 0;
-    uint64_t bytes_received = 0;
-    round_result result = round_result::alone;
-    std::string leader_id;
-    std::vector<std::string> members;
-    std::string detail;
-  };
-
   /// `activity` says what the peer does now (asked at every snapshot, so it must be quick and
   /// thread-safe); none: "unknown".
   explicit swarm_status_board(std::function<std::string()> activity = {});
@@ -179,8 +166,8 @@ class swarm_status_board {
   /// Progress: a report of `peer_id` (this peer's own too) arrived at `at`.
   void record_progress(const std::string& peer_id, int64_t epoch, double samples_per_second,
                        clock::time_point at);
-  /// Averager: a round of this peer ended at `at`.
-  void record_round(round_fact round, clock::time_point at);
+  /// Averager: a round of this peer ended at `at` (its ended_seconds_ago is not read).
+  void record_round(round_status round, clock::time_point at);
 
   /// Everything known at `now`.
   swarm_status snapshot(clock::time_point now) const;
@@ -193,7 +180,7 @@ class swarm_status_board {
     clock::time_point at;
   };
   struct ended_round {
-    round_fact round;
+    round_status round;  // ended_seconds_ago is set when a snapshot is taken
     clock::time_point at;
   };
 

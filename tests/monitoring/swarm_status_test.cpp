@@ -38,7 +38,7 @@ std::unique_ptr<swarm_status_board> three_peer_board(clock_type::time_point t0) 
                      {peer_a, "127.0.0.1:7001", "demo", false, t0 - 1s}});
   board.record_progress(self_id, 12, 100.5, t0);
   board.record_progress(peer_a, 12, 50.25, t0 - 500ms);
-  swarm_status_board::round_fact round;
+  round_status round;
   round.epoch = 11;
   round.group_size = 3;
   round.seconds = 0.25;
@@ -109,7 +109,7 @@ TEST(swarm_status_board_test, a_peer_that_stepped_alone_is_alone_and_the_others_
   auto t0 = clock_type::now();
   auto owned = three_peer_board(t0);
   auto& board = *owned;
-  swarm_status_board::round_fact alone;
+  round_status alone;
   alone.epoch = 12;
   alone.result = round_result::alone;
   alone.detail = "matchmaking timed out";
@@ -128,7 +128,7 @@ TEST(swarm_status_board_test, keeps_the_last_ten_rounds_newest_first) {
   swarm_status_board board;
   auto t0 = clock_type::now();
   for (int epoch = 0; epoch < 25; ++epoch) {
-    swarm_status_board::round_fact round;
+    round_status round;
     round.epoch = epoch;
     board.record_round(round, t0 + std::chrono::seconds(epoch));
   }
@@ -179,7 +179,7 @@ TEST(swarm_status_board_test, writers_and_readers_on_several_threads_see_whole_u
   });
   writers.emplace_back([&] {
     for (int64_t epoch = 0; !stop; ++epoch) {
-      swarm_status_board::round_fact round;
+      round_status round;
       round.epoch = epoch;
       board.record_round(round, clock_type::now());
     }
