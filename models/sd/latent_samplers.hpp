@@ -57,11 +57,13 @@ public:
   // diffusers); the values the model is called with. Undefined before set_timesteps, except for
   // Euler, which starts on the whole training grid as diffusers does.
   virtual const torch::Tensor& timesteps() const = 0;
-  // The initial latents are standard normal noise times this.
-  virtual double init_noise_sigma() const = 0;
-  // The model's input at `timestep` for the current latents.
-  virtual torch::Tensor scale_model_input(const torch::Tensor& sample,
-                                          const torch::Tensor& timestep) = 0;
+  // The initial latents are standard normal noise times this (1 unless a sampler says other).
+  virtual double init_noise_sigma() const { return 1.0; }
+  // The model's input at `timestep` for the current latents (the latents themselves unless a
+  // sampler scales them, as Euler does).
+  virtual torch::Tensor scale_model_input(const torch::Tensor& sample, const torch::Tensor&) {
+    return sample;
+  }
   // One step from `sample` at `timestep` with the model's output there. Throws std::logic_error
   // when the run has no step left (DDIM and DPM-Solver: also before set_timesteps), and
   // std::invalid_argument for a timestep Euler cannot place in timesteps() (DDIM needs none
@@ -88,10 +90,6 @@ public:
   const noise_schedule& schedule() const override { return schedule_; }
   void set_timesteps(int64_t steps) override;
   const torch::Tensor& timesteps() const override { return timesteps_; }
-  double init_noise_sigma() const override { return 1.0; }
-  torch::Tensor scale_model_input(const torch::Tensor& sample, const torch::Tensor&) override {
-    return sample;
-  }
   latent_step step(const torch::Tensor& model_output, const torch::Tensor& timestep,
                    const torch::Tensor& sample) override;
 
@@ -157,10 +155,6 @@ public:
   const noise_schedule& schedule() const override { return schedule_; }
   void set_timesteps(int64_t steps) override;
   const torch::Tensor& timesteps() const override { return timesteps_; }
-  double init_noise_sigma() const override { return 1.0; }
-  torch::Tensor scale_model_input(const torch::Tensor& sample, const torch::Tensor&) override {
-    return sample;
-  }
   latent_step step(const torch::Tensor& model_output, const torch::Tensor& timestep,
                    const torch::Tensor& sample) override;
 
