@@ -10,6 +10,8 @@
 
 #include "models/checkpoint.hpp"
 #include "models/diffusion_trainer.hpp"
+#include "models/latent_dit_sampling.hpp"
+#include "models/latent_dit_trainer.hpp"
 #include "models/image_generation.hpp"
 #include "models/model_config.hpp"
 #include "models/outer_optimizer.hpp"
@@ -121,7 +123,7 @@ std::string trained_model_name(const model_trainer& model) {
   const auto description = model.describe();
   const auto kind = description.at("model.kind");
   if (kind == "dit")
-    return "DiT";
+    return description.count("model.latent") != 0 ? "latent DiT" : "DiT";
   if (kind == "stable-diffusion")
     return description.at("model.training") == "lora"
              ? "Stable Diffusion LoRA (rank " + description.at("model.lora_rank") + ")"
@@ -223,6 +225,26 @@ void write_grid_png(trainer_state& st, const torch::Tensor& grid, int64_t column
   spdlog::info("sample grid written to {}", path.string());
 }
 
+// A latent DiT's grid: one row per grid prompt (at most 4: each image costs a sampling and a
+// VAE decode on the training thread), from the EMA weights.
+void write_latent_dit_grid(trainer_state& st, latent_dit_trainer& latent,
+                           const generation_settings& gen) {
+  auto model = latent.ema_model();
+  latent_dit_request request;
+  if (model->options().conditioning == "text_embedding")
+    request.prompts = st.options.grid_prompts;
+  if (request.prompts.empty())
+    request.prompts.push_back("");
+  if (request.prompts.size() > 4)
+    request.prompts.resize(4);
+  request.per_prompt = std::min(st.options.config.sample.per_class, 4);
+  const auto count = static_cast<int64_t>(request.prompts.size()) * request.per_prompt;
+  auto images = generate_latent_dit_images(
+    model, latent.pipeline(), request, gen,
+    show_progress(fmt::format("sample grid of {} images", count), "steps"));
+  write_grid_png(st, images, request.per_prompt, prompt_labels(request.prompts));
+}
+
 void write_sample_grid(trainer_state& st) {
   const auto& cfg = st.options.config;
   if (auto* sd = dynamic_cast<sd_trainer*>(st.model.get())) {
@@ -242,6 +264,10 @@ void write_sample_grid(trainer_state& st) {
   gen.cfg_scale = cfg.sample.cfg_scale;
   gen.seed = cfg.sample.seed;
   gen.stop_requested = st.options.stop_requested;
+  if (auto* latent = dynamic_cast<latent_dit_trainer*>(diffusion)) {
+    write_latent_dit_grid(st, *latent, gen);
+    return;
+  }
   dit_condition cond;
   int64_t rows = 8;
   int64_t columns = cfg.sample.per_class;

@@ -1,5 +1,6 @@
 // `ddactor cluster`: the data split of Decentralized Diffusion Models (McAllister et al. 2025).
-// Loads the run's training images, computes a feature per image (models/feature_extractor),
+// Loads the run's training images, computes a feature per image (models/feature_extractor; for
+// a latent DiT, from the images' VAE latents: models/latent_features),
 // clusters the features into ddm.fine_clusters with k-means, merges the fine clusters into
 // ddm.num_experts coarse ones with k-means on their centroids weighted by their sizes, and writes
 // the assignment file every expert shares (runtime/cluster_assignment; ddm.assignments, by default
@@ -20,11 +21,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "app/sd_commands.hpp"
 #include "app/stop_signal.hpp"
 #include "models/feature_extractor.hpp"
+#include "models/latent_features.hpp"
 #include "runtime/cluster_assignment.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/kmeans.hpp"
@@ -63,26 +67,27 @@ struct clustering_times {
   double kmeans = 0;
 };
 
-// Fine k-means on the features, then weighted k-means of the fine centroids into K.
-void cluster_features(const run_config& config, const image_dataset& train,
+// Every training image's feature vector: the configured extractor's, on the run's images.
+torch::Tensor image_features(const run_config& config, const image_dataset& train,
+                             std::string& description) {
+  const auto extractor = make_feature_extractor(config.ddm);
+  description = extractor->description();
+  spdlog::info("features of {} images: {}", train.count, description);
+  return extractor->image_features(train, feature_batch_size,
+                                   stoppable_progress("cluster: features", "images"));
+}
+
+// Fine k-means on the features (n x d), then weighted k-means of the fine centroids into K.
+void cluster_features(const run_config& config, const torch::Tensor& features,
                       cluster_assignment& clusters, clustering_times& times) {
   const auto& ddm = config.ddm;
-  if (ddm.fine_clusters > train.count)
-    throw std::invalid_argument("ddm.fine_clusters (" + std::to_string(ddm.fine_clusters) +
-                                ") exceeds the number of training images (" +
-                                std::to_string(train.count) + ")");
-  auto started = clock_type::now();
-  const auto extractor = make_feature_extractor(ddm);
-  spdlog::info("features of {} images: {}", train.count, extractor->description());
-  const torch::Tensor features = extractor->image_features(
-      train, feature_batch_size, stoppable_progress("cluster: features", "images"));
+  const int64_t count = features.size(0);
   const int64_t dims = features.size(1);
   const std::span<const float> values(features.data_ptr<float>(),
                                       static_cast<size_t>(features.numel()));
-  times.features = seconds_since(started);
-  spdlog::info("features: {} x {} in {:.1f} s", train.count, dims, times.features);
+  spdlog::info("features: {} x {} in {:.1f} s", count, dims, times.features);
 
-  started = clock_type::now();
+  const auto started = clock_type::now();
   kmeans_options fine_options;
   fine_options.k = ddm.fine_clusters;
   fine_options.seed = splitmix64::mix(ddm.seed ^ fine_stream);
@@ -94,7 +99,7 @@ void cluster_features(const run_config& config, const image_dataset& train,
   fine_options.after_iteration =
       [show = stoppable_progress("cluster: fine k-means", "iterations"),
        limit = ddm.kmeans_iterations](int64_t done) { show(done, limit); };
-  const auto fine = kmeans({values, train.count, dims}, fine_options);
+  const auto fine = kmeans({values, count, dims}, fine_options);
   spdlog::info("fine k-means: {} clusters, {} {} ({}), inertia {:.6g}, {} empty clusters re-seeded",
                fine.k, fine.iterations,
                fine.algorithm == kmeans_algorithm::lloyd ? "Lloyd iterations" : "mini-batches",
@@ -121,7 +126,6 @@ void cluster_features(const run_config& config, const image_dataset& train,
   clusters.assignment.resize(fine.assignment.size());
   for (size_t i = 0; i < fine.assignment.size(); ++i)
     clusters.assignment[i] = coarse.assignment[fine.assignment[i]];
-  clusters.features = extractor->description();
 }
 
 std::string percent(int64_t part, int64_t whole) {
@@ -131,9 +135,9 @@ std::string percent(int64_t part, int64_t whole) {
 }
 
 // The table a user reads to see what each expert will learn.
-void print_table(const cluster_assignment& clusters, const image_dataset& train,
-                 const std::filesystem::path& file, const clustering_times& times,
-                 double total_seconds) {
+void print_table(const cluster_assignment& clusters, const std::vector<int64_t>& labels,
+                 const std::vector<std::string>& class_names, const std::filesystem::path& file,
+                 const clustering_times& times, double total_seconds) {
   const int64_t k = clusters.num_clusters;
   std::printf("cluster assignment  %s\n", file.c_str());
   std::printf("data                %lld %s images (%dx%dx%d), fingerprint %s\n",
@@ -150,17 +154,17 @@ void print_table(const cluster_assignment& clusters, const image_dataset& train,
                 static_cast<unsigned long long>(clusters.seed), clusters.features.c_str(),
                 static_cast<long long>(clusters.feature_dims));
 
-  const bool labelled = !train.labels.empty();
+  const bool labelled = !labels.empty();
   int64_t classes = 0;
-  for (int64_t label : train.labels) classes = std::max(classes, label + 1);
+  for (int64_t label : labels) classes = std::max(classes, label + 1);
   std::vector<std::vector<int64_t>> histogram(static_cast<size_t>(k),
                                               std::vector<int64_t>(static_cast<size_t>(classes)));
   if (labelled)
     for (size_t i = 0; i < clusters.assignment.size(); ++i)
-      ++histogram[clusters.assignment[i]][train.labels[i]];
+      ++histogram[clusters.assignment[i]][labels[i]];
   const auto class_name = [&](int64_t c) {
-    return c < static_cast<int64_t>(train.class_names.size()) ? train.class_names[c]
-                                                               : "class " + std::to_string(c);
+    return c < static_cast<int64_t>(class_names.size()) ? class_names[c]
+                                                         : "class " + std::to_string(c);
   };
 
   std::printf("\n%7s %8s %7s  %s\n", "cluster", "images", "share",
@@ -213,23 +217,54 @@ void print_table(const cluster_assignment& clusters, const image_dataset& train,
 int cluster_command(const run_config& config) {
   const auto started = clock_type::now();
   const auto& ddm = config.ddm;
-  const auto data = load_run_data(config);
-  const image_dataset& train = *data.train;
-  if (ddm.num_experts > train.count)
+  // What is clustered: the run's images, or for a latent DiT its examples' VAE latents (encoded
+  // into the latent cache now, where training finds them).
+  run_data data;
+  std::shared_ptr<const sd_example_set> latent_examples;
+  std::optional<sd_pipeline> pipeline;
+  if (config.model.latent) {
+    sd_pipeline_options options;
+    options.unet = false;
+    pipeline = load_sd_pipeline(config.model.pretrained, options);
+    sd_data_report report;
+    latent_examples = std::make_shared<const sd_example_set>(
+        prepare_sd_examples(*pipeline, latent_data_options(config, *pipeline), report));
+  } else {
+    data = load_run_data(config);
+  }
+  const int64_t count = latent_examples ? latent_examples->count() : data.train->count;
+  if (ddm.num_experts > count)
     throw std::invalid_argument("ddm.num_experts (" + std::to_string(ddm.num_experts) +
                                 ") exceeds the number of training images (" +
-                                std::to_string(train.count) + ")");
+                                std::to_string(count) + ")");
+  if (ddm.partition != "random" && ddm.fine_clusters > count)
+    throw std::invalid_argument("ddm.fine_clusters (" + std::to_string(ddm.fine_clusters) +
+                                ") exceeds the number of training images (" +
+                                std::to_string(count) + ")");
 
   cluster_assignment clusters;
   clusters.num_clusters = ddm.num_experts;
-  clusters.data = describe_training_data(config, train);
+  clusters.data = latent_examples ? describe_training_data(config, *latent_examples)
+                                  : describe_training_data(config, *data.train);
   clusters.seed = ddm.seed;
   clusters.partition = ddm.partition;
   clustering_times times;
-  if (ddm.partition == "random")
-    clusters.assignment = random_partition(train.count, ddm.num_experts, ddm.seed);
-  else
-    cluster_features(config, train, clusters, times);
+  if (ddm.partition == "random") {
+    clusters.assignment = random_partition(count, ddm.num_experts, ddm.seed);
+  } else {
+    const auto features_started = clock_type::now();
+    torch::Tensor features;
+    if (latent_examples) {
+      clusters.features = latent_pca_description(ddm.feature_dims);
+      spdlog::info("features of {} images: {}", count, clusters.features);
+      features = latent_pca_features(*latent_examples, *pipeline, ddm.feature_dims,
+                                     stoppable_progress("cluster: features", "images"));
+    } else {
+      features = image_features(config, *data.train, clusters.features);
+    }
+    times.features = seconds_since(features_started);
+    cluster_features(config, features, clusters, times);
+  }
   clusters.sizes.assign(static_cast<size_t>(clusters.num_clusters), 0);
   for (int32_t c : clusters.assignment) ++clusters.sizes[c];
 
@@ -237,7 +272,11 @@ int cluster_command(const run_config& config) {
   if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
   if (std::filesystem::exists(file)) spdlog::warn("replacing {}", file.string());
   write_cluster_assignment(file, clusters);
-  print_table(clusters, train, file, times, seconds_since(started));
+  const std::vector<int64_t> no_labels;
+  const std::vector<std::string> no_names;
+  print_table(clusters, data.train ? data.train->labels : no_labels,
+              data.train ? data.train->class_names : no_names, file, times,
+              seconds_since(started));
   return 0;
 }
 

@@ -271,10 +271,10 @@ A peer with monitoring.listen set also serves this as a page at / that refreshes
 
   try {
     ddactor::check_device(config.run.device);
-    if (config.model.latent)
+    if (!config.model.pretrained.empty() && (*serve_cmd || *serve_expert_cmd))
       throw std::invalid_argument(
-        "model.latent = true: a DiT on VAE latents is not available yet; model.pretrained "
-        "without model.latent fine-tunes the folder's UNet");
+        "ddactor serve routes a DDM of pixel DiTs; a run with model.pretrained (a Stable "
+        "Diffusion fine-tune or a latent DiT) samples with `ddactor sample`");
   } catch (const std::exception& e) {
     std::cerr << "ddactor: " << config.source_file.string() << ": " << e.what() << "\n";
     return 2;

@@ -11,15 +11,62 @@
 #include "app/stop_signal.hpp"
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
+#include "models/latent_dit_sampling.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/run_data.hpp"
 
 namespace ddactor {
 
+namespace {
+
+void write_grid(const std::filesystem::path& out, const torch::Tensor& grid, int64_t per_row,
+                const std::vector<std::string>& row_labels) {
+  const auto images = grid.contiguous();
+  write_image_grid_png(out,
+                       std::span<const float>(images.data_ptr<float>(),
+                                              static_cast<size_t>(images.numel())),
+                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
+                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
+                       static_cast<int>(per_row), 2, row_labels);
+  spdlog::info("wrote {}", out.string());
+}
+
+// A latent DiT (model.latent): the prompts through the folder's text encoder, the latents
+// through its VAE's decoder.
+int sample_latent_dit(const run_config& config, const inference_model& loaded,
+                      const sample_request& request, const generation_settings& gen,
+                      int64_t per_row) {
+  if (request.class_index)
+    throw std::invalid_argument("--class needs a class-conditioned model; a latent DiT takes "
+                                "--prompt");
+  sd_pipeline_options options;
+  options.unet = false;
+  auto pipeline = load_sd_pipeline(config.model.pretrained, options);
+  latent_dit_request latent;
+  latent.prompts = request.prompts;
+  if (latent.prompts.empty())
+    latent.prompts.push_back("");
+  latent.per_prompt = per_row;
+  latent.negative_prompt = request.negative_prompt.value_or("");
+  spdlog::info("sampling {} images from {} (latent DiT, decoded by {}): {} {} steps, CFG {}",
+               per_row * static_cast<int64_t>(latent.prompts.size()), loaded.checkpoint.string(),
+               config.model.pretrained.string(),
+               gen.sampler == sampler_kind::heun ? "heun" : "euler", gen.steps, gen.cfg_scale);
+  const auto images = generate_latent_dit_images(loaded.model, pipeline, latent, gen,
+                                                 show_progress("sampling", "steps"));
+  write_grid(request.out, images, per_row, prompt_labels(latent.prompts));
+  return 0;
+}
+
+} // namespace
+
 int sample_command(const run_config& config, const sample_request& request) {
   if (!config.model.pretrained.empty() && !config.model.latent)
     return sd_sample_command(config, request);
-  if (request.negative_prompt)
+  if (config.model.latent && !request.ensemble.empty())
+    throw std::invalid_argument("--ensemble combines pixel DiT experts with their router; the "
+                                "experts of latent DiTs sample one by one (ddm.expert = k)");
+  if (request.negative_prompt && !config.model.latent)
     throw std::invalid_argument("--negative-prompt is for Stable Diffusion (model.pretrained)");
   if (!request.lora.empty())
     throw std::invalid_argument("--lora is for Stable Diffusion (model.pretrained)");
@@ -45,6 +92,8 @@ int sample_command(const run_config& config, const sample_request& request) {
   if (!std::isfinite(gen.cfg_scale) || gen.cfg_scale < 0 || gen.cfg_scale > 100)
     throw std::invalid_argument("--cfg must be a number from 0 to 100 (1: no guidance)");
   int64_t per_row = request.count > 0 ? request.count : config.sample.per_class;
+  if (config.model.latent)
+    return sample_latent_dit(config, loaded, request, gen, per_row);
 
   dit_condition cond;
   int64_t rows = 1;
@@ -94,14 +143,7 @@ int sample_command(const run_config& config, const sample_request& request) {
     images = generate_with_field(make_field, {o.in_channels, o.image_size}, cond, gen,
                                  rows * per_row, progress);
   }
-  images = images.contiguous();
-  write_image_grid_png(request.out,
-                       std::span<const float>(images.data_ptr<float>(),
-                                              static_cast<size_t>(images.numel())),
-                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
-                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
-                       static_cast<int>(per_row), 2, row_labels);
-  spdlog::info("wrote {}", request.out.string());
+  write_grid(request.out, images, per_row, row_labels);
   return 0;
 }
 

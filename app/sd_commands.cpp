@@ -41,15 +41,22 @@ std::shared_ptr<const sd_example_set> load_latent_examples(const run_config& con
   sd_pipeline_options pipeline_options;
   pipeline_options.unet = false;
   auto pipeline = load_sd_pipeline(config.model.pretrained, pipeline_options);
+  sd_data_report report;
+  return std::make_shared<const sd_example_set>(
+    prepare_sd_examples(pipeline, latent_data_options(config, pipeline), report));
+}
+
+sd_data_options latent_data_options(const run_config& config, const sd_pipeline& pipeline) {
   sd_data_options options;
   options.image_folder = config.data.path;
-  options.cache_dir = config.run_dir() / "latent_cache";
+  // The DDM root's (the run folder itself outside a DDM): `ddactor cluster` and every expert
+  // read the same entries.
+  options.cache_dir = config.ddm_root() / "latent_cache";
   options.resolution = config.data.resolution;
   options.buckets = config.data.buckets;
   options.cache = config.data.cache_latents;
   options.pixel_step = config.model.latent ? static_cast<int>(pipeline.vae_scale_factor()) : 64;
-  sd_data_report report;
-  return std::make_shared<const sd_example_set>(prepare_sd_examples(pipeline, options, report));
+  return options;
 }
 
 int sd_sample_command(const run_config& config, const sample_request& request) {

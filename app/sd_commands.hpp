@@ -7,14 +7,19 @@
 
 #include "app/commands.hpp"
 #include "config/run_config.hpp"
+#include "models/sd/latent_cache.hpp"
 #include "runtime/sd_examples.hpp"
 
 namespace ddactor {
 
-/// The run's examples from data.path: encoded into <run dir>/latent_cache/ unless
+/// The run's examples from data.path: encoded into <run dir>/latent_cache/ (a DDM's experts
+/// share <ddm root>/latent_cache/) unless
 /// data.cache_latents is off (then pixels and captions in memory). Loads the folder's VAE and
 /// text encoder for it and frees them after.
 std::shared_ptr<const sd_example_set> load_latent_examples(const run_config& config);
+
+/// How the run's data becomes those examples (folder, cache, resolution, buckets).
+sd_data_options latent_data_options(const run_config& config, const sd_pipeline& pipeline);
 
 /// `ddactor sample` for a Stable Diffusion run: the newest checkpoint's weights (LoRA adapters
 /// or the whole UNet; the pretrained model itself when the run has no checkpoint yet) sample one

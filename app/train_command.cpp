@@ -128,7 +128,7 @@ int train_command(const run_config& config) {
   if (config.model.pretrained.empty())
     data = load_run_data(config);
   else
-    latent_examples = load_latent_examples(config);
+    latent_examples = apply_ddm_split(config, load_latent_examples(config));
 
   network_timing timing;
   timing.heartbeat_interval =

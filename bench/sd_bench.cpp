@@ -13,8 +13,9 @@
 //               time at --rate-mbit (the bandwidth bound; a measured round among peers on shaped
 //               links is ddactor_allreduce_bench --megabytes <the LoRA size>).
 //   throughput  Training samples/s of one `ddactor` peer fine-tuning the tiny SD pipeline
-//               (tests/models/sd/tiny_sd_folder.hpp, latents cached) against the DiT quickstart
-//               (config/quickstart.toml), both --steps steps, alternated --repeats times.
+//               (tests/models/sd/tiny_sd_folder.hpp, latents cached), and of a latent DiT on
+//               the same latents (model.latent), against the DiT quickstart
+//               (config/quickstart.toml), all --steps steps, alternated --repeats times.
 //
 // Nothing is asserted; the figures are printed.
 //
@@ -247,6 +248,12 @@ int throughput_bench(int steps, int repeats) {
      {"--config", fs::path(DDACTOR_SOURCE_DIR "/config/quickstart.toml").string()}},
     {"tiny SD full (64 px -> 32x32x4 latents, batch 16)", {"--config", (root / "sd.toml").string()}},
     {"tiny SD LoRA rank 4", {"--config", (root / "sd.toml").string(), "--set", "train.lora_rank=4"}},
+    // The quickstart's DiT shape on the same latents (model.latent): what the latent path costs
+    // a DiT, against the UNet above.
+    {"latent DiT (quickstart shape, 32x32x4 latents, CLIP)",
+     {"--config", (root / "sd.toml").string(), "--set", "model.latent=true", "--set",
+      "model.hidden_size=128", "--set", "model.depth=4", "--set", "model.num_heads=4", "--set",
+      "model.patch_size=4", "--set", "sample.sampler=\"euler\""}},
   };
   std::vector<std::vector<double>> rates(variants.size());
   for (int r = 0; r < repeats; ++r)

@@ -1007,6 +1007,28 @@ const std::vector<cross_key_rule>& cross_key_rules() {
          return "model.latent needs model.pretrained (the diffusers folder whose VAE and text "
                 "encoder it uses)";
        }},
+      {{"model.conditioning", "model.latent"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (!c.model.latent || c.model.conditioning != "class")
+           return std::nullopt;
+         return "a latent DiT (model.latent) is conditioned on its images' captions through the "
+                "folder's text encoder (\"caption\") or on nothing (\"none\"), not on "
+                "classes";
+       }},
+      {{"ddm.features", "model.latent"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (!c.model.latent || c.ddm.features.empty())
+           return std::nullopt;
+         return "ddm.features (a TorchScript module over pixels) does not apply to a latent DiT: "
+                "`ddactor cluster` clusters its examples on their VAE latents";
+       }},
+      {{"run.mode", "model.pretrained"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.run.mode != "router" || c.model.pretrained.empty())
+           return std::nullopt;
+         return "run.mode = \"router\" trains a DDM router over pixel DiT experts; it does not "
+                "take model.pretrained";
+       }},
       {{"train.lora_rank", "model.pretrained"},
        [](const run_config& c) -> std::optional<std::string> {
          if (c.train.lora_rank == 0 || uses_unet(c))

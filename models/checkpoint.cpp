@@ -227,6 +227,11 @@ dit_options model_options_of(const safetensors_content& content) {
   o.caption.max_bytes = metadata_int(content, "model.text_max_bytes");
   o.caption.width = o.hidden_size;
   o.caption.num_heads = o.num_heads;
+  // Written since the latent DiT; older checkpoints have no text-embedding context.
+  if (content.metadata.count("model.context_length") != 0) {
+    o.context_length = metadata_int(content, "model.context_length");
+    o.context_width = metadata_int(content, "model.context_width");
+  }
   auto it = content.metadata.find("model.conditioning");
   if (it == content.metadata.end())
     throw checkpoint_error("checkpoint metadata has no 'model.conditioning'");

@@ -47,14 +47,18 @@ torch::Tensor diffusion_trainer::batch_loss(const training_batch& batch,
   auto x0 = torch::from_blob(const_cast<float*>(batch.images.data()),
                              {batch.count, batch.channels, batch.height, batch.width},
                              torch::kFloat32);
-  auto cond = condition_of(batch);
+  return flow_loss(x0, condition_of(batch), generator);
+}
+
+torch::Tensor diffusion_trainer::flow_loss(const torch::Tensor& x0, dit_condition cond,
+                                           at::Generator& generator) {
+  const int64_t n = x0.size(0);
   auto noise = at::randn(x0.sizes(), generator, torch::kFloat32);
-  auto t = torch::sigmoid(at::randn({batch.count}, generator, torch::kFloat32) *
+  auto t = torch::sigmoid(at::randn({n}, generator, torch::kFloat32) *
                             settings_.logit_normal_std +
                           settings_.logit_normal_mean);
   if (model_options_.conditioning != "none")
-    cond.is_null = at::rand({batch.count}, generator, torch::kFloat32)
-                     .lt(settings_.condition_dropout);
+    cond.is_null = at::rand({n}, generator, torch::kFloat32).lt(settings_.condition_dropout);
   auto prediction = model_->forward(interpolate_flow(x0, noise, t), t, cond);
   return flow_matching_loss(prediction, x0, noise);
 }
@@ -72,7 +76,9 @@ std::map<std::string, std::string> diffusion_trainer::describe() const {
           {"model.conditioning", o.conditioning},
           {"model.num_classes", std::to_string(o.num_classes)},
           {"model.text_layers", std::to_string(o.caption.layers)},
-          {"model.text_max_bytes", std::to_string(o.caption.max_bytes)}};
+          {"model.text_max_bytes", std::to_string(o.caption.max_bytes)},
+          {"model.context_length", std::to_string(o.context_length)},
+          {"model.context_width", std::to_string(o.context_width)}};
 }
 
 } // namespace ddactor

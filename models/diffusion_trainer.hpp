@@ -28,6 +28,10 @@ class diffusion_trainer : public model_trainer {
  protected:
   torch::Tensor batch_loss(const training_batch& batch, at::Generator& generator) override;
 
+  /// The flow-matching loss of clean inputs x0 (N, C, H, W) under `cond`: noise and times drawn
+  /// from `generator`, the condition dropped to null with train.condition_dropout.
+  torch::Tensor flow_loss(const torch::Tensor& x0, dit_condition cond, at::Generator& generator);
+
  private:
   dit_options model_options_;
   dit model_;

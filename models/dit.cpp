@@ -29,20 +29,19 @@ torch::Tensor sincos_1d(int64_t dim, const torch::Tensor& positions) {
 } // namespace
 
 int64_t dit_condition::batch_size() const {
-  if (labels.defined())
-    return labels.size(0);
-  if (tokens.defined())
-    return tokens.size(0);
-  if (is_null.defined())
-    return is_null.size(0);
+  for (const auto* t : {&labels, &tokens, &context, &is_null})
+    if (t->defined())
+      return t->size(0);
   return 0;
 }
 
 dit_condition dit_condition::as_null() const {
   dit_condition out = *this;
   auto n = batch_size();
-  auto device = labels.defined() ? labels.device()
-                                 : (tokens.defined() ? tokens.device() : torch::Device("cpu"));
+  auto device = torch::Device("cpu");
+  for (const auto* t : {&labels, &tokens, &context})
+    if (t->defined())
+      device = t->device();
   out.is_null = torch::ones({n}, torch::TensorOptions().dtype(torch::kBool).device(device));
   return out;
 }
@@ -54,6 +53,8 @@ dit_condition dit_condition::concat(const dit_condition& other) const {
   dit_condition out;
   out.labels = cat(labels, other.labels);
   out.tokens = cat(tokens, other.tokens);
+  out.context = cat(context, other.context);
+  out.null_context = cat(null_context, other.null_context);
   auto n = batch_size(), m = other.batch_size();
   auto null_a = is_null.defined() ? is_null : torch::zeros({n}, torch::kBool);
   auto null_b = other.is_null.defined() ? other.is_null : torch::zeros({m}, torch::kBool);
@@ -61,9 +62,33 @@ dit_condition dit_condition::concat(const dit_condition& other) const {
   return out;
 }
 
+namespace {
+
+// `condition` with `change` applied to each of its tensors that is defined.
+template <class Change>
+dit_condition map_tensors(const dit_condition& condition, Change change) {
+  auto apply = [&](const torch::Tensor& t) { return t.defined() ? change(t) : t; };
+  dit_condition out;
+  out.labels = apply(condition.labels);
+  out.tokens = apply(condition.tokens);
+  out.is_null = apply(condition.is_null);
+  out.context = apply(condition.context);
+  out.null_context = apply(condition.null_context);
+  return out;
+}
+
+} // namespace
+
+dit_condition dit_condition::slice(int64_t begin, int64_t end) const {
+  return map_tensors(*this, [&](const torch::Tensor& t) { return t.slice(0, begin, end); });
+}
+
+dit_condition dit_condition::select(const torch::Tensor& indices) const {
+  return map_tensors(*this, [&](const torch::Tensor& t) { return t.index_select(0, indices); });
+}
+
 dit_condition dit_condition::to(const torch::Device& device) const {
-  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
-  return {move(labels), move(tokens), move(is_null)};
+  return map_tensors(*this, [&](const torch::Tensor& t) { return t.to(device); });
 }
 
 torch::Tensor sincos_2d_position_embedding(int64_t dim, int64_t grid_size) {
@@ -119,6 +144,26 @@ torch::Tensor attention_impl::forward(const torch::Tensor& x, const torch::Tenso
   return proj(out);
 }
 
+context_attention_impl::context_attention_impl(int64_t dim, int64_t heads)
+  : num_heads(heads),
+    q(register_module("q", torch::nn::Linear(dim, dim))),
+    kv(register_module("kv", torch::nn::Linear(dim, 2 * dim))),
+    proj(register_module("proj", torch::nn::Linear(dim, dim))) {
+  if (dim % heads != 0)
+    throw std::invalid_argument("attention width must be divisible by the number of heads");
+}
+
+torch::Tensor context_attention_impl::forward(const torch::Tensor& x,
+                                              const torch::Tensor& context) {
+  auto n = x.size(0), t = x.size(1), d = x.size(2), l = context.size(1);
+  auto head_dim = d / num_heads;
+  auto queries = q(x).reshape({n, t, num_heads, head_dim}).transpose(1, 2) *
+                 (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  auto keys_values = kv(context).reshape({n, l, 2, num_heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto weights = torch::matmul(queries, keys_values[0].transpose(-2, -1)).softmax(-1);
+  return proj(torch::matmul(weights, keys_values[1]).transpose(1, 2).reshape({n, t, d}));
+}
+
 feed_forward_impl::feed_forward_impl(int64_t dim, int64_t hidden)
   : fc1(register_module("fc1", torch::nn::Linear(dim, hidden))),
     fc2(register_module("fc2", torch::nn::Linear(hidden, dim))) {}
@@ -127,19 +172,32 @@ torch::Tensor feed_forward_impl::forward(const torch::Tensor& x) {
   return fc2(torch::gelu(fc1(x)));
 }
 
-dit_block_impl::dit_block_impl(int64_t hidden_size, int64_t num_heads, double mlp_ratio)
+dit_block_impl::dit_block_impl(int64_t hidden_size, int64_t num_heads, double mlp_ratio,
+                               bool with_context)
   : norm1(register_module("norm1", affine_free_layer_norm(hidden_size))),
     attn(register_module("attn", attention(hidden_size, num_heads))),
     norm2(register_module("norm2", affine_free_layer_norm(hidden_size))),
     mlp(register_module("mlp", feed_forward(hidden_size, static_cast<int64_t>(
                                                            hidden_size * mlp_ratio)))),
-    ada_ln(register_module("ada_ln", torch::nn::Linear(hidden_size, 6 * hidden_size))) {}
+    ada_ln(register_module("ada_ln", torch::nn::Linear(hidden_size, 6 * hidden_size))) {
+  if (with_context) {
+    norm_context = register_module(
+      "norm_context", torch::nn::LayerNorm(torch::nn::LayerNormOptions({hidden_size}).eps(1e-6)));
+    context_attn = register_module("context_attn", context_attention(hidden_size, num_heads));
+  }
+}
 
-torch::Tensor dit_block_impl::forward(const torch::Tensor& x, const torch::Tensor& c) {
+torch::Tensor dit_block_impl::forward(const torch::Tensor& x, const torch::Tensor& c,
+                                      const torch::Tensor& context) {
   auto mod = ada_ln(torch::silu(c)).chunk(6, 1);
   const auto &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
   const auto &shift_mlp = mod[3], &scale_mlp = mod[4], &gate_mlp = mod[5];
   auto h = x + gate_msa.unsqueeze(1) * attn(modulate(norm1(x), shift_msa, scale_msa));
+  if (context_attn) {
+    if (!context.defined())
+      throw std::invalid_argument("a DiT with text-embedding conditioning needs a context");
+    h = h + context_attn(norm_context(h), context);
+  }
   return h + gate_mlp.unsqueeze(1) * mlp(modulate(norm2(h), shift_mlp, scale_mlp));
 }
 
@@ -175,11 +233,19 @@ dit_impl::dit_impl(dit_options opts)
       register_module("label_embedder", torch::nn::Embedding(o.num_classes + 1, o.hidden_size));
   } else if (o.conditioning == "caption") {
     text_encoder = register_module("text_encoder", caption_encoder(o.caption, o.hidden_size));
+  } else if (o.conditioning == "text_embedding") {
+    if (o.context_length < 1 || o.context_width < 1)
+      throw std::invalid_argument("text-embedding conditioning needs a context shape");
+    context_embedder = register_module(
+      "context_embedder",
+      torch::nn::Sequential(torch::nn::Linear(o.context_width, o.hidden_size), torch::nn::GELU(),
+                            torch::nn::Linear(o.hidden_size, o.hidden_size)));
   } else if (o.conditioning != "none") {
     throw std::invalid_argument("unknown conditioning '" + o.conditioning + "'");
   }
+  const bool with_context = o.conditioning == "text_embedding";
   for (int64_t i = 0; i < o.depth; ++i)
-    blocks->push_back(dit_block(o.hidden_size, o.num_heads, o.mlp_ratio));
+    blocks->push_back(dit_block(o.hidden_size, o.num_heads, o.mlp_ratio, with_context));
   register_module("blocks", blocks);
   initialize_weights();
 }
@@ -206,6 +272,10 @@ void dit_impl::initialize_weights() {
     auto* b = block->as<dit_block>();
     b->ada_ln->weight.zero_();
     b->ada_ln->bias.zero_();
+    if (b->context_attn) {
+      b->context_attn->proj->weight.zero_();
+      b->context_attn->proj->bias.zero_();
+    }
   }
   final_layer->ada_ln->weight.zero_();
   final_layer->ada_ln->bias.zero_();
@@ -230,14 +300,37 @@ torch::Tensor dit_impl::embed_condition(const dit_condition& cond) {
   return {};
 }
 
+torch::Tensor dit_impl::embed_context(const dit_condition& cond) {
+  if (!context_embedder)
+    return {};
+  const auto& o = options_;
+  auto fits = [&](const torch::Tensor& t) {
+    return t.defined() && t.dim() == 3 && t.size(0) == cond.batch_size() &&
+           t.size(1) == o.context_length && t.size(2) == o.context_width;
+  };
+  if (!fits(cond.context))
+    throw std::invalid_argument("a DiT conditioned on text embeddings needs a context of (N, " +
+                                std::to_string(o.context_length) + ", " +
+                                std::to_string(o.context_width) + ")");
+  auto context = cond.context;
+  if (cond.is_null.defined()) {
+    if (!fits(cond.null_context))
+      throw std::invalid_argument("null rows of a text-embedding condition need a null context "
+                                  "of the context's shape");
+    context = torch::where(cond.is_null.view({-1, 1, 1}), cond.null_context, context);
+  }
+  return context_embedder->forward(context);
+}
+
 torch::Tensor dit_impl::forward(const torch::Tensor& x, const torch::Tensor& t,
                                 const dit_condition& cond) {
   auto tokens = patch_embed(x).flatten(2).transpose(1, 2) + pos_embed.unsqueeze(0);
   auto c = t_embedder(t);
   if (auto y = embed_condition(cond); y.defined())
     c = c + y;
+  const auto context = embed_context(cond);
   for (auto& block : *blocks)
-    tokens = block->as<dit_block>()->forward(tokens, c);
+    tokens = block->as<dit_block>()->forward(tokens, c, context);
   return unpatchify(final_layer(tokens, c));
 }
 

@@ -68,11 +68,6 @@ torch::Tensor router_classes(const router& routing_model, const dit_condition& c
   return torch::where(cond.is_null, torch::full_like(cond.labels, num_classes), cond.labels);
 }
 
-dit_condition select_rows(const dit_condition& cond, const torch::Tensor& rows) {
-  auto pick = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, rows) : t; };
-  return {pick(cond.labels), pick(cond.tokens), pick(cond.is_null)};
-}
-
 velocity_field ensemble_velocity(router routing_model, std::vector<expert_function> experts,
                                  dit_condition cond, ensemble_options options,
                                  std::shared_ptr<std::set<int64_t>> unavailable) {
@@ -118,7 +113,7 @@ velocity_field ensemble_velocity(router routing_model, std::vector<expert_functi
         try {
           auto v_rows =
             experts[static_cast<size_t>(k)](x.index_select(0, rows), t.index_select(0, rows),
-                                            select_rows(cond, rows));
+                                            cond.select(rows));
           velocities[static_cast<size_t>(k)] = torch::zeros_like(x).index_copy_(0, rows, v_rows);
         } catch (const expert_unavailable& e) {
           unavailable->insert(k);

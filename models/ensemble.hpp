@@ -63,9 +63,6 @@ struct ensemble_options {
   torch::Tensor fixed_weights;
 };
 
-/// Rows of a condition.
-dit_condition select_rows(const dit_condition& cond, const torch::Tensor& rows);
-
 /// The ensemble's velocity field for the N conditions of `cond`. `unavailable` collects experts
 /// that failed (shared across the steps of one generation).
 velocity_field ensemble_velocity(router routing_model, std::vector<expert_function> experts,

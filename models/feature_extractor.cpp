@@ -105,6 +105,11 @@ torch::Tensor pixel_pca_features::image_features(const image_dataset& data, int6
     if (progress) progress(end, data.count);
   }
 
+  return standardised_principal_components(pooled, dims_);
+}
+
+torch::Tensor standardised_principal_components(const torch::Tensor& pooled, int64_t dims) {
+  const int64_t count = pooled.size(0), values = pooled.size(1);
   // Standardise each value over the data set (double, so that the covariance of 60000 images
   // loses nothing to rounding).
   const auto mean = pooled.mean(0, true);
@@ -114,8 +119,8 @@ torch::Tensor pixel_pca_features::image_features(const image_dataset& data, int6
   const auto standardised = centred / deviation;
 
   // Principal components: eigenvectors of the covariance, largest eigenvalue first.
-  const int64_t keep = std::min(dims_, values);
-  const double denominator = static_cast<double>(std::max<int64_t>(1, data.count - 1));
+  const int64_t keep = std::min(dims, values);
+  const double denominator = static_cast<double>(std::max<int64_t>(1, count - 1));
   const auto covariance = standardised.t().mm(standardised) / denominator;
   const auto [eigenvalues, eigenvectors] = torch::linalg::eigh(covariance, "L");
   auto components = eigenvectors.slice(1, values - keep, values).flip({1}).contiguous();

@@ -93,6 +93,11 @@ class torchscript_features final : public feature_extractor {
   std::string file_digest_;
 };
 
+// The built-in's last part, for any per-image values: `pooled` (n x v, float64) with each value
+// standardised over the n images, projected on their top `dims` principal components (at most
+// v), signs fixed as above. Returns (n x min(dims, v)) float32.
+torch::Tensor standardised_principal_components(const torch::Tensor& pooled, int64_t dims);
+
 // The extractor a [ddm] section asks for: TorchScript when ddm.features names a file, else the
 // built-in with ddm.feature_dims components.
 std::unique_ptr<feature_extractor> make_feature_extractor(const ddm_section& ddm);

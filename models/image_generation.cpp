@@ -9,15 +9,6 @@
 
 namespace ddactor {
 
-namespace {
-
-dit_condition slice_condition(const dit_condition& c, int64_t begin, int64_t end) {
-  auto cut = [&](const torch::Tensor& t) { return t.defined() ? t.slice(0, begin, end) : t; };
-  return {cut(c.labels), cut(c.tokens), cut(c.is_null)};
-}
-
-} // namespace
-
 torch::Tensor generate_with_field(const field_factory& make_field, const image_shape& shape,
                               const dit_condition& cond, const generation_settings& settings,
                               int64_t count, const generation_progress& progress) {
@@ -35,7 +26,7 @@ torch::Tensor generate_with_field(const field_factory& make_field, const image_s
   int64_t steps_done = 0;
   for (int64_t begin = 0; begin < n; begin += settings.batch_size) {
     auto end = std::min(n, begin + settings.batch_size);
-    auto field = make_field(slice_condition(cond, begin, end), end - begin);
+    auto field = make_field(cond.slice(begin, end), end - begin);
     flow_integration integration(noise.slice(0, begin, end), settings.steps, settings.sampler);
     while (!integration.done()) {
       if (settings.stop_requested && settings.stop_requested())
@@ -46,7 +37,8 @@ torch::Tensor generate_with_field(const field_factory& make_field, const image_s
     }
     parts.push_back(integration.current());
   }
-  return torch::cat(parts, 0).clamp(-1.0, 1.0);
+  auto out = torch::cat(parts, 0);
+  return settings.clamp_to_pixel_range ? out.clamp(-1.0, 1.0) : out;
 }
 
 torch::Tensor generate_images(dit model, const dit_condition& cond,

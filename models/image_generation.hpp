@@ -25,9 +25,11 @@ struct generation_settings {
   int64_t batch_size = 256;
   /// Asked between sampling steps; true stops the generation with work_stopped (Ctrl-C).
   std::function<bool()> stop_requested;
+  /// Clamp the result to [-1, 1] (pixels); off for a latent DiT, whose latents are unbounded.
+  bool clamp_to_pixel_range = true;
 };
 
-/// Images (N, C, H, W) in [-1, 1] for the N conditions of `cond` (N = cond.batch_size(), or
+/// Images (N, C, H, W) in [-1, 1] (or latents, see clamp_to_pixel_range) for the N conditions of `cond` (N = cond.batch_size(), or
 /// `count` when the model is unconditional). The result does not depend on batch_size.
 /// `progress` (optional) is called after every sampling step with (steps done, total steps of
 /// all batches), so that long generations can show a rate and an ETA.

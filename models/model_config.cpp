@@ -1,6 +1,7 @@
 // Run config -> model and trainer options; see model_config.hpp.
 #include "models/model_config.hpp"
 
+#include "models/latent_dit_trainer.hpp"
 #include "models/router_trainer.hpp"
 
 namespace ddactor {
@@ -15,6 +16,10 @@ dit_options make_dit_options(const run_config& config) {
   o.num_heads = config.model.num_heads;
   o.mlp_ratio = config.model.mlp_ratio;
   o.conditioning = config.model.conditioning;
+  // A latent DiT's captions are the folder's text encoder's states; latent_dit_options maps
+  // the remaining pixel shape onto the VAE's latent space.
+  if (config.model.latent && o.conditioning == "caption")
+    o.conditioning = "text_embedding";
   o.num_classes = config.model.num_classes;
   o.caption.width = config.model.hidden_size;
   o.caption.num_heads = config.model.num_heads;
@@ -61,6 +66,9 @@ std::unique_ptr<model_trainer> make_model_trainer(const run_config& config,
     return std::make_unique<router_trainer>(make_router_options(config), settings);
   if (fine_tunes_sd_unet(config))
     return std::make_unique<sd_trainer>(make_sd_trainer_options(config), settings);
+  if (config.model.latent)
+    return latent_dit_trainer::create(make_dit_options(config), config.model.pretrained,
+                                      settings);
   return std::make_unique<diffusion_trainer>(make_dit_options(config), settings);
 }
 

@@ -135,26 +135,55 @@ void cluster_assignment::check_consistent(const std::string& where) const {
          "\" (expected \"kmeans\" or \"random\")");
 }
 
+namespace {
+
+// Mixes `bytes` into `hash`, eight at a time (little-endian words), then their count.
+uint64_t mix_bytes(uint64_t hash, std::span<const uint8_t> bytes) {
+  const size_t whole_words = bytes.size() / 8;
+  for (size_t w = 0; w < whole_words; ++w) {
+    uint64_t word = 0;
+    for (int b = 7; b >= 0; --b) word = (word << 8) | bytes[w * 8 + b];
+    hash = splitmix64::mix(hash ^ word);
+  }
+  uint64_t tail = 0;
+  for (size_t i = bytes.size(); i-- > whole_words * 8;) tail = (tail << 8) | bytes[i];
+  return splitmix64::mix(hash ^ tail ^ (static_cast<uint64_t>(bytes.size()) << 3));
+}
+
+std::span<const uint8_t> bytes_of(const std::string& text) {
+  return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
+}
+
+}  // namespace
+
 std::string data_fingerprint(const image_dataset& images) {
   uint64_t hash = splitmix64::mix(0x636c757374657273ULL ^ static_cast<uint64_t>(images.count));
   for (int64_t extent : {int64_t{images.channels}, int64_t{images.height}, int64_t{images.width}})
     hash = splitmix64::mix(hash ^ static_cast<uint64_t>(extent));
-  const auto& pixels = images.pixels;
-  const size_t whole_words = pixels.size() / 8;
-  for (size_t w = 0; w < whole_words; ++w) {
-    uint64_t word = 0;
-    for (int b = 7; b >= 0; --b) word = (word << 8) | pixels[w * 8 + b];
-    hash = splitmix64::mix(hash ^ word);
+  return hex64(mix_bytes(hash, images.pixels));
+}
+
+std::string data_fingerprint(const sd_example_set& examples) {
+  uint64_t hash =
+      splitmix64::mix(0x6c6174656e747331ULL ^ static_cast<uint64_t>(examples.count()));  // "latents1"
+  for (const auto& example : examples.examples) {
+    hash = splitmix64::mix(hash ^ static_cast<uint64_t>(example.bucket));
+    hash = mix_bytes(hash, bytes_of(example.caption));
+    // A cache entry's name is the digest of the image file, caption and encoder (latent_cache).
+    hash = example.cache_file.empty() ? mix_bytes(hash, example.pixels)
+                                      : mix_bytes(hash, bytes_of(example.cache_file.stem().string()));
   }
-  uint64_t tail = 0;
-  for (size_t i = pixels.size(); i-- > whole_words * 8;) tail = (tail << 8) | pixels[i];
-  hash = splitmix64::mix(hash ^ tail ^ (static_cast<uint64_t>(pixels.size()) << 3));
   return hex64(hash);
 }
 
 clustered_data describe_training_data(const run_config& config, const image_dataset& train) {
   return {config.data.source, config.data.path.string(), train.height, train.channels,
           train.count, data_fingerprint(train)};
+}
+
+clustered_data describe_training_data(const run_config& config, const sd_example_set& train) {
+  return {config.data.source, config.data.path.string(), config.data.resolution,
+          config.data.channels, train.count(), data_fingerprint(train)};
 }
 
 void write_cluster_assignment(const std::filesystem::path& path,

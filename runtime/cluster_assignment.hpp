@@ -27,6 +27,7 @@
 
 #include "config/run_config.hpp"
 #include "runtime/image_dataset.hpp"
+#include "runtime/sd_examples.hpp"
 
 namespace ddactor {
 
@@ -71,9 +72,14 @@ struct cluster_assignment {
 // words), as 16 hex digits: the same on every machine for the same images in the same order.
 // Labels and captions are left out: they do not change the partition.
 std::string data_fingerprint(const image_dataset& images);
+// The same for a latent model's examples (model.latent): their buckets, captions and latent
+// cache keys (digests of the image files and the encoders), or pixels where nothing is cached.
+// The same folder read with and without data.cache_latents has two fingerprints.
+std::string data_fingerprint(const sd_example_set& examples);
 
 // The identity of a run's training set: the config's data keys and the loaded images.
 clustered_data describe_training_data(const run_config& config, const image_dataset& train);
+clustered_data describe_training_data(const run_config& config, const sd_example_set& train);
 
 // Atomic write (see write_safetensors_file). Throws cluster_assignment_error for an inconsistent
 // assignment, naming the path.

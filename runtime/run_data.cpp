@@ -41,19 +41,46 @@ image_dataset resize_dataset(const image_dataset& data, int resolution, int chan
   return out;
 }
 
-void apply_ddm_split(const run_config& config, run_data& data) {
-  bool expert = config.ddm.expert >= 0;
-  bool router = config.run.mode == "router";
-  if (!expert && !router)
-    return;
+namespace {
+
+// The run's assignment file, refused unless it was made for `loaded` with ddm.num_experts.
+cluster_assignment read_matching_assignment(const run_config& config,
+                                            const clustered_data& loaded) {
   auto path = config.assignments_path();
   auto clusters = read_cluster_assignment(path);
-  check_assignment_matches(clusters, describe_training_data(config, *data.train), path);
+  check_assignment_matches(clusters, loaded, path);
   if (clusters.num_clusters != config.ddm.num_experts)
     throw std::runtime_error(path.string() + " holds " + std::to_string(clusters.num_clusters) +
                              " clusters, but ddm.num_experts is " +
                              std::to_string(config.ddm.num_experts) +
                              " (run `ddactor cluster` again, or fix the config)");
+  return clusters;
+}
+
+} // namespace
+
+std::shared_ptr<const sd_example_set> apply_ddm_split(
+  const run_config& config, std::shared_ptr<const sd_example_set> examples) {
+  if (config.ddm.expert < 0)
+    return examples;
+  const auto clusters =
+    read_matching_assignment(config, describe_training_data(config, *examples));
+  auto subset = std::make_shared<sd_example_set>();
+  subset->buckets = examples->buckets;
+  for (auto index : indices_of_cluster(clusters, config.ddm.expert))
+    subset->examples.push_back(examples->examples[static_cast<size_t>(index)]);
+  spdlog::info("DDM expert {}: {} of {} training images (cluster {} of {})", config.ddm.expert,
+               subset->count(), examples->count(), config.ddm.expert, clusters.num_clusters);
+  return subset;
+}
+
+void apply_ddm_split(const run_config& config, run_data& data) {
+  bool expert = config.ddm.expert >= 0;
+  bool router = config.run.mode == "router";
+  if (!expert && !router)
+    return;
+  const auto clusters =
+    read_matching_assignment(config, describe_training_data(config, *data.train));
   if (expert) {
     auto indices = indices_of_cluster(clusters, config.ddm.expert);
     auto subset = std::make_shared<image_dataset>(data.train->subset(indices));

@@ -9,6 +9,7 @@
 
 #include "config/run_config.hpp"
 #include "runtime/image_dataset.hpp"
+#include "runtime/sd_examples.hpp"
 
 namespace ddactor {
 
@@ -26,6 +27,11 @@ run_data load_run_data(const run_config& config);
 /// (run.mode = "router"): gives every training image its cluster (image_dataset::clusters). Reads the assignment
 /// file and refuses one made for other data. Called by load_run_data.
 void apply_ddm_split(const run_config& config, run_data& data);
+
+/// The same for a latent model's examples (model.latent): a DDM expert keeps the examples of
+/// its cluster; anything else gets `examples` back.
+std::shared_ptr<const sd_example_set> apply_ddm_split(
+  const run_config& config, std::shared_ptr<const sd_example_set> examples);
 
 /// Names of the classes 0..num_classes-1 of the run's data, for labels on sample grids:
 /// Fashion-MNIST's own names, "class N" for other data.

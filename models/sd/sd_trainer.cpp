@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "models/flat_parameters.hpp"
+#include "models/sd/encoded_batch.hpp"
 #include "models/sd/lora_file.hpp"
 
 namespace ddactor {
@@ -43,11 +44,6 @@ std::vector<std::string> split_list(const std::string& text) {
     start = comma + 1;
   }
   return out;
-}
-
-// The batch's float buffer as a tensor (no copy: the batch outlives the step).
-torch::Tensor view_of(const std::vector<float>& values, std::vector<int64_t> shape) {
-  return torch::from_blob(const_cast<float*>(values.data()), shape, torch::kFloat32);
 }
 
 // Puts the trained values back when a swap for sampling ends, however it ends.
@@ -136,37 +132,10 @@ sd_trainer::sd_trainer(sd_trainer_options options, trainer_settings settings)
   empty_embedding_ = pipeline_.encode_prompts({""});
 }
 
-torch::Tensor sd_trainer::batch_latents(const training_batch& batch) {
-  if (batch.has_latents()) {
-    if (batch.latent_channels != pipeline_.latent_channels())
-      throw std::invalid_argument("cached latents have " + std::to_string(batch.latent_channels) +
-                                  " channels, the VAE makes " +
-                                  std::to_string(pipeline_.latent_channels()));
-    return view_of(batch.latents,
-                   {batch.count, batch.latent_channels, batch.latent_height, batch.latent_width});
-  }
-  if (batch.channels != 3)
-    throw std::invalid_argument("Stable Diffusion trains on RGB images (data.channels = 3)");
-  return pipeline_.encode_images(
-    view_of(batch.images, {batch.count, batch.channels, batch.height, batch.width}));
-}
-
-torch::Tensor sd_trainer::batch_embeddings(const training_batch& batch) {
-  if (!batch.embeddings.empty()) {
-    if (batch.embedding_length != empty_embedding_.size(1) ||
-        batch.embedding_width != empty_embedding_.size(2))
-      throw std::invalid_argument("cached text embeddings do not fit the text encoder");
-    return view_of(batch.embeddings, {batch.count, batch.embedding_length, batch.embedding_width});
-  }
-  if (static_cast<int64_t>(batch.captions.size()) != batch.count)
-    throw std::invalid_argument("Stable Diffusion training needs one caption per image");
-  return pipeline_.encode_prompts(batch.captions);
-}
-
 torch::Tensor sd_trainer::batch_loss(const training_batch& batch, at::Generator& generator) {
   const auto& schedule = *pipeline_.schedule;
-  const auto latents = batch_latents(batch);
-  auto embeddings = batch_embeddings(batch);
+  const auto latents = batch_latents(batch, pipeline_);
+  auto embeddings = batch_embeddings(batch, pipeline_, empty_embedding_);
   const int64_t n = batch.count;
 
   auto noise = at::randn(latents.sizes(), generator, torch::kFloat32);

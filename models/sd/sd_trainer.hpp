@@ -90,9 +90,6 @@ class sd_trainer : public model_trainer {
   torch::Tensor batch_loss(const training_batch& batch, at::Generator& generator) override;
 
  private:
-  torch::Tensor batch_latents(const training_batch& batch);
-  torch::Tensor batch_embeddings(const training_batch& batch);
-
   sd_trainer_options options_;
   sd_pipeline pipeline_;
   low_rank_adapters adapters_{nullptr};

@@ -14,6 +14,7 @@
 #include <regex>
 
 #include "runtime/checkpoint_files.hpp"
+#include "runtime/cluster_assignment.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/safetensors.hpp"
 #include "tests/e2e/process.hpp"
@@ -291,6 +292,77 @@ TEST_F(sd_fine_tune, a_peer_resumes_from_its_checkpoint) {
   EXPECT_EQ(out.find("epoch 1/"), std::string::npos) << out;
   EXPECT_TRUE(fs::exists(checkpoint_path(run_dir(0), epochs + 4))) << out;
   EXPECT_NE(out.find("latent cache: 8 of 8 images cached"), std::string::npos) << out;
+}
+
+// The DiT on the folder's VAE latents, conditioned on its CLIP text encoder (model.latent): a
+// small DiT, sampled with the DiT's own sampler.
+const std::vector<std::string> latent_dit_args = {
+  "--set", "model.latent=true",     "--set", "model.hidden_size=32", "--set", "model.depth=2",
+  "--set", "model.num_heads=2",     "--set", "model.patch_size=4",   "--set", "train.lr=0.003",
+  "--set", "sample.sampler=\"euler\"", "--set", "sample.steps=4"};
+
+std::vector<std::string> with_latent_dit(std::vector<std::string> args) {
+  args.insert(args.end(), latent_dit_args.begin(), latent_dit_args.end());
+  return args;
+}
+
+TEST_F(sd_fine_tune, two_peers_train_a_latent_dit_conditioned_on_the_text_encoder) {
+  SKIP_WITHOUT_TINY_SD();
+  train_swarm(latent_dit_args);
+  expect_loss_falls(0.9);  // seen: 0.99 -> 0.75 (means of four epochs)
+  expect_identical_at(checkpoint_every);
+  expect_identical_at(epochs);
+  const auto checkpoint = read_safetensors_file(checkpoint_path(run_dir(0), epochs));
+  EXPECT_EQ(checkpoint.metadata.at("model.latent"), "true");
+  EXPECT_EQ(checkpoint.metadata.at("model.conditioning"), "text_embedding");
+  // The tiny VAE halves 64 px into 32 x 32 latents with 4 channels.
+  EXPECT_EQ(checkpoint.metadata.at("model.image_size"), "32");
+  EXPECT_EQ(checkpoint.metadata.at("model.in_channels"), "4");
+  // Only the DiT is trained and averaged: no VAE or text-encoder weight is in the checkpoint.
+  for (const auto& tensor : checkpoint.tensors)
+    EXPECT_EQ(tensor.name.find("encoder"), std::string::npos) << tensor.name;
+
+  // `ddactor sample` decodes the DiT's latents into a 64 px image per prompt; the negative prompt
+  // reaches the model (guidance's null branch).
+  const auto run = std::vector<std::string>{"--set", "run.dir=\"" + run_dir(0).string() + "\""};
+  const auto red = sample("latent_red", with_latent_dit(run));
+  const auto png = decode_image_file(red);
+  const std::vector<std::string> label = {"a red photo with stripes"};
+  EXPECT_EQ(png.width, row_label_column_width(label, 64, 2) + 68);
+  EXPECT_EQ(png.height, 68);
+  auto negative_args = with_latent_dit(run);
+  negative_args.insert(negative_args.end(), {"--negative-prompt", "a blue picture of lines"});
+  const auto negative = sample("latent_negative", negative_args);
+  EXPECT_GT(largest_difference(red, negative), 0) << "the negative prompt changed nothing";
+}
+
+TEST_F(sd_fine_tune, cluster_on_latents_and_train_an_expert_on_its_cluster) {
+  SKIP_WITHOUT_TINY_SD();
+  const auto root = dir.path() / "ddm";
+  const auto ddm_args = with_latent_dit(
+    {"--config", config.string(), "--set", "run.dir=\"" + root.string() + "\"", "--set",
+     "ddm.num_experts=2", "--set", "ddm.fine_clusters=2", "--set", "ddm.feature_dims=4"});
+  auto cluster_args = ddm_args;
+  cluster_args.insert(cluster_args.begin(), "cluster");
+  ASSERT_EQ(run_ddactor(cluster_args, log("cluster"), 120s), 0) << read_text_file(log("cluster"));
+  const auto clusters = read_cluster_assignment(root / "clusters.safetensors");
+  EXPECT_NE(clusters.features.find("VAE latents"), std::string::npos) << clusters.features;
+  ASSERT_EQ(clusters.assignment.size(), 8u);
+  // The red striped images (even) and the blue ones (odd) differ most in colour, which the
+  // latents keep: each kind is one cluster.
+  for (size_t i = 0; i < 8; ++i)
+    EXPECT_EQ(clusters.assignment[i], clusters.assignment[i % 2]) << "image " << i;
+  EXPECT_NE(clusters.assignment[0], clusters.assignment[1]);
+
+  // Expert 1 trains alone on its four images, reading the latents the cluster command cached.
+  auto expert_args = ddm_args;
+  expert_args.insert(expert_args.end(), {"--set", "ddm.expert=1", "--set", "train.steps=2",
+                                         "--set", "train.target_batch_size=0"});
+  ASSERT_EQ(run_ddactor(expert_args, log("expert"), 120s), 0) << read_text_file(log("expert"));
+  const auto out = read_text_file(log("expert"));
+  EXPECT_NE(out.find("DDM expert 1: 4 of 8 training images"), std::string::npos) << out;
+  EXPECT_NE(out.find("latent cache: 8 of 8 images cached"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(checkpoint_path(root / "expert-1", 2))) << out;
 }
 
 // A broken pretrained folder stops `ddactor` at the start with one error naming the file and

@@ -18,7 +18,25 @@ dit_options small_options(const std::string& conditioning = "class") {
   o.caption.width = 32;
   o.caption.layers = 1;
   o.caption.max_bytes = 16;
+  o.context_length = 5;
+  o.context_width = 12;
   return o;
+}
+
+// Text-embedding conditions of n rows: random states, and other random states as the null ones.
+dit_condition text_states(int64_t n) {
+  dit_condition c;
+  c.context = torch::randn({n, 5, 12});
+  c.null_context = torch::randn({1, 5, 12}).expand({n, 5, 12});
+  return c;
+}
+
+// Gives every zero-initialised part random weights, so that the condition reaches the output.
+void wake_up(dit& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters())
+    if (p.abs().max().item<float>() == 0.0f)
+      p.normal_(0.0, 0.1);
 }
 
 dit_condition labels(std::vector<int64_t> y) {
@@ -28,7 +46,7 @@ dit_condition labels(std::vector<int64_t> y) {
 }
 
 TEST(dit, output_has_input_shape_for_every_conditioning) {
-  for (std::string mode : {"class", "caption", "none"}) {
+  for (std::string mode : {"class", "caption", "text_embedding", "none"}) {
     torch::manual_seed(0);
     dit model(small_options(mode));
     auto x = torch::randn({3, 3, 8, 8});
@@ -37,6 +55,8 @@ TEST(dit, output_has_input_shape_for_every_conditioning) {
       cond = labels({0, 4, 2});
     if (mode == "caption")
       cond.tokens = tokenize_captions({"a cat", "", "a very long caption over sixteen bytes"}, 16);
+    if (mode == "text_embedding")
+      cond = text_states(3);
     auto v = model->forward(x, torch::rand({3}), cond);
     EXPECT_EQ(v.sizes(), x.sizes()) << mode;
   }
@@ -66,6 +86,59 @@ TEST(dit, null_class_differs_from_real_class_after_training_the_embedding) {
   auto c = model->embed_condition(cond);
   EXPECT_TRUE(torch::equal(c[1], model->label_embedder->weight[5]));
   EXPECT_TRUE(torch::equal(c[0], model->label_embedder->weight[1]));
+}
+
+TEST(dit, text_embeddings_steer_the_output_and_null_rows_take_the_null_states) {
+  torch::manual_seed(6);
+  dit model(small_options("text_embedding"));
+  wake_up(model);
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({2, 3, 8, 8});
+  auto t = torch::tensor({0.4f, 0.4f});
+  auto cond = text_states(2);
+  const auto conditioned = model->forward(x, t, cond);
+  // Other states, other velocities.
+  auto other = cond;
+  other.context = torch::randn({2, 5, 12});
+  EXPECT_GT((model->forward(x, t, other) - conditioned).abs().max().item<float>(), 1e-4f);
+  // A null row is the same as a row conditioned on the null states; the other row is untouched.
+  auto dropped = cond;
+  dropped.is_null = torch::tensor({true, false});
+  const auto with_null = model->forward(x, t, dropped);
+  auto as_null_states = cond;
+  as_null_states.context = cond.null_context.contiguous();
+  EXPECT_TRUE(torch::allclose(with_null[0], model->forward(x, t, as_null_states)[0], 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(with_null[1], conditioned[1], 1e-5, 1e-6));
+}
+
+TEST(dit, a_text_embedding_condition_of_the_wrong_shape_is_refused) {
+  torch::manual_seed(7);
+  dit model(small_options("text_embedding"));
+  auto x = torch::randn({2, 3, 8, 8});
+  auto t = torch::rand({2});
+  EXPECT_THROW(model->forward(x, t, {}), std::invalid_argument);
+  auto cond = text_states(2);
+  cond.context = torch::randn({2, 6, 12});
+  EXPECT_THROW(model->forward(x, t, cond), std::invalid_argument);
+  cond = text_states(2);
+  cond.is_null = torch::tensor({true, false});
+  cond.null_context = torch::Tensor();
+  EXPECT_THROW(model->forward(x, t, cond), std::invalid_argument);
+}
+
+TEST(dit, conditions_keep_their_text_states_through_slice_select_and_concat) {
+  auto cond = text_states(3);
+  auto sliced = cond.slice(1, 3);
+  EXPECT_EQ(sliced.batch_size(), 2);
+  EXPECT_TRUE(torch::equal(sliced.context, cond.context.slice(0, 1, 3)));
+  auto picked = cond.select(torch::tensor({2, 0}, torch::kInt64));
+  EXPECT_TRUE(torch::equal(picked.context[0], cond.context[2]));
+  EXPECT_TRUE(torch::equal(picked.null_context[1], cond.null_context[0]));
+  auto both = cond.concat(cond.as_null());
+  EXPECT_EQ(both.batch_size(), 6);
+  EXPECT_EQ(both.null_context.size(0), 6);
+  EXPECT_EQ(both.is_null.sum().item<int64_t>(), 3);
+  EXPECT_TRUE(both.is_null[5].item<bool>());
 }
 
 TEST(dit, positions_are_fixed_sincos) {
