@@ -290,7 +290,12 @@ caf::behavior peer(peer_pointer self, peer_options options) {
     start_swarm(self);
   start_checkpointer(self);
   start_trainer(self);
-  if (self->state.options.config.network.wait_for_peers <= 1) {
+  const auto& network = self->state.options.config.network;
+  if (network.listen.empty() && network.wait_for_peers > 1)
+    spdlog::warn("network.wait_for_peers = {} ignored: without network.listen this peer trains "
+                 "alone",
+                 network.wait_for_peers);
+  if (network.wait_for_peers <= 1 || network.listen.empty()) {
     self->state.data_started = true;
     start_data_loader(self);
   } else {
