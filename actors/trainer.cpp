@@ -12,6 +12,7 @@
 #include "models/diffusion_trainer.hpp"
 #include "models/latent_dit_sampling.hpp"
 #include "models/latent_dit_trainer.hpp"
+#include "models/tensor_image_grid.hpp"
 #include "models/image_generation.hpp"
 #include "models/model_config.hpp"
 #include "models/outer_optimizer.hpp"
@@ -210,16 +211,10 @@ torch::Tensor sample_sd_grid(trainer_state& st, sd_trainer& sd, int64_t& columns
 
 void write_grid_png(trainer_state& st, const torch::Tensor& grid, int64_t columns,
                     const std::vector<std::string>& row_labels) {
-  const auto images = grid.contiguous();
   auto dir = st.options.config.run_dir() / "samples";
   std::filesystem::create_directories(dir);
   auto path = dir / fmt::format("step_{:08}.png", current_step(st));
-  write_image_grid_png(path,
-                       std::span<const float>(images.data_ptr<float>(),
-                                              static_cast<size_t>(images.numel())),
-                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
-                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
-                       static_cast<int>(columns), 2, row_labels);
+  write_tensor_grid_png(path, grid, columns, row_labels);
   std::filesystem::copy_file(path, dir / "latest.png",
                              std::filesystem::copy_options::overwrite_existing);
   spdlog::info("sample grid written to {}", path.string());

@@ -12,6 +12,7 @@
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
 #include "models/latent_dit_sampling.hpp"
+#include "models/tensor_image_grid.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/run_data.hpp"
 
@@ -21,13 +22,7 @@ namespace {
 
 void write_grid(const std::filesystem::path& out, const torch::Tensor& grid, int64_t per_row,
                 const std::vector<std::string>& row_labels) {
-  const auto images = grid.contiguous();
-  write_image_grid_png(out,
-                       std::span<const float>(images.data_ptr<float>(),
-                                              static_cast<size_t>(images.numel())),
-                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
-                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
-                       static_cast<int>(per_row), 2, row_labels);
+  write_tensor_grid_png(out, grid, per_row, row_labels);
   spdlog::info("wrote {}", out.string());
 }
 

@@ -9,6 +9,7 @@
 #include "models/sd/sd_sampling.hpp"
 #include "models/sd/sd_trainer.hpp"
 #include "models/sd/unet2d_condition.hpp"
+#include "models/tensor_image_grid.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/run_data.hpp"
@@ -113,13 +114,7 @@ int sd_sample_command(const run_config& config, const sample_request& request) {
                        callbacks);
   if (result.outcome == sampling_outcome::stopped)
     throw work_stopped();
-  const auto& images = result.images;
-  write_image_grid_png(request.out,
-                       std::span<const float>(images.data_ptr<float>(),
-                                              static_cast<size_t>(images.numel())),
-                       static_cast<int>(images.size(0)), static_cast<int>(images.size(1)),
-                       static_cast<int>(images.size(2)), static_cast<int>(images.size(3)),
-                       static_cast<int>(per_prompt), 2, prompt_labels(prompts));
+  write_tensor_grid_png(request.out, result.images, per_prompt, prompt_labels(prompts));
   spdlog::info("wrote {}", request.out.string());
   return 0;
 }
