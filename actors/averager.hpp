@@ -42,6 +42,9 @@ struct averager_options {
   codec_options codec_settings;
   /// Compressor actors (threads) that code the chunks of every round (at least 1).
   size_t compressor_threads = 2;
+  /// This peer's link rate in bytes per second for the leader's cut of the vector
+  /// (averaging.bandwidth); 0: measured by its own rounds (runtime/allreduce/link_rate_estimate).
+  double link_rate = 0;
   /// Fault injection for tests (config [debug]); 0: never.
   int64_t die_in_round = 0;
   std::string die_as = "sender";
@@ -52,7 +55,7 @@ struct averager_options {
 };
 
 /// Local: `(average_atom, average_request)` -> average_outcome; `(view_atom, members)` from
-/// membership; `(attach_atom, caf::actor membership)`, which its group actors then tell about
+/// membership; `(link_rate_atom, ...)` from its group actors, what a round measured of the link; `(attach_atom, caf::actor membership)`, which its group actors then tell about
 /// members whose chunks arrive (`alive_atom`). Remote: `(join_atom, round_request)` -> group_assignment (leader role).
 caf::actor spawn_averager(caf::actor_system& system, averager_options options);
 

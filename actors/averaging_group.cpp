@@ -11,11 +11,14 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/allreduce/bandwidth_shares.hpp"
 #include "runtime/allreduce/butterfly_partition.hpp"
+#include "runtime/allreduce/link_rate_estimate.hpp"
 #include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/allreduce/weighted_reduction.hpp"
 #include "runtime/compression/codec_factory.hpp"
@@ -31,6 +34,8 @@ using clock_type = std::chrono::steady_clock;
 constexpr auto digest_wait = std::chrono::seconds(5);
 // Chunks that arrive before this member's own assignment are kept, up to this many.
 constexpr size_t max_early_chunks = 4096;
+// Rates above this (bytes per second: 1 Tbit/s) are no measurement.
+constexpr double max_plausible_rate = 125e9;
 // At most one liveness note per member to membership in this interval.
 constexpr auto alive_note_interval = std::chrono::milliseconds(200);
 
@@ -51,6 +56,19 @@ struct pending_chunk {
   uint64_t offset = 0;     // within the part
   size_t piece_begin = 0;  // within the whole vector
   size_t elements = 0;
+};
+
+// The chunks one member sent us: how many bytes, first and last arrival.
+struct received_stream {
+  uint64_t bytes = 0;
+  clock_type::time_point first;
+  clock_type::time_point last;
+
+  double seconds() const { return std::chrono::duration<double>(last - first).count(); }
+  // Bytes per second, or 0 when the chunks were too few or too close to measure.
+  double rate() const {
+    return bytes >= link_rate_estimate::min_sample_bytes && seconds() > 0 ? bytes / seconds() : 0;
+  }
 };
 
 struct group_state {
@@ -82,6 +100,12 @@ struct group_state {
   int32_t restarts = 0;
   std::vector<allreduce_chunk> early_chunks;
   std::vector<clock_type::time_point> last_alive_note;  // per member
+  // What arrived from each member, for the link-rate measurement (link_rate_estimate.hpp).
+  std::vector<received_stream> received;
+  // The other members' view of our upload, from their digests.
+  uint64_t upload_bytes = 0;
+  double upload_rate = 0;
+  bool rates_reported = false;
   // Chunks out at the compressors, by tag; a result whose attempt is over is dropped.
   uint64_t attempt = 0;
   uint64_t next_tag = 0;
@@ -189,11 +213,33 @@ void fail(group_pointer self, errc code, const std::string& why) {
   self->quit();
 }
 
+// A finished round tells the averager what it measured of this peer's link (a download sample:
+// everything that arrived, first chunk to last; an upload sample: the members' digests), then
+// ends.
+void quit_reporting_link_rates(group_pointer self) {
+  auto& st = self->state;
+  if (!st.rates_reported && st.options.reply_to) {
+    st.rates_reported = true;
+    uint64_t bytes = 0;
+    std::optional<clock_type::time_point> first, last;
+    for (const auto& stream : st.received)
+      if (stream.bytes > 0) {
+        bytes += stream.bytes;
+        first = first ? std::min(*first, stream.first) : stream.first;
+        last = last ? std::max(*last, stream.last) : stream.last;
+      }
+    const double seconds = first ? std::chrono::duration<double>(*last - *first).count() : 0.0;
+    self->send(st.options.reply_to, link_rate_atom_v, static_cast<double>(bytes), seconds,
+               static_cast<double>(st.upload_bytes), st.upload_rate);
+  }
+  self->quit();
+}
+
 // Every member has finished: compare digests, then leave.
 void maybe_quit_after_digests(group_pointer self) {
   auto& st = self->state;
   if (st.done && st.digests_expected == 0)
-    self->quit();
+    quit_reporting_link_rates(self);
 }
 
 void finish_round(group_pointer self) {
@@ -202,9 +248,12 @@ void finish_round(group_pointer self) {
   st.digest = blob_checksum(std::span<const char>(reinterpret_cast<const char*>(st.output.data()),
                                                   st.output.size() * sizeof(float)));
   for (auto member : st.active)
-    if (member != st.me)
+    if (member != st.me) {
+      const auto& from = st.received[member];
       self->send(st.assignment.members[member].averager, digest_atom_v,
-                 round_digest{st.assignment.round_id, st.member_set, st.me, st.digest});
+                 round_digest{st.assignment.round_id, st.member_set, st.me, st.digest, from.bytes,
+                              from.rate()});
+    }
   average_outcome outcome;
   outcome.values = std::make_shared<const std::vector<float>>(std::move(st.output));
   outcome.group_size = static_cast<int32_t>(st.active.size());
@@ -313,7 +362,10 @@ void start_attempt(group_pointer self) {
     std::find(st.active.begin(), st.active.end(), st.me) - st.active.begin());
   const auto& values = *st.options.values;
   st.output.assign(values.begin(), values.end());
-  st.parts = butterfly_partition(values.size(), st.active.size());
+  std::vector<uint64_t> shares;
+  for (auto member : st.active)
+    shares.push_back(st.assignment.members[member].part_share);
+  st.parts = partition_by_shares(values.size(), shares);
   st.part_received.assign(st.parts.size(), 0);
   st.parts_done = 0;
   for (const auto& part : st.parts)
@@ -439,6 +491,11 @@ void handle_chunk(group_pointer self, allreduce_chunk& chunk) {
     reject(self, n, "header", "wrong round or sender");
     return;
   }
+  auto& stream = st.received[chunk.sender];
+  stream.last = clock_type::now();
+  if (stream.bytes == 0)
+    stream.first = stream.last;
+  stream.bytes += chunk.blob.bytes.size();
   if (chunk.member_set != st.member_set) {
     // A smaller set means someone noticed a failure first: follow. Anything else is stale.
     bool subset = (chunk.member_set & ~st.member_set) == 0;
@@ -591,6 +648,7 @@ void start_round(group_pointer self, group_assignment assignment) {
   st.member_set = n == 64 ? ~uint64_t{0} : ((uint64_t{1} << n) - 1);
   st.started = clock_type::now();
   st.last_alive_note.assign(n, clock_type::time_point{});
+  st.received.assign(n, received_stream{});
   const auto& residual = st.options.residual;
   if (st.options.codec == "topk" && residual && residual->size() == st.options.values->size())
     st.residual_at_start = *residual;
@@ -629,6 +687,13 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
           !in_set(st.digests_expected, d.sender))
         return;
       st.digests_expected &= ~(uint64_t{1} << d.sender);
+      // Our streams to the members share our uplink: their rates add up. A member's word on
+      // our upload only steers our part's size, so an absurd one is merely ignored.
+      if (std::isfinite(d.received_rate) && d.received_rate > 0 &&
+          d.received_rate < max_plausible_rate) {
+        st.upload_bytes += d.received_bytes;
+        st.upload_rate += d.received_rate;
+      }
       if (d.member_set != st.member_set || d.digest != st.digest) {
         st.metrics.digest_mismatches.inc();
         spdlog::error("round {:016x}: member {} ended with a different result (digest {:016x} vs "
@@ -648,7 +713,7 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
         return;
       }
       if (st.done && now >= st.digest_deadline) {
-        self->quit();  // done waiting for digests
+        quit_reporting_link_rates(self);  // done waiting for digests
         return;
       }
       self->delayed_send(self, tick_towards(st.done ? st.digest_deadline : st.deadline, now),

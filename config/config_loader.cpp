@@ -628,6 +628,7 @@ section_schema averaging_keys() {
       field("state_compression", &averaging_section::state_compression,
             one_of({"none", "zstd", "fp16", "bf16"})),
       field("state_every", &averaging_section::state_every, at_least(1)),
+      field("bandwidth", &averaging_section::bandwidth, within(0, 1e6)),
   });
 }
 

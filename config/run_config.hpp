@@ -229,6 +229,9 @@ struct averaging_section {
   /// Epochs between fresh copies of the state this peer serves to joiners (encoding costs
   /// about one pass over the model and optimizer).
   int state_every = 1;
+  /// This peer's link in Mbit/s (the slower of upload and download), for the leader's cut of the
+  /// vector: a slow link reduces a smaller part. 0: measured from this peer's own rounds.
+  double bandwidth = 0;
 
   bool operator==(const averaging_section&) const = default;
 };

@@ -101,7 +101,11 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
                                .with()),
     swarm_epoch_progress(r.gauge("ddactor_swarm_epoch_samples",
                                  "Estimated samples the swarm accumulated in this epoch.")
-                           .with()) {}
+                           .with()),
+    link_rate(r.gauge("ddactor_averaging_link_rate_bytes_per_second",
+                      "This peer's link rate as its rounds measured it (upload, download) and as "
+                      "it reports it to leaders (used: averaging.bandwidth or the smaller one).",
+                      {"direction"})) {}
 
 state_transfer_metrics::state_transfer_metrics(metrics_registry& r)
   : downloads_ok(r.counter("ddactor_state_downloads_total",

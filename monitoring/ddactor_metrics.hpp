@@ -104,6 +104,7 @@ struct averaging_metrics {
   gauge& epoch;                    // ddactor_swarm_epoch
   gauge& swarm_samples_per_second; // ddactor_swarm_samples_per_second
   gauge& swarm_epoch_progress;     // ddactor_swarm_epoch_samples
+  gauge_family& link_rate;         // ddactor_averaging_link_rate_bytes_per_second{direction}
 };
 
 /// Transfers of the shared training state to late joiners (actors/state_server, state_download).

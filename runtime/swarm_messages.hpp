@@ -86,12 +86,18 @@ struct round_request {
   /// Length of the vector it will average (all members must agree).
   uint64_t length = 0;
   caf::actor averager;
+  /// Its link rate in bytes per second (averaging.bandwidth, or measured by its rounds: the
+  /// smaller of upload and download); 0 when not known yet.
+  double link_rate = 0;
 };
 
 struct group_member {
   std::string peer_id;
   caf::actor averager;
   double weight = 0;
+  /// Its share of the vector to reduce (runtime/allreduce/bandwidth_shares.hpp): parts are
+  /// proportional to the shares of an attempt's members; 0 reduces nothing.
+  uint64_t part_share = 1;
 };
 
 /// The leader's answer: who averages together in which round.
@@ -122,6 +128,10 @@ struct round_digest {
   uint64_t member_set = 0;
   uint32_t sender = 0;
   uint64_t digest = 0;
+  /// How the sender received the recipient's chunks: bytes, and bytes per second between the
+  /// first and the last (0: too few to say). The recipient's upload rate, seen from the far end.
+  uint64_t received_bytes = 0;
+  double received_rate = 0;
 };
 
 /// What a peer can serve to a late joiner: the shared training state of one epoch.
@@ -204,12 +214,12 @@ typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, round_request& x) {
   return f(caf::meta::type_name("round_request"), x.peer_id, x.swarm_id, x.epoch, x.weight,
-           x.length, x.averager);
+           x.length, x.averager, x.link_rate);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, group_member& x) {
-  return f(caf::meta::type_name("group_member"), x.peer_id, x.averager, x.weight);
+  return f(caf::meta::type_name("group_member"), x.peer_id, x.averager, x.weight, x.part_share);
 }
 
 template <class Inspector>
@@ -231,7 +241,8 @@ typename Inspector::result_type inspect(Inspector& f, allreduce_chunk& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, round_digest& x) {
-  return f(caf::meta::type_name("round_digest"), x.round_id, x.member_set, x.sender, x.digest);
+  return f(caf::meta::type_name("round_digest"), x.round_id, x.member_set, x.sender, x.digest,
+           x.received_bytes, x.received_rate);
 }
 
 template <class Inspector>

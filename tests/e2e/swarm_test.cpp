@@ -118,20 +118,30 @@ class swarm : public ::testing::Test {
   }
 };
 
+// Peer 2 declares a slow link (averaging.bandwidth): leaders cut the vector among the three fast
+// peers and give it no part to reduce, and the replicas stay identical.
 TEST_F(swarm, four_peers_train_one_model_with_identical_parameters_after_each_round) {
   auto config = write_config(15, 4);
   for (int i = 0; i < 4; ++i)
-    start_peer(i, config);
+    start_peer(i, config, {"--set", std::string("averaging.bandwidth=") + (i == 2 ? "20" : "100")});
   for (int i = 0; i < 4; ++i)
     expect_exit_ok(i);
   for (int64_t epoch : {5, 10, 15})
     expect_identical_at(epoch, {0, 1, 2, 3});
+  int cut_by_rate = 0;
   for (int i = 0; i < 4; ++i) {
     auto out = peers[static_cast<size_t>(i)]->output();
     EXPECT_NE(out.find("epoch 15/15"), std::string::npos) << out;
     EXPECT_NE(out.find("peers 4"), std::string::npos) << out;
     EXPECT_NE(out.find("group of 4"), std::string::npos) << out;
+    // Members are listed by peer id: the slow one is wherever its id sorts.
+    for (const auto* parts : {"parts by link rate: 0% 33% 33% 33% (Mbit/s: 20 100 100 100)",
+                              "parts by link rate: 33% 0% 33% 33% (Mbit/s: 100 20 100 100)",
+                              "parts by link rate: 33% 33% 0% 33% (Mbit/s: 100 100 20 100)",
+                              "parts by link rate: 33% 33% 33% 0% (Mbit/s: 100 100 100 20)"})
+      cut_by_rate += out.find(parts) != std::string::npos ? 1 : 0;
   }
+  EXPECT_GE(cut_by_rate, 1) << "no leader cut a group of 4 by the declared link rates";
 }
 
 // With lossy codecs every peer still ends each round with the same values: the reducer of a
