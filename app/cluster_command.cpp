@@ -77,6 +77,28 @@ torch::Tensor image_features(const run_config& config, const image_dataset& trai
                                    stoppable_progress("cluster: features", "images"));
 }
 
+// A latent DiT's images as pixels (resolution x resolution RGB, in the examples' order), for a
+// TorchScript feature module: the examples made again without the latent cache.
+image_dataset example_pixels(const run_config& config, sd_pipeline& pipeline, int64_t count) {
+  auto options = latent_data_options(config, pipeline);
+  options.cache = false;
+  sd_data_report report;
+  const auto examples = prepare_sd_examples(pipeline, options, report);
+  if (examples.count() != count)
+    throw std::runtime_error("the image folder changed while it was read (" +
+                             std::to_string(count) + " images, then " +
+                             std::to_string(examples.count()) + ")");
+  image_dataset images;
+  images.count = count;
+  images.channels = 3;
+  images.height = images.width = config.data.resolution;
+  images.pixels.reserve(static_cast<size_t>(count * images.image_size()));
+  for (const auto& example : examples.examples)
+    images.pixels.insert(images.pixels.end(), example.pixels.begin(), example.pixels.end());
+  images.check_consistent();
+  return images;
+}
+
 // Fine k-means on the features (n x d), then weighted k-means of the fine centroids into K.
 void cluster_features(const run_config& config, const torch::Tensor& features,
                       cluster_assignment& clusters, clustering_times& times) {
@@ -254,7 +276,11 @@ int cluster_command(const run_config& config) {
   } else {
     const auto features_started = clock_type::now();
     torch::Tensor features;
-    if (latent_examples) {
+    if (latent_examples && !ddm.features.empty()) {
+      // A TorchScript module sees pixels: the same images as the examples, read again.
+      features = image_features(config, example_pixels(config, *pipeline, latent_examples->count()),
+                                clusters.features);
+    } else if (latent_examples) {
       clusters.features = latent_pca_description(ddm.feature_dims);
       spdlog::info("features of {} images: {}", count, clusters.features);
       features = latent_pca_features(*latent_examples, *pipeline, ddm.feature_dims,

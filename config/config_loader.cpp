@@ -1016,13 +1016,6 @@ const std::vector<cross_key_rule>& cross_key_rules() {
                 "folder's text encoder (\"caption\") or on nothing (\"none\"), not on "
                 "classes";
        }},
-      {{"ddm.features", "model.latent"},
-       [](const run_config& c) -> std::optional<std::string> {
-         if (!c.model.latent || c.ddm.features.empty())
-           return std::nullopt;
-         return "ddm.features (a TorchScript module over pixels) does not apply to a latent DiT: "
-                "`ddactor cluster` clusters its examples on their VAE latents";
-       }},
       {{"run.mode", "model.pretrained"},
        [](const run_config& c) -> std::optional<std::string> {
          if (c.run.mode != "router" || c.model.pretrained.empty())

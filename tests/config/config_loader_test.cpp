@@ -505,7 +505,7 @@ TEST(config_loader, class_conditioning_needs_classes) {
       parse_run_config("[model]\nnum_classes = 0\nconditioning = \"none\"\n", "run.toml"));
 }
 
-TEST(config_loader, a_latent_dit_takes_captions_or_nothing_and_no_pixel_only_ddm_part) {
+TEST(config_loader, a_latent_dit_takes_captions_or_nothing_and_no_router) {
   const std::string latent =
       "[model]\npretrained = \"/models/sd\"\nlatent = true\n[data]\nsource = \"folder\"\n";
   // A folder defaults to caption conditioning, 256 px for a latent DiT.
@@ -518,10 +518,6 @@ TEST(config_loader, a_latent_dit_takes_captions_or_nothing_and_no_pixel_only_ddm
   EXPECT_EQ(error->key(), "model.conditioning");
   EXPECT_EQ(error->line(), 4);
   EXPECT_TRUE(contains(error->problem(), "not on classes")) << error->what();
-  error = error_of(latent + "[ddm]\nfeatures = \"/models/dino.pt\"\n");
-  ASSERT_TRUE(error);
-  EXPECT_EQ(error->key(), "ddm.features");
-  EXPECT_TRUE(contains(error->problem(), "VAE latents")) << error->what();
   error = error_of(latent + "[run]\nmode = \"router\"\n");
   ASSERT_TRUE(error);
   EXPECT_EQ(error->key(), "run.mode");

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <map>
 #include <numeric>
@@ -353,6 +354,27 @@ TEST_F(sd_fine_tune, cluster_on_latents_and_train_an_expert_on_its_cluster) {
   for (size_t i = 0; i < 8; ++i)
     EXPECT_EQ(clusters.assignment[i], clusters.assignment[i % 2]) << "image " << i;
   EXPECT_NE(clusters.assignment[0], clusters.assignment[1]);
+
+  // With ddm.features a TorchScript module (made by PyTorch, where it is installed) clusters the
+  // same images' pixels instead.
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0) {
+    const auto modules = dir.path() / "modules";
+    const std::string make = "/usr/bin/python3 '" DDACTOR_SOURCE_DIR
+                             "/tests/tools/make_feature_module.py' '" +
+                             modules.string() + "' >/dev/null 2>&1";
+    ASSERT_EQ(std::system(make.c_str()), 0);
+    auto scripted = cluster_args;
+    scripted.insert(scripted.end(),
+                    {"--set", "ddm.features=\"" + (modules / "rgb_maps.pt").string() + "\"",
+                     "--set", "ddm.features_resolution=16", "--set",
+                     "ddm.assignments=\"" + (dir.path() / "scripted.safetensors").string() + "\""});
+    ASSERT_EQ(run_ddactor(scripted, log("scripted"), 120s), 0) << read_text_file(log("scripted"));
+    const auto by_module = read_cluster_assignment(dir.path() / "scripted.safetensors");
+    EXPECT_NE(by_module.features.find("torchscript: rgb_maps.pt"), std::string::npos)
+      << by_module.features;
+    EXPECT_EQ(by_module.assignment.size(), 8u);
+    EXPECT_EQ(by_module.data, clusters.data);  // the same examples, the same fingerprint
+  }
 
   // Expert 1 trains alone on its four images, reading the latents the cluster command cached.
   auto expert_args = ddm_args;
