@@ -15,6 +15,10 @@
 //      |                        +------+ smaller member set: restart without it
 //      +--(deadline)--> FAILED (round_timeout to the averager)          any state --(deadline)-->
 //
+// Parts: member i of an attempt reduces a part proportional to its share in the assignment
+// (the leader's cut by link rates, runtime/allreduce/bandwidth_shares.hpp); a member with share
+// 0 only sends and receives.
+//
 // Failure semantics (chosen on purpose):
 //   * Any member that fails -- dies, disconnects, or sends a chunk that fails validation -- is
 //     dropped, and the survivors restart the all-reduce without it: every survivor still ends with
@@ -58,7 +62,9 @@ struct averaging_group_options {
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   /// Compressors (actors/compressor.hpp) that code this round's chunks (at least one).
   std::vector<caf::actor> compressors;
-  /// Receives the average_outcome when the round ends (failed = true when it could not finish).
+  /// Receives the average_outcome when the round ends (failed = true when it could not finish),
+  /// and after a finished round `(link_rate_atom, download_bytes, download_seconds,
+  /// upload_bytes, upload_rate)`: what the round measured of this peer's link.
   caf::actor reply_to;
   /// Membership, told `(alive_atom, peer_id)` when chunks arrive from a member: they prove it
   /// alive, while its heartbeats wait behind its chunks on the same connection (null: not told).

@@ -10,6 +10,9 @@
 //            must send and receive), and their ratio. The loopback link rate is measured in the
 //            same run: raw TCP between two processes (--raw-megabytes). Aim on shaped links:
 //            ratio <= 1.25.
+//   hetero   (--hetero) host 0's link at --slow-mbit (20), the others' at --rate-mbit: equal
+//            parts, parts cut by declared rates and by measured ones, against the bandwidth
+//            bound of the best cut (runtime/allreduce/bandwidth_shares.hpp).
 //   codecs   (--codec-sweep) shaped links, n = 4, a DiT-S/2-sized vector (its real tensor layout,
 //            33M floats; --codec-elements overrides), each codec of --codecs: round time and
 //            bytes on the wire against float32's. Aim: int8 <= 0.35x of float32's time.
@@ -21,6 +24,8 @@
 //                           [--rate-mbit 100] [--delay-ms 50] [--raw-megabytes 500] [--json PATH]
 //   ddactor_allreduce_bench --codec-sweep [--codecs none,fp16,bf16,int8,topk,adaptive,int8+zstd1]
 //                           [--codec-elements N] [--codec-rounds 2]
+//   ddactor_allreduce_bench --hetero [--hetero-peers 4] [--slow-mbit 20] [--rate-mbit 100]
+//                           [--megabytes 25] [--rounds 4]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -48,6 +53,7 @@
 
 #include "bench/netlab/netlab.hpp"
 #include "bench/spawned_process.hpp"
+#include "runtime/allreduce/bandwidth_shares.hpp"
 
 namespace {
 
@@ -79,6 +85,9 @@ struct settings {
   int codec_peers = 4;
   int codec_rounds = 2;
   size_t chunk_elements = 262144;
+  bool hetero = false;        // the heterogeneous-links sweep instead
+  int hetero_peers = 4;
+  double slow_mbit = 20;      // host 0's link in that sweep
   std::vector<std::string> peer_flags;  // passed to every peer as they are
   std::string json_path;
   std::string keep_logs;
@@ -362,7 +371,8 @@ double lab_hosts::raw_exchange_seconds(int n, double bytes) {
 // Runs n peers for `rounds` rounds with `extra` flags and collects their reports.
 swarm_run run_swarm(peer_hosts& hosts, const settings& s, int n, int rounds,
                     const std::vector<std::string>& extra, const std::filesystem::path& logs,
-                    std::chrono::seconds timeout) {
+                    std::chrono::seconds timeout,
+                    const std::vector<std::vector<std::string>>& per_peer = {}) {
   swarm_run run;
   run.n = n;
   for (int i = 0; i < n; ++i) {
@@ -372,6 +382,9 @@ swarm_run run_swarm(peer_hosts& hosts, const settings& s, int n, int rounds,
     auto address = hosts.address_flags(i);
     argv.insert(argv.end(), address.begin(), address.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
+    if (static_cast<size_t>(i) < per_peer.size())
+      argv.insert(argv.end(), per_peer[static_cast<size_t>(i)].begin(),
+                  per_peer[static_cast<size_t>(i)].end());
     argv.insert(argv.end(), s.peer_flags.begin(), s.peer_flags.end());
     hosts.start(i, argv, logs / ("peer" + std::to_string(i) + ".log"));
     if (i == 0)
@@ -748,6 +761,78 @@ json codec_sweep(const settings& s, const std::filesystem::path& logs) {
   return out;
 }
 
+// Part 3: links that differ. Host 0 at --slow-mbit, the others at --rate-mbit; the same vector
+// cut in equal parts (every peer declares the same rate), by the declared rates, and by the
+// rates the peers measure from their own rounds (nothing declared: the first round is equal).
+// Each against the bandwidth bound of the best partition (bandwidth_shares.hpp).
+json heterogeneous_sweep(const settings& s, const std::filesystem::path& logs) {
+  json out = json::object();
+  const int n = s.hetero_peers;
+  netlab_options options = lab_options(s);
+  options.host_rate_mbit.assign(static_cast<size_t>(n), s.rate_mbit);
+  options.host_rate_mbit[0] = s.slow_mbit;
+  std::unique_ptr<lab_hosts> hosts;
+  try {
+    netlab::cleanup_stale("ddl");
+    hosts = std::make_unique<lab_hosts>(n, options);
+  } catch (const netlab_unavailable& e) {
+    std::printf("heterogeneous links: skipped: %s\n", e.what());
+    out["skipped"] = e.what();
+    return out;
+  }
+  const auto elements = static_cast<size_t>(s.megabytes * 1e6 / 4);
+  std::vector<double> rates;
+  for (int i = 0; i < n; ++i)
+    rates.push_back(hosts->lab().rate_mbit(i) * 1e6 / 8);
+  const double equal_bound =
+    slowest_transfer_seconds(butterfly_partition(elements, static_cast<size_t>(n)), rates, 4);
+  const double best_bound = slowest_transfer_seconds(
+    partition_by_shares(elements, bandwidth_part_shares(rates)), rates, 4);
+  std::printf("heterogeneous links: n=%d, %.0f MB, host 0 at %.0f Mbit/s, the others at %.0f, "
+              "%.0f ms one-way; bound of equal parts %.2f s, of the best cut %.2f s; load %s\n",
+              n, s.megabytes, s.slow_mbit, s.rate_mbit, s.delay_ms, equal_bound, best_bound,
+              load_average().c_str());
+  std::fflush(stdout);
+  const auto declared = [&](bool true_rates) {
+    std::vector<std::vector<std::string>> flags;
+    for (int i = 0; i < n; ++i)
+      flags.push_back({"--bandwidth",
+                       std::to_string(true_rates ? hosts->lab().rate_mbit(i) : s.rate_mbit)});
+    return flags;
+  };
+  struct variant {
+    std::string name;
+    std::vector<std::vector<std::string>> flags;
+  };
+  const std::vector<variant> variants = {{"equal parts", declared(false)},
+                                         {"declared", declared(true)},
+                                         {"measured", {}}};
+  const std::vector<std::string> size_flags{"--elements", std::to_string(elements)};
+  std::printf("%-12s %10s %14s %14s\n", "cut", "round s", "vs best bound", "vs equal bound");
+  json table = json::array();
+  for (const auto& v : variants) {
+    auto run = run_swarm(*hosts, s, n, s.rounds, size_flags, logs / ("hetero-" + v.name),
+                         run_timeout(equal_bound, s.rounds), v.flags);
+    // Measured rates exist from the second round on: the first one is left out of its median.
+    auto times = run.round_seconds;
+    if (v.name == "measured" && times.size() > 1)
+      times.erase(times.begin());
+    const double t = median(times);
+    std::printf("%-12s %10.2f %14.3f %14.3f%s%s\n", v.name.c_str(), t, t / best_bound,
+                t / equal_bound, run.problem.empty() ? "" : "  PROBLEM: ",
+                run.problem.c_str());
+    std::fflush(stdout);
+    auto j = run_to_json(run);
+    j["cut"] = v.name;
+    j["median_seconds_counted"] = t;
+    table.push_back(j);
+  }
+  out["equal_bound_seconds"] = equal_bound;
+  out["best_bound_seconds"] = best_bound;
+  out["variants"] = table;
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -768,6 +853,11 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-raw-baseline", s.raw_baseline,
                "skip the raw TCP baseline in the all-reduce's traffic pattern (shaped links)");
   app.add_flag("--codec-sweep", s.codec_sweep, "run the codec sweep instead of the size sweep");
+  app.add_flag("--hetero", s.hetero,
+               "heterogeneous links instead: host 0 at --slow-mbit, the others at --rate-mbit; "
+               "equal parts vs cut by declared and by measured rates");
+  app.add_option("--hetero-peers", s.hetero_peers, "peers of that sweep")->capture_default_str();
+  app.add_option("--slow-mbit", s.slow_mbit, "host 0's link there")->capture_default_str();
   app.add_option("--codecs", s.codecs, "codecs to sweep; name+zstdL adds zstd level L")
     ->delimiter(',')
     ->capture_default_str();
@@ -797,7 +887,9 @@ int main(int argc, char** argv) {
                         {"codec_sweep", s.codec_sweep}, {"codecs", s.codecs},
                         {"codec_elements", s.codec_elements}, {"codec_rounds", s.codec_rounds},
                         {"chunk_elements", s.chunk_elements}};
-    if (s.codec_sweep)
+    if (s.hetero)
+      result["heterogeneous"] = heterogeneous_sweep(s, logs);
+    else if (s.codec_sweep)
       result["codec_sweep"] = codec_sweep(s, logs);
     else
       result["size_sweep"] = size_sweep(s, logs);

@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   double topk_fraction = 0.05, gossip_interval = 1.0, suspect_after = 3.0, remove_after = 8.0;
   double heartbeat = 0.5, connection_timeout = 3.0, matchmaking_time = 30.0;
   double allreduce_timeout = 600.0, request_timeout = 10.0, ready_timeout = 120.0;
-  double settle = 1.0, linger = 2.0;
+  double settle = 1.0, linger = 2.0, bandwidth_mbit = 0;
   size_t chunk_elements = 262144, adaptive_exact_below = 16384, compressor_threads = 2;
   uint64_t seed = 1;
   app.add_option("--peers", peers, "start once the view holds this many peers")->capture_default_str();
@@ -141,6 +141,9 @@ int main(int argc, char** argv) {
                  "the vector is a DiT of this preset (S/2, B/4, ...): --elements becomes its "
                  "parameter count and the adaptive codec sees its tensors");
   app.add_option("--seed", seed, "seed of this peer's values")->capture_default_str();
+  app.add_option("--bandwidth", bandwidth_mbit,
+                 "this peer's link in Mbit/s for the leader's cut (0: measured by its rounds)")
+    ->capture_default_str();
   app.add_option("--die-after-rounds", die_after_rounds, "SIGKILL itself after k rounds (0: never)")
     ->capture_default_str();
   app.add_option("--swarm-id", swarm_id, "swarm id")->capture_default_str();
@@ -200,6 +203,7 @@ int main(int argc, char** argv) {
     averaging.codec_settings.topk_fraction = topk_fraction;
     averaging.codec_settings.adaptive_exact_below = adaptive_exact_below;
     averaging.compressor_threads = compressor_threads;
+    averaging.link_rate = bandwidth_mbit * 1e6 / 8;
     auto averager = spawn_averager(system, averaging);
 
     membership_options members;

@@ -216,7 +216,13 @@ netlab::netlab(int hosts, netlab_options options) : options_(std::move(options))
                          "\"");
   }
   check_privileges(ip_program_);
-  if (options_.rate_mbit > 0 || options_.one_way_delay_ms > 0) {
+  for (double rate : options_.host_rate_mbit)
+    if (!(rate >= 0))
+      throw netlab_error("host_rate_mbit entries must be >= 0");
+  const bool shaped_host = std::any_of(options_.host_rate_mbit.begin(),
+                                       options_.host_rate_mbit.end(),
+                                       [](double rate) { return rate > 0; });
+  if (options_.rate_mbit > 0 || shaped_host || options_.one_way_delay_ms > 0) {
     tc_program_ = find_program("tc");
     if (tc_program_.empty())
       throw netlab_unavailable("`tc` (iproute2) not found on PATH or in /usr/sbin, /sbin");
@@ -366,16 +372,24 @@ void netlab::build(int hosts) {
   }
 }
 
+double netlab::rate_mbit(int i) const {
+  const auto at = static_cast<std::size_t>(i);
+  return at < options_.host_rate_mbit.size() && options_.host_rate_mbit[at] > 0
+           ? options_.host_rate_mbit[at]
+           : options_.rate_mbit;
+}
+
 void netlab::shape_host(int i) {
   const std::string& host = host_namespaces_.at(static_cast<std::size_t>(i));
-  const double bytes_per_second = options_.rate_mbit * 1e6 / 8.0;
+  const double rate = rate_mbit(i);
+  const double bytes_per_second = rate * 1e6 / 8.0;
   const double delay_s = options_.one_way_delay_ms / 1000.0;
   std::vector<std::string> tbf;
-  if (options_.rate_mbit > 0) {
+  if (rate > 0) {
     const auto burst = static_cast<long long>(std::max(32.0 * 1024, bytes_per_second * 0.002));
     const double queue_s = kernel_delay_ ? 2 * delay_s + 0.020 : 0.020;
     const auto limit = static_cast<long long>(std::max(64.0 * 1024, bytes_per_second * queue_s));
-    tbf = {"tbf",   "rate",  std::to_string(std::llround(options_.rate_mbit * 1e6)) + "bit",
+    tbf = {"tbf",   "rate",  std::to_string(std::llround(rate * 1e6)) + "bit",
            "burst", std::to_string(burst),
            "limit", std::to_string(limit)};
   }

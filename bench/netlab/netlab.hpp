@@ -77,6 +77,8 @@ enum class netlab_delay_mode {
 
 struct netlab_options {
   double rate_mbit = 0.0;         // per host and direction (10^6 bit/s); 0: unlimited
+  // Host i's rate instead of rate_mbit where host_rate_mbit[i] > 0 (a slower home link).
+  std::vector<double> host_rate_mbit;
   double one_way_delay_ms = 0.0;  // D, per link direction
   // Names of namespaces start with it; empty: "ddl<pid>-<n>-" (n counts labs in this process).
   std::string name_prefix;
@@ -100,6 +102,8 @@ class netlab {
 
   int hosts() const { return static_cast<int>(host_namespaces_.size()); }
   const netlab_options& options() const { return options_; }
+  /// Host i's shaped rate in Mbit/s (0: unlimited).
+  double rate_mbit(int i) const;
   /// Host i's IPv4 address, e.g. "10.77.0.1" for i = 0.
   std::string address(int i) const;
   std::string namespace_name(int i) const;
