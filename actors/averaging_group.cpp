@@ -432,6 +432,18 @@ void start_attempt(group_pointer self) {
   maybe_finish_reduction(self);
 }
 
+// Whether this attempt has received all it needs from member m: its values for our part (our
+// reduction is over, or m's share of it arrived) and its part's result.
+bool has_everything_from(const group_state& st, uint32_t member) {
+  const auto at = std::find(st.active.begin(), st.active.end(), member);
+  if (!st.assigned || at == st.active.end())
+    return false;
+  const auto position = static_cast<size_t>(at - st.active.begin());
+  const bool scatter_in = !st.reducer || st.reducer->sender_complete(position);
+  const bool gather_in = st.part_received[position] >= st.parts[position].size();
+  return scatter_in && gather_in;
+}
+
 // Drops members from the round and restarts it, if that changes the member set.
 void shrink_to(group_pointer self, uint64_t new_set, const std::string& why) {
   auto& st = self->state;
@@ -672,8 +684,11 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
     for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
       if (st.assignment.members[m].averager.address() == dm.source && in_set(st.member_set, m)) {
         st.digests_expected &= ~(uint64_t{1} << m);
-        shrink_to(self, st.member_set & ~(uint64_t{1} << m),
-                  short_id(st.assignment.members[m].peer_id) + " is gone");
+        // A member that finished and left after we had all of its data costs us nothing: on
+        // a slow link we may still be receiving the others' results when it goes.
+        if (!has_everything_from(st, m))
+          shrink_to(self, st.member_set & ~(uint64_t{1} << m),
+                    short_id(st.assignment.members[m].peer_id) + " is gone");
         maybe_quit_after_digests(self);
       }
   });
