@@ -100,6 +100,8 @@ struct group_state {
   int32_t restarts = 0;
   std::vector<allreduce_chunk> early_chunks;
   std::vector<clock_type::time_point> last_alive_note;  // per member
+  // Members whose actor ended while some of their chunks were still being decoded.
+  uint64_t departed = 0;
   // What arrived from each member, for the link-rate measurement (link_rate_estimate.hpp).
   std::vector<received_stream> received;
   // The other members' view of our upload, from their digests.
@@ -444,6 +446,37 @@ bool has_everything_from(const group_state& st, uint32_t member) {
   return scatter_in && gather_in;
 }
 
+void shrink_to(group_pointer self, uint64_t new_set, const std::string& why);
+
+// Chunks from `member` waiting at the compressors to be decoded.
+size_t decoding_from(const group_state& st, uint32_t member) {
+  size_t n = 0;
+  for (const auto& [tag, pending] : st.pending)
+    n += pending.attempt == st.attempt && pending.member == member &&
+             (pending.what == pending_chunk::role::scatter_in ||
+              pending.what == pending_chunk::role::gather_in)
+           ? 1
+           : 0;
+  return n;
+}
+
+// Members that left: forgotten once we have all of their data, dropped from the round (a
+// restart) when some is missing and nothing more of theirs is being decoded.
+void settle_departures(group_pointer self) {
+  auto& st = self->state;
+  for (uint32_t m = 0; m < st.assignment.members.size() && st.departed != 0; ++m) {
+    if (!in_set(st.departed, m))
+      continue;
+    if (!in_set(st.member_set, m) || has_everything_from(st, m)) {
+      st.departed &= ~(uint64_t{1} << m);
+    } else if (decoding_from(st, m) == 0) {
+      st.departed &= ~(uint64_t{1} << m);
+      shrink_to(self, st.member_set & ~(uint64_t{1} << m),
+                short_id(st.assignment.members[m].peer_id) + " is gone");
+    }
+  }
+}
+
 // Drops members from the round and restarts it, if that changes the member set.
 void shrink_to(group_pointer self, uint64_t new_set, const std::string& why) {
   auto& st = self->state;
@@ -552,6 +585,9 @@ void handle_chunk(group_pointer self, allreduce_chunk& chunk) {
 }
 
 // A chunk came back from a compressor: carry on with it, if its attempt is still the one running.
+void handle_coded_chunk(group_pointer self, const pending_chunk& pending,
+                        compressor_result& result);
+
 void handle_coded(group_pointer self, compressor_result& result) {
   auto& st = self->state;
   auto it = st.pending.find(result.tag);
@@ -562,6 +598,14 @@ void handle_coded(group_pointer self, compressor_result& result) {
   --st.compressor_load[pending.compressor];
   if (st.done || pending.attempt != st.attempt)
     return;
+  handle_coded_chunk(self, pending, result);
+  if (!st.done && st.departed != 0)
+    settle_departures(self);
+}
+
+void handle_coded_chunk(group_pointer self, const pending_chunk& pending,
+                        compressor_result& result) {
+  auto& st = self->state;
   auto& coded = result.chunk;
   using role = pending_chunk::role;
   switch (pending.what) {
@@ -685,10 +729,10 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
       if (st.assignment.members[m].averager.address() == dm.source && in_set(st.member_set, m)) {
         st.digests_expected &= ~(uint64_t{1} << m);
         // A member that finished and left after we had all of its data costs us nothing: on
-        // a slow link we may still be receiving the others' results when it goes.
-        if (!has_everything_from(st, m))
-          shrink_to(self, st.member_set & ~(uint64_t{1} << m),
-                    short_id(st.assignment.members[m].peer_id) + " is gone");
+        // a slow link we may still be decoding the others' results when it goes. Judged once
+        // its chunks at the compressors are decoded.
+        st.departed |= uint64_t{1} << m;
+        settle_departures(self);
         maybe_quit_after_digests(self);
       }
   });
