@@ -82,6 +82,10 @@ struct group_state {
   std::vector<part_range> parts;
   uint32_t my_position = 0;
   std::unique_ptr<part_reducer> reducer;
+  // The pieces of our part (chunks, split at tensors), and which are reduced and sent.
+  std::vector<part_range> my_pieces;
+  std::vector<bool> piece_reduced;
+  size_t pieces_reduced = 0;
   std::vector<float> output;
   std::vector<size_t> part_received;  // elements of each part's result received
   size_t parts_done = 0;
@@ -324,32 +328,37 @@ chunk_encode_job encode_job(const group_state& st, uint32_t position, uint64_t o
   return job;
 }
 
-// This peer's part is reduced: encode it once, send it to everyone and apply the very same
-// encoding locally, so every member ends with identical values even with lossy codecs.
-void maybe_finish_reduction(group_pointer self) {
+// Every piece of this peer's part that all members have sent is reduced at once, encoded once,
+// sent to everyone and the very same encoding applied locally (so every member ends with
+// identical values even with lossy codecs). Pieces go out while others still arrive: a member
+// on a slow link receives results while it still sends (the gather overlaps the scatter).
+void reduce_ready_pieces(group_pointer self) {
   auto& st = self->state;
-  if (!st.reducer || !st.reducer->complete())
+  if (!st.reducer)
     return;
-  if (st.options.inject == averaging_group_options::fault::die_as_reducer)
-    die_now("reducer");
-  auto result = st.reducer->finish();
-  st.reducer.reset();
   const auto& part = st.parts[st.my_position];
-  for (const auto& chunk : chunk_ranges(part, st.options.chunk_elements)) {
-    for (const auto& piece : split_at_tensors(st, chunk)) {
-      auto offset = piece.begin - part.begin;
-      auto job = encode_job(st, st.my_position, offset,
-                            std::span<const float>(result.values).subspan(offset, piece.size()));
-      job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::gather);
-      job.decode_back = true;
-      pending_chunk pending;
-      pending.what = pending_chunk::role::gather_out;
-      pending.position = st.my_position;
-      pending.offset = offset;
-      pending.piece_begin = piece.begin;
-      dispatch(self, compressor_encode{0, std::move(job)}, pending);
-    }
+  for (size_t k = 0; k < st.my_pieces.size(); ++k) {
+    const auto& piece = st.my_pieces[k];
+    const auto offset = piece.begin - part.begin;
+    if (st.piece_reduced[k] || !st.reducer->range_complete(offset, offset + piece.size()))
+      continue;
+    if (st.options.inject == averaging_group_options::fault::die_as_reducer)
+      die_now("reducer");
+    st.piece_reduced[k] = true;
+    ++st.pieces_reduced;
+    auto job = encode_job(st, st.my_position, offset,
+                          st.reducer->average_of_range(offset, offset + piece.size()));
+    job.codec = codec_for(st, piece, st.active.size(), allreduce_phase::gather);
+    job.decode_back = true;
+    pending_chunk pending;
+    pending.what = pending_chunk::role::gather_out;
+    pending.position = st.my_position;
+    pending.offset = offset;
+    pending.piece_begin = piece.begin;
+    dispatch(self, compressor_encode{0, std::move(job)}, pending);
   }
+  if (st.pieces_reduced == st.my_pieces.size())
+    st.reducer.reset();
 }
 
 // (Re)starts the all-reduce among the members in st.member_set.
@@ -377,6 +386,12 @@ void start_attempt(group_pointer self) {
   st.reducer = my_part.empty()
                  ? nullptr
                  : std::make_unique<part_reducer>(my_part.size(), st.active.size());
+  st.my_pieces.clear();
+  for (const auto& chunk : chunk_ranges(my_part, st.options.chunk_elements))
+    for (const auto& piece : split_at_tensors(st, chunk))
+      st.my_pieces.push_back(piece);
+  st.piece_reduced.assign(st.my_pieces.size(), false);
+  st.pieces_reduced = 0;
   if (st.active.size() == 1) {
     // Everyone else failed: this peer's own values are the result.
     st.reducer.reset();
@@ -431,7 +446,7 @@ void start_attempt(group_pointer self) {
       }
     }
   }
-  maybe_finish_reduction(self);
+  reduce_ready_pieces(self);
 }
 
 // Whether this attempt has received all it needs from member m: its values for our part (our
@@ -643,7 +658,7 @@ void handle_coded_chunk(group_pointer self, const pending_chunk& pending,
     }
     case role::own_part:
       st.reducer->accept(st.my_position, pending.offset, coded.values, st.options.weight);
-      maybe_finish_reduction(self);
+      reduce_ready_pieces(self);
       return;
     case role::gather_out: {
       apply_result(self, st.my_position, pending.offset, coded.values);
@@ -667,7 +682,7 @@ void handle_coded_chunk(group_pointer self, const pending_chunk& pending,
                std::string(to_string(status)));
         return;
       }
-      maybe_finish_reduction(self);
+      reduce_ready_pieces(self);
       return;
     }
     case role::gather_in: {

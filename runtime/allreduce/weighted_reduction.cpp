@@ -155,4 +155,44 @@ reduction_result part_reducer::finish() const {
   return result;
 }
 
+bool part_reducer::range_complete(std::size_t begin, std::size_t end) const {
+  if (begin >= end || end > part_length_)
+    return false;
+  for (const auto& sender : senders_) {
+    // The run that starts at or before `begin` must reach `end` (adjacent runs are merged).
+    auto run = sender.received.upper_bound(begin);
+    if (run == sender.received.begin())
+      return false;
+    --run;
+    if (run->second < end)
+      return false;
+  }
+  return true;
+}
+
+std::vector<float> part_reducer::average_of_range(std::size_t begin, std::size_t end) const {
+  if (!range_complete(begin, end))
+    throw reduction_error("part_reducer: range [" + std::to_string(begin) + ", " +
+                          std::to_string(end) + ") is not complete");
+  // finish()'s arithmetic on a range, all senders included: the same weight scaling (from the
+  // largest weight), the same sender order, the same rounding.
+  double largest = 0.0;
+  for (const auto& sender : senders_)
+    largest = std::max(largest, sender.weight);
+  int exponent = 0;
+  std::frexp(largest, &exponent);
+  std::vector<double> weighted_sum(end - begin, 0.0);
+  double scaled_total = 0.0;
+  for (const auto& sender : senders_) {
+    const double scaled_weight = std::ldexp(sender.weight, -exponent);
+    for (std::size_t i = begin; i < end; ++i)
+      weighted_sum[i - begin] += scaled_weight * static_cast<double>(sender.values[i]);
+    scaled_total += scaled_weight;
+  }
+  std::vector<float> values(end - begin);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<float>(weighted_sum[i] / scaled_total);
+  return values;
+}
+
 } // namespace ddactor

@@ -101,6 +101,14 @@ public:
   // May be called at any time, e.g. when the round's deadline passes before complete().
   reduction_result finish() const;
 
+  // True when every sender delivered elements [begin, end).
+  bool range_complete(std::size_t begin, std::size_t end) const;
+  // The average of elements [begin, end) over every sender, once range_complete(begin, end): the
+  // very values finish() computes there when every sender completes, so a reducer can send each
+  // range as soon as it is in (pipelining the gather with the scatter). Throws reduction_error
+  // when the range is not complete.
+  std::vector<float> average_of_range(std::size_t begin, std::size_t end) const;
+
 private:
   struct sender_state {
     double weight = 0.0;           // 0 until the first accepted chunk

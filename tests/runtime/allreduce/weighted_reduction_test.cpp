@@ -279,3 +279,42 @@ TEST(part_reducer, misuse_throws) {
 
 } // namespace
 } // namespace ddactor
+
+namespace ddactor {
+namespace {
+
+// A reducer may send a range as soon as every sender delivered it: the values equal what finish()
+// gives there once all is in, bit for bit.
+TEST(part_reducer_ranges, a_complete_range_averages_exactly_as_finish_does) {
+  part_reducer reducer(6, 3);
+  const std::vector<float> a = {1.5f, -2.25f, 3.0f, 0.1f, 7.0f, -1.0f};
+  const std::vector<float> b = {0.3f, 4.0f, -5.5f, 2.2f, 0.0f, 9.75f};
+  const std::vector<float> c = {-0.7f, 1.0f, 2.5f, -3.3f, 6.1f, 0.4f};
+  reducer.accept_or_throw(0, 0, std::span(a).subspan(0, 3), 3.0);
+  reducer.accept_or_throw(1, 0, std::span(b).subspan(0, 3), 5.0);
+  EXPECT_FALSE(reducer.range_complete(0, 3));
+  EXPECT_THROW((void)reducer.average_of_range(0, 3), reduction_error);
+  reducer.accept_or_throw(2, 0, std::span(c).subspan(0, 2), 1.0);
+  EXPECT_FALSE(reducer.range_complete(0, 3));
+  EXPECT_TRUE(reducer.range_complete(0, 2));
+  reducer.accept_or_throw(2, 2, std::span(c).subspan(2, 1), 1.0);
+  ASSERT_TRUE(reducer.range_complete(0, 3));
+  const auto early = reducer.average_of_range(0, 3);
+  EXPECT_FALSE(reducer.range_complete(3, 6));
+  for (size_t sender = 0; sender < 3; ++sender) {
+    const auto& x = sender == 0 ? a : (sender == 1 ? b : c);
+    reducer.accept_or_throw(sender, 3, std::span(x).subspan(3, 3), sender == 0 ? 3.0 : (sender == 1 ? 5.0 : 1.0));
+  }
+  const auto all = reducer.finish();
+  ASSERT_EQ(all.values.size(), 6u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(early[i], all.values[i]) << i;
+  const auto late = reducer.average_of_range(3, 6);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(late[i], all.values[3 + i]) << i;
+  EXPECT_FALSE(reducer.range_complete(4, 7));
+  EXPECT_FALSE(reducer.range_complete(2, 2));
+}
+
+} // namespace
+} // namespace ddactor
