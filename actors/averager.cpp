@@ -83,7 +83,7 @@ void deliver(averager_pointer self, average_outcome outcome) {
   auto& st = self->state;
   if (!st.current)
     return;
-  auto result = outcome.failed ? "failed" : (outcome.averaged ? "averaged" : "alone");
+  const auto result = std::string(to_string(outcome.result));
   auto now = clock_type::now();
   auto seconds = std::chrono::duration<double>(now - st.current->started).count();
   st.metrics.rounds.with({result}).inc();
@@ -96,10 +96,8 @@ void deliver(averager_pointer self, average_outcome outcome) {
     round.seconds = seconds;
     round.bytes_sent = outcome.bytes_sent;
     round.bytes_received = outcome.bytes_received;
-    round.result = outcome.failed     ? round_result::failed
-                   : outcome.averaged ? round_result::averaged
-                                      : round_result::alone;
-    if (round.result != round_result::alone) {
+    round.result = outcome.result;
+    if (round.result == round_result::averaged || round.result == round_result::failed) {
       round.leader_id = st.current->leader;
       round.members = st.current->group_members;
     }
@@ -123,7 +121,28 @@ void deliver_alone(averager_pointer self, const char* reason, const std::string&
   average_outcome outcome;
   outcome.values = st.current->request.values;
   outcome.group_size = 1;
-  outcome.averaged = false;
+  outcome.result = round_result::alone;
+  outcome.detail = why;
+  deliver(self, std::move(outcome));
+}
+
+// The leader had closed this epoch's matchmaking: its group averages without this peer (a joiner
+// that downloaded the state as the round formed, or a peer whose batches came late). Stepping
+// alone would only set this peer apart; the trainer takes the swarm's next state instead.
+void deliver_missed(averager_pointer self, const std::string& why) {
+  auto& st = self->state;
+  if (!st.current)
+    return;
+  st.metrics.round_failures.with({"missed"}).inc();
+  spdlog::info("epoch {}: the swarm's round formed without this peer ({}); taking the swarm's "
+               "next state instead of stepping alone",
+               st.current->request.epoch, why);
+  if (st.current->group)
+    self->send_exit(st.current->group, caf::exit_reason::user_shutdown);
+  average_outcome outcome;
+  outcome.values = st.current->request.values;
+  outcome.group_size = 1;
+  outcome.result = round_result::missed;
   outcome.detail = why;
   deliver(self, std::move(outcome));
 }
@@ -215,7 +234,7 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
       !std::isfinite(req.link_rate) || req.link_rate < 0)
     return make_error(errc::invalid_message, "invalid round request");
   if (st.closed_epochs.count(req.epoch) > 0)
-    return make_error(errc::round_timeout,
+    return make_error(errc::round_closed,
                       "matchmaking for epoch " + std::to_string(req.epoch) + " is closed");
   // A peer that is elsewhere itself (downloading the state, or a joiner whose report has not
   // reached the member yet), or that reached the epoch by a download, does not lead it: the
@@ -302,7 +321,11 @@ void join_round(averager_pointer self) {
         auto& st = self->state;
         if (!st.current || st.current->request.epoch != epoch || st.current->attempt != attempt)
           return;
-        if (err == errc::round_timeout || err == errc::shape_mismatch) {
+        if (err == errc::round_closed) {
+          deliver_missed(self, self->system().render(err));
+          return;
+        }
+        if (err == errc::shape_mismatch) {
           deliver_alone(self, "leader_refused", self->system().render(err));
           return;
         }
@@ -365,7 +388,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       // The group ended without an outcome (it crashed): fall back to our own values.
       average_outcome outcome;
       outcome.values = st.current->request.values;
-      outcome.failed = true;
+      outcome.result = round_result::failed;
       outcome.detail = "group actor ended: " + self->system().render(dm.reason);
       st.metrics.round_failures.with({"group_crashed"}).inc();
       deliver(self, std::move(outcome));

@@ -213,7 +213,7 @@ void fail(group_pointer self, errc code, const std::string& why) {
     .inc();
   average_outcome outcome;
   outcome.values = st.options.values;
-  outcome.failed = true;
+  outcome.result = round_result::failed;
   outcome.detail = why;
   reply_and_finish(self, std::move(outcome));
   self->quit();
@@ -263,7 +263,7 @@ void finish_round(group_pointer self) {
   average_outcome outcome;
   outcome.values = std::make_shared<const std::vector<float>>(std::move(st.output));
   outcome.group_size = static_cast<int32_t>(st.active.size());
-  outcome.averaged = st.active.size() > 1;
+  outcome.result = st.active.size() > 1 ? round_result::averaged : round_result::alone;
   if (st.float_bytes > 0)
     st.metrics.compression_ratio.set(static_cast<double>(st.bytes_sent) /
                                      static_cast<double>(st.float_bytes));

@@ -70,6 +70,7 @@ struct trainer_state {
   smoothed_rate step_rate;
   bool progress_logged = false;
   int64_t window_samples = 0;
+  int64_t window_overlapped = 0;  // of window_samples, those trained while a round ran
   int64_t window_steps = 0;
   double window_loss = 0;
   // Swarm mode.
@@ -81,6 +82,14 @@ struct trainer_state {
   clock_type::time_point last_batch = clock_type::now();
   int64_t ready_epoch = -1;
   bool averaging = false;
+  // The epoch being averaged, kept apart from the next one's samples, which accumulate meanwhile
+  // with averaging.overlap (0 outside a round).
+  int64_t round_samples = 0;
+  double round_loss = 0;
+  // The epoch whose round the swarm formed without this peer (-1: none): batches wait until the
+  // swarm's next state is downloaded, or until missed_deadline (the swarm may have gone).
+  int64_t missed_epoch = -1;
+  clock_type::time_point missed_deadline;
   std::deque<std::shared_ptr<const training_batch>> waiting_batches;
   bool drain_pending = false;  // a drain_atom to itself is on its way
   swarm_progress swarm_view;
@@ -134,6 +143,23 @@ std::string trained_model_name(const model_trainer& model) {
 
 const std::string& averaging_mode(const trainer_state& st) {
   return st.options.config.train.averaging;
+}
+
+// Gradients mode with averaging.overlap: batches train into the next epoch while a round runs.
+// (In the other modes a round averages or moves the weights that local steps would change.)
+bool overlapping(const trainer_state& st) {
+  return st.options.config.averaging.overlap && averaging_mode(st) == "gradients";
+}
+
+// Batches wait in order while the weights are about to be replaced, or the swarm is not found
+// yet. During a round, an overlapping peer trains at most as many samples as it put into the
+// round: the next epoch then has about the size of this one (a slow round would otherwise grow
+// it without bound, far past train.target_batch_size), and compute waits only when the network
+// is slower than a whole epoch's compute.
+bool batches_wait(const trainer_state& st) {
+  const bool round_blocks =
+    st.averaging && (!overlapping(st) || st.epoch_samples >= st.round_samples);
+  return round_blocks || st.downloading || st.joining || st.missed_epoch == st.progress.epoch;
 }
 
 // The step count the limits and logs refer to: epochs in a swarm, optimizer steps alone.
@@ -321,14 +347,21 @@ void log_progress(trainer_state& st, double lr) {
   auto target = t.steps > 0 ? std::to_string(t.steps) : std::string("inf");
   double loss = st.window_loss / std::max<int64_t>(st.window_steps, 1);
   if (st.swarm) {
+    // With averaging.overlap: the share of samples trained while a round ran (0%: rounds were
+    // shorter than a batch; near 100%: the network, not the compute, sets the pace).
+    const auto overlap =
+      overlapping(st) ? fmt::format(" | overlap {:.0f}%", 100.0 * st.window_overlapped /
+                                                             std::max<int64_t>(st.window_samples, 1))
+                      : std::string();
     spdlog::info("epoch {}/{} | loss {:.4f} | peers {} | swarm {:.1f} samples/s | local {:.1f} "
                  "samples/s | last round: {} of {} in {:.3f}s, sent {:.2f} MB, received {:.2f} "
-                 "MB | lr {:.2e} | ETA {}",
+                 "MB{} | lr {:.2e} | ETA {}",
                  st.progress.epoch, target, loss, st.swarm_view.swarm_size,
                  st.swarm_view.samples_per_second, samples_per_second,
                  st.last_round.averaged ? "group" : "alone", st.last_round.group_size,
                  st.last_round.seconds, st.last_round.bytes_sent / 1e6,
-                 st.last_round.bytes_received / 1e6, lr, format_duration(eta_seconds(st)));
+                 st.last_round.bytes_received / 1e6, overlap, lr,
+                 format_duration(eta_seconds(st)));
   } else {
     spdlog::info("step {}/{} | loss {:.4f} | {:.1f} samples/s | lr {:.2e} | data pass {} | "
                  "ETA {}",
@@ -338,6 +371,7 @@ void log_progress(trainer_state& st, double lr) {
   st.metrics.samples_per_second.set(samples_per_second);
   st.window_start = now;
   st.window_samples = 0;
+  st.window_overlapped = 0;
   st.window_steps = 0;
   st.window_loss = 0;
 }
@@ -532,8 +566,11 @@ void train_alone(trainer_pointer self, const training_batch& batch) {
 // train.target_batch_size, not one batch per peer.
 void report_progress(trainer_pointer self, int64_t in_flight = 0) {
   auto& st = self->state;
+  // During a round the epoch's samples still count (a peer whose view lags has yet to see the
+  // epoch ready); the next epoch's, trained meanwhile, are reported once the round is applied.
   caf::anon_send(st.options.progress, progress_atom_v, st.progress.epoch,
-                 st.epoch_samples + in_flight, st.samples_per_second, st.state_digest,
+                 st.round_samples + st.epoch_samples + in_flight, st.samples_per_second,
+                 st.state_digest,
                  st.resync_needed, st.progress.epoch != st.downloaded_epoch);
 }
 
@@ -644,6 +681,10 @@ void train_in_swarm(trainer_pointer self, const training_batch& batch) {
   double loss = 0;
   if (averaging_mode(st) == "gradients") {
     loss = st.model->accumulate(batch);
+    if (st.averaging) {
+      st.metrics.overlapped_samples.inc(batch.count);
+      st.window_overlapped += batch.count;
+    }
   } else {
     auto result = st.model->train_step(batch);
     loss = result.loss;
@@ -691,6 +732,8 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   if (mode == "gradients") {
     auto step_started = clock_type::now();
     auto result = st.model->apply_gradient(values);
+    result.loss = st.round_loss;
+    result.samples = st.round_samples;
     record_step_metrics(
       st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
     st.progress.step = result.step;
@@ -702,7 +745,7 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
     st.outer->step(values, params);
   }
   refresh_state_digest(st);
-  st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged, outcome.bytes_sent,
+  st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged(), outcome.bytes_sent,
                    outcome.bytes_received};
   // Stepping alone while others exist means our state now differs from theirs, and stays so
   // (later rounds average the same gradients, or pseudo-gradients, onto different weights; an
@@ -710,15 +753,14 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   // that comparison finds the difference, and the swarm's rule (most holders, ties to the lowest
   // id) picks the state to take even when every peer stepped alone; a flag could not, since each
   // peer would wait for another to serve.
-  if (!outcome.averaged && st.swarm_view.swarm_size > 1 && mode != "parameters" &&
+  if (!outcome.averaged() && st.swarm_view.swarm_size > 1 && mode != "parameters" &&
       st.state_digest == 0)
     st.resync_needed = true;
-  st.window_loss += st.epoch_loss / std::max<int64_t>(st.epoch_batches, 1);
+  st.window_loss += st.round_loss;
   st.window_steps += 1;
   st.progress.epoch += 1;
-  st.epoch_samples = 0;
-  st.epoch_loss = 0;
-  st.epoch_batches = 0;
+  st.round_samples = 0;
+  st.round_loss = 0;
   report_progress(self);
   // Served even while resyncing: when every peer stepped alone, one of them must serve.
   if (st.progress.epoch % st.options.config.averaging.state_every == 0)
@@ -748,8 +790,7 @@ void finish_joining(trainer_pointer self, const swarm_progress& view) {
 // past train.target_batch_size (it did by the prefetch depth when drained in one go).
 void drain_waiting_batches(trainer_pointer self) {
   auto& st = self->state;
-  if (st.drain_pending || st.averaging || st.downloading || st.joining || st.finishing ||
-      st.waiting_batches.empty())
+  if (st.drain_pending || batches_wait(st) || st.finishing || st.waiting_batches.empty())
     return;
   st.drain_pending = true;
   self->send(self, drain_atom_v);
@@ -768,10 +809,30 @@ void train_batch(trainer_pointer self, std::shared_ptr<const training_batch> bat
   }
 }
 
+// The swarm averaged this epoch without us: our gradient has no place in it. Applying it alone
+// would set this peer apart until a repair; instead it waits for the swarm's next state (the
+// progress actor reports the swarm ahead as soon as one peer is) and trains on from there.
+void miss_round(trainer_pointer self) {
+  auto& st = self->state;
+  st.averaging = false;
+  st.round_samples = 0;
+  st.round_loss = 0;
+  st.missed_epoch = st.progress.epoch;
+  const auto& averaging = st.options.config.averaging;
+  st.missed_deadline =
+    clock_type::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                          1000 * (2 * averaging.matchmaking_time + averaging.allreduce_timeout)));
+  peer_health::global().set(peer_health::activity::training);
+  report_progress(self);
+  if (st.swarm_view.max_epoch > st.progress.epoch)
+    catch_up(self, st.swarm_view.max_epoch, "the swarm is ahead", st.swarm_view.state_servers);
+}
+
 // The swarm reached the target for this epoch: average, then apply.
 void start_round(trainer_pointer self) {
   auto& st = self->state;
-  if (st.averaging || st.downloading || st.finishing || st.epoch_samples == 0)
+  if (st.averaging || st.downloading || st.finishing || st.epoch_samples == 0 ||
+      st.missed_epoch == st.progress.epoch)
     return;
   st.averaging = true;
   peer_health::global().set(peer_health::activity::averaging,
@@ -779,7 +840,7 @@ void start_round(trainer_pointer self) {
   const auto& mode = averaging_mode(st);
   std::vector<float> values;
   if (mode == "gradients") {
-    values = st.model->mean_gradient();
+    values = st.model->take_mean_gradient();
   } else if (mode == "parameters") {
     const auto& p = st.model->parameters().values();
     values.assign(p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
@@ -793,15 +854,24 @@ void start_round(trainer_pointer self) {
     bounds->push_back(static_cast<uint64_t>(st.model->parameters().size()));
     st.tensor_bounds = bounds;
   }
+  st.round_samples = st.epoch_samples;
+  st.round_loss = st.epoch_loss / static_cast<double>(std::max<int64_t>(st.epoch_batches, 1));
+  st.epoch_samples = 0;
+  st.epoch_loss = 0;
+  st.epoch_batches = 0;
   average_request request{st.progress.epoch,
                           std::make_shared<const std::vector<float>>(std::move(values)),
-                          static_cast<double>(st.epoch_samples), st.tensor_bounds};
+                          static_cast<double>(st.round_samples), st.tensor_bounds};
   auto epoch = st.progress.epoch;
   self->request(st.options.averager, st.options.averaging_deadline, average_atom_v, request)
     .then(
       [=](average_outcome& outcome) {
         auto& st = self->state;
-        if (outcome.failed)
+        if (outcome.result == round_result::missed) {
+          miss_round(self);
+          return;
+        }
+        if (outcome.result == round_result::failed)
           spdlog::warn("epoch {}: averaging failed ({}); stepping with local values", epoch,
                        outcome.detail);
         try {
@@ -864,7 +934,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       auto& st = self->state;
       if (st.finishing || msg.batch->loader_generation != st.loader_generation)
         return;  // a stale batch from a replaced loader, or we are done
-      if (st.averaging || st.downloading || st.joining || !st.waiting_batches.empty()) {
+      if (batches_wait(st) || !st.waiting_batches.empty()) {
         st.waiting_batches.push_back(msg.batch);  // in order, after those already waiting
         drain_waiting_batches(self);
         return;
@@ -874,8 +944,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     [=](drain_atom) {
       auto& st = self->state;
       st.drain_pending = false;
-      if (st.averaging || st.downloading || st.joining || st.finishing ||
-          st.waiting_batches.empty())
+      if (batches_wait(st) || st.finishing || st.waiting_batches.empty())
         return;
       auto batch = std::move(st.waiting_batches.front());
       st.waiting_batches.pop_front();
@@ -912,6 +981,13 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
         finish_joining(self, view);
       if (view.swarm_size <= 1)
         st.resync_needed = false;  // nobody to differ from: this peer's state is the swarm's
+      if (st.missed_epoch == st.progress.epoch &&
+          (view.swarm_size <= 1 || clock_type::now() >= st.missed_deadline)) {
+        spdlog::warn("epoch {}: the swarm did not move past the round it formed without this "
+                     "peer; training on",
+                     st.progress.epoch);
+        st.missed_epoch = -1;
+      }
       if (st.resync_needed && view.keep_own_state) {
         spdlog::info("epoch {}: every peer stepped alone in the last round; this one has the "
                      "lowest id, so its state is the swarm's from now on",

@@ -284,7 +284,7 @@ int main(int argc, char** argv) {
                  [&](caf::error& err) { error = system.render(err); });
       if (!result) {
         average_outcome failed;
-        failed.failed = true;
+        failed.result = round_result::failed;
         failed.detail = "no answer from the averager: " + error;
         result = std::move(failed);
       }
@@ -305,8 +305,9 @@ int main(int argc, char** argv) {
       std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(checksum));
       print_line({{"round", r},
                   {"group_size", outcome.group_size},
-                  {"averaged", outcome.averaged},
-                  {"failed", outcome.failed},
+                  {"averaged", outcome.averaged()},
+                  {"failed", outcome.result != round_result::averaged &&
+                               outcome.result != round_result::alone},
                   {"seconds", outcome.seconds},
                   {"wall_seconds", wall},
                   {"bytes_sent", outcome.bytes_sent},

@@ -629,6 +629,7 @@ section_schema averaging_keys() {
             one_of({"none", "zstd", "fp16", "bf16"})),
       field("state_every", &averaging_section::state_every, at_least(1)),
       field("bandwidth", &averaging_section::bandwidth, within(0, 1e6)),
+      field("overlap", &averaging_section::overlap),
   });
 }
 

@@ -51,8 +51,12 @@ step_result model_trainer::apply_step() {
     result.step = step_;
     return result;
   }
-  parameters_->gradients().div_(static_cast<double>(accumulated_samples_));
-  return update_from_gradient_buffer();
+  auto grads = parameters_->gradients();
+  grads.div_(static_cast<double>(accumulated_samples_));
+  auto result = update_from(grads, accumulated_loss_ / static_cast<double>(accumulated_samples_),
+                            accumulated_samples_);
+  discard_accumulation();
+  return result;
 }
 
 std::vector<float> model_trainer::mean_gradient() const {
@@ -65,14 +69,29 @@ std::vector<float> model_trainer::mean_gradient() const {
   return out;
 }
 
+std::vector<float> model_trainer::take_mean_gradient() {
+  auto out = mean_gradient();
+  discard_accumulation();
+  return out;
+}
+
 step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) {
   auto grads = parameters_->gradients();
   if (static_cast<int64_t>(mean_gradient.size()) != grads.numel())
     throw std::invalid_argument("averaged gradient has the wrong size");
   torch::NoGradGuard no_grad;
-  grads.copy_(torch::from_blob(const_cast<float*>(mean_gradient.data()),
-                               {static_cast<int64_t>(mean_gradient.size())}, torch::kFloat32));
-  return update_from_gradient_buffer();
+  auto source = torch::from_blob(const_cast<float*>(mean_gradient.data()),
+                                 {static_cast<int64_t>(mean_gradient.size())}, torch::kFloat32);
+  // The gradient buffer is scratch space while nothing accumulates (gradients mode without
+  // overlap); otherwise the step needs one buffer of its own.
+  const bool buffer_free = accumulated_samples_ == 0;
+  auto scratch = buffer_free ? grads : source.clone();
+  if (buffer_free)
+    scratch.copy_(source);
+  auto result = update_from(scratch, 0.0, 0);
+  if (buffer_free)
+    parameters_->zero_gradients();
+  return result;
 }
 
 void model_trainer::discard_accumulation() {
@@ -90,10 +109,8 @@ void model_trainer::set_parameters(std::span<const float> values) {
                                 {static_cast<int64_t>(values.size())}, torch::kFloat32));
 }
 
-// The gradient buffer holds a mean gradient: clip, step AdamW, update the EMA, reset.
-step_result model_trainer::update_from_gradient_buffer() {
+step_result model_trainer::update_from(torch::Tensor grads, double loss, int64_t samples) {
   torch::NoGradGuard no_grad;
-  auto grads = parameters_->gradients();
   double norm = grads.norm().item<double>();
   if (settings_.grad_clip > 0 && norm > settings_.grad_clip)
     grads.mul_(settings_.grad_clip / (norm + 1e-6));
@@ -106,15 +123,7 @@ step_result model_trainer::update_from_gradient_buffer() {
     ema_parameters_->values().lerp_(values, 1.0 - decay);
   }
   ++step_;
-  step_result result{step_,
-                     accumulated_samples_ > 0
-                       ? accumulated_loss_ / static_cast<double>(accumulated_samples_)
-                       : 0.0,
-                     norm, lr, accumulated_samples_};
-  parameters_->zero_gradients();
-  accumulated_samples_ = 0;
-  accumulated_loss_ = 0;
-  return result;
+  return step_result{step_, loss, norm, lr, samples};
 }
 
 step_result model_trainer::train_step(const training_batch& batch) {

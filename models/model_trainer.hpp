@@ -70,9 +70,14 @@ class model_trainer {
   /// The accumulated gradients as a mean over their samples (a copy; accumulation goes on).
   std::vector<float> mean_gradient() const;
 
+  /// mean_gradient(), and the accumulation starts again: a swarm computes the next epoch's
+  /// gradients while this one's are averaged.
+  std::vector<float> take_mean_gradient();
+
   /// One optimizer step with `mean_gradient` (e.g. the swarm's average) in place of the local
-  /// one; the local accumulation is consumed. Every peer that applies the same gradient to the
-  /// same state ends in the same state.
+  /// one. Gradients accumulated meanwhile (the next epoch's, computed while this one was being
+  /// averaged) are left alone; the result's loss and samples are those of no accumulation (0).
+  /// Every peer that applies the same gradient to the same state ends in the same state.
   step_result apply_gradient(std::span<const float> mean_gradient);
 
   /// Drops the gradients accumulated so far (e.g. after downloading newer state).
@@ -126,7 +131,8 @@ class model_trainer {
   trainer_settings settings_;
 
  private:
-  step_result update_from_gradient_buffer();
+  // Clips `mean_gradient` in place, steps AdamW and the EMA; the result carries loss and samples.
+  step_result update_from(torch::Tensor mean_gradient, double loss, int64_t samples);
 
   std::shared_ptr<torch::nn::Module> module_;
   std::shared_ptr<torch::nn::Module> ema_module_;

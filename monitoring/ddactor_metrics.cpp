@@ -26,7 +26,12 @@ training_metrics::training_metrics(metrics_registry& r)
                    .with()),
     failures(r.counter("ddactor_training_failures_total",
                        "Training steps that failed (exception or non-finite loss).")
-               .with()) {}
+               .with()),
+    overlapped_samples(
+      r.counter("ddactor_training_overlapped_samples_total",
+                "Samples trained while this peer's previous epoch was being averaged "
+                "(averaging.overlap): their gradients are one update old when applied.")
+        .with()) {}
 
 data_metrics::data_metrics(metrics_registry& r)
   : batches(r.counter("ddactor_data_batches_total", "Batches produced by the data loader.")

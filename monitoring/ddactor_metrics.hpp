@@ -23,14 +23,17 @@ namespace ddactor {
 /// appear on first use).
 namespace metric_label_values {
 /// ddactor_averaging_rounds_total{result}
-inline constexpr std::array<std::string_view, 3> round_results{"averaged", "alone", "failed"};
+inline constexpr std::array<std::string_view, 4> round_results{"averaged", "alone", "failed",
+                                                               "missed"};
 /// ddactor_averaging_round_failures_total{reason}: why a round ended without an average.
 /// The round failed: "deadline" (the all-reduce missed averaging.allreduce_timeout),
 /// "invalid_assignment" (the leader's group did not fit this peer), "group_crashed" (the
 /// round's actor died). The peer stepped alone: "no_leader" (no leader reachable),
-/// "no_partner" (matchmaking timed out), "leader_refused" (the leader gave up the round).
-inline constexpr std::array<std::string_view, 6> round_failure_reasons{
-  "deadline", "invalid_assignment", "group_crashed", "no_leader", "no_partner", "leader_refused"};
+/// "no_partner" (matchmaking timed out), "leader_refused" (the leader could not take this peer).
+/// The swarm averaged without this peer, which takes its state: "missed".
+inline constexpr std::array<std::string_view, 7> round_failure_reasons{
+  "deadline",   "invalid_assignment", "group_crashed", "no_leader",
+  "no_partner", "leader_refused",     "missed"};
 /// ddactor_averaging_rejected_chunks_total{reason}: the reasons decided by the group itself
 /// (the reduction's accept statuses come on top, on first use).
 inline constexpr std::array<std::string_view, 4> chunk_rejection_reasons{"header", "wrong_part",
@@ -59,6 +62,7 @@ struct training_metrics {
   gauge& samples_per_second;     // ddactor_training_samples_per_second
   histogram& step_seconds;       // ddactor_training_step_duration_seconds
   counter& failures;             // ddactor_training_failures_total
+  counter& overlapped_samples;   // ddactor_training_overlapped_samples_total
 };
 
 /// The data loader.

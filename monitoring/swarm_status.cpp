@@ -191,7 +191,7 @@ round_status round_from_json(const json& object, const std::string& where) {
   round.bytes_sent = read_unsigned(object, "bytes_sent", where);
   round.bytes_received = read_unsigned(object, "bytes_received", where);
   static const round_result results[] = {round_result::averaged, round_result::alone,
-                                         round_result::failed};
+                                         round_result::failed, round_result::missed};
   // A result this version cannot name is shown as failed rather than as a success.
   round.result = read_enum(object, "result", where, results, round_result::failed);
   round.leader_id = read_string(object, "leader_id", where);
@@ -324,15 +324,6 @@ std::string_view to_string(round_role value) noexcept {
     case round_role::alone: return "alone";
   }
   return "unknown";
-}
-
-std::string_view to_string(round_result value) noexcept {
-  switch (value) {
-    case round_result::averaged: return "averaged";
-    case round_result::alone: return "alone";
-    case round_result::failed: return "failed";
-  }
-  return "failed";
 }
 
 std::string render_swarm_status_json(const swarm_status& status) {

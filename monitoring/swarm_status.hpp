@@ -23,6 +23,7 @@
 // field's type and bounds the sizes, and the text rendering replaces control characters, so a
 // hostile answer cannot forge lines on a terminal.
 
+#include "runtime/round_result.hpp"
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -52,16 +53,8 @@ enum class round_role : uint8_t {
   alone,   ///< found no partner and stepped alone (this peer only)
 };
 
-/// How a round ended for this peer.
-enum class round_result : uint8_t {
-  averaged, ///< the group's average was applied
-  alone,    ///< no partner in time: its own values
-  failed,   ///< the round failed (deadline, a crashed group): its own values
-};
-
 std::string_view to_string(peer_reachability value) noexcept;
 std::string_view to_string(round_role value) noexcept;
-std::string_view to_string(round_result value) noexcept;
 
 /// One peer of the view (this one included).
 struct peer_status {

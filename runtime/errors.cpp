@@ -12,6 +12,7 @@ std::string to_string(errc x) {
     case errc::shape_mismatch: return "shape_mismatch";
     case errc::training_failed: return "training_failed";
     case errc::round_timeout: return "round_timeout";
+    case errc::round_closed: return "round_closed";
     case errc::peer_unreachable: return "peer_unreachable";
     case errc::shutting_down: return "shutting_down";
     case errc::io_failure: return "io_failure";

@@ -36,6 +36,8 @@ enum class errc : uint8_t {
   not_leader,
   /// The service is at capacity (its queue is full); ask again later.
   overloaded,
+  /// A round join came after the leader had formed that epoch's groups.
+  round_closed,
 };
 
 std::string to_string(errc x);

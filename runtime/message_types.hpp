@@ -17,6 +17,7 @@
 
 #include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/round_result.hpp"
 #include "runtime/swarm_messages.hpp"
 #include "runtime/training_batch.hpp"
 
@@ -71,21 +72,21 @@ struct average_request {
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
 };
 
-/// Local only: what came out of a round. `averaged` is false when the peer ended up alone (its
-/// own values come back) or the round failed (then `detail` says why).
+/// Local only: what came out of a round: the group's average, or (alone, failed) the peer's own
+/// values, or (missed) nothing to apply.
 struct average_outcome {
   uint64_t round_id = 0;
   std::shared_ptr<const std::vector<float>> values;
   int32_t group_size = 1;
-  bool averaged = false;
+  round_result result = round_result::alone;
   double seconds = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   /// Restarts of the all-reduce after a member failed.
   int32_t restarts = 0;
-  /// The round failed (deadline, invalid assignment); `values` are the peer's own.
-  bool failed = false;
+  /// Why the round ended without an average.
   std::string detail;
+  bool averaged() const { return result == round_result::averaged; }
 };
 
 /// Local only: what the progress actor tells the trainer about the swarm, every report interval.

@@ -144,6 +144,36 @@ TEST_F(swarm, four_peers_train_one_model_with_identical_parameters_after_each_ro
   EXPECT_GE(cut_by_rate, 1) << "no leader cut a group of 4 by the declared link rates";
 }
 
+// Gradients mode trains the next epoch while a round runs (averaging.overlap) or
+// pauses for it; either way every peer applies the same updates in the same order. How much is
+// trained during rounds depends on timing; the log line shows the share when overlap is on.
+class swarm_overlap : public swarm, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(swarm_overlap, peers_hold_identical_weights_and_optimizer_state) {
+  const bool overlap = GetParam();
+  auto config = write_config(12, 3);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config,
+               {"--set", std::string("averaging.overlap=") + (overlap ? "true" : "false"), "--set",
+                "train.checkpoint_every=4"});
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  for (int64_t epoch : {4, 8, 12})
+    expect_identical_at(epoch, {0, 1, 2});
+  size_t lines_with_share = 0;
+  for (int i = 0; i < 3; ++i)
+    lines_with_share += peers[static_cast<size_t>(i)]->count_in_output("% | lr ");
+  if (overlap)
+    EXPECT_GT(lines_with_share, 0u) << peers[0]->output();
+  else
+    EXPECT_EQ(lines_with_share, 0u) << peers[0]->output();
+}
+
+INSTANTIATE_TEST_SUITE_P(overlap, swarm_overlap, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("on") : std::string("off");
+                         });
+
 // With lossy codecs every peer still ends each round with the same values: the reducer of a
 // part encodes its result once and everyone, itself included, decodes that encoding.
 class swarm_codec : public swarm, public ::testing::WithParamInterface<std::string> {};
@@ -254,10 +284,14 @@ TEST_F(swarm, a_late_joiner_with_topk_steps_like_everyone_from_its_first_round) 
   EXPECT_NE(peers[3]->output().find("downloaded the state of epoch"), std::string::npos)
     << peers[3]->output();
   expect_identical_at(200, {0, 1, 2, 3});
-  for (int i = 0; i < 4; ++i)
-    EXPECT_EQ(peers[static_cast<size_t>(i)]->count_in_output("the weights differ from the swarm's"),
-              0u)
-      << "peer " << i << ":\n" << peers[static_cast<size_t>(i)]->output();
+  // A round that ended alone (the joiner came as the group of its epoch had closed, or a loaded
+  // machine timed out matchmaking) is repaired by design; a repair with no such round is the bug.
+  for (int i = 0; i < 4; ++i) {
+    const auto& peer = *peers[static_cast<size_t>(i)];
+    EXPECT_LE(peer.count_in_output("the weights differ from the swarm's"),
+              peer.count_in_output("; stepping alone"))
+      << "peer " << i << ":\n" << peer.output();
+  }
 }
 
 // A peer that joins a running swarm holds the swarm's exact state from then on, in every

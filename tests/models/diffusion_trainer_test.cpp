@@ -87,6 +87,36 @@ TEST(diffusion_trainer, accumulation_equals_one_big_batch) {
   EXPECT_EQ(a.accumulated_samples(), 16);
 }
 
+// Overlap (averaging.overlap): the next epoch's gradients accumulate while this epoch's average
+// is in flight. Applying the average must give the same weights and optimizer state as without
+// anything accumulated, and leave the new accumulation untouched.
+TEST(diffusion_trainer, applying_a_gradient_leaves_the_next_accumulation_alone) {
+  trainer_settings s;
+  s.condition_dropout = 0;
+  s.grad_clip = 1e-3;  // clipping acts on the applied gradient, not on the accumulation
+  diffusion_trainer waiting(tiny_model(), s);
+  diffusion_trainer overlapping(tiny_model(), s);
+  auto batch = fixed_batch(8);
+  waiting.accumulate(batch);
+  overlapping.accumulate(batch);
+  auto average = waiting.take_mean_gradient();
+  EXPECT_EQ(average, overlapping.take_mean_gradient());
+  EXPECT_EQ(waiting.accumulated_samples(), 0);
+  EXPECT_EQ(waiting.parameters().gradients().abs().sum().item<float>(), 0.0f);
+
+  overlapping.accumulate(batch);  // the next epoch, computed on the weights not yet updated
+  const auto next = overlapping.parameters().gradients().clone();
+  waiting.apply_gradient(average);
+  overlapping.apply_gradient(average);
+  EXPECT_TRUE(torch::equal(waiting.parameters().values(), overlapping.parameters().values()));
+  EXPECT_TRUE(torch::equal(waiting.optimizer().exp_avg(), overlapping.optimizer().exp_avg()));
+  EXPECT_TRUE(torch::equal(waiting.optimizer().exp_avg_sq(), overlapping.optimizer().exp_avg_sq()));
+  EXPECT_TRUE(torch::equal(overlapping.parameters().gradients(), next));
+  EXPECT_EQ(overlapping.accumulated_samples(), 8);
+  EXPECT_EQ(waiting.parameters().gradients().abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(waiting.step(), overlapping.step());
+}
+
 TEST(diffusion_trainer, rng_state_makes_steps_reproducible) {
   diffusion_trainer a(tiny_model(), {});
   auto batch = fixed_batch(8);
