@@ -109,42 +109,35 @@ void deliver(averager_pointer self, average_outcome outcome) {
 }
 
 // `reason`: the label of ddactor_averaging_round_failures_total (metric_label_values).
-void deliver_alone(averager_pointer self, const char* reason, const std::string& why) {
+// The round ends without a group: `alone`, the peer's own values come back; `missed`, the
+// leader had closed this epoch's matchmaking, so its group averages without this peer (a joiner
+// that downloaded the state as the round formed, or a peer whose batches came late): stepping
+// alone would only set it apart, so the trainer applies nothing and takes the swarm's next state.
+void deliver_without_group(averager_pointer self, round_result result, const char* reason,
+                           const std::string& why) {
   auto& st = self->state;
   if (!st.current)
     return;
   st.metrics.round_failures.with({reason}).inc();
-  spdlog::warn("epoch {}: no averaging partner ({}); stepping alone", st.current->request.epoch,
-               why);
+  if (result == round_result::missed)
+    spdlog::info("epoch {}: the swarm's round formed without this peer ({}); taking the swarm's "
+                 "next state instead of stepping alone",
+                 st.current->request.epoch, why);
+  else
+    spdlog::warn("epoch {}: no averaging partner ({}); stepping alone", st.current->request.epoch,
+                 why);
   if (st.current->group)
     self->send_exit(st.current->group, caf::exit_reason::user_shutdown);
   average_outcome outcome;
   outcome.values = st.current->request.values;
   outcome.group_size = 1;
-  outcome.result = round_result::alone;
+  outcome.result = result;
   outcome.detail = why;
   deliver(self, std::move(outcome));
 }
 
-// The leader had closed this epoch's matchmaking: its group averages without this peer (a joiner
-// that downloaded the state as the round formed, or a peer whose batches came late). Stepping
-// alone would only set this peer apart; the trainer takes the swarm's next state instead.
-void deliver_missed(averager_pointer self, const std::string& why) {
-  auto& st = self->state;
-  if (!st.current)
-    return;
-  st.metrics.round_failures.with({"missed"}).inc();
-  spdlog::info("epoch {}: the swarm's round formed without this peer ({}); taking the swarm's "
-               "next state instead of stepping alone",
-               st.current->request.epoch, why);
-  if (st.current->group)
-    self->send_exit(st.current->group, caf::exit_reason::user_shutdown);
-  average_outcome outcome;
-  outcome.values = st.current->request.values;
-  outcome.group_size = 1;
-  outcome.result = round_result::missed;
-  outcome.detail = why;
-  deliver(self, std::move(outcome));
+void deliver_alone(averager_pointer self, const char* reason, const std::string& why) {
+  deliver_without_group(self, round_result::alone, reason, why);
 }
 
 // --- leader role ----------------------------------------------------------------------------
@@ -322,7 +315,7 @@ void join_round(averager_pointer self) {
         if (!st.current || st.current->request.epoch != epoch || st.current->attempt != attempt)
           return;
         if (err == errc::round_closed) {
-          deliver_missed(self, self->system().render(err));
+          deliver_without_group(self, round_result::missed, "missed", self->system().render(err));
           return;
         }
         if (err == errc::shape_mismatch) {

@@ -71,6 +71,8 @@ struct trainer_state {
   bool progress_logged = false;
   int64_t window_samples = 0;
   int64_t window_overlapped = 0;  // of window_samples, those trained while a round ran
+  int64_t samples_trained = 0;    // by this trainer since it started
+  int64_t samples_overlapped = 0; // of those, trained while a round ran
   int64_t window_steps = 0;
   double window_loss = 0;
   // Swarm mode.
@@ -152,13 +154,15 @@ bool overlapping(const trainer_state& st) {
 }
 
 // Batches wait in order while the weights are about to be replaced, or the swarm is not found
-// yet. During a round, an overlapping peer trains at most as many samples as it put into the
-// round: the next epoch then has about the size of this one (a slow round would otherwise grow
-// it without bound, far past train.target_batch_size), and compute waits only when the network
-// is slower than a whole epoch's compute.
+// yet. During a round, an overlapping peer trains up to twice what it put into the round, and
+// never more than train.target_batch_size: a round slower than an epoch's compute then grows the
+// next epoch until its compute covers the round (instead of idling), but no further (a stalled
+// round would otherwise grow it without bound).
 bool batches_wait(const trainer_state& st) {
+  const int64_t overlap_limit = std::min<int64_t>(
+    2 * st.round_samples, std::max<int64_t>(st.options.config.train.target_batch_size, 1));
   const bool round_blocks =
-    st.averaging && (!overlapping(st) || st.epoch_samples >= st.round_samples);
+    st.averaging && (!overlapping(st) || st.epoch_samples >= overlap_limit);
   return round_blocks || st.downloading || st.joining || st.missed_epoch == st.progress.epoch;
 }
 
@@ -486,8 +490,10 @@ void finish(trainer_pointer self, const char* why) {
     return;
   st.finishing = true;
   peer_health::global().set(peer_health::activity::stopping);
-  spdlog::info("training {} at {} {}; writing the final checkpoint", why,
-               st.swarm ? "epoch" : "step", current_step(st));
+  spdlog::info("training {} at {} {} ({} samples trained here, {} of them during rounds); "
+               "writing the final checkpoint",
+               why, st.swarm ? "epoch" : "step", current_step(st), st.samples_trained,
+               st.samples_overlapped);
   try {
     write_sample_grid(st);
   } catch (const work_stopped&) {
@@ -684,6 +690,7 @@ void train_in_swarm(trainer_pointer self, const training_batch& batch) {
     if (st.averaging) {
       st.metrics.overlapped_samples.inc(batch.count);
       st.window_overlapped += batch.count;
+      st.samples_overlapped += batch.count;
     }
   } else {
     auto result = st.model->train_step(batch);
@@ -718,6 +725,7 @@ void on_batch(trainer_pointer self, std::shared_ptr<const training_batch> batch)
   st.progress.data_epoch = batch->epoch_after;
   st.progress.data_position = batch->position_after;
   self->send(st.loader, credit_atom_v, int32_t{1});
+  st.samples_trained += batch->count;
   if (st.swarm)
     train_in_swarm(self, *batch);
   else

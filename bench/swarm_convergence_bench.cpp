@@ -6,8 +6,9 @@
 // are then scored by models/validation_loss on the first --validation-images images of the test
 // split, with noise and times from a fixed seed, so the two losses compare. With --codecs, more
 // swarms run with averaging.compression set to each codec and are compared with the float32
-// swarm ("topk-plain": top-k with plain AdamW, averaging.topk_catch_up = false, to show what the
-// catch-up buys). Aims (printed, never asserted): the swarm's loss at most 2% above the single
+// swarm ("overlap": float32 with averaging.overlap = true, gradients one update old where they
+// were computed during a round; "topk-plain": top-k with plain AdamW, averaging.topk_catch_up =
+// false, to show what the catch-up buys). Aims (printed, never asserted): the swarm's loss at most 2% above the single
 // peer's; each codec's at most 2% above the float32 swarm's (lower is better: "no loss in what
 // the model learns").
 //
@@ -121,7 +122,8 @@ class convergence_runner {
                ", " + (codec == "none" ? "float32" : codec);
     auto dir = root_ / ("swarm-" + codec);
     const bool plain_topk = codec == "topk-plain";
-    const std::string wire_codec = plain_topk ? "topk" : codec;
+    const bool overlap = codec == "overlap";  // float32, rounds overlapped with compute
+    const std::string wire_codec = plain_topk ? "topk" : overlap ? "none" : codec;
     auto port = free_loopback_port();
     std::vector<std::unique_ptr<spawned_process>> peers;
     std::vector<std::filesystem::path> run_dirs;
@@ -137,6 +139,8 @@ class convergence_runner {
         "averaging.compression=\"" + wire_codec + "\""};
       if (plain_topk)
         args.insert(args.end(), {"--set", "averaging.topk_catch_up=false"});
+      if (overlap)
+        args.insert(args.end(), {"--set", "averaging.overlap=true"});
       auto network = loopback_swarm_args(i, port);
       args.insert(args.end(), network.begin(), network.end());
       for (const auto& o : s_.overrides)
@@ -225,7 +229,7 @@ int main(int argc, char** argv) {
   app.add_option("--peers", s.peers, "swarm size (batch B / peers each)")->capture_default_str();
   app.add_option("--warmup-steps", s.warmup_steps, "learning-rate warm-up (-1: steps / 10)")
     ->capture_default_str();
-  app.add_option("--codecs", s.codecs, "also swarms with these codecs (e.g. int8,topk,topk-plain)")
+  app.add_option("--codecs", s.codecs, "also swarms with these codecs (e.g. int8,topk,topk-plain,overlap)")
     ->delimiter(',');
   app.add_option("--validation-images", s.validation_images, "first N test images")
     ->capture_default_str();

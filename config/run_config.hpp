@@ -232,8 +232,8 @@ struct averaging_section {
   /// This peer's link in Mbit/s (the slower of upload and download), for the leader's cut of the
   /// vector: a slow link reduces a smaller part. 0: measured from this peer's own rounds.
   double bandwidth = 0;
-  /// In gradients mode: compute the next epoch's gradients (up to as many samples as this peer
-  /// put into the round) while this epoch's are averaged, and apply the average when it arrives
+  /// In gradients mode: compute the next epoch's gradients (up to twice the samples this peer
+  /// put into the round, at most train.target_batch_size) while this epoch's are averaged, and apply the average when it arrives
   /// (delayed parameter updates: every peer applies the same updates in the same order, so
   /// weights stay identical; gradients are one update old). False: training pauses for every
   /// round. Other modes pause regardless. Off by default: rounds then start back to back, before

@@ -1,0 +1,194 @@
+// ddactor_overlap_bench: how much of the peers' compute a swarm keeps when its rounds cross slow
+// links, with training paused for every round (averaging.overlap = false) and overlapped with it
+// (true). For each n in --peers, n real ddactor processes train the quickstart DiT in a network
+// lab (bench/netlab: every host's link shaped to --rate Mbit/s and --delay ms one way):
+//   1. alone: the n peers train at the same time without a swarm (same CPU contention): the
+//      bound, R_alone samples/s summed over the peers;
+//   2. the swarm, overlap off; 3. the swarm, overlap on;
+// each for --seconds. train.target_batch_size is chosen so that an epoch's compute takes about
+// as long as the round's transfer bound 2(n-1)/n * 4 bytes * parameters / rate plus 4 round
+// trips (the case where pausing loses half of the compute). Printed: samples/s of each and the
+// ratio to R_alone (aim with overlap: >= 0.9), and the share of samples trained during rounds.
+// Samples are those each peer reports when it ends ("N samples trained here"), so the swarm's
+// time to find its peers counts against it.
+//
+//   ddactor_overlap_bench [--peers 2,4] [--seconds 60] [--rate 100] [--delay 50] [--batch 32]
+//       [--keep-logs DIR] [--set key=value ...]
+//
+// Needs root (network namespaces); prints "skipped: ..." where the lab cannot be built.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/netlab/netlab.hpp"
+
+namespace {
+
+using namespace ddactor;
+using clock_type = std::chrono::steady_clock;
+
+constexpr uint16_t peer_port = 7000;
+constexpr uint16_t relay_port = 7100;
+
+struct settings {
+  std::vector<int> peers{2, 4};
+  double seconds = 60;
+  double rate_mbit = 100;
+  double delay_ms = 50;
+  int batch = 32;
+  std::string keep_logs;
+  std::vector<std::string> overrides;
+};
+
+struct phase_result {
+  int64_t samples = 0;
+  int64_t overlapped = 0;
+  int64_t parameters = 0;
+  bool ok = true;
+  std::string problem;
+};
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// One phase: n peers in a fresh lab, alone or as a swarm, for s.seconds.
+phase_result run_phase(const settings& s, int n, const std::string& mode, int64_t target,
+                       const std::filesystem::path& logs) {
+  netlab_options options;
+  options.rate_mbit = s.rate_mbit;
+  options.one_way_delay_ms = s.delay_ms;
+  netlab lab(n, options);
+  std::vector<uint16_t> dial;
+  for (int i = 0; i < n; ++i)
+    dial.push_back(mode == "alone" ? peer_port : lab.add_relay(i, peer_port, relay_port));
+  std::vector<pid_t> pids;
+  std::vector<std::filesystem::path> log_files;
+  for (int i = 0; i < n; ++i) {
+    const auto dir = logs / (mode + "-n" + std::to_string(n) + "-peer" + std::to_string(i));
+    std::filesystem::remove_all(dir);
+    std::vector<std::string> argv{
+      DDACTOR_BINARY, "--config", DDACTOR_QUICKSTART, "--set", "run.dir=\"" + dir.string() + "\"",
+      "--set", "train.steps=0", "--set", "train.max_seconds=" + std::to_string(s.seconds),
+      "--set", "train.sample_every=0", "--set", "sample.steps=1", "--set",
+      "train.checkpoint_every=1000000", "--set",
+      "data.batch_size=" + std::to_string(s.batch), "--set", "run.threads=1"};
+    if (mode != "alone") {
+      argv.insert(argv.end(),
+                  {"--set", "network.listen=\"" + lab.address(i) + ":" + std::to_string(peer_port) + "\"",
+                   "--set", "network.announce=\"" + lab.address(i) + ":" + std::to_string(dial[static_cast<size_t>(i)]) + "\"",
+                   "--set", "network.wait_for_peers=" + std::to_string(n), "--set",
+                   "train.target_batch_size=" + std::to_string(target), "--set",
+                   std::string("averaging.overlap=") + (mode == "overlap" ? "true" : "false"),
+                   "--set", "train.log_every=1"});
+      if (i > 0)
+        argv.insert(argv.end(), {"--set", "network.initial_peers=[\"" + lab.address(0) + ":" +
+                                            std::to_string(dial[0]) + "\"]"});
+    }
+    for (const auto& o : s.overrides)
+      argv.insert(argv.end(), {"--set", o});
+    log_files.push_back(dir.string() + ".log");
+    pids.push_back(lab.spawn(i, argv, log_files.back()));
+  }
+  phase_result result;
+  const auto limit = std::chrono::milliseconds(static_cast<int64_t>((s.seconds + 120) * 1000));
+  const std::regex finished(R"(\((\d+) samples trained here, (\d+) of them during rounds\))");
+  const std::regex parameters(R"(with (\d+) trained parameters)");
+  for (int i = 0; i < n; ++i) {
+    auto code = lab.wait(pids[static_cast<size_t>(i)], limit);
+    const auto log = read_file(log_files[static_cast<size_t>(i)]);
+    std::smatch m;
+    if (!code || *code != 0 || !std::regex_search(log, m, finished)) {
+      result.ok = false;
+      result.problem = "peer " + std::to_string(i) + " of " + mode + " failed (" +
+                       (code ? "exit " + std::to_string(*code) : std::string("timeout")) +
+                       "): see " + log_files[static_cast<size_t>(i)].string();
+      continue;
+    }
+    result.samples += std::stoll(m[1]);
+    result.overlapped += std::stoll(m[2]);
+    if (std::regex_search(log, m, parameters))
+      result.parameters = std::stoll(m[1]);
+  }
+  return result;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings s;
+  std::string peers = "2,4";
+  CLI::App app{"Compute utilisation of a swarm on slow links, overlap off and on"};
+  app.add_option("--peers", peers, "comma-separated swarm sizes")->capture_default_str();
+  app.add_option("--seconds", s.seconds, "training time of each phase")->capture_default_str();
+  app.add_option("--rate", s.rate_mbit, "link rate per host, Mbit/s")->capture_default_str();
+  app.add_option("--delay", s.delay_ms, "one-way delay per link, ms")->capture_default_str();
+  app.add_option("--batch", s.batch, "data.batch_size of each peer")->capture_default_str();
+  app.add_option("--keep-logs", s.keep_logs, "keep the peers' run folders and logs here");
+  app.add_option("--set", s.overrides, "extra config override for every peer (key=value)");
+  CLI11_PARSE(app, argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a row as soon as it is measured
+  s.peers.clear();
+  for (std::stringstream in(peers); in.good();) {
+    std::string item;
+    std::getline(in, item, ',');
+    if (!item.empty())
+      s.peers.push_back(std::stoi(item));
+  }
+  const auto logs = s.keep_logs.empty()
+                      ? std::filesystem::temp_directory_path() /
+                          ("ddactor_overlap_bench_" + std::to_string(::getpid()))
+                      : std::filesystem::path(s.keep_logs);
+  std::filesystem::create_directories(logs);
+  try {
+    netlab::cleanup_stale();
+  } catch (const netlab_unavailable& e) {
+    std::printf("skipped: %s\n", e.what());
+    return 0;
+  }
+  std::printf("links: %.0f Mbit/s, %.0f ms one way; %.0f s per phase; batch %d per peer\n",
+              s.rate_mbit, s.delay_ms, s.seconds, s.batch);
+  std::printf("%5s %8s %10s %10s %8s %10s %8s %9s\n", "peers", "target", "alone/s", "off/s",
+              "off/x", "on/s", "on/x", "overlap");
+  for (int n : s.peers) {
+    auto alone = run_phase(s, n, "alone", 0, logs);
+    if (!alone.ok) {
+      std::printf("%5d alone failed: %s\n", n, alone.problem.c_str());
+      continue;
+    }
+    const double alone_rate = static_cast<double>(alone.samples) / s.seconds;
+    const double bytes = 2.0 * (n - 1) / n * 4.0 * static_cast<double>(alone.parameters);
+    const double round_bound = bytes * 8 / (s.rate_mbit * 1e6) + 4 * (2 * s.delay_ms / 1000);
+    const int64_t target = std::max<int64_t>(
+      s.batch, static_cast<int64_t>(std::llround(alone_rate * round_bound / s.batch)) * s.batch);
+    auto off = run_phase(s, n, "paused", target, logs);
+    auto on = run_phase(s, n, "overlap", target, logs);
+    auto rate = [&](const phase_result& r) { return static_cast<double>(r.samples) / s.seconds; };
+    std::printf("%5d %8lld %10.1f %10.1f %8.3f %10.1f %8.3f %8.0f%%\n", n,
+                static_cast<long long>(target), alone_rate, rate(off), rate(off) / alone_rate,
+                rate(on), rate(on) / alone_rate,
+                100.0 * static_cast<double>(on.overlapped) / std::max<int64_t>(on.samples, 1));
+    std::printf("      (%lld parameters; round bound %.2f s = %.2f MB each way + 4 round trips)\n",
+                static_cast<long long>(alone.parameters), round_bound, bytes / 1e6);
+    for (const auto* r : {&off, &on})
+      if (!r->ok)
+        std::printf("      problem: %s\n", r->problem.c_str());
+  }
+  if (s.keep_logs.empty())
+    std::filesystem::remove_all(logs);
+  return 0;
+}
