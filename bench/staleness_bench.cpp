@@ -1,0 +1,151 @@
+// ddactor_staleness_bench: what a one-update delay of the gradient costs the model, without a
+// swarm. averaging.overlap applies epoch e's averaged gradient after epoch e+1's has started on
+// the weights before it (delayed parameter updates, as hivemind's delay_optimizer_step); this
+// bench trains the quickstart DiT (the swarm convergence bench's config) in one process for
+// --steps steps of --batch, once with fresh gradients and once with every step applying the
+// gradient computed on the weights one step older, same data order, same noise stream, and
+// scores both (raw weights) by models/validation_loss. A third run ("predicted") computes the
+// delayed gradient on the weights extrapolated by the last update (W + (W - W_before), the
+// weight prediction of SpecTrain, Chen et al. 2018), which the update it is applied after will
+// roughly produce. Prints the losses and their ratios to the fresh run (aim of issue 13: at most
+// 2% above). Separates the cost of staleness from anything the network does.
+//
+//   ddactor_staleness_bench [--steps 150] [--batch 128] [--lr 0.0005] [--warmup 15]
+//       [--validation-images 2000] [--variants fresh,stale,predicted]
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "app/torch_setup.hpp"
+#include "config/config_loader.hpp"
+#include "models/diffusion_trainer.hpp"
+#include "models/model_config.hpp"
+#include "models/validation_loss.hpp"
+#include "runtime/data_order.hpp"
+#include "runtime/image_dataset.hpp"
+#include "runtime/run_data.hpp"
+
+namespace {
+
+using namespace ddactor;
+
+struct settings {
+  int64_t steps = 150;
+  int batch = 128;
+  double lr = 5e-4;
+  int64_t warmup = 15;
+  int64_t validation_images = 2000;
+  std::vector<std::string> variants{"fresh", "stale", "predicted"};
+};
+
+run_config bench_config(const settings& s) {
+  return parse_run_config(
+    "[run]\nname = \"staleness-bench\"\n[data]\nsource = \"fashion-mnist\"\n"
+    "[model]\npreset = \"custom\"\nhidden_size = 128\ndepth = 4\nnum_heads = 4\npatch_size = 4\n"
+    "[train]\nlr = " +
+      std::to_string(s.lr) + "\nwarmup_steps = " + std::to_string(s.warmup) +
+      "\nema_decay = 0.999\n",
+    "staleness-bench.toml");
+}
+
+training_batch batch_at(const image_dataset& data, const std::vector<int64_t>& indices) {
+  training_batch batch;
+  batch.count = static_cast<int64_t>(indices.size());
+  batch.channels = data.channels;
+  batch.height = data.height;
+  batch.width = data.width;
+  batch.images.resize(static_cast<size_t>(batch.count * data.image_size()));
+  images_to_float(data, indices, batch.images);
+  for (auto i : indices)
+    batch.labels.push_back(data.labels[static_cast<size_t>(i)]);
+  return batch;
+}
+
+// Trains for s.steps updates. "fresh": each update applies the gradient of the weights it
+// updates. "stale": update k applies the gradient computed on the weights before update k-1 (the
+// last one is applied at the end, so every run takes s.steps). "predicted": as "stale", with the
+// gradient computed on those weights plus their last update.
+double train_and_score(const settings& s, const run_config& config, const run_data& data,
+                       const std::string& variant) {
+  diffusion_trainer trainer(make_dit_options(config), make_trainer_settings(config));
+  shuffled_order order(data.train->count, config.run.seed);
+  data_cursor cursor;
+  std::optional<std::vector<float>> pending;
+  auto weights = trainer.parameters().values();
+  torch::Tensor last_update = torch::zeros_like(weights);
+  for (int64_t step = 0; step < s.steps; ++step) {
+    const auto batch = batch_at(*data.train, order.next_batch(cursor, s.batch));
+    if (variant == "predicted") {
+      // The flat buffer is a leaf that requires grad: shift and restore it outside autograd.
+      const auto kept = weights.detach().clone();
+      {
+        torch::NoGradGuard no_grad;
+        weights.add_(last_update);
+      }
+      trainer.accumulate(batch);
+      torch::NoGradGuard no_grad;
+      weights.copy_(kept);
+    } else {
+      trainer.accumulate(batch);
+    }
+    auto gradient = trainer.take_mean_gradient();
+    if (variant == "fresh") {
+      trainer.apply_gradient(gradient);
+      continue;
+    }
+    if (pending) {
+      torch::NoGradGuard no_grad;
+      const auto before = weights.clone();
+      trainer.apply_gradient(*pending);
+      last_update = weights - before;
+    }
+    pending = std::move(gradient);
+  }
+  if (pending)
+    trainer.apply_gradient(*pending);
+  validation_loss_options o;
+  o.images = s.validation_images;
+  return validation_loss(trainer.model(), *data.holdout, o);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings s;
+  CLI::App app{"Validation loss with gradients one update old against fresh ones"};
+  app.add_option("--steps", s.steps, "optimizer steps")->capture_default_str();
+  app.add_option("--batch", s.batch, "samples per step")->capture_default_str();
+  app.add_option("--lr", s.lr, "AdamW learning rate")->capture_default_str();
+  app.add_option("--warmup", s.warmup, "learning-rate warm-up steps")->capture_default_str();
+  app.add_option("--validation-images", s.validation_images, "first N test images")
+    ->capture_default_str();
+  app.add_option("--variants", s.variants, "fresh, stale, predicted")->delimiter(',');
+  CLI11_PARSE(app, argc, argv);
+  configure_torch_threads(0);
+  const auto config = bench_config(s);
+  const auto data = load_run_data(config);
+  std::printf("quickstart DiT, %lld steps of %d, lr %g, warm-up %lld; validation loss on %lld "
+              "test images\n",
+              static_cast<long long>(s.steps), s.batch, s.lr, static_cast<long long>(s.warmup),
+              static_cast<long long>(s.validation_images));
+  std::fflush(stdout);
+  std::vector<std::pair<std::string, double>> losses;
+  // On a worker thread: on the main thread OpenBLAS and OpenMP contend (torch_setup.hpp).
+  run_on_worker_thread([&] {
+    for (const auto& variant : s.variants) {
+      losses.emplace_back(variant, train_and_score(s, config, data, variant));
+      std::printf("  %-10s %.5f\n", variant.c_str(), losses.back().second);
+      std::fflush(stdout);
+    }
+  });
+  for (const auto& [variant, loss] : losses)
+    if (variant != "fresh" && losses.front().first == "fresh")
+      std::printf("%s / fresh: %.4f (aim: at most 1.02)\n", variant.c_str(),
+                  loss / losses.front().second);
+  return 0;
+}
