@@ -44,23 +44,7 @@ std::shared_ptr<const training_batch> make_batch(data_loader_state& st) {
     return make_bucketed_batch(st);
   const auto& data = *st.options.data;
   auto indices = st.order->next_batch(st.cursor, st.options.batch_size);
-  auto batch = std::make_shared<training_batch>();
-  batch->count = static_cast<int64_t>(indices.size());
-  batch->channels = data.channels;
-  batch->height = data.height;
-  batch->width = data.width;
-  batch->images.resize(static_cast<size_t>(batch->count) * data.channels * data.height *
-                       data.width);
-  images_to_float(data, indices, batch->images);
-  if (!data.labels.empty())
-    for (auto i : indices)
-      batch->labels.push_back(data.labels[static_cast<size_t>(i)]);
-  if (!data.captions.empty())
-    for (auto i : indices)
-      batch->captions.push_back(data.captions[static_cast<size_t>(i)]);
-  if (!data.clusters.empty())
-    for (auto i : indices)
-      batch->clusters.push_back(data.clusters[static_cast<size_t>(i)]);
+  auto batch = std::make_shared<training_batch>(batch_of(data, indices));
   batch->epoch_after = st.cursor.epoch;
   batch->position_after = st.cursor.position;
   batch->loader_generation = st.options.generation;

@@ -53,19 +53,6 @@ run_config bench_config(const settings& s) {
     "staleness-bench.toml");
 }
 
-training_batch batch_at(const image_dataset& data, const std::vector<int64_t>& indices) {
-  training_batch batch;
-  batch.count = static_cast<int64_t>(indices.size());
-  batch.channels = data.channels;
-  batch.height = data.height;
-  batch.width = data.width;
-  batch.images.resize(static_cast<size_t>(batch.count * data.image_size()));
-  images_to_float(data, indices, batch.images);
-  for (auto i : indices)
-    batch.labels.push_back(data.labels[static_cast<size_t>(i)]);
-  return batch;
-}
-
 // Trains for s.steps updates. "fresh": each update applies the gradient of the weights it
 // updates. "stale": update k applies the gradient computed on the weights before update k-1 (the
 // last one is applied at the end, so every run takes s.steps). "predicted": as "stale", with the
@@ -79,7 +66,7 @@ double train_and_score(const settings& s, const run_config& config, const run_da
   auto weights = trainer.parameters().values();
   torch::Tensor last_update = torch::zeros_like(weights);
   for (int64_t step = 0; step < s.steps; ++step) {
-    const auto batch = batch_at(*data.train, order.next_batch(cursor, s.batch));
+    const auto batch = batch_of(*data.train, order.next_batch(cursor, s.batch));
     if (variant == "predicted") {
       // The flat buffer is a leaf that requires grad: shift and restore it outside autograd.
       const auto kept = weights.detach().clone();

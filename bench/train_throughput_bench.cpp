@@ -55,17 +55,7 @@ double bare_loop_samples_per_second(const run_config& config, const image_datase
   for (int step = 0; step < warmup + steps; ++step) {
     if (step == warmup)
       started = clock_type::now();
-    auto indices = order.next_batch(cursor, config.data.batch_size);
-    training_batch batch;
-    batch.count = static_cast<int64_t>(indices.size());
-    batch.channels = data.channels;
-    batch.height = data.height;
-    batch.width = data.width;
-    batch.images.resize(static_cast<size_t>(batch.count * data.image_size()));
-    images_to_float(data, indices, batch.images);
-    for (auto i : indices)
-      batch.labels.push_back(data.labels[static_cast<size_t>(i)]);
-    trainer.train_step(batch);
+    trainer.train_step(batch_of(data, order.next_batch(cursor, config.data.batch_size)));
   }
   double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
   return static_cast<double>(steps * config.data.batch_size) / seconds;

@@ -97,4 +97,23 @@ void images_to_float(const image_dataset& data, std::span<const int64_t> indices
   }
 }
 
+training_batch batch_of(const image_dataset& data, std::span<const int64_t> indices) {
+  training_batch batch;
+  batch.count = static_cast<int64_t>(indices.size());
+  batch.channels = data.channels;
+  batch.height = data.height;
+  batch.width = data.width;
+  batch.images.resize(indices.size() * static_cast<size_t>(data.image_size()));
+  images_to_float(data, indices, batch.images);
+  auto pick = [&](const auto& all, auto& out) {
+    if (!all.empty())
+      for (auto i : indices)
+        out.push_back(all[static_cast<size_t>(i)]);
+  };
+  pick(data.labels, batch.labels);
+  pick(data.captions, batch.captions);
+  pick(data.clusters, batch.clusters);
+  return batch;
+}
+
 } // namespace ddactor

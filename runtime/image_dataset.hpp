@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/training_batch.hpp"
+
 namespace ddactor {
 
 // Misuse of a data set: an index past its end, a buffer of the wrong size.
@@ -76,5 +78,9 @@ struct skipped_files {
 // indices.size() * data.image_size() floats. Throws dataset_error on a bad index or size.
 void images_to_float(const image_dataset& data, std::span<const int64_t> indices,
                      std::span<float> out);
+
+// The images at `indices` as a training batch (floats as images_to_float) with their labels,
+// captions and clusters where the set has them; the data order fields are left to the caller.
+training_batch batch_of(const image_dataset& data, std::span<const int64_t> indices);
 
 } // namespace ddactor

@@ -123,6 +123,32 @@ TEST(image_dataset, subset_without_labels_or_captions_stays_without) {
   EXPECT_EQ(sub.pixels, std::vector<uint8_t>{static_cast<uint8_t>(2 * 37)});
 }
 
+TEST(image_dataset, batch_of_takes_the_images_and_what_the_set_has_of_them) {
+  image_dataset data = make_dataset(5, 2, 2, 2);
+  data.clusters = {4, 3, 2, 1, 0};
+  const std::vector<int64_t> indices = {4, 0};
+  const auto batch = batch_of(data, indices);
+  EXPECT_EQ(batch.count, 2);
+  EXPECT_EQ(batch.channels, 2);
+  EXPECT_EQ(batch.height, 2);
+  EXPECT_EQ(batch.width, 2);
+  std::vector<float> expected(16);
+  images_to_float(data, indices, expected);
+  EXPECT_EQ(batch.images, expected);
+  EXPECT_EQ(batch.labels, (std::vector<int64_t>{1, 0}));
+  EXPECT_EQ(batch.captions, (std::vector<std::string>{"caption 4", "caption 0"}));
+  EXPECT_EQ(batch.clusters, (std::vector<int64_t>{0, 4}));
+  EXPECT_TRUE(batch.consistent());
+
+  data.labels.clear();
+  data.captions.clear();
+  data.clusters.clear();
+  const auto bare = batch_of(data, indices);
+  EXPECT_TRUE(bare.labels.empty() && bare.captions.empty() && bare.clusters.empty());
+  const std::vector<int64_t> bad = {5};
+  EXPECT_THROW(batch_of(data, bad), dataset_error);
+}
+
 TEST(image_dataset, check_consistent_finds_size_mismatches) {
   image_dataset data = make_dataset(3, 1, 2, 2);
   EXPECT_NO_THROW(data.check_consistent());
