@@ -353,10 +353,10 @@ void log_progress(trainer_state& st, double lr) {
   if (st.swarm) {
     // With averaging.overlap: the share of samples trained while a round ran (0%: rounds were
     // shorter than a batch; near 100%: the network, not the compute, sets the pace).
+    const double overlapped_share =
+      static_cast<double>(st.window_overlapped) / std::max<int64_t>(st.window_samples, 1);
     const auto overlap =
-      overlapping(st) ? fmt::format(" | overlap {:.0f}%", 100.0 * st.window_overlapped /
-                                                             std::max<int64_t>(st.window_samples, 1))
-                      : std::string();
+      overlapping(st) ? fmt::format(" | overlap {:.0f}%", 100.0 * overlapped_share) : std::string();
     spdlog::info("epoch {}/{} | loss {:.4f} | peers {} | swarm {:.1f} samples/s | local {:.1f} "
                  "samples/s | last round: {} of {} in {:.3f}s, sent {:.2f} MB, received {:.2f} "
                  "MB{} | lr {:.2e} | ETA {}",

@@ -88,9 +88,11 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
       "train.checkpoint_every=1000000", "--set",
       "data.batch_size=" + std::to_string(s.batch), "--set", "run.threads=1"};
     if (mode != "alone") {
+      const auto listen = lab.address(i) + ":" + std::to_string(peer_port);
+      const auto announce = lab.address(i) + ":" + std::to_string(dial[static_cast<size_t>(i)]);
       argv.insert(argv.end(),
-                  {"--set", "network.listen=\"" + lab.address(i) + ":" + std::to_string(peer_port) + "\"",
-                   "--set", "network.announce=\"" + lab.address(i) + ":" + std::to_string(dial[static_cast<size_t>(i)]) + "\"",
+                  {"--set", "network.listen=\"" + listen + "\"", "--set",
+                   "network.announce=\"" + announce + "\"",
                    "--set", "network.wait_for_peers=" + std::to_string(n), "--set",
                    "train.target_batch_size=" + std::to_string(target), "--set",
                    std::string("averaging.overlap=") + (mode == "overlap" ? "true" : "false"),

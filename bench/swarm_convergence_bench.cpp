@@ -5,12 +5,12 @@
 // epoch, from the mean gradient of about B samples). Both final models (raw weights, not the EMA)
 // are then scored by models/validation_loss on the first --validation-images images of the test
 // split, with noise and times from a fixed seed, so the two losses compare. With --codecs, more
-// swarms run with averaging.compression set to each codec and are compared with the float32
-// swarm ("overlap": float32 with averaging.overlap = true, gradients one update old where they
-// were computed during a round; "topk-plain": top-k with plain AdamW, averaging.topk_catch_up =
-// false, to show what the catch-up buys). Aims (printed, never asserted): the swarm's loss at most 2% above the single
-// peer's; each codec's at most 2% above the float32 swarm's (lower is better: "no loss in what
-// the model learns").
+// swarms run with averaging.compression set to each codec and are compared with the float32 swarm
+// ("overlap": float32 with averaging.overlap = true, gradients one update old where they were
+// computed during a round; "topk-plain": top-k with plain AdamW, averaging.topk_catch_up = false,
+// to show what the catch-up buys). Aims (printed, never asserted): the swarm's loss at most 2%
+// above the single peer's; each codec's at most 2% above the float32 swarm's (lower is better: "no
+// loss in what the model learns").
 //
 //   ddactor_swarm_convergence_bench [--steps 150] [--batch 128] [--peers 4] [--codecs int8,topk]
 //       [--validation-images 2000] [--set key=value ...] [--json PATH] [--keep-logs DIR]
@@ -229,7 +229,8 @@ int main(int argc, char** argv) {
   app.add_option("--peers", s.peers, "swarm size (batch B / peers each)")->capture_default_str();
   app.add_option("--warmup-steps", s.warmup_steps, "learning-rate warm-up (-1: steps / 10)")
     ->capture_default_str();
-  app.add_option("--codecs", s.codecs, "also swarms with these codecs (e.g. int8,topk,topk-plain,overlap)")
+  app.add_option("--codecs", s.codecs,
+                 "also swarms with these codecs (e.g. int8,topk,topk-plain,overlap)")
     ->delimiter(',');
   app.add_option("--validation-images", s.validation_images, "first N test images")
     ->capture_default_str();
