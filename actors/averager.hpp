@@ -16,7 +16,10 @@
 //   leader --group_assignment--> averager --> group actor --all-reduce--> average_outcome
 //
 // A peer that finds no partner in time (or whose leader keeps failing) gets its own values back
-// with averaged = false: it steps alone, and says so in a metric. Every request has a deadline.
+// (round_result::alone): it steps alone, and says so in a metric. A peer whose join comes after
+// the leader formed that epoch's groups (errc::round_closed) gets round_result::missed: the
+// others average without it, so it applies nothing and takes their state. Every request has a
+// deadline.
 
 #include <chrono>
 #include <memory>

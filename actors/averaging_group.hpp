@@ -62,8 +62,8 @@ struct averaging_group_options {
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   /// Compressors (actors/compressor.hpp) that code this round's chunks (at least one).
   std::vector<caf::actor> compressors;
-  /// Receives the average_outcome when the round ends (failed = true when it could not finish),
-  /// and after a finished round `(link_rate_atom, download_bytes, download_seconds,
+  /// Receives the average_outcome when the round ends (round_result::failed when it could not
+  /// finish), and after a finished round `(link_rate_atom, download_bytes, download_seconds,
   /// upload_bytes, upload_rate)`: what the round measured of this peer's link.
   caf::actor reply_to;
   /// Membership, told `(alive_atom, peer_id)` when chunks arrive from a member: they prove it

@@ -19,10 +19,15 @@
 //             --> (progress, epoch, samples, samples/s) to the progress actor
 //   (average, epoch) from progress: the swarm reached train.target_batch_size --> AVERAGING:
 //     the vector (mean gradient | parameters | pseudo-gradient) goes to the averager; batches
-//     that arrive meanwhile wait in a queue bounded by the loader's credits
+//     that arrive meanwhile wait in a queue bounded by the loader's credits (with
+//     averaging.overlap in gradients mode they train into the next epoch, up to twice this
+//     peer's samples of the round, then wait)
 //   average_outcome --> apply (same step everywhere | set parameters | outer Nesterov step)
 //     --> epoch + 1 --> (every averaging.state_every epochs: a copy to the state server)
 //     --> TRAINING
+//   a missed round (the leader had formed the epoch's groups) --> nothing applied, batches wait
+//     --> DOWNLOADING the swarm's next state once a peer reports it (or TRAINING again if the
+//     swarm is gone or does not move in time)
 //   swarm_progress shows a peer at a higher epoch, or our round had no partner while the swarm
 //   has others --> DOWNLOADING the shared state from the most advanced peers --> TRAINING
 
