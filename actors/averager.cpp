@@ -63,8 +63,9 @@ struct averager_state {
   std::set<int64_t> closed_epochs;
   std::optional<member_request> current;
   std::mt19937_64 nonce{std::random_device{}()};
-  // Top-k error feedback: what earlier rounds did not send, per element, across rounds.
-  std::shared_ptr<std::vector<float>> residual;
+  // Top-k error feedback: what earlier rounds did not send, per element, across rounds (the
+  // last finished round's; null until one finished).
+  std::shared_ptr<const std::vector<float>> residual;
   caf::actor membership;  // told by group actors which members' chunks arrive
   std::vector<caf::actor> compressors;  // lent to every round's group
   link_rate_estimate link_rates;  // measured by this peer's rounds
@@ -342,17 +343,13 @@ void start_request(averager_pointer self, average_request request) {
   cur.join_deadline = cur.started + 2 * st.options.matchmaking_time;
   averaging_group_options group;
   group.values = cur.request.values;
-  group.weight = cur.request.weight;
   group.chunk_elements = st.options.chunk_elements;
   group.timeout = st.options.allreduce_timeout;
-  group.codec = st.options.codec;
-  group.codec_settings = st.options.codec_settings;
-  group.tensor_bounds = cur.request.tensor_bounds;
-  if (st.options.codec == "topk") {
-    if (!st.residual || st.residual->size() != cur.request.values->size())
-      st.residual = std::make_shared<std::vector<float>>(cur.request.values->size(), 0.0f);
-    group.residual = st.residual;
-  }
+  group.policy = chunk_policy(st.options.codec, st.options.codec_settings,
+                              cur.request.tensor_bounds);
+  if (group.policy.error_feedback() && st.residual &&
+      st.residual->size() == cur.request.values->size())
+    group.residual = *st.residual;
   group.reply_to = self;
   group.membership = st.membership;
   group.compressors = st.compressors;
@@ -433,6 +430,8 @@ caf::behavior averager(averager_pointer self, averager_options options) {
           self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(st.current->group)) {
         self->demonitor(st.current->group);
         st.current->group = nullptr;
+        if (outcome.residual)
+          st.residual = std::move(outcome.residual);
         deliver(self, std::move(outcome));
       }
     },

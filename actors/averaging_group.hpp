@@ -1,6 +1,7 @@
 #pragma once
-// One peer's side of one averaging round: a butterfly all-reduce among the members of a group
-// (runtime/allreduce/butterfly_allreduce.hpp is its executable specification).
+// One peer's side of one averaging round: the actor that drives the round's state machine
+// (runtime/allreduce/butterfly_round.hpp: the algorithm, its states and its failure semantics)
+// with real messages, timers, monitors and compressors.
 //
 // The averager spawns one group actor per round *before* matchmaking ends and offers its handle
 // to the leader; the leader's assignment names every member's group actor, so chunks go from
@@ -9,26 +10,12 @@
 // out as soon as it is encoded, and is reduced as soon as it is decoded. Detached: reducing
 // megabytes never blocks CAF's scheduler.
 //
-//   WAITING --(assignment)--> SCATTER/REDUCE --(all parts back)--> DONE --(digests in)--> quit
-//      |                        |      ^
-//      |                        |      | a member fails (down, bad chunk) or a chunk names a
-//      |                        +------+ smaller member set: restart without it
-//      +--(deadline)--> FAILED (round_timeout to the averager)          any state --(deadline)-->
+//   WAITING --(assignment)--> RUNNING --(round_done)--> digests --(all in, or 5 s)--> quit
+//                               |  any state --(deadline)--> FAILED (failed outcome) --> quit
 //
-// Parts: member i of an attempt reduces a part proportional to its share in the assignment
-// (the leader's cut by link rates, runtime/allreduce/bandwidth_shares.hpp); a member with share
-// 0 only sends and receives.
-//
-// Failure semantics (chosen on purpose):
-//   * Any member that fails -- dies, disconnects, or sends a chunk that fails validation -- is
-//     dropped, and the survivors restart the all-reduce without it: every survivor still ends with
-//     the same average (of the survivors' contributions, weights renormalized), never a mixture.
-//     Chunks carry the member set, so a survivor that has not yet noticed the failure learns it
-//     from the first chunk of the new attempt.
-//   * The whole round is bounded by its deadline; a round that cannot finish fails, and the
-//     caller steps with its own values.
-//   * After a successful round members exchange a digest of their result; a mismatch is logged
-//     and counted (it would mean diverging replicas).
+// This actor adds what the state machine leaves out: the deadline and the digest wait (ticks),
+// monitors of the members (a member gone), chunks that arrive before the assignment, which
+// compressor codes a chunk, bytes and link rates, metrics, logs, and fault injection for tests.
 
 #include <chrono>
 #include <memory>
@@ -37,29 +24,24 @@
 
 #include "caf/all.hpp"
 
-#include "runtime/compression/tensor_codec.hpp"
+#include "runtime/allreduce/chunk_policy.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
 
 struct averaging_group_options {
-  /// Values this peer contributes, and their weight (samples).
+  /// Values this peer contributes (their weight, its samples, is in the leader's assignment).
   std::shared_ptr<const std::vector<float>> values;
-  double weight = 0;
   /// Elements per chunk on the wire.
   size_t chunk_elements = 262144;
   /// The round's deadline, counted from the assignment.
   std::chrono::milliseconds timeout{60000};
-  /// Codec for chunks ("none", "fp16", "bf16", "int8", "topk", "adaptive") and its options.
-  /// Top-k keeps its error feedback in `residual` (one entry per element, owned by the averager
-  /// across rounds), so what a round drops is sent in a later one, never lost. Every attempt of
-  /// a round starts from the residual the round found, and a failed round leaves it as found.
-  /// Adaptive sends a tensor exactly when it has fewer than codec_settings.adaptive_exact_below
-  /// elements (`tensor_bounds` says where tensors are) and int8 otherwise.
-  std::string codec = "none";
-  codec_options codec_settings;
-  std::shared_ptr<std::vector<float>> residual;
-  std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
+  /// The codec of each piece (runtime/allreduce/chunk_policy.hpp).
+  chunk_policy policy;
+  /// Top-k's error feedback as the averager holds it (one entry per element; empty: zeros). The
+  /// round's updated one comes back in average_outcome::residual; a failed round returns none,
+  /// so what a round drops is sent in a later one, never lost.
+  std::vector<float> residual;
   /// Compressors (actors/compressor.hpp) that code this round's chunks (at least one).
   std::vector<caf::actor> compressors;
   /// Receives the average_outcome when the round ends (round_result::failed when it could not

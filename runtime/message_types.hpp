@@ -86,6 +86,9 @@ struct average_outcome {
   int32_t restarts = 0;
   /// Why the round ended without an average.
   std::string detail;
+  /// Top-k's error feedback after a finished round (null: no top-k, or the round failed and the
+  /// averager keeps the one it had). The averager keeps it; the trainer never sees it.
+  std::shared_ptr<const std::vector<float>> residual;
   bool averaged() const { return result == round_result::averaged; }
 };
 

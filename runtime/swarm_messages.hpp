@@ -24,6 +24,7 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/allreduce/round_messages.hpp"
 #include "runtime/tensor_blob.hpp"
 
 namespace ddactor {
@@ -107,31 +108,6 @@ struct group_assignment {
   uint64_t length = 0;
   /// Ordered; a member's index is its position. At most 64 members.
   std::vector<group_member> members;
-};
-
-enum class allreduce_phase : uint8_t { scatter = 0, gather = 1 };
-
-/// One chunk of an all-reduce: a sender's part for the reducer (scatter), or a reducer's result
-/// for everyone (gather). `member_set` is the bitmask of group members still in the round: when
-/// a member fails, the survivors restart the round without it.
-struct allreduce_chunk {
-  uint64_t round_id = 0;
-  uint64_t member_set = 0;
-  uint8_t phase = 0;
-  uint32_t sender = 0;
-  tensor_blob blob;
-};
-
-/// Digest of a member's result, exchanged to prove that every member applies the same update.
-struct round_digest {
-  uint64_t round_id = 0;
-  uint64_t member_set = 0;
-  uint32_t sender = 0;
-  uint64_t digest = 0;
-  /// How the sender received the recipient's chunks: bytes, and bytes per second between the
-  /// first and the last (0: too few to say). The recipient's upload rate, seen from the far end.
-  uint64_t received_bytes = 0;
-  double received_rate = 0;
 };
 
 /// What a peer can serve to a late joiner: the shared training state of one epoch.

@@ -1,32 +1,31 @@
-// The butterfly round as a simulation: every message is built, (maybe) lost or corrupted, validated
-// and consumed exactly as the averaging-group actor will do it, only within one process.
+// The butterfly round as a simulation: one butterfly_round per peer, their messages, coding jobs
+// and crash notices in one queue, delivered in order or shuffled by a seed.
 #include "runtime/allreduce/butterfly_allreduce.hpp"
-
-#include "runtime/allreduce/weighted_reduction.hpp"
-#include "runtime/tensor_blob.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <memory>
 #include <random>
-#include <span>
 #include <string>
+#include <variant>
+
+#include "runtime/allreduce/bandwidth_shares.hpp"
+#include "runtime/allreduce/butterfly_round.hpp"
 
 namespace ddactor {
 
 namespace {
 
-// A chunk in flight from one peer to a reducer.
-struct chunk_message {
-  std::size_t sender;
-  tensor_blob blob;
-};
+constexpr std::size_t max_group = 64;
 
 void check_arguments(const std::vector<std::vector<float>>& inputs,
                      const std::vector<double>& weights, const allreduce_options& options,
                      const failure_plan& failures) {
   const std::size_t n = inputs.size();
-  if (n == 0)
-    throw allreduce_error("simulate_butterfly_allreduce: a group needs at least one peer");
+  if (n == 0 || n > max_group)
+    throw allreduce_error("simulate_butterfly_allreduce: a group has 1 to 64 peers, not " +
+                          std::to_string(n));
   if (weights.size() != n)
     throw allreduce_error("simulate_butterfly_allreduce: " + std::to_string(weights.size()) +
                           " weights for " + std::to_string(n) + " peers");
@@ -40,10 +39,10 @@ void check_arguments(const std::vector<std::vector<float>>& inputs,
                             " is " + std::to_string(weights[j]) + "; it must be finite and > 0 "
                             "(a peer with nothing to contribute does not join as a sender)");
   }
-  if (!options.bandwidth_weights.empty() && options.bandwidth_weights.size() != n)
+  if (!options.part_shares.empty() && options.part_shares.size() != n)
     throw allreduce_error("simulate_butterfly_allreduce: " +
-                          std::to_string(options.bandwidth_weights.size()) +
-                          " bandwidth weights for " + std::to_string(n) + " peers");
+                          std::to_string(options.part_shares.size()) + " part shares for " +
+                          std::to_string(n) + " peers");
   if (options.chunk_elements == 0)
     throw allreduce_error("simulate_butterfly_allreduce: chunk_elements must be at least 1");
   auto check_peer = [n](std::size_t peer, const char* role) {
@@ -52,10 +51,11 @@ void check_arguments(const std::vector<std::vector<float>>& inputs,
                             role + " " + std::to_string(peer) + " in a group of " +
                             std::to_string(n));
   };
-  for (const auto& t : failures.truncated) {
-    check_peer(t.sender, "sender");
-    if (t.reducer != failure_plan::every_reducer)
-      check_peer(t.reducer, "reducer");
+  for (auto p : failures.crashes_at_start)
+    check_peer(p, "peer");
+  for (const auto& c : failures.crashes_while_sending) {
+    check_peer(c.sender, "sender");
+    check_peer(c.reducer, "reducer");
   }
   for (const auto& c : failures.corrupted) {
     check_peer(c.sender, "sender");
@@ -65,45 +65,191 @@ void check_arguments(const std::vector<std::vector<float>>& inputs,
     check_peer(r, "dead reducer");
 }
 
-// How many of its chunks of part `reducer` the sender gets through: the tightest truncation.
-std::size_t delivered_chunk_budget(const failure_plan& failures, std::size_t sender,
-                                   std::size_t reducer) {
-  std::size_t budget = std::numeric_limits<std::size_t>::max();
-  for (const auto& t : failures.truncated)
-    if (t.sender == sender && (t.reducer == reducer || t.reducer == failure_plan::every_reducer))
-      budget = std::min(budget, t.chunks);
-  return budget;
-}
+// What travels through the queue to peer `to`.
+struct chunk_delivery {
+  allreduce_chunk chunk;
+};
+struct digest_delivery {
+  uint32_t sender = 0;
+  uint64_t member_set = 0;
+  uint64_t digest = 0;
+};
+struct coding_done {
+  uint64_t tag = 0;
+  coded_chunk result;
+};
+struct crash_notice {
+  uint32_t member = 0;
+};
+struct event {
+  std::size_t to = 0;
+  std::variant<chunk_delivery, digest_delivery, coding_done, crash_notice> what;
+};
 
-bool is_corrupted(const failure_plan& failures, std::size_t sender, std::size_t reducer,
-                  std::size_t chunk) {
-  return std::any_of(failures.corrupted.begin(), failures.corrupted.end(), [&](const auto& c) {
-    return c.sender == sender && c.reducer == reducer && c.chunk == chunk;
-  });
-}
+class round_simulation {
+public:
+  round_simulation(const std::vector<std::vector<float>>& inputs,
+                   const std::vector<double>& weights, const allreduce_options& options,
+                   const failure_plan& failures)
+      : inputs_(inputs), failures_(failures), rng_(options.delivery_seed),
+        shuffle_(options.delivery_seed != 0), n_(inputs.size()) {
+    const auto shares =
+      options.part_shares.empty() ? std::vector<uint64_t>(n_, 1) : options.part_shares;
+    std::vector<round_member> members(n_);
+    for (std::size_t j = 0; j < n_; ++j)
+      members[j] = {weights[j], shares[j], {}};
+    result_.partition = partition_by_shares(inputs[0].size(), shares);
+    result_.members.resize(n_);
+    sent_to_.assign(n_, std::vector<std::size_t>(n_, 0));
+    for (std::size_t j = 0; j < n_; ++j) {
+      round_setup setup;
+      setup.round_id = options.round_id;
+      setup.members = members;
+      setup.me = static_cast<uint32_t>(j);
+      setup.values = std::make_shared<const std::vector<float>>(inputs[j]);
+      setup.chunk_elements = options.chunk_elements;
+      setup.policy = options.policy;
+      rounds_.push_back(std::make_unique<butterfly_round>(std::move(setup)));
+    }
+  }
 
-void count_transfer(std::vector<peer_traffic>& traffic, std::size_t from, std::size_t to,
-                    std::size_t bytes) {
-  traffic[from].bytes_sent += bytes;
-  traffic[from].messages_sent += 1;
-  traffic[to].bytes_received += bytes;
-  traffic[to].messages_received += 1;
-}
+  allreduce_result run() {
+    for (auto p : failures_.crashes_at_start)
+      crash(p);
+    for (std::size_t j = 0; j < n_; ++j)
+      if (!result_.members[j].crashed)
+        act(j, rounds_[j]->start());
+    while (!queue_.empty()) {
+      auto next = take_next();
+      if (result_.members[next.to].crashed)
+        continue;
+      auto& round = *rounds_[next.to];
+      if (auto* chunk = std::get_if<chunk_delivery>(&next.what)) {
+        act(next.to, round.chunk_arrived(std::move(chunk->chunk)));
+      } else if (auto* coded = std::get_if<coding_done>(&next.what)) {
+        act(next.to, round.chunk_coded(coded->tag, std::move(coded->result)));
+      } else if (auto* gone = std::get_if<crash_notice>(&next.what)) {
+        act(next.to, round.member_gone(gone->member));
+      } else if (auto* digest = std::get_if<digest_delivery>(&next.what)) {
+        if (round.digest_arrived(digest->sender, digest->member_set, digest->digest) ==
+            butterfly_round::digest_check::differs)
+          ++result_.members[next.to].digest_mismatches;
+      }
+    }
+    // Nothing more can arrive: whoever is still running reaches its deadline.
+    for (std::size_t j = 0; j < n_; ++j) {
+      auto& member = result_.members[j];
+      if (!member.crashed && rounds_[j]->state() == butterfly_round::status::running)
+        act(j, rounds_[j]->deadline_passed());
+      member.restarts = rounds_[j]->restarts();
+      member.member_set = rounds_[j]->member_set();
+    }
+    return std::move(result_);
+  }
 
-blob_expectations expectations_for(const allreduce_options& options, std::size_t part_index,
-                                   const part_range& part) {
-  blob_expectations expected;
-  expected.round_id = options.round_id;
-  expected.part_index = static_cast<std::uint32_t>(part_index);
-  expected.dtype = static_cast<std::uint8_t>(blob_dtype::float32);
-  expected.codec = blob_codec_none;
-  expected.part_length = part.size();
-  expected.max_rank = 1;
-  // No chunk is longer than chunk_elements or than the part (which bounds the product below).
-  expected.max_elements = std::max<std::uint64_t>(std::min(options.chunk_elements, part.size()), 1);
-  expected.max_bytes = expected.max_elements * sizeof(float);
-  return expected;
-}
+private:
+  event take_next() {
+    std::size_t at = 0;
+    if (shuffle_)
+      at = std::uniform_int_distribution<std::size_t>(0, queue_.size() - 1)(rng_);
+    event next = std::move(queue_[at]);
+    queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(at));
+    return next;
+  }
+
+  void crash(std::size_t peer) {
+    auto& member = result_.members[peer];
+    if (member.crashed)
+      return;
+    member.crashed = true;
+    member.output.reset();
+    for (std::size_t j = 0; j < n_; ++j)
+      if (j != peer)
+        queue_.push_back({j, crash_notice{static_cast<uint32_t>(peer)}});
+  }
+
+  bool crashes_now(std::size_t sender, std::size_t reducer, std::size_t sent) const {
+    return std::any_of(
+      failures_.crashes_while_sending.begin(), failures_.crashes_while_sending.end(),
+      [&](const auto& c) { return c.sender == sender && c.reducer == reducer && c.chunks == sent; });
+  }
+
+  bool corrupted(std::size_t sender, std::size_t reducer, std::size_t index) const {
+    return std::any_of(failures_.corrupted.begin(), failures_.corrupted.end(), [&](const auto& c) {
+      return c.sender == sender && c.reducer == reducer && c.chunk == index;
+    });
+  }
+
+  bool dies_as_reducer(std::size_t peer) const {
+    return std::find(failures_.dead_reducers.begin(), failures_.dead_reducers.end(), peer) !=
+           failures_.dead_reducers.end();
+  }
+
+  // Carries out peer `from`'s actions, until it crashes.
+  void act(std::size_t from, std::vector<round_action> actions) {
+    auto& me = result_.members[from];
+    for (auto& action : actions) {
+      if (me.crashed)
+        return;
+      if (auto* encode = std::get_if<round_encode>(&action)) {
+        if (encode->role == chunk_role::gather_out && dies_as_reducer(from)) {
+          crash(from);
+          return;
+        }
+        queue_.push_back({from, coding_done{encode->tag, run_chunk_job(std::move(encode->job))}});
+      } else if (auto* decode = std::get_if<round_decode>(&action)) {
+        queue_.push_back({from, coding_done{decode->tag, run_chunk_job(decode->job)}});
+      } else if (auto* send = std::get_if<round_send>(&action)) {
+        send_chunk(from, *send);
+      } else if (std::holds_alternative<round_reject>(action)) {
+        ++me.rejected_chunks;
+      } else if (auto* done = std::get_if<round_done>(&action)) {
+        me.output = *done->values;
+        me.result = done->group_size > 1 ? round_result::averaged : round_result::alone;
+        me.residual = std::move(done->residual);
+        for (uint32_t m = 0; m < n_; ++m)
+          if (m != from && ((done->member_set >> m) & 1u))
+            queue_.push_back(
+              {m, digest_delivery{static_cast<uint32_t>(from), done->member_set, done->digest}});
+      } else if (std::holds_alternative<round_failure>(action)) {
+        me.output = inputs_[from];
+        me.result = round_result::failed;
+      }
+    }
+  }
+
+  void send_chunk(std::size_t from, round_send& send) {
+    const bool scatter = send.chunk.phase == static_cast<uint8_t>(allreduce_phase::scatter);
+    if (scatter) {
+      auto& sent = sent_to_[from][send.to];
+      if (crashes_now(from, send.to, sent)) {
+        crash(from);
+        return;
+      }
+      if (corrupted(from, send.to, sent) && !send.chunk.blob.bytes.empty())
+        send.chunk.blob.bytes[0] ^= 0x01;
+      ++sent;
+    }
+    const auto bytes = send.chunk.blob.bytes.size();
+    auto& sender = result_.members[from].traffic;
+    auto& receiver = result_.members[send.to].traffic;
+    sender.bytes_sent += bytes;
+    sender.messages_sent += 1;
+    receiver.bytes_received += bytes;
+    receiver.messages_received += 1;
+    queue_.push_back({send.to, chunk_delivery{std::move(send.chunk)}});
+  }
+
+  const std::vector<std::vector<float>>& inputs_;
+  const failure_plan& failures_;
+  std::mt19937_64 rng_;
+  bool shuffle_;
+  std::size_t n_;
+  std::vector<std::unique_ptr<butterfly_round>> rounds_;
+  std::deque<event> queue_;
+  std::vector<std::vector<std::size_t>> sent_to_;  // scatter chunks sent, by sender and receiver
+  allreduce_result result_;
+};
 
 } // namespace
 
@@ -112,127 +258,7 @@ allreduce_result simulate_butterfly_allreduce(std::vector<std::vector<float>> in
                                               const allreduce_options& options,
                                               const failure_plan& failures) {
   check_arguments(inputs, weights, options, failures);
-  const std::size_t n = inputs.size();
-  const std::size_t length = inputs[0].size();
-
-  allreduce_result result;
-  result.partition = options.bandwidth_weights.empty()
-                         ? butterfly_partition(length, n, options.alignment)
-                         : butterfly_partition(length, options.bandwidth_weights,
-                                               options.alignment);
-  result.traffic.resize(n);
-  result.parts.resize(n);
-  std::vector<bool> alive(n, true);
-  for (std::size_t r : failures.dead_reducers)
-    alive[r] = false;
-
-  // ---- Phase 1: scatter-reduce. ------------------------------------------------------------
-  // Reducers are independent of one another; on the network they run concurrently, here one after
-  // the other, each with the messages the senders stream to it.
-  std::vector<reduction_result> averages(n);
-  for (std::size_t r = 0; r < n; ++r) {
-    const part_range part = result.partition[r];
-    const std::vector<part_range> chunks = chunk_ranges(part, options.chunk_elements);
-
-    // Every sender s streams its slice x_s[P_r] to reducer r, chunk by chunk, unless it fails
-    // part-way. Its own slice (s == r) takes the local path: no bytes on the wire.
-    std::vector<chunk_message> in_flight;
-    for (std::size_t s = 0; s < n; ++s) {
-      const std::size_t sent = std::min(chunks.size(), delivered_chunk_budget(failures, s, r));
-      for (std::size_t c = 0; c < sent; ++c) {
-        const std::span<const float> slice(inputs[s].data() + chunks[c].begin, chunks[c].size());
-        tensor_blob blob = make_float32_blob(options.round_id, static_cast<std::uint32_t>(r),
-                                             chunks[c].begin - part.begin, slice);
-        if (is_corrupted(failures, s, r, c))
-          blob.bytes[(c * 7919) % blob.bytes.size()] ^= 0x10; // chunks are never empty
-        if (s != r)
-          count_transfer(result.traffic, s, r, blob.bytes.size());
-        in_flight.push_back({s, std::move(blob)});
-      }
-    }
-    // The network interleaves the senders' streams arbitrarily.
-    if (options.delivery_seed != 0) {
-      std::mt19937_64 rng(options.delivery_seed * 0x9e3779b97f4a7c15ULL + r);
-      for (std::size_t i = in_flight.size(); i > 1; --i)
-        std::swap(in_flight[i - 1], in_flight[rng() % i]);
-    }
-
-    // Reducer r checks every chunk before it touches the average; a refused chunk is as good as
-    // lost, so its sender ends up incomplete and excluded.
-    part_reducer reducer(part.size(), n);
-    const blob_expectations expected = expectations_for(options, r, part);
-    std::size_t rejected = 0;
-    for (const chunk_message& message : in_flight) {
-      if (validate_blob(message.blob, expected)) {
-        ++rejected;
-        continue;
-      }
-      const std::vector<float> values = float32_values(message.blob);
-      if (reducer.accept(message.sender, message.blob.offset, values, weights[message.sender]) !=
-          accept_status::accepted)
-        ++rejected;
-    }
-    averages[r] = reducer.finish();
-
-    part_status& status = result.parts[r];
-    status.range = part;
-    status.reducer = r;
-    status.rejected_chunks = rejected;
-    status.included_senders = averages[r].included_senders;
-    for (std::size_t s = 0; s < n; ++s)
-      if (!std::binary_search(status.included_senders.begin(), status.included_senders.end(), s))
-        status.excluded_senders.push_back(s);
-  }
-
-  // Every peer starts phase 2 from its own values: a part it does not receive stays local.
-  result.outputs.resize(n);
-  for (std::size_t p = 0; p < n; ++p)
-    if (alive[p])
-      result.outputs[p] = std::move(inputs[p]);
-
-  // ---- Phase 2: all-gather. ----------------------------------------------------------------
-  for (std::size_t r = 0; r < n; ++r) {
-    part_status& status = result.parts[r];
-    const part_range part = result.partition[r];
-    if (!alive[r]) {
-      status.outcome = part_outcome::reducer_failed;
-      continue;
-    }
-    if (!averages[r].has_average()) {
-      // Reducer r tells the others to keep their own values (a notice, no payload).
-      status.outcome = part_outcome::no_complete_sender;
-      continue;
-    }
-    status.outcome = part_outcome::reduced;
-    if (part.empty())
-      continue;
-    const std::vector<float>& average = averages[r].values;
-    std::copy(average.begin(), average.end(),
-              result.outputs[r]->begin() + static_cast<std::ptrdiff_t>(part.begin));
-
-    // Reducer r streams avg(P_r) to every surviving peer; each validates and writes it in place.
-    const blob_expectations expected = expectations_for(options, r, part);
-    for (const part_range& chunk : chunk_ranges(part, options.chunk_elements)) {
-      const std::span<const float> slice(average.data() + (chunk.begin - part.begin),
-                                         chunk.size());
-      const tensor_blob blob = make_float32_blob(
-          options.round_id, static_cast<std::uint32_t>(r), chunk.begin - part.begin, slice);
-      for (std::size_t p = 0; p < n; ++p) {
-        if (p == r || !alive[p])
-          continue;
-        count_transfer(result.traffic, r, p, blob.bytes.size());
-        if (validate_blob(blob, expected)) {
-          ++status.rejected_chunks;
-          continue;
-        }
-        const std::vector<float> values = float32_values(blob);
-        std::copy(values.begin(), values.end(),
-                  result.outputs[p]->begin() +
-                      static_cast<std::ptrdiff_t>(part.begin + blob.offset));
-      }
-    }
-  }
-  return result;
+  return round_simulation(inputs, weights, options, failures).run();
 }
 
 } // namespace ddactor

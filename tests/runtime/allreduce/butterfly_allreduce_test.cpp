@@ -1,6 +1,8 @@
-// Tests of the butterfly all-reduce simulation: the exact weighted average for every group size
-// 1..16 and vector sizes from 0 to a million, identical bits on every peer, bytes on the wire, and
-// the failure semantics (silent sender, partial sender, corrupt chunk, dead reducer).
+// Tests of the butterfly all-reduce simulation, i.e. of butterfly_round driven over a simulated
+// network: the exact weighted average for every group size 1..16 and vector sizes from 0 to a
+// million, identical bits on every peer, bytes on the wire, and the one failure semantics (a peer
+// that crashes before, while or after sending, a corrupt chunk, a dead reducer: the survivors
+// restart without it), with arrivals shuffled.
 //
 // How results are compared. In the "exact" regime the inputs are multiples of 2^-10 below 8 in
 // magnitude and the weights integers below 2^20, so every product w_j x_j and every partial sum is
@@ -113,20 +115,20 @@ TEST_P(butterfly_sweep, every_peer_gets_the_exact_weighted_average) {
   options.round_id = 17;
   const allreduce_result result = simulate_butterfly_allreduce(g.inputs, g.weights, options);
 
-  ASSERT_EQ(result.outputs.size(), n);
-  ASSERT_EQ(result.parts.size(), n);
+  ASSERT_EQ(result.members.size(), n);
   const peer_set all = everyone_but(n);
-  for (std::size_t r = 0; r < n; ++r) {
-    EXPECT_EQ(result.parts[r].outcome, part_outcome::reduced) << "part " << r;
-    EXPECT_EQ(result.parts[r].included_senders, all) << "part " << r;
-    EXPECT_TRUE(result.parts[r].excluded_senders.empty()) << "part " << r;
-    EXPECT_EQ(result.parts[r].rejected_chunks, 0u) << "part " << r;
+  for (std::size_t p = 0; p < n; ++p) {
+    const simulated_member& m = result.members[p];
+    EXPECT_EQ(m.result, n > 1 ? round_result::averaged : round_result::alone) << "peer " << p;
+    EXPECT_EQ(m.restarts, 0) << "peer " << p;
+    EXPECT_EQ(m.rejected_chunks, 0u) << "peer " << p;
+    EXPECT_EQ(m.digest_mismatches, 0u) << "peer " << p;
   }
-  ASSERT_TRUE(result.outputs[0].has_value());
-  EXPECT_EQ(mismatches(g, *result.outputs[0], {0, c.length}, all), 0u);
+  ASSERT_TRUE(result.members[0].output.has_value());
+  EXPECT_EQ(mismatches(g, *result.members[0].output, {0, c.length}, all), 0u);
   for (std::size_t p = 1; p < n; ++p) {
-    ASSERT_TRUE(result.outputs[p].has_value()) << "peer " << p;
-    EXPECT_TRUE(same_bits(*result.outputs[p], *result.outputs[0])) << "peer " << p;
+    ASSERT_TRUE(result.members[p].output.has_value()) << "peer " << p;
+    EXPECT_TRUE(same_bits(*result.members[p].output, *result.members[0].output)) << "peer " << p;
   }
 
   // Bytes on the wire: peer i sends (L - p_i) + (n-1) p_i elements and receives as many, i.e.
@@ -135,7 +137,7 @@ TEST_P(butterfly_sweep, every_peer_gets_the_exact_weighted_average) {
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t p = result.partition[i].size();
     const std::uint64_t exact_bytes = (c.length - p + (n - 1) * p) * 4;
-    const peer_traffic& t = result.traffic[i];
+    const peer_traffic& t = result.members[i].traffic;
     EXPECT_EQ(t.bytes_sent, exact_bytes) << "peer " << i;
     EXPECT_EQ(t.bytes_received, exact_bytes) << "peer " << i;
     EXPECT_LE(std::fabs(static_cast<double>(t.bytes_sent) - optimal_bytes),
@@ -186,10 +188,11 @@ TEST_P(butterfly_general_sweep, matches_a_long_double_reference_and_ignores_arri
   options.delivery_seed = 12345;
   const auto shuffled = simulate_butterfly_allreduce(inputs, weights, options);
 
-  const std::vector<float>& out = *in_order.outputs[0];
+  const std::vector<float>& out = *in_order.members[0].output;
   for (std::size_t p = 0; p < n; ++p) {
-    EXPECT_TRUE(same_bits(*in_order.outputs[p], out)) << "peer " << p;
-    EXPECT_TRUE(same_bits(*shuffled.outputs[p], out)) << "peer " << p << " (shuffled arrivals)";
+    EXPECT_TRUE(same_bits(*in_order.members[p].output, out)) << "peer " << p;
+    EXPECT_TRUE(same_bits(*shuffled.members[p].output, out))
+        << "peer " << p << " (shuffled arrivals)";
   }
   std::size_t not_bit_equal = 0;
   for (std::size_t i = 0; i < length; ++i) {
@@ -230,141 +233,157 @@ allreduce_options failure_options() {
   return options;
 }
 
-TEST(butterfly_allreduce, sender_that_delivers_nothing_is_excluded_from_every_part) {
-  const exact_group g = make_exact_group(failure_group, failure_length, 1);
-  failure_plan failures;
-  failures.sender_delivers_nothing(2);
-  const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
-  const peer_set others = everyone_but(failure_group, {2});
-  for (const part_status& part : result.parts) {
-    EXPECT_EQ(part.outcome, part_outcome::reduced);
-    EXPECT_EQ(part.included_senders, others);
-    EXPECT_EQ(part.excluded_senders, (peer_set{2}));
+// Every survivor holds the exact average over `survivors`, bit-identical; the others crashed.
+void expect_survivors_average(const exact_group& g, const allreduce_result& result,
+                              const peer_set& survivors) {
+  const auto n = result.members.size();
+  const std::vector<float>* first = nullptr;
+  for (std::size_t p = 0; p < n; ++p) {
+    const simulated_member& m = result.members[p];
+    const bool survives = std::find(survivors.begin(), survivors.end(), p) != survivors.end();
+    if (!survives) {
+      EXPECT_TRUE(m.crashed || m.result == round_result::failed) << "peer " << p;
+      continue;
+    }
+    ASSERT_TRUE(m.output.has_value()) << "peer " << p;
+    EXPECT_EQ(m.result, survivors.size() > 1 ? round_result::averaged : round_result::alone)
+        << "peer " << p;
+    EXPECT_EQ(mismatches(g, *m.output, {0, g.inputs[0].size()}, survivors), 0u) << "peer " << p;
+    EXPECT_EQ(m.digest_mismatches, 0u) << "peer " << p;
+    if (first == nullptr)
+      first = &*m.output;
+    EXPECT_TRUE(same_bits(*m.output, *first)) << "peer " << p;
   }
-  // Every peer, the silent one included (it is alive and receives), holds the renormalized average.
-  for (std::size_t p = 0; p < failure_group; ++p) {
-    ASSERT_TRUE(result.outputs[p].has_value());
-    EXPECT_EQ(mismatches(g, *result.outputs[p], {0, failure_length}, others), 0u) << "peer " << p;
-    EXPECT_TRUE(same_bits(*result.outputs[p], *result.outputs[0]));
-  }
-  EXPECT_EQ(result.traffic[2].bytes_sent, // only its own part, to the others
-            (failure_group - 1) * result.partition[2].size() * 4);
 }
 
-TEST(butterfly_allreduce, sender_that_delivers_half_a_part_is_excluded_from_that_part_only) {
+TEST(butterfly_allreduce, peer_that_crashes_at_start_is_dropped_and_the_rest_average_without_it) {
+  const exact_group g = make_exact_group(failure_group, failure_length, 1);
+  failure_plan failures;
+  failures.peer_crashes_at_start(2);
+  const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
+  EXPECT_TRUE(result.members[2].crashed);
+  EXPECT_FALSE(result.members[2].output.has_value());
+  expect_survivors_average(g, result, everyone_but(failure_group, {2}));
+  for (std::size_t p : everyone_but(failure_group, {2})) {
+    EXPECT_EQ(result.members[p].restarts, 1) << "peer " << p;
+    EXPECT_EQ(result.members[p].member_set, 0b11011u) << "peer " << p;
+  }
+}
+
+TEST(butterfly_allreduce, sender_that_crashes_halfway_through_a_part_is_dropped_from_every_part) {
   const exact_group g = make_exact_group(failure_group, failure_length, 2);
   const std::size_t sender = 1, reducer = 3;
   const part_range target = butterfly_partition(failure_length, failure_group)[reducer];
   const std::size_t chunks = chunk_count(target, failure_options().chunk_elements);
   ASSERT_GE(chunks, 2u);
   failure_plan failures;
-  failures.sender_delivers_first_chunks(sender, reducer, chunks / 2);
+  failures.sender_crashes_after_chunks(sender, reducer, chunks / 2);
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
-
-  const peer_set all = everyone_but(failure_group);
-  const peer_set without_sender = everyone_but(failure_group, {sender});
-  for (std::size_t r = 0; r < failure_group; ++r) {
-    const bool hit = r == reducer;
-    EXPECT_EQ(result.parts[r].outcome, part_outcome::reduced);
-    EXPECT_EQ(result.parts[r].included_senders, hit ? without_sender : all) << "part " << r;
-    for (std::size_t p = 0; p < failure_group; ++p)
-      EXPECT_EQ(mismatches(g, *result.outputs[p], result.partition[r], hit ? without_sender : all),
-                0u)
-          << "peer " << p << " part " << r;
-  }
-  for (std::size_t p = 1; p < failure_group; ++p)
-    EXPECT_TRUE(same_bits(*result.outputs[p], *result.outputs[0]));
+  EXPECT_TRUE(result.members[sender].crashed);
+  // Never a mixture: the parts it had sent in full are averaged without it too.
+  expect_survivors_average(g, result, everyone_but(failure_group, {sender}));
 }
 
-TEST(butterfly_allreduce, corrupt_chunk_is_refused_and_its_sender_excluded_from_that_part) {
+TEST(butterfly_allreduce, corrupt_chunk_drops_its_sender_which_keeps_its_own_values) {
   const exact_group g = make_exact_group(failure_group, failure_length, 3);
   failure_plan failures;
   failures.corrupt_chunk(4, 0, 1);
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
-  EXPECT_EQ(result.parts[0].rejected_chunks, 1u);
-  EXPECT_EQ(result.parts[0].excluded_senders, (peer_set{4}));
-  EXPECT_EQ(mismatches(g, *result.outputs[2], result.partition[0], everyone_but(failure_group, {4})),
-            0u);
-  EXPECT_EQ(result.parts[1].included_senders, everyone_but(failure_group));
+  EXPECT_GE(result.members[0].rejected_chunks, 1u);
+  expect_survivors_average(g, result, everyone_but(failure_group, {4}));
+  // Cut off from the survivors' attempt, it reaches its deadline and steps with its own values.
+  const simulated_member& cut_off = result.members[4];
+  EXPECT_FALSE(cut_off.crashed);
+  EXPECT_EQ(cut_off.result, round_result::failed);
+  ASSERT_TRUE(cut_off.output.has_value());
+  EXPECT_TRUE(same_bits(*cut_off.output, g.inputs[4]));
 }
 
-TEST(butterfly_allreduce, dead_reducer_leaves_its_part_local_on_every_survivor) {
+TEST(butterfly_allreduce, dead_reducer_is_dropped_and_the_survivors_average_without_it) {
   const exact_group g = make_exact_group(failure_group, failure_length, 4);
   const std::size_t dead = 2;
   failure_plan failures;
   failures.reducer_dies(dead);
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
-  EXPECT_FALSE(result.outputs[dead].has_value());
-  EXPECT_EQ(result.parts[dead].outcome, part_outcome::reducer_failed);
-  const part_range lost = result.partition[dead];
-  const peer_set all = everyone_but(failure_group);
-  for (std::size_t p = 0; p < failure_group; ++p) {
-    if (p == dead)
-      continue;
-    const std::vector<float>& out = *result.outputs[p];
-    // Its own values in the lost part...
-    for (std::size_t i = lost.begin; i < lost.end; ++i)
-      ASSERT_EQ(out[i], g.inputs[p][i]) << "peer " << p << " element " << i;
-    // ...and the full average (the dead peer's slices included: it died after sending them)
-    // everywhere else.
-    for (std::size_t r = 0; r < failure_group; ++r) {
-      if (r != dead) {
-        EXPECT_EQ(mismatches(g, out, result.partition[r], all), 0u) << "peer " << p << " part " << r;
-      }
-    }
-  }
-  // Nobody sends to the dead peer in the all-gather.
-  EXPECT_EQ(result.traffic[dead].bytes_received,
-            (failure_group - 1) * lost.size() * 4); // scatter only
+  EXPECT_TRUE(result.members[dead].crashed);
+  expect_survivors_average(g, result, everyone_but(failure_group, {dead}));
 }
 
-TEST(butterfly_allreduce, peer_dying_before_sending_is_excluded_and_loses_its_part) {
+TEST(butterfly_allreduce, several_failures_leave_the_survivors_one_average) {
   const exact_group g = make_exact_group(failure_group, failure_length, 5);
   failure_plan failures;
-  failures.sender_delivers_nothing(0).reducer_dies(0);
+  failures.peer_crashes_at_start(0).reducer_dies(3).sender_crashes_after_chunks(1, 4, 2);
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
-  const peer_set survivors = everyone_but(failure_group, {0});
-  for (std::size_t p : survivors) {
-    const std::vector<float>& out = *result.outputs[p];
-    for (std::size_t i = result.partition[0].begin; i < result.partition[0].end; ++i)
-      ASSERT_EQ(out[i], g.inputs[p][i]);
-    for (std::size_t r = 1; r < failure_group; ++r)
-      EXPECT_EQ(mismatches(g, out, result.partition[r], survivors), 0u);
-  }
+  expect_survivors_average(g, result, peer_set{2, 4});
 }
 
-TEST(butterfly_allreduce, part_nobody_delivered_stays_local_everywhere) {
+TEST(butterfly_allreduce, a_member_whose_partners_all_crash_ends_alone_with_its_own_values) {
   const exact_group g = make_exact_group(failure_group, failure_length, 6);
   failure_plan failures;
-  for (std::size_t s = 0; s < failure_group; ++s)
-    failures.sender_delivers_first_chunks(s, 1, 0);
+  for (std::size_t s = 1; s < failure_group; ++s)
+    failures.peer_crashes_at_start(s);
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
-  EXPECT_EQ(result.parts[1].outcome, part_outcome::no_complete_sender);
-  EXPECT_TRUE(result.parts[1].included_senders.empty());
-  for (std::size_t p = 0; p < failure_group; ++p) {
-    const std::vector<float>& out = *result.outputs[p];
-    for (std::size_t i = result.partition[1].begin; i < result.partition[1].end; ++i)
-      ASSERT_EQ(out[i], g.inputs[p][i]);
-    EXPECT_EQ(mismatches(g, out, result.partition[0], everyone_but(failure_group)), 0u);
+  EXPECT_EQ(result.members[0].result, round_result::alone);
+  ASSERT_TRUE(result.members[0].output.has_value());
+  EXPECT_TRUE(same_bits(*result.members[0].output, g.inputs[0]));
+}
+
+TEST(butterfly_allreduce, failures_with_shuffled_arrivals_give_the_same_bits) {
+  const exact_group g = make_exact_group(6, 2011, 9);
+  allreduce_options options = failure_options();
+  failure_plan failures;
+  // Crashes, which happen whatever the order (a corrupt chunk may arrive after its receiver left
+  // that attempt, and is then merely stale).
+  failures.sender_crashes_after_chunks(5, 1, 3).reducer_dies(3);
+  const auto reference = simulate_butterfly_allreduce(g.inputs, g.weights, options, failures);
+  expect_survivors_average(g, reference, peer_set{0, 1, 2, 4});
+  for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+    options.delivery_seed = seed;
+    const auto shuffled = simulate_butterfly_allreduce(g.inputs, g.weights, options, failures);
+    expect_survivors_average(g, shuffled, peer_set{0, 1, 2, 4});
+    for (std::size_t p : peer_set{0, 1, 2, 4})
+      EXPECT_TRUE(same_bits(*shuffled.members[p].output, *reference.members[p].output))
+          << "seed " << seed << " peer " << p;
   }
 }
 
-TEST(butterfly_allreduce, bandwidth_weights_and_alignment_shape_the_parts_not_the_result) {
+TEST(butterfly_allreduce, part_shares_shape_the_parts_not_the_result) {
   const exact_group g = make_exact_group(4, 10007, 7);
   allreduce_options options;
   options.chunk_elements = 500;
-  options.bandwidth_weights = {1.0, 0.0, 3.0, 1.0}; // peer 1 is client-only: it reduces nothing
-  options.alignment = 64;
+  options.part_shares = {1, 0, 3, 1}; // peer 1 is client-only: it reduces nothing
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, options);
   EXPECT_TRUE(result.partition[1].empty());
   EXPECT_GT(result.partition[2].size(), 2 * result.partition[0].size());
-  for (const auto& part : result.partition)
-    EXPECT_TRUE(part.begin % 64 == 0 || part.begin == 10007);
-  for (std::size_t p = 0; p < 4; ++p)
-    EXPECT_EQ(mismatches(g, *result.outputs[p], {0, 10007}, everyone_but(4)), 0u) << "peer " << p;
+  expect_survivors_average(g, result, everyone_but(4));
   // The client-only peer sends its whole vector out and receives the whole average back.
-  EXPECT_EQ(result.traffic[1].bytes_sent, 10007u * 4);
-  EXPECT_EQ(result.traffic[1].bytes_received, 10007u * 4);
+  EXPECT_EQ(result.members[1].traffic.bytes_sent, 10007u * 4);
+  EXPECT_EQ(result.members[1].traffic.bytes_received, 10007u * 4);
+}
+
+TEST(butterfly_allreduce, topk_error_feedback_is_the_rounds_outcome) {
+  const exact_group g = make_exact_group(3, 3001, 10);
+  allreduce_options options;
+  options.chunk_elements = 256;
+  codec_options settings;
+  settings.topk_fraction = 0.1;
+  options.policy = chunk_policy("topk", settings);
+  const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, options);
+  for (std::size_t p = 0; p < 3; ++p) {
+    const simulated_member& m = result.members[p];
+    EXPECT_EQ(m.result, round_result::averaged);
+    EXPECT_EQ(m.digest_mismatches, 0u);
+    EXPECT_TRUE(same_bits(*m.output, *result.members[0].output));
+    // Every value was either sent (nothing left over) or kept back whole for the next round.
+    ASSERT_EQ(m.residual.size(), 3001u);
+    std::size_t sent = 0;
+    for (std::size_t i = 0; i < 3001; ++i) {
+      ASSERT_TRUE(m.residual[i] == 0.0f || m.residual[i] == g.inputs[p][i]) << "element " << i;
+      sent += m.residual[i] == 0.0f && g.inputs[p][i] != 0.0f;
+    }
+    EXPECT_GT(sent, 3001u / 20);
+    EXPECT_LT(sent, 3001u / 5);
+  }
 }
 
 TEST(butterfly_allreduce, arrival_order_never_changes_the_bits) {
@@ -383,7 +402,8 @@ TEST(butterfly_allreduce, arrival_order_never_changes_the_bits) {
     options.delivery_seed = seed;
     const auto shuffled = simulate_butterfly_allreduce(inputs, weights, options);
     for (std::size_t p = 0; p < n; ++p)
-      EXPECT_TRUE(same_bits(*shuffled.outputs[p], *reference.outputs[p])) << "seed " << seed;
+      EXPECT_TRUE(same_bits(*shuffled.members[p].output, *reference.members[p].output))
+          << "seed " << seed;
   }
 }
 
@@ -393,8 +413,8 @@ TEST(butterfly_allreduce, huge_chunk_size_sends_each_part_in_one_message) {
   options.chunk_elements = std::numeric_limits<std::size_t>::max();
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, options);
   for (std::size_t p = 0; p < 3; ++p) {
-    EXPECT_EQ(mismatches(g, *result.outputs[p], {0, 100}, everyone_but(3)), 0u);
-    EXPECT_EQ(result.traffic[p].messages_sent, 4u); // 2 parts out, its own part to 2 peers
+    EXPECT_EQ(mismatches(g, *result.members[p].output, {0, 100}, everyone_but(3)), 0u);
+    EXPECT_EQ(result.members[p].traffic.messages_sent, 4u); // 2 parts out, its own part to 2 peers
   }
 }
 
@@ -406,8 +426,11 @@ TEST(butterfly_allreduce, refuses_impossible_arguments) {
   EXPECT_THROW(simulate_butterfly_allreduce({{1, 2}, {3}}, {1.0, 1.0}, options), allreduce_error);
   EXPECT_THROW(simulate_butterfly_allreduce(two, {1.0, 0.0}, options), allreduce_error);
   EXPECT_THROW(simulate_butterfly_allreduce(two, {1.0, std::nan("")}, options), allreduce_error);
+  EXPECT_THROW(simulate_butterfly_allreduce(std::vector<std::vector<float>>(65, {1.0f}),
+                                           std::vector<double>(65, 1.0), options),
+               allreduce_error);
   allreduce_options bad = options;
-  bad.bandwidth_weights = {1.0};
+  bad.part_shares = {1};
   EXPECT_THROW(simulate_butterfly_allreduce(two, {1.0, 1.0}, bad), allreduce_error);
   bad = options;
   bad.chunk_elements = 0;
@@ -416,7 +439,7 @@ TEST(butterfly_allreduce, refuses_impossible_arguments) {
   outside.reducer_dies(2);
   EXPECT_THROW(simulate_butterfly_allreduce(two, {1.0, 1.0}, options, outside), allreduce_error);
   failure_plan outside_sender;
-  outside_sender.sender_delivers_first_chunks(0, 5, 1);
+  outside_sender.sender_crashes_after_chunks(0, 5, 1);
   EXPECT_THROW(simulate_butterfly_allreduce(two, {1.0, 1.0}, options, outside_sender),
                allreduce_error);
 }

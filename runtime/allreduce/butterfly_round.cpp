@@ -1,0 +1,452 @@
+// One member's side of a butterfly round; see butterfly_round.hpp for the protocol, its states
+// and its failure semantics.
+#include "runtime/allreduce/butterfly_round.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <span>
+#include <utility>
+
+#include "runtime/allreduce/bandwidth_shares.hpp"
+
+namespace ddactor {
+
+namespace {
+
+constexpr std::size_t max_members = 64;
+
+bool in_set(uint64_t set, uint32_t member) {
+  return member < max_members && ((set >> member) & 1u);
+}
+
+uint64_t bit(uint32_t member) {
+  return uint64_t{1} << member;
+}
+
+} // namespace
+
+butterfly_round::butterfly_round(round_setup setup) : setup_(std::move(setup)) {}
+
+std::string butterfly_round::member_name(uint32_t member) const {
+  if (member < setup_.members.size() && !setup_.members[member].name.empty())
+    return setup_.members[member].name;
+  return "member " + std::to_string(member);
+}
+
+std::vector<round_action> butterfly_round::start() {
+  if (state_ != status::idle)
+    return {};
+  const auto n = setup_.members.size();
+  if (n == 0 || n > max_members || setup_.me >= n || !setup_.values) {
+    fail(round_failure::cause::invalid_setup, "assignment does not fit this peer");
+    return take();
+  }
+  for (const auto& m : setup_.members)
+    if (!(m.weight > 0) || !std::isfinite(m.weight)) {
+      fail(round_failure::cause::invalid_setup, "assignment has an invalid member");
+      return take();
+    }
+  if (setup_.policy.error_feedback() && setup_.residual.size() != setup_.values->size())
+    setup_.residual.assign(setup_.values->size(), 0.0f);
+  if (!setup_.policy.error_feedback())
+    setup_.residual.clear();
+  if (setup_.chunk_elements == 0)
+    setup_.chunk_elements = 1;
+  state_ = status::running;
+  member_set_ = n == max_members ? ~uint64_t{0} : (bit(static_cast<uint32_t>(n)) - 1);
+  start_attempt();
+  return take();
+}
+
+void butterfly_round::fail(round_failure::cause why, std::string detail) {
+  if (state_ == status::done || state_ == status::failed)
+    return;
+  state_ = status::failed;
+  reducer_.reset();
+  out_.emplace_back(round_failure{why, std::move(detail)});
+}
+
+// (Re)starts the all-reduce among the members in member_set_.
+void butterfly_round::start_attempt() {
+  ++attempt_;  // results of earlier attempts still at the coders are dropped on arrival
+  active_.clear();
+  for (uint32_t m = 0; m < setup_.members.size(); ++m)
+    if (in_set(member_set_, m))
+      active_.push_back(m);
+  my_position_ = static_cast<uint32_t>(
+    std::find(active_.begin(), active_.end(), setup_.me) - active_.begin());
+  const auto& values = *setup_.values;
+  output_.assign(values.begin(), values.end());
+  residual_ = setup_.residual;
+  std::vector<uint64_t> shares;
+  for (auto member : active_)
+    shares.push_back(setup_.members[member].part_share);
+  parts_ = partition_by_shares(values.size(), shares);
+  part_received_.assign(parts_.size(), 0);
+  parts_done_ = 0;
+  for (const auto& part : parts_)
+    if (part.empty())
+      ++parts_done_;
+  part_pieces_.assign(parts_.size(), {});
+  piece_arrived_.assign(parts_.size(), {});
+  for (std::size_t p = 0; p < parts_.size(); ++p) {
+    for (const auto& chunk : chunk_ranges(parts_[p], setup_.chunk_elements))
+      for (const auto& piece : setup_.policy.pieces(chunk))
+        part_pieces_[p].push_back({piece.begin - parts_[p].begin, piece.end - parts_[p].begin});
+    piece_arrived_[p].assign(part_pieces_[p].size(), false);
+  }
+  const auto& my_part = parts_[my_position_];
+  reducer_ =
+    my_part.empty() ? nullptr : std::make_unique<part_reducer>(my_part.size(), active_.size());
+  my_pieces_.clear();
+  for (const auto& piece : part_pieces_[my_position_])
+    my_pieces_.push_back({my_part.begin + piece.begin, my_part.begin + piece.end});
+  piece_reduced_.assign(my_pieces_.size(), false);
+  pieces_reduced_ = 0;
+  scatter_chunks_ = 0;
+  if (active_.size() == 1) {
+    // Everyone else failed: this member's own values are the result, its residual untouched.
+    reducer_.reset();
+    parts_done_ = parts_.size();
+    finish_if_complete();
+    return;
+  }
+  // Scatter: part p of our vector to the member that reduces it, our own part into our reducer
+  // as the others will read it.
+  const bool topk = setup_.policy.error_feedback();
+  const double my_weight = setup_.members[setup_.me].weight;
+  for (uint32_t p = 0; p < active_.size(); ++p) {
+    const auto& part = parts_[p];
+    const bool own = p == my_position_;
+    for (const auto& chunk : chunk_ranges(part, setup_.chunk_elements))
+      for (const auto& piece : setup_.policy.pieces(chunk)) {
+        std::vector<float> piece_values(values.begin() + static_cast<std::ptrdiff_t>(piece.begin),
+                                        values.begin() + static_cast<std::ptrdiff_t>(piece.end));
+        auto codec = setup_.policy.codec_for(piece, active_.size(), allreduce_phase::scatter);
+        if (topk) {
+          // Error feedback: what earlier rounds dropped rides along with this round's values.
+          for (std::size_t i = 0; i < piece.size(); ++i)
+            piece_values[i] += residual_[piece.begin + i];
+        }
+        if (own && !topk && codec.name == "none") {
+          // Nothing to code: our own floats go straight into the reducer.
+          reducer_->accept(my_position_, piece.begin - part.begin, piece_values, my_weight);
+          continue;
+        }
+        if (!own)
+          ++scatter_chunks_;
+        encode(own ? chunk_role::own_part : chunk_role::scatter_out, active_[p], p, piece,
+               std::move(piece_values), std::move(codec), own, topk);
+      }
+  }
+  reduce_ready_pieces();
+  finish_if_complete();  // an empty vector: nothing to send or receive
+}
+
+void butterfly_round::encode(chunk_role role, uint32_t member, uint32_t position,
+                             part_range piece, std::vector<float> values, chunk_codec codec,
+                             bool decode_back, bool error_feedback) {
+  const auto& part = parts_[position];
+  pending_job job;
+  job.role = role;
+  job.attempt = attempt_;
+  job.member = member;
+  job.position = position;
+  job.offset = piece.begin - part.begin;
+  job.piece_begin = piece.begin;
+  job.elements = piece.size();
+  round_encode action;
+  action.tag = next_tag_++;
+  action.role = role;
+  action.member = member;
+  action.job.round_id = setup_.round_id;
+  action.job.part_index = position;
+  action.job.offset = job.offset;
+  action.job.part_length = part.size();
+  action.job.values = std::move(values);
+  action.job.codec = std::move(codec);
+  action.job.decode_back = decode_back;
+  action.job.error_feedback = error_feedback;
+  pending_.emplace(action.tag, job);
+  out_.emplace_back(std::move(action));
+}
+
+// Every piece of our part that all members have sent is reduced at once and encoded once; the
+// result is applied and sent when it comes back. Pieces go out while others still arrive, so a
+// member on a slow link receives results while it still sends (the gather overlaps the scatter).
+void butterfly_round::reduce_ready_pieces() {
+  if (!reducer_)
+    return;
+  const auto& part = parts_[my_position_];
+  for (std::size_t k = 0; k < my_pieces_.size(); ++k) {
+    const auto& piece = my_pieces_[k];
+    const auto offset = piece.begin - part.begin;
+    if (piece_reduced_[k] || !reducer_->range_complete(offset, offset + piece.size()))
+      continue;
+    piece_reduced_[k] = true;
+    ++pieces_reduced_;
+    encode(chunk_role::gather_out, setup_.me, my_position_, piece,
+           reducer_->average_of_range(offset, offset + piece.size()),
+           setup_.policy.codec_for(piece, active_.size(), allreduce_phase::gather), true, false);
+  }
+  if (pieces_reduced_ == my_pieces_.size())
+    reducer_.reset();
+}
+
+void butterfly_round::apply_result(uint32_t position, uint64_t offset,
+                                   const std::vector<float>& values) {
+  const auto& part = parts_[position];
+  std::copy(values.begin(), values.end(),
+            output_.begin() + static_cast<std::ptrdiff_t>(part.begin + offset));
+  part_received_[position] += values.size();
+  if (part_received_[position] == part.size())
+    ++parts_done_;
+}
+
+// Whether [offset, offset + size) is one of the part's pieces and has not arrived before.
+bool butterfly_round::expected_result_piece(uint32_t position, uint64_t offset,
+                                            std::size_t size) {
+  const auto& pieces = part_pieces_[position];
+  auto it = std::lower_bound(pieces.begin(), pieces.end(), offset,
+                             [](const part_range& piece, uint64_t at) { return piece.begin < at; });
+  if (it == pieces.end() || it->begin != offset || it->size() != size)
+    return false;
+  const auto k = static_cast<std::size_t>(it - pieces.begin());
+  if (piece_arrived_[position][k])
+    return false;
+  piece_arrived_[position][k] = true;
+  return true;
+}
+
+void butterfly_round::finish_if_complete() {
+  if (state_ != status::running || parts_done_ != parts_.size())
+    return;
+  state_ = status::done;
+  digest_ = blob_checksum(std::span<const char>(reinterpret_cast<const char*>(output_.data()),
+                                                output_.size() * sizeof(float)));
+  digests_expected_ = active_.size() > 1 ? member_set_ & ~bit(setup_.me) & ~gone_ : 0;
+  round_done done;
+  done.values = std::make_shared<const std::vector<float>>(std::move(output_));
+  done.group_size = static_cast<uint32_t>(active_.size());
+  done.member_set = member_set_;
+  done.digest = digest_;
+  // Alone, nothing was sent: the residual stays as the round found it.
+  done.residual = active_.size() > 1 ? std::move(residual_) : setup_.residual;
+  output_.clear();
+  reducer_.reset();
+  out_.emplace_back(std::move(done));
+}
+
+// Drops members from the round and restarts it, if that changes the member set.
+void butterfly_round::shrink_to(uint64_t set, const std::string& why) {
+  set &= member_set_;
+  set |= bit(setup_.me);
+  if (state_ != status::running || set == member_set_)
+    return;
+  member_set_ = set;
+  ++restarts_;
+  out_.emplace_back(round_restart{member_set_, why});
+  start_attempt();
+}
+
+void butterfly_round::reject(uint32_t sender, std::string reason, std::string detail) {
+  const bool known = sender < setup_.members.size();
+  out_.emplace_back(round_reject{known ? sender : static_cast<uint32_t>(setup_.members.size()),
+                                 reason, detail});
+  if (known && sender != setup_.me)
+    shrink_to(member_set_ & ~bit(sender), "invalid data from " + member_name(sender));
+}
+
+// Whether this attempt has everything it needs from `member`: its values for our part (our
+// reduction is over, or its share of it arrived) and its part's result.
+bool butterfly_round::has_everything_from(uint32_t member) const {
+  const auto at = std::find(active_.begin(), active_.end(), member);
+  if (at == active_.end())
+    return false;
+  const auto position = static_cast<std::size_t>(at - active_.begin());
+  const bool scatter_in = !reducer_ || reducer_->sender_complete(position);
+  const bool gather_in = part_received_[position] >= parts_[position].size();
+  return scatter_in && gather_in;
+}
+
+std::size_t butterfly_round::decoding_from(uint32_t member) const {
+  std::size_t n = 0;
+  for (const auto& [tag, job] : pending_)
+    n += job.attempt == attempt_ && job.member == member &&
+             (job.role == chunk_role::scatter_in || job.role == chunk_role::gather_in)
+           ? 1
+           : 0;
+  return n;
+}
+
+// Members that are gone: forgotten once we have all of their data, dropped from the round (a
+// restart) when some is missing and nothing more of theirs is being decoded.
+void butterfly_round::settle_departures() {
+  for (uint32_t m = 0; m < setup_.members.size() && departed_ != 0; ++m) {
+    if (state_ != status::running)
+      return;
+    if (!in_set(departed_, m))
+      continue;
+    if (!in_set(member_set_, m) || has_everything_from(m)) {
+      departed_ &= ~bit(m);
+    } else if (decoding_from(m) == 0) {
+      departed_ &= ~bit(m);
+      shrink_to(member_set_ & ~bit(m), member_name(m) + " is gone");
+    }
+  }
+}
+
+std::vector<round_action> butterfly_round::member_gone(uint32_t member) {
+  if (member >= setup_.members.size() || member == setup_.me)
+    return {};
+  gone_ |= bit(member);
+  digests_expected_ &= ~bit(member);
+  if (state_ == status::running && in_set(member_set_, member)) {
+    departed_ |= bit(member);
+    settle_departures();
+  }
+  return take();
+}
+
+std::vector<round_action> butterfly_round::deadline_passed() {
+  fail(round_failure::cause::deadline, "the round did not finish before its deadline");
+  return take();
+}
+
+std::vector<round_action> butterfly_round::chunk_arrived(allreduce_chunk chunk) {
+  if (state_ != status::running)
+    return {};
+  const auto n = setup_.members.size();
+  if (chunk.round_id != setup_.round_id || chunk.sender >= n || chunk.sender == setup_.me) {
+    reject(static_cast<uint32_t>(n), "header", "wrong round or sender");
+    return take();
+  }
+  if (chunk.member_set != member_set_) {
+    // A smaller set means someone noticed a failure first: follow. Anything else is stale.
+    const bool subset = (chunk.member_set & ~member_set_) == 0;
+    if (!subset || !in_set(chunk.member_set, setup_.me))
+      return take();
+    shrink_to(chunk.member_set, "a member noticed a failure");
+    if (state_ != status::running || chunk.member_set != member_set_)
+      return take();
+  }
+  if (!in_set(member_set_, chunk.sender))
+    return take();
+  const auto sender_position = static_cast<uint32_t>(
+    std::find(active_.begin(), active_.end(), chunk.sender) - active_.begin());
+  const auto phase = static_cast<allreduce_phase>(chunk.phase);
+  const auto part_index = chunk.blob.part_index;
+  if (phase == allreduce_phase::scatter) {
+    if (part_index != my_position_ || !reducer_) {
+      reject(chunk.sender, "wrong_part", "scatter chunk for a part this member does not reduce");
+      return take();
+    }
+  } else if (phase == allreduce_phase::gather) {
+    if (part_index >= parts_.size() || active_[part_index] != chunk.sender) {
+      reject(chunk.sender, "wrong_part", "result for a part the sender does not reduce");
+      return take();
+    }
+  } else {
+    reject(chunk.sender, "header", "unknown phase");
+    return take();
+  }
+  pending_job job;
+  job.role = phase == allreduce_phase::scatter ? chunk_role::scatter_in : chunk_role::gather_in;
+  job.attempt = attempt_;
+  job.member = chunk.sender;
+  job.position = phase == allreduce_phase::scatter ? sender_position : part_index;
+  job.offset = chunk.blob.offset;
+  round_decode action;
+  action.tag = next_tag_++;
+  action.member = chunk.sender;
+  action.job = {std::move(chunk.blob), setup_.round_id, part_index, parts_[part_index].size()};
+  pending_.emplace(action.tag, job);
+  out_.emplace_back(std::move(action));
+  return take();
+}
+
+std::vector<round_action> butterfly_round::chunk_coded(uint64_t tag, coded_chunk result) {
+  auto it = pending_.find(tag);
+  if (it == pending_.end())
+    return {};
+  const auto job = it->second;
+  pending_.erase(it);
+  if (state_ != status::running || job.attempt != attempt_)
+    return {};
+  on_coded(job, result);
+  if (state_ == status::running && departed_ != 0)
+    settle_departures();
+  return take();
+}
+
+void butterfly_round::on_coded(const pending_job& job, coded_chunk& coded) {
+  const bool ours = job.role == chunk_role::scatter_out || job.role == chunk_role::own_part ||
+                    job.role == chunk_role::gather_out;
+  if (!coded.error.empty()) {
+    if (ours)  // our own values would not encode (non-finite): nothing sensible can be sent
+      fail(round_failure::cause::unencodable_values, "could not encode a chunk: " + coded.error);
+    else
+      reject(job.member, "invalid", coded.error);
+    return;
+  }
+  if (!coded.leftover.empty() && coded.leftover.size() == job.elements &&
+      job.piece_begin + job.elements <= residual_.size())
+    std::copy(coded.leftover.begin(), coded.leftover.end(),
+              residual_.begin() + static_cast<std::ptrdiff_t>(job.piece_begin));
+  switch (job.role) {
+    case chunk_role::scatter_out:
+      float_bytes_ += job.elements * sizeof(float);
+      out_.emplace_back(round_send{
+        job.member, {setup_.round_id, member_set_, static_cast<uint8_t>(allreduce_phase::scatter),
+                     setup_.me, std::move(coded.blob)}});
+      return;
+    case chunk_role::own_part:
+      reducer_->accept(my_position_, job.offset, coded.values, setup_.members[setup_.me].weight);
+      reduce_ready_pieces();
+      return;
+    case chunk_role::gather_out:
+      apply_result(my_position_, job.offset, coded.values);
+      for (auto member : active_)
+        if (member != setup_.me) {
+          float_bytes_ += coded.values.size() * sizeof(float);
+          out_.emplace_back(round_send{
+            member, {setup_.round_id, member_set_, static_cast<uint8_t>(allreduce_phase::gather),
+                     setup_.me, coded.blob}});
+        }
+      finish_if_complete();
+      return;
+    case chunk_role::scatter_in: {
+      if (!reducer_)
+        return;
+      const auto status = reducer_->accept(job.position, job.offset, coded.values,
+                                           setup_.members[job.member].weight);
+      if (status != accept_status::accepted) {
+        reject(job.member, std::string(to_string(status)), std::string(to_string(status)));
+        return;
+      }
+      reduce_ready_pieces();
+      return;
+    }
+    case chunk_role::gather_in:
+      if (!expected_result_piece(job.position, job.offset, coded.values.size())) {
+        reject(job.member, "duplicate", "a result piece that was not expected or came twice");
+        return;
+      }
+      apply_result(job.position, job.offset, coded.values);
+      finish_if_complete();
+      return;
+  }
+}
+
+butterfly_round::digest_check butterfly_round::digest_arrived(uint32_t sender,
+                                                              uint64_t member_set,
+                                                              uint64_t digest) {
+  if (state_ != status::done || !in_set(digests_expected_, sender))
+    return digest_check::ignored;
+  digests_expected_ &= ~bit(sender);
+  return member_set == member_set_ && digest == digest_ ? digest_check::matches
+                                                        : digest_check::differs;
+}
+
+} // namespace ddactor

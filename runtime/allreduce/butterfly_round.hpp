@@ -1,0 +1,238 @@
+#pragma once
+// One member's side of one butterfly all-reduce round, as a plain state machine: events in
+// (start, a chunk arrived, a chunk came back from coding, a member is gone, the deadline passed,
+// a digest arrived), actions out (code this, send that, restarted, rejected, done, failed). No
+// threads, no clocks, no CAF: the averaging-group actor (actors/averaging_group.hpp) adds timers,
+// monitors, compressors, metrics and fault injection; the executable specification
+// (butterfly_allreduce.hpp) and the tests drive the very same code with a simulated network.
+//
+// The algorithm, for the members M of the current attempt (at first the whole group): the vector
+// is cut into |M| parts in proportion to the members' shares (bandwidth_shares.hpp); member i
+// reduces part i. Scatter: every member sends its values of part i to member i, in chunks cut by
+// the chunk policy (chunk_policy.hpp), and puts its own part into its own reducer. Reduce: as soon
+// as every member's values of a piece of i's part are in, member i averages that piece
+// (sum_j w_j x_j / sum_j w_j, in sender order: weighted_reduction.hpp), encodes it once, applies
+// the decoded values locally and sends the very same blob to everyone (so lossy codecs still leave
+// every member with the same bits), while the rest of its part still arrives. Gather: every member
+// writes each part's result over its values. Done when every part is in.
+//
+//                 start
+//                   |
+//                   v            a member is gone / sent an invalid chunk / a chunk names a
+//   +--------->  RUNNING  ---+   smaller member set: restart without it (the same average,
+//   |   restart     |  |     |   of the survivors' values, weights renormalized, for everyone)
+//   +---------------+  |     |
+//                      |     +--(deadline, or our own values will not encode)--> FAILED
+//        every part in |
+//                      v
+//                    DONE --(every digest in, or the caller stops waiting)--> (caller leaves)
+//
+// Failure semantics, one for the product, the specification and the simulator:
+//   * A member that fails -- it is gone (the caller's monitor says so), or it sent a chunk that
+//     fails validation -- is dropped and the survivors restart the round without it. Every
+//     survivor ends with the same average of the survivors' contributions, never a mixture of
+//     attempts. Chunks carry the member set, so a survivor that has not yet noticed the failure
+//     learns it from the first chunk of the new attempt and follows; a chunk of a set that does
+//     not contain us, or of a larger set, is stale and ignored.
+//   * A member that is gone after we received all of its data costs nothing (on a slow link we
+//     may still be decoding the others' results when fast members leave): it is dropped only if
+//     some of its data is missing once its chunks at the coders are decoded.
+//   * A round that cannot finish fails at its deadline; the caller steps with its own values.
+//   * Top-k's error feedback is the round's input (setup.residual) and part of its outcome
+//     (round_done::residual): every attempt starts from the residual the round found, and a
+//     failed round hands back nothing, so the caller keeps the residual it had.
+//   * After DONE, members exchange a digest of their result; a mismatch means diverging replicas.
+//
+// Determinism: parts are cut in integers, the reducer sums in sender order, and every coding is a
+// pure function of its input, so the result depends only on the inputs and the member set of the
+// last attempt, never on the order in which chunks arrive or come back from coding.
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "runtime/allreduce/butterfly_partition.hpp"
+#include "runtime/allreduce/chunk_coding.hpp"
+#include "runtime/allreduce/chunk_policy.hpp"
+#include "runtime/allreduce/round_messages.hpp"
+#include "runtime/allreduce/weighted_reduction.hpp"
+
+namespace ddactor {
+
+/// A member of the round as the leader's assignment describes it.
+struct round_member {
+  double weight = 0;        // its samples this epoch: its weight in the average
+  uint64_t part_share = 1;  // its share of the vector to reduce; 0 reduces nothing
+  std::string name;         // for messages (a short peer id); empty: "member <index>"
+};
+
+struct round_setup {
+  uint64_t round_id = 0;
+  std::vector<round_member> members;  // ordered as assigned; at most 64
+  uint32_t me = 0;                    // this member's index
+  std::shared_ptr<const std::vector<float>> values;
+  std::size_t chunk_elements = 262144;  // elements per chunk on the wire
+  chunk_policy policy;
+  /// Top-k's error feedback as the round finds it: as long as `values` when the policy carries
+  /// error feedback (zeros at first), else empty.
+  std::vector<float> residual;
+};
+
+/// What a chunk at a coder is for.
+enum class chunk_role : uint8_t {
+  scatter_out,  // our values for another member's part: send the blob
+  own_part,     // our values for our own part: into our reducer as the others will read them
+  gather_out,   // our part's result: apply the decoded values and send the blob to everyone
+  scatter_in,   // a member's values for our part: into our reducer
+  gather_in,    // a member's result for its part: apply
+};
+
+/// Encode `job`; hand the result back with chunk_coded(tag, ...).
+struct round_encode {
+  uint64_t tag = 0;
+  chunk_role role = chunk_role::scatter_out;
+  uint32_t member = 0;  // the receiver (scatter_out), else us
+  chunk_encode_job job;
+};
+/// Validate and decode `job`; hand the result back with chunk_coded(tag, ...).
+struct round_decode {
+  uint64_t tag = 0;
+  uint32_t member = 0;  // the sender
+  chunk_decode_job job;
+};
+/// Send `chunk` to member `to`.
+struct round_send {
+  uint32_t to = 0;
+  allreduce_chunk chunk;
+};
+/// The round restarted among `member_set` (for logs and metrics).
+struct round_restart {
+  uint64_t member_set = 0;
+  std::string why;
+};
+/// A chunk was refused. `sender` is the member it claims to come from (members' count when the
+/// header names none); `reason` is a short metric label.
+struct round_reject {
+  uint32_t sender = 0;
+  std::string reason;
+  std::string detail;
+};
+/// The round is done: every member of `member_set` holds `values`.
+struct round_done {
+  std::shared_ptr<const std::vector<float>> values;
+  uint32_t group_size = 1;
+  uint64_t member_set = 0;
+  uint64_t digest = 0;  // blob_checksum of the values' bytes
+  std::vector<float> residual;  // top-k's error feedback after the round (empty without top-k)
+};
+/// The round failed; the caller steps with its own values and keeps its residual.
+struct round_failure {
+  enum class cause : uint8_t { invalid_setup, unencodable_values, deadline };
+  cause why = cause::deadline;
+  std::string detail;
+};
+
+using round_action =
+  std::variant<round_encode, round_decode, round_send, round_restart, round_reject, round_done,
+               round_failure>;
+
+class butterfly_round {
+public:
+  enum class status : uint8_t { idle, running, done, failed };
+  enum class digest_check : uint8_t { ignored, matches, differs };
+
+  explicit butterfly_round(round_setup setup);
+
+  std::vector<round_action> start();
+  std::vector<round_action> chunk_arrived(allreduce_chunk chunk);
+  std::vector<round_action> chunk_coded(uint64_t tag, coded_chunk result);
+  std::vector<round_action> member_gone(uint32_t member);
+  std::vector<round_action> deadline_passed();
+  /// Another member's digest of its result (once done): whether it matches ours.
+  digest_check digest_arrived(uint32_t sender, uint64_t member_set, uint64_t digest);
+
+  status state() const noexcept { return state_; }
+  /// Done, and some members' digests have not arrived yet.
+  bool awaiting_digests() const noexcept { return state_ == status::done && digests_expected_; }
+  uint32_t me() const noexcept { return setup_.me; }
+  std::size_t group_size() const noexcept { return setup_.members.size(); }
+  uint64_t member_set() const noexcept { return member_set_; }
+  int32_t restarts() const noexcept { return restarts_; }
+  /// Chunks this attempt sends to other members in the scatter phase.
+  std::size_t scatter_chunks() const noexcept { return scatter_chunks_; }
+  /// What the chunks sent so far would have taken as float32 (for the compression ratio).
+  uint64_t float_bytes() const noexcept { return float_bytes_; }
+  /// Coding jobs handed out and not yet back (of any attempt).
+  std::size_t jobs_out() const noexcept { return pending_.size(); }
+
+private:
+  struct pending_job {
+    chunk_role role = chunk_role::scatter_out;
+    uint64_t attempt = 0;
+    uint32_t member = 0;
+    uint32_t position = 0;    // the part's position in its attempt
+    uint64_t offset = 0;      // within the part
+    std::size_t piece_begin = 0;  // within the whole vector
+    std::size_t elements = 0;
+  };
+
+  std::vector<round_action> take() { return std::exchange(out_, {}); }
+  void fail(round_failure::cause why, std::string detail);
+  void start_attempt();
+  void encode(chunk_role role, uint32_t member, uint32_t position, part_range piece,
+              std::vector<float> values, chunk_codec codec, bool decode_back,
+              bool error_feedback);
+  void reduce_ready_pieces();
+  void apply_result(uint32_t position, uint64_t offset, const std::vector<float>& values);
+  bool expected_result_piece(uint32_t position, uint64_t offset, std::size_t size);
+  void finish_if_complete();
+  void shrink_to(uint64_t set, const std::string& why);
+  void reject(uint32_t sender, std::string reason, std::string detail);
+  void settle_departures();
+  bool has_everything_from(uint32_t member) const;
+  std::size_t decoding_from(uint32_t member) const;
+  void on_coded(const pending_job& job, coded_chunk& result);
+  std::string member_name(uint32_t member) const;
+
+  round_setup setup_;
+  status state_ = status::idle;
+  std::vector<round_action> out_;
+  uint64_t member_set_ = 0;
+  uint64_t attempt_ = 0;
+  int32_t restarts_ = 0;
+  // The attempt in progress: members (indices into setup_.members) and their parts.
+  std::vector<uint32_t> active_;
+  std::vector<part_range> parts_;
+  uint32_t my_position_ = 0;
+  std::unique_ptr<part_reducer> reducer_;
+  // The pieces of our part, and which are reduced and sent.
+  std::vector<part_range> my_pieces_;
+  std::vector<bool> piece_reduced_;
+  std::size_t pieces_reduced_ = 0;
+  std::vector<float> output_;
+  std::vector<std::size_t> part_received_;  // elements of each part's result received
+  // Each part's pieces (offsets within the part), as its reducer cuts them: a result must come
+  // as exactly these pieces, each once.
+  std::vector<std::vector<part_range>> part_pieces_;
+  std::vector<std::vector<bool>> piece_arrived_;
+  std::size_t parts_done_ = 0;
+  // Top-k: the residual this attempt builds (every attempt starts from setup_.residual).
+  std::vector<float> residual_;
+  std::size_t scatter_chunks_ = 0;
+  uint64_t float_bytes_ = 0;
+  // Jobs out at the coders, by tag; a result whose attempt is over is dropped.
+  uint64_t next_tag_ = 0;
+  std::map<uint64_t, pending_job> pending_;
+  // Members gone while some of their chunks were still being decoded.
+  uint64_t departed_ = 0;
+  uint64_t gone_ = 0;  // every member known to be gone: no digest will come from it
+  uint64_t digest_ = 0;
+  uint64_t digests_expected_ = 0;
+};
+
+} // namespace ddactor

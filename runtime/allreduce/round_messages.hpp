@@ -1,0 +1,39 @@
+#pragma once
+// What the members of an all-reduce round send each other (runtime/allreduce/butterfly_round.hpp
+// makes and reads them): plain data, free of CAF, so that the round's state machine and the swarm
+// simulator use them as they are. Their inspect() overloads, for the wire, are in
+// runtime/swarm_messages.hpp.
+
+#include <cstdint>
+
+#include "runtime/tensor_blob.hpp"
+
+namespace ddactor {
+
+/// The two steps of a butterfly round: values to their part's reducer, results to everyone.
+enum class allreduce_phase : uint8_t { scatter = 0, gather = 1 };
+
+/// One chunk of an all-reduce: a sender's part for the reducer (scatter), or a reducer's result
+/// for everyone (gather). `member_set` is the bitmask of group members still in the round: when
+/// a member fails, the survivors restart the round without it.
+struct allreduce_chunk {
+  uint64_t round_id = 0;
+  uint64_t member_set = 0;
+  uint8_t phase = 0;
+  uint32_t sender = 0;
+  tensor_blob blob;
+};
+
+/// Digest of a member's result, exchanged to prove that every member applies the same update.
+struct round_digest {
+  uint64_t round_id = 0;
+  uint64_t member_set = 0;
+  uint32_t sender = 0;
+  uint64_t digest = 0;
+  /// How the sender received the recipient's chunks: bytes, and bytes per second between the
+  /// first and the last (0: too few to say). The recipient's upload rate, seen from the far end.
+  uint64_t received_bytes = 0;
+  double received_rate = 0;
+};
+
+} // namespace ddactor
