@@ -125,9 +125,13 @@ void butterfly_round::start_attempt() {
                                         values.begin() + static_cast<std::ptrdiff_t>(piece.end));
         auto codec = setup_.policy.codec_for(piece, active_.size(), allreduce_phase::scatter);
         if (topk) {
-          // Error feedback: what earlier rounds dropped rides along with this round's values.
-          for (std::size_t i = 0; i < piece.size(); ++i)
-            piece_values[i] += residual_[piece.begin + i];
+          // Error feedback: what earlier rounds dropped rides along with this round's values
+          // (where the sum would overflow float32, the old residual is given up instead).
+          for (std::size_t i = 0; i < piece.size(); ++i) {
+            const float sum = piece_values[i] + residual_[piece.begin + i];
+            if (std::isfinite(sum))
+              piece_values[i] = sum;
+          }
         }
         if (own && !topk && codec.name == "none") {
           // Nothing to code: our own floats go straight into the reducer.

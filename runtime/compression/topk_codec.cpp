@@ -150,21 +150,9 @@ std::vector<std::byte> topk_codec::encode(std::span<const float> values) {
   if (non_finite != 0)
     reject_non_finite_input(id());
 
-  if (residual_.size() != n)
-    residual_.assign(n, 0.0f);
-  // The residual becomes the accumulator values + residual; what is not sent stays in it.
-  float* accumulated = residual_.data();
-  std::uint32_t overflow = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    accumulated[i] += values[i];
-    overflow |= magnitude_bits(accumulated[i]) >= 0x7f800000u ? 1u : 0u;
-  }
-  if (overflow != 0) {
-    residual_.assign(n, 0.0f);
-    throw codec_error("topk codec: input plus error-feedback residual overflows float32; "
-                      "residual dropped");
-  }
-
+  // Selection zeroes what it sends; what is left is the caller's error feedback to keep.
+  std::vector<float> remaining(values.begin(), values.end());
+  float* accumulated = remaining.data();
   const std::size_t k = kept_count(n);
   std::vector<std::byte> frame = start_frame(
     {codec_id::topk, false, n, static_cast<std::uint32_t>(k)}, k * (4 + max_varint_bytes));

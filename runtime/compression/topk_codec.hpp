@@ -1,13 +1,13 @@
 #pragma once
-// The top-k codec with error feedback: each frame keeps the k = round(topk_fraction * n) entries
-// (at least 1) of largest magnitude and drops the rest, and what it drops is not lost: the codec
-// adds it to the next input it encodes (error feedback, as in Deep Gradient Compression and
-// EF-SGD), so every value is eventually sent. Decoding fills the dropped entries with 0.
+// The top-k codec: each frame keeps the k = round(topk_fraction * n) entries (at least 1) of
+// largest magnitude and drops the rest; decoding fills the dropped entries with 0.
 //
-// Streams. The residual belongs to one stream of same-shaped inputs (one parameter chunk, one
-// part of the flat vector), so one topk_codec instance is one stream: the compressor keeps one
-// instance per stream key (e.g. a map from chunk key to make_codec("topk", options)). A stream
-// whose input size changes starts over with a zero residual. Decoding uses no state.
+// Stateless. What a frame drops is not lost, but the codec does not keep it: error feedback (as
+// in Deep Gradient Compression and EF-SGD) belongs to the all-reduce round, which adds its
+// residual to the values before encoding and gets back what was left over (chunk_coding.hpp:
+// chunk_encode_job::error_feedback; runtime/allreduce/butterfly_round.hpp keeps the residual as
+// the round's input and outcome), so that a failed round or a restarted attempt never leaves a
+// codec holding error feedback for values nobody applied.
 //
 // Payload: the k kept values as float32, then their indices in increasing order as LEB128 varints
 // of the gap to the previous index plus one (the first is the index itself). The frame parameter
@@ -32,20 +32,13 @@ class topk_codec final : public tensor_codec {
 
   codec_id id() const override { return codec_id::topk; }
   std::string_view name() const override { return "topk"; }
-  // Encodes the top-k of values + residual and keeps the rest as the new residual. Throws
-  // codec_error (residual unchanged) on NaN/Inf input; if values + residual overflows float32,
-  // the residual is dropped and codec_error thrown.
+  // Encodes the top-k of values. Throws codec_error on NaN/Inf input.
   std::vector<std::byte> encode(std::span<const float> values) override;
   void decode(std::span<const std::byte> encoded, std::span<float> out) const override;
   double estimated_ratio(std::size_t elements) const override;
 
   // How many entries a frame of `elements` values keeps.
   std::size_t kept_count(std::size_t elements) const noexcept;
-  // What this stream has dropped so far and will add to the next input; empty before the first
-  // encode.
-  std::span<const float> residual() const noexcept { return residual_; }
-  void reset_residual() noexcept { residual_.clear(); }
-
   // Decodes a frame whose header (already read and of this codec) is `header`.
   static void decode_frame(const frame_header& header, std::span<const std::byte> encoded,
                            std::span<float> out);
@@ -53,7 +46,6 @@ class topk_codec final : public tensor_codec {
  private:
   double fraction_;
   int zstd_level_;
-  std::vector<float> residual_;
 };
 
 } // namespace ddactor

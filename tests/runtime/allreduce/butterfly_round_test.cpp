@@ -243,6 +243,18 @@ TEST(butterfly_round, values_that_will_not_encode_fail_the_round) {
   EXPECT_EQ(failures[0].why, round_failure::cause::unencodable_values);
 }
 
+TEST(butterfly_round, topk_gives_up_a_residual_that_would_overflow_instead_of_failing) {
+  auto setup = setup_of(2, 0, {std::numeric_limits<float>::max(), 1, 1, 1}, 4);
+  codec_options settings;
+  settings.topk_fraction = 0.5;
+  setup.policy = chunk_policy("topk", settings);
+  setup.residual = {std::numeric_limits<float>::max(), 0, 0, 0};
+  butterfly_round round(std::move(setup));
+  const auto actions = code_all(round, round.start());
+  EXPECT_TRUE(all_of<round_failure>(actions).empty());
+  EXPECT_FALSE(all_of<round_send>(actions).empty());
+}
+
 // ---- The chunk policy ------------------------------------------------------------------------
 
 TEST(chunk_policy, adaptive_cuts_at_tensors_and_sends_small_tensors_exactly) {

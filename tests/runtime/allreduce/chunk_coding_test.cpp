@@ -52,6 +52,46 @@ TEST(chunk_jobs, topk_returns_what_receivers_read_and_exactly_what_it_dropped) {
   EXPECT_EQ(received.values, out.values);
 }
 
+TEST(chunk_jobs, error_feedback_through_the_leftover_loses_nothing_over_many_rounds) {
+  // What a round does with top-k: add the residual, encode, keep the leftover as the residual.
+  const size_t n = 1000;
+  const int rounds = 2000;
+  const auto x = random_values(n, 4);
+  std::vector<float> residual(n, 0.0f);
+  std::vector<double> sum(n, 0.0);
+  double error_after_200 = 0.0;
+  for (int round = 1; round <= rounds; ++round) {
+    std::vector<float> values(n);
+    for (size_t i = 0; i < n; ++i)
+      values[i] = x[i] + residual[i];
+    auto job = job_for(values, "topk");
+    job.part_length = n;
+    job.offset = 0;
+    job.codec.settings.topk_fraction = 0.01;
+    job.decode_back = true;
+    job.error_feedback = true;
+    auto out = run_chunk_job(job);
+    ASSERT_TRUE(out.error.empty()) << out.error;
+    residual = out.leftover;
+    for (size_t i = 0; i < n; ++i)
+      sum[i] += out.values[i];
+    if (round == 200 || round == rounds) {
+      // Conservation: sent + residual = rounds * input, up to float accumulation error.
+      double worst = 0.0, mean_error = 0.0;
+      for (size_t i = 0; i < n; ++i) {
+        worst = std::max(worst, std::fabs(sum[i] + residual[i] - static_cast<double>(round) * x[i]));
+        mean_error += std::pow(sum[i] / round - x[i], 2.0);
+      }
+      EXPECT_LT(worst, 1e-4 * round) << round;
+      mean_error = std::sqrt(mean_error / n);
+      if (round == 200)
+        error_after_200 = mean_error;
+      else
+        EXPECT_LT(mean_error, error_after_200 / 5.0);  // the average converges to the input
+    }
+  }
+}
+
 TEST(chunk_jobs, without_decode_back_only_the_blob_comes_back) {
   auto out = run_chunk_job(job_for(random_values(64, 2), "int8"));
   ASSERT_TRUE(out.error.empty()) << out.error;
