@@ -1,7 +1,6 @@
 // The name -> codec table and the dispatch of decode_any on a frame's codec id.
 #include "runtime/compression/codec_factory.hpp"
 
-#include "runtime/compression/adaptive_codec.hpp"
 #include "runtime/compression/bf16_codec.hpp"
 #include "runtime/compression/codec_frame.hpp"
 #include "runtime/compression/fp16_codec.hpp"
@@ -25,10 +24,8 @@ std::unique_ptr<tensor_codec> make_codec(std::string_view name, const codec_opti
     return std::make_unique<int8_blockwise_codec>(options);
   if (name == "topk")
     return std::make_unique<topk_codec>(options);
-  if (name == "adaptive")
-    return std::make_unique<adaptive_codec>(options);
   throw codec_error("unknown codec '" + std::string(name) +
-                    "' (known: none, fp16, bf16, int8, topk, adaptive)");
+                    "' (known: none, fp16, bf16, int8, topk)");
 }
 
 void decode_any(std::span<const std::byte> encoded, std::span<float> out) {
@@ -39,7 +36,6 @@ void decode_any(std::span<const std::byte> encoded, std::span<float> out) {
     case codec_id::bf16: bf16_codec::decode_frame(header, encoded, out); return;
     case codec_id::int8_blockwise: int8_blockwise_codec::decode_frame(header, encoded, out); return;
     case codec_id::topk: topk_codec::decode_frame(header, encoded, out); return;
-    case codec_id::adaptive: break; // read_frame_header refuses it; kept for -Wswitch
   }
   throw codec_error("codec frame names codec " + std::string(codec_name(header.codec)) +
                     ", which never appears on the wire");

@@ -9,7 +9,7 @@
 
 namespace ddactor {
 
-// "none", "fp16", "bf16", "int8", "topk" or "adaptive". Throws codec_error on an unknown name or
+// "none", "fp16", "bf16", "int8" or "topk". Throws codec_error on an unknown name or
 // invalid options. Each call returns a fresh instance (for top-k: a fresh error-feedback stream).
 std::unique_ptr<tensor_codec> make_codec(std::string_view name, const codec_options& options);
 

@@ -6,7 +6,7 @@
 // Header, all little-endian:
 //   offset 0  u8[2] magic 'D' 'C'
 //   offset 2  u8    version (1)
-//   offset 3  u8    codec id (codec_id; never `adaptive`)
+//   offset 3  u8    codec id (codec_id)
 //   offset 4  u8    flags: bit 0 = payload is zstd-compressed; other bits must be 0
 //   offset 5  u8[3] reserved, must be 0
 //   offset 8  u64   element count (<= 2^32 - 1)

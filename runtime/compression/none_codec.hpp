@@ -1,7 +1,7 @@
 #pragma once
 // The exact codec: raw little-endian float32 values in a frame. It is the baseline every ratio is
-// measured against, and what `adaptive` uses for small tensors (norms, biases) that must not lose
-// precision. Stateless.
+// measured against, and what the `adaptive` chunk policy uses for small tensors (norms, biases)
+// that must not lose precision. Stateless.
 #include "runtime/compression/codec_frame.hpp"
 #include "runtime/compression/tensor_codec.hpp"
 

@@ -15,7 +15,6 @@ std::string_view codec_name(codec_id id) noexcept {
     case codec_id::bf16: return "bf16";
     case codec_id::int8_blockwise: return "int8";
     case codec_id::topk: return "topk";
-    case codec_id::adaptive: return "adaptive";
   }
   return "unknown";
 }

@@ -1,7 +1,7 @@
 #pragma once
 // The interface of ddactor's gradient and parameter codecs, their options and their error type.
 // A codec turns a chunk of a flat float32 vector into bytes for the wire and back. The concrete
-// codecs (none, fp16, bf16, int8 blockwise, top-k with error feedback, adaptive) live one per file
+// codecs (none, fp16, bf16, int8 blockwise, top-k) live one per file
 // beside this one; codec_factory.hpp builds them by name and decodes any frame.
 //
 // Wire frame. Every encoding is one frame (codec_frame.hpp): a 20-byte little-endian header
@@ -33,25 +33,25 @@
 
 namespace ddactor {
 
-// The byte that names a codec in a frame header. `adaptive` is a policy that emits `none` or
-// `int8_blockwise` frames; it never appears on the wire. zstd is a stage, a header flag.
+// The byte that names a codec in a frame header. zstd is a stage, a header flag. (The
+// `adaptive` setting is no codec: runtime/allreduce/chunk_policy.hpp sends each tensor as `none`
+// or `int8_blockwise`.)
 enum class codec_id : std::uint8_t {
   none = 0,
   fp16 = 1,
   bf16 = 2,
   int8_blockwise = 3,
   topk = 4,
-  adaptive = 5,
 };
 
-// The factory name of a codec ("none", "fp16", "bf16", "int8", "topk", "adaptive").
+// The factory name of a codec ("none", "fp16", "bf16", "int8", "topk").
 std::string_view codec_name(codec_id id) noexcept;
 
 struct codec_options {
   int int8_block_size = 256;               // elements per float32 scale, 1 .. 2^20
   double topk_fraction = 0.05;             // share of entries top-k keeps, (0, 1]
   int zstd_level = 0;                      // 0 = no zstd stage, else 1 .. ZSTD_maxCLevel()
-  std::size_t adaptive_exact_below = 4096; // adaptive: chunks with fewer elements stay exact
+  std::size_t adaptive_exact_below = 4096; // adaptive policy: smaller tensors stay exact
 };
 
 // Everything a codec refuses: bad options, non-finite input, malformed or hostile frames.
