@@ -16,6 +16,7 @@
 #include "monitoring/swarm_status.hpp"
 #include "runtime/allreduce/bandwidth_shares.hpp"
 #include "runtime/allreduce/link_rate_estimate.hpp"
+#include "runtime/matchmaking_leader.hpp"
 #include "runtime/matchmaking_rules.hpp"
 #include "runtime/message_types.hpp"
 
@@ -25,18 +26,10 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Epochs whose matchmaking is closed are remembered this long (to refuse late joins).
-constexpr size_t remembered_epochs = 64;
-
+// Leader side: a join waiting for its group (matchmaking_leader holds its ticket).
 struct pending_join {
   round_request request;
   caf::response_promise promise;
-};
-
-// Leader side: the joins of one epoch.
-struct matchmaking_round {
-  std::vector<pending_join> joined;
-  uint64_t length = 0;
 };
 
 // Member side: the request of the trainer in progress.
@@ -59,8 +52,10 @@ struct averager_state {
   averager_options options;
   std::vector<swarm_member> members;  // of this swarm, sorted by id (self included)
   epoch_reports reports;  // the peers' epochs, self included (runtime/matchmaking_rules.hpp)
-  std::map<int64_t, matchmaking_round> rounds;
-  std::set<int64_t> closed_epochs;
+  std::vector<std::string> member_ids;  // of `members`, in the same order
+  std::optional<matchmaking_leader> leader;  // runtime/matchmaking_leader.hpp
+  std::map<uint64_t, pending_join> pending_joins;  // by ticket
+  uint64_t next_ticket = 0;
   std::optional<member_request> current;
   std::mt19937_64 nonce{std::random_device{}()};
   // Top-k error feedback: what earlier rounds did not send, per element, across rounds (the
@@ -158,67 +153,42 @@ std::string describe_parts(const std::vector<uint64_t>& shares, const std::vecto
   return parts + mbits + ")";
 }
 
-void close_matchmaking(averager_pointer self, int64_t epoch) {
+// Answers the joins of the groups the leader formed with their assignments.
+void assign(averager_pointer self, std::vector<matchmaking_leader::group> groups) {
   auto& st = self->state;
-  auto it = st.rounds.find(epoch);
-  if (it == st.rounds.end())
-    return;
-  auto joined = std::move(it->second.joined);
-  auto length = it->second.length;
-  st.rounds.erase(it);
-  st.closed_epochs.insert(epoch);
-  while (st.closed_epochs.size() > remembered_epochs)
-    st.closed_epochs.erase(st.closed_epochs.begin());
-  std::sort(joined.begin(), joined.end(), [](const pending_join& a, const pending_join& b) {
-    return a.request.peer_id < b.request.peer_id;
-  });
-  // Balanced groups of at most group_size: ceil(n / g) groups whose sizes differ by at most one.
-  size_t n = joined.size();
-  size_t groups = (n + st.options.group_size - 1) / st.options.group_size;
-  size_t begin = 0;
-  for (size_t g = 0; g < groups; ++g) {
-    size_t size = n / groups + (g < n % groups ? 1 : 0);
+  for (auto& formed : groups) {
     group_assignment assignment;
     assignment.round_id = st.nonce();
-    assignment.epoch = epoch;
-    assignment.length = length;
+    assignment.epoch = formed.epoch;
     double samples = 0;
     std::vector<double> rates;
-    for (size_t i = begin; i < begin + size; ++i) {
+    std::vector<caf::response_promise> promises;
+    for (size_t m = 0; m < formed.members.size(); ++m) {
+      auto it = st.pending_joins.find(formed.members[m].ticket);
+      if (it == st.pending_joins.end())
+        continue;  // cannot happen: every join the leader holds has its ticket here
+      const auto& request = it->second.request;
+      assignment.length = request.length;
       assignment.members.push_back(
-        {joined[i].request.peer_id, joined[i].request.averager, joined[i].request.weight});
-      samples += joined[i].request.weight;
-      rates.push_back(joined[i].request.link_rate);
+        {request.peer_id, request.averager, request.weight, formed.shares[m]});
+      samples += request.weight;
+      rates.push_back(request.link_rate);
+      promises.push_back(std::move(it->second.promise));
+      st.pending_joins.erase(it);
     }
-    const auto shares = bandwidth_part_shares(rates);
-    for (size_t m = 0; m < shares.size(); ++m)
-      assignment.members[m].part_share = shares[m];
-    spdlog::info("epoch {}: matched a group of {} with {:.0f} samples (round {:016x}){}", epoch,
-                 size, samples, assignment.round_id, describe_parts(shares, rates));
-    for (size_t i = begin; i < begin + size; ++i)
-      joined[i].promise.deliver(assignment);
-    begin += size;
+    std::vector<uint64_t> shares;
+    for (const auto& member : assignment.members)
+      shares.push_back(member.part_share);
+    spdlog::info("epoch {}: matched a group of {} with {:.0f} samples (round {:016x}){}",
+                 formed.epoch, assignment.members.size(), samples, assignment.round_id,
+                 describe_parts(shares, rates));
+    for (auto& promise : promises)
+      promise.deliver(assignment);
   }
 }
 
-// Peers the leader waits for in `epoch` (runtime/matchmaking_rules.hpp says which).
-size_t participants(const averager_state& st, int64_t epoch) {
-  size_t n = 0;
-  for (const auto& m : st.members)
-    n += awaited_in(st.reports, m.info.peer_id, epoch) ? 1 : 0;
-  return std::max<size_t>(n, 1);
-}
-
-// A leader waiting for everyone may now have everyone (a peer left or moved on).
-void close_full_rounds(averager_pointer self) {
-  auto& st = self->state;
-  for (auto it = st.rounds.begin(); it != st.rounds.end();) {
-    auto epoch = it->first;
-    bool full = it->second.joined.size() >= participants(st, epoch);
-    ++it;
-    if (full)
-      close_matchmaking(self, epoch);
-  }
+matchmaking_leader::swarm_knowledge knowledge(const averager_state& st) {
+  return {st.reports, st.member_ids};
 }
 
 caf::result<group_assignment> on_join(averager_pointer self, round_request& req) {
@@ -227,42 +197,25 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
       !(req.weight > 0) || !std::isfinite(req.weight) || req.length == 0 || !req.averager ||
       !std::isfinite(req.link_rate) || req.link_rate < 0)
     return make_error(errc::invalid_message, "invalid round request");
-  if (st.closed_epochs.count(req.epoch) > 0)
-    return make_error(errc::round_closed,
-                      "matchmaking for epoch " + std::to_string(req.epoch) + " is closed");
-  // A peer that is elsewhere itself (downloading the state, or a joiner whose report has not
-  // reached the member yet), or that reached the epoch by a download, does not lead it: the
-  // member moves on to the next candidate.
-  if (st.rounds.count(req.epoch) == 0 && !leader_candidate(st.reports, st.options.peer_id, req.epoch))
-    return make_error(errc::not_leader,
-                      "this peer does not lead epoch " + std::to_string(req.epoch));
-  // Views differ for a moment when a peer joins or catches up: a peer that knows a lower-id
-  // leader of this epoch sends the member on, unless it already leads this epoch's round.
-  if (st.rounds.count(req.epoch) == 0)
-    for (const auto& m : st.members) {
-      if (m.info.peer_id == st.options.peer_id)
-        break;
-      if (leads_instead(st.reports, m.info.peer_id, req.epoch) && m.averager)
-        return make_error(errc::not_leader, m.info.peer_id.substr(0, 8) + " leads this epoch");
-    }
-  auto [it, fresh] = st.rounds.try_emplace(req.epoch);
-  auto& round = it->second;
-  if (fresh) {
-    round.length = req.length;
-    self->delayed_send(self, st.options.matchmaking_time, timeout_atom_v, req.epoch);
-  } else if (round.length != req.length) {
-    return make_error(errc::shape_mismatch, "vector length differs from the other members'");
+  const auto ticket = st.next_ticket++;
+  auto answer = st.leader->on_join(
+    {req.peer_id, req.epoch, req.weight, req.length, req.link_rate, ticket}, knowledge(st));
+  using verdict = matchmaking_leader::verdict;
+  switch (answer.outcome) {
+    case verdict::closed: return make_error(errc::round_closed, answer.detail);
+    case verdict::not_leader: return make_error(errc::not_leader, answer.detail);
+    case verdict::shape_mismatch: return make_error(errc::shape_mismatch, answer.detail);
+    case verdict::accepted: break;
   }
-  auto promise = self->make_response_promise();
-  auto same = std::find_if(round.joined.begin(), round.joined.end(), [&](const pending_join& j) {
-    return j.request.peer_id == req.peer_id;
+  if (answer.opened)
+    self->delayed_send(self, st.options.matchmaking_time, timeout_atom_v, req.epoch);
+  // A retry replaces the earlier join of the same peer: its promise is answered no more.
+  std::erase_if(st.pending_joins, [&](const auto& entry) {
+    return entry.second.request.peer_id == req.peer_id && entry.second.request.epoch == req.epoch;
   });
-  if (same != round.joined.end())
-    *same = {req, promise};  // a retry replaces the earlier join
-  else
-    round.joined.push_back({req, promise});
-  if (round.joined.size() >= participants(st, req.epoch))
-    close_matchmaking(self, req.epoch);
+  auto promise = self->make_response_promise();
+  st.pending_joins.emplace(ticket, pending_join{req, promise});
+  assign(self, std::move(answer.formed));
   return caf::delegated<group_assignment>();
 }
 
@@ -275,13 +228,16 @@ void join_round(averager_pointer self) {
   auto& cur = *st.current;
   auto now = clock_type::now();
   // The leader: the lowest id among the peers of this epoch (this one at least).
+  std::vector<std::string> reachable;  // members whose averager we can ask
+  for (const auto& m : st.members)
+    if (m.averager)
+      reachable.push_back(m.info.peer_id);
+  const auto leader_id =
+    next_leader(st.reports, reachable, cur.request.epoch, cur.failed_leaders);
   const swarm_member* leader = nullptr;
   for (const auto& m : st.members)
-    if (cur.failed_leaders.count(m.info.peer_id) == 0 && m.averager &&
-        leader_candidate(st.reports, m.info.peer_id, cur.request.epoch)) {
+    if (m.info.peer_id == leader_id)
       leader = &m;
-      break;
-    }
   if (leader == nullptr || now >= cur.join_deadline) {
     if (leader == nullptr)
       deliver_alone(self, "no_leader", "no leader reachable");
@@ -292,7 +248,6 @@ void join_round(averager_pointer self) {
   round_request req{st.options.peer_id, st.options.swarm_id, cur.request.epoch,
                     cur.request.weight, cur.request.values->size(), cur.group,
                     st.options.link_rate > 0 ? st.options.link_rate : st.link_rates.limiting()};
-  auto leader_id = leader->info.peer_id;
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(cur.join_deadline - now) +
               st.options.request_timeout;
   auto epoch = cur.request.epoch;
@@ -365,6 +320,7 @@ void start_request(averager_pointer self, average_request request) {
 
 caf::behavior averager(averager_pointer self, averager_options options) {
   self->state.options = std::move(options);
+  self->state.leader.emplace(self->state.options.peer_id, self->state.options.group_size);
   for (size_t i = 0; i < std::max<size_t>(1, self->state.options.compressor_threads); ++i)
     self->state.compressors.push_back(spawn_compressor(self->system()));
   // The pool ends with the averager, however it ends.
@@ -395,6 +351,9 @@ caf::behavior averager(averager_pointer self, averager_options options) {
                 [](const swarm_member& a, const swarm_member& b) {
                   return a.info.peer_id < b.info.peer_id;
                 });
+      st.member_ids.clear();
+      for (const auto& m : st.members)
+        st.member_ids.push_back(m.info.peer_id);
       // A leader that left the view will never answer our join (CAF does not fail requests to
       // a dead remote actor before their timeout): move on to the next one now.
       if (st.current && !st.current->pending_leader.empty() &&
@@ -407,11 +366,12 @@ caf::behavior averager(averager_pointer self, averager_options options) {
         st.current->pending_leader.clear();
         join_round(self);
       }
-      close_full_rounds(self);
+      assign(self, st.leader->close_full_rounds(knowledge(st)));
     },
     [=](peer_epochs& epochs) {
-      self->state.reports = {std::move(epochs.by_peer), std::move(epochs.not_leading)};
-      close_full_rounds(self);
+      auto& st = self->state;
+      st.reports = {std::move(epochs.by_peer), std::move(epochs.not_leading)};
+      assign(self, st.leader->close_full_rounds(knowledge(st)));
     },
     [=](average_atom, average_request& request) -> caf::result<average_outcome> {
       auto& st = self->state;
@@ -451,7 +411,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       metric.with({"used"}).set(self->state.options.link_rate > 0 ? self->state.options.link_rate
                                                                   : rates.limiting());
     },
-    [=](timeout_atom, int64_t epoch) { close_matchmaking(self, epoch); },
+    [=](timeout_atom, int64_t epoch) { assign(self, self->state.leader->close(epoch)); },
     [=](attach_atom, caf::actor& membership) {
       if (self->current_sender() && self->current_sender()->node() == self->node())
         self->state.membership = std::move(membership);

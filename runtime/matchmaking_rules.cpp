@@ -20,4 +20,12 @@ bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int
   return reported_at(reports, peer_id, epoch) && reports.not_leading.count(peer_id) == 0;
 }
 
+std::string next_leader(const epoch_reports& reports, const std::vector<std::string>& member_ids,
+                        int64_t epoch, const std::set<std::string>& failed) {
+  for (const auto& id : member_ids)
+    if (failed.count(id) == 0 && leader_candidate(reports, id, epoch))
+      return id;
+  return {};
+}
+
 } // namespace ddactor

@@ -22,6 +22,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace ddactor {
 
@@ -44,5 +45,11 @@ bool leader_candidate(const epoch_reports& reports, const std::string& peer_id, 
 
 /// Whether a peer asked to lead `epoch` sends the member on to this lower-id peer instead.
 bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
+
+/// The peer a member asks to lead `epoch` next: the lowest of `member_ids` (sorted, this peer
+/// included) that is a leader candidate and not among `failed` (leaders that refused or failed
+/// this member); empty when none is left.
+std::string next_leader(const epoch_reports& reports, const std::vector<std::string>& member_ids,
+                        int64_t epoch, const std::set<std::string>& failed);
 
 } // namespace ddactor
