@@ -119,8 +119,8 @@ void check_agreement(progress_state& st, swarm_progress& view) {
   }
   if (at_epoch.empty())
     return;  // nothing to compare with yet: neither agreement nor disagreement
-  auto agreed = agreed_state(at_epoch);
-  if (at_epoch.size() > st.options.group_size || !agreed || agreed->digest == mine) {
+  auto agreed = state_to_take(at_epoch, mine, st.options.group_size);
+  if (!agreed) {
     st.disagreeing_ticks = 0;
     return;
   }

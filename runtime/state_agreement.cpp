@@ -8,6 +8,16 @@
 
 namespace ddactor {
 
+std::optional<state_agreement> state_to_take(std::span<const state_digest_report> reports,
+                                             uint64_t mine, std::size_t group_size) {
+  if (reports.size() > group_size)
+    return std::nullopt;
+  auto agreed = agreed_state(reports);
+  if (!agreed || agreed->digest == mine)
+    return std::nullopt;
+  return agreed;
+}
+
 std::optional<state_agreement> agreed_state(std::span<const state_digest_report> reports) {
   std::map<uint64_t, state_agreement> by_digest;
   for (const auto& r : reports)

@@ -37,6 +37,13 @@ struct state_agreement {
 /// The agreed state among `reports` (all of one epoch), or nullopt if none reports a digest.
 std::optional<state_agreement> agreed_state(std::span<const state_digest_report> reports);
 
+/// The agreed state a peer holding `mine` should take, judged among `reports` of one epoch (its
+/// own included): only where that epoch's peers fit in one averaging group (larger swarms
+/// average in several groups, whose results differ by design), and only when the agreed digest
+/// is not its own. nullopt: keep its state.
+std::optional<state_agreement> state_to_take(std::span<const state_digest_report> reports,
+                                             uint64_t mine, std::size_t group_size);
+
 /// The digests one peer reported for its recent epochs (its weights at the start of each). Peers
 /// of a fast swarm are rarely at the same epoch at the moment one compares, so agreement is
 /// judged at the newest epoch that several peers have reported, not at each one's current epoch.
