@@ -1,0 +1,182 @@
+// How far the swarm is in this peer's epoch; see progress_tracker.hpp.
+#include "runtime/progress_tracker.hpp"
+
+#include <algorithm>
+
+namespace ddactor {
+
+namespace {
+
+// Bounds on what a report may claim, so a hostile one cannot overflow the estimate.
+constexpr int64_t max_reported_samples = int64_t{1} << 40;
+constexpr double max_reported_rate = 1e9;
+
+} // namespace
+
+progress_tracker::progress_tracker(progress_tracker_options options)
+    : options_(std::move(options)) {
+  mine_.peer_id = options_.peer_id;
+  mine_.swarm_id = options_.swarm_id;
+}
+
+progress_tracker::own_change progress_tracker::on_own_progress(int64_t epoch, int64_t samples,
+                                                               double samples_per_second,
+                                                               uint64_t state_digest,
+                                                               bool resyncing, bool may_lead) {
+  own_change change;
+  change.moved = epoch != mine_.epoch || state_digest != mine_.state_digest ||
+                 resyncing != mine_.resyncing || may_lead != mine_.may_lead;
+  change.counted = samples != mine_.samples;
+  mine_.epoch = epoch;
+  mine_.samples = samples;
+  mine_.samples_per_second = samples_per_second;
+  mine_.state_digest = state_digest;
+  mine_.resyncing = resyncing;
+  mine_.may_lead = may_lead;
+  if (my_digests_.record(epoch, state_digest))
+    disagreeing_checks_ = 0;  // we took another state: earlier checks no longer apply
+  return change;
+}
+
+std::optional<bool> progress_tracker::on_report(const progress_report& report, time_point now) {
+  if (report.swarm_id != options_.swarm_id || report.peer_id.size() != 32 ||
+      report.peer_id == options_.peer_id || report.epoch < 0 || report.samples < 0 ||
+      report.samples > max_reported_samples || !(report.samples_per_second >= 0) ||
+      report.samples_per_second > max_reported_rate)
+    return std::nullopt;
+  auto previous = reports_.find(report.peer_id);
+  const bool moved = previous == reports_.end() ||
+                     previous->second.report.epoch != report.epoch ||
+                     previous->second.report.may_lead != report.may_lead;
+  reports_[report.peer_id] = {report, now};
+  peer_digests_[report.peer_id].record(report.epoch, report.state_digest);
+  return moved;
+}
+
+void progress_tracker::keep_peers(const std::set<std::string>& peer_ids, int32_t swarm_size) {
+  std::erase_if(reports_, [&](const auto& entry) { return peer_ids.count(entry.first) == 0; });
+  std::erase_if(peer_digests_, [&](const auto& entry) { return peer_ids.count(entry.first) == 0; });
+  swarm_size_ = swarm_size;
+}
+
+progress_tracker::swarm_estimate progress_tracker::estimate(time_point now) const {
+  swarm_estimate out;
+  out.max_epoch = mine_.epoch;
+  out.swarm_size = swarm_size_;
+  out.samples_per_second = mine_.samples_per_second;
+  out.epoch_samples = static_cast<double>(mine_.samples);
+  for (const auto& [id, r] : reports_) {
+    if (!fresh(r, now))
+      continue;
+    ++out.peers_reported;
+    out.max_epoch = std::max(out.max_epoch, r.report.epoch);
+    out.samples_per_second += r.report.samples_per_second;
+    if (r.report.epoch == mine_.epoch)
+      out.epoch_samples += static_cast<double>(r.report.samples);
+  }
+  return out;
+}
+
+epoch_reports progress_tracker::epochs(time_point now) const {
+  epoch_reports out;
+  out.epochs[options_.peer_id] = mine_.epoch;
+  if (!mine_.may_lead)
+    out.not_leading.insert(options_.peer_id);
+  for (const auto& [id, r] : reports_)
+    if (fresh(r, now)) {
+      out.epochs[id] = r.report.epoch;
+      if (!r.report.may_lead)
+        out.not_leading.insert(id);
+    }
+  return out;
+}
+
+progress_tracker::decision progress_tracker::update(time_point now) {
+  const auto est = estimate(now);
+  // A peer already past our epoch means its round is over (matchmaking closed): averaging alone
+  // would set us apart from the swarm, so the trainer catches up instead, told at once.
+  if (est.max_epoch > mine_.epoch) {
+    mine_.ready = false;
+    if (behind_reported_ < est.max_epoch) {
+      behind_reported_ = est.max_epoch;
+      return {decision::kind::behind, est.max_epoch};
+    }
+    return {};
+  }
+  mine_.ready = est.epoch_samples >= static_cast<double>(options_.target_batch_size);
+  if (mine_.ready && signalled_epoch_ < mine_.epoch) {
+    signalled_epoch_ = mine_.epoch;
+    return {decision::kind::average, mine_.epoch};
+  }
+  return {};
+}
+
+// Judged at the newest epoch of ours that other fresh peers have reported too, and only where
+// that epoch's peers fit in one group (state_to_take).
+std::optional<progress_tracker::divergence> progress_tracker::check_agreement(time_point now) {
+  if (!options_.repair_splits)
+    return std::nullopt;
+  std::vector<state_digest_report> at_epoch;
+  int64_t epoch = 0;
+  uint64_t ours = 0;
+  const auto& my_entries = my_digests_.entries();
+  for (auto it = my_entries.rbegin(); it != my_entries.rend() && at_epoch.empty(); ++it) {
+    for (const auto& [id, history] : peer_digests_) {
+      auto report = reports_.find(id);
+      if (report == reports_.end() || !fresh(report->second, now))
+        continue;
+      if (auto digest = history.at(it->first))
+        at_epoch.push_back({id, *digest});
+    }
+    if (!at_epoch.empty()) {
+      epoch = it->first;
+      ours = it->second;
+      at_epoch.push_back({options_.peer_id, ours});
+    }
+  }
+  if (at_epoch.empty())
+    return std::nullopt;  // nothing to compare with yet: neither agreement nor disagreement
+  auto agreed = state_to_take(at_epoch, ours, options_.group_size);
+  if (!agreed) {
+    disagreeing_checks_ = 0;
+    return std::nullopt;
+  }
+  if (++disagreeing_checks_ < 2)
+    return std::nullopt;
+  return divergence{std::move(*agreed), epoch, at_epoch.size(), disagreeing_checks_ == 2};
+}
+
+progress_tracker::state_sources progress_tracker::rank_state_sources(
+  const std::vector<std::string>& candidates, time_point now) const {
+  struct source {
+    bool resyncing;
+    int64_t epoch;
+    const std::string* id;
+  };
+  std::vector<source> ranked;
+  bool someone_in_sync = false;
+  bool lowest_resyncing = mine_.resyncing;
+  for (const auto& id : candidates) {
+    auto it = reports_.find(id);
+    if (it == reports_.end() || !fresh(it->second, now)) {
+      ranked.push_back({true, -1, &id});
+      continue;
+    }
+    const auto& report = it->second.report;
+    ranked.push_back({report.resyncing, report.epoch, &id});
+    if (!report.resyncing && report.epoch >= mine_.epoch)
+      someone_in_sync = true;
+    if (report.resyncing && id < options_.peer_id)
+      lowest_resyncing = false;
+  }
+  std::stable_sort(ranked.begin(), ranked.end(), [](const source& a, const source& b) {
+    return a.resyncing != b.resyncing ? !a.resyncing : a.epoch > b.epoch;
+  });
+  state_sources out;
+  for (const auto& s : ranked)
+    out.peer_ids.push_back(*s.id);
+  out.keep_own_state = mine_.resyncing && !someone_in_sync && lowest_resyncing;
+  return out;
+}
+
+} // namespace ddactor
