@@ -56,6 +56,15 @@ struct swarm_round_info {
   uint64_t bytes_received = 0;
 };
 
+// What the swarm half of the trainer is doing besides training, one thing at a time.
+enum class swarm_phase : uint8_t {
+  joining,      // learning where the swarm is before the first batch (batches wait)
+  training,     // batches train into the epoch
+  averaging,    // the epoch's round runs (batches wait, or train into the next epoch: overlap)
+  missed,       // the swarm averaged this epoch without us: batches wait for its next state
+  downloading,  // taking the swarm's state (batches wait)
+};
+
 struct trainer_state {
   trainer_options options;
   std::unique_ptr<model_trainer> model;
@@ -83,14 +92,15 @@ struct trainer_state {
   double samples_per_second = 0;
   clock_type::time_point last_batch = clock_type::now();
   int64_t ready_epoch = -1;
-  bool averaging = false;
+  swarm_phase phase = swarm_phase::training;
+  // A failed download returns to the phase it left (missed, joining or training).
+  swarm_phase phase_before_download = swarm_phase::training;
   // The epoch being averaged, kept apart from the next one's samples, which accumulate meanwhile
   // with averaging.overlap (0 outside a round).
   int64_t round_samples = 0;
   double round_loss = 0;
-  // The epoch whose round the swarm formed without this peer (-1: none): batches wait until the
-  // swarm's next state is downloaded, or until missed_deadline (the swarm may have gone).
-  int64_t missed_epoch = -1;
+  // Missed: batches wait until the swarm's next state is downloaded, or until missed_deadline
+  // (the swarm may have gone).
   clock_type::time_point missed_deadline;
   std::deque<std::shared_ptr<const training_batch>> waiting_batches;
   bool drain_pending = false;  // a drain_atom to itself is on its way
@@ -98,10 +108,8 @@ struct trainer_state {
   swarm_round_info last_round;
   std::unique_ptr<outer_nesterov> outer;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
-  bool downloading = false;
   // A peer started with initial_peers trains only once it knows where the swarm is (it may be
-  // far ahead): until the others' reports arrive, or until join_deadline.
-  bool joining = false;
+  // far ahead): joining until the others' reports arrive, or until join_deadline.
   clock_type::time_point join_deadline;
   // Stepped alone while others exist and the state cannot be compared by digest (a lossy state
   // transfer): a download from a peer that holds the swarm's state is due.
@@ -161,9 +169,14 @@ bool overlapping(const trainer_state& st) {
 bool batches_wait(const trainer_state& st) {
   const int64_t overlap_limit = std::min<int64_t>(
     2 * st.round_samples, std::max<int64_t>(st.options.config.train.target_batch_size, 1));
-  const bool round_blocks =
-    st.averaging && (!overlapping(st) || st.epoch_samples >= overlap_limit);
-  return round_blocks || st.downloading || st.joining || st.missed_epoch == st.progress.epoch;
+  switch (st.phase) {
+    case swarm_phase::training: return false;
+    case swarm_phase::averaging: return !overlapping(st) || st.epoch_samples >= overlap_limit;
+    case swarm_phase::joining:
+    case swarm_phase::missed:
+    case swarm_phase::downloading: return true;
+  }
+  return true;
 }
 
 // The step count the limits and logs refer to: epochs in a swarm, optimizer steps alone.
@@ -621,10 +634,11 @@ void back_off_catching_up(trainer_state& st) {
 void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
               std::vector<caf::actor> candidates) {
   auto& st = self->state;
-  if (st.downloading || st.averaging || st.finishing || candidates.empty() ||
-      clock_type::now() < st.catch_up_not_before)
+  if (st.phase == swarm_phase::downloading || st.phase == swarm_phase::averaging ||
+      st.finishing || candidates.empty() || clock_type::now() < st.catch_up_not_before)
     return;
-  st.downloading = true;
+  st.phase_before_download = st.phase;
+  st.phase = swarm_phase::downloading;
   peer_health::global().set(peer_health::activity::downloading_state, why);
   spdlog::info("epoch {}: {}; downloading the swarm's state (epoch >= {})", st.progress.epoch, why,
                min_epoch);
@@ -642,7 +656,7 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
     .then(
       [=](const state_download_result& result) {
         auto& st = self->state;
-        st.downloading = false;
+        st.phase = st.phase_before_download;
         try {
           auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
           st.model->discard_accumulation();
@@ -658,6 +672,7 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
                        epoch, result.bytes->size() / 1e6, seconds, result.resumes);
           st.resync_needed = false;
           st.catch_up_backoff = std::chrono::milliseconds(0);
+          st.phase = swarm_phase::training;  // at the swarm's epoch: joined, nothing missed
           report_progress(self);
           serve_state(self);
         } catch (const std::exception& e) {
@@ -669,7 +684,7 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
       },
       [=](const caf::error& err) {
         auto& st = self->state;
-        st.downloading = false;
+        st.phase = st.phase_before_download;
         back_off_catching_up(st);
         spdlog::warn("state download failed: {}; next attempt in {} ms at the earliest",
                      self->system().render(err), st.catch_up_backoff.count());
@@ -687,7 +702,7 @@ void train_in_swarm(trainer_pointer self, const training_batch& batch) {
   double loss = 0;
   if (averaging_mode(st) == "gradients") {
     loss = st.model->accumulate(batch);
-    if (st.averaging) {
+    if (st.phase == swarm_phase::averaging) {
       st.metrics.overlapped_samples.inc(batch.count);
       st.window_overlapped += batch.count;
       st.samples_overlapped += batch.count;
@@ -783,7 +798,7 @@ void finish_joining(trainer_pointer self, const swarm_progress& view) {
   const bool heard = view.swarm_size > 1 && view.peers_reported > 0;
   if (!heard && clock_type::now() < st.join_deadline)
     return;
-  st.joining = false;
+  st.phase = swarm_phase::training;
   if (heard)
     spdlog::info("joined a swarm of {} peers at epoch {} (this peer: epoch {})", view.swarm_size,
                  view.max_epoch, st.progress.epoch);
@@ -822,10 +837,9 @@ void train_batch(trainer_pointer self, std::shared_ptr<const training_batch> bat
 // progress actor reports the swarm ahead as soon as one peer is) and trains on from there.
 void miss_round(trainer_pointer self) {
   auto& st = self->state;
-  st.averaging = false;
+  st.phase = swarm_phase::missed;
   st.round_samples = 0;
   st.round_loss = 0;
-  st.missed_epoch = st.progress.epoch;
   const auto& averaging = st.options.config.averaging;
   st.missed_deadline =
     clock_type::now() + std::chrono::milliseconds(static_cast<int64_t>(
@@ -839,10 +853,9 @@ void miss_round(trainer_pointer self) {
 // The swarm reached the target for this epoch: average, then apply.
 void start_round(trainer_pointer self) {
   auto& st = self->state;
-  if (st.averaging || st.downloading || st.finishing || st.epoch_samples == 0 ||
-      st.missed_epoch == st.progress.epoch)
+  if (st.phase != swarm_phase::training || st.finishing || st.epoch_samples == 0)
     return;
-  st.averaging = true;
+  st.phase = swarm_phase::averaging;
   peer_health::global().set(peer_health::activity::averaging,
                             "epoch " + std::to_string(st.progress.epoch));
   const auto& mode = averaging_mode(st);
@@ -890,7 +903,7 @@ void start_round(trainer_pointer self) {
           self->quit(make_error(errc::training_failed, readable_error(e)));
           return;
         }
-        st.averaging = false;
+        st.phase = swarm_phase::training;
         peer_health::global().set(peer_health::activity::training);
         if (st.resync_needed)
           catch_up(self, st.progress.epoch, "the last round had no partner",
@@ -925,7 +938,8 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                trained_model_name(*st.model), st.model->parameters().size(),
                st.swarm ? "epoch" : "step", current_step(st));
   if (st.swarm) {
-    st.joining = !st.options.config.network.initial_peers.empty();
+    if (!st.options.config.network.initial_peers.empty())
+      st.phase = swarm_phase::joining;
     st.join_deadline = clock_type::now() + join_wait(st.options.config);
     refresh_state_digest(st);
     caf::anon_send(st.options.progress, attach_atom_v, caf::actor_cast<caf::actor>(self));
@@ -985,16 +999,16 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     [=](const swarm_progress& view) {
       auto& st = self->state;
       st.swarm_view = view;
-      if (st.joining)
+      if (st.phase == swarm_phase::joining)
         finish_joining(self, view);
       if (view.swarm_size <= 1)
         st.resync_needed = false;  // nobody to differ from: this peer's state is the swarm's
-      if (st.missed_epoch == st.progress.epoch &&
+      if (st.phase == swarm_phase::missed &&
           (view.swarm_size <= 1 || clock_type::now() >= st.missed_deadline)) {
         spdlog::warn("epoch {}: the swarm did not move past the round it formed without this "
                      "peer; training on",
                      st.progress.epoch);
-        st.missed_epoch = -1;
+        st.phase = swarm_phase::training;
       }
       if (st.resync_needed && view.keep_own_state) {
         spdlog::info("epoch {}: every peer stepped alone in the last round; this one has the "
@@ -1009,7 +1023,8 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
         catch_up(self, view.max_epoch, "the swarm is ahead", view.state_servers);
       else if (st.resync_needed)
         catch_up(self, st.progress.epoch, "the last round had no partner", view.state_servers);
-      else if (!st.agreeing_servers.empty() && !st.averaging && !st.downloading)
+      else if (!st.agreeing_servers.empty() && st.phase != swarm_phase::averaging &&
+               st.phase != swarm_phase::downloading)
         catch_up(self, st.progress.epoch, "the weights differ from the swarm's",
                  std::exchange(st.agreeing_servers, {}));
       drain_waiting_batches(self);

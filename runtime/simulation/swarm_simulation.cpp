@@ -171,6 +171,8 @@ struct sim_peer {
   epoch_reports reports;
   std::vector<std::optional<reported_state>> digests;  // by peer index
   std::set<uint32_t> dialing;
+  std::shared_ptr<const std::vector<peer_info>> known;  // see known_list()
+  seconds known_at = 0;
   // Training state.
   int64_t epoch = 0;
   std::vector<float> state;
@@ -322,6 +324,7 @@ private:
     p.reports = {};
     p.digests.assign(peers_.size(), std::nullopt);
     p.dialing.clear();
+    p.known.reset();
     p.leader = std::make_unique<matchmaking_leader>(p.id, config_.group_size);
     p.tickets.clear();
     p.round.reset();
@@ -417,8 +420,16 @@ private:
 
   // ---- Membership ----------------------------------------------------------------------------
 
-  std::shared_ptr<const std::vector<peer_info>> known_list(const sim_peer& p) const {
-    return std::make_shared<const std::vector<peer_info>>(p.view->other_infos());
+  // The known list that hello replies and gossip carry. Rebuilt at most every 100 ms of virtual
+  // time and shared by the messages in flight: 1000 peers dialing each other at once would
+  // otherwise hold a million copies of a 1000-entry list (the product sends them all; the
+  // simulation only needs their contents).
+  std::shared_ptr<const std::vector<peer_info>> known_list(sim_peer& p) {
+    if (!p.known || clock_ - p.known_at >= 0.1) {
+      p.known = std::make_shared<const std::vector<peer_info>>(p.view->other_infos());
+      p.known_at = clock_;
+    }
+    return p.known;
   }
 
   std::size_t list_bytes(const std::shared_ptr<const std::vector<peer_info>>& known) const {
@@ -997,7 +1008,7 @@ private:
     const auto key = std::make_pair(round_id, member);
     contributions_[key] = values;
     contribution_order_.push_back(key);
-    while (contribution_order_.size() > 200000) {
+    while (contribution_order_.size() > 50000) {
       contributions_.erase(contribution_order_.front());
       contribution_order_.pop_front();
     }
