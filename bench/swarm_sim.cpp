@@ -4,7 +4,7 @@
 // it runs. The same command prints the same report, byte for byte (stdout); the wall-clock cost
 // goes to stderr. Exit status 1 when an invariant was violated.
 //
-//   ddactor_swarm_sim --peers 100 --seed 7 --minutes 5 [--churn 0.1] [--loss 0.005]
+//   ddactor_swarm_sim --peers 100 --seed 7 --minutes 5 [--joiners 0.1] [--churn 0.1] [--loss 0.005]
 //       [--slow 0.1] [--partition] [--group-size 16] [--length 256]
 //   ddactor_swarm_sim --figures    the figures: N = 10, 100, 1000 under 10% churn
 #include <CLI/CLI.hpp>
@@ -40,6 +40,7 @@ int figures(const swarm_simulation_config& base) {
     auto config = base;
     config.peers = n;
     config.churn_per_minute = 0.1;
+    config.joiners = 0.1;
     config.minutes = n >= 1000 ? 2 : 5;
     const auto started = std::chrono::steady_clock::now();
     const auto report = ddactor::run_swarm_simulation(config);
@@ -69,8 +70,14 @@ int main(int argc, char** argv) {
   app.add_option("--peers", config.peers, "virtual peers")->capture_default_str();
   app.add_option("--seed", config.seed, "seed of every random choice")->capture_default_str();
   app.add_option("--minutes", config.minutes, "virtual minutes")->capture_default_str();
+  app.add_option("--joiners", config.joiners, "share of the peers that join during the first half")
+    ->capture_default_str();
   app.add_option("--churn", config.churn_per_minute,
                  "share of the peers that crash per minute (each restarts)")
+    ->capture_default_str();
+  app.add_option("--restart-seconds", config.restart_seconds,
+                 "a crashed peer's mean downtime")->capture_default_str();
+  app.add_option("--chunk", config.chunk_elements, "elements per all-reduce chunk")
     ->capture_default_str();
   app.add_option("--loss", config.loss, "probability that a control message is lost")
     ->capture_default_str();
@@ -79,6 +86,7 @@ int main(int argc, char** argv) {
   app.add_option("--group-size", config.group_size, "averaging.group_size")->capture_default_str();
   app.add_option("--length", config.vector_length, "elements each peer contributes")
     ->capture_default_str();
+  app.add_flag("--trace", config.trace, "print every peer's phase changes");
   app.add_flag("--partition", partition, "cut a third of the peers off for the middle fifth");
   app.add_flag("--figures", run_figures, "N = 10, 100, 1000 under 10% churn per minute");
   CLI11_PARSE(app, argc, argv);

@@ -231,12 +231,19 @@ public:
 
   swarm_simulation_report run() {
     const seconds end = config_.minutes * 60;
+    // Joiners come during the first half; the others (at least two) start the swarm.
+    std::vector<bool> joiner(peers_.size(), false);
+    for (std::size_t i = 2; i < peers_.size(); ++i)
+      joiner[i] = uniform(0, 1) < config_.joiners;
     for (auto& p : peers_)
-      start_peer(p, 0, true);
+      if (joiner[p.index])
+        schedule(uniform(0.05, 0.5) * end, p.index, 0, restart_event{});
+      else
+        start_peer(p, 0, true);
     for (auto& p : peers_)
-      for (auto b : p.bootstrap)
-        dial(p, b);
-    min_up_this_minute_ = up_;
+      if (!joiner[p.index])
+        for (auto b : p.bootstrap)
+          dial(p, b);
     for (int m = 1; m <= static_cast<int>(std::ceil(config_.minutes)); ++m)
       schedule(m * 60.0, 0, 0, minute_event{});
     if (config_.churn_per_minute > 0)
@@ -305,6 +312,11 @@ private:
       report_.violations.push_back(fmt::format("t={:.3f}s: {}", clock_, what));
   }
 
+  void trace(const sim_peer& p, const std::string& what) {
+    if (config_.trace)
+      text_ += fmt::format("t={:.3f}s peer {} epoch {}: {}\n", clock_, p.index, p.epoch, what);
+  }
+
   // ---- Lifecycle -----------------------------------------------------------------------------
 
   peer_info info_of(const sim_peer& p) const {
@@ -315,6 +327,9 @@ private:
   void start_peer(sim_peer& p, seconds when, bool initial) {
     ++p.incarnation;
     p.now = initial ? phase::training : phase::joining;
+    trace(p, initial ? "started" : "joining the swarm");
+    if (!initial)
+      ++report_.joins;
     swarm_member self;
     self.info = info_of(p);
     swarm_view_timing timing;
@@ -336,6 +351,8 @@ private:
     p.propagated = false;
     known_by_[p.index] = 0;
     ++up_;
+    if (2 * up_ > peers_.size() && majority_since_ == never)
+      majority_since_ = when;
     if (initial) {
       p.epoch = 0;
       p.state.assign(config_.vector_length, 0.0f);
@@ -374,12 +391,14 @@ private:
         if (m.info.incarnation == other.incarnation && known_by_[other.index] > 0)
           --known_by_[other.index];
       }
+    trace(p, "crashed");
     p.now = phase::down;
     p.round.reset();
     p.view.reset();
     p.wait_bound = never;
     --up_;
-    min_up_this_minute_ = std::min(min_up_this_minute_, up_);
+    if (2 * up_ <= peers_.size())
+      majority_since_ = never;
     ++crashes_;
     schedule(clock_ + std::max(1.0, -config_.restart_seconds * std::log(1 - uniform(0, 0.999))),
              p.index, 0, restart_event{});
@@ -590,8 +609,18 @@ private:
       return false;
     std::vector<state_digest_report> reports{{p.id, digest_of(p)}};
     for (uint32_t i = 0; i < p.digests.size(); ++i)
-      if (p.digests[i] && p.digests[i]->epoch == p.epoch)
+      if (p.digests[i] && p.digests[i]->epoch == p.epoch) {
         reports.push_back({peers_[i].id, p.digests[i]->digest});
+        const auto& other = peers_[i];
+        // Invariant 4: the same epoch and digest, the same values (checked while the other
+        // still holds the state it reported; a download may have replaced it since).
+        if (p.digests[i]->digest == reports[0].digest && other.epoch == p.epoch &&
+            other.now != phase::down && other.now != phase::joining &&
+            digest_of(other) == reports[0].digest && other.state != p.state)
+          violation(fmt::format("peers {} and {} report epoch {} and digest {:016x} but hold "
+                                "different values",
+                                p.index, i, p.epoch, reports[0].digest));
+      }
     if (reports.size() < 3)
       return false;
     p.repair_checked = true;
@@ -603,6 +632,7 @@ private:
   }
 
   void download(sim_peer& p, uint32_t from) {
+    trace(p, fmt::format("downloading from {}", from));
     p.now = phase::downloading;
     p.round.reset();
     p.wait_bound = clock_ + config_.request_timeout + 30;
@@ -633,6 +663,7 @@ private:
   // ---- Training and matchmaking, member side ---------------------------------------------------
 
   void begin_epoch(sim_peer& p) {
+    trace(p, "training");
     p.now = phase::training;
     p.repair_checked = false;
     p.wait_bound = never;
@@ -641,7 +672,10 @@ private:
       p.reports.not_leading.erase(p.id);
     else
       p.reports.not_leading.insert(p.id);
-    max_epoch_ = std::max(max_epoch_, p.epoch);
+    if (p.epoch > max_epoch_) {
+      max_epoch_ = p.epoch;
+      last_advance_ = clock_;
+    }
     timer(p, config_.epoch_seconds * uniform(0.95, 1.05), timer_kind::compute_done,
           static_cast<uint64_t>(p.epoch));
   }
@@ -674,6 +708,7 @@ private:
     }
     const auto attempt = ++p.join_attempt;
     const uint32_t to = ids_.at(leader);
+    trace(p, fmt::format("joining leader {}", to));
     p.failed_leaders.insert(leader);  // answered or not, not asked twice
     send(p, to, control_bytes, join_message{p.index, p.epoch, p.weight, attempt}, true);
     timer(p, p.join_deadline - clock_ + config_.request_timeout, timer_kind::join_timeout,
@@ -687,6 +722,7 @@ private:
     switch (m.verdict) {
       case verdict::accepted: start_round(p, m.group); return;
       case verdict::closed:  // the round formed without this peer: take the swarm's next state
+        trace(p, "missed the round");
         p.now = phase::missed;
         p.wait_bound = clock_ + 2 * config_.matchmaking_time + config_.allreduce_timeout + 1;
         ++report_.rounds_missed;
@@ -844,6 +880,7 @@ private:
   }
 
   void end_round(sim_peer& p, round_result result, const round_done* done) {
+    trace(p, fmt::format("round ended: {}", to_string(result)));
     switch (result) {
       case round_result::averaged: ++report_.rounds_averaged; break;
       case round_result::alone: ++report_.rounds_alone; break;
@@ -910,12 +947,14 @@ private:
       case timer_kind::missed_wait:
         if (p.now == phase::missed && static_cast<int64_t>(t.arg) == p.epoch) {
           // The swarm did not move on: train on from here.
+          trace(p, "the swarm did not move on; training on");
           ++p.epoch;
           begin_epoch(p);
         }
         return;
       case timer_kind::download_timeout:
         if (p.now == phase::downloading) {
+          trace(p, "download timed out");
           p.now = phase::joining;  // try again with whoever is reported next
           p.wait_bound = never;
           after_reports(p);
@@ -944,8 +983,6 @@ private:
   void on_minute() {
     const int minute = static_cast<int>(std::lround(clock_ / 60));
     const seconds end = config_.minutes * 60;
-    const bool partition_overlaps =
-      config_.partition && clock_ - 60 < 0.6 * end && clock_ > 0.4 * end;
     int64_t lowest = std::numeric_limits<int64_t>::max(), highest = 0;
     for (const auto& p : peers_)
       if (p.now != phase::down) {
@@ -954,20 +991,25 @@ private:
       }
     if (up_ == 0)
       lowest = 0;
-    // Invariant 4.
-    if (minute >= 2 && 2 * min_up_this_minute_ > peers_.size() && !partition_overlaps &&
-        max_epoch_ <= max_epoch_at_last_minute_)
-      violation(fmt::format("the swarm's highest epoch stayed at {} for a minute with {} of {} "
-                            "peers up",
-                            max_epoch_, min_up_this_minute_, peers_.size()));
+    // Invariant 5: with a majority up and no partition, the highest epoch advances within the
+    // longest wait the protocol's own deadlines allow, twice over: an epoch's compute, a missed
+    // round's wait for the swarm's next state (2 x matchmaking_time + allreduce_timeout).
+    const seconds stall_bound =
+      2 * (config_.epoch_seconds + 2 * config_.matchmaking_time + config_.allreduce_timeout);
+    const bool partition_now = config_.partition && clock_ >= 0.4 * end && clock_ < 0.6 * end;
+    seconds reference = std::max(last_advance_, majority_since_);
+    if (config_.partition && clock_ >= 0.6 * end)
+      reference = std::max(reference, 0.6 * end);
+    if (2 * up_ > peers_.size() && !partition_now && clock_ - reference > stall_bound)
+      violation(fmt::format("the swarm's highest epoch stayed at {} for {:.0f} s with a majority "
+                            "up ({} of {} now)",
+                            max_epoch_, clock_ - reference, up_, peers_.size()));
     text_ += fmt::format(
       "minute {:3}: up {}/{}, epochs {}..{}, rounds averaged {} alone {} failed {} missed {}, "
       "downloads {}, suspicions {} (false {}), crashes {}\n",
       minute, up_, peers_.size(), lowest, highest, report_.rounds_averaged, report_.rounds_alone,
       report_.rounds_failed, report_.rounds_missed, report_.downloads, report_.suspicions,
       report_.false_suspicions, crashes_);
-    max_epoch_at_last_minute_ = max_epoch_;
-    min_up_this_minute_ = up_;
   }
 
   void finish_report(seconds end) {
@@ -989,6 +1031,7 @@ private:
       report_.events, report_.rounds_averaged, report_.rounds_alone, report_.rounds_failed,
       report_.rounds_missed, report_.downloads, report_.suspicions, report_.false_suspicions,
       crashes_);
+    text_ += fmt::format("joins {} (restarts included)\n", report_.joins);
     text_ += fmt::format(
       "figures: gossip {:.0f} bytes per peer per second, a join reaches every view in {:.2f} s "
       "(max {:.2f} s, {} joins), {:.2f} epochs per minute\n",
@@ -1022,10 +1065,10 @@ private:
   uint64_t sequence_ = 0;
   seconds clock_ = 0;
   std::size_t up_ = 0;
-  std::size_t min_up_this_minute_ = 0;
+  seconds majority_since_ = never;  // since when more than half of the peers are up
+  seconds last_advance_ = 0;        // when the highest epoch last grew
   uint64_t crashes_ = 0;
   int64_t max_epoch_ = 0;
-  int64_t max_epoch_at_last_minute_ = -1;
   double gossip_bytes_ = 0;
   std::vector<std::size_t> known_by_;
   std::vector<double> propagation_;
@@ -1046,8 +1089,10 @@ swarm_simulation_report run_swarm_simulation(const swarm_simulation_config& conf
 
 std::string replay_command(const swarm_simulation_config& c) {
   return fmt::format(
-    "ddactor_swarm_sim --peers {} --seed {} --minutes {} --churn {} --loss {} --slow {}{}",
-    c.peers, c.seed, c.minutes, c.churn_per_minute, c.loss, c.slow_fraction,
+    "ddactor_swarm_sim --peers {} --seed {} --minutes {} --joiners {} --churn {} --loss {} "
+    "--restart-seconds {} --slow {} --group-size {} --length {} --chunk {}{}",
+    c.peers, c.seed, c.minutes, c.joiners, c.churn_per_minute, c.loss, c.restart_seconds,
+    c.slow_fraction, c.group_size, c.vector_length, c.chunk_elements,
     c.partition ? " --partition" : "");
 }
 

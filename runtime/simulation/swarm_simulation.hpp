@@ -31,8 +31,11 @@
 //      members of its last attempt (to float rounding);
 //   2. members that complete the same round with the same member set hold the same digest;
 //   3. no peer waits past its deadlines (matchmaking, round, download);
-//   4. while a majority of the peers is up and no partition is active, the swarm's highest
-//      epoch advances every virtual minute.
+//   4. peers that report the same epoch and state digest hold the same values;
+//   5. while a majority of the peers is up and no partition is active, the swarm's highest
+//      epoch advances within twice the longest wait the protocol's deadlines allow (an epoch's
+//      compute plus a missed round's wait: 2 x matchmaking_time + allreduce_timeout), checked
+//      every virtual minute.
 
 #include <cstddef>
 #include <cstdint>
@@ -49,6 +52,7 @@ struct swarm_simulation_config {
   std::size_t chunk_elements = 64;
   std::size_t group_size = 16;
   double epoch_seconds = 10;       // compute per epoch
+  double joiners = 0;              // share of the peers that join during the first half
   double churn_per_minute = 0;     // share of the peers that crash per minute (each restarts)
   double restart_seconds = 20;     // a crashed peer's downtime, on average
   double loss = 0;                 // probability that a control message is lost
@@ -66,6 +70,8 @@ struct swarm_simulation_config {
   /// For the simulator's own test: one member's round result is changed, which invariant 1
   /// must report.
   bool inject_wrong_result = false;
+  /// Adds a line per phase change of every peer to the report (for replaying a failing seed).
+  bool trace = false;
 };
 
 struct swarm_simulation_report {
@@ -84,6 +90,7 @@ struct swarm_simulation_report {
   std::uint64_t rounds_failed = 0;
   std::uint64_t rounds_missed = 0;
   std::uint64_t downloads = 0;
+  std::uint64_t joins = 0;  // peers that joined a running swarm (restarts included)
   std::uint64_t suspicions = 0;
   std::uint64_t false_suspicions = 0;  // of a peer that was up
 };

@@ -18,6 +18,7 @@ swarm_simulation_config small_swarm(uint64_t seed) {
   config.vector_length = 48;
   config.chunk_elements = 16;
   config.group_size = 4 + seed % 5;  // sometimes smaller than the swarm: several groups
+  config.joiners = (seed % 3) * 0.15;
   config.churn_per_minute = (seed % 4) * 0.1;
   config.restart_seconds = 10;
   config.loss = seed % 3 == 0 ? 0.02 : 0.0;
