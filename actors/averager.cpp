@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "actors/local_control.hpp"
 #include "actors/averaging_group.hpp"
 #include "actors/compressor.hpp"
 #include "monitoring/ddactor_metrics.hpp"
@@ -343,6 +344,8 @@ caf::behavior averager(averager_pointer self, averager_options options) {
   return {
     [=](view_atom, const std::vector<swarm_member>& view) {
       auto& st = self->state;
+      if (refuse_remote(self, "averager", "view"))
+        return;
       st.members.clear();
       for (const auto& m : view)
         if (m.info.swarm_id == st.options.swarm_id)
@@ -370,11 +373,15 @@ caf::behavior averager(averager_pointer self, averager_options options) {
     },
     [=](peer_epochs& epochs) {
       auto& st = self->state;
+      if (refuse_remote(self, "averager", "epochs"))
+        return;
       st.reports = {std::move(epochs.by_peer), std::move(epochs.not_leading)};
       assign(self, st.leader->close_full_rounds(knowledge(st)));
     },
     [=](average_atom, average_request& request) -> caf::result<average_outcome> {
       auto& st = self->state;
+      if (refuse_remote(self, "averager", "average"))
+        return make_error(errc::invalid_message, "averager: for this peer's trainer only");
       if (st.current)
         return make_error(errc::invalid_message, "an averaging request is already running");
       if (!request.values || request.values->empty() || !(request.weight > 0))
@@ -399,8 +406,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
     [=](link_rate_atom, double download_bytes, double download_seconds, double upload_bytes,
         double upload_rate) {
       // Only this peer's own group actors measure its link.
-      const auto& sender = self->current_sender();
-      if (!sender || sender->node() != self->node())
+      if (refuse_remote(self, "averager", "link rate"))
         return;
       auto& rates = self->state.link_rates;
       rates.add_download(download_bytes, download_seconds);
@@ -411,9 +417,12 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       metric.with({"used"}).set(self->state.options.link_rate > 0 ? self->state.options.link_rate
                                                                   : rates.limiting());
     },
-    [=](timeout_atom, int64_t epoch) { assign(self, self->state.leader->close(epoch)); },
+    [=](timeout_atom, int64_t epoch) {
+      if (!refuse_remote(self, "averager", "timeout"))
+        assign(self, self->state.leader->close(epoch));
+    },
     [=](attach_atom, caf::actor& membership) {
-      if (self->current_sender() && self->current_sender()->node() == self->node())
+      if (!refuse_remote(self, "averager", "attach"))
         self->state.membership = std::move(membership);
     },
   };

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "actors/local_control.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/actor_ticks.hpp"
 #include "runtime/allreduce/butterfly_round.hpp"
@@ -329,10 +330,16 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
         act(self, st.round->member_gone(m));
   });
   return {
-    [=](group_assignment& assignment) { start_round(self, std::move(assignment)); },
+    // From this peer's averager (the leader's answer to its join), never from the leader.
+    [=](group_assignment& assignment) {
+      if (!refuse_remote(self, "averaging_group", "assignment"))
+        start_round(self, std::move(assignment));
+    },
     [=](chunk_atom, allreduce_chunk& chunk) { handle_chunk(self, chunk); },
     [=](compressor_result& result) {
       auto& st = self->state;
+      if (refuse_remote(self, "averaging_group", "coded chunk"))
+        return;
       auto it = st.job_compressor.find(result.tag);
       if (it == st.job_compressor.end() || !st.round)
         return;
@@ -363,6 +370,8 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
     },
     [=](tick_atom) {
       auto& st = self->state;
+      if (refuse_remote(self, "averaging_group", "tick"))
+        return;
       const auto now = clock_type::now();
       const bool done = st.round && st.round->state() == butterfly_round::status::done;
       if (!done && now >= st.deadline) {

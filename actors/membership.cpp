@@ -11,6 +11,7 @@
 
 #include "caf/io/middleman.hpp"
 
+#include "actors/local_control.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/swarm_status.hpp"
 #include "runtime/errors.hpp"
@@ -294,7 +295,10 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
             st.view->forget_candidates_at(address);
             return;
           }
-        self->request(reached, timeout, hello_atom_v, st.view->self())
+        // Only a bootstrap dial asks for the known list: a peer dialed because gossip named it
+        // has nothing to teach that gossip does not (1000 peers dialing each other would
+        // otherwise trade a million 1000-entry lists).
+        self->request(reached, timeout, hello_atom_v, st.view->self(), bootstrap)
           .then(
             [=](swarm_member& them, std::vector<peer_info>& known) {
               on_hello_reply(self, address, reached, std::move(them), std::move(known));
@@ -470,7 +474,8 @@ caf::behavior membership(membership_pointer self, membership_options options) {
   });
   start_listening(self);
   return {
-    [=](hello_atom, swarm_member& them) -> caf::result<swarm_member, std::vector<peer_info>> {
+    [=](hello_atom, swarm_member& them,
+        bool want_known) -> caf::result<swarm_member, std::vector<peer_info>> {
       auto& st = self->state;
       if (auto reason = validate_peer_info(them.info)) {
         reject(self, *reason, "hello");
@@ -494,8 +499,11 @@ caf::behavior membership(membership_pointer self, membership_options options) {
         return rejection_error(rejection::stale_incarnation);
       }
       publish_view(self);
-      auto known = st.view->other_infos();
-      std::erase_if(known, [&](const peer_info& p) { return p.peer_id == them.info.peer_id; });
+      std::vector<peer_info> known;
+      if (want_known) {
+        known = st.view->other_infos();
+        std::erase_if(known, [&](const peer_info& p) { return p.peer_id == them.info.peer_id; });
+      }
       return {st.view->self(), std::move(known)};
     },
     [=](gossip_atom, peer_info& from, std::vector<peer_info>& known) {
@@ -549,13 +557,15 @@ caf::behavior membership(membership_pointer self, membership_options options) {
         publish_view(self);
       }
     },
-    [=](tick_atom) { on_tick(self); },
+    [=](tick_atom) {
+      if (!refuse_remote(self, "membership", "tick"))
+        on_tick(self);
+    },
     // Local, from averaging groups: chunks from this peer arrived, which proves it alive (its
     // heartbeats may be queued behind those chunks).
     [=](alive_atom, const std::string& peer_id) {
       auto& st = self->state;
-      auto sender = self->current_sender();
-      if (!sender || sender->node() != self->node())
+      if (refuse_remote(self, "membership", "alive"))
         return;
       if (const auto* member = st.view->find(peer_id);
           member != nullptr && st.view->heard_from(peer_id, member->info.incarnation, clock::now()))
@@ -564,7 +574,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
     },
     [=](subscribe_atom, caf::actor& who) {
       auto& st = self->state;
-      if (!who)
+      if (refuse_remote(self, "membership", "subscribe") || !who)
         return;
       if (std::find(st.subscribers.begin(), st.subscribers.end(), who) == st.subscribers.end()) {
         st.subscribers.push_back(who);
@@ -574,6 +584,8 @@ caf::behavior membership(membership_pointer self, membership_options options) {
     },
     [=](attach_atom, caf::actor& progress, caf::actor& averager, caf::actor& state_server) {
       auto& st = self->state;
+      if (refuse_remote(self, "membership", "attach"))
+        return;
       auto own = st.view->self();
       own.progress = std::move(progress);
       own.averager = std::move(averager);
@@ -584,7 +596,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
       for (auto& member : st.view->members()) {
         if (member.info.peer_id == own.info.peer_id)
           continue;
-        self->request(member.membership, st.options.connect_timeout, hello_atom_v, own)
+        self->request(member.membership, st.options.connect_timeout, hello_atom_v, own, false)
           .then([](swarm_member&, std::vector<peer_info>&) {},
                 [=](caf::error& err) {
                   spdlog::debug("membership {}: re-announcing handles to {} failed: {}", me(self),
@@ -600,9 +612,16 @@ caf::behavior membership(membership_pointer self, membership_options options) {
         return make_error(errc::invalid_message, "membership: this peer keeps no status");
       return render_swarm_status_json(board->snapshot());
     },
-    [=](caf::get_atom) { return self->state.view->members(); },
+    // Local: the view holds every member's actor handles.
+    [=](caf::get_atom) -> caf::result<std::vector<swarm_member>> {
+      if (refuse_remote(self, "membership", "get"))
+        return make_error(errc::invalid_message, "membership: the view is for this peer only");
+      return self->state.view->members();
+    },
     [=](caf::get_atom, caf::ok_atom) -> caf::result<uint16_t> {
       auto& st = self->state;
+      if (refuse_remote(self, "membership", "get port"))
+        return make_error(errc::invalid_message, "membership: for this peer only");
       if (st.published)
         return st.view->self().info.port;
       auto promise = self->make_response_promise();

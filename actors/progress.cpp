@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 
+#include "actors/local_control.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/swarm_status.hpp"
 #include "runtime/message_types.hpp"
@@ -103,12 +104,18 @@ caf::behavior progress(progress_pointer self, progress_options options) {
                                               st.options.group_size});
   self->send(self, tick_atom_v);
   return {
-    [=](attach_atom, caf::actor trainer) { self->state.trainer = std::move(trainer); },
+    [=](attach_atom, caf::actor trainer) {
+      if (!refuse_remote(self, "progress", "attach"))
+        self->state.trainer = std::move(trainer);
+    },
     [=](attach_atom, caf::actor averager, caf::ok_atom) {
-      self->state.averager = std::move(averager);
+      if (!refuse_remote(self, "progress", "attach"))
+        self->state.averager = std::move(averager);
     },
     [=](view_atom, const std::vector<swarm_member>& view) {
       auto& st = self->state;
+      if (refuse_remote(self, "progress", "view"))
+        return;
       st.others.clear();
       st.state_servers.clear();
       std::set<std::string> peers;
@@ -128,6 +135,8 @@ caf::behavior progress(progress_pointer self, progress_options options) {
     [=](progress_atom, int64_t epoch, int64_t samples, double samples_per_second,
         uint64_t state_digest, bool resyncing, bool may_lead) {
       auto& st = self->state;
+      if (refuse_remote(self, "progress", "own progress"))
+        return;
       const auto change = st.tracker->on_own_progress(epoch, samples, samples_per_second,
                                                       state_digest, resyncing, may_lead);
       if (st.options.status_board)
@@ -157,6 +166,8 @@ caf::behavior progress(progress_pointer self, progress_options options) {
     },
     [=](tick_atom) {
       auto& st = self->state;
+      if (refuse_remote(self, "progress", "tick"))
+        return;
       for (const auto& other : st.others)
         self->send(other, progress_atom_v, st.tracker->mine());
       update(self);

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/local_control.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/actor_ticks.hpp"
 #include "runtime/state_transfer.hpp"
@@ -121,6 +122,8 @@ caf::behavior state_server(caf::stateful_actor<state_server_state>* self,
     [=](caf::put_atom, const shared_bytes& bytes, int64_t epoch,
         const std::string& swarm_id) -> caf::result<state_manifest> {
       auto& st = self->state;
+      if (refuse_remote(self, "state_server", "put"))
+        return make_error(errc::invalid_message, "state server: states come from this peer only");
       if (!bytes)
         return make_error(errc::invalid_message, "state server was given no state (null buffer)");
       const auto now = clock_type::now();
@@ -166,6 +169,8 @@ caf::behavior state_server(caf::stateful_actor<state_server_state>* self,
       return promise;
     },
     [=](tick_atom) {
+      if (refuse_remote(self, "state_server", "tick"))
+        return;
       self->state.ticking = false;
       answer_waiting(self);
     },

@@ -587,10 +587,12 @@ void report_progress(trainer_pointer self, int64_t in_flight = 0) {
   auto& st = self->state;
   // During a round the epoch's samples still count (a peer whose view lags has yet to see the
   // epoch ready); the next epoch's, trained meanwhile, are reported once the round is applied.
-  caf::anon_send(st.options.progress, progress_atom_v, st.progress.epoch,
-                 st.round_samples + st.epoch_samples + in_flight, st.samples_per_second,
-                 st.state_digest,
-                 st.resync_needed, st.progress.epoch != st.downloaded_epoch);
+  // Sent as the trainer (not anonymously): progress takes its own peer's reports only from
+  // this process (actors/local_control.hpp).
+  caf::send_as(caf::actor_cast<caf::actor>(self), st.options.progress, progress_atom_v,
+               st.progress.epoch, st.round_samples + st.epoch_samples + in_flight,
+               st.samples_per_second, st.state_digest, st.resync_needed,
+               st.progress.epoch != st.downloaded_epoch);
 }
 
 // After every change of the shared weights (a round, a download, a restore); about 0.1 s per GB,
@@ -614,8 +616,13 @@ void serve_state(trainer_pointer self) {
     return;
   auto bytes = std::make_shared<const std::vector<char>>(encode_shared_state(
     *st.model, st.progress.epoch, st.outer.get(), st.options.config.averaging.state_compression));
-  caf::anon_send(st.options.state_server, caf::put_atom_v, shared_bytes(bytes),
-                 st.progress.epoch, st.options.swarm_id);
+  // A request, not an anonymous send: the state server takes states from this process only.
+  self->request(st.options.state_server, std::chrono::seconds(60), caf::put_atom_v,
+                shared_bytes(bytes), st.progress.epoch, st.options.swarm_id)
+    .then([](const state_manifest&) {},
+          [](const caf::error& err) {
+            spdlog::warn("the state server refused this epoch's state: {}", to_string(err));
+          });
 }
 
 // How long a peer started with initial_peers waits to hear from the swarm before it trains alone.
@@ -942,7 +949,8 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       st.phase = swarm_phase::joining;
     st.join_deadline = clock_type::now() + join_wait(st.options.config);
     refresh_state_digest(st);
-    caf::anon_send(st.options.progress, attach_atom_v, caf::actor_cast<caf::actor>(self));
+    caf::send_as(caf::actor_cast<caf::actor>(self), st.options.progress, attach_atom_v,
+                 caf::actor_cast<caf::actor>(self));
     report_progress(self);
     serve_state(self);
   }

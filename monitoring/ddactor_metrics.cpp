@@ -152,7 +152,12 @@ swarm_metrics::swarm_metrics(metrics_registry& r)
              .with()),
     rejected(r.counter("ddactor_swarm_rejected_messages_total",
                        "Membership messages from the network rejected by validation, by reason.",
-                       {"reason"})) {}
+                       {"reason"})),
+    remote_control_refused(r.counter(
+      "ddactor_remote_control_refused_total",
+      "Local control messages (attach, view, tick, timeout, ...) sent from another node and "
+      "refused, by receiving actor.",
+      {"actor"})) {}
 
 double unix_time_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
@@ -191,6 +196,7 @@ void register_ddactor_metrics(metrics_registry& registry) {
   state_transfer_metrics{registry};  // both results are children already
   swarm_metrics swarm{registry};
   create_children(swarm.left, labels::peer_removal_reasons);
+  create_children(swarm.remote_control_refused, labels::controlled_actors);
   registry.gauge("ddactor_build_info", "Always 1; the labels say which ddactor this is.",
                  {"version"})
     .with({version_string})

@@ -49,6 +49,10 @@ inline constexpr std::array<std::string_view, 4> peer_removal_reasons{"left", "d
                                                                        "restarted"};
 /// ddactor_state_downloads_total{result}
 inline constexpr std::array<std::string_view, 2> state_download_results{"ok", "failed"};
+/// ddactor_remote_control_refused_total{actor}: actors whose local control messages another
+/// node tried to send (actors/local_control.hpp).
+inline constexpr std::array<std::string_view, 5> controlled_actors{
+  "membership", "progress", "averager", "averaging_group", "state_server"};
 } // namespace metric_label_values
 
 /// The trainer's progress.
@@ -132,6 +136,8 @@ struct swarm_metrics {
   counter& suspected;            // ddactor_swarm_peers_suspected_total
   counter& splits;               // ddactor_swarm_splits_detected_total
   counter_family& rejected;      // ddactor_swarm_rejected_messages_total{reason}
+  /// ddactor_remote_control_refused_total{actor}: local control messages from another node.
+  counter_family& remote_control_refused;
 };
 
 /// Seconds since the Unix epoch, for *_timestamp_seconds gauges.

@@ -6,7 +6,8 @@
 //
 // Message table (atom, payload -> reply), one line per exchange:
 //
-//   membership  (hello, swarm_member)            -> (swarm_member, std::vector<peer_info>)
+//   membership  (hello, swarm_member, bool want_known) -> (swarm_member, std::vector<peer_info>)
+//                                                known list only when asked (bootstrap dials)
 //               (gossip, peer_info, std::vector<peer_info>)      heartbeat + view, no reply
 //               (leave, std::string peer_id)                     clean shutdown, no reply
 //   progress    (progress, progress_report)                      no reply

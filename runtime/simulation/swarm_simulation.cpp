@@ -41,6 +41,7 @@ swarm_view::time_point at_time(seconds t) {
 struct hello_message {
   uint32_t from = 0;
   bool reply = false;
+  bool want_known = false;  // a bootstrap dial asks for the known list
   std::shared_ptr<const std::vector<peer_info>> known;
 };
 struct heartbeat_message {  // membership's heartbeat with the progress report riding on it
@@ -243,7 +244,7 @@ public:
     for (auto& p : peers_)
       if (!joiner[p.index])
         for (auto b : p.bootstrap)
-          dial(p, b);
+          dial(p, b, true);
     for (int m = 1; m <= static_cast<int>(std::ceil(config_.minutes)); ++m)
       schedule(m * 60.0, 0, 0, minute_event{});
     if (config_.churn_per_minute > 0)
@@ -362,7 +363,7 @@ private:
     }
     if (!initial)  // the initial peers dial once all of them run
       for (auto b : p.bootstrap)
-        dial(p, b);
+        dial(p, b, true);
     schedule(when + uniform(0, config_.gossip_interval), p.index, p.incarnation,
              timer_event{timer_kind::gossip, 0});
     if (initial)
@@ -455,12 +456,13 @@ private:
     return known ? known->size() * 64 : 0;
   }
 
-  void dial(sim_peer& p, uint32_t to) {
+  void dial(sim_peer& p, uint32_t to, bool bootstrap = false) {
     if (to == p.index || p.dialing.count(to) > 0)
       return;
     p.dialing.insert(to);
-    // A hello carries the sender; the reply carries the known list as well.
-    send(p, to, control_bytes, hello_message{p.index, false, nullptr}, true);
+    // A hello carries the sender; the reply carries the known list too when a bootstrap dial
+    // asks for it.
+    send(p, to, control_bytes, hello_message{p.index, false, bootstrap, nullptr}, true);
     timer(p, config_.request_timeout, timer_kind::dial_timeout, to);
   }
 
@@ -500,9 +502,9 @@ private:
     if (m.known)
       dial_candidates(p, p.view->learn(*m.known, at_time(clock_)));
     if (!m.reply) {
-      auto known = known_list(p);
-      send(p, m.from, control_bytes + list_bytes(known), hello_message{p.index, true, known},
-           true);
+      auto known = m.want_known ? known_list(p) : nullptr;
+      send(p, m.from, control_bytes + list_bytes(known),
+           hello_message{p.index, true, false, known}, true);
     }
   }
 
@@ -967,7 +969,7 @@ private:
       case timer_kind::rejoin:
         if (p.now == phase::joining) {
           for (auto b : p.bootstrap)
-            dial(p, b);
+            dial(p, b, true);
           timer(p, 5, timer_kind::rejoin);
         }
         return;

@@ -232,7 +232,8 @@ TEST(membership, new_local_handles_reach_the_other_peers_directly) {
   ASSERT_TRUE(eventually([&] { return converged({a.get(), b.get()}); }));
   // b's averager is (re)started: b announces the new handle, a takes it from b itself.
   auto averager = b->system.spawn([]() -> caf::behavior { return {[](int32_t x) { return x; }}; });
-  caf::anon_send(b->membership, attach_atom_v, caf::actor{}, averager, caf::actor{});
+  caf::scoped_actor local{b->system};  // attach is local control: from b's own process
+  local->send(b->membership, attach_atom_v, caf::actor{}, averager, caf::actor{});
   auto a_has_it = [&] {
     for (auto& member : a->view())
       if (member.info.peer_id == b->peer_id)
@@ -417,7 +418,7 @@ struct silent_member {
     remote = *found;
     fake.info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1};
     fake.membership = caf::actor_cast<caf::actor>(self);
-    self->request(remote, 5s, hello_atom_v, fake)
+    self->request(remote, 5s, hello_atom_v, fake, true)
       .receive([&](swarm_member& them, std::vector<peer_info>& known) {
                  EXPECT_EQ(them.info.peer_id, node.peer_id);
                  EXPECT_TRUE(known.empty());
@@ -537,7 +538,7 @@ TEST(membership, malformed_messages_are_rejected_counted_and_survived) {
 
   auto expect_rejected_hello = [&](swarm_member member, const std::string& reason) {
     auto before = counter_value("rejected", {reason});
-    client->request(*remote, 5s, hello_atom_v, member)
+    client->request(*remote, 5s, hello_atom_v, member, true)
       .receive([&](swarm_member&, std::vector<peer_info>&) { ADD_FAILURE() << reason; },
                [&](caf::error& err) { EXPECT_EQ(err, errc::invalid_message) << reason; });
     EXPECT_EQ(counter_value("rejected", {reason}) - before, 1.0) << reason;
@@ -592,6 +593,47 @@ TEST(membership, malformed_messages_are_rejected_counted_and_survived) {
   ASSERT_EQ(view.size(), 2u);
   for (auto& member : view)
     EXPECT_TRUE(member.info.peer_id == a->peer_id || member.info.peer_id == b->peer_id);
+}
+
+TEST(membership, local_control_from_another_node_is_refused) {
+  auto a = start_node();
+  auto b = start_node({a->address()});
+  ASSERT_TRUE(eventually([&] { return converged({a.get(), b.get()}); }));
+  caf::actor b_membership;
+  for (auto& member : a->view())
+    if (member.info.peer_id == b->peer_id)
+      b_membership = member.membership;
+  ASSERT_TRUE(b_membership);
+  auto& refused = swarm_metrics(global_metrics()).remote_control_refused.with({"membership"});
+  const auto before = refused.value();
+  caf::scoped_actor stranger{a->system};  // another node, holding b's handle from the hello
+  // The view with every member's handles is for b's own actors only...
+  bool got_view = false;
+  stranger->request(b_membership, 5s, caf::get_atom_v)
+    .receive([&](std::vector<swarm_member>&) { got_view = true; },
+             [&](caf::error&) {});
+  EXPECT_FALSE(got_view);
+  // ...and so are attach, subscribe and tick: b's own entry keeps its handles.
+  auto intruder = a->system.spawn([]() -> caf::behavior { return {[](int32_t x) { return x; }}; });
+  stranger->send(b_membership, attach_atom_v, caf::actor{}, intruder, caf::actor{});
+  stranger->send(b_membership, subscribe_atom_v, caf::actor_cast<caf::actor>(stranger));
+  stranger->send(b_membership, tick_atom_v);
+  EXPECT_TRUE(eventually([&] { return refused.value() >= before + 4; }));
+  for (auto& member : b->view()) {
+    if (member.info.peer_id == b->peer_id) {
+      EXPECT_NE(member.averager, intruder);
+    }
+  }
+  bool got_a_view = false;
+  stranger->receive([&](view_atom, const std::vector<swarm_member>&) { got_a_view = true; },
+                    caf::after(500ms) >> [] {});
+  EXPECT_FALSE(got_a_view);
+  // The remote interface still answers: status is for anyone.
+  bool status = false;
+  stranger->request(b_membership, 5s, status_atom_v)
+    .receive([&](std::string&) { status = true; }, [&](caf::error&) { status = true; });
+  EXPECT_TRUE(status);
+  caf::anon_send_exit(intruder, caf::exit_reason::user_shutdown);
 }
 
 } // namespace
