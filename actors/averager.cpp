@@ -240,7 +240,13 @@ void join_round(averager_pointer self) {
     if (m.info.peer_id == leader_id)
       leader = &m;
   if (leader == nullptr || now >= cur.join_deadline) {
-    if (leader == nullptr)
+    // No one leads this epoch because the swarm has moved past it (a joiner that downloaded
+    // the state as the others averaged): they averaged without this peer, so it applies nothing
+    // and takes their state, as when a leader refuses a late join.
+    if (swarm_past(st.reports, st.options.peer_id, cur.request.epoch))
+      deliver_without_group(self, round_result::missed, "missed",
+                            "the swarm is past epoch " + std::to_string(cur.request.epoch));
+    else if (leader == nullptr)
       deliver_alone(self, "no_leader", "no leader reachable");
     else
       deliver_alone(self, "no_partner", "matchmaking timed out");
@@ -301,6 +307,7 @@ void start_request(averager_pointer self, average_request request) {
   group.values = cur.request.values;
   group.chunk_elements = st.options.chunk_elements;
   group.timeout = st.options.allreduce_timeout;
+  group.max_weight_ratio = st.options.max_weight_ratio;
   group.policy = chunk_policy(st.options.codec, st.options.codec_settings,
                               cur.request.tensor_bounds);
   if (group.policy.error_feedback() && st.residual &&

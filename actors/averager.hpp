@@ -48,6 +48,8 @@ struct averager_options {
   /// This peer's link rate in bytes per second for the leader's cut of the vector
   /// (averaging.bandwidth); 0: measured by its own rounds (runtime/allreduce/link_rate_estimate).
   double link_rate = 0;
+  /// averaging.max_weight_ratio (runtime/allreduce/butterfly_round.hpp); 0: no bound.
+  double max_weight_ratio = 16;
   /// Fault injection for tests (config [debug]); 0: never.
   int64_t die_in_round = 0;
   std::string die_as = "sender";

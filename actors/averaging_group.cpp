@@ -222,6 +222,12 @@ void act(group_pointer self, std::vector<round_action> actions) {
       st.metrics.rejected_chunks.with({rejected->reason}).inc();
       spdlog::warn("round {:016x}: rejected a chunk from {}: {}", st.assignment.round_id,
                    member_name(st, rejected->sender), rejected->detail);
+    } else if (auto* clipped = std::get_if<round_weight_clipped>(&action)) {
+      st.metrics.clipped_weights.inc();
+      spdlog::warn("round {:016x}: member {} claims weight {:.0f}, more than {} x the group's "
+                   "median; it counts as {:.0f}",
+                   st.assignment.round_id, member_name(st, clipped->member), clipped->claimed,
+                   st.options.max_weight_ratio, clipped->used);
     } else if (auto* done = std::get_if<round_done>(&action)) {
       on_done(self, *done);
     } else if (auto* failure = std::get_if<round_failure>(&action)) {
@@ -300,6 +306,7 @@ void start_round(group_pointer self, group_assignment assignment) {
     setup.members.push_back({m.weight, m.part_share, short_id(m.peer_id)});
   setup.values = st.options.values;
   setup.chunk_elements = st.options.chunk_elements;
+  setup.max_weight_ratio = st.options.max_weight_ratio;
   setup.policy = st.options.policy;
   setup.residual = std::move(st.options.residual);
   st.round.emplace(std::move(setup));

@@ -34,6 +34,8 @@ struct averaging_group_options {
   std::shared_ptr<const std::vector<float>> values;
   /// Elements per chunk on the wire.
   size_t chunk_elements = 262144;
+  /// averaging.max_weight_ratio: weights above this multiple of the group's median are clipped.
+  double max_weight_ratio = 16;
   /// The round's deadline, counted from the assignment.
   std::chrono::milliseconds timeout{60000};
   /// The codec of each piece (runtime/allreduce/chunk_policy.hpp).

@@ -205,6 +205,7 @@ void start_swarm(peer_pointer self) {
   averaging.chunk_elements = static_cast<size_t>(cfg.averaging.chunk_elements);
   averaging.matchmaking_time = seconds(cfg.averaging.matchmaking_time);
   averaging.link_rate = cfg.averaging.bandwidth * 1e6 / 8;  // Mbit/s -> bytes/s
+  averaging.max_weight_ratio = cfg.averaging.max_weight_ratio;
   averaging.allreduce_timeout = seconds(cfg.averaging.allreduce_timeout);
   averaging.request_timeout = seconds(cfg.averaging.request_timeout);
   averaging.codec = cfg.averaging.compression;

@@ -630,6 +630,7 @@ section_schema averaging_keys() {
       field("state_every", &averaging_section::state_every, at_least(1)),
       field("bandwidth", &averaging_section::bandwidth, within(0, 1e6)),
       field("overlap", &averaging_section::overlap),
+      field("max_weight_ratio", &averaging_section::max_weight_ratio, within(0, 1e6)),
   });
 }
 

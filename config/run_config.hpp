@@ -241,6 +241,9 @@ struct averaging_section {
   /// and back-to-back rounds start before the peers' reports have spread, so the swarm splits into
   /// groups more often.
   bool overlap = false;
+  /// A member's weight (its claimed samples) counts at most this many times the median weight of
+  /// its group; a larger claim is clipped (every member clips alike) and counted. 0: no bound.
+  double max_weight_ratio = 16;
 
   bool operator==(const averaging_section&) const = default;
 };

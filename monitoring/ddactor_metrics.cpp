@@ -93,6 +93,10 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
     rejected_chunks(r.counter("ddactor_averaging_rejected_chunks_total",
                               "All-reduce chunks rejected by validation, by reason.",
                               {"reason"})),
+    clipped_weights(r.counter("ddactor_averaging_clipped_weights_total",
+                              "Group members whose claimed weight exceeded "
+                              "averaging.max_weight_ratio x the group's median and was clipped.")
+                      .with()),
     digest_mismatches(r.counter("ddactor_averaging_digest_mismatches_total",
                                 "Rounds whose members ended with different results.")
                         .with()),

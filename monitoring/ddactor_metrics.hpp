@@ -107,6 +107,7 @@ struct averaging_metrics {
   gauge& compression_ratio;        // ddactor_averaging_compression_ratio
   counter& restarts;               // ddactor_averaging_restarts_total
   counter_family& rejected_chunks; // ddactor_averaging_rejected_chunks_total{reason}
+  counter& clipped_weights;        // ddactor_averaging_clipped_weights_total
   counter& digest_mismatches;      // ddactor_averaging_digest_mismatches_total
   counter& split_repairs;          // ddactor_swarm_split_repairs_total
   gauge& epoch;                    // ddactor_swarm_epoch

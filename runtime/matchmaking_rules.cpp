@@ -20,6 +20,13 @@ bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int
   return reported_at(reports, peer_id, epoch) && reports.not_leading.count(peer_id) == 0;
 }
 
+bool swarm_past(const epoch_reports& reports, const std::string& self_id, int64_t epoch) {
+  for (const auto& [id, reported] : reports.epochs)
+    if (id != self_id && reported > epoch)
+      return true;
+  return false;
+}
+
 std::string next_leader(const epoch_reports& reports, const std::vector<std::string>& member_ids,
                         int64_t epoch, const std::set<std::string>& failed) {
   for (const auto& id : member_ids)

@@ -46,6 +46,9 @@ bool leader_candidate(const epoch_reports& reports, const std::string& peer_id, 
 /// Whether a peer asked to lead `epoch` sends the member on to this lower-id peer instead.
 bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
 
+/// Whether another peer reports an epoch past `epoch`: the swarm averaged it already.
+bool swarm_past(const epoch_reports& reports, const std::string& self_id, int64_t epoch);
+
 /// The peer a member asks to lead `epoch` next: the lowest of `member_ids` (sorted, this peer
 /// included) that is a leader candidate and not among `failed` (leaders that refused or failed
 /// this member); empty when none is left.

@@ -109,6 +109,7 @@ public:
       setup.values = std::make_shared<const std::vector<float>>(inputs[j]);
       setup.chunk_elements = options.chunk_elements;
       setup.policy = options.policy;
+      setup.max_weight_ratio = options.max_weight_ratio;
       rounds_.push_back(std::make_unique<butterfly_round>(std::move(setup)));
     }
   }

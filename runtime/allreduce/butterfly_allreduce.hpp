@@ -62,6 +62,7 @@ struct allreduce_options {
   std::size_t chunk_elements = 65536;     // elements per message: 256 KiB of float32
   std::vector<std::uint64_t> part_shares; // one per peer (bandwidth_shares.hpp); empty: equal
   chunk_policy policy;                    // the codec of each piece; default: raw float32
+  double max_weight_ratio = 0;            // round_setup::max_weight_ratio (0: no bound)
   std::uint64_t round_id = 0;             // stamped on every chunk; chunks of another round are refused
   std::uint64_t delivery_seed = 0;        // 0: events in the order they happen; else a seeded shuffle
 };

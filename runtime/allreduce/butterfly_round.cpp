@@ -47,6 +47,7 @@ std::vector<round_action> butterfly_round::start() {
       fail(round_failure::cause::invalid_setup, "assignment has an invalid member");
       return take();
     }
+  clip_weights();
   if (setup_.policy.error_feedback() && setup_.residual.size() != setup_.values->size())
     setup_.residual.assign(setup_.values->size(), 0.0f);
   if (!setup_.policy.error_feedback())
@@ -57,6 +58,24 @@ std::vector<round_action> butterfly_round::start() {
   member_set_ = n == max_members ? ~uint64_t{0} : (bit(static_cast<uint32_t>(n)) - 1);
   start_attempt();
   return take();
+}
+
+// Bounds every weight by max_weight_ratio x the median weight (the lower median of an even
+// count), the same on every member since all clip the same assignment.
+void butterfly_round::clip_weights() {
+  if (!(setup_.max_weight_ratio > 0) || setup_.members.size() < 2)
+    return;
+  std::vector<double> weights;
+  for (const auto& m : setup_.members)
+    weights.push_back(m.weight);
+  const auto middle = weights.begin() + static_cast<std::ptrdiff_t>((weights.size() - 1) / 2);
+  std::nth_element(weights.begin(), middle, weights.end());
+  const double bound = setup_.max_weight_ratio * *middle;
+  for (uint32_t m = 0; m < setup_.members.size(); ++m)
+    if (setup_.members[m].weight > bound) {
+      out_.emplace_back(round_weight_clipped{m, setup_.members[m].weight, bound});
+      setup_.members[m].weight = bound;
+    }
 }
 
 void butterfly_round::fail(round_failure::cause why, std::string detail) {

@@ -42,6 +42,10 @@
 //     (round_done::residual): every attempt starts from the residual the round found, and a
 //     failed round hands back nothing, so the caller keeps the residual it had.
 //   * After DONE, members exchange a digest of their result; a mismatch means diverging replicas.
+//   * Weights are claims: a weight above max_weight_ratio times the median of the assignment's
+//     weights is clipped to that bound before anything is reduced. Every member clips the same
+//     assignment alike, so results stay identical, and one member claiming a huge batch cannot
+//     outweigh the others.
 //
 // Determinism: parts are cut in integers, the reducer sums in sender order, and every coding is a
 // pure function of its input, so the result depends only on the inputs and the member set of the
@@ -77,6 +81,8 @@ struct round_setup {
   uint32_t me = 0;                    // this member's index
   std::shared_ptr<const std::vector<float>> values;
   std::size_t chunk_elements = 262144;  // elements per chunk on the wire
+  /// A weight above this multiple of the members' median weight is clipped to it (0: no bound).
+  double max_weight_ratio = 0;
   chunk_policy policy;
   /// Top-k's error feedback as the round finds it: as long as `values` when the policy carries
   /// error feedback (zeros at first), else empty.
@@ -122,6 +128,12 @@ struct round_reject {
   std::string reason;
   std::string detail;
 };
+/// A member's weight was clipped (for logs and metrics).
+struct round_weight_clipped {
+  uint32_t member = 0;
+  double claimed = 0;
+  double used = 0;
+};
 /// The round is done: every member of `member_set` holds `values`.
 struct round_done {
   std::shared_ptr<const std::vector<float>> values;
@@ -138,8 +150,8 @@ struct round_failure {
 };
 
 using round_action =
-  std::variant<round_encode, round_decode, round_send, round_restart, round_reject, round_done,
-               round_failure>;
+  std::variant<round_encode, round_decode, round_send, round_restart, round_reject,
+               round_weight_clipped, round_done, round_failure>;
 
 class butterfly_round {
 public:
@@ -183,6 +195,7 @@ private:
 
   std::vector<round_action> take() { return std::exchange(out_, {}); }
   void fail(round_failure::cause why, std::string detail);
+  void clip_weights();
   void start_attempt();
   void encode(chunk_role role, uint32_t member, uint32_t position, part_range piece,
               std::vector<float> values, chunk_codec codec, bool decode_back,

@@ -705,7 +705,10 @@ private:
   void join_next(sim_peer& p) {
     const auto leader = next_leader(p.reports, member_ids(p), p.epoch, p.failed_leaders);
     if (leader.empty() || clock_ >= p.join_deadline) {
-      end_round(p, round_result::alone, nullptr);
+      if (swarm_past(p.reports, p.id, p.epoch))
+        miss_round(p);  // the swarm averaged this epoch without us
+      else
+        end_round(p, round_result::alone, nullptr);
       return;
     }
     const auto attempt = ++p.join_attempt;
@@ -717,21 +720,24 @@ private:
           attempt);
   }
 
+  // The round formed without this peer: it applies nothing and takes the swarm's next state.
+  void miss_round(sim_peer& p) {
+    trace(p, "missed the round");
+    p.now = phase::missed;
+    p.wait_bound = clock_ + 2 * config_.matchmaking_time + config_.allreduce_timeout + 1;
+    ++report_.rounds_missed;
+    timer(p, 2 * config_.matchmaking_time + config_.allreduce_timeout, timer_kind::missed_wait,
+          static_cast<uint64_t>(p.epoch));
+    after_reports(p);
+  }
+
   void on(sim_peer& p, join_reply_message& m) {
     if (p.now != phase::matchmaking || m.epoch != p.epoch || m.attempt != p.join_attempt)
       return;
     using verdict = matchmaking_leader::verdict;
     switch (m.verdict) {
       case verdict::accepted: start_round(p, m.group); return;
-      case verdict::closed:  // the round formed without this peer: take the swarm's next state
-        trace(p, "missed the round");
-        p.now = phase::missed;
-        p.wait_bound = clock_ + 2 * config_.matchmaking_time + config_.allreduce_timeout + 1;
-        ++report_.rounds_missed;
-        timer(p, 2 * config_.matchmaking_time + config_.allreduce_timeout,
-              timer_kind::missed_wait, static_cast<uint64_t>(p.epoch));
-        after_reports(p);
-        return;
+      case verdict::closed: miss_round(p); return;
       case verdict::not_leader:
       case verdict::shape_mismatch: join_next(p); return;
     }

@@ -119,6 +119,15 @@ TEST(matchmaking_leader, a_round_closes_when_an_awaited_peer_moves_on) {
   EXPECT_EQ(groups[0].members.size(), 2u);
 }
 
+TEST(matchmaking_rules_swarm_past, another_peer_past_the_epoch) {
+  auto s = at_epoch({'a', 'b'}, 4);
+  EXPECT_FALSE(swarm_past(s.reports, id('a'), 4));
+  s.reports.epochs[id('a')] = 9;  // ourselves: no evidence about the others
+  EXPECT_FALSE(swarm_past(s.reports, id('a'), 4));
+  s.reports.epochs[id('b')] = 5;
+  EXPECT_TRUE(swarm_past(s.reports, id('a'), 4));
+}
+
 TEST(matchmaking_rules_next_leader, the_lowest_candidate_not_failed) {
   auto s = at_epoch({'a', 'b', 'c'}, 4);
   EXPECT_EQ(next_leader(s.reports, s.ids, 4, {}), id('a'));

@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -359,6 +360,34 @@ TEST(butterfly_allreduce, part_shares_shape_the_parts_not_the_result) {
   // The client-only peer sends its whole vector out and receives the whole average back.
   EXPECT_EQ(result.members[1].traffic.bytes_sent, 10007u * 4);
   EXPECT_EQ(result.members[1].traffic.bytes_received, 10007u * 4);
+}
+
+TEST(butterfly_allreduce, a_huge_weight_claim_is_clipped_and_the_average_stays_near_the_honest_one) {
+  const exact_group g = make_exact_group(4, 1000, 11);
+  auto weights = g.weights;
+  weights[3] = 1e15;  // a hostile claim: would make the average member 3's values
+  allreduce_options options;
+  options.chunk_elements = 100;
+  options.max_weight_ratio = 2;
+  const auto result = simulate_butterfly_allreduce(g.inputs, weights, options);
+  // Every member holds the same average, in which member 3 weighs at most 2 x the median.
+  std::vector<double> clipped = weights;
+  std::vector<double> sorted = {weights[0], weights[1], weights[2], weights[3]};
+  std::sort(sorted.begin(), sorted.end());
+  clipped[3] = 2 * sorted[1];
+  for (std::size_t p = 0; p < 4; ++p) {
+    ASSERT_TRUE(result.members[p].output.has_value());
+    EXPECT_TRUE(same_bits(*result.members[p].output, *result.members[0].output));
+  }
+  const auto& out = *result.members[0].output;
+  for (std::size_t i = 0; i < 1000; ++i) {
+    double num = 0, den = 0;
+    for (std::size_t j = 0; j < 4; ++j) {
+      num += clipped[j] * g.inputs[j][i];
+      den += clipped[j];
+    }
+    ASSERT_NEAR(out[i], num / den, 1e-5) << i;
+  }
 }
 
 TEST(butterfly_allreduce, topk_error_feedback_is_the_rounds_outcome) {

@@ -255,6 +255,29 @@ TEST(butterfly_round, topk_gives_up_a_residual_that_would_overflow_instead_of_fa
   EXPECT_FALSE(all_of<round_send>(actions).empty());
 }
 
+TEST(butterfly_round, a_weight_far_above_the_median_is_clipped_alike_on_every_member) {
+  // Member 2 claims 1e12 samples; the others 1, 2 and 4 (median 2): with a ratio of 8 it counts
+  // as 16, on every member.
+  for (uint32_t me : {0u, 2u}) {
+    auto setup = setup_of(4, me, std::vector<float>(8, 1.0f), 8);
+    setup.members[0].weight = 1;
+    setup.members[1].weight = 2;
+    setup.members[2].weight = 1e12;
+    setup.members[3].weight = 4;
+    setup.max_weight_ratio = 8;
+    butterfly_round round(std::move(setup));
+    const auto clipped = all_of<round_weight_clipped>(round.start());
+    ASSERT_EQ(clipped.size(), 1u) << "member " << me;
+    EXPECT_EQ(clipped[0].member, 2u);
+    EXPECT_EQ(clipped[0].claimed, 1e12);
+    EXPECT_EQ(clipped[0].used, 16);
+  }
+  auto unbounded = setup_of(2, 0, {1, 2}, 4);
+  unbounded.members[1].weight = 1e12;
+  butterfly_round round(std::move(unbounded));  // max_weight_ratio 0: no bound
+  EXPECT_TRUE(all_of<round_weight_clipped>(round.start()).empty());
+}
+
 // ---- The chunk policy ------------------------------------------------------------------------
 
 TEST(chunk_policy, adaptive_cuts_at_tensors_and_sends_small_tensors_exactly) {
