@@ -310,7 +310,9 @@ TEST_P(swarm_late_join, the_joiner_and_the_swarm_stay_bit_identical_at_every_che
   std::unique_ptr<cpu_burners> burners;
   if (param.loaded)
     burners = std::make_unique<cpu_burners>(2, dir.path());
-  constexpr int64_t epochs = 160;
+  // Alone, the first peer runs an epoch in about 15 ms: idle, 160 epochs were over before a
+  // joiner on a busy machine had loaded its data (it then found no one to join).
+  const int64_t epochs = param.loaded ? 160 : 320;
   auto config = write_config(epochs, 1);
   const std::vector<std::string> mode{"--set", "train.averaging=\"" + param.mode + "\"", "--set",
                                       "train.checkpoint_every=10"};
