@@ -843,9 +843,13 @@ private:
 
   void on_round_done(sim_peer& p, const round_done& done) {
     const auto& group = *p.group;
+    const std::vector<float>* result = done.values.get();
+    std::vector<float> tampered;
     if (config_.inject_wrong_result && done.group_size > 1 && !injected_) {
-      injected_ = true;  // the checker's own test: one member's result is off by one
-      const_cast<std::vector<float>&>(*done.values)[0] += 1.0f;
+      injected_ = true;  // the checker's own test: one member's result, as checked, is off by one
+      tampered = *result;
+      tampered[0] += 1.0f;
+      result = &tampered;
     }
     // Invariant 1: the weighted mean of the last attempt's contributions.
     std::vector<const std::vector<float>*> inputs;
@@ -863,14 +867,14 @@ private:
       double total = 0;
       for (auto w : weights)
         total += w;
-      for (std::size_t i = 0; i < done.values->size(); ++i) {
+      for (std::size_t i = 0; i < result->size(); ++i) {
         double sum = 0;
         for (std::size_t j = 0; j < inputs.size(); ++j)
           sum += weights[j] * (*inputs[j])[i];
         const double expected = sum / total;
-        if (std::fabs((*done.values)[i] - expected) > 1e-6 * std::max(1.0, std::fabs(expected))) {
+        if (std::fabs((*result)[i] - expected) > 1e-6 * std::max(1.0, std::fabs(expected))) {
           violation(fmt::format("round {:016x}: peer {} holds {} at {}, the weighted mean is {}",
-                                group.round_id, p.index, (*done.values)[i], i, expected));
+                                group.round_id, p.index, (*result)[i], i, expected));
           break;
         }
       }
