@@ -83,6 +83,10 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app.add_option("--slow", config.slow_fraction, "share of peers computing 4x fewer samples")
     ->capture_default_str();
+  app.add_option("--greedy", config.greedy,
+                 "share of peers that claim 1000x their samples (averaging.max_weight_ratio "
+                 "bounds them)")
+    ->capture_default_str();
   app.add_option("--group-size", config.group_size, "averaging.group_size")->capture_default_str();
   app.add_option("--length", config.vector_length, "elements each peer contributes")
     ->capture_default_str();

@@ -62,19 +62,28 @@ std::vector<round_action> butterfly_round::start() {
 
 // Bounds every weight by max_weight_ratio x the median weight (the lower median of an even
 // count), the same on every member since all clip the same assignment.
+std::vector<double> bounded_weights(const std::vector<double>& claimed, double max_ratio) {
+  if (!(max_ratio > 0) || claimed.size() < 2)
+    return claimed;
+  std::vector<double> sorted = claimed;
+  const auto middle = sorted.begin() + static_cast<std::ptrdiff_t>((sorted.size() - 1) / 2);
+  std::nth_element(sorted.begin(), middle, sorted.end());
+  const double bound = max_ratio * *middle;
+  std::vector<double> out = claimed;
+  for (auto& w : out)
+    w = std::min(w, bound);
+  return out;
+}
+
 void butterfly_round::clip_weights() {
-  if (!(setup_.max_weight_ratio > 0) || setup_.members.size() < 2)
-    return;
-  std::vector<double> weights;
+  std::vector<double> claimed;
   for (const auto& m : setup_.members)
-    weights.push_back(m.weight);
-  const auto middle = weights.begin() + static_cast<std::ptrdiff_t>((weights.size() - 1) / 2);
-  std::nth_element(weights.begin(), middle, weights.end());
-  const double bound = setup_.max_weight_ratio * *middle;
+    claimed.push_back(m.weight);
+  const auto used = bounded_weights(claimed, setup_.max_weight_ratio);
   for (uint32_t m = 0; m < setup_.members.size(); ++m)
-    if (setup_.members[m].weight > bound) {
-      out_.emplace_back(round_weight_clipped{m, setup_.members[m].weight, bound});
-      setup_.members[m].weight = bound;
+    if (used[m] != claimed[m]) {
+      out_.emplace_back(round_weight_clipped{m, claimed[m], used[m]});
+      setup_.members[m].weight = used[m];
     }
 }
 

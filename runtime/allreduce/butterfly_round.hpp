@@ -149,6 +149,10 @@ struct round_failure {
   std::string detail;
 };
 
+/// The weights a round uses: each of `claimed` bounded by `max_ratio` times their median (the lower
+/// median of an even count); 0: as claimed.
+std::vector<double> bounded_weights(const std::vector<double>& claimed, double max_ratio);
+
 using round_action =
   std::variant<round_encode, round_decode, round_send, round_restart, round_reject,
                round_weight_clipped, round_done, round_failure>;

@@ -167,6 +167,7 @@ struct sim_peer {
   double up = 0, down = 0, latency = 0;
   seconds uplink_free = 0;
   bool slow = false;
+  bool greedy = false;  // claims 1000x its samples
   // Membership and progress.
   std::unique_ptr<swarm_view> view;
   epoch_reports reports;
@@ -219,6 +220,7 @@ public:
       p.up = p.down / (uniform(0, 1) < 0.5 ? 1 : 5);  // half of them on home links
       p.latency = uniform(0.005, 0.150);
       p.slow = uniform(0, 1) < config.slow_fraction;
+      p.greedy = uniform(0, 1) < config.greedy;
       // Initial peers: three others (a run file lists a few addresses of the swarm).
       while (p.bootstrap.size() < std::min<std::size_t>(3, peers_.size() - 1)) {
         auto other = static_cast<uint32_t>(uniform_index(peers_.size()));
@@ -694,7 +696,7 @@ private:
     if (check_agreement(p))
       return;
     p.contribution = contribution_of(p);
-    p.weight = (p.slow ? 0.25 : 1.0) * config_.epoch_seconds * 100;
+    p.weight = (p.slow ? 0.25 : 1.0) * (p.greedy ? 1000.0 : 1.0) * config_.epoch_seconds * 100;
     p.now = phase::matchmaking;
     p.failed_leaders.clear();
     p.join_deadline = clock_ + 2 * config_.matchmaking_time;
@@ -800,6 +802,7 @@ private:
     setup.me = static_cast<uint32_t>(at - group->peers.begin());
     setup.values = std::make_shared<const std::vector<float>>(p.contribution);
     setup.chunk_elements = config_.chunk_elements;
+    setup.max_weight_ratio = config_.max_weight_ratio;
     record_contribution(group->round_id, setup.me, p.contribution);
     p.group = std::move(group);
     p.round = std::make_unique<butterfly_round>(std::move(setup));
@@ -851,7 +854,9 @@ private:
       tampered[0] += 1.0f;
       result = &tampered;
     }
-    // Invariant 1: the weighted mean of the last attempt's contributions.
+    // Invariant 1: the weighted mean of the last attempt's contributions (with the weights the
+    // round uses: claims bounded by max_weight_ratio x the group's median).
+    const auto used = bounded_weights(group.weights, config_.max_weight_ratio);
     std::vector<const std::vector<float>*> inputs;
     std::vector<double> weights;
     for (std::size_t m = 0; m < group.peers.size(); ++m)
@@ -861,7 +866,7 @@ private:
         if (it == contributions_.end())
           continue;
         inputs.push_back(&it->second);
-        weights.push_back(group.weights[m]);
+        weights.push_back(used[m]);
       }
     if (inputs.size() == static_cast<std::size_t>(std::popcount(done.member_set))) {
       double total = 0;
@@ -1102,9 +1107,9 @@ swarm_simulation_report run_swarm_simulation(const swarm_simulation_config& conf
 std::string replay_command(const swarm_simulation_config& c) {
   return fmt::format(
     "ddactor_swarm_sim --peers {} --seed {} --minutes {} --joiners {} --churn {} --loss {} "
-    "--restart-seconds {} --slow {} --group-size {} --length {} --chunk {}{}",
+    "--restart-seconds {} --slow {} --greedy {} --group-size {} --length {} --chunk {}{}",
     c.peers, c.seed, c.minutes, c.joiners, c.churn_per_minute, c.loss, c.restart_seconds,
-    c.slow_fraction, c.group_size, c.vector_length, c.chunk_elements,
+    c.slow_fraction, c.greedy, c.group_size, c.vector_length, c.chunk_elements,
     c.partition ? " --partition" : "");
 }
 

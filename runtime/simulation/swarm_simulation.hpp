@@ -13,7 +13,8 @@
 //     suspects and removes it; progress reports (epoch, state digest, may lead) ride on the
 //     heartbeats instead of travelling apart.
 //   * an epoch's compute takes about epoch_seconds on every peer (the target batch is global);
-//     slow peers contribute fewer samples, so they weigh less.
+//     slow peers contribute fewer samples, so they weigh less; greedy ones claim 1000x what they
+//     computed, and the round bounds their weight (averaging.max_weight_ratio).
 //   * matchmaking and rounds as the averager does them; a crashed member is noticed by its round
 //     partners (a dropped connection) after one latency, by the rest through silence.
 //   * a peer that stepped alone or missed a round, or whose state differs from the one most
@@ -58,6 +59,7 @@ struct swarm_simulation_config {
   double loss = 0;                 // probability that a control message is lost
   double jitter_ms = 10;           // added to control messages' latency, uniformly
   double slow_fraction = 0.1;      // peers that compute 4x fewer samples per epoch
+  double greedy = 0;               // peers that claim 1000x the samples they computed
   bool partition = false;          // a third of the peers cut off for the middle fifth
   // The product's protocol timings (seconds).
   double gossip_interval = 1;
@@ -67,6 +69,7 @@ struct swarm_simulation_config {
   double matchmaking_time = 5;
   double allreduce_timeout = 30;
   double request_timeout = 5;
+  double max_weight_ratio = 16;  // averaging.max_weight_ratio
   /// For the simulator's own test: one member's round result is changed, which invariant 1
   /// must report.
   bool inject_wrong_result = false;
