@@ -183,8 +183,6 @@ public:
   std::size_t scatter_chunks() const noexcept { return scatter_chunks_; }
   /// What the chunks sent so far would have taken as float32 (for the compression ratio).
   uint64_t float_bytes() const noexcept { return float_bytes_; }
-  /// Coding jobs handed out and not yet back (of any attempt).
-  std::size_t jobs_out() const noexcept { return pending_.size(); }
 
 private:
   struct pending_job {

@@ -29,7 +29,6 @@ public:
   chunk_policy(std::string codec, codec_options settings,
                std::shared_ptr<const std::vector<uint64_t>> tensor_bounds = nullptr);
 
-  const std::string& codec_name() const noexcept { return codec_; }
   /// Whether pieces carry error feedback (top-k): the round's residual is then its input and
   /// part of its outcome.
   bool error_feedback() const noexcept { return codec_ == "topk"; }
