@@ -17,6 +17,7 @@
 #include "runtime/errors.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
+#include "runtime/secure/link_gateway.hpp"
 #include "runtime/swarm_view.hpp"
 
 namespace ddactor {
@@ -269,9 +270,22 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
   }
   st.dials_in_flight.insert(address);
   auto timeout = st.options.connect_timeout;
+  // Through the gateway, CAF dials a one-shot loopback port that carries the link to the peer.
+  auto dial_host = host;
+  auto dial_port = port;
+  if (st.options.gateway) {
+    std::string error;
+    auto tunnel = st.options.gateway->open_tunnel(host, port, error);
+    if (!tunnel) {
+      dial_failed(self, address, bootstrap, error);
+      return;
+    }
+    dial_host = "127.0.0.1";
+    dial_port = *tunnel;
+  }
   self
-    ->request(self->system().middleman().actor_handle(), timeout, caf::connect_atom::value, host,
-              port)
+    ->request(self->system().middleman().actor_handle(), timeout, caf::connect_atom::value,
+              dial_host, dial_port)
     .then(
       [=](const caf::node_id&, caf::strong_actor_ptr& published, const std::set<std::string>&) {
         auto& st = self->state;
@@ -393,23 +407,33 @@ void fail(membership_pointer self, caf::error reason) {
 void start_listening(membership_pointer self) {
   auto& st = self->state;
   auto where = st.options.listen_host + ":" + std::to_string(st.options.listen_port);
+  // Behind a gateway, CAF is reachable from this machine only; the gateway holds the public port.
+  const auto& gateway = st.options.gateway;
+  auto caf_host = gateway ? std::string("127.0.0.1") : st.options.listen_host;
+  uint16_t caf_port = gateway ? 0 : st.options.listen_port;
   self
     ->request(self->system().middleman().actor_handle(), st.options.connect_timeout,
-              caf::publish_atom::value, st.options.listen_port,
-              caf::actor_cast<caf::strong_actor_ptr>(self), std::set<std::string>{},
-              st.options.listen_host, true)
+              caf::publish_atom::value, caf_port,
+              caf::actor_cast<caf::strong_actor_ptr>(self), std::set<std::string>{}, caf_host,
+              true)
     .then(
       [=](uint16_t bound) {
         auto& st = self->state;
+        if (st.options.gateway) {
+          st.options.gateway->set_local_port(bound);
+          bound = st.options.gateway->public_port();
+        }
         st.published = true;
         auto own = st.view->self();
         if (!st.options.announce_port_fixed || own.info.port == 0)
           own.info.port = bound;
         st.view->set_self(own);
         spdlog::info("membership {}: listening on {}:{} (announced as {}), swarm '{}', "
-                     "incarnation {}",
+                     "incarnation {}, {}",
                      me(self), st.options.listen_host, bound, own.info.address(),
-                     own.info.swarm_id, own.info.incarnation);
+                     own.info.swarm_id, own.info.incarnation,
+                     st.options.gateway ? "links sealed (handshake, encryption)"
+                                        : "plain links (network.encryption = false)");
         for (auto& waiter : st.port_waiters)
           waiter.deliver(bound);
         st.port_waiters.clear();

@@ -62,6 +62,7 @@
 namespace ddactor {
 
 class swarm_status_board;
+class link_gateway;
 
 struct membership_options {
   /// This peer: info (id, announce host and port, swarm id, incarnation) and its local handles
@@ -91,6 +92,11 @@ struct membership_options {
   /// Where this peer's id and address and the members of the view (address, suspicion, last
   /// heard) are written for the status page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;
+  /// The peer's front door (runtime/secure/link_gateway.hpp): when set, CAF publishes on
+  /// 127.0.0.1 only, the gateway's public port (bound at listen_host:listen_port) is the one
+  /// announced, and every dial goes through a tunnel of the gateway. Null: plain CAF on
+  /// listen_host:listen_port (trusted networks, in-process tests).
+  std::shared_ptr<link_gateway> gateway;
 };
 
 /// Splits "host:port" or "[v6]:port"; nullopt if malformed (no port, port 0 or > 65535, empty

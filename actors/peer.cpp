@@ -164,18 +164,29 @@ std::pair<std::string, uint16_t> split_listen(const std::string& address) {
   return {host, static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))};
 }
 
+} // namespace
+
+std::string swarm_id_of(const run_config& config) {
+  auto swarm_id = config.network.swarm_id.empty() ? config.run.name : config.network.swarm_id;
+  // Experts of a DDM never average with each other, nor with the router.
+  if (config.ddm.expert >= 0)
+    swarm_id += "/expert-" + std::to_string(config.ddm.expert);
+  else if (config.run.mode == "router")
+    swarm_id += "/router";
+  return swarm_id;
+}
+
+namespace {
+
 // Spawns membership, progress and averager, and derives this peer's seeds from its identity.
 void start_swarm(peer_pointer self) {
   auto& st = self->state;
   auto& cfg = st.options.config;
   const auto& net = cfg.network;
-  auto identity = load_or_create_identity(cfg.run_dir() / "peer");
-  // Experts of a DDM never average with each other, nor with the router.
-  auto swarm_id = net.swarm_id.empty() ? cfg.run.name : net.swarm_id;
-  if (cfg.ddm.expert >= 0)
-    swarm_id += "/expert-" + std::to_string(cfg.ddm.expert);
-  else if (cfg.run.mode == "router")
-    swarm_id += "/router";
+  if (!st.options.identity)
+    st.options.identity = load_or_create_identity(cfg.run_dir() / "peer", net.identity_file);
+  const auto& identity = *st.options.identity;
+  auto swarm_id = swarm_id_of(cfg);
   st.swarm_id = swarm_id;
   // Different batches and noise per peer; the same initial weights (run.seed) everywhere.
   auto peer_hash = std::hash<std::string>{}(identity.peer_id);
@@ -258,6 +269,7 @@ void start_swarm(peer_pointer self) {
   members.connect_timeout = seconds(net.connect_timeout);
   members.bootstrap_retry = seconds(net.bootstrap_retry);
   members.status_board = st.options.status_board;
+  members.gateway = st.options.gateway;
   st.membership = spawn_membership(self->system(), members);
   self->monitor(st.membership);
   for (const auto& child : {st.membership, st.progress, st.averager, st.state_server})

@@ -18,6 +18,7 @@
 // while starting from the same weights.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,12 +27,15 @@
 #include "caf/all.hpp"
 
 #include "config/run_config.hpp"
+#include "runtime/peer_identity.hpp"
 #include "runtime/image_dataset.hpp"
 #include "runtime/sd_examples.hpp"
 
 namespace ddactor {
 
 class swarm_status_board;
+
+class link_gateway;
 
 struct peer_options {
   run_config config;
@@ -46,7 +50,15 @@ struct peer_options {
   /// the status page and `ddactor status` (asked through membership). Null: the peer keeps one
   /// of its own, which `ddactor status` still reads.
   std::shared_ptr<swarm_status_board> status_board;
+  /// Swarm mode: this peer's identity (loaded when absent) and its link gateway (null: plain
+  /// CAF links, network.encryption = false).
+  std::optional<peer_identity> identity;
+  std::shared_ptr<link_gateway> gateway;
 };
+
+/// The swarm a run averages in: network.swarm_id (or run.name), one per DDM expert and one for
+/// the router, so that they never average with each other.
+std::string swarm_id_of(const run_config& config);
 
 /// Spawns the peer. Send it `stop_atom` to stop cleanly (checkpoint first); it quits normally
 /// when training is finished and with an error when a child cannot be kept alive.

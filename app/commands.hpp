@@ -76,6 +76,12 @@ struct status_request {
   bool json = false;
   /// Connecting and asking together take at most this long.
   std::chrono::milliseconds timeout{5000};
+  /// Peers admit holders of the swarm key only: read from here, else DDACTOR_SWARM_KEY.
+  std::filesystem::path swarm_key_file;
+  /// A key on the swarm's allowlist; empty: a fresh key pair.
+  std::filesystem::path identity_file;
+  /// The peer runs without the gateway (network.encryption = false).
+  bool plain = false;
 };
 
 /// `ddactor status --peer HOST:PORT`: prints the swarm as a running peer sees it (its peers and

@@ -216,10 +216,22 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(0.1, 600.0))
     ->type_name("SECONDS")
     ->capture_default_str();
+  status_cmd
+    ->add_option("--swarm-key-file", status.swarm_key_file,
+                 "the swarm's key (else DDACTOR_SWARM_KEY): peers admit only its holders")
+    ->type_name("FILE");
+  status_cmd
+    ->add_option("--identity-file", status.identity_file,
+                 "a key pair on the swarm's network.allowlist (created if missing); default: a "
+                 "fresh one")
+    ->type_name("FILE");
+  status_cmd->add_flag("--plain", status.plain,
+                       "the peer runs with network.encryption = false (no handshake)");
   status_cmd->footer(R"(
 Examples:
   ddactor status --peer 127.0.0.1:7000                 tables of the peers and the last rounds
   ddactor status --peer peer1.lan:7000 --json          the same as JSON (as GET /status.json)
+  DDACTOR_SWARM_KEY=$(cat swarm.key) ddactor status --peer peer1.lan:7000
 
 A peer with monitoring.listen set also serves this as a page at / that refreshes itself.)");
 

@@ -16,6 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include "caf/io/middleman.hpp"
+#include "runtime/peer_identity.hpp"
+#include "runtime/secure/link_gateway.hpp"
+#include "runtime/secure/swarm_admission.hpp"
 
 #include "actors/membership.hpp"
 #include "monitoring/swarm_status.hpp"
@@ -74,6 +77,29 @@ int status_command(const status_request& request) {
   // Declared after the system, so it ends first: a bounded wait for the detached actors.
   detached_actor_guard guard{system, std::chrono::seconds(10), shutdown_failure_exit_code};
 
+  // Peers accept links through their gateway only: this command dials through one of its own.
+  std::unique_ptr<link_gateway> gateway;
+  std::string dial_host = host;
+  uint16_t dial_port = port;
+  if (!request.plain) {
+    auto key = request.identity_file.empty() ? peer_key::generate()
+                                             : load_or_create_peer_key(request.identity_file);
+    auto policy = admission_policy::of_swarm(
+      swarm_key_from(request.swarm_key_file, std::getenv("DDACTOR_SWARM_KEY")));
+    link_gateway_options options;
+    options.handshake_timeout = request.timeout;
+    options.tunnel_timeout = request.timeout;
+    gateway = std::make_unique<link_gateway>(std::move(key), std::move(policy), options);
+    std::string error;
+    auto tunnel = gateway->open_tunnel(host, port, error);
+    if (!tunnel) {
+      std::cerr << "ddactor status: " << error << "\n";
+      return 1;
+    }
+    dial_host = "127.0.0.1";
+    dial_port = *tunnel;
+  }
+
   std::string failure;
   std::string document;
   bool connect_timed_out = false;
@@ -82,7 +108,7 @@ int status_command(const status_request& request) {
     caf::actor membership;
     self
       ->request(system.middleman().actor_handle(), request.timeout, caf::connect_atom::value,
-                host, port)
+                dial_host, dial_port)
       .receive(
         [&](const caf::node_id&, caf::strong_actor_ptr& published, const std::set<std::string>&) {
           if (published)
@@ -120,6 +146,16 @@ int status_command(const status_request& request) {
   }
   if (failure.empty())
     return 0;
+  if (gateway) {
+    // CAF only saw its loopback tunnel close; the gateway knows what happened on the network.
+    auto seen = gateway->snapshot();
+    if (!seen.last_connect_failure.empty())
+      failure = "cannot connect (nothing listens there, or the host cannot be reached): " +
+                seen.last_connect_failure;
+    else if (seen.handshakes_failed > 0)
+      failure += " (the peer refused the handshake: a wrong or missing swarm key, or a key not "
+                 "on its allowlist; see --swarm-key-file)";
+  }
   std::cerr << "ddactor status: cannot get the status of " << request.peer << ": " << failure
             << "\n";
   if (connect_timed_out) {

@@ -25,6 +25,8 @@
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/run_data.hpp"
+#include "runtime/secure/link_gateway.hpp"
+#include "runtime/secure/swarm_admission.hpp"
 
 namespace ddactor {
 
@@ -92,6 +94,31 @@ double checkpoint_age_baseline(const std::filesystem::path& run_dir) {
   return unix_time_seconds();
 }
 
+// The gateway on network.listen, admitting whom the run's swarm key and allowlist say.
+std::shared_ptr<link_gateway> open_link_gateway(const run_config& config,
+                                                const peer_identity& identity) {
+  const auto& net = config.network;
+  auto policy = admission_of_run(net, std::getenv("DDACTOR_SWARM_KEY"));
+  link_gateway_options options;
+  const auto colon = net.listen.rfind(':');
+  options.listen_host = net.listen.substr(0, colon);
+  if (options.listen_host.size() > 2 && options.listen_host.front() == '[')
+    options.listen_host = options.listen_host.substr(1, options.listen_host.size() - 2);
+  options.listen_port = static_cast<uint16_t>(std::stoi(net.listen.substr(colon + 1)));
+  options.handshake_timeout =
+    std::chrono::milliseconds(static_cast<int64_t>(net.handshake_timeout * 1000));
+  options.tunnel_timeout =
+    std::chrono::milliseconds(static_cast<int64_t>(net.connect_timeout * 1000));
+  options.max_handshakes_per_address = static_cast<size_t>(net.max_handshakes_per_address);
+  auto gateway = std::make_shared<link_gateway>(identity.key, std::move(policy), options);
+  spdlog::info("links to peers are sealed: mutual handshake ({}), ChaCha20-Poly1305",
+               !net.allowlist.empty() ? "swarm key or id, and an allowlist of " +
+                                          std::to_string(net.allowlist.size()) + " keys"
+               : net.open ? "open swarm: anyone may join"
+                          : "swarm key");
+  return gateway;
+}
+
 } // namespace
 
 int train_command(const run_config& config) {
@@ -130,6 +157,22 @@ int train_command(const run_config& config) {
   else
     latent_examples = apply_ddm_split(config, load_latent_examples(config));
 
+  // Swarm mode: the identity, and the gateway that holds the public port (bound here, so a port
+  // in use or a missing swarm key is a clear error before anything starts).
+  std::optional<peer_identity> identity;
+  std::shared_ptr<link_gateway> gateway;
+  if (!config.network.listen.empty()) {
+    identity = load_or_create_identity(run_dir / "peer", config.network.identity_file);
+    spdlog::info("peer {} (public key {})", identity->peer_id,
+                 to_hex(identity->key.public_part()));
+    if (config.network.encryption)
+      gateway = open_link_gateway(config, *identity);
+    else
+      spdlog::warn("network.encryption = false: links to peers are neither authenticated nor "
+                   "encrypted, and anyone who can reach {} can join (trusted networks only)",
+                   config.network.listen);
+  }
+
   network_timing timing;
   timing.heartbeat_interval =
     std::chrono::milliseconds(static_cast<int64_t>(config.network.heartbeat_interval * 1000));
@@ -147,6 +190,8 @@ int train_command(const run_config& config) {
     pick_grid_prompts(latent_examples ? latent_examples->captions() : data.train->captions);
   options.stop_requested = stop_requested;
   options.status_board = status_board;
+  options.identity = identity;
+  options.gateway = gateway;
   auto peer = spawn_peer(system, std::move(options));
   int exit_code = 0;
   {

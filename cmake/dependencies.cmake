@@ -28,6 +28,13 @@ add_library(ddactor::zstd INTERFACE IMPORTED)
 target_include_directories(ddactor::zstd INTERFACE ${ZSTD_INCLUDE_DIR})
 target_link_libraries(ddactor::zstd INTERFACE ${ZSTD_LIBRARY})
 
+# libsodium (libsodium-dev): peer keys, the link handshake and sealed frames (runtime/secure).
+find_path(SODIUM_INCLUDE_DIR sodium.h REQUIRED)
+find_library(SODIUM_LIBRARY sodium REQUIRED)
+add_library(ddactor::sodium INTERFACE IMPORTED)
+target_include_directories(ddactor::sodium INTERFACE ${SODIUM_INCLUDE_DIR})
+target_link_libraries(ddactor::sodium INTERFACE ${SODIUM_LIBRARY})
+
 # cpp-httplib (libcpp-httplib-dev) is a compiled library in Debian, built with TLS, zlib and
 # brotli support: code that includes httplib.h must see the same switches (its cpp-httplib.pc
 # says so), or the classes it compiles differ from the library's (a double free, seen here).

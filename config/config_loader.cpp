@@ -355,6 +355,18 @@ auto addresses() {
   };
 }
 
+/// Ed25519 public keys: 64 hex characters each.
+auto public_keys() {
+  return [](const std::vector<std::string>& values) -> std::optional<std::string> {
+    for (const auto& value : values)
+      if (value.size() != 64 || !std::all_of(value.begin(), value.end(), [](char c) {
+            return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+          }))
+        return "a list of public keys (64 hex characters each, as `ddactor keys` prints them)";
+    return std::nullopt;
+  };
+}
+
 /// "cpu", "cuda" or "cuda:N".
 auto device_name() {
   return [](const std::string& value) -> std::optional<std::string> {
@@ -605,6 +617,14 @@ section_schema network_keys() {
       field("connect_timeout", &network_section::connect_timeout, greater_than(0)),
       field("bootstrap_retry", &network_section::bootstrap_retry, greater_than(0)),
       field("wait_for_peers", &network_section::wait_for_peers, within(1, 100000)),
+      field("encryption", &network_section::encryption),
+      field("swarm_key_file", &network_section::swarm_key_file),
+      field("allowlist", &network_section::allowlist, public_keys()),
+      field("open", &network_section::open),
+      field("identity_file", &network_section::identity_file),
+      field("handshake_timeout", &network_section::handshake_timeout, greater_than(0)),
+      field("max_handshakes_per_address", &network_section::max_handshakes_per_address,
+            within(1, 10000)),
   });
 }
 

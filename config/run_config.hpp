@@ -191,6 +191,23 @@ struct network_section {
   double bootstrap_retry = 2.0;
   /// Training starts once the swarm has this many peers (this one included).
   int wait_for_peers = 1;
+  /// Links between peers go through the gateway (runtime/secure/link_gateway.hpp): a mutual
+  /// handshake (keys, admission) and sealed frames. false: plain CAF, for trusted networks only.
+  bool encryption = true;
+  /// The swarm key (32 bytes as 64 hex characters); the DDACTOR_SWARM_KEY environment variable
+  /// is used when empty. Every peer of the swarm needs the same one.
+  std::filesystem::path swarm_key_file;
+  /// Public keys (64 hex characters each) admitted; empty: any holder of the swarm key.
+  std::vector<std::string> allowlist;
+  /// A swarm without a key or allowlist: anyone who knows its id and an address may join.
+  /// Must be asked for.
+  bool open = false;
+  /// This peer's Ed25519 key (its seed in hex, mode 0600); empty: <run dir>/peer/peer_key.
+  std::filesystem::path identity_file;
+  /// A link that has not finished its handshake by then is dropped.
+  double handshake_timeout = 5.0;
+  /// Handshakes at once from one address (more are refused until these finish).
+  int max_handshakes_per_address = 8;
 
   bool operator==(const network_section&) const = default;
 };

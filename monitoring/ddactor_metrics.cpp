@@ -163,6 +163,24 @@ swarm_metrics::swarm_metrics(metrics_registry& r)
       "refused, by receiving actor.",
       {"actor"})) {}
 
+link_metrics::link_metrics(metrics_registry& r)
+  : auth_failures(r.counter("ddactor_auth_failures_total",
+                            "Connections refused or ended by the link gateway, by reason "
+                            "(handshake failures, limits, forged or oversized frames).",
+                            {"reason"})),
+    handshakes(r.counter("ddactor_link_handshakes_total",
+                         "Links whose mutual handshake succeeded.")
+                 .with()),
+    links(r.gauge("ddactor_links", "Links the gateway holds (handshaking or open).").with()),
+    bytes_sent(r.counter("ddactor_link_bytes_total",
+                         "Sealed bytes the gateway sent and received on the network.",
+                         {"direction"})
+                 .with({"sent"})),
+    bytes_received(r.counter("ddactor_link_bytes_total",
+                             "Sealed bytes the gateway sent and received on the network.",
+                             {"direction"})
+                     .with({"received"})) {}
+
 double unix_time_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
     .count();
@@ -201,6 +219,8 @@ void register_ddactor_metrics(metrics_registry& registry) {
   swarm_metrics swarm{registry};
   create_children(swarm.left, labels::peer_removal_reasons);
   create_children(swarm.remote_control_refused, labels::controlled_actors);
+  link_metrics links{registry};
+  create_children(links.auth_failures, labels::auth_failure_reasons);
   registry.gauge("ddactor_build_info", "Always 1; the labels say which ddactor this is.",
                  {"version"})
     .with({version_string})

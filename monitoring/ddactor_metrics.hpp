@@ -53,7 +53,21 @@ inline constexpr std::array<std::string_view, 2> state_download_results{"ok", "f
 /// node tried to send (actors/local_control.hpp).
 inline constexpr std::array<std::string_view, 5> controlled_actors{
   "membership", "progress", "averager", "averaging_group", "state_server"};
+/// ddactor_auth_failures_total{reason}: links refused by the gateway (runtime/secure).
+inline constexpr std::array<std::string_view, 9> auth_failure_reasons{
+  "bad_version",     "wrong_swarm_key",      "bad_signature",   "not_allowlisted", "malformed",
+  "timeout",         "too_many_connections", "frame_too_large", "forged_frame"};
 } // namespace metric_label_values
+
+/// The link gateway: handshakes, refusals and sealed traffic (runtime/secure/link_gateway).
+struct link_metrics {
+  explicit link_metrics(metrics_registry& registry);
+  counter_family& auth_failures;  // ddactor_auth_failures_total{reason}
+  counter& handshakes;            // ddactor_link_handshakes_total
+  gauge& links;                   // ddactor_links
+  counter& bytes_sent;            // ddactor_link_bytes_total{direction="sent"}
+  counter& bytes_received;        // ddactor_link_bytes_total{direction="received"}
+};
 
 /// The trainer's progress.
 struct training_metrics {

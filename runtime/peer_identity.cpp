@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/random.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <array>
@@ -21,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Identity files are a line each; anything longer than this is not ours.
-constexpr std::size_t max_identity_file_bytes = 64;
+constexpr std::size_t max_identity_file_bytes = 128;
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -72,6 +74,15 @@ std::optional<std::string> read_small_file(const fs::path& path) {
   return content;
 }
 
+// The file's whole content (up to the identity limit), or "" when missing or unreadable.
+std::string read_small_file_or_empty(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string content(max_identity_file_bytes + 1, '\0');
+  in.read(content.data(), static_cast<std::streamsize>(content.size()));
+  content.resize(static_cast<std::size_t>(in.gcount()));
+  return content;
+}
+
 void write_all(int fd, const std::string& content, const fs::path& path) {
   std::size_t done = 0;
   while (done < content.size()) {
@@ -85,10 +96,12 @@ void write_all(int fd, const std::string& content, const fs::path& path) {
 }
 
 // Temporary file, fsync, rename, fsync of the folder: a crash leaves the old or the new content.
-void write_file_atomically(const fs::path& path, const std::string& content) {
+void write_file_atomically(const fs::path& path, const std::string& content,
+                           mode_t mode = 0644) {
   auto temporary = path;
   temporary += ".tmp." + std::to_string(::getpid());
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(temporary.c_str());
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0)
     throw peer_identity_error("cannot create " + temporary.string() + ": " + errno_text());
   try {
@@ -130,6 +143,27 @@ std::optional<uint64_t> parse_counter(const std::string& text) {
 
 } // namespace
 
+peer_key load_or_create_peer_key(const std::filesystem::path& path) {
+  auto stored = read_small_file(path);
+  if (!stored) {
+    auto key = peer_key::generate();
+    fs::create_directories(path.parent_path().empty() ? fs::path(".") : path.parent_path());
+    write_file_atomically(path, to_hex(key.seed()) + "\n", 0600);
+    return key;
+  }
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0 && (info.st_mode & 077) != 0)
+    throw peer_identity_error("key file " + path.string() +
+                              " can be read by other users: run chmod 600 on it");
+  auto seed = from_hex<32>(*stored);
+  if (!seed)
+    throw peer_identity_error("corrupt identity file " + path.string() +
+                              ": expected 64 hex characters (an Ed25519 seed)");
+  auto key = peer_key::from_seed(*seed);
+  sodium_memzero(stored->data(), stored->size());
+  return key;
+}
+
 bool is_valid_peer_id(std::string_view text) noexcept {
   if (text.size() != peer_id_length)
     return false;
@@ -170,7 +204,8 @@ std::string make_random_peer_id() {
   return id;
 }
 
-peer_identity load_or_create_identity(const std::filesystem::path& state_dir) {
+peer_identity load_or_create_identity(const std::filesystem::path& state_dir,
+                                      const std::filesystem::path& key_file) {
   std::error_code ec;
   fs::create_directories(state_dir, ec);
   if (ec || !fs::is_directory(state_dir))
@@ -178,17 +213,14 @@ peer_identity load_or_create_identity(const std::filesystem::path& state_dir) {
                               (ec ? ": " + ec.message() : ": not a folder"));
   identity_lock lock(state_dir / "identity.lock");
 
-  peer_identity identity;
-  auto id_path = state_dir / "peer_id";
-  if (auto stored = read_small_file(id_path)) {
-    if (!is_valid_peer_id(*stored))
-      throw peer_identity_error("corrupt identity file " + id_path.string() +
-                                ": expected 32 lowercase hex characters");
-    identity.peer_id = std::move(*stored);
-  } else {
-    identity.peer_id = make_random_peer_id();
-    write_file_atomically(id_path, identity.peer_id + "\n");
-  }
+  peer_identity identity{load_or_create_peer_key(key_file.empty() ? state_dir / "peer_key" : key_file),
+                         {}, 0};
+  identity.peer_id = peer_id_of(identity.key.public_part());
+  // For people and tools (an allowlist entry, `ddactor status`): derived, never read back.
+  for (const auto& [name, text] :
+       {std::pair{"peer_id", identity.peer_id}, {"public_key", to_hex(identity.key.public_part())}})
+    if (read_small_file_or_empty(state_dir / name) != text + "\n")
+      write_file_atomically(state_dir / name, text + "\n");
 
   auto incarnation_path = state_dir / "incarnation";
   uint64_t previous = 0;

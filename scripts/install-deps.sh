@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread # LibTorch 1.13 CPU; OpenBLAS (the reference BLAS is 14x slower)
   libtomlplusplus-dev libzstd-dev zlib1g-dev libstb-dev nlohmann-json3-dev
   libspdlog-dev libcli11-dev libcpp-httplib-dev libgtest-dev
+  libsodium-dev                    # peer keys, link handshake and encryption
   dataset-fashion-mnist            # the embedded default data set
   prometheus                       # promtool and a server for the metrics tests
   chromium                         # a headless browser for the status page test

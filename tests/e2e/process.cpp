@@ -45,6 +45,8 @@ child_process::child_process(const std::string& program, const std::vector<std::
       ::_exit(126);
     // Die with the test runner, so a crashed test leaves no peers behind.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // Peers of one test are one swarm: they share its key (a test of admission sets its own).
+    ::setenv("DDACTOR_SWARM_KEY", test_swarm_key, /*overwrite=*/0);
     ::execv(program.c_str(), argv.data());
     ::_exit(127);
   }

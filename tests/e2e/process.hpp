@@ -15,6 +15,11 @@
 
 namespace ddactor::testing {
 
+/// The swarm key every child gets in DDACTOR_SWARM_KEY (unless the test process sets one), so
+/// that the peers a test starts admit each other; tests of admission give others in run files.
+inline constexpr const char* test_swarm_key =
+  "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
 class child_process {
  public:
   /// Starts `program` with `args`, output to `log_file`, working directory `cwd` (empty: ours).

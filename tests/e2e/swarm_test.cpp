@@ -411,5 +411,39 @@ TEST_F(swarm, a_peer_sending_poisoned_chunks_is_dropped_and_the_model_stays_fini
   EXPECT_GT(rejections, 0u);
 }
 
+// Admission: two peers with the swarm key train over sealed links; a peer holding another key
+// keeps dialing the first one and is refused at the handshake, never joins a view and never
+// averages; a peer with no key at all is refused at start with what to do.
+TEST_F(swarm, only_peers_holding_the_swarm_key_join_and_links_are_sealed) {
+  auto config = write_config(8, 2);
+  auto wrong_key = dir.path() / "other.key";
+  write_text_file(wrong_key, std::string(64, '7') + "\n");
+  std::filesystem::permissions(wrong_key, std::filesystem::perms::owner_read |
+                                            std::filesystem::perms::owner_write);
+  start_peer(0, config);
+  start_peer(2, config, {"--set", "network.swarm_key_file=\"" + wrong_key.string() + "\""});
+  start_peer(1, config);
+  expect_exit_ok(0);
+  expect_exit_ok(1);
+  expect_identical_at(5, {0, 1});
+  auto first = peers[0]->output();
+  EXPECT_NE(first.find("links sealed"), std::string::npos) << first;
+  EXPECT_NE(first.find("refused (wrong_swarm_key)"), std::string::npos) << first;
+  EXPECT_EQ(first.find("peers 3"), std::string::npos) << first;
+  auto stranger = peers[2]->output();
+  EXPECT_EQ(stranger.find("epoch 1/"), std::string::npos) << stranger;
+  EXPECT_TRUE(peers[2]->running()) << stranger;
+  peers[2]->send_signal(SIGKILL);
+
+  // No key, no allowlist, not open: a clear error before anything starts.
+  ::setenv("DDACTOR_SWARM_KEY", "", 1);
+  start_peer(3, config);
+  ::unsetenv("DDACTOR_SWARM_KEY");
+  auto code = peers[3]->wait_for(60s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_NE(*code, 0);
+  EXPECT_TRUE(peers[3]->wait_for_output("nothing says who may join", 1s)) << peers[3]->output();
+}
+
 } // namespace
 } // namespace ddactor::testing

@@ -32,15 +32,51 @@ struct temp_state_dir {
   }
 };
 
-TEST(peer_identity, creates_folder_id_and_first_incarnation) {
+TEST(peer_identity, creates_folder_key_and_first_incarnation) {
   temp_state_dir dir;
   auto identity = load_or_create_identity(dir.path / "nested" / "state");
   EXPECT_TRUE(is_valid_peer_id(identity.peer_id)) << identity.peer_id;
+  EXPECT_EQ(identity.peer_id, peer_id_of(identity.key.public_part()));
   EXPECT_EQ(identity.incarnation, 1u);
-  std::ifstream in(dir.path / "nested" / "state" / "peer_id");
+  auto key_file = dir.path / "nested" / "state" / "peer_key";
+  std::ifstream in(key_file);
   std::string stored;
   in >> stored;
-  EXPECT_EQ(stored, identity.peer_id);
+  EXPECT_EQ(stored, to_hex(identity.key.seed()));
+  // Only the owner may read the key.
+  EXPECT_EQ(fs::status(key_file).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+}
+
+TEST(peer_identity, the_id_follows_the_key_and_a_key_file_can_be_named) {
+  temp_state_dir dir;
+  auto seed = from_hex<32>("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+  ASSERT_TRUE(seed);
+  dir.write("my.key", to_hex(*seed) + "\n");
+  fs::permissions(dir.path / "my.key", fs::perms::owner_read | fs::perms::owner_write);
+  auto identity = load_or_create_identity(dir.path / "state", dir.path / "my.key");
+  EXPECT_EQ(identity.peer_id, peer_id_of(peer_key::from_seed(*seed).public_part()));
+  EXPECT_FALSE(fs::exists(dir.path / "state" / "peer_key"));
+  // Signatures made with it verify under its public key, and only there.
+  std::vector<uint8_t> message{1, 2, 3};
+  auto sig = identity.key.sign(message);
+  EXPECT_TRUE(verify_signature(identity.key.public_part(), message, sig));
+  EXPECT_FALSE(verify_signature(peer_key::generate().public_part(), message, sig));
+  message[0] = 9;
+  EXPECT_FALSE(verify_signature(identity.key.public_part(), message, sig));
+}
+
+TEST(peer_identity, a_key_others_can_read_is_refused) {
+  temp_state_dir dir;
+  dir.write("peer_key", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n");
+  fs::permissions(dir.path / "peer_key", fs::perms::owner_read | fs::perms::owner_write |
+                                           fs::perms::group_read | fs::perms::others_read);
+  try {
+    load_or_create_identity(dir.path);
+    FAIL() << "expected peer_identity_error";
+  } catch (const peer_identity_error& e) {
+    EXPECT_NE(std::string(e.what()).find("chmod 600"), std::string::npos) << e.what();
+  }
 }
 
 TEST(peer_identity, id_is_stable_and_incarnation_grows) {
@@ -57,12 +93,10 @@ TEST(peer_identity, id_is_stable_and_incarnation_grows) {
     EXPECT_EQ(entry.path().string().find(".tmp"), std::string::npos) << entry.path();
 }
 
-TEST(peer_identity, keeps_an_existing_id_and_counter) {
+TEST(peer_identity, keeps_an_existing_counter) {
   temp_state_dir dir;
-  dir.write("peer_id", "0123456789abcdef0123456789abcdef\n");
   dir.write("incarnation", "41");
   auto identity = load_or_create_identity(dir.path);
-  EXPECT_EQ(identity.peer_id, "0123456789abcdef0123456789abcdef");
   EXPECT_EQ(identity.incarnation, 42u);
 }
 
@@ -113,9 +147,8 @@ class peer_identity_corrupt : public ::testing::TestWithParam<corrupt_case> {};
 TEST_P(peer_identity_corrupt, names_the_file) {
   temp_state_dir dir;
   auto param = GetParam();
-  if (std::string(param.file) == "incarnation")
-    dir.write("peer_id", "0123456789abcdef0123456789abcdef\n");
   dir.write(param.file, param.content);
+  fs::permissions(dir.path / param.file, fs::perms::owner_read | fs::perms::owner_write);
   try {
     load_or_create_identity(dir.path);
     FAIL() << "expected peer_identity_error";
@@ -131,13 +164,12 @@ TEST_P(peer_identity_corrupt, names_the_file) {
 INSTANTIATE_TEST_SUITE_P(
   files, peer_identity_corrupt,
   ::testing::Values(
-    corrupt_case{"empty_id", "peer_id", ""},
-    corrupt_case{"short_id", "peer_id", "0123456789abcdef\n"},
-    corrupt_case{"uppercase_id", "peer_id", "0123456789ABCDEF0123456789ABCDEF\n"},
-    corrupt_case{"id_with_spaces", "peer_id", " 0123456789abcdef0123456789abcdef\n"},
-    corrupt_case{"two_lines", "peer_id", "0123456789abcdef0123456789abcdef\n\n"},
-    corrupt_case{"binary_id", "peer_id", std::string("\0\1\2\3", 4)},
-    corrupt_case{"huge_id", "peer_id", std::string(100000, 'a')},
+    corrupt_case{"empty_key", "peer_key", ""},
+    corrupt_case{"short_key", "peer_key", "0123456789abcdef\n"},
+    corrupt_case{"key_with_spaces", "peer_key", " aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"},
+    corrupt_case{"two_lines", "peer_key", std::string(64, 'a') + "\n\n"},
+    corrupt_case{"binary_key", "peer_key", std::string("\0\1\2\3", 4)},
+    corrupt_case{"huge_key", "peer_key", std::string(100000, 'a')},
     corrupt_case{"empty_counter", "incarnation", ""},
     corrupt_case{"negative_counter", "incarnation", "-3\n"},
     corrupt_case{"word_counter", "incarnation", "seven\n"},

@@ -1,0 +1,256 @@
+// Two gateways on loopback carry a plain TCP stream between a client and an echo server (which
+// stand in for CAF at both ends); strangers, garbage and slow handshakes are refused.
+#include "runtime/secure/link_gateway.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "monitoring/ddactor_metrics.hpp"
+
+namespace ddactor {
+namespace {
+
+using namespace std::chrono_literals;
+
+symmetric_key swarm_key(uint8_t fill) {
+  symmetric_key k{};
+  k.fill(fill);
+  return k;
+}
+
+int connect_to(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads exactly n bytes (or fewer when the peer closes or `timeout` passes).
+std::vector<uint8_t> read_bytes(int fd, size_t n, std::chrono::milliseconds timeout = 5s) {
+  std::vector<uint8_t> out;
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (out.size() < n && std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0)
+      continue;
+    uint8_t buffer[65536];
+    auto got = ::recv(fd, buffer, std::min(sizeof buffer, n - out.size()), 0);
+    if (got <= 0)
+      break;
+    out.insert(out.end(), buffer, buffer + got);
+  }
+  return out;
+}
+
+// Whether the other side closed `fd` within `timeout`.
+bool closed_within(int fd, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0)
+      continue;
+    uint8_t buffer[4096];
+    auto got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0)
+      return true;
+  }
+  return false;
+}
+
+void send_all(int fd, const std::vector<uint8_t>& bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0)
+      return;
+    sent += static_cast<size_t>(n);
+  }
+}
+
+// A loopback server that echoes every connection's bytes back (CAF's place in these tests).
+class echo_server {
+ public:
+  echo_server() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(fd_, 16);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0)
+          continue;
+        int client = ::accept(fd_, nullptr, nullptr);
+        if (client < 0)
+          continue;
+        ++accepted_;
+        workers_.emplace_back([this, client] {
+          uint8_t buffer[65536];
+          while (!stop_) {
+            pollfd q{client, POLLIN, 0};
+            if (::poll(&q, 1, 50) <= 0)
+              continue;
+            auto n = ::recv(client, buffer, sizeof buffer, 0);
+            if (n <= 0)
+              break;
+            send_all(client, std::vector<uint8_t>(buffer, buffer + n));
+          }
+          ::close(client);
+        });
+      }
+    });
+  }
+  ~echo_server() {
+    stop_ = true;
+    thread_.join();
+    for (auto& w : workers_)
+      w.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+  std::vector<std::thread> workers_;
+};
+
+link_gateway_options fast_options() {
+  link_gateway_options options;
+  options.handshake_timeout = 400ms;
+  options.max_handshakes_per_address = 4;
+  return options;
+}
+
+double failures(std::string_view reason) {
+  return link_metrics(global_metrics()).auth_failures.with({std::string(reason)}).value();
+}
+
+TEST(link_gateway, carries_a_stream_both_ways_between_members) {
+  echo_server server;
+  auto policy = admission_policy::of_swarm(swarm_key(1));
+  link_gateway a(peer_key::generate(), policy, fast_options());
+  link_gateway b(peer_key::generate(), policy, fast_options());
+  b.set_local_port(server.port());
+  std::string error;
+  auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
+  ASSERT_TRUE(tunnel) << error;
+  int fd = connect_to(*tunnel);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> message(3 << 20);
+  for (size_t i = 0; i < message.size(); ++i)
+    message[i] = static_cast<uint8_t>(i * 13 + 5);
+  std::thread writer([&] { send_all(fd, message); });
+  auto echoed = read_bytes(fd, message.size(), 20s);
+  writer.join();
+  EXPECT_EQ(echoed, message);
+  EXPECT_EQ(server.accepted(), 1);
+  EXPECT_EQ(a.snapshot().handshakes_ok, 1u);
+  EXPECT_EQ(b.snapshot().handshakes_ok, 1u);
+  ::close(fd);
+}
+
+TEST(link_gateway, a_peer_with_the_wrong_key_never_reaches_the_local_side) {
+  echo_server server;
+  link_gateway b(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                 fast_options());
+  b.set_local_port(server.port());
+  link_gateway stranger(peer_key::generate(), admission_policy::of_swarm(swarm_key(2)),
+                        fast_options());
+  const double before = failures("wrong_swarm_key");
+  std::string error;
+  auto tunnel = stranger.open_tunnel("127.0.0.1", b.public_port(), error);
+  ASSERT_TRUE(tunnel) << error;
+  int fd = connect_to(*tunnel);
+  ASSERT_GE(fd, 0);
+  send_all(fd, {1, 2, 3});
+  EXPECT_TRUE(closed_within(fd, 5s));
+  ::close(fd);
+  EXPECT_EQ(server.accepted(), 0);
+  EXPECT_GE(failures("wrong_swarm_key"), before + 1);
+  EXPECT_EQ(b.snapshot().handshakes_ok, 0u);
+}
+
+TEST(link_gateway, garbage_huge_frames_and_silence_cost_bounded_memory_and_keep_members_linked) {
+  echo_server server;
+  auto policy = admission_policy::of_swarm(swarm_key(1));
+  link_gateway a(peer_key::generate(), policy, fast_options());
+  link_gateway b(peer_key::generate(), policy, fast_options());
+  b.set_local_port(server.port());
+  std::string error;
+  auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
+  ASSERT_TRUE(tunnel);
+  int member = connect_to(*tunnel);
+  send_all(member, {9, 9});
+  ASSERT_EQ(read_bytes(member, 2), (std::vector<uint8_t>{9, 9}));
+
+  const double bad_version = failures("bad_version"), timeouts = failures("timeout");
+  const double limited = failures("too_many_connections");
+  // An HTTP request, a BASP-like header announcing 4 GiB, and random bytes.
+  std::vector<std::vector<uint8_t>> attacks;
+  attacks.push_back(std::vector<uint8_t>(100, 'G'));
+  attacks.push_back({0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0,
+                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  std::vector<uint8_t> noise(1 << 20);
+  for (size_t i = 0; i < noise.size(); ++i)
+    noise[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
+  attacks.push_back(noise);
+  for (auto& attack : attacks) {
+    int fd = connect_to(b.public_port());
+    ASSERT_GE(fd, 0);
+    send_all(fd, attack);
+    EXPECT_TRUE(closed_within(fd, 5s));
+    ::close(fd);
+  }
+  EXPECT_GE(failures("bad_version"), bad_version + attacks.size());
+  // Connections that say nothing are dropped after the handshake timeout; past the
+  // per-address limit they are refused at once.
+  std::vector<int> silent;
+  for (int i = 0; i < 10; ++i)
+    silent.push_back(connect_to(b.public_port()));
+  for (int fd : silent) {
+    EXPECT_TRUE(closed_within(fd, 5s));
+    ::close(fd);
+  }
+  EXPECT_GE(failures("timeout"), timeouts + 1);
+  EXPECT_GE(failures("too_many_connections"), limited + 1);
+  EXPECT_EQ(server.accepted(), 1);
+  // The member's link carried on through all of it.
+  send_all(member, {4, 5, 6});
+  EXPECT_EQ(read_bytes(member, 3), (std::vector<uint8_t>{4, 5, 6}));
+  ::close(member);
+}
+
+TEST(link_gateway, an_unresolvable_host_is_a_clear_error) {
+  link_gateway a(peer_key::generate(), admission_policy::of_swarm({}), fast_options());
+  std::string error;
+  EXPECT_FALSE(a.open_tunnel("no-such-host.invalid", 7000, error));
+  EXPECT_NE(error.find("no-such-host.invalid"), std::string::npos) << error;
+}
+
+} // namespace
+} // namespace ddactor
