@@ -206,6 +206,7 @@ void start_swarm(peer_pointer self) {
   progress.repair_splits =
     split_repair_possible(cfg.averaging.state_compression, cfg.averaging.state_every);
   progress.group_size = static_cast<size_t>(cfg.averaging.group_size);
+  progress.state_quorum = static_cast<size_t>(cfg.averaging.state_quorum);
   progress.status_board = st.options.status_board;
   st.progress = spawn_progress(self->system(), progress);
 

@@ -28,6 +28,7 @@ struct progress_state {
   std::vector<caf::actor> others;  // progress actors of the other peers of this swarm
   std::map<std::string, caf::actor> state_servers;  // of the other peers, by id
   averaging_metrics metrics{global_metrics()};
+  uint64_t unvouched_counted = 0;
   static inline const char* name = "progress";
 };
 
@@ -50,7 +51,8 @@ void send_view(progress_pointer self) {
   const auto now = clock_type::now();
   const auto est = st.tracker->estimate(now);
   swarm_progress view;
-  view.max_epoch = est.max_epoch;
+  view.max_epoch = est.quorum_epoch;
+  view.vouched = st.tracker->vouched(now);
   view.swarm_size = est.swarm_size;
   view.samples_per_second = est.samples_per_second;
   view.epoch_samples = est.epoch_samples;
@@ -85,6 +87,12 @@ void update(progress_pointer self) {
   st.metrics.swarm_samples_per_second.set(est.samples_per_second);
   st.metrics.swarm_epoch_progress.set(est.epoch_samples);
   const auto decision = st.tracker->update(now);
+  if (auto claims = st.tracker->unvouched_claims(); claims > st.unvouched_counted) {
+    st.metrics.unvouched_epochs.inc(static_cast<double>(claims - st.unvouched_counted));
+    st.unvouched_counted = claims;
+    spdlog::warn("a peer claims epoch {} while no quorum of peers is past {}: ignored",
+                 est.max_epoch, st.tracker->mine().epoch);
+  }
   using kind = progress_tracker::decision::kind;
   if (decision.what == kind::behind) {
     send_view(self);  // a peer is past our epoch: the trainer catches up, told at once
@@ -101,7 +109,8 @@ caf::behavior progress(progress_pointer self, progress_options options) {
   st.tracker.emplace(progress_tracker_options{st.options.peer_id, st.options.swarm_id,
                                               st.options.target_batch_size,
                                               st.options.stale_after, st.options.repair_splits,
-                                              st.options.group_size});
+                                              st.options.group_size,
+                                              st.options.state_quorum});
   self->send(self, tick_atom_v);
   return {
     [=](attach_atom, caf::actor trainer) {

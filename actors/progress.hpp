@@ -36,6 +36,8 @@ struct progress_options {
   bool repair_splits = true;
   /// Peers of one epoch beyond this average in several groups and differ on purpose.
   size_t group_size = 16;
+  /// Distinct peers that must vouch for a state before this peer falls behind it or takes it.
+  size_t state_quorum = 2;
   /// Where every report (this peer's too: epoch, samples/s, when) is written for the status
   /// page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;

@@ -165,6 +165,8 @@ class state_download_actor : public caf::event_based_actor {
     if (manifest.epoch < options_.min_epoch)
       return fail_source("serves epoch " + std::to_string(manifest.epoch) + ", older than the " +
                          std::to_string(options_.min_epoch) + " wanted");
+    if (options_.refused_digests.contains(manifest.digest))
+      return fail_source("serves a state refused before (no quorum vouched for it)");
     if (assembly_ && same_state_layout(assembly_->manifest(), manifest)) {
       if (assembly_->chunks_present() > 0) {
         ++stats_.resumes;

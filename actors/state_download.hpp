@@ -42,6 +42,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,9 @@ struct state_download_options {
   std::string swarm_id;
   /// Candidates serving an older epoch are skipped.
   int64_t min_epoch = 0;
+  /// Manifest digests of states the caller refused before (no quorum vouched for them):
+  /// candidates serving one are skipped.
+  std::set<uint64_t> refused_digests;
   /// Chunk requests outstanding at once (at least 1): hides the round-trip time.
   uint32_t chunks_in_flight = 4;
   /// Limit for one manifest or chunk request; a source that misses it is dropped.

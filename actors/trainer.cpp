@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <set>
 #include <utility>
 
 #include "models/checkpoint.hpp"
@@ -22,6 +23,7 @@
 #include "models/shared_state.hpp"
 #include "actors/state_download.hpp"
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/state_quorum.hpp"
 #include "monitoring/peer_health.hpp"
 #include "runtime/actor_ticks.hpp"
 #include "runtime/checkpoint_files.hpp"
@@ -63,6 +65,15 @@ enum class swarm_phase : uint8_t {
   averaging,    // the epoch's round runs (batches wait, or train into the next epoch: overlap)
   missed,       // the swarm averaged this epoch without us: batches wait for its next state
   downloading,  // taking the swarm's state (batches wait)
+};
+
+// A downloaded state that waits for a quorum of peers to vouch for it.
+struct pending_download {
+  state_download_result result;
+  int64_t epoch = 0;
+  uint64_t digest = 0;  // of its weights; 0 where digests are not computed
+  std::chrono::steady_clock::time_point started;  // of the download
+  std::chrono::steady_clock::time_point until;    // refused when still not vouched for then
 };
 
 struct trainer_state {
@@ -132,6 +143,10 @@ struct trainer_state {
   uint64_t state_digest = 0;
   // Peers that hold the agreed weights while ours differ; a download from them is due.
   std::vector<caf::actor> agreeing_servers;
+  // Manifest digests of downloaded states no quorum vouched for: never downloaded again.
+  std::set<uint64_t> refused_state_digests;
+  // A downloaded state waiting for a quorum to vouch for it (the phase stays downloading).
+  std::optional<pending_download> pending_state;
   training_metrics metrics{global_metrics()};
   static inline const char* name = "trainer";
 };
@@ -631,10 +646,77 @@ std::chrono::milliseconds join_wait(const run_config& config) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
 
+// The epoch and weight digest of a downloaded state (0 where digests are not computed): applied
+// to learn them, then the weights are put back as they were.
+std::pair<int64_t, uint64_t> inspect_state(trainer_state& st, const state_download_result& result) {
+  const auto before = encode_shared_state(*st.model, st.progress.epoch, st.outer.get(), "none");
+  const auto digest_before = st.state_digest;
+  auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
+  refresh_state_digest(st);
+  const auto digest = st.state_digest;
+  restore_shared_state(before, *st.model, st.outer.get());
+  st.state_digest = digest_before;
+  return {epoch, digest};
+}
+
 void back_off_catching_up(trainer_state& st) {
   st.catch_up_backoff = std::clamp(2 * st.catch_up_backoff, first_catch_up_backoff,
                                    max_catch_up_backoff);
   st.catch_up_not_before = clock_type::now() + st.catch_up_backoff;
+}
+
+// How long a downloaded state waits for a quorum of peers to vouch for it.
+std::chrono::milliseconds vouch_wait(const run_config& config) {
+  return std::chrono::milliseconds(
+    static_cast<int64_t>(std::max(2.0, 4 * config.network.gossip_interval) * 1000));
+}
+
+// A downloaded state is taken once a quorum of peers vouches for its epoch and weights
+// (runtime/state_quorum.hpp), and refused (never downloaded again) when none does in time.
+void consider_pending_state(trainer_pointer self) {
+  auto& st = self->state;
+  if (!st.pending_state)
+    return;
+  auto& pending = *st.pending_state;
+  const bool vouched = may_take(st.swarm_view.vouched, pending.epoch, pending.digest);
+  if (!vouched && clock_type::now() < pending.until)
+    return;
+  const auto result = std::move(pending.result);
+  const auto started = pending.started;
+  st.pending_state.reset();
+  st.phase = st.phase_before_download;
+  try {
+    if (!vouched) {
+      st.refused_state_digests.insert(result.manifest.digest);
+      averaging_metrics(global_metrics()).unvouched_states.inc();
+      throw std::runtime_error("no quorum of peers vouches for its epoch " +
+                               std::to_string(result.manifest.epoch) +
+                               " and weights (averaging.state_quorum " +
+                               std::to_string(st.swarm_view.vouched.required) + ")");
+    }
+    auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
+    st.model->discard_accumulation();
+    st.progress.epoch = epoch;
+    st.downloaded_epoch = epoch;
+    st.progress.step = st.model->step();
+    refresh_state_digest(st);
+    st.epoch_samples = 0;
+    st.epoch_loss = 0;
+    st.epoch_batches = 0;
+    double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+    spdlog::info("downloaded the state of epoch {} ({:.1f} MB in {:.2f} s, {} resumes)", epoch,
+                 result.bytes->size() / 1e6, seconds, result.resumes);
+    st.resync_needed = false;
+    st.catch_up_backoff = std::chrono::milliseconds(0);
+    st.phase = swarm_phase::training;  // at the swarm's epoch: joined, nothing missed
+    report_progress(self);
+    serve_state(self);
+  } catch (const std::exception& e) {
+    spdlog::warn("downloaded state refused: {}", e.what());
+    back_off_catching_up(st);
+  }
+  peer_health::global().set(peer_health::activity::training);
+  drain_waiting_batches(self);
 }
 
 // Downloads the swarm's state from `candidates` (best first), then resumes.
@@ -653,6 +735,7 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
   options.candidates = std::move(candidates);
   options.swarm_id = st.options.swarm_id;
   options.min_epoch = min_epoch;
+  options.refused_digests = st.refused_state_digests;
   auto timeout = std::chrono::milliseconds(
     static_cast<int64_t>(st.options.config.averaging.request_timeout * 1000));
   options.request_timeout = timeout;
@@ -663,31 +746,19 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
     .then(
       [=](const state_download_result& result) {
         auto& st = self->state;
-        st.phase = st.phase_before_download;
         try {
-          auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
-          st.model->discard_accumulation();
-          st.progress.epoch = epoch;
-          st.downloaded_epoch = epoch;
-          st.progress.step = st.model->step();
-          refresh_state_digest(st);
-          st.epoch_samples = 0;
-          st.epoch_loss = 0;
-          st.epoch_batches = 0;
-          double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
-          spdlog::info("downloaded the state of epoch {} ({:.1f} MB in {:.2f} s, {} resumes)",
-                       epoch, result.bytes->size() / 1e6, seconds, result.resumes);
-          st.resync_needed = false;
-          st.catch_up_backoff = std::chrono::milliseconds(0);
-          st.phase = swarm_phase::training;  // at the swarm's epoch: joined, nothing missed
-          report_progress(self);
-          serve_state(self);
+          auto [epoch, digest] = inspect_state(st, result);
+          // The peers' reports of this state may trail the download by a moment.
+          st.pending_state = pending_download{result, epoch, digest, started,
+                                              clock_type::now() + vouch_wait(st.options.config)};
+          consider_pending_state(self);
         } catch (const std::exception& e) {
+          st.phase = st.phase_before_download;
           spdlog::warn("downloaded state refused: {}", e.what());
           back_off_catching_up(st);
+          peer_health::global().set(peer_health::activity::training);
+          drain_waiting_batches(self);
         }
-        peer_health::global().set(peer_health::activity::training);
-        drain_waiting_batches(self);
       },
       [=](const caf::error& err) {
         auto& st = self->state;
@@ -1007,6 +1078,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     [=](const swarm_progress& view) {
       auto& st = self->state;
       st.swarm_view = view;
+      consider_pending_state(self);
       if (st.phase == swarm_phase::joining)
         finish_joining(self, view);
       if (view.swarm_size <= 1)

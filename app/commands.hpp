@@ -89,4 +89,10 @@ struct status_request {
 /// no status in time (one line on stderr says why), 2 for an address that is not HOST:PORT.
 int status_command(const status_request& request);
 
+/// `ddactor keys`: prints the run's peer id and public key (creating the key pair if missing).
+int keys_command(const run_config& config);
+
+/// `ddactor keys --new-swarm-key FILE`: writes a fresh swarm key (mode 0600, never over a file).
+int new_swarm_key_command(const std::filesystem::path& file);
+
 } // namespace ddactor

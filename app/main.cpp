@@ -235,6 +235,22 @@ Examples:
 
 A peer with monitoring.listen set also serves this as a page at / that refreshes itself.)");
 
+  std::string new_swarm_key;
+  auto* keys_cmd = app.add_subcommand(
+    "keys", "print this peer's id and public key (for allowlists), or create a swarm key");
+  keys_cmd->description(
+    "Prints the peer id and Ed25519 public key of the run's identity (network.identity_file, else "
+    "<run dir>/peer/peer_key; created if missing, mode 0600): the public key is what other "
+    "peers list in network.allowlist. With --new-swarm-key FILE it writes a fresh random swarm "
+    "key there instead (mode 0600, never over an existing file): give the file to every peer "
+    "of the swarm (network.swarm_key_file, or its content in DDACTOR_SWARM_KEY).");
+  keys_cmd->add_option("--new-swarm-key", new_swarm_key, "write a new swarm key to FILE")
+    ->type_name("FILE");
+  keys_cmd->footer(R"(
+Examples:
+  ddactor keys --new-swarm-key swarm.key               a key for a new swarm
+  ddactor keys --config run.toml                       this peer's id and public key)");
+
   std::string check_path;
   auto* check_cmd = app.add_subcommand("check-config", "validate a run file and print it");
   check_cmd->add_option("file", check_path, "run file to check");
@@ -260,6 +276,9 @@ A peer with monitoring.listen set also serves this as a page at / that refreshes
     return ddactor::status_command(status);
   }
 
+  if (*keys_cmd && !new_swarm_key.empty())
+    return ddactor::new_swarm_key_command(new_swarm_key);
+
   if (*check_cmd && check_path.empty())
     check_path = config_path;
   auto path = *check_cmd ? check_path : config_path;
@@ -280,6 +299,9 @@ A peer with monitoring.listen set also serves this as a page at / that refreshes
               << ddactor::describe_config(config);
     return 0;
   }
+
+  if (*keys_cmd)
+    return ddactor::keys_command(config);
 
   try {
     ddactor::check_device(config.run.device);

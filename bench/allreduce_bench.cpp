@@ -13,6 +13,9 @@
 //   hetero   (--hetero) host 0's link at --slow-mbit (20), the others' at --rate-mbit: equal
 //            parts, parts cut by declared rates and by measured ones, against the bandwidth
 //            bound of the best cut (runtime/allreduce/bandwidth_shares.hpp).
+//   sealing  (--sealing) per mode and n, the same rounds over plain CAF links and over sealed
+//            ones (runtime/secure/link_gateway: handshake, ChaCha20-Poly1305): round time and
+//            CPU seconds per peer and round, sealed / plain. Aim on shaped links: <= 1.05.
 //   codecs   (--codec-sweep) shaped links, n = 4, a DiT-S/2-sized vector (its real tensor layout,
 //            33M floats; --codec-elements overrides), each codec of --codecs: round time and
 //            bytes on the wire against float32's. Aim: int8 <= 0.35x of float32's time.
@@ -24,6 +27,7 @@
 //                           [--rate-mbit 100] [--delay-ms 50] [--raw-megabytes 500] [--json PATH]
 //   ddactor_allreduce_bench --codec-sweep [--codecs none,fp16,bf16,int8,topk,adaptive,int8+zstd1]
 //                           [--codec-elements N] [--codec-rounds 2]
+//   ddactor_allreduce_bench --sealing [--peers 2,4] [--modes loopback,shaped] [--megabytes 100]
 //   ddactor_allreduce_bench --hetero [--hetero-peers 4] [--slow-mbit 20] [--rate-mbit 100]
 //                           [--megabytes 25] [--rounds 4]
 #include <arpa/inet.h>
@@ -86,6 +90,7 @@ struct settings {
   int codec_rounds = 2;
   size_t chunk_elements = 262144;
   bool hetero = false;        // the heterogeneous-links sweep instead
+  bool sealing = false;       // plain vs sealed links (the gateway) instead
   int hetero_peers = 4;
   double slow_mbit = 20;      // host 0's link in that sweep
   std::vector<std::string> peer_flags;  // passed to every peer as they are
@@ -681,6 +686,68 @@ json size_sweep(const settings& s, const std::filesystem::path& logs) {
   return out;
 }
 
+// Part 1b: what sealing links costs, per mode and n: the same rounds plain and sealed.
+json sealing_sweep(const settings& s, const std::filesystem::path& logs) {
+  json out = json::array();
+  const auto elements = static_cast<int64_t>(s.megabytes * 1e6 / 4);
+  const double size_bytes = static_cast<double>(elements) * 4;
+  std::printf("sealed vs plain links: all-reduce of %.1f MB, %d rounds per run, load average %s\n",
+              size_bytes / 1e6, s.rounds, load_average().c_str());
+  std::printf("%-8s %3s %10s %10s %7s %10s %10s %7s\n", "mode", "n", "plain s", "sealed s",
+              "ratio", "plain CPU", "sealed CPU", "ratio");
+  for (const auto& mode : s.modes) {
+    std::unique_ptr<peer_hosts> hosts;
+    double link_bytes_per_second = s.rate_mbit * 1e6 / 8;
+    if (mode == "loopback") {
+      hosts = std::make_unique<loopback_hosts>();
+      link_bytes_per_second = 1e9;
+    } else if (mode == "shaped") {
+      try {
+        netlab::cleanup_stale("ddl");
+        hosts = std::make_unique<lab_hosts>(*std::max_element(s.peers.begin(), s.peers.end()),
+                                            lab_options(s));
+      } catch (const netlab_unavailable& e) {
+        std::printf("shaped links: skipped: %s\n", e.what());
+        continue;
+      }
+    } else {
+      continue;
+    }
+    for (int n : s.peers) {
+      double bound = 2.0 * (n - 1) / n * size_bytes / link_bytes_per_second;
+      std::vector<std::string> flags{"--elements", std::to_string(elements)};
+      auto plain = run_swarm(*hosts, s, n, s.rounds, flags,
+                             logs / ("sealing-" + mode + "-plain-n" + std::to_string(n)),
+                             run_timeout(bound, s.rounds));
+      flags.push_back("--sealed");
+      auto sealed = run_swarm(*hosts, s, n, s.rounds, flags,
+                              logs / ("sealing-" + mode + "-sealed-n" + std::to_string(n)),
+                              run_timeout(bound, s.rounds));
+      const double time_ratio = plain.median_seconds > 0 ? sealed.median_seconds /
+                                                             plain.median_seconds : 0;
+      const double cpu_ratio = plain.cpu_seconds_per_peer_round > 0
+                                 ? sealed.cpu_seconds_per_peer_round /
+                                     plain.cpu_seconds_per_peer_round
+                                 : 0;
+      std::printf("%-8s %3d %10.2f %10.2f %7.3f %10.2f %10.2f %7.3f%s\n", mode.c_str(), n,
+                  plain.median_seconds, sealed.median_seconds, time_ratio,
+                  plain.cpu_seconds_per_peer_round, sealed.cpu_seconds_per_peer_round, cpu_ratio,
+                  plain.problem.empty() && sealed.problem.empty() ? "" : "  (!)");
+      std::fflush(stdout);
+      out.push_back({{"mode", mode},
+                     {"n", n},
+                     {"plain", run_to_json(plain)},
+                     {"sealed", run_to_json(sealed)},
+                     {"time_ratio", time_ratio},
+                     {"cpu_ratio", cpu_ratio}});
+    }
+  }
+  std::printf("(s: median round time, slowest member; CPU: seconds per peer and round, the "
+              "gateway's thread included; ratio = sealed / plain, measured in this run; aim on "
+              "shaped links: <= 1.05)\n");
+  return out;
+}
+
 // Part 2: codecs on shaped links.
 json codec_sweep(const settings& s, const std::filesystem::path& logs) {
   json out = json::object();
@@ -861,6 +928,8 @@ int main(int argc, char** argv) {
   app.add_flag("--hetero", s.hetero,
                "heterogeneous links instead: host 0 at --slow-mbit, the others at --rate-mbit; "
                "equal parts vs cut by declared and by measured rates");
+  app.add_flag("--sealing", s.sealing,
+               "run the sealed-vs-plain links sweep instead of the size sweep");
   app.add_option("--hetero-peers", s.hetero_peers, "peers of that sweep")->capture_default_str();
   app.add_option("--slow-mbit", s.slow_mbit, "host 0's link there")->capture_default_str();
   app.add_option("--codecs", s.codecs, "codecs to sweep; name+zstdL adds zstd level L")
@@ -894,6 +963,8 @@ int main(int argc, char** argv) {
                         {"chunk_elements", s.chunk_elements}};
     if (s.hetero)
       result["heterogeneous"] = heterogeneous_sweep(s, logs);
+    else if (s.sealing)
+      result["sealing"] = sealing_sweep(s, logs);
     else if (s.codec_sweep)
       result["codec_sweep"] = codec_sweep(s, logs);
     else

@@ -44,6 +44,7 @@
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
+#include "runtime/secure/link_gateway.hpp"
 #include "runtime/tensor_blob.hpp"
 
 namespace {
@@ -122,6 +123,7 @@ int main(int argc, char** argv) {
   double settle = 1.0, linger = 2.0, bandwidth_mbit = 0;
   size_t chunk_elements = 262144, adaptive_exact_below = 16384, compressor_threads = 2;
   uint64_t seed = 1;
+  bool sealed = false;
   app.add_option("--peers", peers, "start once the view holds this many peers")->capture_default_str();
   app.add_option("--rounds", rounds, "averaging rounds")->capture_default_str();
   app.add_option("--elements", elements, "floats per vector")->capture_default_str();
@@ -144,6 +146,9 @@ int main(int argc, char** argv) {
   app.add_option("--bandwidth", bandwidth_mbit,
                  "this peer's link in Mbit/s for the leader's cut (0: measured by its rounds)")
     ->capture_default_str();
+  app.add_flag("--sealed", sealed,
+               "links through the gateway (handshake, ChaCha20-Poly1305), as a training peer's "
+               "with network.encryption = true");
   app.add_option("--die-after-rounds", die_after_rounds, "SIGKILL itself after k rounds (0: never)")
     ->capture_default_str();
   app.add_option("--swarm-id", swarm_id, "swarm id")->capture_default_str();
@@ -182,6 +187,17 @@ int main(int argc, char** argv) {
     }
 
     auto [listen_host, listen_port] = host_and_port(listen, "--listen");
+    // Declared before the actor system, so it outlives every link CAF holds.
+    std::shared_ptr<link_gateway> gateway;
+    if (sealed) {
+      symmetric_key bench_key{};
+      bench_key.fill(0x42);
+      link_gateway_options options;
+      options.listen_host = listen_host;
+      options.listen_port = listen_port;
+      gateway = std::make_shared<link_gateway>(peer_key::generate(),
+                                               admission_policy::of_swarm(bench_key), options);
+    }
     network_timing timing{seconds(heartbeat), seconds(connection_timeout)};
     ddactor_system_config config(timing, /*with_network=*/true);
     caf::actor_system system{config};
@@ -221,6 +237,7 @@ int main(int argc, char** argv) {
       members.announce_port_fixed = port != 0;
     }
     members.self.averager = averager;
+    members.gateway = gateway;
     members.initial_peers = initial_peers;
     members.gossip_interval = seconds(gossip_interval);
     members.suspect_after = seconds(suspect_after);

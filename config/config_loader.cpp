@@ -651,6 +651,7 @@ section_schema averaging_keys() {
       field("bandwidth", &averaging_section::bandwidth, within(0, 1e6)),
       field("overlap", &averaging_section::overlap),
       field("max_weight_ratio", &averaging_section::max_weight_ratio, within(0, 1e6)),
+      field("state_quorum", &averaging_section::state_quorum, within(1, 64)),
   });
 }
 

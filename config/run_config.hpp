@@ -261,6 +261,9 @@ struct averaging_section {
   /// A member's weight (its claimed samples) counts at most this many times the median weight of
   /// its group; a larger claim is clipped (every member clips alike) and counted. 0: no bound.
   double max_weight_ratio = 16;
+  /// Distinct peers that must vouch for a state (epoch and weight digest) before this peer falls
+  /// behind it or adopts a downloaded copy; fewer when fewer others are there.
+  int state_quorum = 2;
 
   bool operator==(const averaging_section&) const = default;
 };

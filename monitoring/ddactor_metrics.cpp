@@ -104,6 +104,14 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
                             "Times this peer's weights differed from those most peers of its "
                             "epoch hold (split groups) and it took theirs.")
                     .with()),
+    unvouched_epochs(r.counter("ddactor_swarm_unvouched_epochs_total",
+                               "Epochs past this peer's that a peer claimed and no quorum of "
+                               "peers vouched for (averaging.state_quorum): ignored.")
+                       .with()),
+    unvouched_states(r.counter("ddactor_state_unvouched_total",
+                               "Downloaded states refused because no quorum of peers vouched "
+                               "for their epoch and weights (averaging.state_quorum).")
+                       .with()),
     epoch(r.gauge("ddactor_swarm_epoch", "The swarm's global epoch as this peer sees it.").with()),
     swarm_samples_per_second(r.gauge("ddactor_swarm_samples_per_second",
                                      "Estimated training throughput of the whole swarm.")

@@ -124,6 +124,8 @@ struct averaging_metrics {
   counter& clipped_weights;        // ddactor_averaging_clipped_weights_total
   counter& digest_mismatches;      // ddactor_averaging_digest_mismatches_total
   counter& split_repairs;          // ddactor_swarm_split_repairs_total
+  counter& unvouched_epochs;       // ddactor_swarm_unvouched_epochs_total
+  counter& unvouched_states;       // ddactor_state_unvouched_total
   gauge& epoch;                    // ddactor_swarm_epoch
   gauge& swarm_samples_per_second; // ddactor_swarm_samples_per_second
   gauge& swarm_epoch_progress;     // ddactor_swarm_epoch_samples

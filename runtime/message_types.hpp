@@ -18,6 +18,7 @@
 #include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/round_result.hpp"
+#include "runtime/state_quorum.hpp"
 #include "runtime/swarm_messages.hpp"
 #include "runtime/training_batch.hpp"
 
@@ -94,8 +95,11 @@ struct average_outcome {
 
 /// Local only: what the progress actor tells the trainer about the swarm, every report interval.
 struct swarm_progress {
-  /// The highest epoch any live peer of the swarm reports (ahead of ours: we fell behind).
+  /// The highest epoch a quorum of live peers reached (ahead of ours: we fell behind); one
+  /// peer's claim does not count (runtime/state_quorum.hpp).
   int64_t max_epoch = 0;
+  /// The states a quorum vouches for: a downloaded state is taken only when it is one of them.
+  vouched_states vouched;
   int32_t swarm_size = 1;
   double samples_per_second = 0;
   /// Estimated samples the swarm accumulated towards our epoch's target.

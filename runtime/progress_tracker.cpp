@@ -74,7 +74,26 @@ progress_tracker::swarm_estimate progress_tracker::estimate(time_point now) cons
     if (r.report.epoch == mine_.epoch)
       out.epoch_samples += static_cast<double>(r.report.samples);
   }
+  out.quorum_epoch = std::max(mine_.epoch, vouched(now).quorum_epoch.value_or(mine_.epoch));
   return out;
+}
+
+vouched_states progress_tracker::vouched(time_point now) const {
+  std::vector<state_claim> claims;
+  std::size_t others = 0;
+  for (const auto& [id, r] : reports_) {
+    if (!fresh(r, now))
+      continue;
+    ++others;
+    if (r.report.resyncing)
+      continue;
+    claims.push_back({id, r.report.epoch, r.report.state_digest});
+    if (auto history = peer_digests_.find(id); history != peer_digests_.end())
+      for (const auto& [epoch, digest] : history->second.entries())
+        if (epoch <= r.report.epoch)
+          claims.push_back({id, epoch, digest});
+  }
+  return vouch(claims, required_vouchers(options_.state_quorum, others));
 }
 
 epoch_reports progress_tracker::epochs(time_point now) const {
@@ -93,15 +112,20 @@ epoch_reports progress_tracker::epochs(time_point now) const {
 
 progress_tracker::decision progress_tracker::update(time_point now) {
   const auto est = estimate(now);
-  // A peer already past our epoch means its round is over (matchmaking closed): averaging alone
-  // would set us apart from the swarm, so the trainer catches up instead, told at once.
-  if (est.max_epoch > mine_.epoch) {
+  // A quorum of peers past our epoch means its round is over (matchmaking closed): averaging
+  // alone would set us apart from the swarm, so the trainer catches up instead, told at once.
+  // One peer's claim is not enough: it may be lying about its epoch.
+  if (est.quorum_epoch > mine_.epoch) {
     mine_.ready = false;
-    if (behind_reported_ < est.max_epoch) {
-      behind_reported_ = est.max_epoch;
-      return {decision::kind::behind, est.max_epoch};
+    if (behind_reported_ < est.quorum_epoch) {
+      behind_reported_ = est.quorum_epoch;
+      return {decision::kind::behind, est.quorum_epoch};
     }
     return {};
+  }
+  if (est.max_epoch > est.quorum_epoch + 1 && unvouched_reported_ < est.max_epoch) {
+    unvouched_reported_ = est.max_epoch;
+    ++unvouched_claims_;
   }
   mine_.ready = est.epoch_samples >= static_cast<double>(options_.target_batch_size);
   if (mine_.ready && signalled_epoch_ < mine_.epoch) {
@@ -149,27 +173,32 @@ std::optional<progress_tracker::divergence> progress_tracker::check_agreement(ti
 progress_tracker::state_sources progress_tracker::rank_state_sources(
   const std::vector<std::string>& candidates, time_point now) const {
   struct source {
+    bool vouched;  // its state is one a quorum vouches for
     bool resyncing;
     int64_t epoch;
     const std::string* id;
   };
+  const auto quorum = vouched(now);
   std::vector<source> ranked;
   bool someone_in_sync = false;
   bool lowest_resyncing = mine_.resyncing;
   for (const auto& id : candidates) {
     auto it = reports_.find(id);
     if (it == reports_.end() || !fresh(it->second, now)) {
-      ranked.push_back({true, -1, &id});
+      ranked.push_back({false, true, -1, &id});
       continue;
     }
     const auto& report = it->second.report;
-    ranked.push_back({report.resyncing, report.epoch, &id});
+    ranked.push_back({!report.resyncing && may_take(quorum, report.epoch, report.state_digest),
+                      report.resyncing, report.epoch, &id});
     if (!report.resyncing && report.epoch >= mine_.epoch)
       someone_in_sync = true;
     if (report.resyncing && id < options_.peer_id)
       lowest_resyncing = false;
   }
   std::stable_sort(ranked.begin(), ranked.end(), [](const source& a, const source& b) {
+    if (a.vouched != b.vouched)
+      return a.vouched;
     return a.resyncing != b.resyncing ? !a.resyncing : a.epoch > b.epoch;
   });
   state_sources out;

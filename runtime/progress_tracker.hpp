@@ -22,6 +22,7 @@
 
 #include "runtime/matchmaking_rules.hpp"
 #include "runtime/state_agreement.hpp"
+#include "runtime/state_quorum.hpp"
 #include "runtime/swarm_messages.hpp"
 
 namespace ddactor {
@@ -35,6 +36,9 @@ struct progress_tracker_options {
   bool repair_splits = true;
   /// Peers of one epoch beyond this average in several groups and differ on purpose.
   std::size_t group_size = 16;
+  /// Distinct peers that must vouch for a state before this peer falls behind it or takes it
+  /// (runtime/state_quorum.hpp); fewer when fewer others are there.
+  std::size_t state_quorum = 2;
 };
 
 class progress_tracker {
@@ -48,6 +52,7 @@ public:
   };
   struct swarm_estimate {
     int64_t max_epoch = 0;  ///< the highest epoch of a fresh report (ours included)
+    int64_t quorum_epoch = 0;  ///< the highest a quorum reached (ours if higher): see vouched()
     int32_t swarm_size = 1;
     double samples_per_second = 0;
     double epoch_samples = 0;  ///< the swarm's samples in our epoch
@@ -86,16 +91,21 @@ public:
   void keep_peers(const std::set<std::string>& peer_ids, int32_t swarm_size);
 
   swarm_estimate estimate(time_point now) const;
+  /// What a quorum of the fresh, non-resyncing other peers vouches for (state_quorum.hpp).
+  vouched_states vouched(time_point now) const;
+  /// Times a peer claimed an epoch past ours that no quorum vouched for (each claim once).
+  uint64_t unvouched_claims() const noexcept { return unvouched_claims_; }
   /// Each fresh peer's epoch and who does not lead its epoch (this peer included).
   epoch_reports epochs(time_point now) const;
-  /// Whether the epoch's target is reached (once per epoch) or a peer is past our epoch (once per
-  /// epoch ahead); also sets mine().ready.
+  /// Whether the epoch's target is reached (once per epoch) or a quorum of peers is past our
+  /// epoch (once per epoch ahead; one peer's claim is not enough); also sets mine().ready.
   decision update(time_point now);
   /// At the second check running that finds our weights differ from the agreed ones (one check
   /// may see half an update), and every check after while they still do.
   std::optional<divergence> check_agreement(time_point now);
-  /// Of `candidates` (peers with a state server): peers that hold the swarm's state before those
-  /// resyncing themselves, each by reported epoch, highest first; peers not heard from last.
+  /// Of `candidates` (peers with a state server): peers whose state a quorum vouches for first,
+  /// then those that hold the swarm's state before those resyncing themselves, each by reported
+  /// epoch, highest first; peers not heard from last.
   /// When every one that could serve is resyncing too and this peer has the lowest id among
   /// them, its own state becomes the swarm's.
   state_sources rank_state_sources(const std::vector<std::string>& candidates,
@@ -116,6 +126,8 @@ private:
   std::map<std::string, received_report> reports_;
   int64_t signalled_epoch_ = -1;
   int64_t behind_reported_ = -1;
+  int64_t unvouched_reported_ = -1;
+  uint64_t unvouched_claims_ = 0;
   digest_history my_digests_;
   std::map<std::string, digest_history> peer_digests_;
   int disagreeing_checks_ = 0;

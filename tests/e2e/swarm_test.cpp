@@ -416,10 +416,14 @@ TEST_F(swarm, a_peer_sending_poisoned_chunks_is_dropped_and_the_model_stays_fini
 // averages; a peer with no key at all is refused at start with what to do.
 TEST_F(swarm, only_peers_holding_the_swarm_key_join_and_links_are_sealed) {
   auto config = write_config(8, 2);
+  // Another swarm's key, as a user makes one; the command never replaces an existing key.
   auto wrong_key = dir.path() / "other.key";
-  write_text_file(wrong_key, std::string(64, '7') + "\n");
-  std::filesystem::permissions(wrong_key, std::filesystem::perms::owner_read |
-                                            std::filesystem::perms::owner_write);
+  ASSERT_EQ(run_ddactor({"keys", "--new-swarm-key", wrong_key.string()}, dir.path() / "keys.log"),
+            0);
+  EXPECT_EQ(std::filesystem::status(wrong_key).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_NE(run_ddactor({"keys", "--new-swarm-key", wrong_key.string()}, dir.path() / "again.log"),
+            0);
   start_peer(0, config);
   start_peer(2, config, {"--set", "network.swarm_key_file=\"" + wrong_key.string() + "\""});
   start_peer(1, config);

@@ -142,5 +142,40 @@ TEST(progress_tracker, when_everyone_resyncs_the_lowest_id_keeps_its_own_state) 
   EXPECT_FALSE(high.rank_state_sources({id('a')}, now).keep_own_state);
 }
 
+// One hostile peer claiming a far-future epoch (to be downloaded from) is one voice short of the
+// quorum while another peer is at our epoch; once a second peer is past us, we are behind, at
+// the epoch the two vouch for, not at the claim.
+TEST(progress_tracker, one_peer_claiming_a_far_future_epoch_is_not_followed) {
+  auto t = tracker_for('a');
+  const auto now = clock_type::now();
+  t.on_own_progress(3, 0, 10, 1, false, true);
+  t.on_report(report('m', 99995, 0, 9), now);
+  t.on_report(report('c', 3, 0, 1), now);
+  EXPECT_EQ(t.update(now).what, kind::none);
+  EXPECT_EQ(t.unvouched_claims(), 1u);
+  EXPECT_EQ(t.estimate(now).quorum_epoch, 3);
+  t.on_report(report('c', 4, 0, 7), now);
+  const auto decision = t.update(now);
+  EXPECT_EQ(decision.what, kind::behind);
+  EXPECT_EQ(decision.epoch, 4);
+  // What may be taken: the honest peers' state at 3 (both held digest 1), not the claim.
+  const auto vouched = t.vouched(now);
+  EXPECT_EQ(vouched.required, 2u);
+  EXPECT_FALSE(may_take(vouched, 99995, 9));
+  EXPECT_FALSE(may_take(vouched, 4, 7));  // c alone holds it so far
+}
+
+TEST(progress_tracker, sources_a_quorum_vouches_for_come_first) {
+  auto t = tracker_for('a');
+  const auto now = clock_type::now();
+  t.on_own_progress(2, 0, 10, 1, false, true);
+  t.on_report(report('m', 9000, 0, 9), now);
+  t.on_report(report('b', 5, 0, 7), now);
+  t.on_report(report('c', 5, 0, 7), now);
+  const auto ranked = t.rank_state_sources({id('m'), id('b'), id('c')}, now);
+  EXPECT_EQ(ranked.peer_ids, (std::vector<std::string>{id('b'), id('c'), id('m')}));
+  EXPECT_TRUE(may_take(t.vouched(now), 5, 7));
+}
+
 } // namespace
 } // namespace ddactor

@@ -245,6 +245,95 @@ TEST(link_gateway, garbage_huge_frames_and_silence_cost_bounded_memory_and_keep_
   ::close(member);
 }
 
+
+// A relay between two gateways that flips one bit of the stream from the dialing side at
+// `flip_at` (a man in the middle on the path).
+class tampering_relay {
+ public:
+  tampering_relay(uint16_t target, size_t flip_at) : target_(target), flip_at_(flip_at) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(fd_, 4);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { relay(); });
+  }
+  ~tampering_relay() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  void relay() {
+    pollfd p{fd_, POLLIN, 0};
+    while (!stop_ && ::poll(&p, 1, 50) <= 0) {
+    }
+    if (stop_)
+      return;
+    int from = ::accept(fd_, nullptr, nullptr);
+    int to = connect_to(target_);
+    size_t forwarded = 0;
+    while (!stop_) {
+      pollfd both[2] = {{from, POLLIN, 0}, {to, POLLIN, 0}};
+      if (::poll(both, 2, 50) <= 0)
+        continue;
+      uint8_t buffer[65536];
+      if (both[0].revents) {
+        auto n = ::recv(from, buffer, sizeof buffer, 0);
+        if (n <= 0)
+          break;
+        for (ssize_t i = 0; i < n; ++i, ++forwarded)
+          if (forwarded == flip_at_)
+            buffer[i] ^= 0x04;
+        send_all(to, std::vector<uint8_t>(buffer, buffer + n));
+      }
+      if (both[1].revents) {
+        auto n = ::recv(to, buffer, sizeof buffer, 0);
+        if (n <= 0)
+          break;
+        send_all(from, std::vector<uint8_t>(buffer, buffer + n));
+      }
+    }
+    ::close(from);
+    ::close(to);
+  }
+
+  uint16_t target_;
+  size_t flip_at_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST(link_gateway, a_byte_tampered_on_the_path_ends_the_link_and_nothing_forged_arrives) {
+  echo_server server;
+  auto policy = admission_policy::of_swarm(swarm_key(1));
+  link_gateway a(peer_key::generate(), policy, fast_options());
+  link_gateway b(peer_key::generate(), policy, fast_options());
+  b.set_local_port(server.port());
+  // Past the hello and finish: a bit inside the first sealed frame.
+  tampering_relay relay(b.public_port(), handshake::hello_size + handshake::finish_size + 9);
+  const double forged = failures("forged_frame");
+  std::string error;
+  auto tunnel = a.open_tunnel("127.0.0.1", relay.port(), error);
+  ASSERT_TRUE(tunnel) << error;
+  int fd = connect_to(*tunnel);
+  ASSERT_GE(fd, 0);
+  send_all(fd, std::vector<uint8_t>(100, 0x55));
+  EXPECT_TRUE(read_bytes(fd, 100, 2s).empty());
+  EXPECT_TRUE(closed_within(fd, 5s));
+  ::close(fd);
+  EXPECT_EQ(b.snapshot().handshakes_ok, 1u);
+  EXPECT_GE(failures("forged_frame"), forged + 1);
+}
+
 TEST(link_gateway, an_unresolvable_host_is_a_clear_error) {
   link_gateway a(peer_key::generate(), admission_policy::of_swarm({}), fast_options());
   std::string error;
