@@ -595,6 +595,13 @@ void train_alone(trainer_pointer self, const training_batch& batch) {
 
 // --- a swarm peer --------------------------------------------------------------------------
 
+// debug.byzantine = "forged_state" (tests of the state quorum): the epoch this peer claims and
+// serves its forged state as lies this far ahead of its own.
+int64_t forged_epoch_offset(const trainer_state& st) {
+  const auto& debug = st.options.config.debug;
+  return debug.allow_byzantine && debug.byzantine == "forged_state" ? 100000 : 0;
+}
+
 // `in_flight`: samples of the batch about to be trained, counted before the work. The swarm's
 // estimate then includes every peer's batch in progress, so an epoch ends at most one batch past
 // train.target_batch_size, not one batch per peer.
@@ -605,7 +612,8 @@ void report_progress(trainer_pointer self, int64_t in_flight = 0) {
   // Sent as the trainer (not anonymously): progress takes its own peer's reports only from
   // this process (actors/local_control.hpp).
   caf::send_as(caf::actor_cast<caf::actor>(self), st.options.progress, progress_atom_v,
-               st.progress.epoch, st.round_samples + st.epoch_samples + in_flight,
+               st.progress.epoch + forged_epoch_offset(st),
+               st.round_samples + st.epoch_samples + in_flight,
                st.samples_per_second, st.state_digest, st.resync_needed,
                st.progress.epoch != st.downloaded_epoch);
 }
@@ -629,11 +637,20 @@ void serve_state(trainer_pointer self) {
   auto& st = self->state;
   if (!st.options.state_server)
     return;
+  const int64_t epoch = st.progress.epoch + forged_epoch_offset(st);
+  const bool forge = forged_epoch_offset(st) != 0;
+  torch::NoGradGuard no_grad;
+  if (forge)  // debug.byzantine = "forged_state": negated weights (negation is exact, undone below)
+    for (auto& p : st.model->module().parameters())
+      p.neg_();
   auto bytes = std::make_shared<const std::vector<char>>(encode_shared_state(
-    *st.model, st.progress.epoch, st.outer.get(), st.options.config.averaging.state_compression));
+    *st.model, epoch, st.outer.get(), st.options.config.averaging.state_compression));
+  if (forge)
+    for (auto& p : st.model->module().parameters())
+      p.neg_();
   // A request, not an anonymous send: the state server takes states from this process only.
   self->request(st.options.state_server, std::chrono::seconds(60), caf::put_atom_v,
-                shared_bytes(bytes), st.progress.epoch, st.options.swarm_id)
+                shared_bytes(bytes), epoch, st.options.swarm_id)
     .then([](const state_manifest&) {},
           [](const caf::error& err) {
             spdlog::warn("the state server refused this epoch's state: {}", to_string(err));

@@ -486,6 +486,7 @@ const std::vector<std::string> run_modes = {"train", "router"};
 const std::vector<std::string> samplers = {"euler", "heun"};
 /// sample.sampler: the DiT's samplers and Stable Diffusion's (models/sd/latent_samplers.hpp).
 const std::vector<std::string> sample_samplers = {"euler", "heun", "ddim", "dpm++2m"};
+const std::vector<std::string> byzantine_behaviours = {"", "forged_state"};
 /// The samplers only Stable Diffusion has.
 bool is_sd_only_sampler(const std::string& name) { return name == "ddim" || name == "dpm++2m"; }
 
@@ -706,6 +707,8 @@ section_schema debug_keys() {
       field("die_in_round", &debug_section::die_in_round, at_least(0)),
       field("die_as", &debug_section::die_as, one_of({"sender", "reducer"})),
       field("corrupt_chunks_from", &debug_section::corrupt_chunks_from, at_least(0)),
+      field("byzantine", &debug_section::byzantine, one_of(byzantine_behaviours)),
+      field("allow_byzantine", &debug_section::allow_byzantine),
   });
 }
 
@@ -1086,6 +1089,13 @@ const std::vector<cross_key_rule>& cross_key_rules() {
            return std::nullopt;
          return "model.num_classes must be >= 1 when model.conditioning is \"class\", got " +
                 render(c.model.num_classes);
+       }},
+      {{"debug.allow_byzantine", "debug.byzantine"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.debug.allow_byzantine || (c.debug.byzantine.empty() && c.debug.corrupt_chunks_from == 0))
+           return std::nullopt;
+         return "debug.byzantine and debug.corrupt_chunks_from make this peer attack its swarm "
+                "(tests of its defences only); set debug.allow_byzantine = true to mean it";
        }},
       {{"train.target_batch_size", "network.listen"},
        [](const run_config& c) -> std::optional<std::string> {

@@ -356,6 +356,11 @@ struct debug_section {
   /// From this epoch on (0: never) the peer sends all-reduce chunks full of NaN, as a broken or
   /// hostile peer would.
   int64_t corrupt_chunks_from = 0;
+  /// This peer attacks its swarm, for tests of the defences: "" (never), "forged_state" (it
+  /// reports an epoch 100000 past its own and serves its weights negated as that epoch's state).
+  std::string byzantine;
+  /// Hostile fault injection (corrupt_chunks_from, byzantine) is refused unless this is true.
+  bool allow_byzantine = false;
 
   bool operator==(const debug_section&) const = default;
 };
