@@ -184,6 +184,7 @@ struct link_gateway::loop {
   counts totals;
   std::list<link> links;
   std::vector<tunnel_port> tunnels;
+  std::vector<uint8_t> scratch = std::vector<uint8_t>(read_size);  // one read at a time
   std::thread thread;
 
   loop(peer_key k, admission_policy p, link_gateway_options o)
@@ -358,7 +359,7 @@ struct link_gateway::loop {
   }
 
   void read_net(link& l) {
-    std::vector<uint8_t> buffer(read_size);
+    auto& buffer = scratch;
     auto n = ::recv(l.net, buffer.data(), buffer.size(), 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
       return;
@@ -374,7 +375,7 @@ struct link_gateway::loop {
   }
 
   void read_local(link& l) {
-    std::vector<uint8_t> buffer(read_size);
+    auto& buffer = scratch;
     auto n = ::recv(l.local, buffer.data(), buffer.size(), 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
       return;

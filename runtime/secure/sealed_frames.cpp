@@ -51,18 +51,58 @@ std::optional<frame_error> frame_opener::open(std::span<const uint8_t> received,
                                               std::vector<uint8_t>& out) {
   if (error_)
     return error_;
-  pending_.insert(pending_.end(), received.begin(), received.end());
+  // Complete frames are opened where they lie; only an incomplete tail is kept in pending_
+  // (at most one frame), and completed from the next bytes first.
+  while (!pending_.empty() && !received.empty()) {
+    const size_t missing = bytes_missing(pending_);
+    if (missing == 0)
+      break;
+    const size_t take = std::min(missing, received.size());
+    pending_.insert(pending_.end(), received.begin(),
+                    received.begin() + static_cast<std::ptrdiff_t>(take));
+    received = received.subspan(take);
+  }
+  if (!pending_.empty()) {
+    if (bytes_missing(pending_) > 0)
+      return std::nullopt;  // every received byte went into the frame, which needs more
+    open_frames(pending_, out);
+    if (error_)
+      return error_;
+    pending_.clear();
+  }
+  const size_t used = open_frames(received, out);
+  if (error_)
+    return error_;
+  pending_.assign(received.begin() + static_cast<std::ptrdiff_t>(used), received.end());
+  return std::nullopt;
+}
+
+size_t frame_opener::bytes_missing(std::span<const uint8_t> partial) {
+  if (partial.size() < frame_header_bytes)
+    return frame_header_bytes - partial.size();
+  const size_t sealed = sealed_length(partial.data());
+  if (sealed < frame_tag_bytes || sealed > max_frame_payload + frame_tag_bytes)
+    return 0;  // open_frames reports it
+  return frame_header_bytes + sealed > partial.size() ? frame_header_bytes + sealed - partial.size()
+                                                      : 0;
+}
+
+size_t frame_opener::sealed_length(const uint8_t* header) {
+  return (size_t{header[0]} << 24) | (size_t{header[1]} << 16) | (size_t{header[2]} << 8) |
+         size_t{header[3]};
+}
+
+size_t frame_opener::open_frames(std::span<const uint8_t> bytes, std::vector<uint8_t>& out) {
   size_t at = 0;
-  while (pending_.size() - at >= frame_header_bytes) {
-    const uint8_t* header = pending_.data() + at;
-    const uint32_t sealed = (uint32_t{header[0]} << 24) | (uint32_t{header[1]} << 16) |
-                            (uint32_t{header[2]} << 8) | uint32_t{header[3]};
+  while (bytes.size() - at >= frame_header_bytes) {
+    const uint8_t* header = bytes.data() + at;
+    const size_t sealed = sealed_length(header);
     if (sealed < frame_tag_bytes || sealed > max_frame_payload + frame_tag_bytes) {
       error_ = frame_error::too_large;
       pending_.clear();
-      return error_;
+      return at;
     }
-    if (pending_.size() - at < frame_header_bytes + sealed)
+    if (bytes.size() - at < frame_header_bytes + sealed)
       break;
     const size_t plain = sealed - frame_tag_bytes;
     const size_t start = out.size();
@@ -76,13 +116,12 @@ std::optional<frame_error> frame_opener::open(std::span<const uint8_t> received,
       out.resize(start);
       error_ = frame_error::forged;
       pending_.clear();
-      return error_;
+      return at;
     }
     ++counter_;
     at += frame_header_bytes + sealed;
   }
-  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(at));
-  return std::nullopt;
+  return at;
 }
 
 } // namespace ddactor

@@ -49,6 +49,13 @@ class frame_opener {
   size_t buffered() const { return pending_.size(); }
 
  private:
+  // Opens the complete frames at the start of `bytes`; returns the bytes they took (an error
+  // is left in error_).
+  size_t open_frames(std::span<const uint8_t> bytes, std::vector<uint8_t>& out);
+  // Bytes a partial frame still lacks (0: complete, or a length open_frames will refuse).
+  static size_t bytes_missing(std::span<const uint8_t> partial);
+  static size_t sealed_length(const uint8_t* header);
+
   symmetric_key key_;
   uint64_t counter_ = 0;
   std::vector<uint8_t> pending_;
