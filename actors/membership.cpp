@@ -17,6 +17,7 @@
 #include "runtime/errors.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
+#include "runtime/secure/hello_proof.hpp"
 #include "runtime/secure/link_gateway.hpp"
 #include "runtime/swarm_view.hpp"
 
@@ -186,6 +187,14 @@ swarm_view::admission admit_member(membership_pointer self, const swarm_member& 
 
 void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap);
 
+// This peer as its hellos and replies carry it: signed when it has a key (hello_proof.hpp).
+swarm_member signed_self(membership_pointer self) {
+  auto own = self->state.view->self();
+  if (self->state.options.key)
+    sign_hello(own, *self->state.options.key, caf::to_string(self->node()));
+  return own;
+}
+
 void dial_candidates(membership_pointer self, const std::vector<peer_info>& peers) {
   for (auto& info : peers)
     dial(self, info.host, info.port, false);
@@ -236,6 +245,10 @@ void on_hello_reply(membership_pointer self, const std::string& address, caf::ac
   them.membership = reached;
   if (!handles_live_on(them, reached.node())) {
     reject(self, rejection::wrong_sender, "hello reply from " + address);
+    return;
+  }
+  if (st.options.require_proof && !hello_proven(them, caf::to_string(reached.node()))) {
+    reject(self, rejection::bad_signature, "hello reply from " + address);
     return;
   }
   auto merged = st.view->split_merge_size(them.info, known);
@@ -312,7 +325,7 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
         // Only a bootstrap dial asks for the known list: a peer dialed because gossip named it
         // has nothing to teach that gossip does not (1000 peers dialing each other would
         // otherwise trade a million 1000-entry lists).
-        self->request(reached, timeout, hello_atom_v, st.view->self(), bootstrap)
+        self->request(reached, timeout, hello_atom_v, signed_self(self), bootstrap)
           .then(
             [=](swarm_member& them, std::vector<peer_info>& known) {
               on_hello_reply(self, address, reached, std::move(them), std::move(known));
@@ -518,6 +531,10 @@ caf::behavior membership(membership_pointer self, membership_options options) {
         reject(self, rejection::wrong_sender, "hello from " + describe(them.info));
         return rejection_error(rejection::wrong_sender);
       }
+      if (st.options.require_proof && !hello_proven(them, caf::to_string(sender->node()))) {
+        reject(self, rejection::bad_signature, "hello from " + describe(them.info));
+        return rejection_error(rejection::bad_signature);
+      }
       if (admit_member(self, them) == swarm_view::admission::stale) {
         reject(self, rejection::stale_incarnation, "hello from " + describe(them.info));
         return rejection_error(rejection::stale_incarnation);
@@ -528,7 +545,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
         known = st.view->other_infos();
         std::erase_if(known, [&](const peer_info& p) { return p.peer_id == them.info.peer_id; });
       }
-      return {st.view->self(), std::move(known)};
+      return {signed_self(self), std::move(known)};
     },
     [=](gossip_atom, peer_info& from, std::vector<peer_info>& known) {
       auto& st = self->state;
@@ -620,7 +637,8 @@ caf::behavior membership(membership_pointer self, membership_options options) {
       for (auto& member : st.view->members()) {
         if (member.info.peer_id == own.info.peer_id)
           continue;
-        self->request(member.membership, st.options.connect_timeout, hello_atom_v, own, false)
+        self->request(member.membership, st.options.connect_timeout, hello_atom_v,
+                      signed_self(self), false)
           .then([](swarm_member&, std::vector<peer_info>&) {},
                 [=](caf::error& err) {
                   spdlog::debug("membership {}: re-announcing handles to {} failed: {}", me(self),

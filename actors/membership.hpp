@@ -57,6 +57,7 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/secure/peer_key.hpp"
 #include "runtime/swarm_messages.hpp"
 
 namespace ddactor {
@@ -97,6 +98,10 @@ struct membership_options {
   /// announced, and every dial goes through a tunnel of the gateway. Null: plain CAF on
   /// listen_host:listen_port (trusted networks, in-process tests).
   std::shared_ptr<link_gateway> gateway;
+  /// The key this peer's id derives from: its hellos are signed with it (hello_proof.hpp).
+  std::optional<peer_key> key;
+  /// Refuse hellos that do not prove their id (every peer of a real swarm signs its own).
+  bool require_proof = false;
 };
 
 /// Splits "host:port" or "[v6]:port"; nullopt if malformed (no port, port 0 or > 65535, empty

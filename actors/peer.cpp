@@ -271,6 +271,8 @@ void start_swarm(peer_pointer self) {
   members.bootstrap_retry = seconds(net.bootstrap_retry);
   members.status_board = st.options.status_board;
   members.gateway = st.options.gateway;
+  members.key = identity.key;
+  members.require_proof = true;
   st.membership = spawn_membership(self->system(), members);
   self->monitor(st.membership);
   for (const auto& child : {st.membership, st.progress, st.averager, st.state_server})

@@ -54,6 +54,10 @@ struct swarm_member {
   caf::actor progress;
   caf::actor averager;
   caf::actor state_server;
+  /// In hellos: the Ed25519 key the id derives from (32 bytes) and its signature of `info` and
+  /// the sender's node (64 bytes); see runtime/secure/hello_proof.hpp. Empty elsewhere.
+  std::string public_key;
+  std::string signature;
 };
 
 /// A peer's training progress in its current epoch.
@@ -179,7 +183,7 @@ typename Inspector::result_type inspect(Inspector& f, peer_info& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, swarm_member& x) {
   return f(caf::meta::type_name("swarm_member"), x.info, x.membership, x.progress, x.averager,
-           x.state_server);
+           x.state_server, x.public_key, x.signature);
 }
 
 template <class Inspector>

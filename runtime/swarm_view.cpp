@@ -18,6 +18,7 @@ std::string_view to_string(rejection reason) noexcept {
     case rejection::own_id: return "own_id";
     case rejection::stale_incarnation: return "stale_incarnation";
     case rejection::wrong_sender: return "wrong_sender";
+    case rejection::bad_signature: return "bad_signature";
   }
   return "unknown";
 }

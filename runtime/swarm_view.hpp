@@ -48,6 +48,7 @@ enum class rejection : uint8_t {
   own_id,            ///< another process claims this peer's id
   stale_incarnation, ///< older than the incarnation already known for that id
   wrong_sender,      ///< a message about a peer that did not come from that peer's node
+  bad_signature,     ///< a hello that does not prove its id (runtime/secure/hello_proof.hpp)
 };
 
 std::string_view to_string(rejection reason) noexcept;

@@ -168,6 +168,35 @@ TEST(membership_address, parses_host_and_port) {
     EXPECT_FALSE(parse_peer_address(bad)) << bad;
 }
 
+// Peers that require proofs admit a hello only when its id is its key's: a peer signing with a
+// key whose id is not the one it claims (an admitted peer posing as another) is refused and
+// counted; one claiming its own key's id joins.
+TEST(membership, a_hello_must_prove_its_id_with_the_key_behind_it) {
+  auto requiring = [](const peer_key& key) {
+    return [key](membership_options& o) {
+      o.key = key;
+      o.require_proof = true;
+    };
+  };
+  auto a_key = peer_key::generate();
+  auto a = std::make_unique<swarm_node>(std::vector<std::string>{}, peer_id_of(a_key.public_part()),
+                                        1, requiring(a_key));
+  auto& refused = swarm_metrics(global_metrics()).rejected.with({"bad_signature"});
+  const double before = refused.value();
+  // Poses as a third peer: its key's id is not the id it claims.
+  auto impostor_key = peer_key::generate();
+  auto impostor = std::make_unique<swarm_node>(std::vector<std::string>{a->address()},
+                                               peer_id_of(peer_key::generate().public_part()), 1,
+                                               requiring(impostor_key));
+  auto b_key = peer_key::generate();
+  auto b = std::make_unique<swarm_node>(std::vector<std::string>{a->address()},
+                                        peer_id_of(b_key.public_part()), 1, requiring(b_key));
+  EXPECT_TRUE(eventually([&] { return a->view_ids().contains(b->peer_id); }));
+  EXPECT_TRUE(eventually([&] { return refused.value() > before; }));
+  EXPECT_FALSE(a->view_ids().contains(impostor->peer_id));
+  EXPECT_FALSE(b->view_ids().contains(impostor->peer_id));
+}
+
 TEST(membership, alone_it_publishes_and_sees_itself) {
   auto a = start_node();
   ASSERT_NE(a->port, 0);
@@ -543,21 +572,21 @@ TEST(membership, malformed_messages_are_rejected_counted_and_survived) {
                [&](caf::error& err) { EXPECT_EQ(err, errc::invalid_message) << reason; });
     EXPECT_EQ(counter_value("rejected", {reason}) - before, 1.0) << reason;
   };
-  swarm_member bad_id{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}};
+  swarm_member bad_id{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}, {}, {}};
   bad_id.info.peer_id = "not-a-peer-id";
   expect_rejected_hello(bad_id, "bad_peer_id");
-  swarm_member empty_host{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}};
+  swarm_member empty_host{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}, {}, {}};
   empty_host.info.host.clear();
   expect_rejected_hello(empty_host, "bad_host");
-  swarm_member no_port{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}};
+  swarm_member no_port{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}, {}, {}};
   no_port.info.port = 0;
   expect_rejected_hello(no_port, "bad_port");
-  swarm_member no_handle{valid_info, {}, {}, {}, {}};
+  swarm_member no_handle{valid_info, {}, {}, {}, {}, {}, {}};
   expect_rejected_hello(no_handle, "missing_handle");
   // Handles of another node than the sender's: second-hand, refused.
-  swarm_member second_hand{valid_info, a->membership, {}, {}, {}};
+  swarm_member second_hand{valid_info, a->membership, {}, {}, {}, {}, {}};
   expect_rejected_hello(second_hand, "wrong_sender");
-  swarm_member impostor{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}};
+  swarm_member impostor{valid_info, caf::actor_cast<caf::actor>(client), {}, {}, {}, {}, {}};
   impostor.info.peer_id = a->peer_id;
   expect_rejected_hello(impostor, "own_id");
 

@@ -18,7 +18,7 @@ peer_info info_of(char c, uint64_t incarnation = 1, uint16_t port = 4000) {
 }
 
 swarm_member member_of(char c, uint64_t incarnation = 1) {
-  return swarm_member{info_of(c, incarnation), {}, {}, {}, {}};
+  return swarm_member{info_of(c, incarnation), {}, {}, {}, {}, {}, {}};
 }
 
 constexpr swarm_view_timing timing{3s, 8s, 30s};
