@@ -308,6 +308,7 @@ void start_request(averager_pointer self, average_request request) {
   group.chunk_elements = st.options.chunk_elements;
   group.timeout = st.options.allreduce_timeout;
   group.max_weight_ratio = st.options.max_weight_ratio;
+  group.aggregation = st.options.aggregation;
   group.policy = chunk_policy(st.options.codec, st.options.codec_settings,
                               cur.request.tensor_bounds);
   if (group.policy.error_feedback() && st.residual &&
@@ -321,6 +322,7 @@ void start_request(averager_pointer self, average_request request) {
     group.inject = o.die_as == "reducer" ? averaging_group_options::fault::die_as_reducer
                                          : averaging_group_options::fault::die_as_sender;
   group.corrupt_chunks = o.corrupt_chunks_from > 0 && cur.request.epoch >= o.corrupt_chunks_from;
+  group.scale_chunks = o.scale_chunks;
   cur.group = spawn_averaging_group(self->system(), group);
   self->monitor(cur.group);
   join_round(self);

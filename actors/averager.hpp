@@ -27,6 +27,7 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/allreduce/centered_clip.hpp"
 #include "runtime/compression/tensor_codec.hpp"
 
 namespace ddactor {
@@ -50,10 +51,14 @@ struct averager_options {
   double link_rate = 0;
   /// averaging.max_weight_ratio (runtime/allreduce/butterfly_round.hpp); 0: no bound.
   double max_weight_ratio = 16;
+  /// averaging.aggregation: the weighted mean or CenteredClip at each reducer.
+  aggregation_settings aggregation;
   /// Fault injection for tests (config [debug]); 0: never.
   int64_t die_in_round = 0;
   std::string die_as = "sender";
   int64_t corrupt_chunks_from = 0;
+  /// debug.byzantine = "scaled_values": this peer's values, as sent to reducers, times this.
+  float scale_chunks = 0;
   /// Where the outcome of every round (its group, leader, duration, bytes) is written for the
   /// status page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;

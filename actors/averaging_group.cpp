@@ -194,6 +194,9 @@ void act(group_pointer self, std::vector<round_action> actions) {
     if (auto* encode = std::get_if<round_encode>(&action)) {
       if (encode->role == chunk_role::gather_out && st.options.inject == fault::die_as_reducer)
         die_now("reducer");
+      if (encode->role == chunk_role::scatter_out && st.options.scale_chunks != 0)
+        for (auto& v : encode->job.values)
+          v *= st.options.scale_chunks;
       if (encode->role == chunk_role::scatter_out && st.options.corrupt_chunks) {
         encode->job.values.assign(encode->job.values.size(),
                                   std::numeric_limits<float>::quiet_NaN());
@@ -307,6 +310,7 @@ void start_round(group_pointer self, group_assignment assignment) {
   setup.values = st.options.values;
   setup.chunk_elements = st.options.chunk_elements;
   setup.max_weight_ratio = st.options.max_weight_ratio;
+  setup.aggregation = st.options.aggregation;
   setup.policy = st.options.policy;
   setup.residual = std::move(st.options.residual);
   st.round.emplace(std::move(setup));

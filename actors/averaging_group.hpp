@@ -24,6 +24,7 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/allreduce/centered_clip.hpp"
 #include "runtime/allreduce/chunk_policy.hpp"
 #include "runtime/message_types.hpp"
 
@@ -36,6 +37,8 @@ struct averaging_group_options {
   size_t chunk_elements = 262144;
   /// averaging.max_weight_ratio: weights above this multiple of the group's median are clipped.
   double max_weight_ratio = 16;
+  /// averaging.aggregation and its clip settings.
+  aggregation_settings aggregation;
   /// The round's deadline, counted from the assignment.
   std::chrono::milliseconds timeout{60000};
   /// The codec of each piece (runtime/allreduce/chunk_policy.hpp).
@@ -58,6 +61,9 @@ struct averaging_group_options {
   enum class fault : uint8_t { none, die_as_sender, die_as_reducer };
   fault inject = fault::none;
   bool corrupt_chunks = false;
+  /// debug.byzantine = "scaled_values": the values sent to reducers are multiplied by this
+  /// (finite, so they pass validation; 0: not).
+  float scale_chunks = 0;
 };
 
 /// Spawns a group actor waiting for its assignment: `(group_assignment)` starts the round.

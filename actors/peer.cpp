@@ -218,6 +218,9 @@ void start_swarm(peer_pointer self) {
   averaging.matchmaking_time = seconds(cfg.averaging.matchmaking_time);
   averaging.link_rate = cfg.averaging.bandwidth * 1e6 / 8;  // Mbit/s -> bytes/s
   averaging.max_weight_ratio = cfg.averaging.max_weight_ratio;
+  parse_aggregation_rule(cfg.averaging.aggregation, averaging.aggregation.rule);
+  averaging.aggregation.radius = cfg.averaging.clip_radius;
+  averaging.aggregation.iterations = cfg.averaging.clip_iterations;
   averaging.allreduce_timeout = seconds(cfg.averaging.allreduce_timeout);
   averaging.request_timeout = seconds(cfg.averaging.request_timeout);
   averaging.codec = cfg.averaging.compression;
@@ -230,6 +233,8 @@ void start_swarm(peer_pointer self) {
   averaging.die_in_round = cfg.debug.die_in_round;
   averaging.die_as = cfg.debug.die_as;
   averaging.corrupt_chunks_from = cfg.debug.corrupt_chunks_from;
+  if (cfg.debug.allow_byzantine && cfg.debug.byzantine == "scaled_values")
+    averaging.scale_chunks = -100;
   averaging.status_board = st.options.status_board;
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);

@@ -113,6 +113,9 @@ struct trainer_state {
   // Missed: batches wait until the swarm's next state is downloaded, or until missed_deadline
   // (the swarm may have gone).
   clock_type::time_point missed_deadline;
+  // The epoch last missed, and whether its wait for the swarm's state ran out.
+  int64_t missed_epoch = -1;
+  bool missed_expired = false;
   std::deque<std::shared_ptr<const training_batch>> waiting_batches;
   bool drain_pending = false;  // a drain_atom to itself is on its way
   swarm_progress swarm_view;
@@ -979,13 +982,24 @@ void start_round(trainer_pointer self) {
                           std::make_shared<const std::vector<float>>(std::move(values)),
                           static_cast<double>(st.round_samples), st.tensor_bounds};
   auto epoch = st.progress.epoch;
+  auto own_values = request.values;
   self->request(st.options.averager, st.options.averaging_deadline, average_atom_v, request)
     .then(
       [=](average_outcome& outcome) {
         auto& st = self->state;
         if (outcome.result == round_result::missed) {
-          miss_round(self);
-          return;
+          if (st.missed_epoch != epoch || !st.missed_expired) {
+            st.missed_epoch = epoch;
+            st.missed_expired = false;
+            miss_round(self);
+            return;
+          }
+          // Missed again after the swarm did not move past the epoch: the round that formed
+          // without this peer is long over and no state of it is coming (its peers stepped
+          // alone or left), so asking again would only be told "closed" again. Step alone.
+          spdlog::warn("epoch {}: missed again and no swarm state came; stepping alone", epoch);
+          outcome.result = round_result::alone;
+          outcome.values = own_values;
         }
         if (outcome.result == round_result::failed)
           spdlog::warn("epoch {}: averaging failed ({}); stepping with local values", epoch,
@@ -1106,6 +1120,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                      "peer; training on",
                      st.progress.epoch);
         st.phase = swarm_phase::training;
+        st.missed_expired = true;
       }
       if (st.resync_needed && view.keep_own_state) {
         spdlog::info("epoch {}: every peer stepped alone in the last round; this one has the "

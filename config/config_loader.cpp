@@ -486,7 +486,7 @@ const std::vector<std::string> run_modes = {"train", "router"};
 const std::vector<std::string> samplers = {"euler", "heun"};
 /// sample.sampler: the DiT's samplers and Stable Diffusion's (models/sd/latent_samplers.hpp).
 const std::vector<std::string> sample_samplers = {"euler", "heun", "ddim", "dpm++2m"};
-const std::vector<std::string> byzantine_behaviours = {"", "forged_state"};
+const std::vector<std::string> byzantine_behaviours = {"", "forged_state", "scaled_values"};
 /// The samplers only Stable Diffusion has.
 bool is_sd_only_sampler(const std::string& name) { return name == "ddim" || name == "dpm++2m"; }
 
@@ -653,6 +653,9 @@ section_schema averaging_keys() {
       field("overlap", &averaging_section::overlap),
       field("max_weight_ratio", &averaging_section::max_weight_ratio, within(0, 1e6)),
       field("state_quorum", &averaging_section::state_quorum, within(1, 64)),
+      field("aggregation", &averaging_section::aggregation, one_of({"mean", "centered_clip"})),
+      field("clip_radius", &averaging_section::clip_radius, at_least(0)),
+      field("clip_iterations", &averaging_section::clip_iterations, within(1, 100)),
   });
 }
 

@@ -264,6 +264,12 @@ struct averaging_section {
   /// Distinct peers that must vouch for a state (epoch and weight digest) before this peer falls
   /// behind it or adopts a downloaded copy; fewer when fewer others are there.
   int state_quorum = 2;
+  /// How each reducer combines its part: "mean" (weighted) or "centered_clip" (a hostile input
+  /// moves the result at most clip_radius; 0: the median distance of the inputs from their
+  /// coordinate-wise median), with clip_iterations steps.
+  std::string aggregation = "mean";
+  double clip_radius = 0;
+  int clip_iterations = 3;
 
   bool operator==(const averaging_section&) const = default;
 };
@@ -357,7 +363,8 @@ struct debug_section {
   /// hostile peer would.
   int64_t corrupt_chunks_from = 0;
   /// This peer attacks its swarm, for tests of the defences: "" (never), "forged_state" (it
-  /// reports an epoch 100000 past its own and serves its weights negated as that epoch's state).
+  /// reports an epoch 100000 past its own and serves its weights negated as that epoch's state),
+  /// "scaled_values" (it sends reducers its values times -100: finite, so they pass validation).
   std::string byzantine;
   /// Hostile fault injection (corrupt_chunks_from, byzantine) is refused unless this is true.
   bool allow_byzantine = false;

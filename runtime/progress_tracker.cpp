@@ -85,8 +85,8 @@ vouched_states progress_tracker::vouched(time_point now) const {
     if (!fresh(r, now))
       continue;
     ++others;
-    if (r.report.resyncing)
-      continue;
+    // A resyncing peer vouches too: its weights are what it says they are (when every peer
+    // stepped alone, the one kept becomes the swarm's, and its state must be takeable).
     claims.push_back({id, r.report.epoch, r.report.state_digest});
     if (auto history = peer_digests_.find(id); history != peer_digests_.end())
       for (const auto& [epoch, digest] : history->second.entries())

@@ -91,7 +91,7 @@ public:
   void keep_peers(const std::set<std::string>& peer_ids, int32_t swarm_size);
 
   swarm_estimate estimate(time_point now) const;
-  /// What a quorum of the fresh, non-resyncing other peers vouches for (state_quorum.hpp).
+  /// What a quorum of the fresh other peers vouches for (state_quorum.hpp).
   vouched_states vouched(time_point now) const;
   /// Times a peer claimed an epoch past ours that no quorum vouched for (each claim once).
   uint64_t unvouched_claims() const noexcept { return unvouched_claims_; }

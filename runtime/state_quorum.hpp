@@ -5,8 +5,7 @@
 // neither fall "behind" it nor adopt what it serves.
 //
 // A peer vouches for the states it reported: its current (epoch, digest) and the digests of its
-// earlier epochs (runtime/state_agreement.hpp's digest_history). Peers that say they are
-// resyncing vouch for nothing. The quorum is averaging.state_quorum distinct peers, or all the
+// earlier epochs (runtime/state_agreement.hpp's digest_history). The quorum is averaging.state_quorum distinct peers, or all the
 // other live peers where fewer are there (two honest peers still follow each other). Digest 0
 // means "not known" (lossy state compression: no digest is computed); such claims vouch for the
 // epoch only.

@@ -126,7 +126,9 @@ void butterfly_round::start_attempt() {
   }
   const auto& my_part = parts_[my_position_];
   reducer_ =
-    my_part.empty() ? nullptr : std::make_unique<part_reducer>(my_part.size(), active_.size());
+    my_part.empty() ? nullptr
+                    : std::make_unique<part_reducer>(my_part.size(), active_.size(),
+                                                     setup_.aggregation);
   my_pieces_.clear();
   for (const auto& piece : part_pieces_[my_position_])
     my_pieces_.push_back({my_part.begin + piece.begin, my_part.begin + piece.end});

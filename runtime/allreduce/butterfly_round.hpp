@@ -83,6 +83,8 @@ struct round_setup {
   std::size_t chunk_elements = 262144;  // elements per chunk on the wire
   /// A weight above this multiple of the members' median weight is clipped to it (0: no bound).
   double max_weight_ratio = 0;
+  /// How a reducer combines its part: the weighted mean or CenteredClip (centered_clip.hpp).
+  aggregation_settings aggregation;
   chunk_policy policy;
   /// Top-k's error feedback as the round finds it: as long as `values` when the policy carries
   /// error feedback (zeros at first), else empty.

@@ -22,8 +22,9 @@ std::string_view to_string(accept_status status) noexcept {
   return "unknown accept_status";
 }
 
-part_reducer::part_reducer(std::size_t part_length, std::size_t expected_senders)
-    : part_length_(part_length), senders_(expected_senders) {
+part_reducer::part_reducer(std::size_t part_length, std::size_t expected_senders,
+                           aggregation_settings aggregation)
+    : part_length_(part_length), aggregation_(aggregation), senders_(expected_senders) {
   if (expected_senders == 0)
     throw reduction_error("part_reducer: a part needs at least one expected sender");
   // Every sender has trivially delivered an empty part.
@@ -126,6 +127,12 @@ reduction_result part_reducer::finish() const {
       result.included_senders.push_back(j);
   if (result.included_senders.empty() || part_length_ == 0)
     return result;
+  if (aggregation_.rule == aggregation_settings::kind::centered_clip) {
+    for (std::size_t j : result.included_senders)
+      result.total_weight += senders_[j].weight;
+    result.values = clipped(result.included_senders, 0, part_length_);
+    return result;
+  }
 
   // Scale the weights by a power of two so that the largest is in [0.5, 1): exact, so the result is
   // the same as with the raw weights, but w_j * x_j cannot overflow whatever the sample counts.
@@ -174,6 +181,12 @@ std::vector<float> part_reducer::average_of_range(std::size_t begin, std::size_t
   if (!range_complete(begin, end))
     throw reduction_error("part_reducer: range [" + std::to_string(begin) + ", " +
                           std::to_string(end) + ") is not complete");
+  if (aggregation_.rule == aggregation_settings::kind::centered_clip) {
+    std::vector<std::size_t> everyone(senders_.size());
+    for (std::size_t j = 0; j < everyone.size(); ++j)
+      everyone[j] = j;
+    return clipped(everyone, begin, end);
+  }
   // finish()'s arithmetic on a range, all senders included: the same weight scaling (from the
   // largest weight), the same sender order, the same rounding.
   double largest = 0.0;
@@ -193,6 +206,17 @@ std::vector<float> part_reducer::average_of_range(std::size_t begin, std::size_t
   for (std::size_t i = 0; i < values.size(); ++i)
     values[i] = static_cast<float>(weighted_sum[i] / scaled_total);
   return values;
+}
+
+std::vector<float> part_reducer::clipped(const std::vector<std::size_t>& senders,
+                                         std::size_t begin, std::size_t end) const {
+  std::vector<std::span<const float>> inputs;
+  std::vector<double> weights;
+  for (std::size_t j : senders) {
+    inputs.emplace_back(senders_[j].values.data() + begin, end - begin);
+    weights.push_back(senders_[j].weight);
+  }
+  return centered_clip(inputs, weights, aggregation_);
 }
 
 } // namespace ddactor

@@ -28,6 +28,7 @@
 //
 // Not thread-safe: one averaging-group actor owns a reducer.
 #include "runtime/allreduce/butterfly_partition.hpp"
+#include "runtime/allreduce/centered_clip.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -74,8 +75,10 @@ struct reduction_result {
 
 class part_reducer {
 public:
-  // Throws reduction_error when expected_senders is 0.
-  part_reducer(std::size_t part_length, std::size_t expected_senders);
+  // Throws reduction_error when expected_senders is 0. `aggregation` centered_clip replaces the
+  // weighted mean of each range (and of finish()) by CenteredClip (centered_clip.hpp).
+  part_reducer(std::size_t part_length, std::size_t expected_senders,
+               aggregation_settings aggregation = {});
 
   // Takes values for elements [chunk_offset, chunk_offset + values.size()) of the part, from the
   // given sender with its weight (its sample count this epoch; the same on all of its chunks).
@@ -120,7 +123,12 @@ private:
   bool overlaps_received(const sender_state& sender, std::size_t begin, std::size_t end) const;
   void record_received(sender_state& sender, std::size_t begin, std::size_t end);
 
+  // CenteredClip of [begin, end) over `senders` (indices, ascending).
+  std::vector<float> clipped(const std::vector<std::size_t>& senders, std::size_t begin,
+                             std::size_t end) const;
+
   std::size_t part_length_;
+  aggregation_settings aggregation_;
   std::vector<sender_state> senders_;
   std::size_t complete_senders_ = 0;
 };

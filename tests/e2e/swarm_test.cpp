@@ -478,5 +478,33 @@ TEST_F(swarm, a_peer_claiming_a_far_future_epoch_with_a_forged_state_is_not_foll
   EXPECT_NE(joiner.find("downloaded the state of epoch"), std::string::npos) << joiner;
 }
 
+// One of five peers sends reducers its values times -100: finite, so validation lets them in.
+// With averaging.aggregation = "centered_clip" every reducer bounds what it moves the average by:
+// the honest peers train as alone together would (loss falling as usual) and stay identical.
+// (With the weighted mean the same attack sends the loss up: see the closing note's figures.)
+TEST_F(swarm, centered_clip_keeps_a_peer_sending_scaled_values_from_steering_the_model) {
+  auto config = write_config(30, 5);
+  const std::vector<std::string> clip{"--set", "averaging.aggregation=\"centered_clip\""};
+  for (int i = 0; i < 4; ++i)
+    start_peer(i, config, clip);
+  auto hostile = clip;
+  hostile.insert(hostile.end(), {"--set", "debug.byzantine=\"scaled_values\"", "--set",
+                                 "debug.allow_byzantine=true"});
+  start_peer(4, config, hostile);
+  for (int i = 0; i < 4; ++i)
+    expect_exit_ok(i);
+  peers[4]->send_signal(SIGKILL);
+  expect_identical_at(30, {0, 1, 2, 3});
+  for (int i = 0; i < 4; ++i)
+    EXPECT_TRUE(all_finite(checkpoint_path(run_dir(i), 30))) << "peer " << i;
+  auto final_loss = [&](int i) {
+    auto out = peers[static_cast<size_t>(i)]->output();
+    auto at = out.find("epoch 30/30 | loss ");
+    return at == std::string::npos ? 1e9 : std::stod(out.substr(at + 19, 8));
+  };
+  for (int i = 0; i < 4; ++i)
+    EXPECT_LT(final_loss(i), 1.6) << peers[static_cast<size_t>(i)]->output();
+}
+
 } // namespace
 } // namespace ddactor::testing
