@@ -174,6 +174,7 @@ progress_tracker::state_sources progress_tracker::rank_state_sources(
   const std::vector<std::string>& candidates, time_point now) const {
   struct source {
     bool vouched;  // its state is one a quorum vouches for
+    bool believable;  // its epoch is not past what a quorum reached (plus the one being entered)
     bool resyncing;
     int64_t epoch;
     const std::string* id;
@@ -185,12 +186,13 @@ progress_tracker::state_sources progress_tracker::rank_state_sources(
   for (const auto& id : candidates) {
     auto it = reports_.find(id);
     if (it == reports_.end() || !fresh(it->second, now)) {
-      ranked.push_back({false, true, -1, &id});
+      ranked.push_back({false, true, true, -1, &id});
       continue;
     }
     const auto& report = it->second.report;
+    const int64_t reached = std::max(mine_.epoch, quorum.quorum_epoch.value_or(mine_.epoch));
     ranked.push_back({!report.resyncing && may_take(quorum, report.epoch, report.state_digest),
-                      report.resyncing, report.epoch, &id});
+                      report.epoch <= reached + 1, report.resyncing, report.epoch, &id});
     if (!report.resyncing && report.epoch >= mine_.epoch)
       someone_in_sync = true;
     if (report.resyncing && id < options_.peer_id)
@@ -199,6 +201,8 @@ progress_tracker::state_sources progress_tracker::rank_state_sources(
   std::stable_sort(ranked.begin(), ranked.end(), [](const source& a, const source& b) {
     if (a.vouched != b.vouched)
       return a.vouched;
+    if (a.believable != b.believable)
+      return a.believable;
     return a.resyncing != b.resyncing ? !a.resyncing : a.epoch > b.epoch;
   });
   state_sources out;

@@ -104,8 +104,9 @@ public:
   /// may see half an update), and every check after while they still do.
   std::optional<divergence> check_agreement(time_point now);
   /// Of `candidates` (peers with a state server): peers whose state a quorum vouches for first,
-  /// then those that hold the swarm's state before those resyncing themselves, each by reported
-  /// epoch, highest first; peers not heard from last.
+  /// peers claiming an epoch past what a quorum reached (plus one) last; within each, those that
+  /// hold the swarm's state before those resyncing themselves, each by reported epoch, highest
+  /// first; peers not heard from after them.
   /// When every one that could serve is resyncing too and this peer has the lowest id among
   /// them, its own state becomes the swarm's.
   state_sources rank_state_sources(const std::vector<std::string>& candidates,

@@ -452,29 +452,31 @@ TEST_F(swarm, only_peers_holding_the_swarm_key_join_and_links_are_sealed) {
 }
 
 // A hostile insider (it holds the swarm key) claims an epoch 100000 ahead and serves its weights
-// negated as that epoch's state. The honest peers do not fall "behind" it (one voice is short of
-// averaging.state_quorum), a late joiner takes the state the honest peers vouch for, and no
-// honest peer ever holds the forged epoch.
+// negated as that epoch's state. The three honest peers do not fall "behind" it (one voice is
+// short of averaging.state_quorum), a late joiner takes the state the honest peers vouch for,
+// and no honest peer ever holds the forged epoch. (Three honest peers: with one hostile of three,
+// a quorum of two can only be the hostile one and one honest, so an honest peer that needs a
+// state could not get one: n >= 3f + 1, as for any Byzantine agreement.)
 TEST_F(swarm, a_peer_claiming_a_far_future_epoch_with_a_forged_state_is_not_followed) {
-  auto config = write_config(300, 3);
-  start_peer(0, config);
-  start_peer(1, config);
-  start_peer(2, config, {"--set", "debug.byzantine=\"forged_state\"", "--set",
+  auto config = write_config(300, 4);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config);
+  start_peer(3, config, {"--set", "debug.byzantine=\"forged_state\"", "--set",
                          "debug.allow_byzantine=true"});
   ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/300", 120s)) << peers[0]->output();
-  start_peer(3, config, {"--set", "network.wait_for_peers=1"});
-  for (int i : {0, 1, 3})
+  start_peer(4, config, {"--set", "network.wait_for_peers=1"});
+  for (int i : {0, 1, 2, 4})
     expect_exit_ok(i);
-  peers[2]->send_signal(SIGKILL);
-  expect_identical_at(300, {0, 1, 3});
-  for (int i : {0, 1, 3}) {
+  peers[3]->send_signal(SIGKILL);
+  expect_identical_at(300, {0, 1, 2, 4});
+  for (int i : {0, 1, 2, 4}) {
     auto out = peers[static_cast<size_t>(i)]->output();
     EXPECT_EQ(out.find("downloaded the state of epoch 1000"), std::string::npos) << out;
     EXPECT_FALSE(std::regex_search(out, std::regex("epoch 1000[0-9][0-9]/"))) << out;
   }
   EXPECT_NE(peers[0]->output().find("a peer claims epoch 1000"), std::string::npos)
     << peers[0]->output();
-  auto joiner = peers[3]->output();
+  auto joiner = peers[4]->output();
   EXPECT_NE(joiner.find("downloaded the state of epoch"), std::string::npos) << joiner;
 }
 
