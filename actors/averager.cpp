@@ -65,9 +65,17 @@ struct averager_state {
   caf::actor membership;  // told by group actors which members' chunks arrive
   std::vector<caf::actor> compressors;  // lent to every round's group
   link_rate_estimate link_rates;  // measured by this peer's rounds
+  // Leaders that took a join and never answered it: skipped until the epoch given, so a hostile
+  // or hung leader costs one matchmaking, not one per epoch.
+  std::map<std::string, int64_t> silent_leaders;
+  // debug.byzantine = "silent_leader": joins taken and never answered.
+  std::vector<caf::response_promise> swallowed_joins;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averager";
 };
+
+// Epochs a leader that never answered a join is skipped for.
+constexpr int64_t silent_leader_skip_epochs = 20;
 
 using averager_pointer = caf::stateful_actor<averager_state>*;
 
@@ -198,6 +206,10 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
       !(req.weight > 0) || !std::isfinite(req.weight) || req.length == 0 || !req.averager ||
       !std::isfinite(req.link_rate) || req.link_rate < 0)
     return make_error(errc::invalid_message, "invalid round request");
+  if (st.options.silent_leader && req.peer_id != st.options.peer_id) {
+    st.swallowed_joins.push_back(self->make_response_promise());
+    return caf::delegated<group_assignment>();
+  }
   const auto ticket = st.next_ticket++;
   auto answer = st.leader->on_join(
     {req.peer_id, req.epoch, req.weight, req.length, req.link_rate, ticket}, knowledge(st));
@@ -233,8 +245,11 @@ void join_round(averager_pointer self) {
   for (const auto& m : st.members)
     if (m.averager)
       reachable.push_back(m.info.peer_id);
-  const auto leader_id =
-    next_leader(st.reports, reachable, cur.request.epoch, cur.failed_leaders);
+  auto skipped = cur.failed_leaders;
+  for (const auto& [id, until] : st.silent_leaders)
+    if (until >= cur.request.epoch)
+      skipped.insert(id);
+  const auto leader_id = next_leader(st.reports, reachable, cur.request.epoch, skipped);
   const swarm_member* leader = nullptr;
   for (const auto& m : st.members)
     if (m.info.peer_id == leader_id)
@@ -285,12 +300,19 @@ void join_round(averager_pointer self) {
           deliver_alone(self, "leader_refused", self->system().render(err));
           return;
         }
-        if (err == errc::not_leader)
+        if (err == errc::not_leader) {
           spdlog::debug("epoch {}: {} is not the leader; trying the next", epoch,
                         leader_id.substr(0, 8));
-        else
+        } else if (err == caf::sec::request_timeout) {
+          st.silent_leaders[leader_id] = epoch + silent_leader_skip_epochs;
+          st.metrics.silent_leaders.inc();
+          spdlog::warn("epoch {}: leader {} took the join and never answered; skipping it until "
+                       "epoch {}",
+                       epoch, leader_id.substr(0, 8), epoch + silent_leader_skip_epochs);
+        } else {
           spdlog::warn("epoch {}: leader {} failed ({}); trying the next", epoch,
                        leader_id.substr(0, 8), self->system().render(err));
+        }
         st.current->failed_leaders.insert(leader_id);
         join_round(self);
       });

@@ -59,6 +59,8 @@ struct averager_options {
   int64_t corrupt_chunks_from = 0;
   /// debug.byzantine = "scaled_values": this peer's values, as sent to reducers, times this.
   float scale_chunks = 0;
+  /// debug.byzantine = "silent_leader": joins of other peers are taken and never answered.
+  bool silent_leader = false;
   /// Where the outcome of every round (its group, leader, duration, bytes) is written for the
   /// status page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;

@@ -235,6 +235,7 @@ void start_swarm(peer_pointer self) {
   averaging.corrupt_chunks_from = cfg.debug.corrupt_chunks_from;
   if (cfg.debug.allow_byzantine && cfg.debug.byzantine == "scaled_values")
     averaging.scale_chunks = -100;
+  averaging.silent_leader = cfg.debug.allow_byzantine && cfg.debug.byzantine == "silent_leader";
   averaging.status_board = st.options.status_board;
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);

@@ -364,7 +364,8 @@ struct debug_section {
   int64_t corrupt_chunks_from = 0;
   /// This peer attacks its swarm, for tests of the defences: "" (never), "forged_state" (it
   /// reports an epoch 100000 past its own and serves its weights negated as that epoch's state),
-  /// "scaled_values" (it sends reducers its values times -100: finite, so they pass validation).
+  /// "scaled_values" (it sends reducers its values times -100: finite, so they pass validation),
+  /// "silent_leader" (as matchmaking leader it takes joins and never answers them).
   std::string byzantine;
   /// Hostile fault injection (corrupt_chunks_from, byzantine) is refused unless this is true.
   bool allow_byzantine = false;

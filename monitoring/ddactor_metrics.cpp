@@ -112,6 +112,10 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
                                "Downloaded states refused because no quorum of peers vouched "
                                "for their epoch and weights (averaging.state_quorum).")
                        .with()),
+    silent_leaders(r.counter("ddactor_averaging_silent_leaders_total",
+                             "Matchmaking leaders that took this peer's join and never answered "
+                             "(then skipped for 20 epochs).")
+                     .with()),
     epoch(r.gauge("ddactor_swarm_epoch", "The swarm's global epoch as this peer sees it.").with()),
     swarm_samples_per_second(r.gauge("ddactor_swarm_samples_per_second",
                                      "Estimated training throughput of the whole swarm.")

@@ -14,10 +14,12 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <regex>
 
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/safetensors.hpp"
+#include "runtime/secure/peer_key.hpp"
 #include "tests/e2e/process.hpp"
 
 namespace ddactor::testing {
@@ -506,6 +508,43 @@ TEST_F(swarm, centered_clip_keeps_a_peer_sending_scaled_values_from_steering_the
   };
   for (int i = 0; i < 4; ++i)
     EXPECT_LT(final_loss(i), 1.6) << peers[static_cast<size_t>(i)]->output();
+}
+
+// A hostile leader (a key ground for the lowest id) takes every join and never answers. Each
+// honest peer loses one matchmaking to it and then skips it: they train on together under the
+// next leader and end identical.
+TEST_F(swarm, a_leader_that_never_answers_costs_one_matchmaking_not_one_per_epoch) {
+  auto config = write_config(20, 4);
+  std::optional<peer_key> lowest;
+  while (!lowest) {
+    auto key = peer_key::generate();
+    if (peer_id_of(key.public_part()).starts_with("000"))
+      lowest = key;
+  }
+  auto key_file = dir.path() / "lowest.key";
+  write_text_file(key_file, to_hex(lowest->seed()) + "\n");
+  std::filesystem::permissions(key_file, std::filesystem::perms::owner_read |
+                                           std::filesystem::perms::owner_write);
+  // A join to the silent leader times out after the matchmaking time plus this.
+  const std::vector<std::string> short_requests{"--set", "averaging.request_timeout=3"};
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config, short_requests);
+  // It stays (alone it trains fast and would otherwise finish first and leave).
+  start_peer(3, config, {"--set", "network.identity_file=\"" + key_file.string() + "\"",
+                         "--set", "debug.byzantine=\"silent_leader\"", "--set",
+                         "debug.allow_byzantine=true", "--set", "train.steps=1000000"});
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  peers[3]->send_signal(SIGKILL);
+  expect_identical_at(20, {0, 1, 2});
+  size_t skipped = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto times =
+      peers[static_cast<size_t>(i)]->count_in_output("took the join and never answered");
+    EXPECT_LE(times, 1u) << peers[static_cast<size_t>(i)]->output();
+    skipped += times;
+  }
+  EXPECT_GE(skipped, 1u);
 }
 
 } // namespace
