@@ -164,13 +164,9 @@ handshake::step handshake::on_reply(std::span<const uint8_t> message) {
   if (crypto_scalarmult(dh_.data(), ephemeral_secret_.data(), their_ephemeral.data()) != 0)
     return fail(handshake_failure::unexpected);
   auto h2 = hash({transcript_, their_ephemeral, their_key});
+  if (auto failure = check_proof(their_key, sig, mac, h2, "2", "r"))
+    return fail(*failure);
   auto mac_key = exchange_mac_key(policy_.admission_key, dh_);
-  if (!equal(mac, hash({bytes_of("2"), h2}, &mac_key)))
-    return fail(handshake_failure::wrong_swarm);
-  if (!verify_signature(their_key, hash({bytes_of("r"), h2}), sig))
-    return fail(handshake_failure::bad_signature);
-  if (!policy_.allowlist.empty() && !policy_.allowlist.contains(their_key))
-    return fail(handshake_failure::not_allowed);
   remote_ = their_key;
   append(transcript_, message);
   const auto& mine = mine_.public_part();
@@ -193,18 +189,31 @@ handshake::step handshake::on_finish(std::span<const uint8_t> message) {
   auto sig = take<64>(rest);
   auto mac = take<32>(rest);
   auto h3 = hash({transcript_, their_key});
-  auto mac_key = exchange_mac_key(policy_.admission_key, dh_);
-  if (!equal(mac, hash({bytes_of("3"), h3}, &mac_key)))
-    return fail(handshake_failure::wrong_swarm);
-  if (!verify_signature(their_key, hash({bytes_of("i"), h3}), sig))
-    return fail(handshake_failure::bad_signature);
-  if (!policy_.allowlist.empty() && !policy_.allowlist.contains(their_key))
-    return fail(handshake_failure::not_allowed);
+  if (auto failure = check_proof(their_key, sig, mac, h3, "3", "i"))
+    return fail(*failure);
   remote_ = their_key;
   append(transcript_, message);
   derive_keys();
   stage_ = stage::done;
   return {{}, std::nullopt};
+}
+
+// The other side's proofs for transcript hash h: the MAC (admission key and this exchange's DH
+// secret), the signature of its key, and its key's place on the allowlist.
+std::optional<handshake_failure> handshake::check_proof(const public_key& their_key,
+                                                        const signature& sig,
+                                                        const std::array<uint8_t, 32>& mac,
+                                                        const std::array<uint8_t, 32>& h,
+                                                        std::string_view mac_label,
+                                                        std::string_view sig_label) const {
+  auto mac_key = exchange_mac_key(policy_.admission_key, dh_);
+  if (!equal(mac, hash({bytes_of(mac_label), h}, &mac_key)))
+    return handshake_failure::wrong_swarm;
+  if (!verify_signature(their_key, hash({bytes_of(sig_label), h}), sig))
+    return handshake_failure::bad_signature;
+  if (!policy_.allowlist.empty() && !policy_.allowlist.contains(their_key))
+    return handshake_failure::not_allowed;
+  return std::nullopt;
 }
 
 void handshake::derive_keys() {

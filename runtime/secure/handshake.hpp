@@ -97,6 +97,11 @@ class handshake {
   step on_hello(std::span<const uint8_t> message);
   step on_reply(std::span<const uint8_t> message);
   step on_finish(std::span<const uint8_t> message);
+  std::optional<handshake_failure> check_proof(const public_key& their_key, const signature& sig,
+                                               const std::array<uint8_t, 32>& mac,
+                                               const std::array<uint8_t, 32>& h,
+                                               std::string_view mac_label,
+                                               std::string_view sig_label) const;
   void derive_keys();
 
   role role_;
