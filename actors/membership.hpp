@@ -1,10 +1,13 @@
 #pragma once
-// The membership actor: this peer's view of the swarm. It publishes itself on the listen address,
-// joins through the initial peers, learns the others from gossip, and connects to each peer
-// directly, so that every actor handle in the view comes from that peer over its own connection
-// (messages never route through a third peer). It watches every member (a monitor on its
-// membership actor, plus gossip heartbeats), removes dead and silent peers, and tells its local
-// subscribers (progress, averager, peer) about every change of the view. The rules of the view
+// The membership actor: this peer's view of the swarm. It publishes itself on the listen address
+// (with a link gateway, on 127.0.0.1 behind the gateway, which holds the listen address and
+// carries every dial: runtime/secure/link_gateway.hpp), joins through the initial peers, learns
+// the others from gossip, and connects to each peer directly, so that every actor handle in the
+// view comes from that peer over its own connection (messages never route through a third
+// peer). Hellos are signed and, in a real swarm, must prove their id (hello_proof.hpp). It
+// watches every member (a monitor on its membership actor, plus gossip heartbeats), removes dead
+// and silent peers, and tells its local subscribers (progress, averager, peer) about every change
+// of the view. The rules of the view
 // (incarnations, tombstones, suspicion, split detection, validation) are runtime/swarm_view.hpp;
 // this actor owns the connections, timers, logs and metrics.
 //
