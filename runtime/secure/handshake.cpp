@@ -139,16 +139,9 @@ handshake::step handshake::on_hello(std::span<const uint8_t> message) {
     return fail(handshake_failure::wrong_swarm);
   if (crypto_scalarmult(dh_.data(), ephemeral_secret_.data(), their_ephemeral.data()) != 0)
     return fail(handshake_failure::unexpected);
-  const auto& mine = mine_.public_part();
-  auto h2 = hash({message, ephemeral_public_, mine});
-  auto sig = mine_.sign(hash({bytes_of("r"), h2}));
-  auto mac_key = exchange_mac_key(policy_.admission_key, dh_);
-  auto mac2 = hash({bytes_of("2"), h2}, &mac_key);
   std::vector<uint8_t> reply;
   append(reply, ephemeral_public_);
-  append(reply, mine);
-  append(reply, sig);
-  append(reply, mac2);
+  append_proof(reply, hash({message, ephemeral_public_, mine_.public_part()}), "2", "r");
   transcript_.assign(message.begin(), message.end());
   append(transcript_, reply);
   stage_ = stage::wait_finish;
@@ -166,17 +159,10 @@ handshake::step handshake::on_reply(std::span<const uint8_t> message) {
   auto h2 = hash({transcript_, their_ephemeral, their_key});
   if (auto failure = check_proof(their_key, sig, mac, h2, "2", "r"))
     return fail(*failure);
-  auto mac_key = exchange_mac_key(policy_.admission_key, dh_);
   remote_ = their_key;
   append(transcript_, message);
-  const auto& mine = mine_.public_part();
-  auto h3 = hash({transcript_, mine});
-  auto my_sig = mine_.sign(hash({bytes_of("i"), h3}));
-  auto mac3 = hash({bytes_of("3"), h3}, &mac_key);
   std::vector<uint8_t> finish;
-  append(finish, mine);
-  append(finish, my_sig);
-  append(finish, mac3);
+  append_proof(finish, hash({transcript_, mine_.public_part()}), "3", "i");
   append(transcript_, finish);
   derive_keys();
   stage_ = stage::done;
@@ -196,6 +182,16 @@ handshake::step handshake::on_finish(std::span<const uint8_t> message) {
   derive_keys();
   stage_ = stage::done;
   return {{}, std::nullopt};
+}
+
+// This side's proofs for transcript hash h, the counterpart of check_proof: its key, its
+// signature and the MAC.
+void handshake::append_proof(std::vector<uint8_t>& out, const std::array<uint8_t, 32>& h,
+                             std::string_view mac_label, std::string_view sig_label) const {
+  const auto mac_key = exchange_mac_key(policy_.admission_key, dh_);
+  append(out, mine_.public_part());
+  append(out, mine_.sign(hash({bytes_of(sig_label), h})));
+  append(out, hash({bytes_of(mac_label), h}, &mac_key));
 }
 
 // The other side's proofs for transcript hash h: the MAC (admission key and this exchange's DH

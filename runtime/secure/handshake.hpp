@@ -97,6 +97,8 @@ class handshake {
   step on_hello(std::span<const uint8_t> message);
   step on_reply(std::span<const uint8_t> message);
   step on_finish(std::span<const uint8_t> message);
+  void append_proof(std::vector<uint8_t>& out, const std::array<uint8_t, 32>& h,
+                    std::string_view mac_label, std::string_view sig_label) const;
   std::optional<handshake_failure> check_proof(const public_key& their_key, const signature& sig,
                                                const std::array<uint8_t, 32>& mac,
                                                const std::array<uint8_t, 32>& h,

@@ -358,33 +358,36 @@ struct link_gateway::loop {
       handshake_finished(l);
   }
 
-  void read_net(link& l) {
-    auto& buffer = scratch;
-    auto n = ::recv(l.net, buffer.data(), buffer.size(), 0);
+  // Reads what `fd` has into scratch: empty when nothing is there yet, or when the other side
+  // ended (the link then closes, saying `why`).
+  std::span<const uint8_t> receive(link& l, int fd, const char* why) {
+    auto n = ::recv(fd, scratch.data(), scratch.size(), 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-      return;
+      return {};
     if (n <= 0) {
-      begin_closing(l, "the remote closed");
-      return;
+      begin_closing(l, why);
+      return {};
     }
-    metrics.bytes_received.inc(static_cast<double>(n));
-    if (auto error = l.opener->open({buffer.data(), static_cast<size_t>(n)}, l.to_local.bytes)) {
+    return {scratch.data(), static_cast<size_t>(n)};
+  }
+
+  void read_net(link& l) {
+    auto received = receive(l, l.net, "the remote closed");
+    if (received.empty())
+      return;
+    metrics.bytes_received.inc(static_cast<double>(received.size()));
+    if (auto error = l.opener->open(received, l.to_local.bytes)) {
       count_failure(to_string(*error), l.address, "a frame failed authentication or its size");
       close_link(l, std::string(to_string(*error)));
     }
   }
 
   void read_local(link& l) {
-    auto& buffer = scratch;
-    auto n = ::recv(l.local, buffer.data(), buffer.size(), 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    auto received = receive(l, l.local, "the local side closed");
+    if (received.empty())
       return;
-    if (n <= 0) {
-      begin_closing(l, "the local side closed");
-      return;
-    }
     const size_t before = l.to_net.bytes.size();
-    l.sealer->seal({buffer.data(), static_cast<size_t>(n)}, l.to_net.bytes);
+    l.sealer->seal(received, l.to_net.bytes);
     metrics.bytes_sent.inc(static_cast<double>(l.to_net.bytes.size() - before));
   }
 

@@ -155,12 +155,17 @@ double failures(std::string_view reason) {
   return link_metrics(global_metrics()).auth_failures.with({std::string(reason)}).value();
 }
 
-TEST(link_gateway, carries_a_stream_both_ways_between_members) {
+// Two gateways of one swarm; b's inbound links reach the echo server.
+struct two_members {
   echo_server server;
-  auto policy = admission_policy::of_swarm(swarm_key(1));
-  link_gateway a(peer_key::generate(), policy, fast_options());
-  link_gateway b(peer_key::generate(), policy, fast_options());
-  b.set_local_port(server.port());
+  link_gateway a{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), fast_options()};
+  link_gateway b{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), fast_options()};
+  two_members() { b.set_local_port(server.port()); }
+};
+
+TEST(link_gateway, carries_a_stream_both_ways_between_members) {
+  two_members m;
+  auto& [server, a, b] = m;
   std::string error;
   auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
   ASSERT_TRUE(tunnel) << error;
@@ -201,11 +206,8 @@ TEST(link_gateway, a_peer_with_the_wrong_key_never_reaches_the_local_side) {
 }
 
 TEST(link_gateway, garbage_huge_frames_and_silence_cost_bounded_memory_and_keep_members_linked) {
-  echo_server server;
-  auto policy = admission_policy::of_swarm(swarm_key(1));
-  link_gateway a(peer_key::generate(), policy, fast_options());
-  link_gateway b(peer_key::generate(), policy, fast_options());
-  b.set_local_port(server.port());
+  two_members m;
+  auto& [server, a, b] = m;
   std::string error;
   auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
   ASSERT_TRUE(tunnel);
@@ -311,11 +313,8 @@ class tampering_relay {
 };
 
 TEST(link_gateway, a_byte_tampered_on_the_path_ends_the_link_and_nothing_forged_arrives) {
-  echo_server server;
-  auto policy = admission_policy::of_swarm(swarm_key(1));
-  link_gateway a(peer_key::generate(), policy, fast_options());
-  link_gateway b(peer_key::generate(), policy, fast_options());
-  b.set_local_port(server.port());
+  two_members m;
+  auto& [server, a, b] = m;
   // Past the hello and finish: a bit inside the first sealed frame.
   tampering_relay relay(b.public_port(), handshake::hello_size + handshake::finish_size + 9);
   const double forged = failures("forged_frame");
