@@ -64,6 +64,10 @@ void send_view(progress_pointer self) {
   for (const auto& id : sources.peer_ids)
     view.state_servers.push_back(st.state_servers.at(id));
   view.keep_own_state = sources.keep_own_state;
+  if (st.tracker->settled(now)) {
+    view.settled_epoch = st.tracker->mine().epoch;
+    view.settled_digest = st.tracker->mine().state_digest;
+  }
   if (auto split = st.tracker->check_agreement(now)) {
     if (split->first_time) {
       st.metrics.split_repairs.inc();

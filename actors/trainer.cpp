@@ -65,6 +65,7 @@ enum class swarm_phase : uint8_t {
   averaging,    // the epoch's round runs (batches wait, or train into the next epoch: overlap)
   missed,       // the swarm averaged this epoch without us: batches wait for its next state
   downloading,  // taking the swarm's state (batches wait)
+  settling,     // the last epoch is done: final weights are compared with the swarm's (see settle)
 };
 
 // A downloaded state that waits for a quorum of peers to vouch for it.
@@ -116,6 +117,8 @@ struct trainer_state {
   // The epoch last missed, and whether its wait for the swarm's state ran out.
   int64_t missed_epoch = -1;
   bool missed_expired = false;
+  // Settling: the final weights are written once the swarm agrees, or at this time regardless.
+  clock_type::time_point settle_deadline;
   std::deque<std::shared_ptr<const training_batch>> waiting_batches;
   bool drain_pending = false;  // a drain_atom to itself is on its way
   swarm_progress swarm_view;
@@ -192,7 +195,8 @@ bool batches_wait(const trainer_state& st) {
     case swarm_phase::averaging: return !overlapping(st) || st.epoch_samples >= overlap_limit;
     case swarm_phase::joining:
     case swarm_phase::missed:
-    case swarm_phase::downloading: return true;
+    case swarm_phase::downloading:
+    case swarm_phase::settling: return true;
   }
   return true;
 }
@@ -535,6 +539,59 @@ void finish(trainer_pointer self, const char* why) {
   save_final_checkpoint(self);
 }
 
+void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
+              std::vector<caf::actor> candidates);
+
+// How long peers that hold the final weights wait for the others to reach and agree on them:
+// enough for two agreement checks, a download and the reports that follow.
+std::chrono::milliseconds settle_wait(const run_config& config) {
+  return std::chrono::milliseconds(
+    static_cast<int64_t>(1000 * std::max(3.0, 10 * config.network.gossip_interval)));
+}
+
+// The last epoch is done. Where the swarm compares weights by digest, its peers settle first: a
+// peer that diverged in the last epochs (a missed round, split groups) has had no later epoch to
+// be repaired in, so it takes the swarm's final state now instead of writing its own, and the
+// peers holding it stay (bounded by settle_wait) to serve it. A time limit ends each peer where
+// it is.
+void settle_or_finish(trainer_pointer self) {
+  auto& st = self->state;
+  const auto steps = st.options.config.train.steps;
+  if (!st.swarm || st.state_digest == 0 || st.swarm_view.swarm_size <= 1 || steps <= 0 ||
+      current_step(st) < steps) {
+    finish(self, "finished");
+    return;
+  }
+  st.phase = swarm_phase::settling;
+  if (st.settle_deadline != clock_type::time_point{})
+    return;  // settling again after a download: the first deadline holds
+  st.settle_deadline = clock_type::now() + settle_wait(st.options.config);
+  spdlog::info("epoch {}: the last one; comparing the final weights with the other peers' (at "
+               "most {:.0f} s)",
+               st.progress.epoch,
+               std::chrono::duration<double>(settle_wait(st.options.config)).count());
+}
+
+// While settling, on each view: finish once the swarm agrees on our final weights, take the
+// final state most peers hold where ours differs, or finish at the deadline. Never a jump past
+// the last epoch: a peer ahead has more train.steps than this run, or lies.
+void continue_settling(trainer_pointer self, const swarm_progress& view) {
+  auto& st = self->state;
+  if (view.settled_epoch == st.progress.epoch && view.settled_digest == st.state_digest) {
+    finish(self, "finished");
+  } else if (!st.agreeing_servers.empty() && clock_type::now() < st.settle_deadline) {
+    catch_up(self, st.progress.epoch, "the final weights differ from the swarm's",
+             std::exchange(st.agreeing_servers, {}));
+  } else if (clock_type::now() >= st.settle_deadline || view.swarm_size <= 1) {
+    spdlog::warn("epoch {}: the peers did not all report these final weights within {:.0f} s; "
+                 "writing them as they are",
+                 st.progress.epoch,
+                 std::chrono::duration<double>(settle_wait(st.options.config)).count());
+    averaging_metrics(global_metrics()).unsettled_finishes.inc();
+    finish(self, "finished");
+  }
+}
+
 // After a step (alone) or an epoch (swarm): logs, checkpoints, grids, limits.
 void after_step(trainer_pointer self, double lr) {
   auto& st = self->state;
@@ -547,7 +604,7 @@ void after_step(trainer_pointer self, double lr) {
   if (step % cfg.train.log_every == 0 || first_line_due)
     log_progress(st, lr);
   if (reached_limit(st)) {
-    finish(self, "finished");
+    settle_or_finish(self);
     return;
   }
   if (step % cfg.train.checkpoint_every == 0)
@@ -731,6 +788,8 @@ void consider_pending_state(trainer_pointer self) {
     st.phase = swarm_phase::training;  // at the swarm's epoch: joined, nothing missed
     report_progress(self);
     serve_state(self);
+    if (reached_limit(st))
+      settle_or_finish(self);  // the swarm's final state: compared, then written
   } catch (const std::exception& e) {
     spdlog::warn("downloaded state refused: {}", e.what());
     back_off_catching_up(st);
@@ -1004,6 +1063,7 @@ void start_round(trainer_pointer self) {
         if (outcome.result == round_result::failed)
           spdlog::warn("epoch {}: averaging failed ({}); stepping with local values", epoch,
                        outcome.detail);
+        st.phase = swarm_phase::training;  // apply_outcome may settle after the last epoch
         try {
           apply_outcome(self, outcome);
         } catch (const std::exception& e) {
@@ -1012,7 +1072,6 @@ void start_round(trainer_pointer self) {
           self->quit(make_error(errc::training_failed, readable_error(e)));
           return;
         }
-        st.phase = swarm_phase::training;
         peer_health::global().set(peer_health::activity::training);
         if (st.resync_needed)
           catch_up(self, st.progress.epoch, "the last round had no partner",
@@ -1043,9 +1102,10 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                                                 st.options.config.train.outer_momentum);
   restore_latest(st);
   st.metrics.step.set(static_cast<double>(st.progress.step));
-  spdlog::info("trainer ready: {} with {} trained parameters, starting at {} {}",
+  spdlog::info("trainer ready: {} with {} trained parameters in {}, starting at {} {}",
                trained_model_name(*st.model), st.model->parameters().size(),
-               st.swarm ? "epoch" : "step", current_step(st));
+               st.options.config.train.precision, st.swarm ? "epoch" : "step",
+               current_step(st));
   if (st.swarm) {
     if (!st.options.config.network.initial_peers.empty())
       st.phase = swarm_phase::joining;
@@ -1131,6 +1191,10 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       }
       // Remembered: the trainer may be in a round now; the download follows the round.
       st.agreeing_servers = view.diverged ? view.agreeing_servers : std::vector<caf::actor>{};
+      if (st.phase == swarm_phase::settling) {
+        continue_settling(self, view);
+        return;
+      }
       if (view.max_epoch > st.progress.epoch)
         catch_up(self, view.max_epoch, "the swarm is ahead", view.state_servers);
       else if (st.resync_needed)

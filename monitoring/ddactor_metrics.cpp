@@ -104,6 +104,10 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
                             "Times this peer's weights differed from those most peers of its "
                             "epoch hold (split groups) and it took theirs.")
                     .with()),
+    unsettled_finishes(r.counter("ddactor_swarm_unsettled_finishes_total",
+                                 "Runs this peer ended with final weights that not every peer "
+                                 "reported as theirs within the settling wait.")
+                         .with()),
     unvouched_epochs(r.counter("ddactor_swarm_unvouched_epochs_total",
                                "Epochs past this peer's that a peer claimed and no quorum of "
                                "peers vouched for (averaging.state_quorum): ignored.")

@@ -124,6 +124,7 @@ struct averaging_metrics {
   counter& clipped_weights;        // ddactor_averaging_clipped_weights_total
   counter& digest_mismatches;      // ddactor_averaging_digest_mismatches_total
   counter& split_repairs;          // ddactor_swarm_split_repairs_total
+  counter& unsettled_finishes;     // ddactor_swarm_unsettled_finishes_total
   counter& unvouched_epochs;       // ddactor_swarm_unvouched_epochs_total
   counter& unvouched_states;       // ddactor_state_unvouched_total
   counter& silent_leaders;         // ddactor_averaging_silent_leaders_total

@@ -116,6 +116,11 @@ struct swarm_progress {
   /// runtime/state_agreement.hpp): download the state from one of `agreeing_servers`.
   bool diverged = false;
   std::vector<caf::actor> agreeing_servers;
+  /// Our epoch and digest when every fresh peer has reached that epoch and nothing is left to
+  /// repair (progress_tracker::settled), else -1 and 0: after the last epoch, this peer may
+  /// write its final weights and leave once they match its own.
+  int64_t settled_epoch = -1;
+  uint64_t settled_digest = 0;
 };
 
 /// Local only: the epoch each peer of the swarm reports (this one included), from the progress

@@ -170,6 +170,32 @@ std::optional<progress_tracker::divergence> progress_tracker::check_agreement(ti
   return divergence{std::move(*agreed), epoch, at_epoch.size(), disagreeing_checks_ == 2};
 }
 
+bool progress_tracker::settled(time_point now) const {
+  if (!options_.repair_splits)
+    return true;
+  const auto ours = my_digests_.at(mine_.epoch);
+  if (!ours)
+    return false;
+  std::vector<state_digest_report> at_epoch{{options_.peer_id, *ours}};
+  for (const auto& [id, received] : reports_) {
+    if (!fresh(received, now))
+      continue;
+    auto history = peer_digests_.find(id);
+    auto digest = history == peer_digests_.end() ? std::nullopt : history->second.at(mine_.epoch);
+    if (digest) {
+      at_epoch.push_back({id, *digest});
+    } else if (received.report.epoch <= mine_.epoch) {
+      return false;  // still on its way to this epoch
+    }
+  }
+  if (state_to_take(at_epoch, *ours, options_.group_size))
+    return false;
+  if (at_epoch.size() > options_.group_size)
+    return true;
+  return std::all_of(at_epoch.begin(), at_epoch.end(),
+                     [&](const state_digest_report& r) { return r.digest == *ours; });
+}
+
 progress_tracker::state_sources progress_tracker::rank_state_sources(
   const std::vector<std::string>& candidates, time_point now) const {
   struct source {

@@ -103,6 +103,12 @@ public:
   /// At the second check running that finds our weights differ from the agreed ones (one check
   /// may see half an update), and every check after while they still do.
   std::optional<divergence> check_agreement(time_point now);
+  /// After the last epoch: whether every fresh peer has reported our epoch and nothing is left
+  /// to repair, so that this peer may write its final weights and leave. Where the epoch's peers
+  /// fit in one group, every digest must equal ours (a peer that differs is about to take ours,
+  /// or we theirs); in a larger swarm, groups differ by design and reaching the epoch is enough.
+  /// A peer claiming a later epoch with no digest at ours is no reason to wait.
+  bool settled(time_point now) const;
   /// Of `candidates` (peers with a state server): peers whose state a quorum vouches for first,
   /// peers claiming an epoch past what a quorum reached (plus one) last; within each, those that
   /// hold the swarm's state before those resyncing themselves, each by reported epoch, highest

@@ -100,6 +100,42 @@ TEST(progress_tracker, epochs_for_matchmaking_include_ours_and_who_does_not_lead
   EXPECT_EQ(t.epochs(now).epochs.size(), 1u);
 }
 
+// After the last epoch: settled once every fresh peer reports our epoch with our digest; a peer
+// still on its way, or one holding other weights, keeps us waiting; one claiming a later epoch
+// does not; in a swarm larger than a group, reaching the epoch is enough.
+TEST(progress_tracker, the_swarm_settles_when_every_fresh_peer_holds_our_final_weights) {
+  auto t = tracker_for('a');
+  const auto now = clock_type::now();
+  t.on_own_progress(10, 0, 0, 111, false, true);
+  EXPECT_TRUE(t.settled(now));  // alone
+  t.on_report(report('b', 9, 0, 222), now);
+  t.on_report(report('c', 10, 0, 111), now);
+  EXPECT_FALSE(t.settled(now));  // b is still at epoch 9
+  t.on_report(report('b', 10, 0, 333), now);
+  EXPECT_FALSE(t.settled(now));  // b holds other final weights: it takes ours first
+  t.on_report(report('b', 10, 0, 111), now);
+  EXPECT_TRUE(t.settled(now));
+  t.on_report(report('d', 100010, 0, 444), now);
+  EXPECT_TRUE(t.settled(now));  // a claim past our epoch has nothing to compare
+  // A peer gone silent no longer counts; a peer whose weights most others hold wins.
+  t.on_report(report('e', 10, 0, 555), now);
+  EXPECT_FALSE(t.settled(now));
+  EXPECT_TRUE(t.settled(now + 6s));  // every report stale: nobody to wait for
+  auto minority = tracker_for('a');
+  minority.on_own_progress(10, 0, 0, 111, false, true);
+  minority.on_report(report('b', 10, 0, 222), now);
+  minority.on_report(report('c', 10, 0, 222), now);
+  EXPECT_FALSE(minority.settled(now));  // we take theirs, then settle
+  minority.on_own_progress(10, 0, 0, 222, false, true);
+  EXPECT_TRUE(minority.settled(now));
+  // More peers than a group: their digests differ by design.
+  progress_tracker large({id('a'), swarm, 100, 5000ms, true, 2});
+  large.on_own_progress(10, 0, 0, 111, false, true);
+  large.on_report(report('b', 10, 0, 222), now);
+  large.on_report(report('c', 10, 0, 333), now);
+  EXPECT_TRUE(large.settled(now));
+}
+
 TEST(progress_tracker, a_split_is_decided_at_the_second_check_running) {
   auto t = tracker_for('a');
   const auto now = clock_type::now();
