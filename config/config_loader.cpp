@@ -571,6 +571,7 @@ section_schema train_keys() {
       field("target_batch_size", &train_section::target_batch_size, at_least(0)),
       field("averaging", &train_section::averaging,
             one_of({"gradients", "parameters", "diloco"})),
+      field("precision", &train_section::precision, one_of({"fp32", "bf16", "fp16"})),
       field("outer_lr", &train_section::outer_lr, greater_than(0)),
       field("outer_momentum", &train_section::outer_momentum, within_below(0, 1)),
       field("lora_rank", &train_section::lora_rank, within(0, 1024)),
@@ -1059,6 +1060,13 @@ const std::vector<cross_key_rule>& cross_key_rules() {
            return std::nullopt;
          return "train.lora_rank > 0 fine-tunes a Stable Diffusion UNet: it needs "
                 "model.pretrained, without model.latent";
+       }},
+      {{"train.precision", "run.device"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.train.precision != "fp16" || c.run.device != "cpu")
+           return std::nullopt;
+         return "train.precision = \"fp16\" needs a CUDA device (run.device): LibTorch's CPU "
+                "autocast computes in bf16 only; use \"bf16\" on a CPU";
        }},
       {{"data.buckets", "model.pretrained"},
        [](const run_config& c) -> std::optional<std::string> {

@@ -114,6 +114,10 @@ struct train_section {
   /// steps, parameters averaged each epoch) or "diloco" (local AdamW steps, then an outer
   /// Nesterov step on the averaged pseudo-gradient each epoch).
   std::string averaging = "gradients";
+  /// What the forward and backward passes compute in: "fp32", "bf16" (autocast; weights,
+  /// gradients and the optimizer stay fp32) or "fp16" (autocast with dynamic loss scaling; CUDA
+  /// only).
+  std::string precision = "fp32";
   /// DiLoCo's outer optimizer (Douillard et al. 2023): SGD with Nesterov momentum.
   double outer_lr = 0.7;
   double outer_momentum = 0.9;

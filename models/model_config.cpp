@@ -91,6 +91,7 @@ trainer_settings make_trainer_settings(const run_config& config) {
                             config.averaging.topk_catch_up && t.averaging == "gradients";
   s.seed = config.run.seed;
   s.noise_seed = config.run.seed;
+  s.precision = parse_training_precision(t.precision);
   return s;
 }
 

@@ -36,7 +36,12 @@ double model_trainer::accumulate(const training_batch& batch) {
   if (!batch.consistent())
     throw std::invalid_argument("batch images do not match its shape");
   module_->train();
-  auto loss = batch_loss(batch, generator_);
+  torch::Tensor loss;
+  {
+    // Backward runs outside: its ops take the dtypes the forward chose.
+    autocast_scope autocast(settings_.precision, c10::DeviceType::CPU);
+    loss = batch_loss(batch, generator_).to(torch::kFloat32);
+  }
   // Gradients are summed as (mean loss x samples) so that apply_step() can divide by the total.
   (loss * static_cast<double>(batch.count)).backward();
   double value = loss.item<double>();

@@ -27,6 +27,7 @@
 
 #include "models/adamw.hpp"
 #include "models/flat_parameters.hpp"
+#include "models/mixed_precision.hpp"
 #include "runtime/training_batch.hpp"
 
 namespace ddactor {
@@ -40,6 +41,9 @@ struct trainer_settings {
   double logit_normal_std = 1.0;
   double condition_dropout = 0.1;
   adamw_options adamw;
+  /// The forward and backward passes' precision (models/mixed_precision.hpp); the weights,
+  /// gradients and optimizer state are fp32 whatever it is.
+  training_precision precision = training_precision::fp32;
   /// Seeds the initial weights: peers of a swarm share it, so they start identical.
   uint64_t seed = 0;
   /// Seeds the noise, times and condition dropout: peers of a swarm differ here.

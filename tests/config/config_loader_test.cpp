@@ -525,6 +525,17 @@ TEST(config_loader, a_latent_dit_takes_captions_or_nothing_and_no_router) {
   EXPECT_TRUE(contains(error->problem(), "does not take model.pretrained")) << error->what();
 }
 
+TEST(config_loader, fp16_needs_a_cuda_device) {
+  const auto error = error_of("[train]\nprecision = \"fp16\"\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(std::string(error->what()),
+            "run.toml:2:13: key 'train.precision': train.precision = \"fp16\" needs a CUDA device "
+            "(run.device): LibTorch's CPU autocast computes in bf16 only; use \"bf16\" on a CPU");
+  EXPECT_NO_THROW(parse_run_config("[train]\nprecision = \"bf16\"\n", "run.toml"));
+  EXPECT_NO_THROW(
+    parse_run_config("[run]\ndevice = \"cuda:1\"\n[train]\nprecision = \"fp16\"\n", "run.toml"));
+}
+
 TEST(config_loader, fashion_mnist_is_grey) {
   const auto error = error_of("[data]\nchannels = 3\n");
   ASSERT_TRUE(error);
@@ -765,7 +776,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 143u);
+  EXPECT_EQ(known.size(), 144u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -850,6 +861,7 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   config.train.min_snr_gamma = 5;
   config.train.caption_dropout = 0.25;
   config.train.checkpoint_activations = true;
+  config.train.precision = "bf16";
   config.sample = {5, "euler", 0.0, 2, 77};
   config.eval = {10, 6, "euler", 1.0, 5, 0, "/var/cache/x"};
   config.debug = {9, true, 11, 0, "sender", 0, "forged_state", true};

@@ -147,6 +147,20 @@ TEST_F(swarm, four_peers_train_one_model_with_identical_parameters_after_each_ro
   EXPECT_GE(cut_by_rate, 1) << "no leader cut a group of 4 by the declared link rates";
 }
 
+// train.precision = "bf16": autocast computes the forward and backward passes in bfloat16 while
+// weights, gradients and optimizer state stay fp32, so peers averaging the same gradients still
+// hold bit-identical weights.
+TEST_F(swarm, peers_training_in_bf16_stay_bit_identical) {
+  auto config = write_config(6, 2);
+  for (int i = 0; i < 2; ++i)
+    start_peer(i, config, {"--set", "train.precision=\"bf16\""});
+  for (int i = 0; i < 2; ++i)
+    expect_exit_ok(i);
+  expect_identical_at(5, {0, 1});
+  expect_identical_at(6, {0, 1});
+  EXPECT_NE(peers[0]->output().find("in bf16"), std::string::npos) << peers[0]->output();
+}
+
 // Gradients mode trains the next epoch while a round runs (averaging.overlap) or
 // pauses for it; either way every peer applies the same updates in the same order. How much is
 // trained during rounds depends on timing; the log line shows the share when overlap is on.
