@@ -208,6 +208,10 @@ void start_swarm(peer_pointer self) {
   progress.group_size = static_cast<size_t>(cfg.averaging.group_size);
   progress.state_quorum = static_cast<size_t>(cfg.averaging.state_quorum);
   progress.status_board = st.options.status_board;
+  progress.key = identity.key;
+  progress.require_proof = true;
+  progress.impersonate_others =
+    cfg.debug.allow_byzantine && cfg.debug.byzantine == "forged_state";
   st.progress = spawn_progress(self->system(), progress);
 
   averager_options averaging;

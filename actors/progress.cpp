@@ -13,6 +13,7 @@
 #include "monitoring/swarm_status.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/progress_tracker.hpp"
+#include "runtime/secure/report_proof.hpp"
 
 namespace ddactor {
 
@@ -28,11 +29,54 @@ struct progress_state {
   std::vector<caf::actor> others;  // progress actors of the other peers of this swarm
   std::map<std::string, caf::actor> state_servers;  // of the other peers, by id
   averaging_metrics metrics{global_metrics()};
+  swarm_metrics swarm{global_metrics()};
   uint64_t unvouched_counted = 0;
+  // Our report as last sent (signed where there is a key), and its sequence number.
+  progress_report outgoing;
+  uint64_t sequence = 0;
+  uint64_t bad_signatures = 0;
   static inline const char* name = "progress";
 };
 
 using progress_pointer = caf::stateful_actor<progress_state>*;
+
+bool same_claims(const progress_report& a, const progress_report& b) {
+  return a.peer_id == b.peer_id && a.swarm_id == b.swarm_id && a.epoch == b.epoch &&
+         a.samples == b.samples && a.samples_per_second == b.samples_per_second &&
+         a.ready == b.ready && a.state_digest == b.state_digest && a.resyncing == b.resyncing &&
+         a.may_lead == b.may_lead;
+}
+
+// Our report for the others: signed again, with the next sequence number, whenever a claim in
+// it changed since the last one sent (one signature per change, not per receiver).
+const progress_report& outgoing_report(progress_pointer self) {
+  auto& st = self->state;
+  const auto& mine = st.tracker->mine();
+  if (st.sequence != 0 && same_claims(mine, st.outgoing))
+    return st.outgoing;
+  st.outgoing = mine;
+  st.outgoing.sequence = ++st.sequence;
+  if (st.options.key)
+    sign_report(st.outgoing, *st.options.key);
+  return st.outgoing;
+}
+
+void send_report(progress_pointer self) {
+  auto& st = self->state;
+  const auto& report = outgoing_report(self);
+  for (const auto& other : st.others)
+    self->send(other, progress_atom_v, report);
+  if (!st.options.impersonate_others)
+    return;
+  for (const auto& [id, server] : st.state_servers) {
+    auto posing = report;
+    posing.peer_id = id;
+    if (st.options.key)
+      sign_report(posing, *st.options.key);  // our key: it cannot prove their id
+    for (const auto& other : st.others)
+      self->send(other, progress_atom_v, posing);
+  }
+}
 
 // The averager's matchmaking needs every peer's current epoch: pushed whenever one changes.
 void push_epochs(progress_pointer self) {
@@ -110,6 +154,10 @@ void update(progress_pointer self) {
 caf::behavior progress(progress_pointer self, progress_options options) {
   auto& st = self->state;
   st.options = std::move(options);
+  // From the wall clock, so that a restarted peer's reports continue above its last run's.
+  st.sequence = static_cast<uint64_t>(
+    std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::system_clock::now().time_since_epoch()).count());
   st.tracker.emplace(progress_tracker_options{st.options.peer_id, st.options.swarm_id,
                                               st.options.target_batch_size,
                                               st.options.stale_after, st.options.repair_splits,
@@ -158,14 +206,21 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       // Tell the others at once: a new epoch (matchmaking relies on it), new weights, or a
       // new batch (their estimates count it from now).
       if (change.moved || change.counted)
-        for (const auto& other : st.others)
-          self->send(other, progress_atom_v, st.tracker->mine());
+        send_report(self);
       if (change.moved)
         push_epochs(self);
       update(self);
     },
     [=](progress_atom, const progress_report& report) {
       auto& st = self->state;
+      if (st.options.require_proof && !report_proven(report)) {
+        st.swarm.rejected.with({"bad_signature"}).inc();
+        if (++st.bad_signatures <= 5 || st.bad_signatures % 100 == 0)
+          spdlog::warn("progress: rejected a report for peer {} whose signature does not hold "
+                       "({} so far)",
+                       report.peer_id.substr(0, 8), st.bad_signatures);
+        return;
+      }
       const auto now = clock_type::now();
       const auto moved = st.tracker->on_report(report, now);
       if (!moved)
@@ -181,8 +236,7 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       auto& st = self->state;
       if (refuse_remote(self, "progress", "tick"))
         return;
-      for (const auto& other : st.others)
-        self->send(other, progress_atom_v, st.tracker->mine());
+      send_report(self);
       update(self);
       send_view(self);
       push_epochs(self);

@@ -15,9 +15,12 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "caf/all.hpp"
+
+#include "runtime/secure/peer_key.hpp"
 
 namespace ddactor {
 
@@ -41,6 +44,14 @@ struct progress_options {
   /// Where every report (this peer's too: epoch, samples/s, when) is written for the status
   /// page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;
+  /// Signs this peer's reports (runtime/secure/report_proof.hpp); none: unsigned.
+  std::optional<peer_key> key;
+  /// Refuse reports whose signature does not hold (every networked peer: reports decide
+  /// downloads and quorums).
+  bool require_proof = false;
+  /// Tests of the signatures (debug.byzantine = "forged_state"): also send our report under
+  /// every other peer's id, as if they vouched for our claims.
+  bool impersonate_others = false;
 };
 
 /// Local: `(attach_atom, caf::actor trainer)`, `(attach_atom, caf::actor averager, caf::ok_atom)`

@@ -367,7 +367,8 @@ struct debug_section {
   /// hostile peer would.
   int64_t corrupt_chunks_from = 0;
   /// This peer attacks its swarm, for tests of the defences: "" (never), "forged_state" (it
-  /// reports an epoch 100000 past its own and serves its weights negated as that epoch's state),
+  /// reports an epoch 100000 past its own, serves its weights negated as that epoch's state and
+  /// sends its report under the other peers' ids too),
   /// "scaled_values" (it sends reducers its values times -100: finite, so they pass validation),
   /// "silent_leader" (as matchmaking leader it takes joins and never answers them).
   std::string byzantine;

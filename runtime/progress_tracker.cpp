@@ -45,6 +45,8 @@ std::optional<bool> progress_tracker::on_report(const progress_report& report, t
       report.samples_per_second > max_reported_rate)
     return std::nullopt;
   auto previous = reports_.find(report.peer_id);
+  if (previous != reports_.end() && report.sequence < previous->second.report.sequence)
+    return std::nullopt;
   const bool moved = previous == reports_.end() ||
                      previous->second.report.epoch != report.epoch ||
                      previous->second.report.may_lead != report.may_lead;

@@ -84,7 +84,8 @@ public:
   /// This peer's trainer reports its progress.
   own_change on_own_progress(int64_t epoch, int64_t samples, double samples_per_second,
                              uint64_t state_digest, bool resyncing, bool may_lead);
-  /// Another peer's report. nullopt: refused (another swarm, or not believable); else whether
+  /// Another peer's report. nullopt: refused (another swarm, not believable, or a sequence
+  /// below the newest seen from that peer: a replay); else whether
   /// its epoch or may_lead moved (the averager's matchmaking needs to know).
   std::optional<bool> on_report(const progress_report& report, time_point now);
   /// The swarm's members changed: reports of peers not in `peer_ids` are forgotten.

@@ -80,6 +80,13 @@ struct progress_report {
   /// leader before its report arrived did not count it, so it joins this epoch's round but never
   /// leads it (two leaders would split the epoch).
   bool may_lead = true;
+  /// Grows with every report its author signs (from the wall clock at start, so a restarted
+  /// peer continues above its last run): a report below the newest one seen is a replay.
+  uint64_t sequence = 0;
+  /// The author's Ed25519 public key and its signature of the fields above
+  /// (runtime/secure/report_proof.hpp); empty where proofs are not required.
+  std::vector<uint8_t> public_key;
+  std::vector<uint8_t> signature;
 };
 
 /// A peer's request to take part in the averaging round of an epoch.
@@ -189,7 +196,8 @@ typename Inspector::result_type inspect(Inspector& f, swarm_member& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
   return f(caf::meta::type_name("progress_report"), x.peer_id, x.swarm_id, x.epoch, x.samples,
-           x.samples_per_second, x.ready, x.state_digest, x.resyncing, x.may_lead);
+           x.samples_per_second, x.ready, x.state_digest, x.resyncing, x.may_lead, x.sequence,
+           x.public_key, x.signature);
 }
 
 template <class Inspector>

@@ -468,8 +468,10 @@ TEST_F(swarm, only_peers_holding_the_swarm_key_join_and_links_are_sealed) {
 }
 
 // A hostile insider (it holds the swarm key) claims an epoch 100000 ahead and serves its weights
-// negated as that epoch's state. The three honest peers do not fall "behind" it (one voice is
-// short of averaging.state_quorum), a late joiner takes the state the honest peers vouch for,
+// negated as that epoch's state, and sends the same report under every honest peer's id, as if
+// they vouched for it; those reports are refused (signed with its key, they prove only its id).
+// The three honest peers do not fall "behind" it (one voice is short of
+// averaging.state_quorum), a late joiner takes the state the honest peers vouch for,
 // and no honest peer ever holds the forged epoch. (Three honest peers: with one hostile of three,
 // a quorum of two can only be the hostile one and one honest, so an honest peer that needs a
 // state could not get one: n >= 3f + 1, as for any Byzantine agreement.)
@@ -491,6 +493,8 @@ TEST_F(swarm, a_peer_claiming_a_far_future_epoch_with_a_forged_state_is_not_foll
     EXPECT_FALSE(std::regex_search(out, std::regex("epoch 1000[0-9][0-9]/"))) << out;
   }
   EXPECT_NE(peers[0]->output().find("a peer claims epoch 1000"), std::string::npos)
+    << peers[0]->output();
+  EXPECT_NE(peers[0]->output().find("rejected a report for peer"), std::string::npos)
     << peers[0]->output();
   auto joiner = peers[4]->output();
   EXPECT_NE(joiner.find("downloaded the state of epoch"), std::string::npos) << joiner;
