@@ -66,7 +66,8 @@ class digest_history {
   std::map<int64_t, uint64_t> by_epoch_;
 };
 
-/// The digest peers report: a checksum of the weights' bytes (never 0).
+/// The digest peers report and vouch for: BLAKE2b of the weights' bytes, as a tree of 4 MiB
+/// pieces hashed on several cores for large models, cut to 64 bits (never 0).
 uint64_t state_digest_of(std::span<const float> weights) noexcept;
 
 /// Whether a downloaded state can match the agreed digest at all: the state travels losslessly

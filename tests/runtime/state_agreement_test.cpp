@@ -68,6 +68,18 @@ TEST(state_agreement, the_digest_sees_every_bit_of_the_weights) {
   EXPECT_NE(state_digest_of(empty), 0u);
 }
 
+// The digest is BLAKE2b over 4 MiB pieces and then over their hashes (a domain string and the
+// length first); the expected values come from Python's hashlib.blake2b, so every build, on any
+// LibTorch or libsodium, computes what its peers compute. 17 Mi floats take the threaded path.
+TEST(state_agreement, the_digest_is_a_blake2b_tree_that_other_tools_reproduce) {
+  EXPECT_EQ(state_digest_of(std::vector<float>(1001, 0.5f)), UINT64_C(0xf83b4c9bd04d9c44));
+  std::vector<float> large(std::size_t{17} << 20, 0.25f);
+  large.back() = 1.5f;
+  EXPECT_EQ(state_digest_of(large), UINT64_C(0x96b97953073e82f9));
+  large[std::size_t{9} << 20] = 0.5f;  // a middle piece
+  EXPECT_NE(state_digest_of(large), UINT64_C(0x96b97953073e82f9));
+}
+
 TEST(digest_history, keeps_recent_epochs_so_peers_at_different_epochs_compare) {
   digest_history h;
   EXPECT_FALSE(h.record(5, 50));
