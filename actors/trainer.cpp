@@ -678,8 +678,8 @@ void report_progress(trainer_pointer self, int64_t in_flight = 0) {
                st.progress.epoch != st.downloaded_epoch);
 }
 
-// After every change of the shared weights (a round, a download, a restore); about 0.6 s per GB on two cores
-// so only where split groups can be repaired (0: no digest).
+// After every change of the shared weights (a round, a download, a restore); about 0.6 s per GB
+// on two cores, so only where split groups can be repaired (0: no digest).
 void refresh_state_digest(trainer_state& st) {
   const auto& averaging = st.options.config.averaging;
   if (!split_repair_possible(averaging.state_compression, averaging.state_every))
