@@ -89,6 +89,7 @@ int status_command(const status_request& request) {
     link_gateway_options options;
     options.handshake_timeout = request.timeout;
     options.tunnel_timeout = request.timeout;
+    options.max_message_bytes = peer_message_limit;
     gateway = std::make_unique<link_gateway>(std::move(key), std::move(policy), options);
     std::string error;
     auto tunnel = gateway->open_tunnel(host, port, error);

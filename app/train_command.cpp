@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -110,6 +111,11 @@ std::shared_ptr<link_gateway> open_link_gateway(const run_config& config,
   options.tunnel_timeout =
     std::chrono::milliseconds(static_cast<int64_t>(net.connect_timeout * 1000));
   options.max_handshakes_per_address = static_cast<size_t>(net.max_handshakes_per_address);
+  // This run's own chunks may be set larger than the usual bound.
+  const uint64_t headroom = uint64_t{1} << 20;
+  options.max_message_bytes = std::max<uint64_t>(
+    {peer_message_limit, static_cast<uint64_t>(config.averaging.state_chunk_bytes) + headroom,
+     static_cast<uint64_t>(config.averaging.chunk_elements) * sizeof(float) + headroom});
   auto gateway = std::make_shared<link_gateway>(identity.key, std::move(policy), options);
   spdlog::info("links to peers are sealed: mutual handshake ({}), ChaCha20-Poly1305",
                !net.allowlist.empty() ? "swarm key or id, and an allowlist of " +

@@ -195,6 +195,7 @@ int main(int argc, char** argv) {
       link_gateway_options options;
       options.listen_host = listen_host;
       options.listen_port = listen_port;
+      options.max_message_bytes = peer_message_limit;  // as a peer does: its cost is measured too
       gateway = std::make_shared<link_gateway>(peer_key::generate(),
                                                admission_policy::of_swarm(bench_key), options);
     }

@@ -54,9 +54,10 @@ inline constexpr std::array<std::string_view, 2> state_download_results{"ok", "f
 inline constexpr std::array<std::string_view, 5> controlled_actors{
   "membership", "progress", "averager", "averaging_group", "state_server"};
 /// ddactor_auth_failures_total{reason}: links refused by the gateway (runtime/secure).
-inline constexpr std::array<std::string_view, 9> auth_failure_reasons{
-  "bad_version",     "wrong_swarm_key",      "bad_signature",   "not_allowlisted", "malformed",
-  "timeout",         "too_many_connections", "frame_too_large", "forged_frame"};
+inline constexpr std::array<std::string_view, 10> auth_failure_reasons{
+  "bad_version",     "wrong_swarm_key",      "bad_signature",   "not_allowlisted",
+  "malformed",       "timeout",              "too_many_connections", "frame_too_large",
+  "forged_frame",    "message_too_large"};
 } // namespace metric_label_values
 
 /// The link gateway: handshakes, refusals and sealed traffic (runtime/secure/link_gateway).

@@ -18,10 +18,12 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/secure/basp_guard.hpp"
 #include "runtime/secure/sealed_frames.hpp"
 
 namespace ddactor {
@@ -139,6 +141,7 @@ struct link {
   std::unique_ptr<frame_opener> opener;
   outbox to_net;
   outbox to_local;
+  std::optional<basp_guard> basp;  // on what goes to CAF, where max_message_bytes is set
   clock::time_point deadline;  // of the handshake, or of the flush while closing
   // An outbound link's target, dialed once CAF connects to the tunnel port.
   sockaddr_storage target{};
@@ -298,6 +301,8 @@ struct link_gateway::loop {
   void handshake_finished(link& l) {
     l.sealer = std::make_unique<frame_sealer>(l.shake->keys().send);
     l.opener = std::make_unique<frame_opener>(l.shake->keys().receive);
+    if (options.max_message_bytes > 0)
+      l.basp.emplace(options.max_message_bytes);
     auto remote = peer_id_of(l.shake->remote_key());
     l.shake.reset();
     metrics.handshakes.inc();
@@ -376,9 +381,22 @@ struct link_gateway::loop {
     if (received.empty())
       return;
     metrics.bytes_received.inc(static_cast<double>(received.size()));
+    const size_t before = l.to_local.bytes.size();
     if (auto error = l.opener->open(received, l.to_local.bytes)) {
       count_failure(to_string(*error), l.address, "a frame failed authentication or its size");
       close_link(l, std::string(to_string(*error)));
+      return;
+    }
+    if (!l.basp)
+      return;
+    std::span<const uint8_t> opened(l.to_local.bytes);
+    if (auto length = l.basp->feed(opened.subspan(before))) {
+      // Nothing of that message may reach CAF, which would allocate for it.
+      l.to_local.bytes.clear();
+      l.to_local.sent = 0;
+      count_failure("message_too_large", l.address,
+                    "a message of " + std::to_string(*length) + " bytes announced");
+      close_link(l, "message_too_large");
     }
   }
 

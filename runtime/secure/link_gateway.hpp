@@ -32,6 +32,11 @@
 
 namespace ddactor {
 
+/// The bound on one CAF message between peers: the largest ddactor sends is a state chunk or an
+/// all-reduce chunk (64 MiB each at most: state_transfer.hpp, averaging.chunk_elements), plus
+/// headroom for their headers.
+inline constexpr uint64_t peer_message_limit = uint64_t{96} << 20;
+
 struct link_gateway_options {
   std::string listen_host = "127.0.0.1";
   /// 0: an ephemeral port (public_port() says which).
@@ -43,6 +48,9 @@ struct link_gateway_options {
   size_t max_handshakes = 128;
   size_t max_handshakes_per_address = 8;
   size_t buffer_limit = 4 << 20;
+  /// Read what arrives from peers as CAF's BASP framing and end a link that announces a message
+  /// larger than this (basp_guard.hpp); 0: the stream is not read as BASP (tests of the links).
+  uint64_t max_message_bytes = 0;
 };
 
 /// The gateway cannot bind its public address (the message names it).

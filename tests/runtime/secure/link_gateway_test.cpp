@@ -312,6 +312,42 @@ class tampering_relay {
   std::thread thread_;
 };
 
+// An admitted peer (it holds the swarm key) announces a 4 GiB BASP message: its link ends before
+// the header reaches CAF, which would allocate for it; well-formed messages pass untouched.
+TEST(link_gateway, an_admitted_peer_announcing_a_huge_message_loses_its_link_first) {
+  echo_server server;
+  auto guarded = fast_options();
+  guarded.max_message_bytes = 1 << 20;
+  link_gateway a(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), fast_options());
+  link_gateway b(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), guarded);
+  b.set_local_port(server.port());
+  auto basp_message = [](uint32_t payload) {
+    std::vector<uint8_t> bytes(32 + payload, 0x5a);
+    for (int i = 0; i < 4; ++i)
+      bytes[static_cast<size_t>(4 + i)] = static_cast<uint8_t>(payload >> (24 - 8 * i));
+    return bytes;
+  };
+  const double before = failures("message_too_large");
+  std::string error;
+  auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
+  ASSERT_TRUE(tunnel) << error;
+  int fd = connect_to(*tunnel);
+  ASSERT_GE(fd, 0);
+  auto fine = basp_message(1000);
+  auto largest = basp_message(1 << 20);
+  fine.insert(fine.end(), largest.begin(), largest.end());
+  std::thread writer([&] { send_all(fd, fine); });
+  EXPECT_EQ(read_bytes(fd, fine.size(), 20s), fine);
+  writer.join();
+  auto huge = basp_message(0);
+  huge[4] = huge[5] = huge[6] = huge[7] = 0xff;
+  send_all(fd, huge);
+  EXPECT_TRUE(read_bytes(fd, huge.size(), 1s).empty());  // it never reached the local side
+  EXPECT_TRUE(closed_within(fd, 5s));
+  ::close(fd);
+  EXPECT_GE(failures("message_too_large"), before + 1);
+}
+
 TEST(link_gateway, a_byte_tampered_on_the_path_ends_the_link_and_nothing_forged_arrives) {
   two_members m;
   auto& [server, a, b] = m;
