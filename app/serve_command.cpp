@@ -24,6 +24,7 @@
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/secure/bearer_token.hpp"
 
 namespace ddactor {
 
@@ -149,6 +150,32 @@ void serve_generate(caf::actor_system& system, const caf::actor& generator,
   });
 }
 
+// With a token, POST /v1/generate answers 401 to a request that does not present it; refusals
+// are logged (the first few, then every 100th) with the client's address.
+bool authorized(const std::optional<bearer_token>& token, const http_request& req,
+                const http_reply& reply) {
+  if (!token)
+    return true;
+  auto header = req.headers.find("authorization");
+  if (header != req.headers.end() && token->admits(header->second))
+    return true;
+  static std::atomic<uint64_t> refused{0};
+  const auto count = ++refused;
+  if (count <= 5 || count % 100 == 0)
+    spdlog::warn("POST /v1/generate from {}: 401, {} bearer token ({} refused so far)",
+                 req.client, header == req.headers.end() ? "no" : "a wrong", count);
+  auto response = http_error(401, "this server asks for a bearer token (Authorization: Bearer "
+                                  "<token>)");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"ddactor\"");
+  reply.send(std::move(response));
+  return false;
+}
+
+bool loopback_host(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" ||
+         host.rfind("127.", 0) == 0;
+}
+
 } // namespace
 
 int serve_command(const run_config& config) {
@@ -197,12 +224,15 @@ int serve_command(const run_config& config) {
 
   std::unique_ptr<http_server> http;
   if (!config.serve.http.empty()) {
+    const auto token = bearer_token::load(config.serve.token_file,
+                                          std::getenv("DDACTOR_SERVE_TOKEN"));
     http = std::make_unique<http_server>();
     const auto timeout = seconds(config.serve.request_timeout);
-    http->handle("POST", "/v1/generate", [&system, &config, generator, timeout,
+    http->handle("POST", "/v1/generate", [&system, &config, generator, timeout, token,
                                           shape = options.shape](const http_request& req,
                                                                   const http_reply& reply) {
-      serve_generate(system, generator, req, reply, config, shape, timeout);
+      if (authorized(token, req, reply))
+        serve_generate(system, generator, req, reply, config, shape, timeout);
     });
     http->handle("GET", "/healthz", [status = options.status](const http_request&,
                                                                const http_reply& reply) {
@@ -213,7 +243,13 @@ int serve_command(const run_config& config) {
     });
     auto address = parse_listen_address(config.serve.http);
     const auto port = http->start(address.host, address.port);
-    spdlog::info("HTTP API on http://{}:{}/v1/generate (health: /healthz)", address.host, port);
+    spdlog::info("HTTP API on http://{}:{}/v1/generate (health: /healthz){}", address.host, port,
+                 token ? "; clients present a bearer token" : "");
+    if (!token && !loopback_host(address.host))
+      spdlog::warn("serve.http {} is reachable from other machines and asks no token: anyone "
+                   "who reaches it can spend this machine's compute (set serve.token_file or "
+                   "DDACTOR_SERVE_TOKEN)",
+                   config.serve.http);
   }
   spdlog::info("serving a DDM of {} experts; Ctrl-C stops", k);
   wait_for_stop();

@@ -700,6 +700,7 @@ section_schema serve_keys() {
       field("max_count", &serve_section::max_count, within(1, 4096)),
       field("max_queue", &serve_section::max_queue, within(1, 1024)),
       field("request_timeout", &serve_section::request_timeout, greater_than(0)),
+      field("token_file", &serve_section::token_file),
   });
 }
 

@@ -336,6 +336,10 @@ struct serve_section {
   int max_queue = 8;
   /// Seconds one HTTP request may take from arrival to its image.
   double request_timeout = 600.0;
+  /// A file holding the token clients of POST /v1/generate must present ("Authorization: Bearer
+  /// <token>"; readable by its owner only). Empty: the environment variable DDACTOR_SERVE_TOKEN,
+  /// and where that is unset too, no token is asked (/healthz never asks).
+  std::filesystem::path token_file;
 
   bool operator==(const serve_section&) const = default;
 };

@@ -112,6 +112,36 @@ class serve : public ::testing::Test {
   }
 };
 
+// With serve.token_file, POST /v1/generate answers 401 (with WWW-Authenticate) to a request
+// without the token or with another, and serves the one that presents it; /healthz stays open
+// for load balancers.
+TEST_F(serve, a_server_with_a_token_serves_only_clients_that_present_it) {
+  const auto token = dir.path() / "serve.token";
+  write_text_file(token, "a-long-enough-serve-token-7\n");
+  std::filesystem::permissions(token, std::filesystem::perms::owner_read |
+                                        std::filesystem::perms::owner_write);
+  start_server({"--set", "serve.token_file=\"" + token.string() + "\""});
+  auto without = post(port, small_request);
+  ASSERT_TRUE(without);
+  EXPECT_EQ(without->status, 401) << without->body;
+  EXPECT_TRUE(without->has_header("WWW-Authenticate"));
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(300, 0);
+  client.set_bearer_token_auth("another-token-of-length");
+  auto wrong = client.Post("/v1/generate", small_request.dump(), "application/json");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  client.set_bearer_token_auth("a-long-enough-serve-token-7");
+  auto right = client.Post("/v1/generate", small_request.dump(), "application/json");
+  ASSERT_TRUE(right);
+  EXPECT_EQ(right->status, 200) << right->body;
+  EXPECT_EQ(right->get_header_value("Content-Type"), "image/png");
+  auto health = get(port, "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_TRUE(server->wait_for_output("401, no bearer token", 5s)) << server->output();
+}
+
 TEST_F(serve, health_answers_at_once_and_a_small_request_passes_a_large_one) {
   start_server();
   // The large request's client is the test's, so that the test can hang up once it has seen
