@@ -68,6 +68,10 @@ struct averager_state {
   // Leaders that took a join and never answered it: skipped until the epoch given, so a hostile
   // or hung leader costs one matchmaking, not one per epoch.
   std::map<std::string, int64_t> silent_leaders;
+  // Peers that sent this peer invalid data in a round: left out of its rounds (as leader and
+  // member) until the epoch given, so one broken or hostile peer costs one restart, not one per
+  // epoch.
+  std::map<std::string, int64_t> banned;
   // debug.byzantine = "silent_leader": joins taken and never answered.
   std::vector<caf::response_promise> swallowed_joins;
   averaging_metrics metrics{global_metrics()};
@@ -76,8 +80,37 @@ struct averager_state {
 
 // Epochs a leader that never answered a join is skipped for.
 constexpr int64_t silent_leader_skip_epochs = 20;
+// Epochs a peer that sent invalid data is left out for.
+constexpr int64_t offender_ban_epochs = 20;
 
 using averager_pointer = caf::stateful_actor<averager_state>*;
+
+bool is_banned(const averager_state& st, const std::string& peer_id, int64_t epoch) {
+  auto it = st.banned.find(peer_id);
+  return it != st.banned.end() && epoch <= it->second;
+}
+
+// Banned peers count as being at no epoch: a leader does not wait for them, and they lead
+// nothing (a peer without a report would be awaited, as a joiner is).
+void leave_out_banned(averager_state& st) {
+  for (auto& [id, epoch] : st.reports.epochs)
+    if (is_banned(st, id, epoch))
+      epoch = -1;
+}
+
+void ban_offenders(averager_pointer self, const std::vector<std::string>& offenders,
+                   int64_t epoch) {
+  auto& st = self->state;
+  for (const auto& id : offenders) {
+    if (id == st.options.peer_id || is_banned(st, id, epoch + 1))
+      continue;
+    st.banned[id] = epoch + offender_ban_epochs;
+    st.metrics.banned_peers.inc();
+    spdlog::warn("epoch {}: peer {} sent invalid data; leaving it out of rounds until epoch {}",
+                 epoch, id.substr(0, 8), epoch + offender_ban_epochs);
+  }
+  leave_out_banned(st);
+}
 
 bool valid_peer_id(const std::string& id) {
   return id.size() == 32 &&
@@ -206,6 +239,9 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
       !(req.weight > 0) || !std::isfinite(req.weight) || req.length == 0 || !req.averager ||
       !std::isfinite(req.link_rate) || req.link_rate < 0)
     return make_error(errc::invalid_message, "invalid round request");
+  if (is_banned(st, req.peer_id, req.epoch))
+    return make_error(errc::invalid_message,
+                      "this peer sent invalid data and is left out of rounds for a while");
   if (st.options.silent_leader && req.peer_id != st.options.peer_id) {
     st.swallowed_joins.push_back(self->make_response_promise());
     return caf::delegated<group_assignment>();
@@ -247,6 +283,9 @@ void join_round(averager_pointer self) {
       reachable.push_back(m.info.peer_id);
   auto skipped = cur.failed_leaders;
   for (const auto& [id, until] : st.silent_leaders)
+    if (until >= cur.request.epoch)
+      skipped.insert(id);
+  for (const auto& [id, until] : st.banned)
     if (until >= cur.request.epoch)
       skipped.insert(id);
   const auto leader_id = next_leader(st.reports, reachable, cur.request.epoch, skipped);
@@ -407,6 +446,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       if (refuse_remote(self, "averager", "epochs"))
         return;
       st.reports = {std::move(epochs.by_peer), std::move(epochs.not_leading)};
+      leave_out_banned(st);
       assign(self, st.leader->close_full_rounds(knowledge(st)));
     },
     [=](average_atom, average_request& request) -> caf::result<average_outcome> {
@@ -430,6 +470,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
         st.current->group = nullptr;
         if (outcome.residual)
           st.residual = std::move(outcome.residual);
+        ban_offenders(self, outcome.offenders, st.current->request.epoch);
         deliver(self, std::move(outcome));
       }
     },

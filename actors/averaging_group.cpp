@@ -54,6 +54,7 @@ struct group_state {
   std::optional<butterfly_round> round;  // from the assignment on
   std::vector<allreduce_chunk> early_chunks;
   bool finished = false;  // the outcome went to the averager
+  std::set<std::string> offenders;  // members that sent invalid chunks
   // The round's deadline, then (once done) how long digests are awaited; checked on ticks
   // (runtime/actor_ticks.hpp), so a group that quit is not held by a timer.
   clock_type::time_point started = clock_type::now();
@@ -95,6 +96,7 @@ void reply(group_pointer self, average_outcome outcome) {
   outcome.bytes_sent = st.bytes_sent;
   outcome.bytes_received = st.bytes_received;
   outcome.restarts = st.round ? st.round->restarts() : 0;
+  outcome.offenders.assign(st.offenders.begin(), st.offenders.end());
   self->send(st.options.reply_to, std::move(outcome));
 }
 
@@ -223,6 +225,10 @@ void act(group_pointer self, std::vector<round_action> actions) {
                    st.assignment.members.size(), restart->why);
     } else if (auto* rejected = std::get_if<round_reject>(&action)) {
       st.metrics.rejected_chunks.with({rejected->reason}).inc();
+      // Invalid data is no accident of timing (wrong parts and duplicates can be): its sender
+      // is reported to the averager.
+      if (rejected->reason == "invalid" && rejected->sender < st.assignment.members.size())
+        st.offenders.insert(st.assignment.members[rejected->sender].peer_id);
       spdlog::warn("round {:016x}: rejected a chunk from {}: {}", st.assignment.round_id,
                    member_name(st, rejected->sender), rejected->detail);
     } else if (auto* clipped = std::get_if<round_weight_clipped>(&action)) {

@@ -90,6 +90,9 @@ struct average_outcome {
   /// Top-k's error feedback after a finished round (null: no top-k, or the round failed and the
   /// averager keeps the one it had). The averager keeps it; the trainer never sees it.
   std::shared_ptr<const std::vector<float>> residual;
+  /// Members whose chunks failed validation in this round (ids): the averager leaves them out
+  /// of its next rounds.
+  std::vector<std::string> offenders;
   bool averaged() const { return result == round_result::averaged; }
 };
 
