@@ -19,6 +19,7 @@
 #include "runtime/peer_identity.hpp"
 #include "runtime/secure/hello_proof.hpp"
 #include "runtime/secure/link_gateway.hpp"
+#include "runtime/sender_rate_limit.hpp"
 #include "runtime/swarm_view.hpp"
 
 namespace ddactor {
@@ -46,6 +47,8 @@ constexpr std::chrono::seconds max_dial_backoff{60};
 struct membership_state {
   membership_options options;
   std::optional<swarm_view> view;
+  /// Hellos and gossip per sending node (remote ones): set from gossip_interval at start.
+  std::optional<sender_rate_limit> remote_rate;
   std::vector<initial_peer> initial_peers;
   bool published = false;
   std::vector<caf::response_promise> port_waiters;
@@ -110,6 +113,16 @@ void reject(membership_pointer self, rejection reason, const std::string& what) 
   if (count <= rejection_log_burst || count % rejection_log_every == 0)
     spdlog::warn("membership {}: rejected {}: {} ({} rejected so far)", me(self), what,
                  to_string(reason), count);
+}
+
+// A remote node sending more hellos and gossip than a peer ever does (each hello costs a
+// signature check): the excess is refused before any work.
+bool over_rate(membership_pointer self) {
+  auto& st = self->state;
+  auto sender = self->current_sender();
+  if (!sender || sender->node() == self->node() || !st.remote_rate)
+    return false;
+  return !st.remote_rate->allow(caf::to_string(sender->node()), clock::now());
 }
 
 caf::error rejection_error(rejection reason) {
@@ -468,6 +481,13 @@ caf::behavior membership(membership_pointer self, membership_options options) {
   options.self.membership = caf::actor_cast<caf::actor>(self);
   swarm_view_timing timing{options.suspect_after, options.remove_after, options.tombstone_ttl};
   st.view.emplace(options.self, timing);
+  // A peer gossips to a few others each interval and says hello on (re)connecting: from one
+  // node, ten times the gossip rate (at least 20/s) with bursts of twice that is never honest
+  // traffic's limit.
+  const double gossips_per_second =
+    1000.0 / static_cast<double>(std::max<int64_t>(options.gossip_interval.count(), 1));
+  const double rate = std::max(20.0, 10 * gossips_per_second);
+  st.remote_rate.emplace(rate, 2 * rate);
   st.options = std::move(options);
   for (auto& text : st.options.initial_peers) {
     auto parsed = parse_peer_address(text);
@@ -514,6 +534,10 @@ caf::behavior membership(membership_pointer self, membership_options options) {
     [=](hello_atom, swarm_member& them,
         bool want_known) -> caf::result<swarm_member, std::vector<peer_info>> {
       auto& st = self->state;
+      if (over_rate(self)) {
+        reject(self, rejection::rate_limited, "hello from " + them.info.address());
+        return rejection_error(rejection::rate_limited);
+      }
       if (auto reason = validate_peer_info(them.info)) {
         reject(self, *reason, "hello");
         return rejection_error(*reason);
@@ -549,6 +573,10 @@ caf::behavior membership(membership_pointer self, membership_options options) {
     },
     [=](gossip_atom, peer_info& from, std::vector<peer_info>& known) {
       auto& st = self->state;
+      if (over_rate(self)) {
+        reject(self, rejection::rate_limited, "gossip from " + from.address());
+        return;
+      }
       if (auto reason = validate_peer_info(from)) {
         reject(self, *reason, "gossip");
         return;

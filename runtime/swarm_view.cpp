@@ -19,6 +19,7 @@ std::string_view to_string(rejection reason) noexcept {
     case rejection::stale_incarnation: return "stale_incarnation";
     case rejection::wrong_sender: return "wrong_sender";
     case rejection::bad_signature: return "bad_signature";
+    case rejection::rate_limited: return "rate_limited";
   }
   return "unknown";
 }

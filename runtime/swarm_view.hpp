@@ -49,6 +49,7 @@ enum class rejection : uint8_t {
   stale_incarnation, ///< older than the incarnation already known for that id
   wrong_sender,      ///< a message about a peer that did not come from that peer's node
   bad_signature,     ///< a hello that does not prove its id (runtime/secure/hello_proof.hpp)
+  rate_limited,      ///< more hellos and gossip from one node than membership handles
 };
 
 std::string_view to_string(rejection reason) noexcept;

@@ -523,6 +523,36 @@ TEST(membership, answers_a_status_request_from_another_node_with_text_only) {
   EXPECT_EQ(without_board->view().size(), 1u);
 }
 
+// A node flooding hellos' cheaper cousin, gossip, is cut to the rate limit before any work, and
+// the peer still admits an honest newcomer meanwhile.
+TEST(membership, a_node_flooding_gossip_is_rate_limited_and_the_peer_stays_responsive) {
+  auto a = start_node();
+  auto& limited = swarm_metrics(global_metrics()).rejected.with({"rate_limited"});
+  const double before = limited.value();
+  ddactor_system_config config{test_network};
+  caf::actor_system flooding{config};
+  detached_actor_guard guard{flooding, std::chrono::seconds(20)};
+  caf::scoped_actor self{flooding};
+  caf::actor remote;
+  self->request(flooding.middleman().actor_handle(), 5s, caf::connect_atom::value,
+                std::string("127.0.0.1"), a->port)
+    .receive(
+      [&](const caf::node_id&, caf::strong_actor_ptr& published, const std::set<std::string>&) {
+        remote = caf::actor_cast<caf::actor>(published);
+      },
+      [&](caf::error& err) { ADD_FAILURE() << flooding.render(err); });
+  ASSERT_TRUE(remote);
+  peer_info fake{make_random_peer_id(), "127.0.0.1", 1, "test-swarm", 1};
+  constexpr int flood = 3000;
+  for (int i = 0; i < flood; ++i)
+    self->send(remote, gossip_atom_v, fake, std::vector<peer_info>{});
+  auto b = start_node({a->address()});
+  EXPECT_TRUE(eventually([&] { return converged({a.get(), b.get()}); }));
+  // 100 ms gossip: 100 per second with bursts of 200 pass; the rest of the flood is refused.
+  EXPECT_TRUE(eventually([&] { return limited.value() - before >= flood / 2; }))
+    << limited.value() - before;
+}
+
 TEST(membership, a_silent_member_is_suspected_then_removed) {
   auto suspected_before = counter_value("suspected");
   auto timeouts_before = counter_value("left", {"timeout"});
