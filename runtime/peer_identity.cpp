@@ -16,6 +16,8 @@
 #include <optional>
 #include <random>
 
+#include "runtime/secure/private_file.hpp"
+
 namespace ddactor {
 
 namespace {
@@ -151,8 +153,7 @@ peer_key load_or_create_peer_key(const std::filesystem::path& path) {
     write_file_atomically(path, to_hex(key.seed()) + "\n", 0600);
     return key;
   }
-  struct stat info {};
-  if (::stat(path.c_str(), &info) == 0 && (info.st_mode & 077) != 0)
+  if (readable_by_others(path))
     throw peer_identity_error("key file " + path.string() +
                               " can be read by other users: run chmod 600 on it");
   auto seed = from_hex<32>(*stored);

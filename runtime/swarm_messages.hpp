@@ -85,8 +85,8 @@ struct progress_report {
   uint64_t sequence = 0;
   /// The author's Ed25519 public key and its signature of the fields above
   /// (runtime/secure/report_proof.hpp); empty where proofs are not required.
-  std::vector<uint8_t> public_key;
-  std::vector<uint8_t> signature;
+  std::string public_key;
+  std::string signature;
 };
 
 /// A peer's request to take part in the averaging round of an epoch.

@@ -8,13 +8,15 @@ namespace ddactor {
 std::optional<uint64_t> basp_guard::feed(std::span<const uint8_t> bytes) noexcept {
   while (!bytes.empty()) {
     if (payload_left_ > 0) {
-      const auto skipped = static_cast<std::size_t>(std::min<uint64_t>(payload_left_, bytes.size()));
+      const auto skipped =
+        static_cast<std::size_t>(std::min<uint64_t>(payload_left_, bytes.size()));
       payload_left_ -= skipped;
       bytes = bytes.subspan(skipped);
       continue;
     }
     const auto copied = std::min(header_bytes - header_filled_, bytes.size());
-    std::copy_n(bytes.begin(), copied, header_.begin() + static_cast<std::ptrdiff_t>(header_filled_));
+    std::copy_n(bytes.begin(), copied,
+                header_.begin() + static_cast<std::ptrdiff_t>(header_filled_));
     header_filled_ += copied;
     bytes = bytes.subspan(copied);
     if (header_filled_ < header_bytes)

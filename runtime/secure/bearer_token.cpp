@@ -2,11 +2,12 @@
 #include "runtime/secure/bearer_token.hpp"
 
 #include <sodium.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+
+#include "runtime/secure/private_file.hpp"
 
 namespace ddactor {
 
@@ -41,8 +42,7 @@ std::optional<bearer_token> bearer_token::load(const std::filesystem::path& file
   if (!in)
     throw bearer_token_error("cannot read the token file " + file.string() +
                              " (serve.token_file)");
-  struct stat info {};
-  if (::stat(file.c_str(), &info) == 0 && (info.st_mode & 077) != 0)
+  if (readable_by_others(file))
     throw bearer_token_error("token file " + file.string() +
                              " can be read by other users: run chmod 600 on it");
   std::string line;

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "runtime/secure/private_file.hpp"
+
 namespace ddactor {
 
 namespace {
@@ -29,8 +31,7 @@ symmetric_key read_swarm_key(const std::filesystem::path& file) {
   if (!in)
     throw admission_error("cannot read the swarm key file " + file.string() +
                           " (network.swarm_key_file)");
-  struct stat info {};
-  if (::stat(file.c_str(), &info) == 0 && (info.st_mode & 077) != 0)
+  if (readable_by_others(file))
     throw admission_error("swarm key file " + file.string() +
                           " can be read by other users: run chmod 600 on it");
   std::string text(200, '\0');

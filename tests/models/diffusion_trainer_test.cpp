@@ -2,44 +2,18 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/tiny_dit.hpp"
+
 namespace ddactor {
 namespace {
 
-dit_options tiny_model() {
-  dit_options o;
-  o.image_size = 8;
-  o.in_channels = 1;
-  o.patch_size = 2;
-  o.hidden_size = 32;
-  o.depth = 2;
-  o.num_heads = 4;
-  o.num_classes = 2;
-  return o;
-}
-
-training_batch fixed_batch(int64_t n) {
-  training_batch b;
-  b.count = n;
-  b.channels = 1;
-  b.height = b.width = 8;
-  b.images.resize(static_cast<size_t>(n * 64));
-  for (int64_t i = 0; i < n; ++i) {
-    b.labels.push_back(i % 2);
-    // Class 0: a bright left half; class 1: a bright top half.
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x)
-        b.images[static_cast<size_t>(i * 64 + y * 8 + x)] =
-          ((i % 2 == 0) ? (x < 4) : (y < 4)) ? 1.0f : -1.0f;
-  }
-  return b;
-}
 
 TEST(diffusion_trainer, loss_goes_down_on_a_fixed_batch) {
   trainer_settings s;
   s.lr = 3e-3;
   s.warmup_steps = 0;
-  diffusion_trainer trainer(tiny_model(), s);
-  auto batch = fixed_batch(32);
+  diffusion_trainer trainer(tiny_dit::model(), s);
+  auto batch = tiny_dit::fixed_batch(32);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i)
     first += trainer.train_step(batch).loss / 5;
@@ -54,9 +28,9 @@ TEST(diffusion_trainer, loss_goes_down_on_a_fixed_batch) {
 TEST(diffusion_trainer, ema_trails_the_model) {
   trainer_settings s;
   s.ema_decay = 0.9;
-  diffusion_trainer trainer(tiny_model(), s);
+  diffusion_trainer trainer(tiny_dit::model(), s);
   auto before = trainer.ema_parameters().values().clone();
-  auto batch = fixed_batch(8);
+  auto batch = tiny_dit::fixed_batch(8);
   for (int i = 0; i < 30; ++i)
     trainer.train_step(batch);
   auto model = trainer.parameters().values();
@@ -69,12 +43,12 @@ TEST(diffusion_trainer, ema_trails_the_model) {
 TEST(diffusion_trainer, accumulation_equals_one_big_batch) {
   trainer_settings s;
   s.condition_dropout = 0;
-  diffusion_trainer a(tiny_model(), s);
-  diffusion_trainer b(tiny_model(), s);
+  diffusion_trainer a(tiny_dit::model(), s);
+  diffusion_trainer b(tiny_dit::model(), s);
   ASSERT_TRUE(torch::equal(a.parameters().values(), b.parameters().values()));
   // Same random stream: 8 + 8 samples in two calls vs 16 in one uses the same noise only if the
   // draws line up, so compare the accumulated gradient against the mean of two separate ones.
-  auto half = fixed_batch(8);
+  auto half = tiny_dit::fixed_batch(8);
   a.accumulate(half);
   a.accumulate(half);
   auto g_acc = a.parameters().gradients().clone() / 16;
@@ -94,9 +68,9 @@ TEST(diffusion_trainer, applying_a_gradient_leaves_the_next_accumulation_alone) 
   trainer_settings s;
   s.condition_dropout = 0;
   s.grad_clip = 1e-3;  // clipping acts on the applied gradient, not on the accumulation
-  diffusion_trainer waiting(tiny_model(), s);
-  diffusion_trainer overlapping(tiny_model(), s);
-  auto batch = fixed_batch(8);
+  diffusion_trainer waiting(tiny_dit::model(), s);
+  diffusion_trainer overlapping(tiny_dit::model(), s);
+  auto batch = tiny_dit::fixed_batch(8);
   waiting.accumulate(batch);
   overlapping.accumulate(batch);
   auto average = waiting.take_mean_gradient();
@@ -118,8 +92,8 @@ TEST(diffusion_trainer, applying_a_gradient_leaves_the_next_accumulation_alone) 
 }
 
 TEST(diffusion_trainer, rng_state_makes_steps_reproducible) {
-  diffusion_trainer a(tiny_model(), {});
-  auto batch = fixed_batch(8);
+  diffusion_trainer a(tiny_dit::model(), {});
+  auto batch = tiny_dit::fixed_batch(8);
   a.train_step(batch);
   auto state = a.rng_state();
   auto params = a.parameters().values().clone();
@@ -133,8 +107,8 @@ TEST(diffusion_trainer, rng_state_makes_steps_reproducible) {
 }
 
 TEST(diffusion_trainer, rejects_batches_of_the_wrong_shape) {
-  diffusion_trainer a(tiny_model(), {});
-  auto batch = fixed_batch(4);
+  diffusion_trainer a(tiny_dit::model(), {});
+  auto batch = tiny_dit::fixed_batch(4);
   batch.height = 16;
   EXPECT_THROW(a.accumulate(batch), std::invalid_argument);
 }

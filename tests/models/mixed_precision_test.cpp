@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/tiny_dit.hpp"
+
 #include "models/diffusion_trainer.hpp"
 
 namespace ddactor {
@@ -41,33 +43,6 @@ TEST(mixed_precision, autocast_is_on_inside_the_scope_only_and_nests) {
   EXPECT_EQ(torch::mm(a, b).scalar_type(), torch::kFloat32);
 }
 
-dit_options tiny_model() {
-  dit_options o;
-  o.image_size = 8;
-  o.in_channels = 1;
-  o.patch_size = 2;
-  o.hidden_size = 32;
-  o.depth = 2;
-  o.num_heads = 4;
-  o.num_classes = 2;
-  return o;
-}
-
-training_batch fixed_batch(int64_t n) {
-  training_batch b;
-  b.count = n;
-  b.channels = 1;
-  b.height = b.width = 8;
-  b.images.resize(static_cast<size_t>(n * 64));
-  for (int64_t i = 0; i < n; ++i) {
-    b.labels.push_back(i % 2);
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x)
-        b.images[static_cast<size_t>(i * 64 + y * 8 + x)] =
-          ((i % 2 == 0) ? (x < 4) : (y < 4)) ? 1.0f : -1.0f;
-  }
-  return b;
-}
 
 trainer_settings settings_in(training_precision precision) {
   trainer_settings s;
@@ -78,9 +53,9 @@ trainer_settings settings_in(training_precision precision) {
 }
 
 TEST(mixed_precision, a_bf16_gradient_is_close_to_the_fp32_one_and_weights_stay_fp32) {
-  diffusion_trainer full(tiny_model(), settings_in(training_precision::fp32));
-  diffusion_trainer half(tiny_model(), settings_in(training_precision::bf16));
-  auto batch = fixed_batch(16);
+  diffusion_trainer full(tiny_dit::model(), settings_in(training_precision::fp32));
+  diffusion_trainer half(tiny_dit::model(), settings_in(training_precision::bf16));
+  auto batch = tiny_dit::fixed_batch(16);
   full.accumulate(batch);
   half.accumulate(batch);
   const auto g_full = full.parameters().gradients();
@@ -94,9 +69,9 @@ TEST(mixed_precision, a_bf16_gradient_is_close_to_the_fp32_one_and_weights_stay_
 }
 
 TEST(mixed_precision, bf16_learns_like_fp32_and_repeats_bit_for_bit) {
-  auto batch = fixed_batch(32);
+  auto batch = tiny_dit::fixed_batch(32);
   auto train = [&](training_precision precision) {
-    auto trainer = std::make_unique<diffusion_trainer>(tiny_model(), settings_in(precision));
+    auto trainer = std::make_unique<diffusion_trainer>(tiny_dit::model(), settings_in(precision));
     double first = 0, last = 0;
     for (int i = 0; i < 5; ++i)
       first += trainer->train_step(batch).loss / 5;
