@@ -65,7 +65,7 @@ enum class swarm_phase : uint8_t {
   averaging,    // the epoch's round runs (batches wait, or train into the next epoch: overlap)
   missed,       // the swarm averaged this epoch without us: batches wait for its next state
   downloading,  // taking the swarm's state (batches wait)
-  settling,     // the last epoch is done: final weights are compared with the swarm's (see settle)
+  settling,     // the last epoch is done: final weights are compared (settle_or_finish)
 };
 
 // A downloaded state that waits for a quorum of peers to vouch for it.
