@@ -282,12 +282,10 @@ void join_round(averager_pointer self) {
     if (m.averager)
       reachable.push_back(m.info.peer_id);
   auto skipped = cur.failed_leaders;
-  for (const auto& [id, until] : st.silent_leaders)
-    if (until >= cur.request.epoch)
-      skipped.insert(id);
-  for (const auto& [id, until] : st.banned)
-    if (until >= cur.request.epoch)
-      skipped.insert(id);
+  for (const auto* left_out : {&st.silent_leaders, &st.banned})
+    for (const auto& [id, until] : *left_out)
+      if (until >= cur.request.epoch)
+        skipped.insert(id);
   const auto leader_id = next_leader(st.reports, reachable, cur.request.epoch, skipped);
   const swarm_member* leader = nullptr;
   for (const auto& m : st.members)

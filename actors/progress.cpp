@@ -52,7 +52,7 @@ bool same_claims(const progress_report& a, const progress_report& b) {
 const progress_report& outgoing_report(progress_pointer self) {
   auto& st = self->state;
   const auto& mine = st.tracker->mine();
-  if (st.sequence != 0 && same_claims(mine, st.outgoing))
+  if (same_claims(mine, st.outgoing))
     return st.outgoing;
   st.outgoing = mine;
   st.outgoing.sequence = ++st.sequence;
