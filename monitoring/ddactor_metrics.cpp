@@ -199,7 +199,17 @@ link_metrics::link_metrics(metrics_registry& r)
     bytes_received(r.counter("ddactor_link_bytes_total",
                              "Sealed bytes the gateway sent and received on the network.",
                              {"direction"})
-                     .with({"received"})) {}
+                     .with({"received"})),
+    relayed_bytes(r.counter("ddactor_link_relayed_bytes_total",
+                            "Bytes this peer carried as a relay between two other peers (one "
+                            "of which cannot accept connections).")
+                    .with()),
+    circuits(r.counter("ddactor_link_relay_circuits_total",
+                       "Links this peer spliced as a relay between two other peers.")
+               .with()),
+    reservations(r.gauge("ddactor_link_relay_reservations",
+                         "Peers behind NAT that keep a reservation at this peer's relay.")
+                   .with()) {}
 
 double unix_time_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())

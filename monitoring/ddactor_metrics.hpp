@@ -68,6 +68,9 @@ struct link_metrics {
   gauge& links;                   // ddactor_links
   counter& bytes_sent;            // ddactor_link_bytes_total{direction="sent"}
   counter& bytes_received;        // ddactor_link_bytes_total{direction="received"}
+  counter& relayed_bytes;         // ddactor_link_relayed_bytes_total
+  counter& circuits;              // ddactor_link_relay_circuits_total
+  gauge& reservations;            // ddactor_link_relay_reservations
 };
 
 /// The trainer's progress.

@@ -122,6 +122,15 @@ handshake::step handshake::receive(std::span<const uint8_t> message) {
   }
 }
 
+bool handshake::hello_admitted(std::span<const uint8_t> hello, const admission_policy& policy) {
+  if (hello.size() != hello_size || !equal(hello.first(8), magic))
+    return false;
+  auto expected = hash({bytes_of("1"), hello.first(40)}, &policy.admission_key);
+  return equal(hello.subspan(40, 32), expected);
+}
+
+std::span<const uint8_t, 8> handshake::link_magic() { return std::span<const uint8_t, 8>(magic); }
+
 handshake::step handshake::fail(handshake_failure failure) {
   stage_ = stage::failed;
   return {{}, failure};

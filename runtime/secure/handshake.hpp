@@ -86,6 +86,13 @@ class handshake {
   };
   step receive(std::span<const uint8_t> message);
 
+  /// Whether `hello` (hello_size bytes) is an initiator's first message made with the admission
+  /// key of `policy`: what a relay checks before it carries a stranger's link to a peer (the
+  /// rest of the handshake runs end to end, unseen by the relay).
+  static bool hello_admitted(std::span<const uint8_t> hello, const admission_policy& policy);
+  /// The magic every link's first message starts with.
+  static std::span<const uint8_t, 8> link_magic();
+
   bool done() const { return stage_ == stage::done; }
   /// After done(): the other side's key and the session's keys.
   const public_key& remote_key() const { return remote_; }

@@ -12,9 +12,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sodium.h>
+
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -39,6 +45,16 @@ void close_fd(int& fd) {
   if (fd >= 0)
     ::close(fd);
   fd = -1;
+}
+
+// A reservation may sit idle for hours: the kernel's probes notice a relay that vanished
+// without closing (its machine died, a router forgot the mapping).
+void keep_alive(int fd) {
+  int on = 1, idle = 10, interval = 5, probes = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 void make_nonblocking(int fd) {
@@ -127,13 +143,92 @@ struct outbox {
   }
 };
 
-enum class link_stage { connecting_out, handshaking, connecting_local, open, closing };
+enum class link_stage {
+  connecting_out,    // our outbound socket connects
+  reading_preamble,  // inbound: which service the first bytes ask for
+  handshaking,
+  connecting_local,  // admitted: connecting to CAF's port
+  waiting_circuit,   // a relay holds a dialer's link until the reserved peer accepts
+  open,
+  closing,
+};
+
+enum class link_kind {
+  caf,          // CAF's bytes, sealed: the usual link (also the reserved peer's end of a circuit)
+  reservation,  // an unreachable peer's standing link to its relay; carries circuit requests
+  probe,        // a reachability probe: the observed address and the dial-back's outcome
+  dial_back,    // a relay's connection back to a prober: a nonce, then closed
+  circuit,      // a relay's splice between a dialer and a reserved peer: raw bytes both ways
+};
+
+// Preambles: 8 bytes of plaintext before a service's handshake (see link_gateway.hpp).
+using preamble_magic = std::array<uint8_t, 8>;
+constexpr preamble_magic reserve_magic{'D', 'D', 'R', 'S', 'R', 'V', '0', '1'};
+constexpr preamble_magic probe_magic{'D', 'D', 'P', 'R', 'O', 'B', 'E', '1'};
+constexpr preamble_magic relay_magic{'D', 'D', 'R', 'E', 'L', 'A', 'Y', '1'};
+constexpr preamble_magic accept_magic{'D', 'D', 'A', 'C', 'C', 'P', 'T', '1'};
+constexpr preamble_magic dial_back_magic{'D', 'D', 'B', 'A', 'C', 'K', '0', '1'};
+constexpr size_t nonce_bytes = 16;
+constexpr size_t peer_id_chars = 32;
+using probe_nonce = std::array<uint8_t, nonce_bytes>;
+
+// What a service link carries after its handshake: fixed-size sealed records.
+constexpr size_t record_size = 64;
+enum class record_type : uint8_t { observed = 1, dial_back_result = 2, circuit_request = 3 };
+
+bool starts_with(std::span<const uint8_t> bytes, const preamble_magic& magic) {
+  return bytes.size() >= magic.size() && std::equal(magic.begin(), magic.end(), bytes.begin());
+}
+
+void append_magic(std::vector<uint8_t>& out, const preamble_magic& magic) {
+  out.insert(out.end(), magic.begin(), magic.end());
+}
+
+void append_u64(std::vector<uint8_t>& out, uint64_t value) {
+  for (int i = 7; i >= 0; --i)
+    out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+
+uint64_t read_u64(std::span<const uint8_t> bytes) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < 8; ++i)
+    value = (value << 8) | bytes[i];
+  return value;
+}
+
+bool is_peer_id(std::span<const uint8_t> text) {
+  return text.size() == peer_id_chars && std::all_of(text.begin(), text.end(), [](uint8_t c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// A prober waits here for its answer (probe() blocks on it; the loop fills it).
+struct probe_waiter {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  reachability_probe result;
+
+  void finish(reachability_probe r) {
+    std::lock_guard lock(mutex);
+    if (done)
+      return;
+    result = std::move(r);
+    done = true;
+    done_cv.notify_all();
+  }
+};
 
 struct link {
+  uint64_t id = 0;
+  link_kind kind = link_kind::caf;
   bool inbound = false;
+  // Which side of the handshake this end plays: the one that accepted, except for a reserved
+  // peer's end of a circuit (it connects out to the relay, and answers the dialer's hello).
+  bool responder = false;
   std::string address;  // the remote's, for logs and per-address limits
-  int net = -1;         // the sealed side
-  int local = -1;       // CAF's side (plaintext, loopback)
+  int net = -1;         // the sealed side (a circuit: the dialer's socket)
+  int local = -1;       // CAF's side (plaintext, loopback; a circuit: the reserved peer's socket)
   link_stage stage = link_stage::handshaking;
   std::unique_ptr<handshake> shake;
   std::vector<uint8_t> shake_in;
@@ -143,9 +238,29 @@ struct link {
   outbox to_local;
   std::optional<basp_guard> basp;  // on what goes to CAF, where max_message_bytes is set
   clock::time_point deadline;  // of the handshake, or of the flush while closing
-  // An outbound link's target, dialed once CAF connects to the tunnel port.
-  sockaddr_storage target{};
-  socklen_t target_len = 0;
+  // The remote's socket address: an outbound link's target (dialed once CAF connects to the
+  // tunnel port), an inbound link's source (a probe's dial-back goes there).
+  sockaddr_storage peer_addr{};
+  socklen_t peer_addr_len = 0;
+  // Inbound: the preamble read so far. A relay keeps the dialer's hello here until the circuit
+  // opens.
+  std::vector<uint8_t> preamble;
+  // Outbound through a relay: the peer the link must reach (its key is checked). A relay's
+  // reservation or circuit: the reserved peer.
+  std::string target_peer;
+  uint64_t circuit_id = 0;
+  // Probes: the nonce, the port to dial back, and (prober side) what was learned so far.
+  probe_nonce nonce{};
+  uint16_t dial_back_port = 0;
+  std::shared_ptr<probe_waiter> waiter;
+  reachability_probe learned;
+  bool relay_answered = false;  // the prober got the relay's dial-back outcome
+  bool nonce_arrived = false;   // the prober's listener received its nonce
+  uint64_t probe_link = 0;      // a dial-back: the probe it answers
+  bool reported = false;        // a dial-back: its outcome was sent
+  std::vector<uint8_t> records;  // service links: opened record bytes not yet handled
+  std::string reservation_relay;  // a reservation (peer side): the relay as given to reserve()
+  std::string failure;  // why an outbound connection failed at once (reported by expire())
 };
 
 struct tunnel_port {
@@ -153,6 +268,7 @@ struct tunnel_port {
   sockaddr_storage target{};
   socklen_t target_len = 0;
   std::string address;
+  std::string via_relay_to;  // through a relay: the reserved peer's id
   clock::time_point expires;
 };
 
@@ -182,12 +298,16 @@ struct link_gateway::loop {
   int wake_read = -1, wake_write = -1;
   std::atomic<uint16_t> local_port{0};
   std::atomic<bool> stopping{false};
-  std::mutex mutex;  // guards new_tunnels and counts
+  mutable std::mutex mutex;  // guards new_tunnels, actions, counts and reservation states
   std::vector<tunnel_port> new_tunnels;
+  // Work for the loop's thread from the public functions (probes, reservations).
+  std::vector<std::function<void()>> actions;
   counts totals;
+  std::map<std::string, relay_reservation> reservation_states;
   std::list<link> links;
   std::vector<tunnel_port> tunnels;
   std::vector<uint8_t> scratch = std::vector<uint8_t>(read_size);  // one read at a time
+  uint64_t next_link_id = 1;
   std::thread thread;
 
   loop(peer_key k, admission_policy p, link_gateway_options o)
@@ -196,6 +316,27 @@ struct link_gateway::loop {
   void wake() {
     char c = 1;
     [[maybe_unused]] auto n = ::write(wake_write, &c, 1);
+  }
+
+  void post(std::function<void()> action) {
+    {
+      std::lock_guard lock(mutex);
+      actions.push_back(std::move(action));
+    }
+    wake();
+  }
+
+  link& new_link() {
+    auto& l = links.emplace_back();
+    l.id = next_link_id++;
+    return l;
+  }
+
+  link* find_link(uint64_t id) {
+    for (auto& l : links)
+      if (l.id == id && (l.net >= 0 || l.local >= 0))
+        return &l;
+    return nullptr;
   }
 
   size_t handshakes_from(const std::string& address) const {
@@ -208,7 +349,8 @@ struct link_gateway::loop {
   size_t handshakes() const {
     size_t n = 0;
     for (auto& l : links)
-      if (l.stage == link_stage::handshaking || l.stage == link_stage::connecting_out)
+      if (l.stage == link_stage::handshaking || l.stage == link_stage::connecting_out ||
+          l.stage == link_stage::reading_preamble || l.stage == link_stage::waiting_circuit)
         ++n;
     return n;
   }
@@ -228,14 +370,42 @@ struct link_gateway::loop {
         count_failure("too_many_connections", address, "connection limit reached");
         continue;
       }
-      auto& l = links.emplace_back();
+      auto& l = new_link();
       l.inbound = true;
+      l.responder = true;
       l.address = address;
       l.net = fd;
-      l.stage = link_stage::handshaking;
-      l.shake = std::make_unique<handshake>(handshake::role::responder, key, policy);
+      l.peer_addr = from;
+      l.peer_addr_len = len;
+      l.stage = link_stage::reading_preamble;
       l.deadline = clock::now() + options.handshake_timeout;
     }
+  }
+
+  // Starts an outbound connection of `kind` to `target`; it continues in serve().
+  link& connect_out(link_kind kind, const sockaddr_storage& target, socklen_t target_len,
+                    std::string address, std::chrono::milliseconds timeout) {
+    auto& l = new_link();
+    l.kind = kind;
+    l.address = std::move(address);
+    l.peer_addr = target;
+    l.peer_addr_len = target_len;
+    l.deadline = clock::now() + timeout;
+    l.stage = link_stage::connecting_out;
+    // A failure here is reported by the next expire(), once the caller has set the link up.
+    l.net = ::socket(target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l.net < 0) {
+      l.failure = "cannot create a socket";
+      l.deadline = {};
+      return l;
+    }
+    make_nonblocking(l.net);
+    if (::connect(l.net, reinterpret_cast<const sockaddr*>(&l.peer_addr), l.peer_addr_len) != 0 &&
+        errno != EINPROGRESS) {
+      l.failure = std::strerror(errno);
+      l.deadline = {};
+    }
+    return l;
   }
 
   void accept_tunnel(tunnel_port& t) {
@@ -244,27 +414,24 @@ struct link_gateway::loop {
       return;
     close_fd(t.fd);
     make_nonblocking(fd);
-    auto& l = links.emplace_back();
-    l.inbound = false;
-    l.address = t.address;
+    auto& l = connect_out(link_kind::caf, t.target, t.target_len, t.address,
+                          options.handshake_timeout);
     l.local = fd;
-    l.target = t.target;
-    l.target_len = t.target_len;
-    l.deadline = clock::now() + options.handshake_timeout;
-    l.net = ::socket(l.target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (l.net < 0) {
-      close_link(l, "cannot create a socket");
+    l.target_peer = t.via_relay_to;
+  }
+
+  void set_reservation_state(const std::string& relay, relay_reservation::state state,
+                             const std::string& failure = "") {
+    std::lock_guard lock(mutex);
+    auto it = reservation_states.find(relay);
+    if (it == reservation_states.end())
       return;
-    }
-    make_nonblocking(l.net);
-    l.stage = link_stage::connecting_out;
-    if (::connect(l.net, reinterpret_cast<sockaddr*>(&l.target), l.target_len) != 0 &&
-        errno != EINPROGRESS)
-      close_link(l, std::strerror(errno));
+    it->second.current = state;
+    it->second.failure = failure;
   }
 
   void close_link(link& l, const std::string& why) {
-    if (!l.inbound && l.stage == link_stage::connecting_out) {
+    if (l.kind == link_kind::caf && !l.inbound && l.stage == link_stage::connecting_out) {
       std::lock_guard lock(mutex);
       totals.last_connect_failure = l.address + ": " + why;
     }
@@ -273,9 +440,28 @@ struct link_gateway::loop {
     else
       spdlog::debug("link {} {} ended before it opened: {}", l.inbound ? "from" : "to",
                     l.address, why);
+    const bool was_live = l.net >= 0 || l.local >= 0;
     close_fd(l.net);
     close_fd(l.local);
     l.stage = link_stage::closing;
+    if (!was_live)
+      return;
+    switch (l.kind) {
+      case link_kind::reservation:
+        if (l.inbound)
+          metrics.reservations.dec();
+        else
+          set_reservation_state(l.reservation_relay, relay_reservation::state::lost, why);
+        break;
+      case link_kind::probe:
+        if (l.waiter)
+          finish_probe(l, "the probe ended before its answer: " + why);
+        break;
+      case link_kind::dial_back:
+        report_dial_back(l, false);
+        break;
+      default: break;
+    }
   }
 
   // One side ended: give the other what is buffered for it, then close.
@@ -298,10 +484,267 @@ struct link_gateway::loop {
     close_link(l, what);
   }
 
+  // --- service records (after a service link's handshake) ---
+
+  void send_record(link& l, record_type type, std::span<const uint8_t> body) {
+    std::array<uint8_t, record_size> record{};
+    record[0] = static_cast<uint8_t>(type);
+    std::copy_n(body.begin(), std::min(body.size(), record_size - 1), record.begin() + 1);
+    const size_t before = l.to_net.bytes.size();
+    l.sealer->seal(record, l.to_net.bytes);
+    metrics.bytes_sent.inc(static_cast<double>(l.to_net.bytes.size() - before));
+  }
+
+  void handle_records(link& l) {
+    size_t at = 0;
+    for (; at + record_size <= l.records.size() && l.net >= 0; at += record_size) {
+      std::span<const uint8_t> record(l.records.data() + at, record_size);
+      handle_record(l, static_cast<record_type>(record[0]), record.subspan(1));
+    }
+    l.records.erase(l.records.begin(), l.records.begin() + static_cast<std::ptrdiff_t>(at));
+  }
+
+  void handle_record(link& l, record_type type, std::span<const uint8_t> body) {
+    if (l.kind == link_kind::probe && type == record_type::observed) {
+      l.learned.observed_port = static_cast<uint16_t>((body[0] << 8) | body[1]);
+      const size_t length = std::min<size_t>(body[2], INET6_ADDRSTRLEN);
+      l.learned.observed_host.assign(reinterpret_cast<const char*>(body.data() + 3), length);
+      l.learned.answered = true;
+    } else if (l.kind == link_kind::probe && type == record_type::dial_back_result) {
+      l.relay_answered = true;
+      if (body[0] == 0 || l.nonce_arrived)
+        finish_probe(l, "");
+      else  // it connected: the nonce is on its way to our listener
+        l.deadline = clock::now() + std::chrono::seconds(1);
+    } else if (l.kind == link_kind::reservation && !l.inbound &&
+               type == record_type::circuit_request) {
+      open_circuit_end(l, read_u64(body));
+    } else {
+      count_failure("unexpected_record", l.address, "a record of an unknown kind");
+      close_link(l, "unexpected record");
+    }
+  }
+
+  // --- probes ---
+
+  void start_probe(const sockaddr_storage& target, socklen_t len, std::string address,
+                   uint16_t dial_back_port, std::shared_ptr<probe_waiter> waiter) {
+    auto& l = connect_out(link_kind::probe, target, len, std::move(address),
+                          options.handshake_timeout + options.dial_back_timeout);
+    l.waiter = std::move(waiter);
+    l.dial_back_port = dial_back_port;
+    randombytes_buf(l.nonce.data(), l.nonce.size());
+  }
+
+  void finish_probe(link& l, const std::string& error) {
+    auto waiter = std::move(l.waiter);
+    if (!waiter)
+      return;
+    auto result = l.learned;
+    result.reachable = l.nonce_arrived;
+    result.error = error;
+    if (!error.empty())
+      result.answered = false;
+    waiter->finish(std::move(result));
+    if (l.net >= 0)
+      begin_closing(l, "probe done");
+  }
+
+  // A relay answers a prober: where the probe came from, then a dial-back there.
+  void answer_probe(link& l) {
+    const uint16_t port = ntohs(l.peer_addr.ss_family == AF_INET
+                                  ? reinterpret_cast<sockaddr_in&>(l.peer_addr).sin_port
+                                  : reinterpret_cast<sockaddr_in6&>(l.peer_addr).sin6_port);
+    // port (2 bytes), the host's length, the host (an address text fits: INET6_ADDRSTRLEN 46)
+    std::array<uint8_t, record_size - 1> body{};
+    const size_t length = std::min(l.address.size(), body.size() - 3);
+    body[0] = static_cast<uint8_t>(port >> 8);
+    body[1] = static_cast<uint8_t>(port & 0xff);
+    body[2] = static_cast<uint8_t>(length);
+    std::copy_n(l.address.begin(), length, body.begin() + 3);
+    send_record(l, record_type::observed, body);
+    sockaddr_storage back = l.peer_addr;
+    if (back.ss_family == AF_INET)
+      reinterpret_cast<sockaddr_in&>(back).sin_port = htons(l.dial_back_port);
+    else
+      reinterpret_cast<sockaddr_in6&>(back).sin6_port = htons(l.dial_back_port);
+    auto& d = connect_out(link_kind::dial_back, back, l.peer_addr_len,
+                          l.address + ":" + std::to_string(l.dial_back_port),
+                          options.dial_back_timeout);
+    d.nonce = l.nonce;
+    d.probe_link = l.id;
+  }
+
+  void report_dial_back(link& d, bool connected) {
+    if (d.reported)
+      return;
+    d.reported = true;
+    if (auto* probe = find_link(d.probe_link); probe && probe->stage == link_stage::open) {
+      const uint8_t ok = connected ? 1 : 0;
+      send_record(*probe, record_type::dial_back_result, std::span<const uint8_t>(&ok, 1));
+    }
+  }
+
+  // A dial-back arrived at our listener: the probe it answers learns that we are reachable.
+  void dial_back_arrived(link& l, std::span<const uint8_t> nonce) {
+    for (auto& p : links) {
+      if (p.kind != link_kind::probe || !p.waiter ||
+          !std::equal(nonce.begin(), nonce.end(), p.nonce.begin()))
+        continue;
+      p.nonce_arrived = true;
+      if (p.relay_answered)
+        finish_probe(p, "");
+    }
+    close_link(l, "dial-back received");
+  }
+
+  // --- relays ---
+
+  link* reservation_of(const std::string& peer) {
+    for (auto& r : links)
+      if (r.kind == link_kind::reservation && r.inbound && r.stage == link_stage::open &&
+          r.target_peer == peer)
+        return &r;
+    return nullptr;
+  }
+
+  size_t reservations_held() const {
+    size_t n = 0;
+    for (auto& r : links)
+      if (r.kind == link_kind::reservation && r.inbound && r.stage == link_stage::open)
+        ++n;
+    return n;
+  }
+
+  // A dialer asks this relay for a circuit to a reserved peer; its hello has been read.
+  void request_circuit(link& l) {
+    std::span<const uint8_t> bytes(l.preamble);
+    std::string target(bytes.begin() + 8, bytes.begin() + 8 + peer_id_chars);
+    auto hello = bytes.subspan(8 + peer_id_chars);
+    if (!is_peer_id(bytes.subspan(8, peer_id_chars))) {
+      fail_handshake(l, "malformed", "a relay request without a peer id");
+      return;
+    }
+    if (!handshake::hello_admitted(hello, policy)) {
+      fail_handshake(l, "wrong_swarm", "a relay request from outside the swarm");
+      return;
+    }
+    auto* reservation = reservation_of(target);
+    if (!reservation) {
+      count_failure("no_reservation", l.address, "a relay request for a peer with no reservation");
+      close_link(l, "no reservation");
+      return;
+    }
+    randombytes_buf(&l.circuit_id, sizeof l.circuit_id);
+    std::vector<uint8_t> body;
+    append_u64(body, l.circuit_id);
+    send_record(*reservation, record_type::circuit_request, body);
+    l.kind = link_kind::circuit;
+    l.target_peer = target;
+    l.to_local.bytes.assign(hello.begin(), hello.end());  // for the reserved peer, once joined
+    l.stage = link_stage::waiting_circuit;
+  }
+
+  // The reserved peer connected for a circuit: splice it with the waiting dialer.
+  void join_circuit(link& l, uint64_t circuit_id) {
+    for (auto& w : links) {
+      if (w.kind != link_kind::circuit || w.stage != link_stage::waiting_circuit ||
+          w.circuit_id != circuit_id)
+        continue;
+      w.local = l.net;
+      l.net = -1;
+      l.stage = link_stage::closing;
+      w.stage = link_stage::open;
+      metrics.circuits.inc();
+      {
+        std::lock_guard lock(mutex);
+        ++totals.circuits_relayed;
+      }
+      spdlog::debug("relaying {} to peer {}", w.address, w.target_peer.substr(0, 8));
+      return;
+    }
+    count_failure("unknown_circuit", l.address, "an accept for no waiting circuit");
+    close_link(l, "unknown circuit");
+  }
+
+  // A reserved peer: its relay asks for a circuit; connect to the relay and answer the dialer.
+  void open_circuit_end(link& reservation, uint64_t circuit_id) {
+    auto& c = connect_out(link_kind::caf, reservation.peer_addr, reservation.peer_addr_len,
+                          "relay " + reservation.address, options.handshake_timeout);
+    c.responder = true;
+    c.circuit_id = circuit_id;
+  }
+
+  // --- the inbound preamble ---
+
+  void read_preamble(link& l) {
+    const auto& magic = handshake::link_magic();
+    size_t want = 8;
+    if (l.preamble.size() >= 8) {
+      std::span<const uint8_t> head(l.preamble);
+      if (starts_with(head, probe_magic))
+        want = 8 + 2 + nonce_bytes;
+      else if (starts_with(head, relay_magic))
+        want = 8 + peer_id_chars + handshake::hello_size;
+      else if (starts_with(head, accept_magic))
+        want = 8 + 8;
+      else if (starts_with(head, dial_back_magic))
+        want = 8 + nonce_bytes;
+    }
+    uint8_t buffer[256];
+    auto n = ::recv(l.net, buffer, std::min(want - l.preamble.size(), sizeof buffer), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      fail_handshake(l, "malformed", "closed during the handshake");
+      return;
+    }
+    if (n < 0)
+      return;
+    l.preamble.insert(l.preamble.end(), buffer, buffer + n);
+    if (l.preamble.size() < want)
+      return;
+    std::span<const uint8_t> head(l.preamble);
+    if (want == 8) {
+      if (std::equal(magic.begin(), magic.end(), head.begin())) {
+        // A plain link: these 8 bytes begin its handshake.
+        begin_responding(l, link_kind::caf);
+        l.shake_in = l.preamble;
+        l.preamble.clear();
+      } else if (starts_with(head, reserve_magic)) {
+        begin_responding(l, link_kind::reservation);
+        l.preamble.clear();
+      } else if (!starts_with(head, probe_magic) && !starts_with(head, relay_magic) &&
+                 !starts_with(head, accept_magic) && !starts_with(head, dial_back_magic)) {
+        fail_handshake(l, "bad_version", "not a ddactor link, or another protocol version");
+      }
+      return;  // (a longer preamble: its rest comes next)
+    }
+    if (starts_with(head, probe_magic)) {
+      l.dial_back_port = static_cast<uint16_t>((head[8] << 8) | head[9]);
+      std::copy_n(head.begin() + 10, nonce_bytes, l.nonce.begin());
+      if (l.dial_back_port == 0) {
+        fail_handshake(l, "malformed", "a probe without a port");
+        return;
+      }
+      begin_responding(l, link_kind::probe);
+    } else if (starts_with(head, relay_magic)) {
+      request_circuit(l);
+    } else if (starts_with(head, accept_magic)) {
+      join_circuit(l, read_u64(head.subspan(8)));
+    } else if (starts_with(head, dial_back_magic)) {
+      dial_back_arrived(l, head.subspan(8, nonce_bytes));
+    }
+  }
+
+  void begin_responding(link& l, link_kind kind) {
+    l.kind = kind;
+    l.stage = link_stage::handshaking;
+    l.shake = std::make_unique<handshake>(handshake::role::responder, key, policy);
+  }
+
   void handshake_finished(link& l) {
     l.sealer = std::make_unique<frame_sealer>(l.shake->keys().send);
     l.opener = std::make_unique<frame_opener>(l.shake->keys().receive);
-    if (options.max_message_bytes > 0)
+    if (options.max_message_bytes > 0 && l.kind == link_kind::caf)
       l.basp.emplace(options.max_message_bytes);
     auto remote = peer_id_of(l.shake->remote_key());
     l.shake.reset();
@@ -312,7 +755,40 @@ struct link_gateway::loop {
     }
     spdlog::debug("link {} {}: peer {} admitted", l.inbound ? "from" : "to", l.address,
                   remote.substr(0, 8));
-    if (!l.inbound) {
+    if (!l.target_peer.empty() && l.kind == link_kind::caf && remote != l.target_peer) {
+      count_failure("wrong_peer", l.address, "the relay's circuit was answered by another key");
+      close_link(l, "wrong peer");
+      return;
+    }
+    switch (l.kind) {
+      case link_kind::reservation:
+        l.stage = link_stage::open;
+        keep_alive(l.net);
+        if (l.inbound) {
+          if (auto* old = reservation_of(remote))
+            close_link(*old, "replaced by a new reservation");
+          if (reservations_held() >= options.max_reservations) {
+            count_failure("too_many_reservations", l.address, "reservation limit reached");
+            close_link(l, "too many reservations");
+            return;
+          }
+          l.target_peer = remote;
+          metrics.reservations.inc();
+          spdlog::info("peer {} (at {}) reaches the swarm through this peer's relay",
+                       remote.substr(0, 8), l.address);
+        } else {
+          set_reservation_state(l.reservation_relay, relay_reservation::state::active);
+        }
+        return;
+      case link_kind::probe:
+        l.stage = link_stage::open;
+        l.deadline = clock::now() + options.dial_back_timeout + std::chrono::seconds(2);
+        if (l.inbound)
+          answer_probe(l);
+        return;
+      default: break;
+    }
+    if (!l.responder) {
       l.stage = link_stage::open;
       return;
     }
@@ -376,15 +852,40 @@ struct link_gateway::loop {
     return {scratch.data(), static_cast<size_t>(n)};
   }
 
+  // A relay carries a circuit's bytes as they are (sealed end to end by its two peers).
+  void relay(link& l, int from, outbox& to, const char* why) {
+    auto received = receive(l, from, why);
+    if (received.empty())
+      return;
+    to.bytes.insert(to.bytes.end(), received.begin(), received.end());
+    metrics.relayed_bytes.inc(static_cast<double>(received.size()));
+    std::lock_guard lock(mutex);
+    totals.relayed_bytes += received.size();
+  }
+
   void read_net(link& l) {
+    if (l.kind == link_kind::circuit) {
+      relay(l, l.net, l.to_local, "the dialer closed");
+      return;
+    }
     auto received = receive(l, l.net, "the remote closed");
     if (received.empty())
       return;
     metrics.bytes_received.inc(static_cast<double>(received.size()));
-    const size_t before = l.to_local.bytes.size();
-    if (auto error = l.opener->open(received, l.to_local.bytes)) {
+    auto& opened_into = l.kind == link_kind::caf ? l.to_local.bytes : l.records;
+    const size_t before = opened_into.size();
+    if (auto error = l.opener->open(received, opened_into)) {
       count_failure(to_string(*error), l.address, "a frame failed authentication or its size");
       close_link(l, std::string(to_string(*error)));
+      return;
+    }
+    if (l.kind != link_kind::caf) {
+      if (l.records.size() > 16 * record_size) {
+        count_failure("record_flood", l.address, "more records than a service link sends");
+        close_link(l, "record flood");
+        return;
+      }
+      handle_records(l);
       return;
     }
     if (!l.basp)
@@ -401,6 +902,10 @@ struct link_gateway::loop {
   }
 
   void read_local(link& l) {
+    if (l.kind == link_kind::circuit) {
+      relay(l, l.local, l.to_net, "the reserved peer closed");
+      return;
+    }
     auto received = receive(l, l.local, "the local side closed");
     if (received.empty())
       return;
@@ -418,6 +923,47 @@ struct link_gateway::loop {
     return code == 0;
   }
 
+  // Our outbound socket connected: send what this kind of link starts with.
+  void connected_out(link& l) {
+    std::vector<uint8_t> first;
+    switch (l.kind) {
+      case link_kind::dial_back:
+        append_magic(first, dial_back_magic);
+        first.insert(first.end(), l.nonce.begin(), l.nonce.end());
+        l.to_net.bytes.insert(l.to_net.bytes.end(), first.begin(), first.end());
+        report_dial_back(l, true);
+        l.stage = link_stage::open;
+        begin_closing(l, "dial-back sent");
+        return;
+      case link_kind::reservation: append_magic(first, reserve_magic); break;
+      case link_kind::probe:
+        append_magic(first, probe_magic);
+        first.push_back(static_cast<uint8_t>(l.dial_back_port >> 8));
+        first.push_back(static_cast<uint8_t>(l.dial_back_port & 0xff));
+        first.insert(first.end(), l.nonce.begin(), l.nonce.end());
+        break;
+      case link_kind::caf:
+        if (l.responder) {  // a reserved peer's end of a circuit
+          append_magic(first, accept_magic);
+          append_u64(first, l.circuit_id);
+          l.to_net.bytes.insert(l.to_net.bytes.end(), first.begin(), first.end());
+          begin_responding(l, link_kind::caf);
+          return;
+        }
+        if (!l.target_peer.empty()) {
+          append_magic(first, relay_magic);
+          first.insert(first.end(), l.target_peer.begin(), l.target_peer.end());
+        }
+        break;
+      case link_kind::circuit: break;
+    }
+    l.shake = std::make_unique<handshake>(handshake::role::initiator, key, policy);
+    auto hello = l.shake->hello();
+    first.insert(first.end(), hello.begin(), hello.end());
+    l.to_net.bytes.insert(l.to_net.bytes.end(), first.begin(), first.end());
+    l.stage = link_stage::handshaking;
+  }
+
   // Handles what poll reported for one link.
   void serve(link& l, short net_events, short local_events) {
     std::string error;
@@ -426,10 +972,8 @@ struct link_gateway::loop {
         close_link(l, error);
         return;
       }
-      l.shake = std::make_unique<handshake>(handshake::role::initiator, key, policy);
-      auto hello = l.shake->hello();
-      l.to_net.bytes.insert(l.to_net.bytes.end(), hello.begin(), hello.end());
-      l.stage = link_stage::handshaking;
+      connected_out(l);
+      net_events &= ~POLLIN;
     }
     if (l.stage == link_stage::connecting_local &&
         (local_events & (POLLOUT | POLLERR | POLLHUP))) {
@@ -440,8 +984,12 @@ struct link_gateway::loop {
       l.stage = link_stage::open;
       local_events = 0;
     }
-    if (l.stage == link_stage::handshaking && (net_events & (POLLIN | POLLHUP | POLLERR)))
+    if (l.stage == link_stage::reading_preamble && (net_events & (POLLIN | POLLHUP | POLLERR)))
+      read_preamble(l);
+    else if (l.stage == link_stage::handshaking && (net_events & (POLLIN | POLLHUP | POLLERR)))
       read_handshake(l);
+    else if (l.stage == link_stage::waiting_circuit && (net_events & (POLLHUP | POLLERR)))
+      close_link(l, "the dialer left before the circuit opened");
     if (l.stage == link_stage::open) {
       if ((net_events & (POLLIN | POLLHUP | POLLERR)) &&
           l.to_local.pending() < options.buffer_limit)
@@ -452,31 +1000,48 @@ struct link_gateway::loop {
     }
     if (l.net >= 0 && l.to_net.pending() > 0 && !l.to_net.flush(l.net))
       begin_closing(l, "the remote's socket broke");
-    if (l.local >= 0 && l.to_local.pending() > 0 && !l.to_local.flush(l.local))
+    if (l.local >= 0 && l.stage != link_stage::connecting_local && l.to_local.pending() > 0 &&
+        !l.to_local.flush(l.local))
       begin_closing(l, "the local socket broke");
     if (l.stage == link_stage::closing && l.to_net.pending() == 0 && l.to_local.pending() == 0)
       close_link(l, "done");
   }
 
-  void take_new_tunnels() {
-    std::lock_guard lock(mutex);
-    for (auto& t : new_tunnels)
-      tunnels.push_back(t);
-    new_tunnels.clear();
-    totals.links_open = 0;
-    for (auto& l : links)
-      if (l.stage == link_stage::open)
-        ++totals.links_open;
+  void take_new_work() {
+    std::vector<std::function<void()>> work;
+    {
+      std::lock_guard lock(mutex);
+      for (auto& t : new_tunnels)
+        tunnels.push_back(t);
+      new_tunnels.clear();
+      work.swap(actions);
+      totals.links_open = 0;
+      for (auto& l : links)
+        if (l.stage == link_stage::open)
+          ++totals.links_open;
+      totals.reservations_held = reservations_held();
+    }
+    for (auto& action : work)
+      action();
   }
 
   void expire(clock::time_point now) {
     for (auto& l : links) {
-      if ((l.net < 0 && l.local < 0) || l.stage == link_stage::open || now <= l.deadline)
+      if (l.net < 0 && l.local < 0)
         continue;
-      if (l.stage == link_stage::handshaking)
+      if (l.kind == link_kind::probe && l.waiter && l.relay_answered && now > l.deadline) {
+        finish_probe(l, "");  // the relay dialed back, but nothing arrived here
+        continue;
+      }
+      // Links live on once open, except probes (they answer one question).
+      if ((l.stage == link_stage::open && l.kind != link_kind::probe) || now <= l.deadline)
+        continue;
+      if (l.stage == link_stage::handshaking || l.stage == link_stage::reading_preamble)
         fail_handshake(l, "timeout", "no handshake within the time allowed");
       else
-        close_link(l, "timed out");
+        close_link(l, !l.failure.empty()                        ? l.failure
+                      : l.stage == link_stage::waiting_circuit ? "the reserved peer never answered"
+                                                               : "timed out");
     }
     links.remove_if([](const link& l) { return l.net < 0 && l.local < 0; });
     std::erase_if(tunnels, [&](tunnel_port& t) {
@@ -491,7 +1056,7 @@ struct link_gateway::loop {
   void run() {
     std::vector<pollfd> fds;
     while (!stopping.load()) {
-      take_new_tunnels();
+      take_new_work();
       fds.clear();
       fds.push_back({wake_read, POLLIN, 0});
       fds.push_back({listener, POLLIN, 0});
@@ -501,8 +1066,10 @@ struct link_gateway::loop {
         short net = 0, local = 0;
         switch (l.stage) {
           case link_stage::connecting_out: net = POLLOUT; break;
+          case link_stage::reading_preamble:
           case link_stage::handshaking: net = POLLIN; break;
           case link_stage::connecting_local: local = POLLOUT; break;
+          case link_stage::waiting_circuit: net = 0; break;  // HUP and ERR are always reported
           case link_stage::open:
             if (l.to_local.pending() < options.buffer_limit)
               net = POLLIN;
@@ -513,7 +1080,7 @@ struct link_gateway::loop {
         }
         if (l.to_net.pending() > 0)
           net |= POLLOUT;
-        if (l.to_local.pending() > 0)
+        if (l.to_local.pending() > 0 && l.stage != link_stage::waiting_circuit)
           local |= POLLOUT;
         fds.push_back({l.net, net, 0});
         fds.push_back({l.local, local, 0});
@@ -532,7 +1099,7 @@ struct link_gateway::loop {
         if (fds[at++].revents & POLLIN)
           accept_tunnel(t);
       for (auto& l : links) {
-        // Links accepted in this pass have no poll entries yet.
+        // Links accepted or started in this pass have no poll entries yet.
         if (at >= fds.size())
           break;
         const short net = fds[at].revents, local = fds[at + 1].revents;
@@ -581,8 +1148,11 @@ uint16_t link_gateway::public_port() const { return loop_->public_port; }
 
 void link_gateway::set_local_port(uint16_t port) { loop_->local_port = port; }
 
-std::optional<uint16_t> link_gateway::open_tunnel(const std::string& host, uint16_t port,
-                                                  std::string& error) {
+namespace {
+
+// Resolves host:port into `target`; false and `error` set when it does not resolve.
+bool resolve(const std::string& host, uint16_t port, sockaddr_storage& target, socklen_t& len,
+             std::string& error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -591,13 +1161,48 @@ std::optional<uint16_t> link_gateway::open_tunnel(const std::string& host, uint1
   auto service = std::to_string(port);
   if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0 || !found) {
     error = std::string("cannot resolve ") + host + ": " + ::gai_strerror(rc);
-    return std::nullopt;
+    return false;
   }
-  tunnel_port t;
-  std::memcpy(&t.target, found->ai_addr, found->ai_addrlen);
-  t.target_len = found->ai_addrlen;
+  std::memcpy(&target, found->ai_addr, found->ai_addrlen);
+  len = found->ai_addrlen;
   ::freeaddrinfo(found);
-  t.address = host + ":" + service;
+  return true;
+}
+
+} // namespace
+
+std::string_view to_string(relay_reservation::state state) {
+  switch (state) {
+    case relay_reservation::state::connecting: return "connecting";
+    case relay_reservation::state::active: return "active";
+    case relay_reservation::state::lost: return "lost";
+  }
+  return "?";
+}
+
+std::optional<uint16_t> link_gateway::open_tunnel(const std::string& host, uint16_t port,
+                                                  std::string& error) {
+  return open_relayed_tunnel(host, port, "", error);
+}
+
+std::optional<uint16_t> link_gateway::open_relayed_tunnel(const std::string& relay_host,
+                                                          uint16_t relay_port,
+                                                          const std::string& target_peer_id,
+                                                          std::string& error) {
+  tunnel_port t;
+  if (!resolve(relay_host, relay_port, t.target, t.target_len, error))
+    return std::nullopt;
+  t.address = relay_host + ":" + std::to_string(relay_port);
+  if (!target_peer_id.empty()) {
+    std::span<const uint8_t> id(reinterpret_cast<const uint8_t*>(target_peer_id.data()),
+                                target_peer_id.size());
+    if (!is_peer_id(id)) {
+      error = "not a peer id: " + target_peer_id;
+      return std::nullopt;
+    }
+    t.via_relay_to = target_peer_id;
+    t.address = "peer " + target_peer_id.substr(0, 8) + " via " + t.address;
+  }
   t.fd = listen_on("127.0.0.1", 0, error);
   if (t.fd < 0)
     return std::nullopt;
@@ -609,6 +1214,74 @@ std::optional<uint16_t> link_gateway::open_tunnel(const std::string& host, uint1
   }
   loop_->wake();
   return local;
+}
+
+reachability_probe link_gateway::probe(const std::string& host, uint16_t port,
+                                       std::chrono::milliseconds timeout,
+                                       uint16_t dial_back_port) {
+  reachability_probe failed;
+  sockaddr_storage target{};
+  socklen_t len = 0;
+  if (!resolve(host, port, target, len, failed.error))
+    return failed;
+  auto waiter = std::make_shared<probe_waiter>();
+  const uint16_t back = dial_back_port != 0 ? dial_back_port : public_port();
+  auto address = host + ":" + std::to_string(port);
+  loop_->post([this, target, len, address, back, waiter] {
+    loop_->start_probe(target, len, address, back, waiter);
+  });
+  std::unique_lock lock(waiter->mutex);
+  if (!waiter->done_cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
+    failed.error = "no answer from " + address + " within " +
+                   std::to_string(timeout.count()) + " ms";
+    return failed;
+  }
+  return waiter->result;
+}
+
+void link_gateway::reserve(const std::string& host, uint16_t port) {
+  auto relay = host + ":" + std::to_string(port);
+  relay_reservation state;
+  state.relay = relay;
+  sockaddr_storage target{};
+  socklen_t len = 0;
+  if (!resolve(host, port, target, len, state.failure))
+    state.current = relay_reservation::state::lost;
+  {
+    std::lock_guard lock(loop_->mutex);
+    loop_->reservation_states[relay] = state;
+  }
+  if (state.current == relay_reservation::state::lost)
+    return;
+  loop_->post([this, target, len, relay] {
+    for (auto& l : loop_->links)  // one link per relay
+      if (l.kind == link_kind::reservation && !l.inbound && l.reservation_relay == relay &&
+          l.net >= 0)
+        return;
+    auto& l = loop_->connect_out(link_kind::reservation, target, len, relay,
+                                 loop_->options.handshake_timeout);
+    l.reservation_relay = relay;
+  });
+}
+
+void link_gateway::release(const std::string& relay) {
+  {
+    std::lock_guard lock(loop_->mutex);
+    loop_->reservation_states.erase(relay);
+  }
+  loop_->post([this, relay] {
+    for (auto& l : loop_->links)
+      if (l.kind == link_kind::reservation && !l.inbound && l.reservation_relay == relay)
+        loop_->close_link(l, "released");
+  });
+}
+
+std::vector<relay_reservation> link_gateway::reservations() const {
+  std::lock_guard lock(loop_->mutex);
+  std::vector<relay_reservation> out;
+  for (auto& [relay, state] : loop_->reservation_states)
+    out.push_back(state);
+  return out;
 }
 
 link_gateway::counts link_gateway::snapshot() const {

@@ -20,13 +20,42 @@
 // then slows the sender). Failures are logged (the first and every 100th per reason) and counted
 // in ddactor_auth_failures_total{reason}.
 //
+// Peers that cannot accept connections (behind a home router's NAT) use two more services of
+// another peer's gateway; each starts with an 8-byte plaintext preamble instead of the link's
+// first handshake message:
+//
+//   probe    "DDPROBE1" | dial-back port | nonce, then a handshake (members only): the answer is
+//            the address the link came from, then a dial-back: a plain connection to that
+//            address and the port, carrying "DDBACK01" | nonce. The prober counts itself
+//            reachable only when its own listener received its nonce (AutoNAT's rule: a peer's
+//            word is not enough). The dial-back goes only to the address the probe came from.
+//   relay    an unreachable peer U holds a reservation at a reachable peer R ("DDRSRV01", then a
+//            handshake; R keeps the link). A dialer D sends R "DDRELAY1" | U's id | D's first
+//            handshake message; R checks that message's admission MAC (a stranger is refused
+//            before anything reaches U), asks U over the reservation for a circuit, U connects to
+//            R with "DDACCPT1" | circuit id, and R splices the two sockets. D and U then run their
+//            handshake through R end to end: R carries sealed frames it cannot read, and D checks
+//            that the key that answers is U's. R buffers at most buffer_limit per direction (TCP's
+//            flow control slows the faster side) and counts what it carries.
+//
+//   unreachable U                relay R (reachable)                    dialer D
+//   ==DDRSRV01+handshake=====>   reservation kept
+//                                <==DDRELAY1+U+hello(mac checked)====   (CAF dials a tunnel)
+//   <==circuit request (sealed)==
+//   --DDACCPT1+circuit--------> splice --------------------------------
+//   <================== D's and U's handshake, then sealed CAF bytes ==================>
+//
 // Owns one thread (a poll loop over every socket); the public functions are thread-safe.
 // Loopback ports are open to local users: the gateway protects the network, not the machine.
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "runtime/secure/handshake.hpp"
 
@@ -51,7 +80,35 @@ struct link_gateway_options {
   /// Read what arrives from peers as CAF's BASP framing and end a link that announces a message
   /// larger than this (basp_guard.hpp); 0: the stream is not read as BASP (tests of the links).
   uint64_t max_message_bytes = 0;
+  /// Reservations this gateway keeps for unreachable peers (one per peer id).
+  size_t max_reservations = 64;
+  /// How long a relay's or a probe's dial-back may take to connect.
+  std::chrono::milliseconds dial_back_timeout{3000};
 };
+
+/// What a peer learned about its own address from another peer's gateway (probe()).
+struct reachability_probe {
+  /// The peer answered (else `error` says why not).
+  bool answered = false;
+  /// The address the peer saw the probe come from (a NAT router's public address, behind one).
+  std::string observed_host;
+  /// Its source port there (a NAT's mapping, not this peer's listen port).
+  uint16_t observed_port = 0;
+  /// The peer's dial-back to observed_host and this gateway's public port arrived here.
+  bool reachable = false;
+  std::string error;
+};
+
+/// One reservation this gateway holds at a relay (reserve()).
+struct relay_reservation {
+  enum class state { connecting, active, lost };
+  /// host:port of the relay, as given to reserve().
+  std::string relay;
+  state current = state::connecting;
+  /// Why it was lost ("" otherwise).
+  std::string failure;
+};
+std::string_view to_string(relay_reservation::state state);
 
 /// The gateway cannot bind its public address (the message names it).
 class link_gateway_error : public std::runtime_error {
@@ -74,11 +131,33 @@ class link_gateway {
   /// A loopback port whose first connection is carried to host:port; an empty optional and a
   /// reason in `error` when the host does not resolve or no port can be opened.
   std::optional<uint16_t> open_tunnel(const std::string& host, uint16_t port, std::string& error);
+  /// open_tunnel through the relay at relay_host:relay_port to the peer `target_peer_id` holds a
+  /// reservation there; the link ends unless the key that answers is that peer's.
+  std::optional<uint16_t> open_relayed_tunnel(const std::string& relay_host, uint16_t relay_port,
+                                              const std::string& target_peer_id,
+                                              std::string& error);
+
+  /// Asks the gateway at host:port where it sees this one, and whether it can dial back to
+  /// this gateway's public port (or `dial_back_port`, for tests); blocks up to `timeout`.
+  reachability_probe probe(const std::string& host, uint16_t port,
+                           std::chrono::milliseconds timeout, uint16_t dial_back_port = 0);
+
+  /// Keeps a reservation at the relay host:port, so that peers reach this one through it; a
+  /// reservation that ends is reported `lost` (not renewed: the caller picks the relays).
+  void reserve(const std::string& host, uint16_t port);
+  /// Ends the reservation at `relay` ("host:port" as given to reserve()).
+  void release(const std::string& relay);
+  std::vector<relay_reservation> reservations() const;
 
   struct counts {
     uint64_t links_open = 0;
     uint64_t handshakes_ok = 0;
     uint64_t handshakes_failed = 0;
+    /// Circuits this gateway spliced as a relay, and the bytes it carried through them.
+    uint64_t circuits_relayed = 0;
+    uint64_t relayed_bytes = 0;
+    /// Reservations this gateway holds for other peers.
+    uint64_t reservations_held = 0;
     /// Why the last outbound link could not reach its peer ("" when none failed so).
     std::string last_connect_failure;
   };

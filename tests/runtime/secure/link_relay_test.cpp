@@ -1,0 +1,181 @@
+// The gateway's services for peers behind NAT, on loopback: a relay splices a dialer's link to a
+// peer holding a reservation (the relay carries sealed bytes it cannot read), refuses strangers
+// and unknown peers; a probe learns the address it was seen at and whether a dial-back arrives.
+#include <gtest/gtest.h>
+
+#include "monitoring/ddactor_metrics.hpp"
+#include "runtime/secure/link_gateway.hpp"
+#include "tests/runtime/secure/socket_helpers.hpp"
+
+namespace ddactor {
+namespace {
+
+symmetric_key swarm_key(uint8_t fill) {
+  symmetric_key k{};
+  k.fill(fill);
+  return k;
+}
+
+link_gateway_options fast_options() {
+  link_gateway_options options;
+  options.handshake_timeout = 1000ms;
+  options.dial_back_timeout = 1000ms;
+  return options;
+}
+
+double failures(std::string_view reason) {
+  return link_metrics(global_metrics()).auth_failures.with({std::string(reason)}).value();
+}
+
+// Waits until `done` holds or `timeout` passes; returns done().
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::milliseconds timeout = 5s) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (!done() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  return done();
+}
+
+bool reservation_is(const link_gateway& g, relay_reservation::state state) {
+  auto all = g.reservations();
+  return all.size() == 1 && all[0].current == state;
+}
+
+// A port nothing listens on (bound, then closed).
+uint16_t closed_port() {
+  uint16_t port = 0;
+  ::close(listen_on_loopback(port));
+  return port;
+}
+
+// Three members of one swarm: `unreachable` holds a reservation at `relay`; `dialer` reaches it
+// through the relay. Each gateway's CAF side is an echo server of its own.
+struct relayed_swarm {
+  echo_server relay_caf, unreachable_caf;
+  peer_key unreachable_key = peer_key::generate();
+  link_gateway relay{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                     fast_options()};
+  link_gateway unreachable{unreachable_key, admission_policy::of_swarm(swarm_key(1)),
+                           fast_options()};
+  link_gateway dialer{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                      fast_options()};
+  relayed_swarm() {
+    relay.set_local_port(relay_caf.port());
+    unreachable.set_local_port(unreachable_caf.port());
+    unreachable.reserve("127.0.0.1", relay.public_port());
+  }
+  std::string unreachable_id() const { return peer_id_of(unreachable_key.public_part()); }
+};
+
+TEST(link_relay, a_peer_behind_nat_is_reached_through_its_relay_end_to_end) {
+  relayed_swarm s;
+  ASSERT_TRUE(eventually([&] { return reservation_is(s.unreachable, relay_reservation::state::active); }));
+  EXPECT_EQ(s.relay.snapshot().reservations_held, 1u);
+  std::string error;
+  auto tunnel =
+    s.dialer.open_relayed_tunnel("127.0.0.1", s.relay.public_port(), s.unreachable_id(), error);
+  ASSERT_TRUE(tunnel) << error;
+  int fd = connect_to(*tunnel);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> message(3 << 20);
+  for (size_t i = 0; i < message.size(); ++i)
+    message[i] = static_cast<uint8_t>(i * 7 + 1);
+  std::thread writer([&] { send_all(fd, message); });
+  auto echoed = read_bytes(fd, message.size(), 20s);
+  writer.join();
+  EXPECT_EQ(echoed, message);
+  ::close(fd);
+  EXPECT_EQ(s.unreachable_caf.accepted(), 1);
+  // The relay spliced one circuit, carried the sealed stream both ways, and its own CAF side
+  // never saw a byte of it.
+  EXPECT_EQ(s.relay_caf.accepted(), 0);
+  auto relay = s.relay.snapshot();
+  EXPECT_EQ(relay.circuits_relayed, 1u);
+  EXPECT_GT(relay.relayed_bytes, 2 * message.size());
+  // The handshake ran end to end: the dialer admitted the unreachable peer's key.
+  EXPECT_EQ(s.dialer.snapshot().handshakes_ok, 1u);
+}
+
+TEST(link_relay, strangers_and_peers_without_a_reservation_get_no_circuit) {
+  relayed_swarm s;
+  ASSERT_TRUE(eventually([&] { return reservation_is(s.unreachable, relay_reservation::state::active); }));
+  link_gateway stranger(peer_key::generate(), admission_policy::of_swarm(swarm_key(2)),
+                        fast_options());
+  const double wrong_swarm = failures("wrong_swarm");
+  const double no_reservation = failures("no_reservation");
+  std::string error;
+  auto from_stranger =
+    stranger.open_relayed_tunnel("127.0.0.1", s.relay.public_port(), s.unreachable_id(), error);
+  ASSERT_TRUE(from_stranger) << error;
+  int fd = connect_to(*from_stranger);
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(closed_within(fd, 5s));
+  ::close(fd);
+  EXPECT_GE(failures("wrong_swarm"), wrong_swarm + 1);
+
+  const std::string nobody(32, 'a');
+  auto to_nobody = s.dialer.open_relayed_tunnel("127.0.0.1", s.relay.public_port(), nobody, error);
+  ASSERT_TRUE(to_nobody) << error;
+  fd = connect_to(*to_nobody);
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(closed_within(fd, 5s));
+  ::close(fd);
+  EXPECT_GE(failures("no_reservation"), no_reservation + 1);
+  EXPECT_EQ(s.unreachable_caf.accepted(), 0);
+  EXPECT_EQ(s.relay.snapshot().circuits_relayed, 0u);
+
+  EXPECT_FALSE(s.dialer.open_relayed_tunnel("127.0.0.1", s.relay.public_port(), "not-an-id", error));
+  EXPECT_NE(error.find("not a peer id"), std::string::npos) << error;
+}
+
+TEST(link_relay, a_reservation_whose_relay_stops_is_reported_lost) {
+  echo_server caf;
+  auto relay = std::make_unique<link_gateway>(
+    peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), fast_options());
+  link_gateway unreachable(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                           fast_options());
+  unreachable.set_local_port(caf.port());
+  unreachable.reserve("127.0.0.1", relay->public_port());
+  ASSERT_TRUE(eventually([&] { return reservation_is(unreachable, relay_reservation::state::active); }));
+  relay.reset();
+  EXPECT_TRUE(eventually([&] { return reservation_is(unreachable, relay_reservation::state::lost); }));
+  // A relay nobody listens at is lost too, and released reservations are forgotten.
+  unreachable.release(unreachable.reservations()[0].relay);
+  unreachable.reserve("127.0.0.1", closed_port());
+  EXPECT_TRUE(eventually([&] { return reservation_is(unreachable, relay_reservation::state::lost); }));
+}
+
+TEST(link_relay, a_probe_learns_its_observed_address_and_whether_a_dial_back_arrives) {
+  link_gateway asked(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                     fast_options());
+  link_gateway prober(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                      fast_options());
+  auto reachable = prober.probe("127.0.0.1", asked.public_port(), 5s);
+  EXPECT_TRUE(reachable.answered) << reachable.error;
+  EXPECT_EQ(reachable.observed_host, "127.0.0.1");
+  EXPECT_NE(reachable.observed_port, 0);
+  EXPECT_TRUE(reachable.reachable);
+
+  // Behind NAT, the dial-back finds nothing listening: answered, not reachable.
+  auto unreachable = prober.probe("127.0.0.1", asked.public_port(), 5s, closed_port());
+  EXPECT_TRUE(unreachable.answered) << unreachable.error;
+  EXPECT_EQ(unreachable.observed_host, "127.0.0.1");
+  EXPECT_FALSE(unreachable.reachable);
+}
+
+TEST(link_relay, a_stranger_gets_no_answer_to_a_probe_and_nothing_answers_a_closed_port) {
+  link_gateway asked(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                     fast_options());
+  link_gateway stranger(peer_key::generate(), admission_policy::of_swarm(swarm_key(2)),
+                        fast_options());
+  auto refused = stranger.probe("127.0.0.1", asked.public_port(), 5s);
+  EXPECT_FALSE(refused.answered);
+  EXPECT_FALSE(refused.reachable);
+  EXPECT_FALSE(refused.error.empty());
+  auto nobody = stranger.probe("127.0.0.1", closed_port(), 5s);
+  EXPECT_FALSE(nobody.answered);
+  EXPECT_FALSE(nobody.error.empty());
+}
+
+} // namespace
+} // namespace ddactor
