@@ -14,6 +14,7 @@ packages=(
   chromium                         # a headless browser for the status page test
   python3-numpy python3-torch      # the Python interop test reads checkpoints with them
   iproute2                         # network namespaces for shaped-link benchmarks
+  nftables                         # the lab's NAT routers (peers behind home routers)
 )
 run() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()

@@ -228,14 +228,25 @@ netlab::netlab(int hosts, netlab_options options) : options_(std::move(options))
       throw netlab_unavailable("`tc` (iproute2) not found on PATH or in /usr/sbin, /sbin");
   }
 
+  if (std::find(options_.behind_nat.begin(), options_.behind_nat.end(), true) !=
+      options_.behind_nat.end()) {
+    nft_program_ = find_program("nft");
+    if (nft_program_.empty())
+      throw netlab_unavailable("`nft` (nftables) not found on PATH or in /usr/sbin, /sbin; hosts "
+                               "behind NAT need it");
+  }
+
   const bool default_prefix = options_.name_prefix.empty();
   prefix_ = default_prefix ? "ddl" + std::to_string(::getpid()) + "-" +
                                std::to_string(labs_created.fetch_add(1)) + "-"
                            : options_.name_prefix;
   hub_namespace_ = prefix_ + "hub";
   std::vector<std::string> planned{hub_namespace_};
-  for (int i = 0; i < hosts; ++i)
+  for (int i = 0; i < hosts; ++i) {
     planned.push_back(prefix_ + "h" + std::to_string(i));
+    if (behind_nat(i))
+      planned.push_back(prefix_ + "r" + std::to_string(i));
+  }
   for (const auto& existing : list_namespaces(ip_program_)) {
     if (std::find(planned.begin(), planned.end(), existing) == planned.end())
       continue;
@@ -360,6 +371,11 @@ void netlab::build(int hosts) {
     run_checked({ip, "netns", "add", host});
     host_namespaces_.push_back(host);
     run_checked({ip, "-n", host, "link", "set", "lo", "up"});
+    if (behind_nat(i)) {
+      build_router(i);
+      shape_host(i);
+      continue;
+    }
     // Made inside the hub with its peer end put straight into the host: no interface ever
     // appears in the caller's namespace.
     run_checked({ip, "-n", hub_namespace_, "link", "add", bridge_port, "type", "veth", "peer",
@@ -370,6 +386,66 @@ void netlab::build(int hosts) {
     run_checked({ip, "-n", host, "link", "set", "eth0", "up"});
     shape_host(i);
   }
+}
+
+// Host i behind a home router: see netlab.hpp.
+void netlab::build_router(int i) {
+  const std::string& ip = ip_program_;
+  const std::string& host = host_namespaces_.at(static_cast<std::size_t>(i));
+  const std::string router = prefix_ + "r" + std::to_string(i);
+  const std::string bridge_port = bridge_port_name(static_cast<std::size_t>(i));
+  const std::string lan = "192.168." + std::to_string(i);
+  run_checked({ip, "netns", "add", router});
+  router_namespaces_.push_back(router);
+  run_checked({ip, "-n", router, "link", "set", "lo", "up"});
+  run_checked({ip, "-n", hub_namespace_, "link", "add", bridge_port, "type", "veth", "peer",
+               "name", "wan", "netns", router});
+  run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "master", "br0"});
+  run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "up"});
+  run_checked({ip, "-n", router, "addr", "add", address(i) + "/24", "dev", "wan"});
+  run_checked({ip, "-n", router, "link", "set", "wan", "up"});
+  run_checked({ip, "-n", router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0",
+               "netns", host});
+  run_checked({ip, "-n", router, "addr", "add", lan + ".1/24", "dev", "lan"});
+  run_checked({ip, "-n", router, "link", "set", "lan", "up"});
+  run_checked({ip, "-n", host, "addr", "add", lan + ".2/24", "dev", "eth0"});
+  run_checked({ip, "-n", host, "link", "set", "eth0", "up"});
+  run_checked({ip, "-n", host, "route", "add", "default", "via", lan + ".1"});
+  run_checked({ip, "netns", "exec", router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"});
+  // Masquerade what leaves; forward only what the host started (and its replies); drop new
+  // connections to the router itself from outside, as home routers do (no reset: a dialer
+  // waits for its timeout).
+  const std::string rules = R"nft(
+table ip nat {
+  chain postrouting {
+    type nat hook postrouting priority 100
+    oifname "wan" masquerade
+  }
+}
+table inet filter {
+  chain forward {
+    type filter hook forward priority 0; policy drop
+    ct state established,related accept
+    iifname "lan" oifname "wan" accept
+  }
+  chain input {
+    type filter hook input priority 0; policy accept
+    iifname "wan" ct state new drop
+  }
+}
+)nft";
+  const auto file = options_.log_directory / (router + ".nft");
+  std::filesystem::create_directories(options_.log_directory);
+  {
+    std::ofstream out(file);
+    out << rules;
+  }
+  run_checked({ip, "netns", "exec", router, nft_program_, "-f", file.string()});
+}
+
+bool netlab::behind_nat(int i) const {
+  const auto at = static_cast<std::size_t>(i);
+  return at < options_.behind_nat.size() && options_.behind_nat[at];
 }
 
 double netlab::rate_mbit(int i) const {
@@ -400,14 +476,17 @@ void netlab::shape_host(int i) {
     argv.insert(argv.end(), what.begin(), what.end());
     run_checked(argv);
   };
+  // The host's access link: its own eth0, or its router's WAN side.
+  const std::string edge = behind_nat(i) ? prefix_ + "r" + std::to_string(i) : host;
+  const std::string edge_device = behind_nat(i) ? "wan" : "eth0";
   if (kernel_delay_) {
     const auto delay_us = std::llround(options_.one_way_delay_ms * 1000.0);
-    qdisc(host, "eth0", {"root", "handle", "1:"},
+    qdisc(edge, edge_device, {"root", "handle", "1:"},
           {"netem", "delay", std::to_string(delay_us) + "us", "limit", "100000"});
     if (!tbf.empty())
-      qdisc(host, "eth0", {"parent", "1:1", "handle", "10:"}, tbf);
+      qdisc(edge, edge_device, {"parent", "1:1", "handle", "10:"}, tbf);
   } else if (!tbf.empty()) {
-    qdisc(host, "eth0", {"root", "handle", "10:"}, tbf);
+    qdisc(edge, edge_device, {"root", "handle", "10:"}, tbf);
   }
   if (!tbf.empty())
     qdisc(hub_namespace_, bridge_port_name(static_cast<std::size_t>(i)), {"root", "handle", "10:"},
@@ -455,6 +534,9 @@ void netlab::teardown() noexcept {
                      result.output.c_str());
     }
     host_namespaces_.clear();
+    for (const auto& router : router_namespaces_)
+      run_command({ip_program_, "netns", "del", router});
+    router_namespaces_.clear();
     if (!hub_namespace_.empty()) {
       const auto names = list_namespaces(ip_program_);
       if (std::find(names.begin(), names.end(), hub_namespace_) != names.end())
@@ -578,6 +660,8 @@ int netlab::stop(pid_t pid, std::chrono::milliseconds grace) {
 }
 
 uint16_t netlab::add_relay(int i, uint16_t target_port, uint16_t listen_port) {
+  if (i >= 0 && i < hosts() && behind_nat(i))
+    throw netlab_error("host " + std::to_string(i) + " is behind NAT: nothing can connect to it");
   check_host(i);
   if (!needs_relays())
     return target_port;

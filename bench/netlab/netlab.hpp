@@ -25,6 +25,15 @@
 //     announces the relay's port instead. Each byte of a connection into that host then waits
 //     D in each direction. The handshake is not delayed in this mode, and peers see relayed
 //     connections coming from their own host address.
+// Home routers: a host i with options.behind_nat[i] sits behind a router namespace
+// `<prefix>r<i>` that holds address(i) on its WAN side (wired to v<i>) and 192.168.<i>.1 on its
+// LAN side; the host is 192.168.<i>.2 behind it. The router masquerades what leaves (peers see
+// the host's connections come from address(i)) and its stateful firewall (nftables) drops every
+// connection that starts outside: nothing can connect to the host, as behind a home router
+// without port forwarding. Shaping then applies at the router's WAN side. Needs `nft`.
+//
+//        h1 eth0 ──veth── lan [r1: NAT + firewall] wan ──veth── v1 ── br0
+//
 // Queues: tbf holds max(64 KiB, rate x 20 ms) when the delay is not in the kernel (the relay
 // holds the bytes in flight), else max(64 KiB, rate x (2D + 20 ms)), about one bandwidth-delay
 // product, so that one TCP flow can fill the link.
@@ -79,6 +88,8 @@ struct netlab_options {
   double rate_mbit = 0.0;         // per host and direction (10^6 bit/s); 0: unlimited
   // Host i's rate instead of rate_mbit where host_rate_mbit[i] > 0 (a slower home link).
   std::vector<double> host_rate_mbit;
+  // Host i sits behind a NAT router with a stateful firewall where behind_nat[i] (see above).
+  std::vector<bool> behind_nat;
   double one_way_delay_ms = 0.0;  // D, per link direction
   // Names of namespaces start with it; empty: "ddl<pid>-<n>-" (n counts labs in this process).
   std::string name_prefix;
@@ -104,8 +115,11 @@ class netlab {
   const netlab_options& options() const { return options_; }
   /// Host i's shaped rate in Mbit/s (0: unlimited).
   double rate_mbit(int i) const;
-  /// Host i's IPv4 address, e.g. "10.77.0.1" for i = 0.
+  /// Host i's IPv4 address as other hosts see it, e.g. "10.77.0.1" for i = 0 (behind NAT:
+  /// its router's).
   std::string address(int i) const;
+  /// Whether host i sits behind a NAT router.
+  bool behind_nat(int i) const;
   std::string namespace_name(int i) const;
   /// A shell prefix that runs a command in host i: "ip netns exec <name>".
   std::string exec_prefix(int i) const;
@@ -128,7 +142,7 @@ class netlab {
   /// Puts a relay in host i listening on address(i):listen_port (0: any free port) that
   /// forwards to address(i):target_port with the lab's one-way delay each way; returns the
   /// port peers must connect to. Without a relay-mode delay: does nothing and returns
-  /// target_port.
+  /// target_port. Throws netlab_error for a host behind NAT (nothing can connect to it).
   uint16_t add_relay(int i, uint16_t target_port, uint16_t listen_port = 0);
 
   /// Runs f on a fresh thread inside host i's network namespace and waits for it; rethrows
@@ -145,6 +159,7 @@ class netlab {
  private:
   void build(int hosts);
   void shape_host(int i);
+  void build_router(int i);
   void teardown() noexcept;
   void start_watchdog(const std::vector<std::string>& namespaces);
   void dismiss_watchdog() noexcept;
@@ -154,6 +169,8 @@ class netlab {
   std::string prefix_;
   std::string hub_namespace_;
   std::vector<std::string> host_namespaces_;
+  std::vector<std::string> router_namespaces_;  // of the hosts behind NAT
+  std::string nft_program_;
   std::string ip_program_;
   std::string tc_program_;
   bool netem_available_ = false;

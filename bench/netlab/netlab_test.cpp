@@ -644,6 +644,62 @@ TEST(netlab, HostsReachEachOtherAndNothingIsLeftBehind) {
   EXPECT_TRUE(names_with_prefix(prefix).empty());
 }
 
+// Whether a TCP connection to host:port opens within `timeout` (a dropped SYN: false).
+bool connects_within(uint16_t port, const char* host, std::chrono::milliseconds timeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval limit{static_cast<time_t>(timeout.count() / 1000),
+                static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  auto a = loopback(port, host);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// A host behind a home router: its connections leave masqueraded as the router's address, and
+// nothing from outside reaches it (the firewall drops the SYN: the dialer times out).
+TEST(netlab, HostBehindNatReachesOutAndNothingReachesIt) {
+  std::string prefix;
+  {
+    std::unique_ptr<netlab> lab;
+    netlab_options options;
+    options.behind_nat = {false, true};
+    options.rate_mbit = 100;
+    SKIP_WITHOUT_LAB(lab = std::make_unique<netlab>(2, options));
+    ASSERT_TRUE(lab->behind_nat(1));
+    ASSERT_FALSE(lab->behind_nat(0));
+    prefix = lab->namespace_name(0).substr(0, lab->namespace_name(0).size() - 2);
+    EXPECT_EQ(names_with_prefix(prefix).size(), 4u);  // 2 hosts, 1 router, the hub
+
+    std::unique_ptr<listening_socket> outside;
+    const std::string public_address = lab->address(0);
+    lab->run_in_host(0, [&] { outside = std::make_unique<listening_socket>(public_address.c_str()); });
+    int client = -1;
+    lab->run_in_host(1, [&] { client = connect_to(outside->port, public_address.c_str()); });
+    const int accepted = outside->accept_one();
+    ASSERT_GE(accepted, 0);
+    sockaddr_in peer{};
+    socklen_t length = sizeof peer;
+    ::getpeername(accepted, reinterpret_cast<sockaddr*>(&peer), &length);
+    char text[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
+    EXPECT_EQ(std::string(text), lab->address(1));  // the router's address, masqueraded
+    ::close(accepted);
+    ::close(client);
+
+    std::unique_ptr<listening_socket> inside;
+    lab->run_in_host(1, [&] { inside = std::make_unique<listening_socket>("0.0.0.0"); });
+    bool reached = true;
+    const std::string router_address = lab->address(1);
+    lab->run_in_host(0, [&] { reached = connects_within(inside->port, router_address.c_str(), 2s); });
+    EXPECT_FALSE(reached) << "a connection from outside reached the host behind NAT";
+    lab->run_in_host(0, [&] { reached = connects_within(inside->port, "192.168.1.2", 1s); });
+    EXPECT_FALSE(reached) << "the LAN address was routable from outside";
+    EXPECT_THROW(lab->add_relay(1, 7000), netlab_error);
+  }
+  EXPECT_TRUE(names_with_prefix(prefix).empty());
+}
+
 TEST(netlab, ExceptionsInsideRunInHostReachTheCaller) {
   std::unique_ptr<netlab> lab;
   SKIP_WITHOUT_LAB(lab = std::make_unique<netlab>(1));
