@@ -41,6 +41,10 @@ struct member_request {
   clock_type::time_point started;
   clock_type::time_point join_deadline;
   std::set<std::string> failed_leaders;
+  // Peers that answered "not the leader" (a lower one leads): skipped while that one leads, and
+  // asked again when it leaves or fails (a relay's death can take the leader's link for a
+  // moment; without this, every peer below it would stay skipped and this one step alone).
+  std::set<std::string> deferring_leaders;
   // The join in flight: to whom, and which attempt (answers to older attempts are ignored).
   std::string pending_leader;
   uint64_t attempt = 0;
@@ -180,8 +184,10 @@ void deliver_alone(averager_pointer self, const char* reason, const std::string&
 
 // --- leader role ----------------------------------------------------------------------------
 
-// ", parts by link rate: 40% 40% 20% 0% (Mbit/s: 100 100 60 20)" when they are not equal.
-std::string describe_parts(const std::vector<uint64_t>& shares, const std::vector<double>& rates) {
+// ", parts by link rate: 40% 40% 20% 0% (Mbit/s: 100 100 60 20)" when they are not equal;
+// members that cannot accept connections are marked "NAT" in place of their rate.
+std::string describe_parts(const std::vector<uint64_t>& shares, const std::vector<double>& rates,
+                           const std::vector<bool>& reachable) {
   if (std::adjacent_find(shares.begin(), shares.end(), std::not_equal_to<>()) == shares.end())
     return "";
   double total = 0;
@@ -190,7 +196,9 @@ std::string describe_parts(const std::vector<uint64_t>& shares, const std::vecto
   std::string parts = ", parts by link rate:", mbits = " (Mbit/s:";
   for (size_t m = 0; m < shares.size(); ++m) {
     parts += fmt::format(" {:.0f}%", 100.0 * static_cast<double>(shares[m]) / total);
-    mbits += rates[m] > 0 ? fmt::format(" {:.0f}", rates[m] * 8 / 1e6) : std::string(" ?");
+    mbits += !reachable[m]  ? std::string(" NAT")
+             : rates[m] > 0 ? fmt::format(" {:.0f}", rates[m] * 8 / 1e6)
+                            : std::string(" ?");
   }
   return parts + mbits + ")";
 }
@@ -204,6 +212,7 @@ void assign(averager_pointer self, std::vector<matchmaking_leader::group> groups
     assignment.epoch = formed.epoch;
     double samples = 0;
     std::vector<double> rates;
+    std::vector<bool> reachable;
     std::vector<caf::response_promise> promises;
     for (size_t m = 0; m < formed.members.size(); ++m) {
       auto it = st.pending_joins.find(formed.members[m].ticket);
@@ -215,6 +224,7 @@ void assign(averager_pointer self, std::vector<matchmaking_leader::group> groups
         {request.peer_id, request.averager, request.weight, formed.shares[m]});
       samples += request.weight;
       rates.push_back(request.link_rate);
+      reachable.push_back(request.reachable);
       promises.push_back(std::move(it->second.promise));
       st.pending_joins.erase(it);
     }
@@ -223,7 +233,7 @@ void assign(averager_pointer self, std::vector<matchmaking_leader::group> groups
       shares.push_back(member.part_share);
     spdlog::info("epoch {}: matched a group of {} with {:.0f} samples (round {:016x}){}",
                  formed.epoch, assignment.members.size(), samples, assignment.round_id,
-                 describe_parts(shares, rates));
+                 describe_parts(shares, rates, reachable));
     for (auto& promise : promises)
       promise.deliver(assignment);
   }
@@ -248,7 +258,8 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
   }
   const auto ticket = st.next_ticket++;
   auto answer = st.leader->on_join(
-    {req.peer_id, req.epoch, req.weight, req.length, req.link_rate, ticket}, knowledge(st));
+    {req.peer_id, req.epoch, req.weight, req.length, req.link_rate, ticket, req.reachable},
+    knowledge(st));
   using verdict = matchmaking_leader::verdict;
   switch (answer.outcome) {
     case verdict::closed: return make_error(errc::round_closed, answer.detail);
@@ -282,6 +293,7 @@ void join_round(averager_pointer self) {
     if (m.averager)
       reachable.push_back(m.info.peer_id);
   auto skipped = cur.failed_leaders;
+  skipped.insert(cur.deferring_leaders.begin(), cur.deferring_leaders.end());
   for (const auto* left_out : {&st.silent_leaders, &st.banned})
     for (const auto& [id, until] : *left_out)
       if (until >= cur.request.epoch)
@@ -291,6 +303,17 @@ void join_round(averager_pointer self) {
   for (const auto& m : st.members)
     if (m.info.peer_id == leader_id)
       leader = &m;
+  if (leader == nullptr && !cur.deferring_leaders.empty() && now < cur.join_deadline) {
+    // Peers defer to a leader this one cannot reach (its link broke a moment ago, and is being
+    // dialed again): ask again shortly rather than step alone.
+    cur.deferring_leaders.clear();
+    cur.pending_leader.clear();
+    const auto pause = std::min<std::chrono::milliseconds>(
+      std::chrono::milliseconds(200),
+      std::chrono::duration_cast<std::chrono::milliseconds>(cur.join_deadline - now));
+    self->delayed_send(self, pause, retry_atom_v, cur.request.epoch, ++cur.attempt);
+    return;
+  }
   if (leader == nullptr || now >= cur.join_deadline) {
     // No one leads this epoch because the swarm has moved past it (a joiner that downloaded
     // the state as the others averaged): they averaged without this peer, so it applies nothing
@@ -306,7 +329,8 @@ void join_round(averager_pointer self) {
   }
   round_request req{st.options.peer_id, st.options.swarm_id, cur.request.epoch,
                     cur.request.weight, cur.request.values->size(), cur.group,
-                    st.options.link_rate > 0 ? st.options.link_rate : st.link_rates.limiting()};
+                    st.options.link_rate > 0 ? st.options.link_rate : st.link_rates.limiting(),
+                    st.options.reachable};
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(cur.join_deadline - now) +
               st.options.request_timeout;
   auto epoch = cur.request.epoch;
@@ -340,7 +364,12 @@ void join_round(averager_pointer self) {
         if (err == errc::not_leader) {
           spdlog::debug("epoch {}: {} is not the leader; trying the next", epoch,
                         leader_id.substr(0, 8));
-        } else if (err == caf::sec::request_timeout) {
+          st.current->deferring_leaders.insert(leader_id);
+          join_round(self);
+          return;
+        }
+        st.current->deferring_leaders.clear();
+        if (err == caf::sec::request_timeout) {
           st.silent_leaders[leader_id] = epoch + silent_leader_skip_epochs;
           st.metrics.silent_leaders.inc();
           spdlog::warn("epoch {}: leader {} took the join and never answered; skipping it until "
@@ -434,6 +463,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
         spdlog::warn("epoch {}: leader {} left; joining the next", st.current->request.epoch,
                      st.current->pending_leader.substr(0, 8));
         st.current->failed_leaders.insert(st.current->pending_leader);
+        st.current->deferring_leaders.clear();
         st.current->pending_leader.clear();
         join_round(self);
       }
@@ -490,6 +520,15 @@ caf::behavior averager(averager_pointer self, averager_options options) {
     [=](timeout_atom, int64_t epoch) {
       if (!refuse_remote(self, "averager", "timeout"))
         assign(self, self->state.leader->close(epoch));
+    },
+    // Matchmaking asks again after a pause (join_round); a later attempt made it stale.
+    [=](retry_atom, int64_t epoch, uint64_t attempt) {
+      auto& st = self->state;
+      if (refuse_remote(self, "averager", "retry"))
+        return;
+      if (st.current && st.current->request.epoch == epoch && st.current->attempt == attempt &&
+          st.current->pending_leader.empty())
+        join_round(self);
     },
     [=](attach_atom, caf::actor& membership) {
       if (!refuse_remote(self, "averager", "attach"))

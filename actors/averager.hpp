@@ -49,6 +49,8 @@ struct averager_options {
   /// This peer's link rate in bytes per second for the leader's cut of the vector
   /// (averaging.bandwidth); 0: measured by its own rounds (runtime/allreduce/link_rate_estimate).
   double link_rate = 0;
+  /// False behind NAT (network.reachable): its round requests say so, and it reduces no part.
+  bool reachable = true;
   /// averaging.max_weight_ratio (runtime/allreduce/butterfly_round.hpp); 0: no bound.
   double max_weight_ratio = 16;
   /// averaging.aggregation: the weighted mean or CenteredClip at each reducer.

@@ -344,7 +344,7 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
       return;
     for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
       if (st.assignment.members[m].averager.address() == dm.source)
-        act(self, st.round->member_gone(m));
+        act(self, st.round->member_gone(m, dm.reason == caf::exit_reason::normal));
   });
   return {
     // From this peer's averager (the leader's answer to its join), never from the leader.

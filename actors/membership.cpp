@@ -60,6 +60,11 @@ struct membership_state {
   std::map<std::string, int> dial_failures;
   /// Addresses that turned out to be this peer itself.
   std::set<std::string> own_addresses;
+  /// Relays whose reservation was lost: not asked again before the time given.
+  std::map<std::string, clock::time_point> relay_cooldown;
+  /// Unreachable members whose link through a relay broke, by id: dialed again through their
+  /// relays each interval (not after their tombstone) until they are back or the time given.
+  std::map<std::string, std::pair<peer_info, clock::time_point>> relayed_redials;
   std::vector<caf::actor> subscribers;
   uint64_t ticks = 0;
   uint64_t rejections = 0;
@@ -198,7 +203,8 @@ swarm_view::admission admit_member(membership_pointer self, const swarm_member& 
   return result.outcome;
 }
 
-void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap);
+void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap,
+          const std::string& via_relay_to = {});
 
 // This peer as its hellos and replies carry it: signed when it has a key (hello_proof.hpp).
 swarm_member signed_self(membership_pointer self) {
@@ -208,9 +214,59 @@ swarm_member signed_self(membership_pointer self) {
   return own;
 }
 
+// Whether this peer opens the link to `other` (see membership.hpp): any peer dials a reachable
+// one; an unreachable one is dialed only by an unreachable peer with a lower id, through a relay.
+bool opens_link_to(const peer_info& own, const peer_info& other) {
+  if (other.reachable)
+    return true;
+  return !own.reachable && own.peer_id < other.peer_id && !other.relays.empty();
+}
+
+std::string relayed_address(const std::string& peer_id, const std::string& relay) {
+  return short_peer_id(peer_id) + " via " + relay;
+}
+
+// The relay to reach `other` through: of its relays not waiting after a failed dial, the first
+// that is a member of our view (so probably alive), else the first.
+std::pair<std::string, uint16_t> relay_for(membership_pointer self, const peer_info& other) {
+  auto& st = self->state;
+  std::set<std::string> alive;
+  for (auto& member : st.view->members())
+    alive.insert(member.info.address());
+  const auto now = clock::now();
+  std::optional<std::string> first_alive, first;
+  for (auto& relay : other.relays) {
+    auto cooldown = st.dial_cooldown.find(relayed_address(other.peer_id, relay));
+    if (cooldown != st.dial_cooldown.end() && cooldown->second > now)
+      continue;
+    if (!first)
+      first = relay;
+    if (!first_alive && alive.contains(relay))
+      first_alive = relay;
+  }
+  const auto chosen = first_alive ? first_alive : first;
+  auto parsed = chosen ? parse_peer_address(*chosen) : std::nullopt;
+  return parsed ? *parsed : std::pair<std::string, uint16_t>{};
+}
+
+void dial_member(membership_pointer self, const peer_info& info) {
+  auto& st = self->state;
+  if (!opens_link_to(st.view->self().info, info))
+    return;  // it dials us
+  if (info.reachable) {
+    dial(self, info.host, info.port, false);
+    return;
+  }
+  if (!st.options.gateway)
+    return;
+  auto [host, port] = relay_for(self, info);
+  if (port != 0)
+    dial(self, host, port, false, info.peer_id);
+}
+
 void dial_candidates(membership_pointer self, const std::vector<peer_info>& peers) {
   for (auto& info : peers)
-    dial(self, info.host, info.port, false);
+    dial_member(self, info);
 }
 
 void dial_failed(membership_pointer self, const std::string& address, bool bootstrap,
@@ -281,11 +337,14 @@ void on_hello_reply(membership_pointer self, const std::string& address, caf::ac
   dial_candidates(self, fresh);
 }
 
-void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap) {
+void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap,
+          const std::string& via_relay_to) {
   auto& st = self->state;
   if (!st.published)
     return;
-  auto address = peer_info{{}, host, port, {}, 0}.address();
+  auto address = peer_info{{}, host, port, {}, 0, true, {}}.address();
+  if (!via_relay_to.empty())
+    address = relayed_address(via_relay_to, address);
   if (st.dials_in_flight.contains(address) || st.own_addresses.contains(address))
     return;
   auto now = clock::now();
@@ -301,7 +360,9 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
   auto dial_port = port;
   if (st.options.gateway) {
     std::string error;
-    auto tunnel = st.options.gateway->open_tunnel(host, port, error);
+    auto tunnel = via_relay_to.empty()
+                    ? st.options.gateway->open_tunnel(host, port, error)
+                    : st.options.gateway->open_relayed_tunnel(host, port, via_relay_to, error);
     if (!tunnel) {
       dial_failed(self, address, bootstrap, error);
       return;
@@ -363,6 +424,76 @@ void dial_initial_peers(membership_pointer self, bool only_missing) {
       dial(self, peer.host, peer.port, true);
 }
 
+// This peer's relays changed: every member hears its new details (a signed hello), and the
+// unreachable ones that dial it learn where to (their gossip carries the new details on).
+void announce_again(membership_pointer self) {
+  auto& st = self->state;
+  auto own = signed_self(self);
+  for (auto& member : st.view->members())
+    if (member.info.peer_id != own.info.peer_id && member.membership)
+      self->request(member.membership, st.options.connect_timeout, hello_atom_v, own, false)
+        .then([](swarm_member&, std::vector<peer_info>&) {},
+              [](caf::error&) {});  // a member that is gone is noticed by its monitor
+}
+
+// An unreachable peer keeps relays_wanted reservations: lost ones are released and replaced
+// (initial peers that answered its probe first, then reachable members), and the relays it
+// announces are the active ones.
+void keep_relays(membership_pointer self) {
+  auto& st = self->state;
+  auto& gateway = st.options.gateway;
+  if (!gateway || st.view->self().info.reachable)
+    return;
+  const auto now = clock::now();
+  std::set<std::string> held;
+  std::vector<std::string> active;
+  for (auto& reservation : gateway->reservations()) {
+    if (reservation.current == relay_reservation::state::lost) {
+      spdlog::warn("membership {}: relay {} lost ({}); looking for another", me(self),
+                   reservation.relay, reservation.failure);
+      gateway->release(reservation.relay);
+      st.relay_cooldown[reservation.relay] = now + st.options.remove_after;
+      continue;
+    }
+    held.insert(reservation.relay);
+    if (reservation.current == relay_reservation::state::active)
+      active.push_back(reservation.relay);
+  }
+  std::erase_if(st.relay_cooldown, [&](const auto& entry) { return entry.second <= now; });
+  // Reachable members first (alive as far as the view knows), then the initial peers that
+  // answered the probe (all there is before the view fills).
+  std::vector<std::string> candidates;
+  for (auto& member : st.view->members())
+    if (member.info.reachable && member.info.peer_id != st.view->self().info.peer_id)
+      candidates.push_back(member.info.address());
+  candidates.insert(candidates.end(), st.options.relay_candidates.begin(),
+                    st.options.relay_candidates.end());
+  for (auto& candidate : candidates) {
+    if (held.size() >= st.options.relays_wanted)
+      break;
+    auto parsed = parse_peer_address(candidate);
+    if (!parsed || held.contains(candidate) || st.own_addresses.contains(candidate) ||
+        st.relay_cooldown.contains(candidate))
+      continue;
+    gateway->reserve(parsed->first, parsed->second);
+    held.insert(candidate);
+  }
+  auto own = st.view->self();
+  std::sort(active.begin(), active.end());
+  if (active.size() > max_relays_per_peer)
+    active.resize(max_relays_per_peer);
+  if (own.info.relays == active)
+    return;
+  own.info.relays = active;
+  st.view->set_self(own);
+  std::string listed;
+  for (auto& relay : active)
+    listed += (listed.empty() ? ": " : ", ") + relay;
+  spdlog::info("membership {}: reachable through {} relay(s){}", me(self), active.size(), listed);
+  publish_view(self);
+  announce_again(self);
+}
+
 void on_tick(membership_pointer self) {
   auto& st = self->state;
   auto now = clock::now();
@@ -396,12 +527,18 @@ void on_tick(membership_pointer self) {
   std::vector<peer_info> candidates;
   for (auto& [id, info] : st.view->candidates())
     candidates.push_back(info);
+  std::erase_if(st.relayed_redials, [&](const auto& entry) {
+    return entry.second.second <= now || st.view->find(entry.first) != nullptr;
+  });
+  for (auto& [id, redial] : st.relayed_redials)
+    candidates.push_back(redial.first);
   dial_candidates(self, candidates);
   if (st.view->others() == 0)
     dial_initial_peers(self, false);
   else if (st.options.split_check_every > 0 && st.ticks % st.options.split_check_every == 0)
     dial_initial_peers(self, true);
 
+  keep_relays(self);
   if (changed)
     publish_view(self);
   else
@@ -466,6 +603,11 @@ void start_listening(membership_pointer self) {
         publish_view(self);
         if (st.initial_peers.empty())
           spdlog::info("membership {}: no initial peers: starting a new swarm", me(self));
+        if (!own.info.reachable)
+          spdlog::info("membership {}: not reachable from other peers: dialing out, reached "
+                       "through relays, reducing no part of rounds",
+                       me(self));
+        keep_relays(self);
         dial_initial_peers(self, false);
         self->delayed_send(self, st.options.gossip_interval, tick_atom_v);
       },
@@ -498,7 +640,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
       return {};
     }
     st.initial_peers.push_back({parsed->first, parsed->second,
-                                peer_info{{}, parsed->first, parsed->second, {}, 0}.address()});
+                                peer_info{{}, parsed->first, parsed->second, {}, 0, true, {}}.address()});
   }
   self->set_exit_handler([=](caf::exit_msg& msg) {
     if (!msg.reason || msg.reason == caf::exit_reason::normal)
@@ -525,6 +667,14 @@ caf::behavior membership(membership_pointer self, membership_options options) {
         forget_member(self, *removed, clean ? removal_reason::left : removal_reason::died,
                       clean ? std::string{} : self->system().render(dm.reason));
         publish_view(self);
+        // A link through a relay ends when the relay does, with both peers alive: the one that
+        // opened it dials again at once (through another relay), not after the tombstone.
+        if (!clean && !removed->info.reachable &&
+            opens_link_to(st.view->self().info, removed->info)) {
+          st.relayed_redials[removed->info.peer_id] = {removed->info,
+                                                       clock::now() + st.options.tombstone_ttl};
+          dial_member(self, removed->info);
+        }
       }
       return;
     }
@@ -702,28 +852,6 @@ caf::behavior membership(membership_pointer self, membership_options options) {
 }
 
 } // namespace
-
-std::optional<std::pair<std::string, uint16_t>> parse_peer_address(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= address.size())
-    return std::nullopt;
-  auto host = address.substr(0, colon);
-  auto port_text = address.substr(colon + 1);
-  if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']')
-      return std::nullopt;
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find(':') != std::string::npos) {
-    return std::nullopt; // a bare IPv6 address needs brackets to carry a port
-  }
-  if (port_text.size() > 5 ||
-      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return std::nullopt;
-  auto port = std::stoul(port_text);
-  if (port == 0 || port > 65535)
-    return std::nullopt;
-  return std::make_pair(host, static_cast<uint16_t>(port));
-}
 
 caf::actor spawn_membership(caf::actor_system& system, membership_options options) {
   return system.spawn(membership, std::move(options));

@@ -7,7 +7,14 @@
 // peer). Hellos are signed and, in a real swarm, must prove their id (hello_proof.hpp). It
 // watches every member (a monitor on its membership actor, plus gossip heartbeats), removes dead
 // and silent peers, and tells its local subscribers (progress, averager, peer) about every change
-// of the view. The rules of the view
+// of the view.
+//
+// Peers that cannot accept connections (peer_info::reachable false, behind NAT) are never
+// dialed by reachable peers: they dial every reachable peer themselves, and between two of them
+// the one with the lower id dials through a relay of the other (link_gateway.hpp). Such a peer
+// keeps relays_wanted reservations at reachable peers and announces them (a hello to every
+// member when they change); a link through a relay that broke is dialed again at once through
+// another relay, since both peers may well be alive. The rules of the view
 // (incarnations, tombstones, suspicion, split detection, validation) are runtime/swarm_view.hpp;
 // this actor owns the connections, timers, logs and metrics.
 //
@@ -60,6 +67,7 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/peer_address.hpp"
 #include "runtime/secure/peer_key.hpp"
 #include "runtime/swarm_messages.hpp"
 
@@ -105,11 +113,13 @@ struct membership_options {
   std::optional<peer_key> key;
   /// Refuse hellos that do not prove their id (every peer of a real swarm signs its own).
   bool require_proof = false;
+  /// For a peer that cannot accept connections (self.info.reachable false; needs the gateway):
+  /// "host:port" of peers to hold relay reservations at first (the initial peers that answered
+  /// its reachability probe); later ones come from the reachable members of the view.
+  std::vector<std::string> relay_candidates;
+  /// Reservations it keeps (each is a relay others can reach it through).
+  std::size_t relays_wanted = 2;
 };
-
-/// Splits "host:port" or "[v6]:port"; nullopt if malformed (no port, port 0 or > 65535, empty
-/// host).
-std::optional<std::pair<std::string, uint16_t>> parse_peer_address(const std::string& address);
 
 caf::actor spawn_membership(caf::actor_system& system, membership_options options);
 

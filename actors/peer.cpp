@@ -240,6 +240,7 @@ void start_swarm(peer_pointer self) {
   if (cfg.debug.allow_byzantine && cfg.debug.byzantine == "scaled_values")
     averaging.scale_chunks = -100;
   averaging.silent_leader = cfg.debug.allow_byzantine && cfg.debug.byzantine == "silent_leader";
+  averaging.reachable = st.options.reach.reachable;
   averaging.status_board = st.options.status_board;
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);
@@ -260,11 +261,16 @@ void start_swarm(peer_pointer self) {
   members.self.info.incarnation = identity.incarnation;
   members.self.info.host = listen_host;
   members.self.info.port = listen_port;
+  const auto& reach = st.options.reach;
+  members.self.info.reachable = reach.reachable;
+  members.relay_candidates = reach.relay_candidates;
   if (!net.announce.empty()) {
     auto [host, port] = split_listen(net.announce);
     members.self.info.host = host;
     members.self.info.port = port;
     members.announce_port_fixed = port != 0;
+  } else if (!reach.observed_host.empty()) {
+    members.self.info.host = reach.observed_host;
   } else if (listen_host == "0.0.0.0" || listen_host == "::" || listen_host.empty()) {
     spdlog::warn("network.listen is a wildcard address and network.announce is not set; other "
                  "peers will be told 127.0.0.1 (set network.announce to the address they dial)");

@@ -28,6 +28,7 @@
 
 #include "config/run_config.hpp"
 #include "runtime/peer_identity.hpp"
+#include "runtime/secure/reachability.hpp"
 #include "runtime/image_dataset.hpp"
 #include "runtime/sd_examples.hpp"
 
@@ -54,6 +55,9 @@ struct peer_options {
   /// CAF links, network.encryption = false).
   std::optional<peer_identity> identity;
   std::shared_ptr<link_gateway> gateway;
+  /// What the initial peers said of this peer's address and reachability
+  /// (runtime/secure/reachability.hpp); the defaults: reachable, at network.listen / announce.
+  reachability reach;
 };
 
 /// The swarm a run averages in: network.swarm_id (or run.name), one per DDM expert and one for

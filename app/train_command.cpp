@@ -27,6 +27,7 @@
 #include "runtime/message_types.hpp"
 #include "runtime/run_data.hpp"
 #include "runtime/secure/link_gateway.hpp"
+#include "runtime/secure/reachability.hpp"
 #include "runtime/secure/swarm_admission.hpp"
 
 namespace ddactor {
@@ -125,6 +126,36 @@ std::shared_ptr<link_gateway> open_link_gateway(const run_config& config,
   return gateway;
 }
 
+// network.reachable, and (through the gateway) the address the initial peers see this one at.
+reachability find_reachability(const run_config& config, link_gateway* gateway) {
+  const auto& net = config.network;
+  reachability reach;
+  reach.reachable = net.reachable != "no";
+  if (net.listen.empty() || net.initial_peers.empty()) {
+    if (!reach.reachable && !net.listen.empty())
+      spdlog::warn("network.reachable = \"no\" without initial peers: nobody can join this "
+                   "peer's swarm");
+    return reach;
+  }
+  if (!gateway) {
+    if (!reach.reachable)
+      spdlog::warn("network.reachable = \"no\" with network.encryption = false: this peer "
+                   "dials out, but other unreachable peers cannot reach it (relays need the "
+                   "gateway)");
+    return reach;
+  }
+  if (!net.announce.empty() && net.reachable != "auto")
+    return reach;
+  spdlog::info("asking the initial peers where they see this peer, and whether they can "
+               "connect back");
+  reach = discover_reachability(
+    *gateway, net.initial_peers, net.reachable,
+    std::chrono::milliseconds(static_cast<int64_t>(net.connect_timeout * 1000)));
+  spdlog::info("reachability: {}: {}", reach.summary,
+               reach.reachable ? "reachable" : "not reachable (dialing out, through relays)");
+  return reach;
+}
+
 } // namespace
 
 int train_command(const run_config& config) {
@@ -198,6 +229,7 @@ int train_command(const run_config& config) {
   options.status_board = status_board;
   options.identity = identity;
   options.gateway = gateway;
+  options.reach = find_reachability(config, gateway.get());
   auto peer = spawn_peer(system, std::move(options));
   int exit_code = 0;
   {

@@ -22,6 +22,7 @@
 //   ddactor_allreduce_peer --peers 4 --rounds 3 --elements 25000000 --listen 127.0.0.1:7000
 //       [--announce host:port] [--initial-peer host:port ...] [--codec none] [--zstd-level 0]
 //       [--chunk-elements 262144] [--dit-layout S/2] [--seed 1] [--die-after-rounds 0]
+//       [--sealed [--unreachable]]
 #include <torch/torch.h>
 
 #include <sys/resource.h>
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
   double settle = 1.0, linger = 2.0, bandwidth_mbit = 0;
   size_t chunk_elements = 262144, adaptive_exact_below = 16384, compressor_threads = 2;
   uint64_t seed = 1;
-  bool sealed = false;
+  bool sealed = false, unreachable = false;
   app.add_option("--peers", peers, "start once the view holds this many peers")->capture_default_str();
   app.add_option("--rounds", rounds, "averaging rounds")->capture_default_str();
   app.add_option("--elements", elements, "floats per vector")->capture_default_str();
@@ -149,6 +150,9 @@ int main(int argc, char** argv) {
   app.add_flag("--sealed", sealed,
                "links through the gateway (handshake, ChaCha20-Poly1305), as a training peer's "
                "with network.encryption = true");
+  app.add_flag("--unreachable", unreachable,
+               "behind NAT: dial out, hold relay reservations at the initial peers, reduce no "
+               "part (needs --sealed)");
   app.add_option("--die-after-rounds", die_after_rounds, "SIGKILL itself after k rounds (0: never)")
     ->capture_default_str();
   app.add_option("--swarm-id", swarm_id, "swarm id")->capture_default_str();
@@ -189,6 +193,11 @@ int main(int argc, char** argv) {
     auto [listen_host, listen_port] = host_and_port(listen, "--listen");
     // Declared before the actor system, so it outlives every link CAF holds.
     std::shared_ptr<link_gateway> gateway;
+    // Sealed, the id derives from the gateway's key, as a training peer's does (relays check
+    // that the key answering a circuit is the one its id names).
+    auto key = peer_key::generate();
+    if (unreachable && !sealed)
+      throw std::invalid_argument("--unreachable needs --sealed (relays are the gateway's)");
     if (sealed) {
       symmetric_key bench_key{};
       bench_key.fill(0x42);
@@ -196,15 +205,15 @@ int main(int argc, char** argv) {
       options.listen_host = listen_host;
       options.listen_port = listen_port;
       options.max_message_bytes = peer_message_limit;  // as a peer does: its cost is measured too
-      gateway = std::make_shared<link_gateway>(peer_key::generate(),
-                                               admission_policy::of_swarm(bench_key), options);
+      gateway = std::make_shared<link_gateway>(key, admission_policy::of_swarm(bench_key),
+                                               options);
     }
     network_timing timing{seconds(heartbeat), seconds(connection_timeout)};
     ddactor_system_config config(timing, /*with_network=*/true);
     caf::actor_system system{config};
     detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};
     caf::scoped_actor self{system};
-    const auto peer_id = make_random_peer_id();
+    const auto peer_id = sealed ? peer_id_of(key.public_part()) : make_random_peer_id();
 
     averager_options averaging;
     averaging.peer_id = peer_id;
@@ -221,6 +230,7 @@ int main(int argc, char** argv) {
     averaging.codec_settings.adaptive_exact_below = adaptive_exact_below;
     averaging.compressor_threads = compressor_threads;
     averaging.link_rate = bandwidth_mbit * 1e6 / 8;
+    averaging.reachable = !unreachable;
     auto averager = spawn_averager(system, averaging);
 
     membership_options members;
@@ -238,6 +248,9 @@ int main(int argc, char** argv) {
       members.announce_port_fixed = port != 0;
     }
     members.self.averager = averager;
+    members.self.info.reachable = !unreachable;
+    if (unreachable)
+      members.relay_candidates = initial_peers;
     members.gateway = gateway;
     members.initial_peers = initial_peers;
     members.gossip_interval = seconds(gossip_interval);

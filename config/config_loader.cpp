@@ -610,6 +610,7 @@ section_schema network_keys() {
   return bind_section("network", &run_config::network, {
       field("listen", &network_section::listen, empty_or_address()),
       field("announce", &network_section::announce, empty_or_address()),
+      field("reachable", &network_section::reachable, one_of({"auto", "yes", "no"})),
       field("initial_peers", &network_section::initial_peers, addresses()),
       field("swarm_id", &network_section::swarm_id),
       field("gossip_interval", &network_section::gossip_interval, greater_than(0)),

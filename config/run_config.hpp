@@ -178,6 +178,11 @@ struct network_section {
   std::string listen;
   /// "host:port" other peers should dial, when it differs from `listen` (NAT, 0.0.0.0).
   std::string announce;
+  /// Whether other peers can dial this one: "auto" asks the initial peers (they report the
+  /// address they see and try to connect back), "yes" trusts network.listen / announce, "no"
+  /// never waits for inbound connections (behind NAT or a firewall): the peer dials out, keeps
+  /// reservations at reachable peers' relays, and reduces no part in rounds.
+  std::string reachable = "auto";
   /// "host:port" of any peers of the swarm; empty starts a new swarm. Any live one is enough.
   std::vector<std::string> initial_peers;
   /// Peers average only within the same swarm id; empty means run.name.

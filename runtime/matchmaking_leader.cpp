@@ -92,11 +92,13 @@ std::vector<matchmaking_leader::group> matchmaking_leader::close(int64_t epoch) 
     group formed;
     formed.epoch = epoch;
     std::vector<double> rates;
+    std::vector<bool> may_reduce;
     for (std::size_t i = begin; i < begin + size; ++i) {
       rates.push_back(joined[i].link_rate);
+      may_reduce.push_back(joined[i].reachable);
       formed.members.push_back(std::move(joined[i]));
     }
-    formed.shares = bandwidth_part_shares(rates);
+    formed.shares = bandwidth_part_shares(rates, may_reduce);
     out.push_back(std::move(formed));
     begin += size;
   }

@@ -33,6 +33,7 @@ public:
     uint64_t length = 0;
     double link_rate = 0;  // bytes per second; 0: unknown
     uint64_t ticket = 0;
+    bool reachable = true;  // false: reduces no part (behind NAT)
   };
   /// A group the leader formed: its members (sorted by id) and their part shares.
   struct group {

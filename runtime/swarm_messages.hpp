@@ -41,6 +41,13 @@ struct peer_info {
   std::string swarm_id;
   /// Grows with every restart of the process, so a stale entry is superseded.
   uint64_t incarnation = 0;
+  /// False for a peer that cannot accept connections (behind NAT or a firewall): nobody dials
+  /// host:port; it dials the reachable peers itself, and the unreachable peers it does not dial
+  /// reach it through one of `relays`.
+  bool reachable = true;
+  /// "host:port" of the relays that hold this peer's reservation (runtime/secure/link_gateway.hpp),
+  /// at most max_relays_per_peer.
+  std::vector<std::string> relays;
 
   std::string address() const { return host + ":" + std::to_string(port); }
   friend bool operator==(const peer_info&, const peer_info&) = default;
@@ -102,6 +109,9 @@ struct round_request {
   /// Its link rate in bytes per second (averaging.bandwidth, or measured by its rounds: the
   /// smaller of upload and download); 0 when not known yet.
   double link_rate = 0;
+  /// False behind NAT: members reach it only over links it opened (or through relays), so it
+  /// reduces no part of the vector.
+  bool reachable = true;
 };
 
 struct group_member {
@@ -184,7 +194,7 @@ typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, peer_info& x) {
   return f(caf::meta::type_name("peer_info"), x.peer_id, x.host, x.port, x.swarm_id,
-           x.incarnation);
+           x.incarnation, x.reachable, x.relays);
 }
 
 template <class Inspector>
@@ -203,7 +213,7 @@ typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, round_request& x) {
   return f(caf::meta::type_name("round_request"), x.peer_id, x.swarm_id, x.epoch, x.weight,
-           x.length, x.averager, x.link_rate);
+           x.length, x.averager, x.link_rate, x.reachable);
 }
 
 template <class Inspector>

@@ -56,6 +56,21 @@ std::optional<rejection> validate_peer_info(const peer_info& info) noexcept {
       !std::all_of(info.swarm_id.begin(), info.swarm_id.end(),
                    [](char c) { return c >= 0x20 && c < 0x7f; }))
     return rejection::bad_swarm_id;
+  if (info.relays.size() > max_relays_per_peer)
+    return rejection::bad_host;
+  for (auto& relay : info.relays) {
+    const auto colon = relay.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon > max_host_length ||
+        !std::all_of(relay.begin(), relay.end(), is_host_character))
+      return rejection::bad_host;
+    const std::string_view port = std::string_view(relay).substr(colon + 1);
+    uint32_t value = 0;
+    for (char c : port)
+      value = (c >= '0' && c <= '9' && value <= 65535) ? value * 10 + static_cast<uint32_t>(c - '0')
+                                                       : 70000;
+    if (port.empty() || value == 0 || value > 65535)
+      return rejection::bad_host;
+  }
   return std::nullopt;
 }
 
@@ -145,7 +160,8 @@ std::vector<peer_info> swarm_view::learn(std::span<const peer_info> known, time_
       continue;
     auto candidate = candidates_.find(info.peer_id);
     if (candidate != candidates_.end()) {
-      if (candidate->second.incarnation >= info.incarnation)
+      // Same incarnation, other details: it changed its relays (its old ones may be gone).
+      if (candidate->second.incarnation > info.incarnation || candidate->second == info)
         continue;
       candidate->second = info;
     } else {

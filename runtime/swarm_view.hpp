@@ -57,10 +57,12 @@ std::string_view to_string(rejection reason) noexcept;
 inline constexpr std::size_t max_host_length = 253;
 inline constexpr std::size_t max_swarm_id_length = 64;
 inline constexpr std::size_t max_known_peers = 4096;
+inline constexpr std::size_t max_relays_per_peer = 4;
 
 /// nullopt when `info` may enter a view: a valid peer id, a plausible host (1..253 characters of
-/// letters, digits, '.', '-', '_', ':', '[', ']', '%'), a port other than 0, and a swarm id of at
-/// most 64 printable ASCII characters.
+/// letters, digits, '.', '-', '_', ':', '[', ']', '%'), a port other than 0, a swarm id of at
+/// most 64 printable ASCII characters, and at most max_relays_per_peer relays, each a plausible
+/// "host:port" (bad_host otherwise).
 std::optional<rejection> validate_peer_info(const peer_info& info) noexcept;
 
 /// validate_peer_info for each entry, and at most max_known_peers entries.

@@ -16,27 +16,43 @@ bool known(double rate) { return std::isfinite(rate) && rate > 0; }
 } // namespace
 
 std::vector<std::uint64_t> bandwidth_part_shares(std::span<const double> rates) {
+  return bandwidth_part_shares(rates, std::vector<bool>(rates.size(), true));
+}
+
+std::vector<std::uint64_t> bandwidth_part_shares(std::span<const double> rates,
+                                                 const std::vector<bool>& may_reduce) {
   const std::size_t n = rates.size();
+  const auto reducers = static_cast<std::size_t>(std::count(may_reduce.begin(), may_reduce.end(), true));
+  if (reducers == 0 || may_reduce.size() != n)  // nobody can be reached: every link is relayed
+    return bandwidth_part_shares(rates);
   std::vector<double> known_rates;
   for (double r : rates)
     if (known(r))
       known_rates.push_back(r);
-  if (n < 3 || known_rates.empty())
-    return std::vector<std::uint64_t>(n, 1);
+  if (n < 3 || known_rates.empty()) {
+    std::vector<std::uint64_t> equal(n, 0);
+    for (std::size_t i = 0; i < n; ++i)
+      equal[i] = may_reduce[i] ? 1 : 0;
+    return equal;
+  }
   std::sort(known_rates.begin(), known_rates.end());
   const double median = known_rates[known_rates.size() / 2];
   std::vector<double> b(n);
   for (std::size_t i = 0; i < n; ++i)
     b[i] = known(rates[i]) ? rates[i] : median;
 
-  // The k fastest members reduce: the largest k whose slowest member still has T b > L, where
-  // T = (n - 2 + k) L / (sum of their rates). In units of L: (n - 2 + k) b_k > sum_k.
-  std::vector<double> descending = b;
+  // The k fastest members that may reduce do: the largest k whose slowest member still has
+  // T b > L, where T = (n - 2 + k) L / (sum of their rates). In units of L:
+  // (n - 2 + k) b_k > sum_k.
+  std::vector<double> descending;
+  for (std::size_t i = 0; i < n; ++i)
+    if (may_reduce[i])
+      descending.push_back(b[i]);
   std::sort(descending.begin(), descending.end(), std::greater<>());
   std::size_t k = 1;
   double sum_k = descending[0];
   double sum = 0;
-  for (std::size_t j = 0; j < n; ++j) {
+  for (std::size_t j = 0; j < descending.size(); ++j) {
     sum += descending[j];
     if (static_cast<double>(n - 2 + j + 1) * descending[j] > sum) {
       k = j + 1;
@@ -45,10 +61,11 @@ std::vector<std::uint64_t> bandwidth_part_shares(std::span<const double> rates) 
   }
   // p_i is proportional to (n - 2 + k) b_i - sum_k for the members that reduce.
   const double factor = static_cast<double>(n - 2 + k);
-  std::vector<double> weights(n);
+  std::vector<double> weights(n, 0.0);
   double heaviest = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    weights[i] = std::max(0.0, factor * b[i] - sum_k);
+    if (may_reduce[i])
+      weights[i] = std::max(0.0, factor * b[i] - sum_k);
     heaviest = std::max(heaviest, weights[i]);
   }
   std::vector<std::uint64_t> shares(n, 0);

@@ -32,6 +32,12 @@ namespace ddactor {
 /// shares. The largest share is 2^40; a member too slow to reduce gets 0.
 std::vector<std::uint64_t> bandwidth_part_shares(std::span<const double> rates);
 
+/// The same, where only members with may_reduce[i] get a part (the others cannot accept
+/// connections: they send and receive over links they opened, as hivemind's client mode). With
+/// nobody who may reduce, every member may (their links are all relayed).
+std::vector<std::uint64_t> bandwidth_part_shares(std::span<const double> rates,
+                                                 const std::vector<bool>& may_reduce);
+
 /// The parts of the members of an attempt from their shares (in member order): proportional to
 /// the shares, equal when every share is 0 (the members that had parts are gone).
 std::vector<part_range> partition_by_shares(std::size_t length,

@@ -322,7 +322,9 @@ void butterfly_round::settle_departures() {
       return;
     if (!in_set(departed_, m))
       continue;
-    if (!in_set(member_set_, m) || has_everything_from(m)) {
+    const bool harmless =
+      has_everything_from(m) && (reducer_ != nullptr || !in_set(departed_unfinished_, m));
+    if (!in_set(member_set_, m) || harmless) {
       departed_ &= ~bit(m);
     } else if (decoding_from(m) == 0) {
       departed_ &= ~bit(m);
@@ -331,10 +333,12 @@ void butterfly_round::settle_departures() {
   }
 }
 
-std::vector<round_action> butterfly_round::member_gone(uint32_t member) {
+std::vector<round_action> butterfly_round::member_gone(uint32_t member, bool finished) {
   if (member >= setup_.members.size() || member == setup_.me)
     return {};
   gone_ |= bit(member);
+  if (!finished)
+    departed_unfinished_ |= bit(member);
   digests_expected_ &= ~bit(member);
   if (state_ == status::running && in_set(member_set_, member)) {
     departed_ |= bit(member);

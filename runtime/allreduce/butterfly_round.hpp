@@ -169,7 +169,12 @@ public:
   std::vector<round_action> start();
   std::vector<round_action> chunk_arrived(allreduce_chunk chunk);
   std::vector<round_action> chunk_coded(uint64_t tag, coded_chunk result);
-  std::vector<round_action> member_gone(uint32_t member);
+  /// A member left: `finished` when its own round ended (its actor quit normally after its
+  /// result), not when it crashed or its link broke. A member that sent us everything we need
+  /// costs nothing; but where this member reduces no part, an unfinished departure restarts the
+  /// round at once: the reducers miss that member's values, and a member without a part would
+  /// hear of their restart only from results that never come.
+  std::vector<round_action> member_gone(uint32_t member, bool finished = false);
   std::vector<round_action> deadline_passed();
   /// Another member's digest of its result (once done): whether it matches ours.
   digest_check digest_arrived(uint32_t sender, uint64_t member_set, uint64_t digest);
@@ -247,6 +252,7 @@ private:
   std::map<uint64_t, pending_job> pending_;
   // Members gone while some of their chunks were still being decoded.
   uint64_t departed_ = 0;
+  uint64_t departed_unfinished_ = 0;
   uint64_t gone_ = 0;  // every member known to be gone: no digest will come from it
   uint64_t digest_ = 0;
   uint64_t digests_expected_ = 0;

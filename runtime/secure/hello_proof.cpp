@@ -10,9 +10,13 @@ namespace {
 // Every field a receiver acts on (validate_peer_info refuses 0 bytes in them), and the
 // sender's node.
 std::string signed_content(const peer_info& info, const std::string& node) {
-  return signed_text("ddactor hello v1",
+  std::string relays;
+  for (auto& relay : info.relays)
+    relays += relay + " ";
+  return signed_text("ddactor hello v2",
                      {info.peer_id, std::to_string(info.incarnation), info.swarm_id, info.host,
-                      std::to_string(info.port), node});
+                      std::to_string(info.port), info.reachable ? "reachable" : "unreachable",
+                      relays, node});
 }
 
 } // namespace

@@ -424,8 +424,8 @@ struct link_gateway::loop {
                              const std::string& failure = "") {
     std::lock_guard lock(mutex);
     auto it = reservation_states.find(relay);
-    if (it == reservation_states.end())
-      return;
+    if (it == reservation_states.end() || it->second.current == relay_reservation::state::lost)
+      return;  // the first reason a reservation ended is the one to tell
     it->second.current = state;
     it->second.failure = failure;
   }
@@ -473,6 +473,8 @@ struct link_gateway::loop {
     spdlog::debug("link {} {}: {}", l.inbound ? "from" : "to", l.address, why);
     l.stage = link_stage::closing;
     l.deadline = clock::now() + flush_grace;
+    if (l.kind == link_kind::reservation && !l.inbound)
+      set_reservation_state(l.reservation_relay, relay_reservation::state::lost, why);
   }
 
   void fail_handshake(link& l, std::string_view reason, const std::string& what) {

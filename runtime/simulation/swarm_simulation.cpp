@@ -324,7 +324,7 @@ private:
 
   peer_info info_of(const sim_peer& p) const {
     return {p.id, fmt::format("10.{}.{}.{}", p.index / 65536, (p.index / 256) % 256, p.index % 256),
-            7000, "sim", p.incarnation};
+            7000, "sim", p.incarnation, true, {}};
   }
 
   void start_peer(sim_peer& p, seconds when, bool initial) {
@@ -750,7 +750,8 @@ private:
   void on(sim_peer& p, join_message& m) {
     const auto ticket = p.next_ticket++;
     auto answer = p.leader->on_join(
-      {peers_[m.from].id, m.epoch, m.weight, config_.vector_length, 0.0, ticket}, knowledge(p));
+      {peers_[m.from].id, m.epoch, m.weight, config_.vector_length, 0.0, ticket, true},
+      knowledge(p));
     if (answer.outcome != matchmaking_leader::verdict::accepted) {
       send(p, m.from, control_bytes, join_reply_message{m.epoch, m.attempt, answer.outcome, {}},
            true);

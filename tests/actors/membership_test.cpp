@@ -58,7 +58,7 @@ struct swarm_node {
              std::function<void(membership_options&)> adjust = {})
     : peer_id(std::move(id)), incarnation(incarnation_number) {
     auto options = fast_options(std::move(initial_peers));
-    options.self.info = peer_info{peer_id, "127.0.0.1", 0, "test-swarm", incarnation};
+    options.self.info = peer_info{peer_id, "127.0.0.1", 0, "test-swarm", incarnation, true, {}};
     if (adjust)
       adjust(options);
     membership = spawn_membership(system, std::move(options));
@@ -406,7 +406,7 @@ TEST(membership, a_taken_port_is_a_clear_fatal_error) {
   caf::actor_system system{config};
   detached_actor_guard guard{system, std::chrono::seconds(20)};
   auto options = fast_options({});
-  options.self.info = peer_info{make_random_peer_id(), "127.0.0.1", 0, "test-swarm", 1};
+  options.self.info = peer_info{make_random_peer_id(), "127.0.0.1", 0, "test-swarm", 1, true, {}};
   options.listen_port = a->port;
   auto membership = spawn_membership(system, std::move(options));
   caf::scoped_actor self{system};
@@ -445,7 +445,7 @@ struct silent_member {
       return;
     }
     remote = *found;
-    fake.info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1};
+    fake.info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1, true, {}};
     fake.membership = caf::actor_cast<caf::actor>(self);
     self->request(remote, 5s, hello_atom_v, fake, true)
       .receive([&](swarm_member& them, std::vector<peer_info>& known) {
@@ -542,7 +542,7 @@ TEST(membership, a_node_flooding_gossip_is_rate_limited_and_the_peer_stays_respo
       },
       [&](caf::error& err) { ADD_FAILURE() << flooding.render(err); });
   ASSERT_TRUE(remote);
-  peer_info fake{make_random_peer_id(), "127.0.0.1", 1, "test-swarm", 1};
+  peer_info fake{make_random_peer_id(), "127.0.0.1", 1, "test-swarm", 1, true, {}};
   constexpr int flood = 3000;
   for (int i = 0; i < flood; ++i)
     self->send(remote, gossip_atom_v, fake, std::vector<peer_info>{});
@@ -593,7 +593,7 @@ TEST(membership, malformed_messages_are_rejected_counted_and_survived) {
   auto remote = system.middleman().remote_actor("127.0.0.1", a->port);
   ASSERT_TRUE(remote) << system.render(remote.error());
   caf::scoped_actor client{system};
-  auto valid_info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1};
+  auto valid_info = peer_info{make_random_peer_id(), "127.0.0.1", 9, "test-swarm", 1, true, {}};
 
   auto expect_rejected_hello = [&](swarm_member member, const std::string& reason) {
     auto before = counter_value("rejected", {reason});

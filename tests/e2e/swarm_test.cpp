@@ -147,6 +147,74 @@ TEST_F(swarm, four_peers_train_one_model_with_identical_parameters_after_each_ro
   EXPECT_GE(cut_by_rate, 1) << "no leader cut a group of 4 by the declared link rates";
 }
 
+// Peers 2 and 3 cannot accept connections (network.reachable = "no", as behind a home router):
+// they dial the reachable peers, hold relay reservations at both, and reach each other through
+// a relay. They reduce no part of any round, and the four stay bit-identical. Then the first
+// peer (a relay, the bootstrap) is killed: the unreachable peers keep training with peer 1,
+// their link to each other moved to the other relay, and the three stay identical.
+TEST_F(swarm, peers_behind_nat_train_through_relays_and_survive_losing_one) {
+  // Epochs of 512 samples (a few tenths of a second here): a relay's death costs its circuits
+  // a fraction of a second, which must stay small next to an epoch, as it is in real runs.
+  auto config = write_config(40, 4);
+  for (int i = 0; i < 4; ++i)
+    start_peer(i, config,
+               {"--set", std::string("network.reachable=") + (i >= 2 ? "\"no\"" : "\"yes\""),
+                "--set", "train.checkpoint_every=2", "--set", "train.target_batch_size=512"});
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 12/40", 120s)) << peers[0]->output();
+  expect_identical_at(10, {0, 1, 2, 3});
+  peers[0]->send_signal(SIGKILL);
+  ASSERT_EQ(peers[0]->wait_for(10s), 128 + SIGKILL);
+  for (int i = 1; i < 4; ++i)
+    expect_exit_ok(i);
+  expect_identical_at(40, {1, 2, 3});
+  int nat_parts = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto out = peers[static_cast<size_t>(i)]->output();
+    nat_parts += static_cast<int>(peers[static_cast<size_t>(i)]->count_in_output("50% 50% 0% 0%") +
+                                  peers[static_cast<size_t>(i)]->count_in_output("50% 0% 50% 0%") +
+                                  peers[static_cast<size_t>(i)]->count_in_output("50% 0% 0% 50%") +
+                                  peers[static_cast<size_t>(i)]->count_in_output("0% 50% 50% 0%") +
+                                  peers[static_cast<size_t>(i)]->count_in_output("0% 50% 0% 50%") +
+                                  peers[static_cast<size_t>(i)]->count_in_output("0% 0% 50% 50%"));
+    if (i >= 2) {
+      EXPECT_NE(out.find("reachable through 2 relay(s)"), std::string::npos) << out;
+      EXPECT_NE(out.find("not reachable from other peers"), std::string::npos) << out;
+    }
+  }
+  EXPECT_GE(nat_parts, 1) << "no group of 4 gave the two unreachable peers no part";
+  // After the relay died the unreachable peers found each other again and averaged as three.
+  auto last = peers[2]->output();
+  const auto after_kill = last.find("epoch 20/40");
+  ASSERT_NE(after_kill, std::string::npos) << last;
+  EXPECT_NE(last.find("group of 3", after_kill), std::string::npos) << last;
+  // The relays carried the unreachable peers' link to each other.
+  EXPECT_NE(peers[1]->output().find("reaches the swarm through this peer's relay"),
+            std::string::npos);
+}
+
+// One reachable peer and three behind NAT: every link between the NATed ones goes through the
+// one relay, and a NATed peer joining late downloads the state (from whichever peer serves it,
+// through the relay if it is another NATed one) and then holds the swarm's weights.
+TEST_F(swarm, one_reachable_peer_carries_three_behind_nat_and_a_late_one_downloads_the_state) {
+  auto config = write_config(60, 3);
+  const std::vector<std::string> behind_nat{"--set", "network.reachable=\"no\"", "--set",
+                                            "train.target_batch_size=512"};
+  start_peer(0, config, {"--set", "train.target_batch_size=512"});
+  for (int i = 1; i < 3; ++i)
+    start_peer(i, config, behind_nat);
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/60", 120s)) << peers[0]->output();
+  auto joiner_flags = behind_nat;
+  joiner_flags.insert(joiner_flags.end(), {"--set", "network.wait_for_peers=1"});
+  start_peer(3, config, joiner_flags);
+  for (int i = 0; i < 4; ++i)
+    expect_exit_ok(i);
+  auto joiner = peers[3]->output();
+  EXPECT_NE(joiner.find("downloaded the state of epoch"), std::string::npos) << joiner;
+  EXPECT_NE(joiner.find("reachable through 1 relay(s)"), std::string::npos) << joiner;
+  expect_identical_at(60, {0, 1, 2, 3});
+  EXPECT_NE(peers[0]->output().find("group of 4"), std::string::npos) << peers[0]->output();
+}
+
 // train.precision = "bf16": autocast computes the forward and backward passes in bfloat16 while
 // weights, gradients and optimizer state stay fp32, so peers averaging the same gradients still
 // hold bit-identical weights.

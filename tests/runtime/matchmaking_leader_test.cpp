@@ -16,7 +16,7 @@ std::string id(char c) {
 }
 
 matchmaking_leader::join join_of(char c, int64_t epoch, uint64_t ticket, uint64_t length = 100) {
-  return {id(c), epoch, 10.0, length, 0.0, ticket};
+  return {id(c), epoch, 10.0, length, 0.0, ticket, true};
 }
 
 struct swarm {
@@ -53,6 +53,19 @@ TEST(matchmaking_leader, a_round_closes_when_every_awaited_peer_joined) {
   EXPECT_TRUE(leader.is_closed(5));
   EXPECT_EQ(leader.on_join(join_of('b', 5, 4), s.knowledge()).outcome,
             matchmaking_leader::verdict::closed);
+}
+
+TEST(matchmaking_leader, peers_behind_nat_get_no_part_to_reduce) {
+  const auto s = at_epoch({'a', 'b', 'c', 'd'}, 3);
+  matchmaking_leader leader(id('a'), 16);
+  matchmaking_leader::answer last;
+  for (char c : {'a', 'b', 'c', 'd'}) {
+    auto j = join_of(c, 3, static_cast<uint64_t>(c));
+    j.reachable = c == 'a' || c == 'c';
+    last = leader.on_join(j, s.knowledge());
+  }
+  ASSERT_EQ(last.formed.size(), 1u);
+  EXPECT_EQ(last.formed[0].shares, (std::vector<uint64_t>{1, 0, 1, 0}));
 }
 
 TEST(matchmaking_leader, closing_forms_balanced_groups_of_at_most_group_size) {

@@ -14,7 +14,7 @@ std::string id_of(char c) { return std::string(32, c); }
 
 peer_info info_of(char c, uint64_t incarnation = 1, uint16_t port = 4000) {
   return peer_info{id_of(c), "127.0.0.1", static_cast<uint16_t>(port + (c - 'a')), "swarm",
-                   incarnation};
+                   incarnation, true, {}};
 }
 
 swarm_member member_of(char c, uint64_t incarnation = 1) {
@@ -127,6 +127,23 @@ TEST_F(swarm_view_test, learn_skips_known_and_reports_each_candidate_once) {
   EXPECT_EQ(view.candidates().count(id_of('d')), 0u);
 }
 
+// A peer behind NAT changes its relays within one incarnation: the candidate's details follow,
+// so that it is dialed through a relay that is still there.
+TEST_F(swarm_view_test, a_candidates_new_relays_are_news) {
+  auto behind_nat = info_of('c');
+  behind_nat.reachable = false;
+  behind_nat.relays = {"10.0.0.1:7000"};
+  EXPECT_EQ(view.learn(std::vector{behind_nat}, t0).size(), 1u);
+  EXPECT_TRUE(view.learn(std::vector{behind_nat}, t0).empty());
+  behind_nat.relays = {"10.0.0.2:7000"};
+  auto fresh = view.learn(std::vector{behind_nat}, t0);
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(view.candidates().at(id_of('c')).relays, behind_nat.relays);
+  // An older incarnation never overwrites.
+  auto older = info_of('c', 0);
+  EXPECT_TRUE(view.learn(std::vector{older}, t0).empty());
+}
+
 TEST_F(swarm_view_test, silence_suspects_then_removes) {
   view.admit(member_of('b'), t0);
   view.admit(member_of('c'), t0);
@@ -224,7 +241,20 @@ INSTANTIATE_TEST_SUITE_P(
     validation_case{"long_swarm_id", with([](auto& i) { i.swarm_id = std::string(65, 's'); }),
                     rejection::bad_swarm_id},
     validation_case{"control_in_swarm_id", with([](auto& i) { i.swarm_id = "a\nb"; }),
-                    rejection::bad_swarm_id}),
+                    rejection::bad_swarm_id},
+    validation_case{"relays", with([](auto& i) { i.relays = {"10.0.0.1:7000", "[::1]:7001"}; }),
+                    std::nullopt},
+    validation_case{"too_many_relays",
+                    with([](auto& i) { i.relays.assign(max_relays_per_peer + 1, "h:1"); }),
+                    rejection::bad_host},
+    validation_case{"relay_without_port", with([](auto& i) { i.relays = {"10.0.0.1"}; }),
+                    rejection::bad_host},
+    validation_case{"relay_port_zero", with([](auto& i) { i.relays = {"h:0"}; }),
+                    rejection::bad_host},
+    validation_case{"relay_port_too_large", with([](auto& i) { i.relays = {"h:65536"}; }),
+                    rejection::bad_host},
+    validation_case{"relay_with_space", with([](auto& i) { i.relays = {"a b:7"}; }),
+                    rejection::bad_host}),
   [](const auto& info) { return std::string(info.param.name); });
 
 TEST(swarm_view_validation_list, bounds_the_length_and_checks_each) {

@@ -53,6 +53,27 @@ TEST(bandwidth_shares, one_slow_member_of_four_reduces_nothing_and_the_round_get
   EXPECT_NEAR(even / balanced, 1.5, 1e-9);
 }
 
+TEST(bandwidth_shares, members_that_cannot_accept_connections_reduce_nothing) {
+  // Two behind NAT, rates unknown: the two reachable members share the vector.
+  const std::vector<double> unknown(4, 0.0);
+  const std::vector<bool> reachable = {true, false, true, false};
+  const auto shares = bandwidth_part_shares(unknown, reachable);
+  EXPECT_EQ(shares, (std::vector<std::uint64_t>{1, 0, 1, 0}));
+  // With rates, the water-filling runs over the reachable members only, and a fast member
+  // behind NAT still gets nothing.
+  const std::vector<double> rates = {mbit(100), mbit(1000), mbit(50), mbit(100)};
+  const auto cut_rates = bandwidth_part_shares(rates, {true, false, true, true});
+  EXPECT_EQ(cut_rates[1], 0u);
+  EXPECT_GT(cut_rates[0], cut_rates[2]);
+  EXPECT_EQ(cut_rates[0], cut_rates[3]);
+  // Two members, one behind NAT: the reachable one reduces the whole vector.
+  EXPECT_EQ(bandwidth_part_shares(std::vector<double>(2, 0.0), {false, true}),
+            (std::vector<std::uint64_t>{0, 1}));
+  // Nobody reachable: every link is relayed anyway, so the parts are cut as usual.
+  EXPECT_EQ(bandwidth_part_shares(unknown, std::vector<bool>(4, false)),
+            std::vector<std::uint64_t>(4, 1));
+}
+
 TEST(bandwidth_shares, a_moderately_slower_member_gets_a_smaller_part_and_times_level_out) {
   const std::vector<double> rates = {mbit(100), mbit(60), mbit(100), mbit(80), mbit(100)};
   const std::size_t length = 1'000'000;

@@ -191,6 +191,28 @@ TEST(butterfly_round, a_member_gone_after_sending_everything_costs_nothing) {
   EXPECT_FALSE(round.awaiting_digests());  // the gone member sends no digest
 }
 
+// Members 2 and 3 reduce nothing (behind NAT). When member 3's link breaks before it sent
+// anything, member 2 -- which needs nothing from member 3 -- restarts at once: the reducers miss
+// member 3's values, and member 2 would otherwise learn of their restart only from results that
+// never come. Had member 3 finished its round, its leaving costs nothing.
+TEST(butterfly_round, a_member_without_a_part_restarts_when_another_leaves_unfinished) {
+  auto setup = setup_of(4, 2, std::vector<float>(8, 1.0f), 4);
+  setup.members[2].part_share = 0;
+  setup.members[3].part_share = 0;
+  {
+    butterfly_round round(setup);
+    code_all(round, round.start());
+    const auto restarts = all_of<round_restart>(round.member_gone(3));
+    ASSERT_EQ(restarts.size(), 1u);
+    EXPECT_EQ(restarts[0].member_set, 0b0111u);
+  }
+  {
+    butterfly_round round(setup);
+    code_all(round, round.start());
+    EXPECT_TRUE(all_of<round_restart>(round.member_gone(3, /*finished=*/true)).empty());
+  }
+}
+
 TEST(butterfly_round, a_member_gone_with_data_missing_is_dropped) {
   butterfly_round round(setup_of(3, 0, std::vector<float>(6, 1.0f), 2));
   code_all(round, round.start());

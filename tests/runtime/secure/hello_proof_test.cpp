@@ -10,7 +10,7 @@ namespace {
 
 swarm_member member_of(const peer_key& key) {
   swarm_member m;
-  m.info = peer_info{peer_id_of(key.public_part()), "10.0.0.2", 7000, "swarm", 3};
+  m.info = peer_info{peer_id_of(key.public_part()), "10.0.0.2", 7000, "swarm", 3, true, {}};
   return m;
 }
 

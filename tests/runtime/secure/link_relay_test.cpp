@@ -5,6 +5,7 @@
 
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/secure/link_gateway.hpp"
+#include "runtime/secure/reachability.hpp"
 #include "tests/runtime/secure/socket_helpers.hpp"
 
 namespace ddactor {
@@ -175,6 +176,38 @@ TEST(link_relay, a_stranger_gets_no_answer_to_a_probe_and_nothing_answers_a_clos
   auto nobody = stranger.probe("127.0.0.1", closed_port(), 5s);
   EXPECT_FALSE(nobody.answered);
   EXPECT_FALSE(nobody.error.empty());
+}
+
+// Discovery through initial peers: the address they see, whether they could connect back, and
+// the peers that answered (an unreachable peer's first relays); strangers' ports are skipped.
+TEST(reachability, initial_peers_tell_the_address_and_whether_they_connect_back) {
+  link_gateway first(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                     fast_options());
+  link_gateway stranger(peer_key::generate(), admission_policy::of_swarm(swarm_key(2)),
+                        fast_options());
+  link_gateway joiner(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                      fast_options());
+  const auto first_address = "127.0.0.1:" + std::to_string(first.public_port());
+  const std::vector<std::string> initial{
+    "127.0.0.1:" + std::to_string(stranger.public_port()), "not an address", first_address};
+  auto found = discover_reachability(joiner, initial, "auto", 3s);
+  EXPECT_EQ(found.observed_host, "127.0.0.1");
+  EXPECT_TRUE(found.reachable);
+  EXPECT_EQ(found.relay_candidates, std::vector<std::string>{first_address});
+  EXPECT_NE(found.summary.find("1 of 1 could connect back"), std::string::npos) << found.summary;
+
+  // "no": it stays unreachable whatever the dial-backs say, and still learns its address.
+  auto told = discover_reachability(joiner, initial, "no", 3s);
+  EXPECT_FALSE(told.reachable);
+  EXPECT_EQ(told.observed_host, "127.0.0.1");
+
+  // Nobody answers: assumed reachable (a swarm's first peers must be), and the log says why.
+  auto alone = discover_reachability(joiner, {"127.0.0.1:" + std::to_string(closed_port())},
+                                     "auto", 3s);
+  EXPECT_TRUE(alone.reachable);
+  EXPECT_TRUE(alone.observed_host.empty());
+  EXPECT_TRUE(alone.relay_candidates.empty());
+  EXPECT_NE(alone.summary.find("no initial peer answered"), std::string::npos) << alone.summary;
 }
 
 } // namespace

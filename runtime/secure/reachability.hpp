@@ -1,0 +1,37 @@
+#pragma once
+// Before it joins, a peer asks its initial peers where they see it and whether they can connect
+// back (link_gateway::probe), so that network.announce is optional and a peer behind NAT knows
+// it must dial out and be reached through relays (network.reachable = "auto"). The initial
+// peers that answered are reachable by definition: they become its first relays.
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ddactor {
+
+class link_gateway;
+
+struct reachability {
+  /// The address the initial peers saw this peer at (the most common answer); "" when none
+  /// answered.
+  std::string observed_host;
+  /// Whether other peers can connect to this one.
+  bool reachable = true;
+  /// "host:port" of the initial peers that answered: where an unreachable peer reserves relays.
+  std::vector<std::string> relay_candidates;
+  /// One line for the log: what was asked and what was learned.
+  std::string summary;
+};
+
+/// `mode` is network.reachable ("auto", "yes", "no"): "yes" and "no" decide `reachable`, "auto"
+/// takes the dial-backs' word (reachable when any arrived, or when no initial peer answered: the
+/// first peer of a swarm must be reachable for anyone to join). At most `max_answers` peers are
+/// asked successfully; each probe waits up to `timeout`.
+reachability discover_reachability(link_gateway& gateway,
+                                   const std::vector<std::string>& initial_peers,
+                                   std::string_view mode, std::chrono::milliseconds timeout,
+                                   std::size_t max_answers = 3);
+
+} // namespace ddactor
