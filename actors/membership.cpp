@@ -43,6 +43,8 @@ struct initial_peer {
 
 // Failed dials of one address wait longer each time, up to this.
 constexpr std::chrono::seconds max_dial_backoff{60};
+// How often a dial looks whether the gateway's link is up.
+constexpr std::chrono::milliseconds tunnel_poll_interval{10};
 
 struct membership_state {
   membership_options options;
@@ -60,6 +62,8 @@ struct membership_state {
   std::map<std::string, int> dial_failures;
   /// Addresses that turned out to be this peer itself.
   std::set<std::string> own_addresses;
+  /// Dials waiting for the gateway's link, by address: given up after the time given.
+  std::map<std::string, clock::time_point> tunnel_deadlines;
   /// Relays whose reservation was lost: not asked again before the time given.
   std::map<std::string, clock::time_point> relay_cooldown;
   /// Unreachable members whose link through a relay broke, by id: dialed again through their
@@ -205,6 +209,10 @@ swarm_view::admission admit_member(membership_pointer self, const swarm_member& 
 
 void dial(membership_pointer self, const std::string& host, uint16_t port, bool bootstrap,
           const std::string& via_relay_to = {});
+void await_tunnel(membership_pointer self, const std::string& address, uint16_t tunnel,
+                  bool bootstrap);
+void connect_caf(membership_pointer self, const std::string& address, const std::string& dial_host,
+                 uint16_t dial_port, bool bootstrap);
 
 // This peer as its hellos and replies carry it: signed when it has a key (hello_proof.hpp).
 swarm_member signed_self(membership_pointer self) {
@@ -342,7 +350,7 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
   auto& st = self->state;
   if (!st.published)
     return;
-  auto address = peer_info{{}, host, port, {}, 0, true, {}}.address();
+  auto address = host + ":" + std::to_string(port);
   if (!via_relay_to.empty())
     address = relayed_address(via_relay_to, address);
   if (st.dials_in_flight.contains(address) || st.own_addresses.contains(address))
@@ -354,10 +362,8 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
     st.dial_cooldown.erase(cooldown);
   }
   st.dials_in_flight.insert(address);
-  auto timeout = st.options.connect_timeout;
-  // Through the gateway, CAF dials a one-shot loopback port that carries the link to the peer.
-  auto dial_host = host;
-  auto dial_port = port;
+  // Through the gateway, CAF dials a one-shot loopback port that carries the link to the peer,
+  // once the gateway's link is up (await_tunnel).
   if (st.options.gateway) {
     std::string error;
     auto tunnel = via_relay_to.empty()
@@ -367,9 +373,41 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
       dial_failed(self, address, bootstrap, error);
       return;
     }
-    dial_host = "127.0.0.1";
-    dial_port = *tunnel;
+    st.tunnel_deadlines[address] = clock::now() + st.options.connect_timeout;
+    await_tunnel(self, address, *tunnel, bootstrap);
+    return;
   }
+  connect_caf(self, address, host, port, bootstrap);
+}
+
+// The gateway dials first; CAF connects to the tunnel once its link is up.
+void await_tunnel(membership_pointer self, const std::string& address, uint16_t tunnel,
+                  bool bootstrap) {
+  auto& st = self->state;
+  std::string why;
+  switch (st.options.gateway->tunnel_state(tunnel, why)) {
+    case link_gateway::tunnel::ready:
+      st.tunnel_deadlines.erase(address);
+      connect_caf(self, address, "127.0.0.1", tunnel, bootstrap);
+      return;
+    case link_gateway::tunnel::failed:
+      st.tunnel_deadlines.erase(address);
+      dial_failed(self, address, bootstrap, why);
+      return;
+    case link_gateway::tunnel::dialing: break;
+  }
+  if (clock::now() > st.tunnel_deadlines[address]) {
+    st.tunnel_deadlines.erase(address);
+    dial_failed(self, address, bootstrap, "no link within network.connect_timeout");
+    return;
+  }
+  self->delayed_send(self, tunnel_poll_interval, retry_atom_v, address, tunnel, bootstrap);
+}
+
+void connect_caf(membership_pointer self, const std::string& address, const std::string& dial_host,
+                 uint16_t dial_port, bool bootstrap) {
+  auto& st = self->state;
+  auto timeout = st.options.connect_timeout;
   self
     ->request(self->system().middleman().actor_handle(), timeout, caf::connect_atom::value,
               dial_host, dial_port)
@@ -640,7 +678,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
       return {};
     }
     st.initial_peers.push_back({parsed->first, parsed->second,
-                                peer_info{{}, parsed->first, parsed->second, {}, 0, true, {}}.address()});
+                                parsed->first + ":" + std::to_string(parsed->second)});
   }
   self->set_exit_handler([=](caf::exit_msg& msg) {
     if (!msg.reason || msg.reason == caf::exit_reason::normal)
@@ -779,6 +817,11 @@ caf::behavior membership(membership_pointer self, membership_options options) {
     [=](tick_atom) {
       if (!refuse_remote(self, "membership", "tick"))
         on_tick(self);
+    },
+    [=](retry_atom, const std::string& address, uint16_t tunnel, bool bootstrap) {
+      if (!refuse_remote(self, "membership", "retry") &&
+          self->state.tunnel_deadlines.contains(address))
+        await_tunnel(self, address, tunnel, bootstrap);
     },
     // Local, from averaging groups: chunks from this peer arrived, which proves it alive (its
     // heartbeats may be queued behind those chunks).

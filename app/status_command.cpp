@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <iostream>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -79,6 +80,8 @@ int status_command(const status_request& request) {
 
   // Peers accept links through their gateway only: this command dials through one of its own.
   std::unique_ptr<link_gateway> gateway;
+  auto link_state = link_gateway::tunnel::ready;
+  std::string link_failure;
   std::string dial_host = host;
   uint16_t dial_port = port;
   if (!request.plain) {
@@ -87,8 +90,9 @@ int status_command(const status_request& request) {
     auto policy = admission_policy::of_swarm(
       swarm_key_from(request.swarm_key_file, std::getenv("DDACTOR_SWARM_KEY")));
     link_gateway_options options;
-    options.handshake_timeout = request.timeout;
-    options.tunnel_timeout = request.timeout;
+    // A little past the command's own deadline: that one ends the wait with its clear line.
+    options.handshake_timeout = request.timeout + std::chrono::seconds(1);
+    options.tunnel_timeout = request.timeout + std::chrono::seconds(1);
     options.max_message_bytes = peer_message_limit;
     gateway = std::make_unique<link_gateway>(std::move(key), std::move(policy), options);
     std::string error;
@@ -97,6 +101,11 @@ int status_command(const status_request& request) {
       std::cerr << "ddactor status: " << error << "\n";
       return 1;
     }
+    // CAF connects once the link is up (link_gateway::tunnel_state).
+    while (gateway->tunnel_state(*tunnel, error) == link_gateway::tunnel::dialing &&
+           clock_type::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    link_state = gateway->tunnel_state(*tunnel, link_failure);
     dial_host = "127.0.0.1";
     dial_port = *tunnel;
   }
@@ -104,7 +113,14 @@ int status_command(const status_request& request) {
   std::string failure;
   std::string document;
   bool connect_timed_out = false;
-  {
+  if (link_state == link_gateway::tunnel::dialing) {
+    connect_timed_out = true;
+    failure = "no connection within " + seconds_text(request.timeout) +
+              " (is a ddactor peer listening there?)";
+  } else if (link_state == link_gateway::tunnel::failed) {
+    failure = link_failure;  // made precise from the gateway's counts below
+  }
+  if (failure.empty()) {
     caf::scoped_actor self{system};
     caf::actor membership;
     self

@@ -16,6 +16,9 @@
 //   sealing  (--sealing) per mode and n, the same rounds over plain CAF links and over sealed
 //            ones (runtime/secure/link_gateway: handshake, ChaCha20-Poly1305): round time and
 //            CPU seconds per peer and round, sealed / plain. Aim on shaped links: <= 1.05.
+//   nat      (--nat) 4 peers, hosts 2 and 3 behind NAT routers (bench/netlab): round time
+//            against the bound of a cut where they reduce nothing; then a sealed stream between
+//            two NATed hosts through a relay, one way and both ways, against a direct link.
 //   codecs   (--codec-sweep) shaped links, n = 4, a DiT-S/2-sized vector (its real tensor layout,
 //            33M floats; --codec-elements overrides), each codec of --codecs: round time and
 //            bytes on the wire against float32's. Aim: int8 <= 0.35x of float32's time.
@@ -28,6 +31,7 @@
 //   ddactor_allreduce_bench --codec-sweep [--codecs none,fp16,bf16,int8,topk,adaptive,int8+zstd1]
 //                           [--codec-elements N] [--codec-rounds 2]
 //   ddactor_allreduce_bench --sealing [--peers 2,4] [--modes loopback,shaped] [--megabytes 100]
+//   ddactor_allreduce_bench --nat [--megabytes 100] [--rounds 3] [--rate-mbit 100] [--delay-ms 50]
 //   ddactor_allreduce_bench --hetero [--hetero-peers 4] [--slow-mbit 20] [--rate-mbit 100]
 //                           [--megabytes 25] [--rounds 4]
 #include <arpa/inet.h>
@@ -58,6 +62,7 @@
 #include "bench/netlab/netlab.hpp"
 #include "bench/spawned_process.hpp"
 #include "runtime/allreduce/bandwidth_shares.hpp"
+#include "runtime/secure/link_gateway.hpp"
 
 namespace {
 
@@ -91,6 +96,7 @@ struct settings {
   size_t chunk_elements = 262144;
   bool hetero = false;        // the heterogeneous-links sweep instead
   bool sealing = false;       // plain vs sealed links (the gateway) instead
+  bool nat = false;           // peers behind NAT routers and relays instead
   int hetero_peers = 4;
   double slow_mbit = 20;      // host 0's link in that sweep
   std::vector<std::string> peer_flags;  // passed to every peer as they are
@@ -221,8 +227,10 @@ class lab_hosts : public peer_hosts {
  public:
   lab_hosts(int hosts, const netlab_options& options) : lab_(hosts, options) {
     for (int i = 0; i < hosts; ++i) {
-      dial_ports_.push_back(lab_.add_relay(i, lab_peer_port, lab_relay_port));
-      raw_dial_ports_.push_back(lab_.add_relay(i, lab_raw_port, lab_raw_relay_port));
+      // Nothing connects to a host behind NAT: it gets no relay, and its peer dials out.
+      const bool nat = lab_.behind_nat(i);
+      dial_ports_.push_back(nat ? 0 : lab_.add_relay(i, lab_peer_port, lab_relay_port));
+      raw_dial_ports_.push_back(nat ? 0 : lab_.add_relay(i, lab_raw_port, lab_raw_relay_port));
     }
   }
 
@@ -236,6 +244,8 @@ class lab_hosts : public peer_hosts {
     std::vector<std::string> flags{
       "--listen", lab_.address(i) + ":" + std::to_string(lab_peer_port), "--announce",
       lab_.address(i) + ":" + std::to_string(dial_ports_[static_cast<size_t>(i)])};
+    if (lab_.behind_nat(i))
+      flags = {"--listen", "0.0.0.0:" + std::to_string(lab_peer_port), "--unreachable"};
     if (i > 0)
       flags.insert(flags.end(), {"--initial-peer",
                                  lab_.address(0) + ":" + std::to_string(dial_ports_[0])});
@@ -905,6 +915,227 @@ json heterogeneous_sweep(const settings& s, const std::filesystem::path& logs) {
   return out;
 }
 
+// A byte sink standing in for CAF behind a gateway: it accepts one connection, reads `bytes`,
+// and (both ways) writes as many back at the same time.
+class stream_sink {
+ public:
+  stream_sink(uint64_t bytes, bool both_ways) : bytes_(bytes), both_ways_(both_ways) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    auto a = ipv4_address("127.0.0.1", 0);
+    socklen_t len = sizeof a;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 4) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error(std::string("sink: ") + std::strerror(errno));
+    port_ = ntohs(a.sin_port);
+  }
+  ~stream_sink() {
+    for (auto& t : threads_)
+      t.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  void start() {
+    threads_.emplace_back([this] {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 60000) != 1)
+        return;
+      const int conn = ::accept(fd_, nullptr, nullptr);
+      std::thread writer;
+      if (both_ways_)
+        writer = std::thread([this, conn] { write_bytes(conn, bytes_); });
+      received_ = read_bytes(conn, bytes_);
+      if (writer.joinable())
+        writer.join();
+      ::close(conn);
+    });
+  }
+  uint64_t received() const { return received_; }
+
+  static void write_bytes(int fd, uint64_t bytes) {
+    std::vector<char> block(1 << 20, 'x');
+    uint64_t sent = 0;
+    while (sent < bytes) {
+      const auto n = ::send(fd, block.data(), std::min<uint64_t>(block.size(), bytes - sent),
+                            MSG_NOSIGNAL);
+      if (n <= 0)
+        return;
+      sent += static_cast<uint64_t>(n);
+    }
+  }
+  static uint64_t read_bytes(int fd, uint64_t bytes) {
+    timeval limit{120, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    std::vector<char> block(1 << 20);
+    uint64_t got = 0;
+    while (got < bytes) {
+      const auto n = ::read(fd, block.data(), block.size());
+      if (n <= 0)
+        break;
+      got += static_cast<uint64_t>(n);
+    }
+    return got;
+  }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  uint64_t bytes_;
+  bool both_ways_;
+  std::atomic<uint64_t> received_{0};
+  std::vector<std::thread> threads_;
+};
+
+// Seconds to carry `bytes` (each way, if both_ways) over a sealed link from host `from` to host
+// `to`, directly, or through the relay of host `relay` (when >= 0) with `to` holding a
+// reservation there: gateways and sinks run inside the hosts (their threads and sockets belong
+// to those namespaces). Throws when the bytes do not arrive.
+double gateway_stream_seconds(netlab& lab, int from, int to, int relay, double bytes,
+                              bool both_ways) {
+  symmetric_key key{};
+  key.fill(0x17);
+  const auto policy = admission_policy::of_swarm(key);
+  const auto total = static_cast<uint64_t>(bytes);
+  const auto to_key = peer_key::generate();
+  std::unique_ptr<link_gateway> relay_gateway, to_gateway, from_gateway;
+  std::unique_ptr<stream_sink> sink;
+  auto options_in = [&](int host) {
+    link_gateway_options options;
+    options.listen_host = lab.behind_nat(host) ? "0.0.0.0" : lab.address(host);
+    return options;
+  };
+  if (relay >= 0)
+    lab.run_in_host(relay, [&] {
+      relay_gateway =
+        std::make_unique<link_gateway>(peer_key::generate(), policy, options_in(relay));
+    });
+  lab.run_in_host(to, [&] {
+    sink = std::make_unique<stream_sink>(total, both_ways);
+    to_gateway = std::make_unique<link_gateway>(to_key, policy, options_in(to));
+    to_gateway->set_local_port(sink->port());
+    if (relay >= 0)
+      to_gateway->reserve(lab.address(relay), relay_gateway->public_port());
+  });
+  lab.run_in_host(from, [&] {
+    from_gateway = std::make_unique<link_gateway>(peer_key::generate(), policy, options_in(from));
+  });
+  if (relay >= 0) {
+    const auto until = clock_type::now() + 10s;
+    while (clock_type::now() < until &&
+           (to_gateway->reservations().empty() ||
+            to_gateway->reservations()[0].current != relay_reservation::state::active))
+      std::this_thread::sleep_for(10ms);
+  }
+  // The tunnel's loopback port, like the client, belongs to host `from`.
+  std::string error;
+  std::optional<uint16_t> tunnel;
+  int client = -1;
+  lab.run_in_host(from, [&] {
+    tunnel = relay >= 0 ? from_gateway->open_relayed_tunnel(lab.address(relay),
+                                                            relay_gateway->public_port(),
+                                                            peer_id_of(to_key.public_part()), error)
+                        : from_gateway->open_tunnel(lab.address(to), to_gateway->public_port(),
+                                                    error);
+    client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  });
+  if (!tunnel)
+    throw std::runtime_error("stream: " + error);
+  sink->start();
+  const auto started = clock_type::now();
+  auto a = ipv4_address("127.0.0.1", *tunnel);
+  if (::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(client);
+    throw std::runtime_error(std::string("stream: connect: ") + std::strerror(errno));
+  }
+  std::thread writer([&] { stream_sink::write_bytes(client, total); });
+  const uint64_t back = both_ways ? stream_sink::read_bytes(client, total) : total;
+  writer.join();
+  sink.reset();  // joins: the sink has read everything (or timed out)
+  const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+  ::close(client);
+  if (back < total)
+    throw std::runtime_error("stream: only " + std::to_string(back) + " of " +
+                             std::to_string(total) + " bytes came back");
+  return seconds;
+}
+
+// Part 5: peers behind NAT. (a) 4 peers, hosts 2 and 3 behind NAT routers: they dial out, reach
+// each other through relays and reduce no part, against the bandwidth bound of that cut and of
+// the cut where all four could reduce. (b) What a relay costs: a sealed stream from one NATed
+// host to another through a relay, one way and both ways at once, against a direct link.
+json nat_sweep(const settings& s, const std::filesystem::path& logs) {
+  json out = json::object();
+  const int n = 4;
+  netlab_options options = lab_options(s);
+  options.behind_nat = {false, false, true, true};
+  std::unique_ptr<lab_hosts> hosts;
+  try {
+    netlab::cleanup_stale("ddl");
+    hosts = std::make_unique<lab_hosts>(n, options);
+  } catch (const netlab_unavailable& e) {
+    std::printf("peers behind NAT: skipped: %s\n", e.what());
+    out["skipped"] = e.what();
+    return out;
+  }
+  const auto elements = static_cast<size_t>(s.megabytes * 1e6 / 4);
+  const std::vector<double> rates(static_cast<size_t>(n), s.rate_mbit * 1e6 / 8);
+  const double nat_bound = slowest_transfer_seconds(
+    partition_by_shares(elements, bandwidth_part_shares(rates, {true, true, false, false})),
+    rates, 4);
+  const double all_bound =
+    slowest_transfer_seconds(butterfly_partition(elements, static_cast<size_t>(n)), rates, 4);
+  std::printf("peers behind NAT: n=%d (hosts 2 and 3 behind NAT routers), %.0f MB, %s; bound "
+              "with no part for them %.2f s, if all four could reduce %.2f s; load %s\n",
+              n, s.megabytes, describe_lab(hosts->lab(), s).c_str(), nat_bound, all_bound,
+              load_average().c_str());
+  std::fflush(stdout);
+  const std::vector<std::string> flags{"--elements",       std::to_string(elements),
+                                       "--sealed",          "--suspect-after",
+                                       "60",                "--remove-after",
+                                       "120",               "--connection-timeout",
+                                       "60"};
+  auto run =
+    run_swarm(*hosts, s, n, s.rounds, flags, logs / "nat", run_timeout(nat_bound, s.rounds));
+  std::printf("%-28s %10s %12s %14s\n", "", "round s", "vs bound", "vs all-reduce");
+  std::printf("%-28s %10.2f %12.3f %14.3f%s%s\n", "4 peers, 2 behind NAT", run.median_seconds,
+              run.median_seconds / nat_bound, run.median_seconds / all_bound,
+              run.problem.empty() ? "" : "  PROBLEM: ", run.problem.c_str());
+  std::printf("%-28s %10d %12d\n", "  suspicions / removals", run.suspicions, run.removals);
+  std::fflush(stdout);
+  auto j = run_to_json(run);
+  j["bound_seconds"] = nat_bound;
+  j["all_reachable_bound_seconds"] = all_bound;
+  out["swarm"] = j;
+
+  // (b) streams: host 2 -> host 3 through host 0's relay, and host 2 -> host 1 directly.
+  const double bytes = s.megabytes * 1e6;
+  const double one_way_bound = bytes / (s.rate_mbit * 1e6 / 8);
+  std::printf("%-28s %10s %12s\n", "sealed stream, no delay", "seconds", "vs bound");
+  json streams = json::array();
+  struct variant {
+    const char* name;
+    int to;
+    int relay;
+    bool both_ways;
+    double bound;  // the relay's links carry both directions: twice the bytes each way
+  };
+  for (const auto& v : {variant{"direct, one way", 1, -1, false, one_way_bound},
+                        variant{"relayed, one way", 3, 0, false, one_way_bound},
+                        variant{"direct, both ways", 1, -1, true, one_way_bound},
+                        variant{"relayed, both ways", 3, 0, true, 2 * one_way_bound}}) {
+    try {
+      const double t = gateway_stream_seconds(hosts->lab(), 2, v.to, v.relay, bytes, v.both_ways);
+      std::printf("%-28s %10.2f %12.3f\n", v.name, t, t / v.bound);
+      streams.push_back({{"variant", v.name}, {"seconds", t}, {"bound_seconds", v.bound}});
+    } catch (const std::exception& e) {
+      std::printf("%-28s PROBLEM: %s\n", v.name, e.what());
+      streams.push_back({{"variant", v.name}, {"problem", e.what()}});
+    }
+    std::fflush(stdout);
+  }
+  out["streams"] = streams;
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -928,6 +1159,9 @@ int main(int argc, char** argv) {
   app.add_flag("--hetero", s.hetero,
                "heterogeneous links instead: host 0 at --slow-mbit, the others at --rate-mbit; "
                "equal parts vs cut by declared and by measured rates");
+  app.add_flag("--nat", s.nat,
+               "peers behind NAT instead: 4 peers, 2 behind NAT routers (rounds against the "
+               "bound of their cut), and sealed streams through a relay against direct ones");
   app.add_flag("--sealing", s.sealing,
                "run the sealed-vs-plain links sweep instead of the size sweep");
   app.add_option("--hetero-peers", s.hetero_peers, "peers of that sweep")->capture_default_str();
@@ -963,6 +1197,8 @@ int main(int argc, char** argv) {
                         {"chunk_elements", s.chunk_elements}};
     if (s.hetero)
       result["heterogeneous"] = heterogeneous_sweep(s, logs);
+    else if (s.nat)
+      result["nat"] = nat_sweep(s, logs);
     else if (s.sealing)
       result["sealing"] = sealing_sweep(s, logs);
     else if (s.codec_sweep)

@@ -170,7 +170,9 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app.add_option("--linger", linger, "stay after the last round, s")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  spdlog::set_level(spdlog::level::warn);
+  // DDACTOR_BENCH_PEER_LOG set: debug lines too (the gateway's links, membership's dials).
+  spdlog::set_level(std::getenv("DDACTOR_BENCH_PEER_LOG") ? spdlog::level::debug
+                                                          : spdlog::level::warn);
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
 
   try {

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <string>
 
+#include "runtime/safetensors.hpp"
+
 namespace ddactor {
 
 namespace {
@@ -62,6 +64,15 @@ std::vector<std::filesystem::path> prune_checkpoints(const std::filesystem::path
       removed.push_back(files[static_cast<size_t>(i)].path);
   }
   return removed;
+}
+
+std::map<std::string, std::vector<std::byte>> shared_state_tensors(
+  const std::filesystem::path& file) {
+  std::map<std::string, std::vector<std::byte>> out;
+  for (auto& t : read_safetensors_file(file).tensors)
+    if (t.name.starts_with("model.") || t.name.starts_with("optimizer."))
+      out[t.name] = std::move(t.data);
+  return out;
 }
 
 } // namespace ddactor

@@ -15,7 +15,6 @@
 
 #include "bench/netlab/netlab.hpp"
 #include "runtime/checkpoint_files.hpp"
-#include "runtime/safetensors.hpp"
 
 namespace ddactor {
 namespace {
@@ -27,15 +26,6 @@ std::string read_text(const std::filesystem::path& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-// The model and optimizer tensors of a checkpoint, by name (other entries name the peer).
-std::map<std::string, std::vector<std::byte>> model_tensors(const std::filesystem::path& file) {
-  std::map<std::string, std::vector<std::byte>> out;
-  for (auto& t : read_safetensors_file(file).tensors)
-    if (t.name.starts_with("model.") || t.name.starts_with("optimizer."))
-      out[t.name] = std::move(t.data);
-  return out;
 }
 
 // A tiny model and short timeouts: the test is about the network, not the model.
@@ -112,7 +102,8 @@ TEST(nat_swarm, peers_behind_nat_discover_it_and_train_through_relays) {
   for (int i = 0; i < 4; ++i) {
     auto code = lab->wait(pids[static_cast<size_t>(i)], 240s);
     logs[static_cast<size_t>(i)] = read_text(dir / ("peer" + std::to_string(i) + ".log"));
-    ASSERT_TRUE(code.has_value()) << "peer " << i << " did not finish:\n" << logs[static_cast<size_t>(i)];
+    ASSERT_TRUE(code.has_value()) << "peer " << i << " did not finish:\n"
+                                  << logs[static_cast<size_t>(i)];
     EXPECT_EQ(*code, 0) << logs[static_cast<size_t>(i)];
   }
   // Discovery: what each was told about itself.
@@ -135,10 +126,11 @@ TEST(nat_swarm, peers_behind_nat_discover_it_and_train_through_relays) {
     nat_groups += std::regex_search(log, nat_parts) ? 1 : 0;
   EXPECT_GE(nat_groups, 1) << logs[0];
   // One model: the final checkpoints hold the same weights and optimizer state, bit for bit.
-  const auto reference = model_tensors(checkpoint_path(dir / "peer0", 12));
+  const auto reference = shared_state_tensors(checkpoint_path(dir / "peer0", 12));
   ASSERT_FALSE(reference.empty());
   for (int i = 1; i < 4; ++i)
-    EXPECT_TRUE(model_tensors(checkpoint_path(dir / ("peer" + std::to_string(i)), 12)) == reference)
+    EXPECT_TRUE(shared_state_tensors(checkpoint_path(dir / ("peer" + std::to_string(i)), 12)) ==
+                reference)
       << "peer " << i << " differs";
 }
 

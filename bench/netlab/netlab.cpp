@@ -228,12 +228,15 @@ netlab::netlab(int hosts, netlab_options options) : options_(std::move(options))
       throw netlab_unavailable("`tc` (iproute2) not found on PATH or in /usr/sbin, /sbin");
   }
 
+  if (!(options_.loss_percent >= 0 && options_.loss_percent <= 100))
+    throw netlab_error("loss_percent must be from 0 to 100");
   if (std::find(options_.behind_nat.begin(), options_.behind_nat.end(), true) !=
-      options_.behind_nat.end()) {
+        options_.behind_nat.end() ||
+      options_.loss_percent > 0) {
     nft_program_ = find_program("nft");
     if (nft_program_.empty())
       throw netlab_unavailable("`nft` (nftables) not found on PATH or in /usr/sbin, /sbin; hosts "
-                               "behind NAT need it");
+                               "behind NAT and lossy links need it");
   }
 
   const bool default_prefix = options_.name_prefix.empty();
@@ -367,25 +370,31 @@ void netlab::build(int hosts) {
 
   for (int i = 0; i < hosts; ++i) {
     const std::string host = prefix_ + "h" + std::to_string(i);
-    const std::string bridge_port = bridge_port_name(static_cast<std::size_t>(i));
     run_checked({ip, "netns", "add", host});
     host_namespaces_.push_back(host);
     run_checked({ip, "-n", host, "link", "set", "lo", "up"});
-    if (behind_nat(i)) {
+    if (behind_nat(i))
       build_router(i);
-      shape_host(i);
-      continue;
-    }
-    // Made inside the hub with its peer end put straight into the host: no interface ever
-    // appears in the caller's namespace.
-    run_checked({ip, "-n", hub_namespace_, "link", "add", bridge_port, "type", "veth", "peer",
-                 "name", "eth0", "netns", host});
-    run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "master", "br0"});
-    run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "up"});
-    run_checked({ip, "-n", host, "addr", "add", address(i) + "/24", "dev", "eth0"});
-    run_checked({ip, "-n", host, "link", "set", "eth0", "up"});
+    else
+      wire_to_bridge(i, host, "eth0");
     shape_host(i);
+    if (options_.loss_percent > 0)
+      drop_at_random(i);
   }
+}
+
+// Port v<i> of the bridge, wired to `device` in namespace `ns` (a host, or its router), which
+// takes address(i). Made inside the hub with its peer end put straight into `ns`: no interface
+// ever appears in the caller's namespace.
+void netlab::wire_to_bridge(int i, const std::string& ns, const std::string& device) {
+  const std::string& ip = ip_program_;
+  const std::string bridge_port = bridge_port_name(static_cast<std::size_t>(i));
+  run_checked({ip, "-n", hub_namespace_, "link", "add", bridge_port, "type", "veth", "peer",
+               "name", device, "netns", ns});
+  run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "master", "br0"});
+  run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "up"});
+  run_checked({ip, "-n", ns, "addr", "add", address(i) + "/24", "dev", device});
+  run_checked({ip, "-n", ns, "link", "set", device, "up"});
 }
 
 // Host i behind a home router: see netlab.hpp.
@@ -393,17 +402,11 @@ void netlab::build_router(int i) {
   const std::string& ip = ip_program_;
   const std::string& host = host_namespaces_.at(static_cast<std::size_t>(i));
   const std::string router = prefix_ + "r" + std::to_string(i);
-  const std::string bridge_port = bridge_port_name(static_cast<std::size_t>(i));
   const std::string lan = "192.168." + std::to_string(i);
   run_checked({ip, "netns", "add", router});
   router_namespaces_.push_back(router);
   run_checked({ip, "-n", router, "link", "set", "lo", "up"});
-  run_checked({ip, "-n", hub_namespace_, "link", "add", bridge_port, "type", "veth", "peer",
-               "name", "wan", "netns", router});
-  run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "master", "br0"});
-  run_checked({ip, "-n", hub_namespace_, "link", "set", bridge_port, "up"});
-  run_checked({ip, "-n", router, "addr", "add", address(i) + "/24", "dev", "wan"});
-  run_checked({ip, "-n", router, "link", "set", "wan", "up"});
+  wire_to_bridge(i, router, "wan");
   run_checked({ip, "-n", router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0",
                "netns", host});
   run_checked({ip, "-n", router, "addr", "add", lan + ".1/24", "dev", "lan"});
@@ -455,8 +458,54 @@ double netlab::rate_mbit(int i) const {
            : options_.rate_mbit;
 }
 
+std::pair<std::string, std::string> netlab::edge_of(int i) const {
+  if (behind_nat(i))
+    return {prefix_ + "r" + std::to_string(i), "wan"};
+  return {host_namespaces_.at(static_cast<std::size_t>(i)), "eth0"};
+}
+
+// loss_percent on host i's access link, both ways, with a counter for dropped_packets().
+void netlab::drop_at_random(int i) {
+  const auto [edge, device] = edge_of(i);
+  const auto per_10000 = std::to_string(std::llround(options_.loss_percent * 100));
+  const std::string rules = "table inet lab_loss {\n"
+                            "  chain egress {\n"
+                            "    type filter hook postrouting priority 0; policy accept\n"
+                            "    oifname \"" + device + "\" numgen random mod 10000 < " +
+                            per_10000 + " counter drop\n"
+                            "  }\n"
+                            "  chain ingress {\n"
+                            "    type filter hook prerouting priority 0; policy accept\n"
+                            "    iifname \"" + device + "\" numgen random mod 10000 < " +
+                            per_10000 + " counter drop\n"
+                            "  }\n"
+                            "}\n";
+  const auto file = options_.log_directory / (edge + "-loss.nft");
+  std::filesystem::create_directories(options_.log_directory);
+  std::ofstream(file) << rules;
+  run_checked({ip_program_, "netns", "exec", edge, nft_program_, "-f", file.string()});
+}
+
+uint64_t netlab::dropped_packets(int i) const {
+  check_host(i);
+  if (options_.loss_percent <= 0)
+    return 0;
+  const auto [edge, device] = edge_of(i);
+  std::stringstream listing(
+    run_checked({ip_program_, "netns", "exec", edge, nft_program_, "list", "table", "inet",
+                 "lab_loss"}));
+  uint64_t dropped = 0;
+  std::string word;
+  while (listing >> word)
+    if (word == "packets") {
+      uint64_t n = 0;
+      listing >> n;
+      dropped += n;
+    }
+  return dropped;
+}
+
 void netlab::shape_host(int i) {
-  const std::string& host = host_namespaces_.at(static_cast<std::size_t>(i));
   const double rate = rate_mbit(i);
   const double bytes_per_second = rate * 1e6 / 8.0;
   const double delay_s = options_.one_way_delay_ms / 1000.0;
@@ -476,9 +525,7 @@ void netlab::shape_host(int i) {
     argv.insert(argv.end(), what.begin(), what.end());
     run_checked(argv);
   };
-  // The host's access link: its own eth0, or its router's WAN side.
-  const std::string edge = behind_nat(i) ? prefix_ + "r" + std::to_string(i) : host;
-  const std::string edge_device = behind_nat(i) ? "wan" : "eth0";
+  const auto [edge, edge_device] = edge_of(i);
   if (kernel_delay_) {
     const auto delay_us = std::llround(options_.one_way_delay_ms * 1000.0);
     qdisc(edge, edge_device, {"root", "handle", "1:"},

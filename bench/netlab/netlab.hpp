@@ -90,6 +90,9 @@ struct netlab_options {
   std::vector<double> host_rate_mbit;
   // Host i sits behind a NAT router with a stateful firewall where behind_nat[i] (see above).
   std::vector<bool> behind_nat;
+  // Packets each host's access link drops at random, in each direction, in percent (nftables:
+  // `numgen random` at the link's edge, as no sch_netem may exist). Needs `nft`.
+  double loss_percent = 0.0;
   double one_way_delay_ms = 0.0;  // D, per link direction
   // Names of namespaces start with it; empty: "ddl<pid>-<n>-" (n counts labs in this process).
   std::string name_prefix;
@@ -120,6 +123,8 @@ class netlab {
   std::string address(int i) const;
   /// Whether host i sits behind a NAT router.
   bool behind_nat(int i) const;
+  /// Packets host i's access link dropped so far by loss_percent (both directions).
+  uint64_t dropped_packets(int i) const;
   std::string namespace_name(int i) const;
   /// A shell prefix that runs a command in host i: "ip netns exec <name>".
   std::string exec_prefix(int i) const;
@@ -160,6 +165,10 @@ class netlab {
   void build(int hosts);
   void shape_host(int i);
   void build_router(int i);
+  void wire_to_bridge(int i, const std::string& ns, const std::string& device);
+  // The namespace and device of host i's access link: its eth0, or its router's WAN side.
+  std::pair<std::string, std::string> edge_of(int i) const;
+  void drop_at_random(int i);
   void teardown() noexcept;
   void start_watchdog(const std::vector<std::string>& namespaces);
   void dismiss_watchdog() noexcept;

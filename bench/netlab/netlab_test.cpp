@@ -83,6 +83,16 @@ int connect_to(uint16_t port, const char* host = "127.0.0.1") {
   return fd;
 }
 
+// The IPv4 address the other end of a connected socket has.
+std::string peer_address_of(int fd) {
+  sockaddr_in peer{};
+  socklen_t length = sizeof peer;
+  ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length);
+  char text[INET_ADDRSTRLEN] = "?";
+  ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
+  return text;
+}
+
 void with_timeouts(int fd) {
   timeval limit{30, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
@@ -631,12 +641,7 @@ TEST(netlab, HostsReachEachOtherAndNothingIsLeftBehind) {
         lab->run_in_host(from, [&] { client = connect_to(server->port, to_address.c_str()); });
         const int accepted = server->accept_one();
         ASSERT_GE(accepted, 0);
-        sockaddr_in peer{};
-        socklen_t length = sizeof peer;
-        ::getpeername(accepted, reinterpret_cast<sockaddr*>(&peer), &length);
-        char text[INET_ADDRSTRLEN];
-        ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
-        EXPECT_EQ(std::string(text), lab->address(from));
+        EXPECT_EQ(peer_address_of(accepted), lab->address(from));
         ::close(accepted);
         ::close(client);
       }
@@ -673,17 +678,14 @@ TEST(netlab, HostBehindNatReachesOutAndNothingReachesIt) {
 
     std::unique_ptr<listening_socket> outside;
     const std::string public_address = lab->address(0);
-    lab->run_in_host(0, [&] { outside = std::make_unique<listening_socket>(public_address.c_str()); });
+    lab->run_in_host(0, [&] {
+      outside = std::make_unique<listening_socket>(public_address.c_str());
+    });
     int client = -1;
     lab->run_in_host(1, [&] { client = connect_to(outside->port, public_address.c_str()); });
     const int accepted = outside->accept_one();
     ASSERT_GE(accepted, 0);
-    sockaddr_in peer{};
-    socklen_t length = sizeof peer;
-    ::getpeername(accepted, reinterpret_cast<sockaddr*>(&peer), &length);
-    char text[INET_ADDRSTRLEN];
-    ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
-    EXPECT_EQ(std::string(text), lab->address(1));  // the router's address, masqueraded
+    EXPECT_EQ(peer_address_of(accepted), lab->address(1));  // the router's, masqueraded
     ::close(accepted);
     ::close(client);
 
@@ -691,13 +693,52 @@ TEST(netlab, HostBehindNatReachesOutAndNothingReachesIt) {
     lab->run_in_host(1, [&] { inside = std::make_unique<listening_socket>("0.0.0.0"); });
     bool reached = true;
     const std::string router_address = lab->address(1);
-    lab->run_in_host(0, [&] { reached = connects_within(inside->port, router_address.c_str(), 2s); });
+    lab->run_in_host(0, [&] {
+      reached = connects_within(inside->port, router_address.c_str(), 2s);
+    });
     EXPECT_FALSE(reached) << "a connection from outside reached the host behind NAT";
     lab->run_in_host(0, [&] { reached = connects_within(inside->port, "192.168.1.2", 1s); });
     EXPECT_FALSE(reached) << "the LAN address was routable from outside";
     EXPECT_THROW(lab->add_relay(1, 7000), netlab_error);
   }
   EXPECT_TRUE(names_with_prefix(prefix).empty());
+}
+
+// loss_percent drops packets at random on each host's link (nftables), and TCP still carries
+// every byte; the lab counts what it dropped.
+TEST(netlab, LossyLinksDropPacketsAndTcpStillDeliversEverything) {
+  std::unique_ptr<netlab> lab;
+  netlab_options options;
+  options.loss_percent = 2.0;
+  options.behind_nat = {false, true};
+  SKIP_WITHOUT_LAB(lab = std::make_unique<netlab>(2, options));
+  std::unique_ptr<listening_socket> server;
+  const std::string address = lab->address(0);
+  lab->run_in_host(0, [&] { server = std::make_unique<listening_socket>(address.c_str()); });
+  int client = -1;
+  lab->run_in_host(1, [&] { client = connect_to(server->port, address.c_str()); });
+  const int accepted = server->accept_one();
+  ASSERT_GE(accepted, 0);
+  with_timeouts(accepted);
+  const std::vector<char> block(1 << 20, 'z');
+  std::thread writer([&] {
+    for (int k = 0; k < 8; ++k)
+      ASSERT_EQ(::send(client, block.data(), block.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(block.size()));
+    ::shutdown(client, SHUT_WR);
+  });
+  size_t received = 0;
+  std::vector<char> buffer(1 << 16);
+  for (ssize_t n; (n = ::read(accepted, buffer.data(), buffer.size())) > 0;)
+    received += static_cast<size_t>(n);
+  writer.join();
+  EXPECT_EQ(received, 8u * block.size());
+  EXPECT_GT(lab->dropped_packets(0) + lab->dropped_packets(1), 0u);
+  ::close(accepted);
+  ::close(client);
+  netlab_options bad;
+  bad.loss_percent = 101;
+  EXPECT_THROW(netlab(1, bad), netlab_error);
 }
 
 TEST(netlab, ExceptionsInsideRunInHostReachTheCaller) {

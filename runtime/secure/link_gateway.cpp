@@ -261,15 +261,18 @@ struct link {
   std::vector<uint8_t> records;  // service links: opened record bytes not yet handled
   std::string reservation_relay;  // a reservation (peer side): the relay as given to reserve()
   std::string failure;  // why an outbound connection failed at once (reported by expire())
+  uint16_t tunnel_port = 0;  // an outbound CAF link: the tunnel port CAF connects to
 };
 
 struct tunnel_port {
   int fd = -1;
+  uint16_t port = 0;
   sockaddr_storage target{};
   socklen_t target_len = 0;
   std::string address;
   std::string via_relay_to;  // through a relay: the reserved peer's id
   clock::time_point expires;
+  uint64_t link = 0;  // the link dialed for it (before CAF connects)
 };
 
 // Logs the first and every 100th failure of each reason.
@@ -304,6 +307,8 @@ struct link_gateway::loop {
   std::vector<std::function<void()>> actions;
   counts totals;
   std::map<std::string, relay_reservation> reservation_states;
+  // Each tunnel port's link, as tunnel_state() reports it (the failure when it failed).
+  std::map<uint16_t, std::pair<link_gateway::tunnel, std::string>> tunnel_states;
   std::list<link> links;
   std::vector<tunnel_port> tunnels;
   std::vector<uint8_t> scratch = std::vector<uint8_t>(read_size);  // one read at a time
@@ -408,16 +413,36 @@ struct link_gateway::loop {
     return l;
   }
 
+  // A new tunnel: its link is dialed now, before CAF connects (CAF 0.17 drops a connection whose
+  // first bytes do not arrive before its next heartbeat tick, which a handshake over a long
+  // path, or through a relay, can miss).
+  void dial_tunnel(tunnel_port& t) {
+    auto& l = connect_out(link_kind::caf, t.target, t.target_len, t.address,
+                          options.handshake_timeout);
+    l.target_peer = t.via_relay_to;
+    l.tunnel_port = t.port;
+    t.link = l.id;
+  }
+
+  void set_tunnel_state(uint16_t port, link_gateway::tunnel state, const std::string& why = "") {
+    std::lock_guard lock(mutex);
+    auto it = tunnel_states.find(port);
+    if (it != tunnel_states.end() && it->second.first == link_gateway::tunnel::dialing)
+      it->second = {state, why};
+  }
+
   void accept_tunnel(tunnel_port& t) {
     int fd = ::accept4(t.fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0)
       return;
     close_fd(t.fd);
     make_nonblocking(fd);
-    auto& l = connect_out(link_kind::caf, t.target, t.target_len, t.address,
-                          options.handshake_timeout);
-    l.local = fd;
-    l.target_peer = t.via_relay_to;
+    auto* l = find_link(t.link);
+    if (!l || l->local >= 0) {
+      ::close(fd);  // its link failed already (tunnel_state said why)
+      return;
+    }
+    l->local = fd;
   }
 
   void set_reservation_state(const std::string& relay, relay_reservation::state state,
@@ -444,6 +469,8 @@ struct link_gateway::loop {
     close_fd(l.net);
     close_fd(l.local);
     l.stage = link_stage::closing;
+    if (l.tunnel_port != 0)
+      set_tunnel_state(l.tunnel_port, link_gateway::tunnel::failed, why);
     if (!was_live)
       return;
     switch (l.kind) {
@@ -791,7 +818,7 @@ struct link_gateway::loop {
       default: break;
     }
     if (!l.responder) {
-      l.stage = link_stage::open;
+      l.stage = link_stage::open;  // ready for CAF once the other side's CAF spoke (read_net)
       return;
     }
     auto port = local_port.load();
@@ -881,6 +908,10 @@ struct link_gateway::loop {
       close_link(l, std::string(to_string(*error)));
       return;
     }
+    // The other CAF's first bytes (BASP's server handshake) wait here: CAF may connect to the
+    // tunnel now and gets them at once.
+    if (l.kind == link_kind::caf && l.tunnel_port != 0 && l.local < 0 && !l.to_local.bytes.empty())
+      set_tunnel_state(l.tunnel_port, link_gateway::tunnel::ready);
     if (l.kind != link_kind::caf) {
       if (l.records.size() > 16 * record_size) {
         count_failure("record_flood", l.address, "more records than a service link sends");
@@ -1016,6 +1047,11 @@ struct link_gateway::loop {
       for (auto& t : new_tunnels)
         tunnels.push_back(t);
       new_tunnels.clear();
+      std::erase_if(tunnel_states, [&](const auto& entry) {
+        return std::none_of(tunnels.begin(), tunnels.end(),
+                            [&](const tunnel_port& t) { return t.port == entry.first; }) &&
+               entry.second.first != link_gateway::tunnel::dialing;
+      });
       work.swap(actions);
       totals.links_open = 0;
       for (auto& l : links)
@@ -1025,6 +1061,9 @@ struct link_gateway::loop {
     }
     for (auto& action : work)
       action();
+    for (auto& t : tunnels)
+      if (t.link == 0)
+        dial_tunnel(t);
   }
 
   void expire(clock::time_point now) {
@@ -1050,6 +1089,8 @@ struct link_gateway::loop {
       if (t.fd >= 0 && now > t.expires) {
         spdlog::debug("tunnel to {} was never used", t.address);
         close_fd(t.fd);
+        if (auto* l = find_link(t.link); l && l->local < 0)
+          close_link(*l, "CAF never used its tunnel");
       }
       return t.fd < 0;
     });
@@ -1209,13 +1250,25 @@ std::optional<uint16_t> link_gateway::open_relayed_tunnel(const std::string& rel
   if (t.fd < 0)
     return std::nullopt;
   t.expires = clock::now() + loop_->options.tunnel_timeout;
-  const uint16_t local = port_of(t.fd);
+  t.port = port_of(t.fd);
   {
     std::lock_guard lock(loop_->mutex);
+    loop_->tunnel_states[t.port] = {tunnel::dialing, ""};
     loop_->new_tunnels.push_back(t);
   }
   loop_->wake();
-  return local;
+  return t.port;
+}
+
+link_gateway::tunnel link_gateway::tunnel_state(uint16_t port, std::string& why) const {
+  std::lock_guard lock(loop_->mutex);
+  auto it = loop_->tunnel_states.find(port);
+  if (it == loop_->tunnel_states.end()) {
+    why = "no such tunnel";
+    return tunnel::failed;
+  }
+  why = it->second.second;
+  return it->second.first;
 }
 
 reachability_probe link_gateway::probe(const std::string& host, uint16_t port,

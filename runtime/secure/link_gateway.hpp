@@ -129,13 +129,21 @@ class link_gateway {
   /// handshakes are refused.
   void set_local_port(uint16_t port);
   /// A loopback port whose first connection is carried to host:port; an empty optional and a
-  /// reason in `error` when the host does not resolve or no port can be opened.
+  /// reason in `error` when the host does not resolve or no port can be opened. The link is
+  /// dialed at once, and is ready (tunnel_state()) when the other side's CAF has sent its first
+  /// bytes: connect CAF then, because CAF 0.17 drops a new connection whose first bytes miss its
+  /// next heartbeat tick (measured: after 0.5 s at most with heartbeats of 0.5 s), which a
+  /// handshake over a long path, or through a relay, easily does.
   std::optional<uint16_t> open_tunnel(const std::string& host, uint16_t port, std::string& error);
   /// open_tunnel through the relay at relay_host:relay_port to the peer `target_peer_id` holds a
   /// reservation there; the link ends unless the key that answers is that peer's.
   std::optional<uint16_t> open_relayed_tunnel(const std::string& relay_host, uint16_t relay_port,
                                               const std::string& target_peer_id,
                                               std::string& error);
+
+  enum class tunnel { dialing, ready, failed };
+  /// Where the link of a tunnel port stands; `why` says why it failed.
+  tunnel tunnel_state(uint16_t port, std::string& why) const;
 
   /// Asks the gateway at host:port where it sees this one, and whether it can dial back to
   /// this gateway's public port (or `dial_back_port`, for tests); blocks up to `timeout`.

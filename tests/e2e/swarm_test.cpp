@@ -27,15 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The model tensors of a checkpoint, by name.
-std::map<std::string, std::vector<std::byte>> model_tensors(const std::filesystem::path& file) {
-  std::map<std::string, std::vector<std::byte>> out;
-  for (auto& t : read_safetensors_file(file).tensors)
-    if (t.name.starts_with("model.") || t.name.starts_with("optimizer."))
-      out[t.name] = std::move(t.data);
-  return out;
-}
-
 bool all_finite(const std::filesystem::path& file) {
   for (const auto& t : read_safetensors_file(file).tensors) {
     if (!t.name.starts_with("model.") || t.dtype != tensor_dtype::f32)
@@ -108,10 +99,10 @@ class swarm : public ::testing::Test {
 
   // Every given peer wrote a checkpoint at `epoch` and they hold identical model and optimizer.
   void expect_identical_at(int64_t epoch, const std::vector<int>& who) {
-    auto reference = model_tensors(checkpoint_path(run_dir(who.front()), epoch));
+    auto reference = shared_state_tensors(checkpoint_path(run_dir(who.front()), epoch));
     ASSERT_FALSE(reference.empty());
     for (size_t k = 1; k < who.size(); ++k) {
-      auto other = model_tensors(checkpoint_path(run_dir(who[k]), epoch));
+      auto other = shared_state_tensors(checkpoint_path(run_dir(who[k]), epoch));
       ASSERT_EQ(other.size(), reference.size());
       for (const auto& [name, bytes] : reference)
         ASSERT_TRUE(other.at(name) == bytes)
@@ -418,10 +409,10 @@ TEST_P(swarm_late_join, the_joiner_and_the_swarm_stay_bit_identical_at_every_che
     if (!std::filesystem::exists(mine))
       continue;  // a download may have skipped past it
     ++compared;
-    for (auto& [name, bytes] : model_tensors(checkpoint_path(run_dir(0), epoch))) {
+    for (auto& [name, bytes] : shared_state_tensors(checkpoint_path(run_dir(0), epoch))) {
       if (param.mode != "gradients" && !name.starts_with("model."))
         continue;
-      ASSERT_TRUE(model_tensors(mine).at(name) == bytes)
+      ASSERT_TRUE(shared_state_tensors(mine).at(name) == bytes)
         << name << " differs at epoch " << epoch << " (joined at " << joined << ")\npeer 0:\n"
         << peers[0]->output() << "\njoiner:\n" << joiner;
     }

@@ -54,13 +54,8 @@ TEST(link_gateway, carries_a_stream_both_ways_between_members) {
   ASSERT_TRUE(tunnel) << error;
   int fd = connect_to(*tunnel);
   ASSERT_GE(fd, 0);
-  std::vector<uint8_t> message(3 << 20);
-  for (size_t i = 0; i < message.size(); ++i)
-    message[i] = static_cast<uint8_t>(i * 13 + 5);
-  std::thread writer([&] { send_all(fd, message); });
-  auto echoed = read_bytes(fd, message.size(), 20s);
-  writer.join();
-  EXPECT_EQ(echoed, message);
+  std::vector<uint8_t> message;
+  EXPECT_EQ(echo_through(fd, 3 << 20, 13, message), message);
   EXPECT_EQ(server.accepted(), 1);
   EXPECT_EQ(a.snapshot().handshakes_ok, 1u);
   EXPECT_EQ(b.snapshot().handshakes_ok, 1u);

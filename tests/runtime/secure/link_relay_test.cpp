@@ -37,9 +37,12 @@ bool eventually(Predicate done, std::chrono::milliseconds timeout = 5s) {
   return done();
 }
 
-bool reservation_is(const link_gateway& g, relay_reservation::state state) {
-  auto all = g.reservations();
-  return all.size() == 1 && all[0].current == state;
+// Whether the gateway's one reservation reaches `state` within 5 s.
+bool reservation_becomes(const link_gateway& g, relay_reservation::state state) {
+  return eventually([&] {
+    auto all = g.reservations();
+    return all.size() == 1 && all[0].current == state;
+  });
 }
 
 // A port nothing listens on (bound, then closed).
@@ -70,7 +73,7 @@ struct relayed_swarm {
 
 TEST(link_relay, a_peer_behind_nat_is_reached_through_its_relay_end_to_end) {
   relayed_swarm s;
-  ASSERT_TRUE(eventually([&] { return reservation_is(s.unreachable, relay_reservation::state::active); }));
+  ASSERT_TRUE(reservation_becomes(s.unreachable, relay_reservation::state::active));
   EXPECT_EQ(s.relay.snapshot().reservations_held, 1u);
   std::string error;
   auto tunnel =
@@ -78,13 +81,8 @@ TEST(link_relay, a_peer_behind_nat_is_reached_through_its_relay_end_to_end) {
   ASSERT_TRUE(tunnel) << error;
   int fd = connect_to(*tunnel);
   ASSERT_GE(fd, 0);
-  std::vector<uint8_t> message(3 << 20);
-  for (size_t i = 0; i < message.size(); ++i)
-    message[i] = static_cast<uint8_t>(i * 7 + 1);
-  std::thread writer([&] { send_all(fd, message); });
-  auto echoed = read_bytes(fd, message.size(), 20s);
-  writer.join();
-  EXPECT_EQ(echoed, message);
+  std::vector<uint8_t> message;
+  EXPECT_EQ(echo_through(fd, 3 << 20, 7, message), message);
   ::close(fd);
   EXPECT_EQ(s.unreachable_caf.accepted(), 1);
   // The relay spliced one circuit, carried the sealed stream both ways, and its own CAF side
@@ -99,7 +97,7 @@ TEST(link_relay, a_peer_behind_nat_is_reached_through_its_relay_end_to_end) {
 
 TEST(link_relay, strangers_and_peers_without_a_reservation_get_no_circuit) {
   relayed_swarm s;
-  ASSERT_TRUE(eventually([&] { return reservation_is(s.unreachable, relay_reservation::state::active); }));
+  ASSERT_TRUE(reservation_becomes(s.unreachable, relay_reservation::state::active));
   link_gateway stranger(peer_key::generate(), admission_policy::of_swarm(swarm_key(2)),
                         fast_options());
   const double wrong_swarm = failures("wrong_swarm");
@@ -125,7 +123,8 @@ TEST(link_relay, strangers_and_peers_without_a_reservation_get_no_circuit) {
   EXPECT_EQ(s.unreachable_caf.accepted(), 0);
   EXPECT_EQ(s.relay.snapshot().circuits_relayed, 0u);
 
-  EXPECT_FALSE(s.dialer.open_relayed_tunnel("127.0.0.1", s.relay.public_port(), "not-an-id", error));
+  EXPECT_FALSE(
+    s.dialer.open_relayed_tunnel("127.0.0.1", s.relay.public_port(), "not-an-id", error));
   EXPECT_NE(error.find("not a peer id"), std::string::npos) << error;
 }
 
@@ -137,13 +136,13 @@ TEST(link_relay, a_reservation_whose_relay_stops_is_reported_lost) {
                            fast_options());
   unreachable.set_local_port(caf.port());
   unreachable.reserve("127.0.0.1", relay->public_port());
-  ASSERT_TRUE(eventually([&] { return reservation_is(unreachable, relay_reservation::state::active); }));
+  ASSERT_TRUE(reservation_becomes(unreachable, relay_reservation::state::active));
   relay.reset();
-  EXPECT_TRUE(eventually([&] { return reservation_is(unreachable, relay_reservation::state::lost); }));
+  EXPECT_TRUE(reservation_becomes(unreachable, relay_reservation::state::lost));
   // A relay nobody listens at is lost too, and released reservations are forgotten.
   unreachable.release(unreachable.reservations()[0].relay);
   unreachable.reserve("127.0.0.1", closed_port());
-  EXPECT_TRUE(eventually([&] { return reservation_is(unreachable, relay_reservation::state::lost); }));
+  EXPECT_TRUE(reservation_becomes(unreachable, relay_reservation::state::lost));
 }
 
 TEST(link_relay, a_probe_learns_its_observed_address_and_whether_a_dial_back_arrives) {

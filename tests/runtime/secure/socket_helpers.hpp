@@ -135,4 +135,17 @@ class echo_server {
   std::vector<std::thread> workers_;
 };
 
+// Sends `bytes` patterned bytes through fd (from another thread) and returns what comes back
+// (an echo's whole reply, if it works), with the message sent in `sent`.
+inline std::vector<uint8_t> echo_through(int fd, size_t bytes, uint8_t step,
+                                         std::vector<uint8_t>& sent) {
+  sent.resize(bytes);
+  for (size_t i = 0; i < bytes; ++i)
+    sent[i] = static_cast<uint8_t>(i * step + 1);
+  std::thread writer([&] { send_all(fd, sent); });
+  auto echoed = read_bytes(fd, bytes, 20s);
+  writer.join();
+  return echoed;
+}
+
 } // namespace ddactor
