@@ -21,21 +21,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-symmetric_key swarm_key(uint8_t fill) {
-  symmetric_key k{};
-  k.fill(fill);
-  return k;
-}
-
 link_gateway_options fast_options() {
   link_gateway_options options;
   options.handshake_timeout = 400ms;
   options.max_handshakes_per_address = 4;
   return options;
-}
-
-double failures(std::string_view reason) {
-  return link_metrics(global_metrics()).auth_failures.with({std::string(reason)}).value();
 }
 
 // Two gateways of one swarm; b's inbound links reach the echo server.

@@ -11,21 +11,11 @@
 namespace ddactor {
 namespace {
 
-symmetric_key swarm_key(uint8_t fill) {
-  symmetric_key k{};
-  k.fill(fill);
-  return k;
-}
-
 link_gateway_options fast_options() {
   link_gateway_options options;
   options.handshake_timeout = 1000ms;
   options.dial_back_timeout = 1000ms;
   return options;
-}
-
-double failures(std::string_view reason) {
-  return link_metrics(global_metrics()).auth_failures.with({std::string(reason)}).value();
 }
 
 // Waits until `done` holds or `timeout` passes; returns done().

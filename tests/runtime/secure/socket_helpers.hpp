@@ -1,6 +1,6 @@
 #pragma once
-// Plain sockets for the gateway tests: a client, an echo server standing in for CAF, and
-// blocking reads with timeouts.
+// For the gateway tests: plain sockets (a client, an echo server standing in for CAF, blocking
+// reads with timeouts), swarm keys, and the count of refused links by reason.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,7 +11,12 @@
 #include <chrono>
 #include <cstdint>
 #include <thread>
+#include <string>
+#include <string_view>
 #include <vector>
+
+#include "monitoring/ddactor_metrics.hpp"
+#include "runtime/secure/handshake.hpp"
 
 namespace ddactor {
 
@@ -146,6 +151,17 @@ inline std::vector<uint8_t> echo_through(int fd, size_t bytes, uint8_t step,
   auto echoed = read_bytes(fd, bytes, 20s);
   writer.join();
   return echoed;
+}
+
+inline symmetric_key swarm_key(uint8_t fill) {
+  symmetric_key k{};
+  k.fill(fill);
+  return k;
+}
+
+// Links refused for `reason` so far (ddactor_auth_failures_total).
+inline double failures(std::string_view reason) {
+  return link_metrics(global_metrics()).auth_failures.with({std::string(reason)}).value();
 }
 
 } // namespace ddactor
