@@ -655,7 +655,8 @@ struct link_gateway::loop {
       return;
     }
     if (!handshake::hello_admitted(hello, policy)) {
-      fail_handshake(l, "wrong_swarm", "a relay request from outside the swarm");
+      fail_handshake(l, to_string(handshake_failure::wrong_swarm),
+                     "a relay request from outside the swarm");
       return;
     }
     auto* reservation = reservation_of(target);

@@ -90,7 +90,7 @@ TEST(link_relay, strangers_and_peers_without_a_reservation_get_no_circuit) {
   ASSERT_TRUE(reservation_becomes(s.unreachable, relay_reservation::state::active));
   link_gateway stranger(peer_key::generate(), admission_policy::of_swarm(swarm_key(2)),
                         fast_options());
-  const double wrong_swarm = failures("wrong_swarm");
+  const double wrong_swarm = failures("wrong_swarm_key");
   const double no_reservation = failures("no_reservation");
   std::string error;
   auto from_stranger =
@@ -100,7 +100,7 @@ TEST(link_relay, strangers_and_peers_without_a_reservation_get_no_circuit) {
   ASSERT_GE(fd, 0);
   EXPECT_TRUE(closed_within(fd, 5s));
   ::close(fd);
-  EXPECT_GE(failures("wrong_swarm"), wrong_swarm + 1);
+  EXPECT_GE(failures("wrong_swarm_key"), wrong_swarm + 1);
 
   const std::string nobody(32, 'a');
   auto to_nobody = s.dialer.open_relayed_tunnel("127.0.0.1", s.relay.public_port(), nobody, error);
