@@ -929,9 +929,13 @@ class stream_sink {
     port_ = ntohs(a.sin_port);
   }
   ~stream_sink() {
+    wait();
+    ::close(fd_);
+  }
+  void wait() {
     for (auto& t : threads_)
       t.join();
-    ::close(fd_);
+    threads_.clear();
   }
   uint16_t port() const { return port_; }
   void start() {
@@ -1049,12 +1053,13 @@ double gateway_stream_seconds(netlab& lab, int from, int to, int relay, double b
   std::thread writer([&] { stream_sink::write_bytes(client, total); });
   const uint64_t back = both_ways ? stream_sink::read_bytes(client, total) : total;
   writer.join();
-  sink.reset();  // joins: the sink has read everything (or timed out)
+  sink->wait();  // the sink has read everything (or timed out)
   const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
   ::close(client);
-  if (back < total)
-    throw std::runtime_error("stream: only " + std::to_string(back) + " of " +
-                             std::to_string(total) + " bytes came back");
+  if (sink->received() < total || back < total)
+    throw std::runtime_error("stream: " + std::to_string(sink->received()) + " of " +
+                             std::to_string(total) + " bytes arrived, " + std::to_string(back) +
+                             " came back");
   return seconds;
 }
 

@@ -699,6 +699,17 @@ struct link_gateway::loop {
 
   // A reserved peer: its relay asks for a circuit; connect to the relay and answer the dialer.
   void open_circuit_end(link& reservation, uint64_t circuit_id) {
+    // A relay asks; a hostile one could ask without end: at most as many circuits in the making
+    // as handshakes one address may hold, and no link past the gateway's limit.
+    size_t opening = 0;
+    for (auto& l : links)
+      opening += l.responder && !l.inbound && l.address == "relay " + reservation.address &&
+                 l.stage != link_stage::open && l.stage != link_stage::closing;
+    if (links.size() >= options.max_links || opening >= options.max_handshakes_per_address) {
+      count_failure("too_many_connections", reservation.address,
+                    "circuit requests beyond the limit");
+      return;
+    }
     auto& c = connect_out(link_kind::caf, reservation.peer_addr, reservation.peer_addr_len,
                           "relay " + reservation.address, options.handshake_timeout);
     c.responder = true;
