@@ -1,8 +1,9 @@
-// The delaying TCP relay: one epoll loop, timestamped chunks per direction, a FIFO of due times
+// The delaying TCP relay: one epoll loop, timestamped chunks per direction, a heap of due times
 // driving one timerfd. See latency_relay.hpp for the delay model and the state diagram.
 #include "bench/netlab/latency_relay.hpp"
 
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -102,13 +103,44 @@ host_port parse_host_port(std::string_view text) {
   return result;
 }
 
+source_delay parse_source_delay(std::string_view text) {
+  const auto equals = text.rfind('=');
+  const auto bad = [&](const char* why) {
+    return latency_relay_error("bad source delay '" + std::string(text) + "': " + why +
+                               " (expected ADDRESS=MS)");
+  };
+  if (equals == std::string_view::npos || equals == 0)
+    throw bad("missing 'ADDRESS='");
+  const std::string ms_text(text.substr(equals + 1));
+  std::size_t used = 0;
+  double ms = -1;
+  try {
+    ms = std::stod(ms_text, &used);
+  } catch (const std::logic_error&) {
+    throw bad("not a number of milliseconds");
+  }
+  if (used != ms_text.size() || !(ms >= 0.0) || ms > 3.6e6)
+    throw bad("milliseconds must be from 0 to 3600000");
+  in6_addr ignored{};
+  source_delay result{std::string(text.substr(0, equals)),
+                      std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0 + 0.5))};
+  if (::inet_pton(AF_INET, result.address.c_str(), &ignored) != 1 &&
+      ::inet_pton(AF_INET6, result.address.c_str(), &ignored) != 1)
+    throw bad("not a numeric IPv4 or IPv6 address");
+  return result;
+}
+
 latency_relay::latency_relay(latency_relay_options options)
   : options_(std::move(options)),
     // Many tiny reads would otherwise hold far more memory in chunk overhead than in bytes.
     max_chunks_(std::max<std::size_t>(64, options_.max_buffered_bytes / 512)),
+    jitter_random_(options_.seed),
     read_buffer_(read_size) {
-  if (options_.delay.count() < 0)
-    throw latency_relay_error("the delay must not be negative");
+  if (options_.delay.count() < 0 || options_.jitter.count() < 0)
+    throw latency_relay_error("the delay and the jitter must not be negative");
+  for (const auto& source : options_.source_delays)
+    if (source.extra.count() < 0)
+      throw latency_relay_error("the extra delay of " + source.address + " is negative");
   if (options_.max_buffered_bytes < 1)
     throw latency_relay_error("max_buffered_bytes must be positive");
   target_address_ = resolve(options_.target, false, target_address_length_);
@@ -217,11 +249,11 @@ void latency_relay::run() {
     for (int fd : c->fds)
       ::close(fd);
   connections_.clear();
-  timers_.clear();
+  timers_ = {};
 }
 
 void latency_relay::arm_timer() {
-  const auto due = timers_.empty() ? relay_clock::time_point{} : timers_.front().due;
+  const auto due = timers_.empty() ? relay_clock::time_point{} : timers_.top().due;
   if (due == armed_for_)
     return;
   armed_for_ = due;
@@ -240,9 +272,9 @@ void latency_relay::arm_timer() {
 
 void latency_relay::run_due_timers() {
   const auto now = relay_clock::now();
-  while (!timers_.empty() && timers_.front().due <= now) {
-    const timer_entry entry = timers_.front();
-    timers_.pop_front();
+  while (!timers_.empty() && timers_.top().due <= now) {
+    const timer_entry entry = timers_.top();
+    timers_.pop();
     // Entries of closed connections, or of chunks an EPOLLOUT already flushed, are no-ops.
     auto it = connections_.find(entry.connection_id);
     if (it == connections_.end())
@@ -254,6 +286,40 @@ void latency_relay::run_due_timers() {
       finish_if_done(c);
     }
   }
+}
+
+std::chrono::microseconds latency_relay::delay_for(int client_fd) const {
+  if (options_.source_delays.empty())
+    return options_.delay;
+  sockaddr_storage peer{};
+  socklen_t length = sizeof peer;
+  if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0)
+    return options_.delay;
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* raw = peer.ss_family == AF_INET6
+                      ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr)
+                      : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr);
+  if (!::inet_ntop(peer.ss_family, raw, text, sizeof text))
+    return options_.delay;
+  for (const auto& source : options_.source_delays)
+    if (source.address == text)
+      return options_.delay + source.extra;
+  return options_.delay;
+}
+
+// When bytes read now may leave: the connection's delay, plus jitter, but never before bytes
+// read earlier in the same direction.
+latency_relay::relay_clock::time_point latency_relay::next_due(const connection& c,
+                                                                direction& dir) {
+  auto delay = c.delay;
+  if (options_.jitter.count() > 0) {
+    std::uniform_int_distribution<int64_t> spread(-options_.jitter.count(),
+                                                  options_.jitter.count());
+    delay = std::max(std::chrono::microseconds(0),
+                     delay + std::chrono::microseconds(spread(jitter_random_)));
+  }
+  dir.last_due = std::max(dir.last_due, relay_clock::now() + delay);
+  return dir.last_due;
 }
 
 void latency_relay::set_accepting(bool on) {
@@ -303,6 +369,7 @@ void latency_relay::accept_connections() {
     c->fds[0] = client;
     c->fds[1] = target;
     c->target_connected = rc == 0;
+    c->delay = delay_for(client);
     connection& ref = *c;
     connections_.emplace(ref.id, std::move(c));
     update_interest(ref);
@@ -355,18 +422,18 @@ void latency_relay::read_source(connection& c, int d) {
       std::min(read_buffer_.size(), options_.max_buffered_bytes - dir.buffered);
     const ssize_t n = ::recv(c.fds[d], read_buffer_.data(), room, 0);
     if (n > 0) {
-      const auto due = relay_clock::now() + options_.delay;
+      const auto due = next_due(c, dir);
       dir.queue.push_back(
         chunk{due, std::vector<char>(read_buffer_.data(), read_buffer_.data() + n)});
       dir.buffered += static_cast<std::size_t>(n);
       update_peak(peak_buffered_bytes_, dir.buffered);
-      timers_.push_back(timer_entry{due, id, d});
+      timers_.push(timer_entry{due, id, d});
       if (static_cast<std::size_t>(n) < room)
         return;  // drained for now; level-triggered epoll reports more
     } else if (n == 0) {
       dir.source_eof = true;
-      dir.fin_due = relay_clock::now() + options_.delay;
-      timers_.push_back(timer_entry{dir.fin_due, id, d});
+      dir.fin_due = next_due(c, dir);
+      timers_.push(timer_entry{dir.fin_due, id, d});
     } else if (errno == EINTR) {
       continue;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {

@@ -5,7 +5,11 @@
 // connection (the accepted client and the connection it opens to the target).
 //
 // Delay model. A byte read from either socket at time t is written to the other socket no
-// earlier than t + delay; so is the end of the stream (FIN). In the lab, one relay runs inside
+// earlier than t + delay; so is the end of the stream (FIN). A connection from an address listed
+// in `source_delays` gets that address's extra delay on top (the lab's per-host access links:
+// the path from host i into host j takes d_i + d_j). Jitter adds a uniform random time from
+// -jitter to +jitter to each read, never moving bytes before earlier ones (a TCP stream keeps
+// its order, so jitter shows as bursts and stalls, as on a real path). In the lab, one relay runs inside
 // each host's namespace in front of the peer's real port, and peers announce the relay's port:
 // every connection *into* a peer crosses exactly one relay, so each link direction between two
 // hosts gets one-way delay D and a request/response round trip between them takes 2D (plus the
@@ -36,6 +40,8 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <queue>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -60,12 +66,24 @@ struct host_port {
 /// Parses "HOST:PORT" or "[IPV6]:PORT" (port 0..65535); throws latency_relay_error.
 host_port parse_host_port(std::string_view text);
 
+/// Connections from `address` (numeric, as the relay sees the client) get `extra` more delay.
+struct source_delay {
+  std::string address;
+  std::chrono::microseconds extra{0};
+};
+
+/// Parses "ADDRESS=MS" (milliseconds, 0 to 3600000); throws latency_relay_error.
+source_delay parse_source_delay(std::string_view text);
+
 struct latency_relay_options {
   host_port listen;  // port 0: the kernel picks one (see listen_port())
   host_port target;
   std::chrono::microseconds delay{0};
   // Per connection and direction; the default covers 320 Mbit/s at 100 ms.
   std::size_t max_buffered_bytes = 4 << 20;
+  std::vector<source_delay> source_delays{};
+  std::chrono::microseconds jitter{0};
+  uint64_t seed = 1;  // of the jitter
 };
 
 struct latency_relay_stats {
@@ -106,7 +124,8 @@ class latency_relay {
 
   // Direction d reads from side d and writes to side 1 - d (side 0: client, side 1: target).
   struct direction {
-    std::deque<chunk> queue;
+    std::deque<chunk> queue;  // due times never decrease
+    relay_clock::time_point last_due{};
     std::size_t buffered = 0;
     bool source_eof = false;
     relay_clock::time_point fin_due;
@@ -120,6 +139,7 @@ class latency_relay {
     uint32_t registered_events[2] = {0, 0};
     bool registered[2] = {false, false};
     bool target_connected = false;
+    std::chrono::microseconds delay{0};  // the relay's and the client address's
     direction directions[2];
   };
 
@@ -127,6 +147,7 @@ class latency_relay {
     relay_clock::time_point due;
     uint64_t connection_id;
     int direction;
+    bool operator>(const timer_entry& other) const { return due > other.due; }
   };
 
   void accept_connections();
@@ -141,6 +162,8 @@ class latency_relay {
   void run_due_timers();
   void arm_timer();
   void set_accepting(bool on);
+  std::chrono::microseconds delay_for(int client_fd) const;
+  relay_clock::time_point next_due(const connection& c, direction& dir);
 
   latency_relay_options options_;
   sockaddr_storage target_address_{};
@@ -154,8 +177,9 @@ class latency_relay {
   bool accepting_ = true;
   uint64_t next_connection_id_ = 16;  // ids below are the loop's own fds
   std::unordered_map<uint64_t, std::unique_ptr<connection>> connections_;
-  // Every chunk's due time is its read time plus the same delay, so a FIFO is already sorted.
-  std::deque<timer_entry> timers_;
+  // Connections differ in delay, so due times arrive out of order: a min-heap.
+  std::priority_queue<timer_entry, std::vector<timer_entry>, std::greater<>> timers_;
+  std::mt19937_64 jitter_random_;
   relay_clock::time_point armed_for_{};
   std::vector<char> read_buffer_;
 

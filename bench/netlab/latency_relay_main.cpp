@@ -4,7 +4,10 @@
 // relays until SIGTERM or SIGINT, then prints its counters to stderr and exits 0.
 //
 // usage: ddactor_latency_relay --listen HOST:PORT --target HOST:PORT --delay-ms D
+//                              [--source-delay ADDRESS=MS]... [--jitter-ms J] [--seed N]
 //                              [--max-buffer-bytes N] [--nice N]
+// --source-delay adds MS to connections from ADDRESS (the lab's per-host access delays);
+// --jitter-ms spreads each read's delay uniformly by +-J without reordering a stream.
 // --nice lowers (negative: raises, as root) its scheduling priority: the lab raises it so that
 // busy peers on the same cores delay bytes less beyond D (the kernel's netem has no such
 // problem).
@@ -33,7 +36,8 @@ int usage(const char* why) {
   std::fprintf(stderr,
                "ddactor_latency_relay: %s\n"
                "usage: ddactor_latency_relay --listen HOST:PORT --target HOST:PORT --delay-ms D\n"
-               "                             [--max-buffer-bytes N] [--nice N]\n",
+               "                             [--source-delay ADDRESS=MS]... [--jitter-ms J]\n"
+               "                             [--seed N] [--max-buffer-bytes N] [--nice N]\n",
                why);
   return 2;
 }
@@ -65,6 +69,19 @@ int main(int argc, char** argv) {
           return usage("--delay-ms must be a number of milliseconds from 0 to 3600000");
         options.delay = std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0 + 0.5));
         has_delay = true;
+      } else if (flag == "--source-delay") {
+        options.source_delays.push_back(ddactor::parse_source_delay(value));
+      } else if (flag == "--jitter-ms") {
+        std::size_t used = 0;
+        const double ms = std::stod(value, &used);
+        if (used != value.size() || !(ms >= 0.0) || ms > 3.6e6)
+          return usage("--jitter-ms must be a number of milliseconds from 0 to 3600000");
+        options.jitter = std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0 + 0.5));
+      } else if (flag == "--seed") {
+        std::size_t used = 0;
+        options.seed = std::stoull(value, &used);
+        if (used != value.size())
+          return usage("--seed must be a number");
       } else if (flag == "--max-buffer-bytes") {
         std::size_t used = 0;
         const unsigned long long bytes = std::stoull(value, &used);
@@ -97,9 +114,12 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, on_stop_signal);
     std::signal(SIGINT, on_stop_signal);
     std::signal(SIGPIPE, SIG_IGN);
-    std::printf("listening on %s:%u -> %s:%u, delay %.3f ms each way\n",
+    std::printf("listening on %s:%u -> %s:%u, delay %.3f ms each way (jitter %.3f ms, %zu "
+                "source(s) with more)\n",
                 options.listen.host.c_str(), relay.listen_port(), options.target.host.c_str(),
-                options.target.port, static_cast<double>(options.delay.count()) / 1000.0);
+                options.target.port, static_cast<double>(options.delay.count()) / 1000.0,
+                static_cast<double>(options.jitter.count()) / 1000.0,
+                options.source_delays.size());
     std::fflush(stdout);
     relay.run();
     running_relay = nullptr;

@@ -216,13 +216,22 @@ netlab::netlab(int hosts, netlab_options options) : options_(std::move(options))
                          "\"");
   }
   check_privileges(ip_program_);
-  for (double rate : options_.host_rate_mbit)
-    if (!(rate >= 0))
-      throw netlab_error("host_rate_mbit entries must be >= 0");
-  const bool shaped_host = std::any_of(options_.host_rate_mbit.begin(),
-                                       options_.host_rate_mbit.end(),
-                                       [](double rate) { return rate > 0; });
-  if (options_.rate_mbit > 0 || shaped_host || options_.one_way_delay_ms > 0) {
+  for (const auto* rates : {&options_.host_rate_mbit, &options_.host_upload_mbit})
+    for (double rate : *rates)
+      if (!(rate >= 0))
+        throw netlab_error("host_rate_mbit and host_upload_mbit entries must be >= 0");
+  for (double delay : options_.host_delay_ms)
+    if (!(delay >= 0 && delay <= 60000))
+      throw netlab_error("host_delay_ms entries must be from 0 to 60000");
+  if (!(options_.jitter_ms >= 0 && options_.jitter_ms <= 60000))
+    throw netlab_error("jitter_ms must be from 0 to 60000");
+  if (!(options_.queue_ms >= 0 && options_.queue_ms <= 60000))
+    throw netlab_error("queue_ms must be from 0 to 60000");
+  const auto positive = [](const std::vector<double>& values) {
+    return std::any_of(values.begin(), values.end(), [](double value) { return value > 0; });
+  };
+  if (options_.rate_mbit > 0 || positive(options_.host_rate_mbit) ||
+      positive(options_.host_upload_mbit) || delayed()) {
     tc_program_ = find_program("tc");
     if (tc_program_.empty())
       throw netlab_unavailable("`tc` (iproute2) not found on PATH or in /usr/sbin, /sbin");
@@ -355,7 +364,7 @@ void netlab::build(int hosts) {
   run_checked({ip, "-n", hub_namespace_, "link", "add", "br0", "type", "bridge"});
   run_checked({ip, "-n", hub_namespace_, "link", "set", "br0", "up"});
 
-  if (options_.one_way_delay_ms > 0) {
+  if (delayed()) {
     // Adding a netem qdisc is the only reliable probe: the kernel loads sch_netem on demand.
     const auto probe = run_command({tc_program_, "-n", hub_namespace_, "qdisc", "add", "dev", "lo",
                                     "root", "netem", "delay", "1ms"});
@@ -458,6 +467,28 @@ double netlab::rate_mbit(int i) const {
            : options_.rate_mbit;
 }
 
+double netlab::upload_mbit(int i) const {
+  const auto at = static_cast<std::size_t>(i);
+  return at < options_.host_upload_mbit.size() && options_.host_upload_mbit[at] > 0
+           ? options_.host_upload_mbit[at]
+           : rate_mbit(i);
+}
+
+double netlab::host_delay_ms(int i) const {
+  const auto at = static_cast<std::size_t>(i);
+  return at < options_.host_delay_ms.size() ? options_.host_delay_ms[at] : 0.0;
+}
+
+double netlab::path_delay_ms(int i, int j) const {
+  return options_.one_way_delay_ms + host_delay_ms(i) + host_delay_ms(j);
+}
+
+bool netlab::delayed() const {
+  return options_.one_way_delay_ms > 0 || options_.jitter_ms > 0 ||
+         std::any_of(options_.host_delay_ms.begin(), options_.host_delay_ms.end(),
+                     [](double delay) { return delay > 0; });
+}
+
 std::pair<std::string, std::string> netlab::edge_of(int i) const {
   if (behind_nat(i))
     return {prefix_ + "r" + std::to_string(i), "wan"};
@@ -506,18 +537,37 @@ uint64_t netlab::dropped_packets(int i) const {
 }
 
 void netlab::shape_host(int i) {
-  const double rate = rate_mbit(i);
-  const double bytes_per_second = rate * 1e6 / 8.0;
-  const double delay_s = options_.one_way_delay_ms / 1000.0;
-  std::vector<std::string> tbf;
-  if (rate > 0) {
+  // The longest round trip through host i sizes its queues (about one bandwidth-delay product).
+  const double slowest_other_ms =
+    options_.host_delay_ms.empty()
+      ? 0.0
+      : *std::max_element(options_.host_delay_ms.begin(), options_.host_delay_ms.end());
+  const double delay_s =
+    (options_.one_way_delay_ms + host_delay_ms(i) + slowest_other_ms + options_.jitter_ms) /
+    1000.0;
+  const auto tbf_for = [&](double rate) -> std::vector<std::string> {
+    if (rate <= 0)
+      return {};
+    const double bytes_per_second = rate * 1e6 / 8.0;
     const auto burst = static_cast<long long>(std::max(32.0 * 1024, bytes_per_second * 0.002));
-    const double queue_s = kernel_delay_ ? 2 * delay_s + 0.020 : 0.020;
+    const double queue_s = options_.queue_ms > 0 ? options_.queue_ms / 1000.0
+                           : kernel_delay_      ? 2 * delay_s + 0.020
+                                                : 0.020;
     const auto limit = static_cast<long long>(std::max(64.0 * 1024, bytes_per_second * queue_s));
-    tbf = {"tbf",   "rate",  std::to_string(std::llround(rate * 1e6)) + "bit",
-           "burst", std::to_string(burst),
-           "limit", std::to_string(limit)};
-  }
+    return {"tbf",   "rate",  std::to_string(std::llround(rate * 1e6)) + "bit",
+            "burst", std::to_string(burst),
+            "limit", std::to_string(limit)};
+  };
+  const auto upload = tbf_for(upload_mbit(i));
+  const auto download = tbf_for(rate_mbit(i));
+  const auto netem = [&](double delay_ms) -> std::vector<std::string> {
+    std::vector<std::string> what{"netem", "delay",
+                                  std::to_string(std::llround(delay_ms * 1000.0)) + "us"};
+    if (options_.jitter_ms > 0)
+      what.push_back(std::to_string(std::llround(options_.jitter_ms * 500.0)) + "us");
+    what.insert(what.end(), {"limit", "100000"});
+    return what;
+  };
   const auto qdisc = [&](const std::string& ns, const std::string& dev,
                          std::vector<std::string> where, const std::vector<std::string>& what) {
     std::vector<std::string> argv{tc_program_, "-n", ns, "qdisc", "add", "dev", dev};
@@ -525,19 +575,22 @@ void netlab::shape_host(int i) {
     argv.insert(argv.end(), what.begin(), what.end());
     run_checked(argv);
   };
+  // With netem, a packet from i to j crosses i's edge (D + d_i) and j's bridge port (d_j);
+  // jitter is split between the two, so a path spreads by about +-jitter_ms.
+  const auto shape = [&](const std::string& ns, const std::string& device, double delay_ms,
+                         const std::vector<std::string>& tbf) {
+    if (kernel_delay_ && (delay_ms > 0 || options_.jitter_ms > 0)) {
+      qdisc(ns, device, {"root", "handle", "1:"}, netem(delay_ms));
+      if (!tbf.empty())
+        qdisc(ns, device, {"parent", "1:1", "handle", "10:"}, tbf);
+    } else if (!tbf.empty()) {
+      qdisc(ns, device, {"root", "handle", "10:"}, tbf);
+    }
+  };
   const auto [edge, edge_device] = edge_of(i);
-  if (kernel_delay_) {
-    const auto delay_us = std::llround(options_.one_way_delay_ms * 1000.0);
-    qdisc(edge, edge_device, {"root", "handle", "1:"},
-          {"netem", "delay", std::to_string(delay_us) + "us", "limit", "100000"});
-    if (!tbf.empty())
-      qdisc(edge, edge_device, {"parent", "1:1", "handle", "10:"}, tbf);
-  } else if (!tbf.empty()) {
-    qdisc(edge, edge_device, {"root", "handle", "10:"}, tbf);
-  }
-  if (!tbf.empty())
-    qdisc(hub_namespace_, bridge_port_name(static_cast<std::size_t>(i)), {"root", "handle", "10:"},
-          tbf);
+  shape(edge, edge_device, options_.one_way_delay_ms + host_delay_ms(i), upload);
+  shape(hub_namespace_, bridge_port_name(static_cast<std::size_t>(i)), host_delay_ms(i),
+        download);
 }
 
 void netlab::teardown() noexcept {
@@ -731,22 +784,42 @@ uint16_t netlab::add_relay(int i, uint16_t target_port, uint16_t listen_port) {
 
   // The relay must hold rate x delay per direction or it, not the link, sets the rate. It runs
   // at nice -10, so that peers busy on the same cores (training) delay its bytes less beyond D.
-  const double delay_s = options_.one_way_delay_ms / 1000.0;
+  // It delays D + d_i, and d_j more for what comes from host j.
+  double longest_ms = 0, fastest_mbit = 0;
+  std::vector<std::string> sources;
+  for (int j = 0; j < hosts(); ++j) {
+    longest_ms = std::max(longest_ms, path_delay_ms(i, j) + options_.jitter_ms);
+    fastest_mbit = std::max({fastest_mbit, rate_mbit(j), upload_mbit(j)});
+    if (host_delay_ms(j) > 0)
+      sources.insert(sources.end(),
+                     {"--source-delay", address(j) + "=" + format_number(host_delay_ms(j))});
+  }
   const auto buffer_bytes =
-    options_.rate_mbit > 0
-      ? static_cast<long long>(std::max(256.0 * 1024, 2 * options_.rate_mbit * 1e6 / 8 * delay_s))
+    fastest_mbit > 0
+      ? static_cast<long long>(std::max(256.0 * 1024, 2 * fastest_mbit * 1e6 / 8 * longest_ms /
+                                                        1000.0))
       : 8LL << 20;
   static std::atomic<int> relays_started{0};
   const auto log = options_.log_directory /
                    ("relay-h" + std::to_string(i) + "-" + std::to_string(target_port) + "-" +
                     std::to_string(relays_started.fetch_add(1)) + ".log");
-  const pid_t pid = spawn(i,
-                          {program.string(), "--listen",
-                           address(i) + ":" + std::to_string(listen_port), "--target",
-                           address(i) + ":" + std::to_string(target_port), "--delay-ms",
-                           format_number(options_.one_way_delay_ms), "--max-buffer-bytes",
-                           std::to_string(buffer_bytes), "--nice", "-10"},
-                          log);
+  std::vector<std::string> argv{program.string(),
+                                "--listen",
+                                address(i) + ":" + std::to_string(listen_port),
+                                "--target",
+                                address(i) + ":" + std::to_string(target_port),
+                                "--delay-ms",
+                                format_number(options_.one_way_delay_ms + host_delay_ms(i)),
+                                "--jitter-ms",
+                                format_number(options_.jitter_ms),
+                                "--seed",
+                                std::to_string(1000 * i + relays_started.load()),
+                                "--max-buffer-bytes",
+                                std::to_string(buffer_bytes),
+                                "--nice",
+                                "-10"};
+  argv.insert(argv.end(), sources.begin(), sources.end());
+  const pid_t pid = spawn(i, argv, log);
   const auto read_log = [&] {
     std::ifstream in(log);
     return std::string(std::istreambuf_iterator<char>(in), {});

@@ -14,17 +14,22 @@
 //        h2 eth0 ──veth── v2 ┘
 //
 // Shaping (each host's own access link, as on the internet):
-// - rate: tbf at rate_mbit on eth0's egress (the host's upload) and on v<i>'s egress (its
-//   download), so n peers sending to one host share that host's download rate. tbf also where
-//   netem exists, so that both delay modes use the same (validated) rate limiter.
+// - rate: tbf at rate_mbit on eth0's egress (the host's upload; host_upload_mbit[i] where set:
+//   home links upload 5-10x slower than they download) and on v<i>'s egress (its download), so
+//   n peers sending to one host share that host's download rate. tbf also where netem exists,
+//   so that both delay modes use the same (validated) rate limiter.
+// - per-host delay: host_delay_ms[i] is host i's access link's one-way delay, so a byte from
+//   host i to host j takes D + d_i + d_j (D below) and their round trip 2 (D + d_i + d_j);
+//   jitter_ms spreads each packet's (relay: each read's) delay by up to +-J.
 // - delay, one-way D per link direction, so that a round trip between two hosts takes 2D:
 //   - with sch_netem (a normal distribution kernel): netem delay D on eth0's egress, the tbf as
 //     its child (so every packet, handshake included, gets D);
 //   - without it: nothing in the kernel; the caller puts a relay (ddactor_latency_relay, see
 //     latency_relay.hpp) in front of every port that peers connect to, with add_relay(), and
 //     announces the relay's port instead. Each byte of a connection into that host then waits
-//     D in each direction. The handshake is not delayed in this mode, and peers see relayed
-//     connections coming from their own host address.
+//     D in each direction (D + d_i + d_j: the relay in host j knows each host's address). The
+//     handshake is not delayed in this mode, and peers see relayed connections coming from
+//     their own host address. With netem, d_i sits on both of host i's egresses instead.
 // Home routers: a host i with options.behind_nat[i] sits behind a router namespace
 // `<prefix>r<i>` that holds address(i) on its WAN side (wired to v<i>) and 192.168.<i>.1 on its
 // LAN side; the host is 192.168.<i>.2 behind it. The router masquerades what leaves (peers see
@@ -36,7 +41,7 @@
 //
 // Queues: tbf holds max(64 KiB, rate x 20 ms) when the delay is not in the kernel (the relay
 // holds the bytes in flight), else max(64 KiB, rate x (2D + 20 ms)), about one bandwidth-delay
-// product, so that one TCP flow can fill the link.
+// product, so that one TCP flow can fill the link; queue_ms sets it instead.
 //
 // Use in a benchmark: each peer listens on 0.0.0.0:7000 (config network.listen) and announces
 // the port others must dial (network.announce), which is the relay's when relays carry the delay:
@@ -88,6 +93,15 @@ struct netlab_options {
   double rate_mbit = 0.0;         // per host and direction (10^6 bit/s); 0: unlimited
   // Host i's rate instead of rate_mbit where host_rate_mbit[i] > 0 (a slower home link).
   std::vector<double> host_rate_mbit;
+  // Host i's upload instead of its rate where host_upload_mbit[i] > 0 (asymmetric links).
+  std::vector<double> host_upload_mbit;
+  // Host i's access link's one-way delay in ms, added to D on every path through host i.
+  std::vector<double> host_delay_ms;
+  double jitter_ms = 0.0;  // each delay spread uniformly by +-jitter_ms
+  // Each tbf's queue in ms of its rate (a router's buffer); 0: the rule under "Queues" above.
+  // Home routers buffer 100 ms of upload or more; a 20 ms tail-drop queue shared by 7 flows
+  // starves single TCP flows for seconds (retransmission backoff), which real uplinks do less.
+  double queue_ms = 0.0;
   // Host i sits behind a NAT router with a stateful firewall where behind_nat[i] (see above).
   std::vector<bool> behind_nat;
   // Packets each host's access link drops at random, in each direction, in percent (nftables:
@@ -116,8 +130,15 @@ class netlab {
 
   int hosts() const { return static_cast<int>(host_namespaces_.size()); }
   const netlab_options& options() const { return options_; }
-  /// Host i's shaped rate in Mbit/s (0: unlimited).
+  /// Host i's shaped rate in Mbit/s (0: unlimited): its download, and its upload unless
+  /// host_upload_mbit says otherwise.
   double rate_mbit(int i) const;
+  /// Host i's shaped upload in Mbit/s (0: unlimited).
+  double upload_mbit(int i) const;
+  /// Host i's access link's one-way delay (host_delay_ms[i], or 0).
+  double host_delay_ms(int i) const;
+  /// One-way delay from host i to host j, in ms: D + d_i + d_j.
+  double path_delay_ms(int i, int j) const;
   /// Host i's IPv4 address as other hosts see it, e.g. "10.77.0.1" for i = 0 (behind NAT:
   /// its router's).
   std::string address(int i) const;
@@ -131,7 +152,7 @@ class netlab {
   /// Whether netem carries the delay (then add_relay() does nothing).
   bool kernel_delay() const { return kernel_delay_; }
   /// Whether ports that peers connect to need add_relay() to get the delay.
-  bool needs_relays() const { return options_.one_way_delay_ms > 0 && !kernel_delay_; }
+  bool needs_relays() const { return delayed() && !kernel_delay_; }
   /// Whether this kernel has sch_netem (probed at construction when a delay was asked for).
   bool netem_available() const { return netem_available_; }
 
@@ -162,6 +183,8 @@ class netlab {
   static int cleanup_stale(const std::string& prefix = "ddl");
 
  private:
+  // Whether any path has a delay or jitter.
+  bool delayed() const;
   void build(int hosts);
   void shape_host(int i);
   void build_router(int i);

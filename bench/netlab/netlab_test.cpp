@@ -467,6 +467,93 @@ TEST_P(relay_delay_test, NoByteAndNoEndOfStreamArrivesBeforeTheDelay) {
 
 INSTANTIATE_TEST_SUITE_P(latency_relay, relay_delay_test, ::testing::Values(0, 20, 50));
 
+// A client socket bound to `source` (any 127.x address works on loopback) connected to port.
+int connect_from(const char* source, uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  auto from = loopback(0, source);
+  auto to = loopback(port);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    ::close(fd);
+    throw std::runtime_error(std::string("connect_from: ") + std::strerror(errno));
+  }
+  with_timeouts(fd);
+  return fd;
+}
+
+// One byte there and back through the relay; returns how long it took.
+std::chrono::nanoseconds round_trip(int client, int server) {
+  const auto sent = test_clock::now();
+  char c = 'r';
+  if (::send(client, &c, 1, 0) != 1 || ::recv(server, &c, 1, 0) != 1 ||
+      ::send(server, &c, 1, 0) != 1 || ::recv(client, &c, 1, 0) != 1)
+    throw std::runtime_error("round_trip: a byte was lost");
+  return test_clock::now() - sent;
+}
+
+TEST(latency_relay, ASourcesExtraDelayAppliesToItsConnectionsOnly) {
+  listening_socket target;
+  latency_relay_options options{{"127.0.0.1", 0}, {"127.0.0.1", target.port}, 10ms};
+  options.source_delays = {parse_source_delay("127.0.0.2=400")};
+  latency_relay relay(options);
+  std::thread loop([&] { relay.run(); });
+  const int far_client = connect_from("127.0.0.2", relay.listen_port());
+  const int far_server = target.accept_one();
+  const int near_client = connect_from("127.0.0.1", relay.listen_port());
+  const int near_server = target.accept_one();
+  ASSERT_GE(far_server, 0);
+  ASSERT_GE(near_server, 0);
+  with_timeouts(far_server);
+  with_timeouts(near_server);
+  EXPECT_GE(round_trip(far_client, far_server), 2 * (10ms + 400ms));
+  const auto near = round_trip(near_client, near_server);
+  EXPECT_GE(near, 2 * 10ms);
+  EXPECT_LT(near, 2 * 400ms) << "the other source's delay applied to this one";
+  for (int fd : {far_client, far_server, near_client, near_server})
+    ::close(fd);
+  relay.stop();
+  loop.join();
+}
+
+TEST(latency_relay, JitterNeverReordersAStream) {
+  constexpr uint64_t bytes = 2'000'000;
+  echo_server target(1);
+  latency_relay_options options{{"127.0.0.1", 0}, {"127.0.0.1", target.port()}, 2ms};
+  options.jitter = 20ms;
+  latency_relay relay(options);
+  std::thread loop([&] { relay.run(); });
+  const int fd = connect_to(relay.listen_port());
+  // Many small writes, so that many reads get different random delays.
+  std::thread writer([&] {
+    std::vector<char> block(1500);
+    for (uint64_t offset = 0; offset < bytes; offset += block.size()) {
+      block.resize(std::min<uint64_t>(1500, bytes - offset));
+      fill_pattern(7, offset, block);
+      if (!send_all(fd, block.data(), block.size()))
+        break;
+    }
+    ::shutdown(fd, SHUT_WR);
+  });
+  const auto result = receive_pattern(fd, 7);
+  writer.join();
+  ::close(fd);
+  relay.stop();
+  loop.join();
+  EXPECT_EQ(result.bytes, bytes);
+  EXPECT_EQ(result.first_mismatch, UINT64_MAX);
+  EXPECT_TRUE(result.clean_eof);
+}
+
+TEST(latency_relay, ParsesSourceDelaysAndRejectsBadOnes) {
+  const auto parsed = parse_source_delay("10.77.0.3=12.5");
+  EXPECT_EQ(parsed.address, "10.77.0.3");
+  EXPECT_EQ(parsed.extra, 12500us);
+  EXPECT_EQ(parse_source_delay("::1=0").address, "::1");
+  for (const char* bad : {"10.77.0.3", "=5", "10.77.0.3=", "10.77.0.3=-1", "10.77.0.3=x",
+                          "host.example=5", "10.77.0.3=5ms"})
+    EXPECT_THROW(parse_source_delay(bad), latency_relay_error) << bad;
+}
+
 TEST(latency_relay, ManyShortConnectionsAllClose) {
   constexpr int connections = 200;
   echo_server target(connections);
@@ -548,6 +635,10 @@ TEST(latency_relay_program, RejectsBadArgumentsWithExitCodeTwo) {
          {"--listen", "127.0.0.1", "--target", "127.0.0.1:1", "--delay-ms", "1"},
          {"--listen", "127.0.0.1:0", "--target", "127.0.0.1:1", "--delay-ms", "-3"},
          {"--listen", "127.0.0.1:0", "--target", "127.0.0.1:1", "--delay-ms", "x"},
+         {"--listen", "127.0.0.1:0", "--target", "127.0.0.1:1", "--delay-ms", "1",
+          "--source-delay", "nowhere=3"},
+         {"--listen", "127.0.0.1:0", "--target", "127.0.0.1:1", "--delay-ms", "1",
+          "--jitter-ms", "-2"},
          {"--bogus", "1"}}) {
     const pid_t pid = ::fork();
     if (pid == 0) {
@@ -798,6 +889,47 @@ TEST(netlab, ShapedLabInstallsQdiscsAndRelaysDelayBytes) {
   EXPECT_GE(test_clock::now() - sent, 60ms);  // 2 x 30 ms, a lower bound
   ::close(client);
   ::close(accepted);
+}
+
+// Each host's access link has its own delay and an upload slower than its download: a path
+// from host i to host j takes d_i + d_j each way, whichever host dials.
+TEST(netlab, PerHostDelaysAddUpAndUploadsAreShapedApart) {
+  netlab_options options;
+  options.rate_mbit = 100;
+  options.host_upload_mbit = {0, 10, 20};
+  options.host_delay_ms = {5, 40, 80};
+  options.jitter_ms = 2;
+  options.delay_mode = netlab_delay_mode::relay;
+  std::unique_ptr<netlab> lab;
+  SKIP_WITHOUT_LAB(lab = std::make_unique<netlab>(3, options));
+  EXPECT_TRUE(lab->needs_relays());
+  EXPECT_EQ(lab->path_delay_ms(1, 2), 120);
+  EXPECT_EQ(lab->upload_mbit(1), 10);
+  EXPECT_EQ(lab->upload_mbit(0), 100);
+  EXPECT_EQ(lab->rate_mbit(1), 100);
+  // Host 1 uploads at 10 Mbit/s and downloads at 100.
+  const auto log = lab->options().log_directory / "tc-h1.log";
+  const pid_t tc = lab->spawn(1, {"tc", "qdisc", "show", "dev", "eth0"}, log);
+  ASSERT_EQ(lab->wait(tc, 30s), 0);
+  EXPECT_NE(read_text(log).find("rate 10Mbit"), std::string::npos) << read_text(log);
+
+  std::unique_ptr<listening_socket> server;
+  const std::string address = lab->address(2);
+  lab->run_in_host(2, [&] { server = std::make_unique<listening_socket>(address.c_str()); });
+  const uint16_t relayed = lab->add_relay(2, server->port);
+  for (int from : {0, 1}) {
+    SCOPED_TRACE("from host " + std::to_string(from));
+    int client = -1;
+    lab->run_in_host(from, [&] { client = connect_to(relayed, address.c_str()); });
+    const int accepted = server->accept_one();
+    ASSERT_GE(accepted, 0);
+    with_timeouts(accepted);
+    const auto expected =
+      std::chrono::duration<double, std::milli>(2 * (lab->path_delay_ms(from, 2) - 2));
+    EXPECT_GE(round_trip(client, accepted), expected);  // less the jitter, a lower bound
+    ::close(client);
+    ::close(accepted);
+  }
 }
 
 TEST(netlab, KernelDelayModeIsExplicitAboutMissingNetem) {
