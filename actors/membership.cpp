@@ -532,11 +532,34 @@ void keep_relays(membership_pointer self) {
   announce_again(self);
 }
 
+// Sealed bytes from a member prove it alive while its gossip waits behind megabytes of chunks
+// on the same link (a slow home upload, a lossy path): the gateway notes when each peer's
+// bytes last arrived, and the round trip its link's handshake measured, which widens the
+// member's silence thresholds (swarm_view::set_round_trip).
+void note_link_activity(membership_pointer self) {
+  auto& st = self->state;
+  if (!st.options.gateway)
+    return;
+  for (const auto& [peer_id, seen] : st.options.gateway->heard_from()) {
+    const auto* member = st.view->find(peer_id);
+    const auto last = st.view->last_heard(peer_id);
+    if (member == nullptr || !last)
+      continue;
+    if (seen.round_trip.count() > 0)
+      st.view->set_round_trip(peer_id, seen.round_trip);
+    if (seen.last_bytes > *last &&
+        st.view->heard_from(peer_id, member->info.incarnation, seen.last_bytes))
+      spdlog::info("membership {}: peer {} is alive again (its link carries bytes)", me(self),
+                   describe(member->info));
+  }
+}
+
 void on_tick(membership_pointer self) {
   auto& st = self->state;
   auto now = clock::now();
   ++st.ticks;
   bool changed = false;
+  note_link_activity(self);
   auto report = st.view->check_liveness(now);
   for (auto& info : report.suspected) {
     st.metrics.suspected.inc();

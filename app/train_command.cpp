@@ -111,6 +111,10 @@ std::shared_ptr<link_gateway> open_link_gateway(const run_config& config,
     std::chrono::milliseconds(static_cast<int64_t>(net.handshake_timeout * 1000));
   options.tunnel_timeout =
     std::chrono::milliseconds(static_cast<int64_t>(net.connect_timeout * 1000));
+  // A link starved by others on a home upload can deliver nothing for seconds: it is dropped no
+  // sooner than membership would remove its peer.
+  options.idle_timeout = std::chrono::milliseconds(
+    static_cast<int64_t>(std::max(net.connection_timeout, net.remove_after) * 1000));
   options.max_handshakes_per_address = static_cast<size_t>(net.max_handshakes_per_address);
   // This run's own chunks may be set larger than the usual bound.
   const uint64_t headroom = uint64_t{1} << 20;
@@ -215,6 +219,9 @@ int train_command(const run_config& config) {
     std::chrono::milliseconds(static_cast<int64_t>(config.network.heartbeat_interval * 1000));
   timing.connection_timeout =
     std::chrono::milliseconds(static_cast<int64_t>(config.network.connection_timeout * 1000));
+  // The gateway times links out by their bytes (link_gateway_options::idle_timeout).
+  if (gateway)
+    timing.connection_timeout = std::max(timing.connection_timeout, caf_timeout_behind_gateway);
   ddactor_system_config system_config(timing, /*with_network=*/!config.network.listen.empty());
   caf::actor_system system{system_config};
   // Declared after the system, so it ends first: a bounded wait for the detached actors.

@@ -207,10 +207,14 @@ int main(int argc, char** argv) {
       options.listen_host = listen_host;
       options.listen_port = listen_port;
       options.max_message_bytes = peer_message_limit;  // as a peer does: its cost is measured too
+      options.idle_timeout = seconds(std::max(connection_timeout, remove_after));  // as a peer
       gateway = std::make_shared<link_gateway>(key, admission_policy::of_swarm(bench_key),
                                                options);
     }
     network_timing timing{seconds(heartbeat), seconds(connection_timeout)};
+    // As a training peer: behind the gateway, links time out by their bytes.
+    if (gateway)
+      timing.connection_timeout = std::max(timing.connection_timeout, caf_timeout_behind_gateway);
     ddactor_system_config config(timing, /*with_network=*/true);
     caf::actor_system system{config};
     detached_actor_guard guard{system, std::chrono::seconds(30), shutdown_failure_exit_code};

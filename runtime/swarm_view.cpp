@@ -110,7 +110,7 @@ swarm_view::admit_result swarm_view::admit(const swarm_member& them, time_point 
     }
     admit_result result{admission::replaced, std::move(entry.member)};
     bury(result.previous->info, now);
-    entry = member_entry{them, now, false};
+    entry = member_entry{them, now, false, {}};
     tombstones_.erase(id);
     if (auto candidate = candidates_.find(id);
         candidate != candidates_.end() && candidate->second.incarnation <= them.info.incarnation)
@@ -126,7 +126,7 @@ swarm_view::admit_result swarm_view::admit(const swarm_member& them, time_point 
   if (auto candidate = candidates_.find(id);
       candidate != candidates_.end() && candidate->second.incarnation <= them.info.incarnation)
     candidates_.erase(candidate);
-  members_.emplace(id, member_entry{them, now, false});
+  members_.emplace(id, member_entry{them, now, false, {}});
   return {admission::joined, std::nullopt};
 }
 
@@ -208,7 +208,9 @@ swarm_view::liveness_report swarm_view::check_liveness(time_point now) {
   liveness_report report;
   for (auto it = members_.begin(); it != members_.end();) {
     auto& entry = it->second;
-    auto silence = now - entry.last_heard;
+    // A heartbeat crosses the path once, and a lost packet costs TCP about a round trip more:
+    // the measured round trip widens both thresholds (a LAN's is ~0, a far home link's 0.6 s).
+    auto silence = now - entry.last_heard - 2 * entry.round_trip;
     if (silence >= timing_.remove_after) {
       bury(entry.member.info, now);
       report.timed_out.push_back(std::move(entry.member));
@@ -223,6 +225,12 @@ swarm_view::liveness_report swarm_view::check_liveness(time_point now) {
   }
   std::erase_if(tombstones_, [&](const auto& stone) { return stone.second.expires <= now; });
   return report;
+}
+
+void swarm_view::set_round_trip(std::string_view peer_id, std::chrono::microseconds round_trip) {
+  if (auto found = members_.find(peer_id); found != members_.end())
+    found->second.round_trip = std::clamp(round_trip, std::chrono::microseconds(0),
+                                          std::chrono::microseconds(max_counted_round_trip));
 }
 
 const swarm_member* swarm_view::find(std::string_view peer_id) const {

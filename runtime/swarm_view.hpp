@@ -78,6 +78,10 @@ enum class removal_reason : uint8_t {
 
 std::string_view to_string(removal_reason reason) noexcept;
 
+/// Round trips above this count as this much in the liveness thresholds (a path slower than
+/// that is broken, not far).
+inline constexpr std::chrono::seconds max_counted_round_trip{5};
+
 struct swarm_view_timing {
   std::chrono::milliseconds suspect_after{3000};
   std::chrono::milliseconds remove_after{8000};
@@ -149,6 +153,10 @@ class swarm_view {
   std::optional<std::size_t> split_merge_size(const peer_info& them,
                                               std::span<const peer_info> their_known) const;
 
+  /// The round trip measured to this member (at most max_counted_round_trip counts): silence
+  /// is suspected after suspect_after + 2 x that, and removed after remove_after + 2 x that.
+  void set_round_trip(std::string_view peer_id, std::chrono::microseconds round_trip);
+
   /// Suspects and removes silent members, and forgets expired tombstones.
   liveness_report check_liveness(time_point now);
 
@@ -173,6 +181,7 @@ class swarm_view {
     swarm_member member;
     time_point last_heard;
     bool suspected = false;
+    std::chrono::microseconds round_trip{0};
   };
   struct tombstone {
     uint64_t incarnation = 0;

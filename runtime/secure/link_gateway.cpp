@@ -3,10 +3,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +42,9 @@ using clock = std::chrono::steady_clock;
 constexpr size_t read_size = 256 * 1024;
 // A link whose one side ended gets this long to hand the other side what is buffered.
 constexpr auto flush_grace = std::chrono::seconds(2);
+constexpr auto heard_resolution = std::chrono::milliseconds(100);
+// heard_from() forgets peers silent this long (their links are long gone).
+constexpr auto heard_memory = std::chrono::minutes(10);
 
 void close_fd(int& fd) {
   if (fd >= 0)
@@ -119,6 +124,7 @@ int listen_on(const std::string& host, uint16_t port, std::string& error) {
 struct outbox {
   std::vector<uint8_t> bytes;
   size_t sent = 0;
+  uint64_t written = 0;  // in all, over the socket's life
   size_t pending() const { return bytes.size() - sent; }
   // Writes what the socket takes; false on a broken socket.
   bool flush(int fd) {
@@ -131,6 +137,7 @@ struct outbox {
       if (n <= 0)
         return false;
       sent += static_cast<size_t>(n);
+      written += static_cast<uint64_t>(n);
     }
     if (sent == bytes.size()) {
       bytes.clear();
@@ -262,6 +269,15 @@ struct link {
   std::string reservation_relay;  // a reservation (peer side): the relay as given to reserve()
   std::string failure;  // why an outbound connection failed at once (reported by expire())
   uint16_t tunnel_port = 0;  // an outbound CAF link: the tunnel port CAF connects to
+  std::string remote_peer;   // a CAF link, once admitted: the other peer's id
+  // When this end's last handshake message that awaits an answer was queued: the answer
+  // measures the link's round trip (the handshake's crypto costs well under a millisecond).
+  std::optional<clock::time_point> shake_sent;
+  std::optional<clock::duration> round_trip;
+  clock::time_point heard_noted{};  // when sealed bytes from it were last noted for heard_from()
+  clock::time_point last_net_bytes{};  // an open CAF link: when bytes last arrived (idle_timeout)
+  uint64_t acked_seen = 0;  // of to_net.written, what the remote's kernel had acknowledged
+  clock::time_point ack_checked{};
 };
 
 struct tunnel_port {
@@ -301,11 +317,14 @@ struct link_gateway::loop {
   int wake_read = -1, wake_write = -1;
   std::atomic<uint16_t> local_port{0};
   std::atomic<bool> stopping{false};
-  mutable std::mutex mutex;  // guards new_tunnels, actions, counts and reservation states
+  mutable std::mutex mutex;  // guards new_tunnels, actions, counts, reservations and heard
   std::vector<tunnel_port> new_tunnels;
   // Work for the loop's thread from the public functions (probes, reservations).
   std::vector<std::function<void()>> actions;
   counts totals;
+  // Per peer id: when sealed bytes from its links last arrived (at most every heard_resolution),
+  // and the round trip its latest link's handshake measured.
+  std::map<std::string, link_gateway::activity, std::less<>> heard;
   std::map<std::string, relay_reservation> reservation_states;
   // Each tunnel port's link, as tunnel_state() reports it (the failure when it failed).
   std::map<uint16_t, std::pair<link_gateway::tunnel, std::string>> tunnel_states;
@@ -788,6 +807,15 @@ struct link_gateway::loop {
     if (options.max_message_bytes > 0 && l.kind == link_kind::caf)
       l.basp.emplace(options.max_message_bytes);
     auto remote = peer_id_of(l.shake->remote_key());
+    if (l.kind == link_kind::caf) {
+      l.remote_peer = remote;
+      l.last_net_bytes = clock::now();
+      std::lock_guard lock(mutex);
+      auto& seen = heard[remote];
+      seen.last_bytes = clock::now();
+      if (l.round_trip)
+        seen.round_trip = std::chrono::duration_cast<std::chrono::microseconds>(*l.round_trip);
+    }
     l.shake.reset();
     metrics.handshakes.inc();
     {
@@ -869,6 +897,8 @@ struct link_gateway::loop {
     l.shake_in.insert(l.shake_in.end(), buffer, buffer + n);
     if (l.shake_in.size() < l.shake->expected_bytes())
       return;
+    if (l.shake_sent)
+      l.round_trip = clock::now() - *std::exchange(l.shake_sent, std::nullopt);
     auto step = l.shake->receive(l.shake_in);
     l.shake_in.clear();
     if (step.failure) {
@@ -876,6 +906,8 @@ struct link_gateway::loop {
       return;
     }
     l.to_net.bytes.insert(l.to_net.bytes.end(), step.reply.begin(), step.reply.end());
+    if (!step.reply.empty() && !l.shake->done())
+      l.shake_sent = clock::now();
     if (l.shake->done())
       handshake_finished(l);
   }
@@ -904,6 +936,17 @@ struct link_gateway::loop {
     totals.relayed_bytes += received.size();
   }
 
+  // Authenticated bytes prove the remote alive, however long its own heartbeats queue behind
+  // them; noted at most every heard_resolution per link, so bulk data costs few locks.
+  void note_heard(link& l) {
+    const auto now = clock::now();
+    if (l.remote_peer.empty() || now - l.heard_noted < heard_resolution)
+      return;
+    l.heard_noted = now;
+    std::lock_guard lock(mutex);
+    heard[l.remote_peer].last_bytes = now;
+  }
+
   void read_net(link& l) {
     if (l.kind == link_kind::circuit) {
       relay(l, l.net, l.to_local, "the dialer closed");
@@ -924,6 +967,10 @@ struct link_gateway::loop {
     // tunnel now and gets them at once.
     if (l.kind == link_kind::caf && l.tunnel_port != 0 && l.local < 0 && !l.to_local.bytes.empty())
       set_tunnel_state(l.tunnel_port, link_gateway::tunnel::ready);
+    if (l.kind == link_kind::caf) {
+      l.last_net_bytes = clock::now();
+      note_heard(l);
+    }
     if (l.kind != link_kind::caf) {
       if (l.records.size() > 16 * record_size) {
         count_failure("record_flood", l.address, "more records than a service link sends");
@@ -1006,6 +1053,7 @@ struct link_gateway::loop {
     auto hello = l.shake->hello();
     first.insert(first.end(), hello.begin(), hello.end());
     l.to_net.bytes.insert(l.to_net.bytes.end(), first.begin(), first.end());
+    l.shake_sent = clock::now();
     l.stage = link_stage::handshaking;
   }
 
@@ -1078,6 +1126,43 @@ struct link_gateway::loop {
         dial_tunnel(t);
   }
 
+  // Signs of life of an open link's remote: bytes from it, and its kernel acknowledging new
+  // bytes of ours (a TCP flow starved by seven others on a home upload can sit in
+  // retransmission backoff for seconds, delivering nothing, while its peer is well and takes
+  // what this side sends). Both count for heard_from(): the remote's machine is up and its
+  // path works. Checked at most every heard_resolution.
+  void note_acknowledged(link& l, clock::time_point now) {
+    if (now - l.ack_checked < heard_resolution)
+      return;
+    l.ack_checked = now;
+    int unacknowledged = 0;
+    if (::ioctl(l.net, SIOCOUTQ, &unacknowledged) != 0 || unacknowledged < 0)
+      return;
+    const uint64_t acked = l.to_net.written - std::min<uint64_t>(l.to_net.written,
+                                                                 static_cast<uint64_t>(unacknowledged));
+    if (acked <= l.acked_seen)
+      return;
+    l.acked_seen = acked;
+    l.last_net_bytes = now;
+    note_heard(l);
+  }
+
+  // Whether an open link's remote has shown no sign of life for longer than idle_timeout plus
+  // two of its round trips.
+  bool silent_too_long(link& l, clock::time_point now) {
+    // Not reading (CAF is slow to take what came) is no silence of the remote.
+    if (l.to_local.pending() >= options.buffer_limit)
+      l.last_net_bytes = now;
+    const auto allowed = options.idle_timeout + 2 * l.round_trip.value_or(clock::duration{});
+    if (now - l.last_net_bytes <= allowed)
+      return false;
+    spdlog::info("link {} {}: nothing arrived and nothing was acknowledged for {} ms; closing it",
+                 l.inbound ? "from" : "to", l.address,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(now - l.last_net_bytes)
+                   .count());
+    return true;
+  }
+
   void expire(clock::time_point now) {
     for (auto& l : links) {
       if (l.net < 0 && l.local < 0)
@@ -1085,6 +1170,13 @@ struct link_gateway::loop {
       if (l.kind == link_kind::probe && l.waiter && l.relay_answered && now > l.deadline) {
         finish_probe(l, "");  // the relay dialed back, but nothing arrived here
         continue;
+      }
+      if (l.stage == link_stage::open && l.kind == link_kind::caf) {
+        note_acknowledged(l, now);
+        if (options.idle_timeout.count() > 0 && silent_too_long(l, now)) {
+          close_link(l, "silent");
+          continue;
+        }
       }
       // Links live on once open, except probes (they answer one question).
       if ((l.stage == link_stage::open && l.kind != link_kind::probe) || now <= l.deadline)
@@ -1349,6 +1441,14 @@ std::vector<relay_reservation> link_gateway::reservations() const {
   for (auto& [relay, state] : loop_->reservation_states)
     out.push_back(state);
   return out;
+}
+
+std::map<std::string, link_gateway::activity, std::less<>> link_gateway::heard_from() const {
+  std::lock_guard lock(loop_->mutex);
+  const auto forget_before = clock::now() - heard_memory;
+  std::erase_if(loop_->heard,
+                [&](const auto& entry) { return entry.second.last_bytes < forget_before; });
+  return loop_->heard;
 }
 
 link_gateway::counts link_gateway::snapshot() const {

@@ -50,6 +50,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -84,6 +85,12 @@ struct link_gateway_options {
   size_t max_reservations = 64;
   /// How long a relay's or a probe's dial-back may take to connect.
   std::chrono::milliseconds dial_back_timeout{3000};
+  /// An open link on which no byte arrives and nothing sent is acknowledged for this long plus
+  /// two round trips (measured by its handshake) is closed: its peer is gone or cut off (CAF's
+  /// heartbeats keep an idle link speaking). 0: never. This, not CAF's own connection timeout,
+  /// is the one to use: CAF counts whole messages, and one all-reduce chunk on a slow home
+  /// upload takes longer to arrive than any heartbeat interval.
+  std::chrono::milliseconds idle_timeout{0};
 };
 
 /// What a peer learned about its own address from another peer's gateway (probe()).
@@ -170,6 +177,17 @@ class link_gateway {
     std::string last_connect_failure;
   };
   counts snapshot() const;
+
+  struct activity {
+    /// When authenticated bytes last arrived from the peer over its links, or its kernel last
+    /// acknowledged new bytes of ours, to 100 ms: a member whose link carries bytes is alive,
+    /// even while its heartbeats queue behind them or its own TCP flow is starved.
+    std::chrono::steady_clock::time_point last_bytes;
+    /// The round trip its latest link's handshake measured (0 when unknown).
+    std::chrono::microseconds round_trip{0};
+  };
+  /// Per peer id, of the peers whose links spoke in the last 10 minutes.
+  std::map<std::string, activity, std::less<>> heard_from() const;
 
  private:
   struct loop;

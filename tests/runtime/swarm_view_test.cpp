@@ -164,6 +164,27 @@ TEST_F(swarm_view_test, silence_suspects_then_removes) {
   EXPECT_TRUE(view.is_tombstoned(id_of('b'), 1, t0 + 9s));
 }
 
+TEST_F(swarm_view_test, a_far_members_round_trip_widens_its_silence_thresholds) {
+  view.admit(member_of('b'), t0);
+  view.admit(member_of('c'), t0);
+  view.set_round_trip(id_of('b'), 600ms);  // b is far: +1.2 s
+  view.set_round_trip(id_of('z'), 600ms);  // not a member: ignored
+  auto report = view.check_liveness(t0 + 3500ms);
+  ASSERT_EQ(report.suspected.size(), 1u);
+  EXPECT_EQ(report.suspected[0].peer_id, id_of('c'));
+  report = view.check_liveness(t0 + 4200ms);
+  ASSERT_EQ(report.suspected.size(), 1u);
+  EXPECT_EQ(report.suspected[0].peer_id, id_of('b'));
+  report = view.check_liveness(t0 + 8500ms);
+  ASSERT_EQ(report.timed_out.size(), 1u);
+  EXPECT_EQ(report.timed_out[0].info.peer_id, id_of('c'));
+  EXPECT_EQ(view.check_liveness(t0 + 9200ms).timed_out.size(), 1u);  // b
+  // A hostile or broken measurement counts as at most max_counted_round_trip.
+  view.admit(member_of('d'), t0);
+  view.set_round_trip(id_of('d'), std::chrono::hours(1));
+  EXPECT_EQ(view.check_liveness(t0 + 8s + 2 * max_counted_round_trip).timed_out.size(), 1u);
+}
+
 TEST_F(swarm_view_test, hearing_again_clears_suspicion) {
   view.admit(member_of('b'), t0);
   view.check_liveness(t0 + 4s);

@@ -52,6 +52,64 @@ TEST(link_gateway, carries_a_stream_both_ways_between_members) {
   ::close(fd);
 }
 
+// Each gateway knows when the other's bytes last arrived and the round trip of their handshake:
+// what membership uses to tell a busy far member from a silent one.
+TEST(link_gateway, notes_when_each_peer_was_last_heard_and_its_round_trip) {
+  two_members m;
+  auto& [server, a, b] = m;
+  EXPECT_TRUE(a.heard_from().empty());
+  std::string error;
+  auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
+  ASSERT_TRUE(tunnel) << error;
+  int fd = connect_to(*tunnel);
+  ASSERT_GE(fd, 0);
+  const auto before = std::chrono::steady_clock::now();
+  std::vector<uint8_t> message;
+  EXPECT_EQ(echo_through(fd, 1 << 20, 5, message), message);
+  const auto heard_by_a = a.heard_from();
+  ASSERT_EQ(heard_by_a.size(), 1u);
+  EXPECT_EQ(heard_by_a.begin()->first.size(), 32u);  // a peer id
+  EXPECT_GT(heard_by_a.begin()->second.round_trip.count(), 0);
+  EXPECT_LT(heard_by_a.begin()->second.round_trip, 5s);
+  EXPECT_GE(heard_by_a.begin()->second.last_bytes + 100ms, before);  // the echo came back
+  const auto heard_by_b = b.heard_from();
+  ASSERT_EQ(heard_by_b.size(), 1u);
+  EXPECT_NE(heard_by_b.begin()->first, heard_by_a.begin()->first);
+  EXPECT_GT(heard_by_b.begin()->second.round_trip.count(), 0);
+  ::close(fd);
+}
+
+// A link on which nothing arrives for idle_timeout is closed; one that keeps speaking, however
+// slowly its messages complete, is not.
+TEST(link_gateway, closes_a_silent_link_and_keeps_a_slow_one) {
+  auto options = fast_options();
+  options.idle_timeout = 600ms;
+  echo_server server;
+  link_gateway a{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), options};
+  link_gateway b{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), options};
+  b.set_local_port(server.port());
+  std::string error;
+  // Slow: one byte every 200 ms for 2 s (a message that takes long to complete).
+  auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
+  ASSERT_TRUE(tunnel) << error;
+  int slow = connect_to(*tunnel);
+  ASSERT_GE(slow, 0);
+  for (int k = 0; k < 10; ++k) {
+    const uint8_t byte = static_cast<uint8_t>(k);
+    ASSERT_EQ(::send(slow, &byte, 1, MSG_NOSIGNAL), 1) << "the slow link closed at byte " << k;
+    uint8_t back = 0;
+    ASSERT_EQ(::recv(slow, &back, 1, 0), 1) << "the slow link closed at byte " << k;
+    EXPECT_EQ(back, byte);
+    std::this_thread::sleep_for(200ms);
+  }
+  // Silent: nothing either way; both gateways end it, and the client sees its end.
+  pollfd p{slow, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "a silent link stayed open";
+  uint8_t byte = 0;
+  EXPECT_LE(::recv(slow, &byte, 1, 0), 0);
+  ::close(slow);
+}
+
 TEST(link_gateway, a_peer_with_the_wrong_key_never_reaches_the_local_side) {
   echo_server server;
   link_gateway b(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
