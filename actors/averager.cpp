@@ -17,6 +17,7 @@
 #include "monitoring/swarm_status.hpp"
 #include "runtime/allreduce/bandwidth_shares.hpp"
 #include "runtime/allreduce/link_rate_estimate.hpp"
+#include "runtime/allreduce/round_deadline.hpp"
 #include "runtime/matchmaking_leader.hpp"
 #include "runtime/matchmaking_rules.hpp"
 #include "runtime/message_types.hpp"
@@ -231,8 +232,13 @@ void assign(averager_pointer self, std::vector<matchmaking_leader::group> groups
     std::vector<uint64_t> shares;
     for (const auto& member : assignment.members)
       shares.push_back(member.part_share);
-    spdlog::info("epoch {}: matched a group of {} with {:.0f} samples (round {:016x}){}",
+    const auto deadline =
+      round_deadline(assignment.length, shares, rates, st.options.allreduce_timeout);
+    assignment.deadline_ms = static_cast<uint64_t>(deadline.count());
+    spdlog::info("epoch {}: matched a group of {} with {:.0f} samples (round {:016x}, deadline "
+                 "{:.0f} s){}",
                  formed.epoch, assignment.members.size(), samples, assignment.round_id,
+                 std::chrono::duration<double>(deadline).count(),
                  describe_parts(shares, rates, reachable));
     for (auto& promise : promises)
       promise.deliver(assignment);
@@ -544,8 +550,10 @@ caf::actor spawn_averager(caf::actor_system& system, averager_options options) {
 }
 
 std::chrono::milliseconds averaging_deadline(const averager_options& options) {
-  return 2 * options.matchmaking_time + options.request_timeout + options.allreduce_timeout +
-         std::chrono::seconds(10);
+  // The longest round a leader may assign (round_deadline.hpp), so that the trainer never gives
+  // up on a slow round the averager still runs.
+  return 2 * options.matchmaking_time + options.request_timeout +
+         options.allreduce_timeout * max_round_deadline_stretch + std::chrono::seconds(10);
 }
 
 } // namespace ddactor

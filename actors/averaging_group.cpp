@@ -19,6 +19,7 @@
 #include "runtime/actor_ticks.hpp"
 #include "runtime/allreduce/butterfly_round.hpp"
 #include "runtime/allreduce/link_rate_estimate.hpp"
+#include "runtime/allreduce/round_deadline.hpp"
 
 namespace ddactor {
 
@@ -35,16 +36,21 @@ constexpr double max_plausible_rate = 125e9;
 // At most one liveness note per member to membership in this interval.
 constexpr auto alive_note_interval = std::chrono::milliseconds(200);
 
-// The chunks one member sent us: how many bytes, first and last arrival.
+// A stream this small says more about latency than rate.
+constexpr uint64_t min_stream_bytes = 64 * 1024;
+
+// The chunks one member sent us: how many bytes, and when the last arrived.
 struct received_stream {
   uint64_t bytes = 0;
-  clock_type::time_point first;
   clock_type::time_point last;
 
-  double seconds() const { return std::chrono::duration<double>(last - first).count(); }
-  // Bytes per second, or 0 when the chunks were too few or too close to measure.
-  double rate() const {
-    return bytes >= link_rate_estimate::min_sample_bytes && seconds() > 0 ? bytes / seconds() : 0;
+  // Bytes per second since the round started here (0: too few bytes). From the start, not from
+  // the first chunk: a part of one or two chunks arrives all at once after a long transfer, and
+  // a window from its first chunk made 10 Mbit/s links look like 100 (a leader then gave them
+  // every part). A lower bound, as the estimate wants (link_rate_estimate.hpp).
+  double rate(clock_type::time_point started) const {
+    const double seconds = std::chrono::duration<double>(last - started).count();
+    return bytes >= min_stream_bytes && seconds > 0 ? static_cast<double>(bytes) / seconds : 0;
   }
 };
 
@@ -58,6 +64,7 @@ struct group_state {
   // The round's deadline, then (once done) how long digests are awaited; checked on ticks
   // (runtime/actor_ticks.hpp), so a group that quit is not held by a timer.
   clock_type::time_point started = clock_type::now();
+  std::chrono::milliseconds round_timeout{0};  // the assignment's, clamped to our bounds
   clock_type::time_point deadline;
   clock_type::time_point digest_deadline;
   uint64_t bytes_sent = 0;
@@ -100,6 +107,10 @@ void reply(group_pointer self, average_outcome outcome) {
   self->send(st.options.reply_to, std::move(outcome));
 }
 
+void quit_reporting_link_rates(group_pointer self);
+
+// A failed round still measured the link: what arrived before the deadline is a download
+// sample, and after a first round on slow links timed out it sizes the next one's deadline.
 void fail(group_pointer self, const char* metric_reason, const std::string& why) {
   auto& st = self->state;
   if (st.finished)
@@ -111,25 +122,25 @@ void fail(group_pointer self, const char* metric_reason, const std::string& why)
   outcome.result = round_result::failed;
   outcome.detail = why;
   reply(self, std::move(outcome));
-  self->quit();
+  quit_reporting_link_rates(self);
 }
 
 // A finished round tells the averager what it measured of this peer's link (a download sample:
-// everything that arrived, first chunk to last; an upload sample: the members' digests), then
-// ends.
+// everything that arrived, from the round's start to the last chunk; an upload sample: the
+// members' digests), then ends.
 void quit_reporting_link_rates(group_pointer self) {
   auto& st = self->state;
   if (!st.rates_reported && st.options.reply_to) {
     st.rates_reported = true;
     uint64_t bytes = 0;
-    std::optional<clock_type::time_point> first, last;
+    std::optional<clock_type::time_point> last;
     for (const auto& stream : st.received)
       if (stream.bytes > 0) {
         bytes += stream.bytes;
-        first = first ? std::min(*first, stream.first) : stream.first;
         last = last ? std::max(*last, stream.last) : stream.last;
       }
-    const double seconds = first ? std::chrono::duration<double>(*last - *first).count() : 0.0;
+    const double seconds =
+      last && *last > st.started ? std::chrono::duration<double>(*last - st.started).count() : 0.0;
     self->send(st.options.reply_to, link_rate_atom_v, static_cast<double>(bytes), seconds,
                static_cast<double>(st.upload_bytes), st.upload_rate);
   }
@@ -170,7 +181,7 @@ void on_done(group_pointer self, round_done& done) {
       const auto& from = st.received[m];
       self->send(st.assignment.members[m].averager, digest_atom_v,
                  round_digest{st.assignment.round_id, done.member_set, me, done.digest,
-                              from.bytes, from.rate()});
+                              from.bytes, from.rate(st.started)});
     }
   if (st.round->float_bytes() > 0)
     st.metrics.compression_ratio.set(static_cast<double>(st.bytes_sent) /
@@ -279,8 +290,6 @@ void handle_chunk(group_pointer self, allreduce_chunk& chunk) {
       chunk.sender != st.round->me()) {
     auto& stream = st.received[chunk.sender];
     stream.last = clock_type::now();
-    if (stream.bytes == 0)
-      stream.first = stream.last;
     stream.bytes += chunk.blob.bytes.size();
     if ((st.round->member_set() >> chunk.sender) & 1u)
       note_alive(self, chunk.sender);
@@ -321,7 +330,11 @@ void start_round(group_pointer self, group_assignment assignment) {
   setup.residual = std::move(st.options.residual);
   st.round.emplace(std::move(setup));
   st.started = clock_type::now();
-  st.deadline = st.started + st.options.timeout;
+  st.round_timeout = accepted_round_deadline(
+    std::chrono::milliseconds(static_cast<int64_t>(
+      std::min<uint64_t>(st.assignment.deadline_ms, uint64_t{1} << 40))),
+    st.options.timeout);
+  st.deadline = st.started + st.round_timeout;
   st.last_alive_note.assign(n, clock_type::time_point{});
   st.received.assign(n, received_stream{});
   for (const auto& m : st.assignment.members)
@@ -395,8 +408,10 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
         if (st.round)
           st.round->deadline_passed();  // the round's own failure action is replaced by ours
         fail(self, "deadline",
-             "all-reduce did not finish within " +
-               std::to_string(st.options.timeout.count() / 1000.0) + " s (round_timeout)");
+             fmt::format("all-reduce did not finish within {:.1f} s (the deadline derived from "
+                         "its size and its members' link rates; allreduce_timeout {:.0f} s)",
+                         std::chrono::duration<double>(st.round_timeout).count(),
+                         std::chrono::duration<double>(st.options.timeout).count()));
         return;
       }
       if (done && now >= st.digest_deadline) {

@@ -130,6 +130,9 @@ struct group_assignment {
   uint64_t length = 0;
   /// Ordered; a member's index is its position. At most 64 members.
   std::vector<group_member> members;
+  /// How long the round may take from the assignment, in ms (round_deadline.hpp; members clamp
+  /// it to their own bounds). 0: the members' allreduce_timeout.
+  uint64_t deadline_ms = 0;
 };
 
 /// What a peer can serve to a late joiner: the shared training state of one epoch.
@@ -223,7 +226,8 @@ typename Inspector::result_type inspect(Inspector& f, group_member& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, group_assignment& x) {
-  return f(caf::meta::type_name("group_assignment"), x.round_id, x.epoch, x.length, x.members);
+  return f(caf::meta::type_name("group_assignment"), x.round_id, x.epoch, x.length, x.members,
+           x.deadline_ms);
 }
 
 template <class Inspector>

@@ -1,8 +1,9 @@
 #pragma once
 // A peer's link rate as its own averaging rounds measure it, for the leader's cut of the vector
 // (bandwidth_shares.hpp). Each round gives a sample per direction: the bytes that arrived over the
-// time between its first and last chunk (download), and the rates at which the other members
-// received this peer's chunks, added up (upload: its streams share the uplink). A sample is a
+// time from the round's start to its last chunk (download), and the rates at which the other
+// members received this peer's chunks since their start, added up (upload: its streams share the
+// uplink). A sample is a
 // lower bound of the link (the other end or the round's rhythm may have been slower); rounds that
 // moved too little to measure are ignored; the estimate is a moving average of the samples.
 //
