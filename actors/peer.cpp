@@ -11,6 +11,7 @@
 #include "actors/state_server.hpp"
 #include "actors/trainer.hpp"
 #include "runtime/data_order.hpp"
+#include "runtime/local_addresses.hpp"
 #include "runtime/peer_identity.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/peer_health.hpp"
@@ -272,9 +273,20 @@ void start_swarm(peer_pointer self) {
   } else if (!reach.observed_host.empty()) {
     members.self.info.host = reach.observed_host;
   } else if (listen_host == "0.0.0.0" || listen_host == "::" || listen_host.empty()) {
-    spdlog::warn("network.listen is a wildcard address and network.announce is not set; other "
-                 "peers will be told 127.0.0.1 (set network.announce to the address they dial)");
-    members.self.info.host = "127.0.0.1";
+    // Nobody to ask (the swarm's first peer): this machine's own address.
+    if (auto guess = guess_announce_host()) {
+      members.self.info.host = *guess;
+      spdlog::info("network.announce is not set and no initial peer can tell this peer its "
+                   "address: announcing {}, this machine's address toward the internet (set "
+                   "network.announce where peers reach it elsewhere, e.g. through a router's "
+                   "port forwarding)",
+                   *guess);
+    } else {
+      spdlog::warn("network.listen is a wildcard address, network.announce is not set and this "
+                   "machine has several addresses and no default route; other peers will be "
+                   "told 127.0.0.1 (set network.announce to the address they dial)");
+      members.self.info.host = "127.0.0.1";
+    }
   }
   members.self.progress = st.progress;
   members.self.averager = st.averager;

@@ -1,18 +1,17 @@
 // Real ddactor peers in the network lab, two of them behind home routers (NAT with a stateful
 // firewall: nothing from outside reaches them). No peer is told its address (network.announce
-// unset): each asks its initial peer. The reachable ones learn they are reachable, the NATed
-// ones that they are not; the NATed ones reach each other through relays on the reachable
-// ones, reduce no part of any round, and all four end with identical weights. Needs root (skips
-// without it, as the lab's other tests).
+// unset): the first announces its machine's address, each other asks its initial peer. The
+// reachable ones learn they are reachable, the NATed ones that they are not; the NATed ones
+// reach each other through relays on the reachable ones, reduce no part of any round, and all
+// four end with identical weights. Needs root (skips without it, as the lab's other tests).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <regex>
-#include <sstream>
 
+#include "bench/netlab/lab_swarm.hpp"
 #include "bench/netlab/netlab.hpp"
 #include "runtime/checkpoint_files.hpp"
 
@@ -20,13 +19,6 @@ namespace ddactor {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // A tiny model and short timeouts: the test is about the network, not the model.
 constexpr const char* swarm_config = R"(
@@ -70,6 +62,7 @@ TEST(nat_swarm, peers_behind_nat_discover_it_and_train_through_relays) {
   netlab_options options;
   options.behind_nat = {false, false, true, true};
   options.rate_mbit = 100;
+  options.log_directory = kept_lab_logs("nat_swarm");
   try {
     netlab::cleanup_stale("ddl");
     lab = std::make_unique<netlab>(4, options);
@@ -80,19 +73,13 @@ TEST(nat_swarm, peers_behind_nat_discover_it_and_train_through_relays) {
   std::filesystem::create_directories(dir);
   const auto config = dir / "swarm.toml";
   std::ofstream(config) << swarm_config;
-  ::setenv("DDACTOR_SWARM_KEY",
-           "4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a", 1);
+  ::setenv("DDACTOR_SWARM_KEY", lab_swarm_key, 1);
   const std::string bootstrap = lab->address(0) + ":7000";
   std::vector<pid_t> pids;
   for (int i = 0; i < 4; ++i) {
-    std::vector<std::string> argv{DDACTOR_BINARY, "--config", config.string(), "--set",
-                                  "run.dir=\"" + (dir / ("peer" + std::to_string(i))).string() +
-                                    "\"",
-                                  "--set", "network.listen=\"0.0.0.0:7000\""};
-    // The swarm's first peer has nobody to ask: it is told its address.
-    if (i == 0)
-      argv.insert(argv.end(), {"--set", "network.announce=\"" + bootstrap + "\""});
-    else
+    auto argv = lab_peer_argv(config, dir / ("peer" + std::to_string(i)));
+    // The swarm's first peer has nobody to ask: it announces its own machine's address.
+    if (i > 0)
       argv.insert(argv.end(), {"--set", "network.initial_peers=[\"" + bootstrap + "\"]"});
     pids.push_back(lab->spawn(i, argv, dir / ("peer" + std::to_string(i) + ".log")));
     if (i == 0)
@@ -106,7 +93,10 @@ TEST(nat_swarm, peers_behind_nat_discover_it_and_train_through_relays) {
                                   << logs[static_cast<size_t>(i)];
     EXPECT_EQ(*code, 0) << logs[static_cast<size_t>(i)];
   }
-  // Discovery: what each was told about itself.
+  // Discovery: what each was told about itself, and what the first peer found on its own.
+  EXPECT_NE(logs[0].find("announcing " + lab->address(0) + ", this machine's address"),
+            std::string::npos)
+    << logs[0];
   EXPECT_NE(logs[1].find("see this peer at " + lab->address(1) + "; 1 of 1 could connect "
                          "back: reachable"),
             std::string::npos)

@@ -1,0 +1,42 @@
+#include "runtime/local_addresses.hpp"
+
+#include <arpa/inet.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace ddactor {
+namespace {
+
+bool is_numeric_address(const std::string& text) {
+  in6_addr ignored{};
+  return ::inet_pton(AF_INET, text.c_str(), &ignored) == 1 ||
+         ::inet_pton(AF_INET6, text.c_str(), &ignored) == 1;
+}
+
+TEST(local_addresses, AreNumericAndNeverLoopbackOrLinkLocal) {
+  for (const auto& address : usable_local_addresses()) {
+    SCOPED_TRACE(address);
+    EXPECT_TRUE(is_numeric_address(address));
+    EXPECT_NE(address.rfind("127.", 0), 0u);
+    EXPECT_NE(address.rfind("169.254.", 0), 0u);
+    EXPECT_NE(address, "::1");
+    EXPECT_NE(address.rfind("fe80:", 0), 0u);
+  }
+}
+
+TEST(local_addresses, TheGuessIsOneOfThisMachinesAddresses) {
+  const auto all = usable_local_addresses();
+  const auto guess = guess_announce_host();
+  if (!guess) {
+    // Only where nothing routes out and the machine has no single usable address.
+    EXPECT_NE(all.size(), 1u);
+    return;
+  }
+  EXPECT_TRUE(is_numeric_address(*guess));
+  EXPECT_NE(std::find(all.begin(), all.end(), *guess), all.end()) << *guess;
+}
+
+} // namespace
+} // namespace ddactor
