@@ -97,6 +97,10 @@ struct settings {
   bool hetero = false;        // the heterogeneous-links sweep instead
   bool sealing = false;       // plain vs sealed links (the gateway) instead
   bool nat = false;           // peers behind NAT routers and relays instead
+  bool internet = false;      // 8 peers on mixed-latency, lossy, asymmetric links instead
+  double internet_megabytes = 25;
+  std::vector<std::string> internet_links{"sealed", "plain"};
+  double internet_queue_ms = 100;  // a home router's upload buffer
   int hetero_peers = 4;
   double slow_mbit = 20;      // host 0's link in that sweep
   std::vector<std::string> peer_flags;  // passed to every peer as they are
@@ -1141,6 +1145,82 @@ json nat_sweep(const settings& s, const std::filesystem::path& logs) {
   return out;
 }
 
+// Part 6: links as they are. 8 peers whose access links have their own delays (round trips to
+// the core from 10 to 300 ms), +-10 ms of jitter, 0.5% packet loss and an upload 5x slower
+// than the download, with the default membership and transport timeouts (nothing tuned for the
+// lab). Rounds against the bandwidth bound of their cut (uploads limit), and suspicions of
+// peers that were up all along (aim 0): sealed links (membership also hears the gateway's
+// bytes and round trips) against plain ones (heartbeats only).
+json internet_sweep(const settings& s, const std::filesystem::path& logs) {
+  json out = json::object();
+  const int n = 8;
+  netlab_options options = lab_options(s);
+  options.one_way_delay_ms = 0;
+  options.host_upload_mbit.assign(static_cast<size_t>(n), s.rate_mbit / 5);
+  options.host_delay_ms = {5, 150, 12, 90, 25, 120, 40, 60};
+  options.jitter_ms = 10;
+  options.loss_percent = 0.5;
+  options.queue_ms = s.internet_queue_ms;
+  std::unique_ptr<lab_hosts> hosts;
+  try {
+    netlab::cleanup_stale("ddl");
+    hosts = std::make_unique<lab_hosts>(n, options);
+  } catch (const netlab_unavailable& e) {
+    std::printf("links as they are: skipped: %s\n", e.what());
+    out["skipped"] = e.what();
+    return out;
+  }
+  const auto elements = static_cast<size_t>(s.internet_megabytes * 1e6 / 4);
+  std::vector<double> rates;
+  for (int i = 0; i < n; ++i)
+    rates.push_back(std::min(hosts->lab().rate_mbit(i), hosts->lab().upload_mbit(i)) * 1e6 / 8);
+  const double bound =
+    slowest_transfer_seconds(partition_by_shares(elements, bandwidth_part_shares(rates)), rates, 4);
+  std::printf("links as they are: n=%d, %.0f MB, %.0f Mbit/s down and %.0f up per host, one-way "
+              "access delays 5 to 150 ms (round trips 20 to 600 ms between hosts), +-10 ms "
+              "jitter, 0.5%% loss, %.0f ms queues (%s); bound %.2f s; load %s\n",
+              n, s.internet_megabytes, s.rate_mbit, s.rate_mbit / 5, s.internet_queue_ms,
+              hosts->lab().kernel_delay() ? "netem" : "latency relays", bound,
+              load_average().c_str());
+  std::fflush(stdout);
+  std::printf("%-28s %10s %12s %12s %10s %8s\n", "links", "round s", "vs bound", "suspicions",
+              "removals", "dropped");
+  json variants = json::array();
+  for (const auto& links : s.internet_links) {
+    if (links != "sealed" && links != "plain")
+      throw std::invalid_argument("--internet-links takes sealed and plain, not " + links);
+    const bool sealed = links == "sealed";
+    // ddactor's default round timeout (the bench peer's own default is 600 s): rounds on
+    // these links take longer and must get their deadline from their size and link rates.
+    std::vector<std::string> flags{"--elements", std::to_string(elements), "--allreduce-timeout",
+                                   "60"};
+    if (sealed)
+      flags.push_back("--sealed");
+    const char* name = sealed ? "sealed (gateway liveness)" : "plain (heartbeats only)";
+    uint64_t dropped_before = 0;
+    for (int i = 0; i < n; ++i)
+      dropped_before += hosts->lab().dropped_packets(i);
+    auto run = run_swarm(*hosts, s, n, s.rounds, flags, logs / (sealed ? "sealed" : "plain"),
+                         run_timeout(bound, s.rounds));
+    uint64_t dropped = 0;
+    for (int i = 0; i < n; ++i)
+      dropped += hosts->lab().dropped_packets(i);
+    dropped -= dropped_before;
+    std::printf("%-28s %10.2f %12.3f %12d %10d %8llu%s%s\n", name, run.median_seconds,
+                run.median_seconds / bound, run.suspicions, run.removals,
+                static_cast<unsigned long long>(dropped), run.problem.empty() ? "" : "  PROBLEM: ",
+                run.problem.c_str());
+    std::fflush(stdout);
+    auto j = run_to_json(run);
+    j["links"] = name;
+    j["bound_seconds"] = bound;
+    j["dropped_packets"] = dropped;
+    variants.push_back(j);
+  }
+  out["variants"] = variants;
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -1167,6 +1247,18 @@ int main(int argc, char** argv) {
   app.add_flag("--nat", s.nat,
                "peers behind NAT instead: 4 peers, 2 behind NAT routers (rounds against the "
                "bound of their cut), and sealed streams through a relay against direct ones");
+  app.add_flag("--internet", s.internet,
+               "links as they are instead: 8 peers, per-host delays, jitter, 0.5% loss, uploads "
+               "5x slower than downloads, default timeouts; rounds against the bound and false "
+               "suspicions, sealed and plain");
+  app.add_option("--internet-megabytes", s.internet_megabytes, "vector size there, MB")
+    ->capture_default_str();
+  app.add_option("--internet-queue-ms", s.internet_queue_ms,
+                 "the links' queues there, ms of their rate (a home router's buffer)")
+    ->capture_default_str();
+  app.add_option("--internet-links", s.internet_links, "links there: sealed, plain")
+    ->delimiter(',')
+    ->capture_default_str();
   app.add_flag("--sealing", s.sealing,
                "run the sealed-vs-plain links sweep instead of the size sweep");
   app.add_option("--hetero-peers", s.hetero_peers, "peers of that sweep")->capture_default_str();
@@ -1204,6 +1296,8 @@ int main(int argc, char** argv) {
       result["heterogeneous"] = heterogeneous_sweep(s, logs);
     else if (s.nat)
       result["nat"] = nat_sweep(s, logs);
+    else if (s.internet)
+      result["internet"] = internet_sweep(s, logs);
     else if (s.sealing)
       result["sealing"] = sealing_sweep(s, logs);
     else if (s.codec_sweep)
