@@ -498,12 +498,24 @@ void keep_relays(membership_pointer self) {
       active.push_back(reservation.relay);
   }
   std::erase_if(st.relay_cooldown, [&](const auto& entry) { return entry.second <= now; });
-  // Reachable members first (alive as far as the view knows), then the initial peers that
-  // answered the probe (all there is before the view fills).
-  std::vector<std::string> candidates;
+  // Reachable members first (alive as far as the view knows), nearest first by the round trip
+  // this peer's links measured (a relay doubles a circuit's path through it), then the initial
+  // peers that answered the probe (all there is before the view fills).
+  std::vector<std::pair<std::chrono::microseconds, std::string>> by_round_trip;
+  const auto heard = gateway->heard_from();
   for (auto& member : st.view->members())
-    if (member.info.reachable && member.info.peer_id != st.view->self().info.peer_id)
-      candidates.push_back(member.info.address());
+    if (member.info.reachable && member.info.peer_id != st.view->self().info.peer_id) {
+      const auto found = heard.find(member.info.peer_id);
+      const auto round_trip = found != heard.end() && found->second.round_trip.count() > 0
+                                ? found->second.round_trip
+                                : std::chrono::microseconds::max();
+      by_round_trip.emplace_back(round_trip, member.info.address());
+    }
+  std::stable_sort(by_round_trip.begin(), by_round_trip.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> candidates;
+  for (auto& [round_trip, address] : by_round_trip)
+    candidates.push_back(address);
   candidates.insert(candidates.end(), st.options.relay_candidates.begin(),
                     st.options.relay_candidates.end());
   for (auto& candidate : candidates) {

@@ -43,6 +43,9 @@ constexpr size_t read_size = 256 * 1024;
 // A link whose one side ended gets this long to hand the other side what is buffered.
 constexpr auto flush_grace = std::chrono::seconds(2);
 constexpr auto heard_resolution = std::chrono::milliseconds(100);
+// Every this many bytes of ours the remote's kernel acknowledges count as hearing from the remote
+// (heartbeats alone take minutes to add up to it; a receive buffer holds a few megabytes).
+constexpr uint64_t acknowledged_alive = 64 * 1024;
 // heard_from() forgets peers silent this long (their links are long gone).
 constexpr auto heard_memory = std::chrono::minutes(10);
 
@@ -277,6 +280,7 @@ struct link {
   clock::time_point heard_noted{};  // when sealed bytes from it were last noted for heard_from()
   clock::time_point last_net_bytes{};  // an open CAF link: when bytes last arrived (idle_timeout)
   uint64_t acked_seen = 0;  // of to_net.written, what the remote's kernel had acknowledged
+  uint64_t acked_heard = 0;  // acked_seen when that last counted for heard_from()
   clock::time_point ack_checked{};
 };
 
@@ -1129,8 +1133,10 @@ struct link_gateway::loop {
   // Signs of life of an open link's remote: bytes from it, and its kernel acknowledging new
   // bytes of ours (a TCP flow starved by seven others on a home upload can sit in
   // retransmission backoff for seconds, delivering nothing, while its peer is well and takes
-  // what this side sends). Both count for heard_from(): the remote's machine is up and its
-  // path works. Checked at most every heard_resolution.
+  // what this side sends). Any acknowledgement keeps the link (its path works); for
+  // heard_from() it takes acknowledged_alive bytes: a stopped process's kernel acknowledges
+  // heartbeats for ever, but bulk data only until its receive buffer is full. Checked at most
+  // every heard_resolution.
   void note_acknowledged(link& l, clock::time_point now) {
     if (now - l.ack_checked < heard_resolution)
       return;
@@ -1144,7 +1150,10 @@ struct link_gateway::loop {
       return;
     l.acked_seen = acked;
     l.last_net_bytes = now;
-    note_heard(l);
+    if (acked - l.acked_heard >= acknowledged_alive) {
+      l.acked_heard = acked;
+      note_heard(l);
+    }
   }
 
   // Whether an open link's remote has shown no sign of life for longer than idle_timeout plus

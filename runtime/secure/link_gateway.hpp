@@ -180,7 +180,7 @@ class link_gateway {
 
   struct activity {
     /// When authenticated bytes last arrived from the peer over its links, or its kernel last
-    /// acknowledged new bytes of ours, to 100 ms: a member whose link carries bytes is alive,
+    /// acknowledged 64 KiB more of ours, to 100 ms: a member whose link carries bytes is alive,
     /// even while its heartbeats queue behind them or its own TCP flow is starved.
     std::chrono::steady_clock::time_point last_bytes;
     /// The round trip its latest link's handshake measured (0 when unknown).
