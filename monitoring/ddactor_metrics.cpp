@@ -209,7 +209,12 @@ link_metrics::link_metrics(metrics_registry& r)
                .with()),
     reservations(r.gauge("ddactor_link_relay_reservations",
                          "Peers behind NAT that keep a reservation at this peer's relay.")
-                   .with()) {}
+                   .with()),
+    silent_closed(r.counter("ddactor_link_silent_closed_total",
+                            "Links the gateway closed because nothing arrived and nothing sent "
+                            "was acknowledged for network.remove_after plus two round trips "
+                            "(a peer gone or cut off).")
+                    .with()) {}
 
 double unix_time_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())

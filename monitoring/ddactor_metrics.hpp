@@ -75,6 +75,7 @@ struct link_metrics {
   counter& relayed_bytes;         // ddactor_link_relayed_bytes_total
   counter& circuits;              // ddactor_link_relay_circuits_total
   gauge& reservations;            // ddactor_link_relay_reservations
+  counter& silent_closed;         // ddactor_link_silent_closed_total
 };
 
 /// The trainer's progress.

@@ -1183,6 +1183,7 @@ struct link_gateway::loop {
       if (l.stage == link_stage::open && l.kind == link_kind::caf) {
         note_acknowledged(l, now);
         if (options.idle_timeout.count() > 0 && silent_too_long(l, now)) {
+          metrics.silent_closed.inc();
           close_link(l, "silent");
           continue;
         }

@@ -102,11 +102,14 @@ TEST(link_gateway, closes_a_silent_link_and_keeps_a_slow_one) {
     EXPECT_EQ(back, byte);
     std::this_thread::sleep_for(200ms);
   }
-  // Silent: nothing either way; both gateways end it, and the client sees its end.
+  // Silent: nothing either way; both gateways end it (and count it), and the client sees its
+  // end.
+  const double silent_before = link_metrics(global_metrics()).silent_closed.value();
   pollfd p{slow, POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, 5000), 1) << "a silent link stayed open";
   uint8_t byte = 0;
   EXPECT_LE(::recv(slow, &byte, 1, 0), 0);
+  EXPECT_GE(link_metrics(global_metrics()).silent_closed.value(), silent_before + 1);
   ::close(slow);
 }
 
