@@ -575,8 +575,8 @@ void on_tick(membership_pointer self) {
   auto report = st.view->check_liveness(now);
   for (auto& info : report.suspected) {
     st.metrics.suspected.inc();
-    spdlog::warn("membership {}: peer {} suspected: silent for {} ms", me(self), describe(info),
-                 st.options.suspect_after.count());
+    spdlog::warn("membership {}: peer {} suspected: silent for {} ms plus twice its round trip",
+                 me(self), describe(info), st.options.suspect_after.count());
   }
   for (auto& member : report.timed_out) {
     forget_member(self, member, removal_reason::timeout, {});
