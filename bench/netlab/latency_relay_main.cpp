@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 
 namespace {
@@ -30,6 +31,15 @@ ddactor::latency_relay* running_relay = nullptr;
 void on_stop_signal(int) {
   if (running_relay != nullptr)
     running_relay->stop();
+}
+
+// "12.5" -> 12500 us; nothing unless a number of milliseconds from 0 to 3600000.
+std::optional<std::chrono::microseconds> milliseconds_of(const std::string& value) {
+  std::size_t used = 0;
+  const double ms = std::stod(value, &used);
+  if (used != value.size() || !(ms >= 0.0) || ms > 3.6e6)
+    return std::nullopt;
+  return std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0 + 0.5));
 }
 
 int usage(const char* why) {
@@ -62,21 +72,14 @@ int main(int argc, char** argv) {
       } else if (flag == "--target") {
         options.target = ddactor::parse_host_port(value);
         has_target = true;
-      } else if (flag == "--delay-ms") {
-        std::size_t used = 0;
-        const double ms = std::stod(value, &used);
-        if (used != value.size() || !(ms >= 0.0) || ms > 3.6e6)
-          return usage("--delay-ms must be a number of milliseconds from 0 to 3600000");
-        options.delay = std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0 + 0.5));
-        has_delay = true;
+      } else if (flag == "--delay-ms" || flag == "--jitter-ms") {
+        const auto time = milliseconds_of(value);
+        if (!time)
+          return usage((flag + " must be a number of milliseconds from 0 to 3600000").c_str());
+        (flag == "--delay-ms" ? options.delay : options.jitter) = *time;
+        has_delay = has_delay || flag == "--delay-ms";
       } else if (flag == "--source-delay") {
         options.source_delays.push_back(ddactor::parse_source_delay(value));
-      } else if (flag == "--jitter-ms") {
-        std::size_t used = 0;
-        const double ms = std::stod(value, &used);
-        if (used != value.size() || !(ms >= 0.0) || ms > 3.6e6)
-          return usage("--jitter-ms must be a number of milliseconds from 0 to 3600000");
-        options.jitter = std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0 + 0.5));
       } else if (flag == "--seed") {
         std::size_t used = 0;
         options.seed = std::stoull(value, &used);
