@@ -520,8 +520,11 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       auto& metric = self->state.metrics.link_rate;
       metric.with({"download"}).set(rates.download());
       metric.with({"upload"}).set(rates.upload());
-      metric.with({"used"}).set(self->state.options.link_rate > 0 ? self->state.options.link_rate
-                                                                  : rates.limiting());
+      const double used =
+        self->state.options.link_rate > 0 ? self->state.options.link_rate : rates.limiting();
+      metric.with({"used"}).set(used);
+      if (self->state.options.progress)
+        self->send(self->state.options.progress, link_rate_atom_v, used);
     },
     [=](timeout_atom, int64_t epoch) {
       if (!refuse_remote(self, "averager", "timeout"))

@@ -66,6 +66,9 @@ struct averager_options {
   /// Where the outcome of every round (its group, leader, duration, bytes) is written for the
   /// status page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;
+  /// Told this peer's measured link rate after each round, for its progress reports; may be
+  /// null.
+  caf::actor progress;
 };
 
 /// Local: `(average_atom, average_request)` -> average_outcome; `(view_atom, members)` from

@@ -17,6 +17,7 @@
 #include "runtime/errors.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
+#include "runtime/relay_choice.hpp"
 #include "runtime/secure/hello_proof.hpp"
 #include "runtime/secure/link_gateway.hpp"
 #include "runtime/sender_rate_limit.hpp"
@@ -66,6 +67,8 @@ struct membership_state {
   std::map<std::string, clock::time_point> tunnel_deadlines;
   /// Relays whose reservation was lost: not asked again before the time given.
   std::map<std::string, clock::time_point> relay_cooldown;
+  /// Members' link rates as their reports claim them (bytes per second), for relay choice.
+  std::map<std::string, double, std::less<>> link_rates;
   /// Unreachable members whose link through a relay broke, by id: dialed again through their
   /// relays each interval (not after their tombstone) until they are back or the time given.
   std::map<std::string, std::pair<peer_info, clock::time_point>> relayed_redials;
@@ -498,24 +501,22 @@ void keep_relays(membership_pointer self) {
       active.push_back(reservation.relay);
   }
   std::erase_if(st.relay_cooldown, [&](const auto& entry) { return entry.second <= now; });
-  // Reachable members first (alive as far as the view knows), nearest first by the round trip
-  // this peer's links measured (a relay doubles a circuit's path through it), then the initial
+  // Reachable members first (alive as far as the view knows): the fastest links first as their
+  // reports claim them (a relay carries both directions of its circuits), the nearest first
+  // among equals and unmeasured ones (round trips this peer's links measured); then the initial
   // peers that answered the probe (all there is before the view fills).
-  std::vector<std::pair<std::chrono::microseconds, std::string>> by_round_trip;
+  std::vector<relay_candidate> members;
   const auto heard = gateway->heard_from();
   for (auto& member : st.view->members())
     if (member.info.reachable && member.info.peer_id != st.view->self().info.peer_id) {
-      const auto found = heard.find(member.info.peer_id);
-      const auto round_trip = found != heard.end() && found->second.round_trip.count() > 0
-                                ? found->second.round_trip
-                                : std::chrono::microseconds::max();
-      by_round_trip.emplace_back(round_trip, member.info.address());
+      relay_candidate candidate{member.info.address()};
+      if (auto rate = st.link_rates.find(member.info.peer_id); rate != st.link_rates.end())
+        candidate.link_rate = rate->second;
+      if (auto found = heard.find(member.info.peer_id); found != heard.end())
+        candidate.round_trip = found->second.round_trip;
+      members.push_back(std::move(candidate));
     }
-  std::stable_sort(by_round_trip.begin(), by_round_trip.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<std::string> candidates;
-  for (auto& [round_trip, address] : by_round_trip)
-    candidates.push_back(address);
+  std::vector<std::string> candidates = rank_relay_candidates(std::move(members));
   candidates.insert(candidates.end(), st.options.relay_candidates.begin(),
                     st.options.relay_candidates.end());
   for (auto& candidate : candidates) {
@@ -860,6 +861,16 @@ caf::behavior membership(membership_pointer self, membership_options options) {
     },
     // Local, from averaging groups: chunks from this peer arrived, which proves it alive (its
     // heartbeats may be queued behind those chunks).
+    // Local, from progress: a peer's link rate as its signed reports claim it (relay choice).
+    [=](link_rate_atom, const std::string& peer_id, double bytes_per_second) {
+      auto& st = self->state;
+      if (refuse_remote(self, "membership", "link rate"))
+        return;
+      if (bytes_per_second > 0 && st.view->find(peer_id) != nullptr)
+        st.link_rates[peer_id] = bytes_per_second;
+      else
+        st.link_rates.erase(peer_id);
+    },
     [=](alive_atom, const std::string& peer_id) {
       auto& st = self->state;
       if (refuse_remote(self, "membership", "alive"))

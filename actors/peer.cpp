@@ -243,6 +243,7 @@ void start_swarm(peer_pointer self) {
   averaging.silent_leader = cfg.debug.allow_byzantine && cfg.debug.byzantine == "silent_leader";
   averaging.reachable = st.options.reach.reachable;
   averaging.status_board = st.options.status_board;
+  averaging.progress = st.progress;
   st.averager = spawn_averager(self->system(), averaging);
   st.averaging_deadline = averaging_deadline(averaging);
 

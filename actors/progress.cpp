@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <set>
@@ -26,6 +27,9 @@ struct progress_state {
   std::optional<progress_tracker> tracker;  // runtime/progress_tracker.hpp: the rules
   caf::actor trainer;
   caf::actor averager;
+  // Learned from its view messages: where the peers' link rates go (relay choice).
+  caf::actor membership;
+  std::map<std::string, double> told_link_rates;  // what membership was told, per peer
   std::vector<caf::actor> others;  // progress actors of the other peers of this swarm
   std::map<std::string, caf::actor> state_servers;  // of the other peers, by id
   averaging_metrics metrics{global_metrics()};
@@ -44,7 +48,7 @@ bool same_claims(const progress_report& a, const progress_report& b) {
   return a.peer_id == b.peer_id && a.swarm_id == b.swarm_id && a.epoch == b.epoch &&
          a.samples == b.samples && a.samples_per_second == b.samples_per_second &&
          a.ready == b.ready && a.state_digest == b.state_digest && a.resyncing == b.resyncing &&
-         a.may_lead == b.may_lead;
+         a.may_lead == b.may_lead && a.link_rate == b.link_rate;
 }
 
 // Our report for the others: signed again, with the next sequence number, whenever a claim in
@@ -76,6 +80,24 @@ void send_report(progress_pointer self) {
     for (const auto& other : st.others)
       self->send(other, progress_atom_v, posing);
   }
+}
+
+// Claimed link rates above this (bytes per second: 1 Tbit/s) are no measurement.
+constexpr double max_claimed_link_rate = 125e9;
+
+// Membership picks relays by the peers' measured link rates: told when one changes by a tenth.
+void tell_link_rate(progress_pointer self, const progress_report& report) {
+  auto& st = self->state;
+  // A claimed rate only steers which relay an unreachable peer asks first: an absurd one is 0.
+  const double rate = std::isfinite(report.link_rate) && report.link_rate > 0 &&
+                          report.link_rate < max_claimed_link_rate
+                        ? report.link_rate
+                        : 0.0;
+  auto& told = st.told_link_rates[report.peer_id];
+  if (!st.membership || std::abs(rate - told) <= 0.1 * told)
+    return;
+  told = rate;
+  self->send(st.membership, link_rate_atom_v, report.peer_id, rate);
 }
 
 // The averager's matchmaking needs every peer's current epoch: pushed whenever one changes.
@@ -177,6 +199,7 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       auto& st = self->state;
       if (refuse_remote(self, "progress", "view"))
         return;
+      st.membership = caf::actor_cast<caf::actor>(self->current_sender());
       st.others.clear();
       st.state_servers.clear();
       std::set<std::string> peers;
@@ -225,12 +248,18 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       const auto moved = st.tracker->on_report(report, now);
       if (!moved)
         return;  // not for us, or not believable
+      tell_link_rate(self, report);
       if (st.options.status_board)
         st.options.status_board->record_progress(report.peer_id, report.epoch,
                                                  report.samples_per_second, now);
       if (*moved)
         push_epochs(self);
       update(self);
+    },
+    // Local, from the averager: this peer's measured link rate, for its reports.
+    [=](link_rate_atom, double bytes_per_second) {
+      if (!refuse_remote(self, "progress", "link rate"))
+        self->state.tracker->set_own_link_rate(bytes_per_second);
     },
     [=](tick_atom) {
       auto& st = self->state;

@@ -80,6 +80,8 @@ public:
   explicit progress_tracker(progress_tracker_options options);
 
   const progress_report& mine() const noexcept { return mine_; }
+  /// This peer's measured link rate, for its reports.
+  void set_own_link_rate(double bytes_per_second) { mine_.link_rate = bytes_per_second; }
 
   /// This peer's trainer reports its progress.
   own_change on_own_progress(int64_t epoch, int64_t samples, double samples_per_second,

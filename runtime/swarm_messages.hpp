@@ -90,6 +90,9 @@ struct progress_report {
   /// Grows with every report its author signs (from the wall clock at start, so a restarted
   /// peer continues above its last run): a report below the newest one seen is a replay.
   uint64_t sequence = 0;
+  /// The author's link rate as its own rounds measured it (bytes per second, the limiting
+  /// direction; 0: not yet): unreachable peers ask the fastest reachable ones to relay for them.
+  double link_rate = 0;
   /// The author's Ed25519 public key and its signature of the fields above
   /// (runtime/secure/report_proof.hpp); empty where proofs are not required.
   std::string public_key;
@@ -210,7 +213,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
   return f(caf::meta::type_name("progress_report"), x.peer_id, x.swarm_id, x.epoch, x.samples,
            x.samples_per_second, x.ready, x.state_digest, x.resyncing, x.may_lead, x.sequence,
-           x.public_key, x.signature);
+           x.link_rate, x.public_key, x.signature);
 }
 
 template <class Inspector>

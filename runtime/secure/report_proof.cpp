@@ -13,12 +13,13 @@ namespace {
 // Every field a receiver acts on; the rate by its bits, so that signing and checking never
 // disagree on a rounding.
 std::string signed_content(const progress_report& r) {
-  return signed_text("ddactor progress v1",
+  return signed_text("ddactor progress v2",
                      {r.peer_id, r.swarm_id, std::to_string(r.epoch), std::to_string(r.samples),
                       std::to_string(std::bit_cast<uint64_t>(r.samples_per_second)),
                       std::to_string(r.ready ? 1 : 0), std::to_string(r.state_digest),
                       std::to_string(r.resyncing ? 1 : 0), std::to_string(r.may_lead ? 1 : 0),
-                      std::to_string(r.sequence)});
+                      std::to_string(r.sequence),
+                      std::to_string(std::bit_cast<uint64_t>(r.link_rate))});
 }
 
 } // namespace

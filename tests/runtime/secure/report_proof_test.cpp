@@ -39,6 +39,7 @@ TEST(report_proof, every_claim_and_the_sequence_are_signed) {
          [](progress_report& x) { x.resyncing = true; },
          [](progress_report& x) { x.may_lead = false; },
          [](progress_report& x) { x.sequence += 1; },
+         [](progress_report& x) { x.link_rate = 1.25e6; },
          [](progress_report& x) { x.swarm_id = "other"; },
          [](progress_report& x) { x.signature[17] ^= 4; },
          [](progress_report& x) { x.public_key.pop_back(); }}) {
