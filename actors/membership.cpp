@@ -146,6 +146,7 @@ void forget_member(membership_pointer self, const swarm_member& member, removal_
   auto& st = self->state;
   if (member.membership)
     self->demonitor(member.membership);
+  st.link_rates.erase(member.info.peer_id);
   st.metrics.left.with({std::string(to_string(reason))}).inc();
   auto line = detail.empty() ? std::string{} : " (" + detail + ")";
   switch (reason) {

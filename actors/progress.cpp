@@ -214,6 +214,8 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       }
       // Forget peers that left.
       st.tracker->keep_peers(peers, static_cast<int32_t>(st.others.size() + 1));
+      std::erase_if(st.told_link_rates,
+                    [&](const auto& told) { return !peers.contains(told.first); });
       update(self);
     },
     [=](progress_atom, int64_t epoch, int64_t samples, double samples_per_second,
