@@ -244,7 +244,8 @@ std::pair<std::string, uint16_t> relay_for(membership_pointer self, const peer_i
   auto& st = self->state;
   std::set<std::string> alive;
   for (auto& member : st.view->members())
-    alive.insert(member.info.address());
+    for (auto& address : member.info.addresses())
+      alive.insert(address);
   const auto now = clock::now();
   std::optional<std::string> first_alive, first;
   for (auto& relay : other.relays) {
@@ -261,12 +262,30 @@ std::pair<std::string, uint16_t> relay_for(membership_pointer self, const peer_i
   return parsed ? *parsed : std::pair<std::string, uint16_t>{};
 }
 
+// The first of `info`'s addresses (host:port, then its alternates) not waiting after a failed
+// dial; nullopt while one is being dialed or when all wait.
+std::optional<std::string> address_to_dial(const membership_state& st, const peer_info& info) {
+  const auto addresses = info.addresses();
+  for (auto& address : addresses)
+    if (st.dials_in_flight.contains(address))
+      return std::nullopt;
+  const auto now = clock::now();
+  for (auto& address : addresses) {
+    auto cooldown = st.dial_cooldown.find(address);
+    if (cooldown == st.dial_cooldown.end() || cooldown->second <= now)
+      return address;
+  }
+  return std::nullopt;
+}
+
 void dial_member(membership_pointer self, const peer_info& info) {
   auto& st = self->state;
   if (!opens_link_to(st.view->self().info, info))
     return;  // it dials us
   if (info.reachable) {
-    dial(self, info.host, info.port, false);
+    auto address = address_to_dial(st, info);
+    if (auto parsed = address ? parse_peer_address(*address) : std::nullopt)
+      dial(self, parsed->first, parsed->second, false);
     return;
   }
   if (!st.options.gateway)
@@ -289,7 +308,21 @@ void dial_failed(membership_pointer self, const std::string& address, bool boots
   const auto backoff = std::min<std::chrono::milliseconds>(
     st.options.bootstrap_retry * (1 << std::min(failures - 1, 16)), max_dial_backoff);
   st.dial_cooldown[address] = clock::now() + backoff;
-  st.view->forget_candidates_at(address);
+  // A candidate with another address to try is dialed there at once (its IPv6 address where
+  // IPv4 failed); the others are forgotten.
+  std::vector<peer_info> fall_back;
+  std::vector<std::string> forgotten;
+  for (auto& [id, info] : st.view->candidates()) {
+    const auto addresses = info.addresses();
+    if (std::find(addresses.begin(), addresses.end(), address) == addresses.end())
+      continue;
+    if (address_to_dial(st, info))
+      fall_back.push_back(info);
+    else
+      forgotten.push_back(id);
+  }
+  for (auto& id : forgotten)
+    st.view->forget_candidate(id);
   // Said when it starts failing, then less and less often (1st, 2nd, 4th, 8th ... failure).
   const bool worth_saying = (failures & (failures - 1)) == 0;
   if (bootstrap && st.view->others() == 0 && worth_saying)
@@ -299,6 +332,10 @@ void dial_failed(membership_pointer self, const std::string& address, bool boots
                  std::chrono::duration_cast<std::chrono::seconds>(backoff).count(), failures);
   else
     spdlog::debug("membership {}: cannot reach {}: {}", me(self), address, why);
+  for (auto& info : fall_back) {
+    spdlog::debug("membership {}: trying {} at its next address", me(self), describe(info));
+    dial_member(self, info);
+  }
 }
 
 // The reply to our hello: the peer itself and the peers it knows.
@@ -336,6 +373,10 @@ void on_hello_reply(membership_pointer self, const std::string& address, caf::ac
   auto outcome = admit_member(self, them);
   if (outcome == swarm_view::admission::stale)
     return;
+  if (outcome == swarm_view::admission::joined && address != them.info.address() &&
+      st.dial_cooldown.contains(them.info.address()))
+    spdlog::info("membership {}: reached {} at {}, its address {} did not answer", me(self),
+                 short_peer_id(them.info.peer_id), address, them.info.address());
   // Other candidates at that address were older tenants of it.
   st.view->forget_candidates_at(address);
   if (merged) {
@@ -354,7 +395,7 @@ void dial(membership_pointer self, const std::string& host, uint16_t port, bool 
   auto& st = self->state;
   if (!st.published)
     return;
-  auto address = host + ":" + std::to_string(port);
+  auto address = format_peer_address(host, port);
   if (!via_relay_to.empty())
     address = relayed_address(via_relay_to, address);
   if (st.dials_in_flight.contains(address) || st.own_addresses.contains(address))
@@ -460,7 +501,8 @@ void dial_initial_peers(membership_pointer self, bool only_missing) {
   std::set<std::string> member_addresses;
   if (only_missing)
     for (auto& member : st.view->members())
-      member_addresses.insert(member.info.address());
+      for (auto& address : member.info.addresses())
+        member_addresses.insert(address);
   for (auto& peer : st.initial_peers)
     if (!peer.gone && !member_addresses.contains(peer.address))
       dial(self, peer.host, peer.port, true);
@@ -665,10 +707,13 @@ void start_listening(membership_pointer self) {
         auto own = st.view->self();
         if (!st.options.announce_port_fixed || own.info.port == 0)
           own.info.port = bound;
+        own.info.alternates.clear();
+        for (auto& [host, port] : st.options.alternates)
+          own.info.alternates.push_back(format_peer_address(host, port != 0 ? port : bound));
         st.view->set_self(own);
-        spdlog::info("membership {}: listening on {}:{} (announced as {}), swarm '{}', "
+        spdlog::info("membership {}: listening on port {} (announced as {}), swarm '{}', "
                      "incarnation {}, {}",
-                     me(self), st.options.listen_host, bound, own.info.address(),
+                     me(self), bound, describe_addresses(own.info.addresses()),
                      own.info.swarm_id, own.info.incarnation,
                      st.options.gateway ? "links sealed (handshake, encryption)"
                                         : "plain links (network.encryption = false)");

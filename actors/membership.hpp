@@ -87,6 +87,9 @@ struct membership_options {
   uint16_t listen_port = 0;
   /// Keep self.info.port as given (behind a NAT or a port forward).
   bool announce_port_fixed = false;
+  /// Further addresses to announce after self.info's (runtime/announced_addresses.hpp): they
+  /// become self.info.alternates, a port of 0 replaced by the one listened on.
+  std::vector<std::pair<std::string, uint16_t>> alternates;
   /// "host:port" ("[v6]:port" for IPv6) of any peers of the swarm; empty: start a new swarm.
   std::vector<std::string> initial_peers;
   std::chrono::milliseconds gossip_interval{1000};

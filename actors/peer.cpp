@@ -10,8 +10,10 @@
 #include "actors/progress.hpp"
 #include "actors/state_server.hpp"
 #include "actors/trainer.hpp"
+#include "runtime/announced_addresses.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/local_addresses.hpp"
+#include "runtime/peer_address.hpp"
 #include "runtime/peer_identity.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/peer_health.hpp"
@@ -156,15 +158,6 @@ std::chrono::milliseconds seconds(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
 }
 
-// Listen address "host:port" (port 0 allowed: any free port).
-std::pair<std::string, uint16_t> split_listen(const std::string& address) {
-  auto colon = address.rfind(':');
-  auto host = address.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  return {host, static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))};
-}
-
 } // namespace
 
 std::string swarm_id_of(const run_config& config) {
@@ -255,40 +248,36 @@ void start_swarm(peer_pointer self) {
   st.state_server = spawn_state_server(self->system(), serving);
 
   membership_options members;
-  auto [listen_host, listen_port] = split_listen(net.listen);
+  auto [listen_host, listen_port] = split_listen_address(net.listen.front());
   members.listen_host = listen_host;
   members.listen_port = listen_port;
   members.self.info.peer_id = identity.peer_id;
   members.self.info.swarm_id = swarm_id;
   members.self.info.incarnation = identity.incarnation;
-  members.self.info.host = listen_host;
-  members.self.info.port = listen_port;
   const auto& reach = st.options.reach;
   members.self.info.reachable = reach.reachable;
   members.relay_candidates = reach.relay_candidates;
-  if (!net.announce.empty()) {
-    auto [host, port] = split_listen(net.announce);
-    members.self.info.host = host;
-    members.self.info.port = port;
-    members.announce_port_fixed = port != 0;
-  } else if (!reach.observed_host.empty()) {
-    members.self.info.host = reach.observed_host;
-  } else if (listen_host == "0.0.0.0" || listen_host == "::" || listen_host.empty()) {
+  auto announced =
+    announce_addresses(net.announce, net.listen, reach.observed_hosts, guess_announce_hosts);
+  if (announced.addresses.empty()) {
+    spdlog::warn("network.listen is a wildcard address, network.announce is not set and this "
+                 "machine has several addresses and no default route; other peers will be "
+                 "told 127.0.0.1 (set network.announce to the address they dial)");
+    announced.addresses = {{"127.0.0.1", 0}};
+  } else if (announced.guessed && announced.from == announced_addresses::origin::listened) {
     // Nobody to ask (the swarm's first peer): this machine's own address.
-    if (auto guess = guess_announce_host()) {
-      members.self.info.host = *guess;
-      spdlog::info("network.announce is not set and no initial peer can tell this peer its "
-                   "address: announcing {}, this machine's address toward the internet (set "
-                   "network.announce where peers reach it elsewhere, e.g. through a router's "
-                   "port forwarding)",
-                   *guess);
-    } else {
-      spdlog::warn("network.listen is a wildcard address, network.announce is not set and this "
-                   "machine has several addresses and no default route; other peers will be "
-                   "told 127.0.0.1 (set network.announce to the address they dial)");
-      members.self.info.host = "127.0.0.1";
-    }
+    std::string hosts;
+    for (auto& [host, port] : announced.addresses)
+      hosts += (hosts.empty() ? "" : ", ") + host;
+    spdlog::info("network.announce is not set and no initial peer can tell this peer its "
+                 "address: announcing {}, this machine's address toward the internet (set "
+                 "network.announce where peers reach it elsewhere, e.g. through a router's "
+                 "port forwarding)",
+                 hosts);
   }
+  std::tie(members.self.info.host, members.self.info.port) = announced.addresses.front();
+  members.announce_port_fixed = members.self.info.port != 0;
+  members.alternates.assign(announced.addresses.begin() + 1, announced.addresses.end());
   members.self.progress = st.progress;
   members.self.averager = st.averager;
   members.self.state_server = st.state_server;
@@ -315,11 +304,12 @@ void start_swarm(peer_pointer self) {
                 caf::ok_atom_v)
     .then(
       [=](uint16_t port) {
-        spdlog::info("listening for peers on {}:{}", split_listen(self->state.options.config.network.listen).first,
-                     port);
+        spdlog::info("listening for peers on {} (port {})",
+                     describe_addresses(self->state.options.config.network.listen), port);
       },
       [=](const caf::error& err) {
-        spdlog::critical("cannot listen on {}: {}", self->state.options.config.network.listen,
+        spdlog::critical("cannot listen on {}: {}",
+                         describe_addresses(self->state.options.config.network.listen),
                          self->system().render(err));
         shut_down_children(self);
         self->quit(err);

@@ -25,6 +25,7 @@
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/peer_address.hpp"
 #include "runtime/run_data.hpp"
 #include "runtime/secure/link_gateway.hpp"
 #include "runtime/secure/reachability.hpp"
@@ -102,11 +103,12 @@ std::shared_ptr<link_gateway> open_link_gateway(const run_config& config,
   const auto& net = config.network;
   auto policy = admission_of_run(net, std::getenv("DDACTOR_SWARM_KEY"));
   link_gateway_options options;
-  const auto colon = net.listen.rfind(':');
-  options.listen_host = net.listen.substr(0, colon);
-  if (options.listen_host.size() > 2 && options.listen_host.front() == '[')
-    options.listen_host = options.listen_host.substr(1, options.listen_host.size() - 2);
-  options.listen_port = static_cast<uint16_t>(std::stoi(net.listen.substr(colon + 1)));
+  options.listen_hosts.clear();
+  for (auto& address : net.listen) {
+    auto [host, port] = split_listen_address(address);
+    options.listen_hosts.push_back(host);
+    options.listen_port = port;  // one port for all (checked by the config)
+  }
   options.handshake_timeout =
     std::chrono::milliseconds(static_cast<int64_t>(net.handshake_timeout * 1000));
   options.tunnel_timeout =
@@ -211,7 +213,7 @@ int train_command(const run_config& config) {
     else
       spdlog::warn("network.encryption = false: links to peers are neither authenticated nor "
                    "encrypted, and anyone who can reach {} can join (trusted networks only)",
-                   config.network.listen);
+                   describe_addresses(config.network.listen));
   }
 
   network_timing timing;

@@ -1008,7 +1008,7 @@ double gateway_stream_seconds(netlab& lab, int from, int to, int relay, double b
   std::unique_ptr<stream_sink> sink;
   auto options_in = [&](int host) {
     link_gateway_options options;
-    options.listen_host = lab.behind_nat(host) ? "0.0.0.0" : lab.address(host);
+    options.listen_hosts = {lab.behind_nat(host) ? "0.0.0.0" : lab.address(host)};
     return options;
   };
   if (relay >= 0)

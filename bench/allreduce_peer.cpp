@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
       symmetric_key bench_key{};
       bench_key.fill(0x42);
       link_gateway_options options;
-      options.listen_host = listen_host;
+      options.listen_hosts = {listen_host};
       options.listen_port = listen_port;
       options.max_message_bytes = peer_message_limit;  // as a peer does: its cost is measured too
       options.idle_timeout = seconds(std::max(connection_timeout, remove_after));  // as a peer

@@ -10,6 +10,7 @@
 
 #include "config/config_loader.hpp"
 #include "config/memory_estimate.hpp"
+#include "runtime/peer_address.hpp"
 
 #include <toml++/toml.h>
 
@@ -131,8 +132,7 @@ std::string render(bool value) { return value ? "true" : "false"; }
 std::string render(int value) { return std::to_string(value); }
 std::string render(int64_t value) { return std::to_string(value); }
 std::string render(uint64_t value) { return std::to_string(value); }
-// List keys (network.initial_peers, ...) are to come with later sections.
-[[maybe_unused]] std::string render(const std::vector<std::string>& values) {
+std::string render(const std::vector<std::string>& values) {
   std::string out = "[";
   for (size_t i = 0; i < values.size(); ++i)
     out += (i ? ", " : "") + toml_string(values[i]);
@@ -217,9 +217,13 @@ T read_as(const toml::node& node) {
     }
     return static_cast<T>(value);
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    // One string stands for a list of one ("" for none): `listen = "0.0.0.0:7000"`.
+    if (const auto* text = node.as_string())
+      return text->get().empty() ? std::vector<std::string>{}
+                                 : std::vector<std::string>{text->get()};
     const auto* items = node.as_array();
     if (!items)
-      throw bad_value{"expected an array of strings, got " + describe_node(node)};
+      throw bad_value{"expected a string or an array of strings, got " + describe_node(node)};
     std::vector<std::string> values;
     for (const auto& item : *items) {
       if (!item.is_string())
@@ -346,11 +350,51 @@ auto empty_or_addresses() {
   };
 }
 
+/// "host:port" as peers read it ("[v6]:port"; a bare IPv6 address cannot carry a port).
+bool is_peer_address(const std::string& value) {
+  try {
+    split_listen_address(value);
+    return true;
+  } catch (const std::invalid_argument&) {
+    return false;
+  }
+}
+
+/// network.listen: up to 4 "host:port" on one port (a probe's dial-back and the relays name one
+/// port per peer; a router forwards one).
+auto listen_addresses() {
+  return [](const std::vector<std::string>& values) -> std::optional<std::string> {
+    constexpr size_t most = 4;
+    if (values.size() > most)
+      return "at most " + std::to_string(most) + " \"host:port\" strings";
+    for (const auto& value : values)
+      if (!is_peer_address(value))
+        return "\"host:port\" or a list of them (\"[v6]:port\" for IPv6)";
+    for (const auto& value : values)
+      if (value.substr(value.rfind(':')) != values.front().substr(values.front().rfind(':')))
+        return "addresses on one port (" + values.front() + " and " + value + " differ)";
+    return std::nullopt;
+  };
+}
+
+/// network.announce: the first is dialed first, the others when it fails.
+auto announce_addresses() {
+  return [](const std::vector<std::string>& values) -> std::optional<std::string> {
+    constexpr size_t most = 5;  // one, and max_alternate_addresses
+    if (values.size() > most)
+      return "at most " + std::to_string(most) + " \"host:port\" strings";
+    for (const auto& value : values)
+      if (!is_peer_address(value))
+        return "\"host:port\" or a list of them (\"[v6]:port\" for IPv6)";
+    return std::nullopt;
+  };
+}
+
 auto addresses() {
   return [](const std::vector<std::string>& values) -> std::optional<std::string> {
     for (const auto& value : values)
-      if (!is_host_port(value))
-        return "a list of \"host:port\" strings";
+      if (!parse_peer_address(value))
+        return "a list of \"host:port\" strings (\"[v6]:port\" for IPv6, port 1-65535)";
     return std::nullopt;
   };
 }
@@ -608,8 +652,8 @@ section_schema eval_keys() {
 
 section_schema network_keys() {
   return bind_section("network", &run_config::network, {
-      field("listen", &network_section::listen, empty_or_address()),
-      field("announce", &network_section::announce, empty_or_address()),
+      field("listen", &network_section::listen, listen_addresses()),
+      field("announce", &network_section::announce, announce_addresses()),
       field("reachable", &network_section::reachable, one_of({"auto", "yes", "no"})),
       field("initial_peers", &network_section::initial_peers, addresses()),
       field("swarm_id", &network_section::swarm_id),
@@ -1117,6 +1161,13 @@ const std::vector<cross_key_rule>& cross_key_rules() {
            return std::nullopt;
          return "train.target_batch_size must be > 0 when network.listen is set (the samples the "
                 "swarm accumulates per epoch)";
+       }},
+      {{"network.listen", "network.encryption"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.network.listen.size() <= 1 || c.network.encryption)
+           return std::nullopt;
+         return "network.listen lists several addresses, which only the sealed links' gateway "
+                "listens on: keep network.encryption = true or list one address";
        }},
       {{"network.remove_after", "network.suspect_after"},
        [](const run_config& c) -> std::optional<std::string> {

@@ -174,10 +174,12 @@ struct eval_section {
 /// [network]: how this peer joins a swarm. An empty `listen` means no network: a single peer.
 /// Durations are in seconds.
 struct network_section {
-  /// "host:port" to accept peers on ("0.0.0.0:7000"; port 0 picks a free port).
-  std::string listen;
-  /// "host:port" other peers should dial, when it differs from `listen` (NAT, 0.0.0.0).
-  std::string announce;
+  /// "host:port" to accept peers on ("0.0.0.0:7000"; port 0 picks a free port), or up to 4 of
+  /// them on one port (["0.0.0.0:7000", "[::]:7000"]: IPv4 and IPv6).
+  std::vector<std::string> listen{};
+  /// "host:port" other peers should dial, when it differs from `listen` (port forwarding); a
+  /// list gives the addresses to try in order (IPv4 and IPv6). Empty: discovered.
+  std::vector<std::string> announce{};
   /// Whether other peers can dial this one: "auto" asks the initial peers (they report the
   /// address they see and try to connect back), "yes" trusts network.listen / announce, "no"
   /// never waits for inbound connections (behind NAT or a firewall): the peer dials out, keeps

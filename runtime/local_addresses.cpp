@@ -74,14 +74,15 @@ std::vector<std::string> usable_local_addresses() {
   return v4;
 }
 
-std::optional<std::string> default_route_address() {
+std::optional<std::string> default_route_address(int family) {
   // Documentation-range addresses would do as well: nothing is sent, the kernel only routes.
-  sockaddr_in v4{};
-  v4.sin_family = AF_INET;
-  v4.sin_port = htons(53);
-  ::inet_pton(AF_INET, "192.0.2.1", &v4.sin_addr);
-  if (auto found = route_source(AF_INET, reinterpret_cast<const sockaddr*>(&v4), sizeof v4))
-    return found;
+  if (family == AF_INET) {
+    sockaddr_in v4{};
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(53);
+    ::inet_pton(AF_INET, "192.0.2.1", &v4.sin_addr);
+    return route_source(AF_INET, reinterpret_cast<const sockaddr*>(&v4), sizeof v4);
+  }
   sockaddr_in6 v6{};
   v6.sin6_family = AF_INET6;
   v6.sin6_port = htons(53);
@@ -89,13 +90,21 @@ std::optional<std::string> default_route_address() {
   return route_source(AF_INET6, reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
 }
 
-std::optional<std::string> guess_announce_host() {
-  if (auto routed = default_route_address())
-    return routed;
-  auto all = usable_local_addresses();
-  if (all.size() == 1)
-    return all.front();
-  return std::nullopt;
+std::vector<std::string> guess_announce_hosts(bool ipv4, bool ipv6) {
+  std::vector<std::string> found;
+  for (int family : {AF_INET, AF_INET6})
+    if (family == AF_INET ? ipv4 : ipv6)
+      if (auto routed = default_route_address(family))
+        found.push_back(*routed);
+  if (!found.empty())
+    return found;
+  std::vector<std::string> usable;
+  for (auto& address : usable_local_addresses())
+    if (address.find(':') != std::string::npos ? ipv6 : ipv4)
+      usable.push_back(address);
+  if (usable.size() == 1)
+    return usable;
+  return {};
 }
 
 } // namespace ddactor

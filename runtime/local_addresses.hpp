@@ -15,12 +15,14 @@ namespace ddactor {
 /// 169.254/16, IPv6 fe80::/10); IPv4 first, each family in interface order.
 std::vector<std::string> usable_local_addresses();
 
-/// The address a connection to the internet would leave from (a UDP socket "connected" to a
-/// public address: no packet is sent); nullopt without a default route.
-std::optional<std::string> default_route_address();
+/// The address a connection to the internet would leave from in that family (AF_INET,
+/// AF_INET6): a UDP socket "connected" to a public address, no packet sent; nullopt without a
+/// default route.
+std::optional<std::string> default_route_address(int family);
 
-/// default_route_address(), else the only usable local address; nullopt when there is none or
-/// several (ambiguous).
-std::optional<std::string> guess_announce_host();
+/// The addresses to announce for the families asked: each one's default_route_address(), else
+/// the only usable local address of those families; empty when there is none or several
+/// (ambiguous).
+std::vector<std::string> guess_announce_hosts(bool ipv4, bool ipv6);
 
 } // namespace ddactor

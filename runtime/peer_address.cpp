@@ -2,6 +2,7 @@
 #include "runtime/peer_address.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace ddactor {
 
@@ -25,6 +26,30 @@ std::optional<std::pair<std::string, uint16_t>> parse_peer_address(const std::st
   if (port == 0 || port > 65535)
     return std::nullopt;
   return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
+std::pair<std::string, uint16_t> split_listen_address(const std::string& address) {
+  // "host:0" is a listen address but not a peer's: parse it with a port of 1 in its place.
+  const auto colon = address.rfind(':');
+  const bool any_port = colon != std::string::npos && address.substr(colon + 1) == "0";
+  auto parsed = parse_peer_address(any_port ? address.substr(0, colon) + ":1" : address);
+  if (!parsed)
+    throw std::invalid_argument("not a \"host:port\" address: " + address);
+  if (any_port)
+    parsed->second = 0;
+  return *parsed;
+}
+
+std::string format_peer_address(const std::string& host, uint16_t port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::string describe_addresses(const std::vector<std::string>& addresses) {
+  std::string text;
+  for (size_t i = 0; i < addresses.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == addresses.size() ? " and " : ", ") + addresses[i];
+  return text;
 }
 
 } // namespace ddactor

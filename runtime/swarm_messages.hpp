@@ -26,6 +26,7 @@
 #include "caf/all.hpp"
 
 #include "runtime/allreduce/round_messages.hpp"
+#include "runtime/peer_address.hpp"
 #include "runtime/tensor_blob.hpp"
 
 namespace ddactor {
@@ -34,7 +35,8 @@ namespace ddactor {
 struct peer_info {
   /// Stable across restarts (kept in the peer's state folder); 32 hex characters.
   std::string peer_id;
-  /// The address other peers dial (network.announce, else the listen address).
+  /// The address other peers dial first (network.announce, else what discovery found); an IPv6
+  /// address without brackets.
   std::string host;
   uint16_t port = 0;
   /// Peers average only with peers of the same swarm id (e.g. "expert-3" in DDM mode).
@@ -47,9 +49,19 @@ struct peer_info {
   bool reachable = true;
   /// "host:port" of the relays that hold this peer's reservation (runtime/secure/link_gateway.hpp),
   /// at most max_relays_per_peer.
-  std::vector<std::string> relays;
+  std::vector<std::string> relays{};
+  /// Other "host:port" where it accepts connections (IPv6 beside IPv4, a LAN beside the
+  /// internet), tried in order when host:port fails; at most max_alternate_addresses.
+  std::vector<std::string> alternates{};
 
-  std::string address() const { return host + ":" + std::to_string(port); }
+  /// "host:port", "[v6]:port" for an IPv6 host.
+  std::string address() const { return format_peer_address(host, port); }
+  /// address(), then the alternates: where to dial it, in order.
+  std::vector<std::string> addresses() const {
+    std::vector<std::string> all{address()};
+    all.insert(all.end(), alternates.begin(), alternates.end());
+    return all;
+  }
   friend bool operator==(const peer_info&, const peer_info&) = default;
 };
 
@@ -200,7 +212,7 @@ typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, peer_info& x) {
   return f(caf::meta::type_name("peer_info"), x.peer_id, x.host, x.port, x.swarm_id,
-           x.incarnation, x.reachable, x.relays);
+           x.incarnation, x.reachable, x.relays, x.alternates);
 }
 
 template <class Inspector>

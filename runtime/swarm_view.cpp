@@ -42,6 +42,25 @@ bool is_host_character(char c) noexcept {
          c == '-' || c == '_' || c == ':' || c == '[' || c == ']' || c == '%';
 }
 
+// "host:port" of host characters and a port in 1..65535 (relays, alternates).
+bool plausible_address(std::string_view address) noexcept {
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > max_host_length + 2 ||
+      !std::all_of(address.begin(), address.end(), is_host_character))
+    return false;
+  // An IPv6 host carries a port only in brackets ("[::1]:7000"; "::1" is no address and port).
+  const std::string_view host = address.substr(0, colon);
+  if (host.find(':') != std::string_view::npos &&
+      (host.size() < 3 || host.front() != '[' || host.back() != ']'))
+    return false;
+  const std::string_view port = address.substr(colon + 1);
+  uint32_t value = 0;
+  for (char c : port)
+    value = (c >= '0' && c <= '9' && value <= 65535) ? value * 10 + static_cast<uint32_t>(c - '0')
+                                                     : 70000;
+  return !port.empty() && value != 0 && value <= 65535;
+}
+
 } // namespace
 
 std::optional<rejection> validate_peer_info(const peer_info& info) noexcept {
@@ -56,21 +75,13 @@ std::optional<rejection> validate_peer_info(const peer_info& info) noexcept {
       !std::all_of(info.swarm_id.begin(), info.swarm_id.end(),
                    [](char c) { return c >= 0x20 && c < 0x7f; }))
     return rejection::bad_swarm_id;
-  if (info.relays.size() > max_relays_per_peer)
+  if (info.relays.size() > max_relays_per_peer ||
+      info.alternates.size() > max_alternate_addresses)
     return rejection::bad_host;
-  for (auto& relay : info.relays) {
-    const auto colon = relay.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon > max_host_length ||
-        !std::all_of(relay.begin(), relay.end(), is_host_character))
-      return rejection::bad_host;
-    const std::string_view port = std::string_view(relay).substr(colon + 1);
-    uint32_t value = 0;
-    for (char c : port)
-      value = (c >= '0' && c <= '9' && value <= 65535) ? value * 10 + static_cast<uint32_t>(c - '0')
-                                                       : 70000;
-    if (port.empty() || value == 0 || value > 65535)
-      return rejection::bad_host;
-  }
+  for (auto* list : {&info.relays, &info.alternates})
+    for (auto& address : *list)
+      if (!plausible_address(address))
+        return rejection::bad_host;
   return std::nullopt;
 }
 
@@ -178,7 +189,10 @@ void swarm_view::forget_candidate(std::string_view peer_id) {
 }
 
 void swarm_view::forget_candidates_at(std::string_view address) {
-  std::erase_if(candidates_, [&](const auto& entry) { return entry.second.address() == address; });
+  std::erase_if(candidates_, [&](const auto& entry) {
+    const auto addresses = entry.second.addresses();
+    return std::find(addresses.begin(), addresses.end(), address) != addresses.end();
+  });
 }
 
 bool swarm_view::heard_of(std::string_view peer_id) const {

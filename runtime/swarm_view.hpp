@@ -58,11 +58,12 @@ inline constexpr std::size_t max_host_length = 253;
 inline constexpr std::size_t max_swarm_id_length = 64;
 inline constexpr std::size_t max_known_peers = 4096;
 inline constexpr std::size_t max_relays_per_peer = 4;
+inline constexpr std::size_t max_alternate_addresses = 4;
 
 /// nullopt when `info` may enter a view: a valid peer id, a plausible host (1..253 characters of
 /// letters, digits, '.', '-', '_', ':', '[', ']', '%'), a port other than 0, a swarm id of at
-/// most 64 printable ASCII characters, and at most max_relays_per_peer relays, each a plausible
-/// "host:port" (bad_host otherwise).
+/// most 64 printable ASCII characters, at most max_relays_per_peer relays and
+/// max_alternate_addresses alternates, each a plausible "host:port" (bad_host otherwise).
 std::optional<rejection> validate_peer_info(const peer_info& info) noexcept;
 
 /// validate_peer_info for each entry, and at most max_known_peers entries.
@@ -136,7 +137,7 @@ class swarm_view {
 
   /// Drops a candidate (its dial failed, or it was admitted under another address).
   void forget_candidate(std::string_view peer_id);
-  /// Drops every candidate dialed at this address.
+  /// Drops every candidate with this address (host:port or an alternate).
   void forget_candidates_at(std::string_view address);
   const std::map<std::string, peer_info, std::less<>>& candidates() const noexcept {
     return candidates_;

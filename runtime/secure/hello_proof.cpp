@@ -10,13 +10,16 @@ namespace {
 // Every field a receiver acts on (validate_peer_info refuses 0 bytes in them), and the
 // sender's node.
 std::string signed_content(const peer_info& info, const std::string& node) {
-  std::string relays;
-  for (auto& relay : info.relays)
-    relays += relay + " ";
-  return signed_text("ddactor hello v2",
+  auto joined = [](const std::vector<std::string>& list) {
+    std::string text;
+    for (auto& item : list)
+      text += item + " ";
+    return text;
+  };
+  return signed_text("ddactor hello v3",
                      {info.peer_id, std::to_string(info.incarnation), info.swarm_id, info.host,
                       std::to_string(info.port), info.reachable ? "reachable" : "unreachable",
-                      relays, node});
+                      joined(info.relays), joined(info.alternates), node});
 }
 
 } // namespace

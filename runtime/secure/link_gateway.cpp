@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "monitoring/ddactor_metrics.hpp"
+#include "runtime/peer_address.hpp"
 #include "runtime/secure/basp_guard.hpp"
 #include "runtime/secure/sealed_frames.hpp"
 
@@ -91,8 +92,9 @@ uint16_t port_of(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in6&>(addr).sin6_port);
 }
 
-// A listening socket on host:port (port 0: ephemeral); -1 and `error` set on failure.
-int listen_on(const std::string& host, uint16_t port, std::string& error) {
+// A listening socket on host:port (port 0: ephemeral); -1 and `error` set on failure. With
+// `only_v6`, an IPv6 socket leaves IPv4 to another listener on the same port.
+int listen_on(const std::string& host, uint16_t port, bool only_v6, std::string& error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -112,6 +114,8 @@ int listen_on(const std::string& host, uint16_t port, std::string& error) {
       continue;
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (only_v6 && ai->ai_family == AF_INET6)
+      ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
       error = std::strerror(errno);
       close_fd(fd);
@@ -316,7 +320,7 @@ struct link_gateway::loop {
   admission_policy policy;
   link_gateway_options options;
   link_metrics metrics{global_metrics()};
-  int listener = -1;
+  std::vector<int> listeners;
   uint16_t public_port = 0;
   int wake_read = -1, wake_write = -1;
   std::atomic<uint16_t> local_port{0};
@@ -383,7 +387,7 @@ struct link_gateway::loop {
     return n;
   }
 
-  void accept_public() {
+  void accept_public(int listener) {
     for (;;) {
       sockaddr_storage from{};
       socklen_t len = sizeof from;
@@ -1216,7 +1220,8 @@ struct link_gateway::loop {
       take_new_work();
       fds.clear();
       fds.push_back({wake_read, POLLIN, 0});
-      fds.push_back({listener, POLLIN, 0});
+      for (int listener : listeners)
+        fds.push_back({listener, POLLIN, 0});
       for (auto& t : tunnels)
         fds.push_back({t.fd, POLLIN, 0});
       for (auto& l : links) {
@@ -1249,9 +1254,10 @@ struct link_gateway::loop {
         while (::read(wake_read, drain, sizeof drain) > 0) {
         }
       }
-      if (fds[1].revents & POLLIN)
-        accept_public();
-      size_t at = 2;
+      size_t at = 1;
+      for (int listener : listeners)
+        if (fds[at++].revents & POLLIN)
+          accept_public(listener);
       for (auto& t : tunnels)
         if (fds[at++].revents & POLLIN)
           accept_tunnel(t);
@@ -1277,14 +1283,26 @@ link_gateway::link_gateway(peer_key key, admission_policy policy, link_gateway_o
   : loop_(std::make_unique<loop>(std::move(key), std::move(policy), std::move(options))) {
   auto& lp = *loop_;
   std::string error;
-  lp.listener = listen_on(lp.options.listen_host, lp.options.listen_port, error);
-  if (lp.listener < 0)
-    throw link_gateway_error("cannot listen on " + lp.options.listen_host + ":" +
-                             std::to_string(lp.options.listen_port) + ": " + error);
-  lp.public_port = port_of(lp.listener);
+  // The first host's port (an ephemeral one where listen_port is 0) is every host's.
+  const bool several = lp.options.listen_hosts.size() > 1;
+  for (auto& host : lp.options.listen_hosts) {
+    const uint16_t port = lp.listeners.empty() ? lp.options.listen_port : lp.public_port;
+    const int fd = listen_on(host, port, several, error);
+    if (fd < 0) {
+      for (int listener : lp.listeners)
+        close_fd(listener);
+      throw link_gateway_error("cannot listen on " + format_peer_address(host, port) + ": " +
+                               error);
+    }
+    lp.listeners.push_back(fd);
+    lp.public_port = port_of(fd);
+  }
+  if (lp.listeners.empty())
+    throw link_gateway_error("no address to listen on");
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
-    close_fd(lp.listener);
+    for (int listener : lp.listeners)
+      close_fd(listener);
     throw link_gateway_error(std::string("cannot create a pipe: ") + std::strerror(errno));
   }
   lp.wake_read = pipe_fds[0];
@@ -1296,7 +1314,8 @@ link_gateway::~link_gateway() {
   loop_->stopping = true;
   loop_->wake();
   loop_->thread.join();
-  close_fd(loop_->listener);
+  for (int listener : loop_->listeners)
+    close_fd(listener);
   close_fd(loop_->wake_read);
   close_fd(loop_->wake_write);
 }
@@ -1360,7 +1379,7 @@ std::optional<uint16_t> link_gateway::open_relayed_tunnel(const std::string& rel
     t.via_relay_to = target_peer_id;
     t.address = "peer " + target_peer_id.substr(0, 8) + " via " + t.address;
   }
-  t.fd = listen_on("127.0.0.1", 0, error);
+  t.fd = listen_on("127.0.0.1", 0, false, error);
   if (t.fd < 0)
     return std::nullopt;
   t.expires = clock::now() + loop_->options.tunnel_timeout;

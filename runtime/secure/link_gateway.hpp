@@ -68,8 +68,10 @@ namespace ddactor {
 inline constexpr uint64_t peer_message_limit = uint64_t{96} << 20;
 
 struct link_gateway_options {
-  std::string listen_host = "127.0.0.1";
-  /// 0: an ephemeral port (public_port() says which).
+  /// Every address to accept links on, all on listen_port ("0.0.0.0" and "::" for IPv4 and IPv6;
+  /// "::" alone takes both where the system allows).
+  std::vector<std::string> listen_hosts{"127.0.0.1"};
+  /// 0: an ephemeral port, the same for every host (public_port() says which).
   uint16_t listen_port = 0;
   std::chrono::milliseconds handshake_timeout{5000};
   /// How long a tunnel port waits for CAF's connection.

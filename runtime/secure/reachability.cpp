@@ -1,6 +1,7 @@
 // Reachability discovery through the initial peers; see reachability.hpp.
 #include "runtime/secure/reachability.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "runtime/peer_address.hpp"
@@ -29,15 +30,25 @@ reachability discover_reachability(link_gateway& gateway,
     }
     found.relay_candidates.push_back(peer);
     ++seen_at[answer.observed_host];
-    dial_backs += answer.reachable ? 1 : 0;
+    if (answer.reachable) {
+      ++dial_backs;
+      auto& hosts = found.observed_hosts;
+      if (std::find(hosts.begin(), hosts.end(), answer.observed_host) == hosts.end())
+        hosts.push_back(answer.observed_host);
+    }
   }
   const int answers = static_cast<int>(found.relay_candidates.size());
-  int most = 0;
-  for (auto& [host, count] : seen_at)
-    if (count > most) {
-      most = count;
-      found.observed_host = host;
-    }
+  if (found.observed_hosts.empty()) {
+    int most = 0;
+    for (auto& [host, count] : seen_at)
+      if (count > most) {
+        most = count;
+        found.observed_hosts = {host};
+      }
+  }
+  std::string seen;
+  for (auto& host : found.observed_hosts)
+    seen += (seen.empty() ? "" : " and ") + host;
   if (mode == "yes")
     found.reachable = true;
   else if (mode == "no")
@@ -48,8 +59,8 @@ reachability discover_reachability(link_gateway& gateway,
     found.summary = "no initial peer answered a reachability probe" +
                     (failures.empty() ? std::string{} : " (" + failures + ")");
   else
-    found.summary = std::to_string(answers) + " initial peer(s) see this peer at " +
-                    found.observed_host + "; " + std::to_string(dial_backs) + " of " +
+    found.summary = std::to_string(answers) + " initial peer(s) see this peer at " + seen +
+                    "; " + std::to_string(dial_backs) + " of " +
                     std::to_string(answers) + " could connect back";
   return found;
 }

@@ -14,9 +14,10 @@ namespace ddactor {
 class link_gateway;
 
 struct reachability {
-  /// The address the initial peers saw this peer at (the most common answer); "" when none
-  /// answered.
-  std::string observed_host;
+  /// The addresses the initial peers saw this peer at that work: each one a dial-back reached,
+  /// in the order asked (an IPv4 and an IPv6 address where both were asked); where no dial-back
+  /// arrived, the most common answer alone. Empty when none answered.
+  std::vector<std::string> observed_hosts;
   /// Whether other peers can connect to this one.
   bool reachable = true;
   /// "host:port" of the initial peers that answered: where an unreachable peer reserves relays.
@@ -28,7 +29,8 @@ struct reachability {
 /// `mode` is network.reachable ("auto", "yes", "no"): "yes" and "no" decide `reachable`, "auto"
 /// takes the dial-backs' word (reachable when any arrived, or when no initial peer answered: the
 /// first peer of a swarm must be reachable for anyone to join). At most `max_answers` peers are
-/// asked successfully; each probe waits up to `timeout`.
+/// asked successfully; each probe waits up to `timeout`. List an initial peer at its IPv4 and
+/// its IPv6 address to learn both of this peer's.
 reachability discover_reachability(link_gateway& gateway,
                                    const std::vector<std::string>& initial_peers,
                                    std::string_view mode, std::chrono::milliseconds timeout,

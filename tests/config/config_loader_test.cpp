@@ -806,6 +806,44 @@ TEST(config_loader, swarm_keys_are_checked) {
   EXPECT_EQ(ok.train.target_batch_size, 256);
 }
 
+// network.listen and network.announce take one address or a list (IPv4 and IPv6); listen
+// addresses share one port, and several need the gateway.
+TEST(config_loader, listen_and_announce_take_one_address_or_several) {
+  const std::string swarm = "[train]\ntarget_batch_size = 64\n[network]\n";
+  auto one = parse_run_config(swarm + "listen = \"0.0.0.0:7000\"\nannounce = \"1.2.3.4:7000\"\n",
+                              "run.toml");
+  EXPECT_EQ(one.network.listen, std::vector<std::string>{"0.0.0.0:7000"});
+  EXPECT_EQ(one.network.announce, std::vector<std::string>{"1.2.3.4:7000"});
+  auto none = parse_run_config(swarm + "listen = \"\"\n", "run.toml");
+  EXPECT_TRUE(none.network.listen.empty());
+  auto both = parse_run_config(
+    swarm + "listen = [\"0.0.0.0:7000\", \"[::]:7000\"]\n"
+            "announce = [\"1.2.3.4:7100\", \"[2001:db8::4]:7000\"]\n",
+    "run.toml");
+  EXPECT_EQ(both.network.listen, (std::vector<std::string>{"0.0.0.0:7000", "[::]:7000"}));
+  EXPECT_EQ(both.network.announce.size(), 2u);
+  // The effective config writes lists, and reads back the same.
+  EXPECT_EQ(parse_run_config(describe_config(both), "effective.toml").network, both.network);
+
+  auto error = error_of(swarm + "listen = [\"0.0.0.0:7000\", \"[::]:7001\"]\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->key(), "network.listen");
+  EXPECT_EQ(error->line(), 4);
+  EXPECT_TRUE(contains(error->problem(), "one port")) << error->what();
+  error = error_of(swarm + "listen = [\"a:1\", \"b:1\", \"c:1\", \"d:1\", \"e:1\"]\n");
+  ASSERT_TRUE(error);
+  EXPECT_TRUE(contains(error->problem(), "at most 4")) << error->what();
+  error = error_of(swarm + "announce = [\"1.2.3.4:7000\", \"::1\"]\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->key(), "network.announce");
+  error = error_of(swarm + "listen = [\"0.0.0.0:7000\", \"[::]:7000\"]\nencryption = false\n");
+  ASSERT_TRUE(error);
+  EXPECT_TRUE(contains(error->problem(), "network.encryption = true")) << error->what();
+  error = error_of(swarm + "listen = 7000\n");
+  ASSERT_TRUE(error);
+  EXPECT_TRUE(contains(error->problem(), "a string or an array of strings")) << error->what();
+}
+
 TEST(config_loader, ddm_fine_clusters_must_cover_the_experts) {
   const auto error = error_of("[ddm]\nnum_experts = 8\nfine_clusters = 4\n");
   ASSERT_TRUE(error);

@@ -206,6 +206,42 @@ TEST_F(swarm, one_reachable_peer_carries_three_behind_nat_and_a_late_one_downloa
   EXPECT_NE(peers[0]->output().find("group of 4"), std::string::npos) << peers[0]->output();
 }
 
+// Peers on IPv4 and IPv6. Peer 0 listens on 127.0.0.1 and ::1 (one port) and announces both;
+// peer 1 joins through peer 0's IPv6 address, listens on ::1 only and announces 127.0.0.1 first
+// (as a peer whose IPv4 port forwarding is missing would); peer 2 accepts no connections, so it
+// must dial peer 1 itself: its dial to 127.0.0.1 is refused and it reaches peer 1 at ::1. All
+// three average in every round and stay bit-identical.
+TEST_F(swarm, peers_are_reached_at_whichever_announced_address_works_ipv4_or_ipv6) {
+  auto config = write_config(8, 3);
+  const auto port = std::to_string(bootstrap_port);
+  start_peer(0, config,
+             {"--set", "network.listen=[\"127.0.0.1:" + port + "\", \"[::1]:" + port + "\"]"});
+  start_peer(1, config,
+             {"--set", "network.listen=\"[::1]:0\"", "--set",
+              "network.announce=[\"127.0.0.1:0\", \"[::1]:0\"]", "--set",
+              "network.initial_peers=[\"[::1]:" + port + "\"]"});
+  ASSERT_TRUE(peers[1]->wait_for_output("joined", 60s)) << peers[1]->output();
+  start_peer(2, config, {"--set", "network.reachable=\"no\""});
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  expect_identical_at(5, {0, 1, 2});
+  const auto first = peers[0]->output();
+  EXPECT_NE(first.find("(announced as 127.0.0.1:" + port + " and [::1]:" + port + ")"),
+            std::string::npos)
+    << first;
+  const auto second = peers[1]->output();
+  EXPECT_NE(second.find("(announced as 127.0.0.1:"), std::string::npos) << second;
+  EXPECT_NE(second.find(" and [::1]:"), std::string::npos) << second;
+  const auto third = peers[2]->output();
+  EXPECT_NE(third.find("its address 127.0.0.1:"), std::string::npos) << third;
+  EXPECT_NE(third.find("did not answer"), std::string::npos) << third;
+  for (int i = 0; i < 3; ++i) {
+    const auto out = peers[static_cast<size_t>(i)]->output();
+    EXPECT_NE(out.find("epoch 8/8"), std::string::npos) << out;
+    EXPECT_NE(out.find("group of 3"), std::string::npos) << out;
+  }
+}
+
 // train.precision = "bf16": autocast computes the forward and backward passes in bfloat16 while
 // weights, gradients and optimizer state stay fp32, so peers averaging the same gradients still
 // hold bit-identical weights.

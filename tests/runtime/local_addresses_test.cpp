@@ -26,16 +26,25 @@ TEST(local_addresses, AreNumericAndNeverLoopbackOrLinkLocal) {
   }
 }
 
-TEST(local_addresses, TheGuessIsOneOfThisMachinesAddresses) {
+TEST(local_addresses, TheGuessesAreThisMachinesAddressesOfTheFamiliesAsked) {
   const auto all = usable_local_addresses();
-  const auto guess = guess_announce_host();
-  if (!guess) {
+  const auto both = guess_announce_hosts(true, true);
+  if (both.empty()) {
     // Only where nothing routes out and the machine has no single usable address.
     EXPECT_NE(all.size(), 1u);
     return;
   }
-  EXPECT_TRUE(is_numeric_address(*guess));
-  EXPECT_NE(std::find(all.begin(), all.end(), *guess), all.end()) << *guess;
+  EXPECT_LE(both.size(), 2u);
+  for (const auto& guess : both) {
+    SCOPED_TRACE(guess);
+    EXPECT_TRUE(is_numeric_address(guess));
+    EXPECT_NE(std::find(all.begin(), all.end(), guess), all.end());
+  }
+  for (const auto& guess : guess_announce_hosts(true, false))
+    EXPECT_EQ(guess.find(':'), std::string::npos) << guess;
+  for (const auto& guess : guess_announce_hosts(false, true))
+    EXPECT_NE(guess.find(':'), std::string::npos) << guess;
+  EXPECT_TRUE(guess_announce_hosts(false, false).empty());
 }
 
 } // namespace

@@ -127,6 +127,21 @@ TEST_F(swarm_view_test, learn_skips_known_and_reports_each_candidate_once) {
   EXPECT_EQ(view.candidates().count(id_of('d')), 0u);
 }
 
+// A candidate is at each of its addresses: forgetting one of them forgets it.
+TEST_F(swarm_view_test, a_candidate_is_forgotten_at_an_alternate_address_too) {
+  auto e = info_of('e');
+  e.host = "2001:db8::5";
+  e.alternates = {"10.0.0.5:4004", "peer-e.example.org:4004"};
+  EXPECT_EQ(e.addresses(), (std::vector<std::string>{"[2001:db8::5]:4004", "10.0.0.5:4004",
+                                                      "peer-e.example.org:4004"}));
+  EXPECT_EQ(view.learn(std::vector{e, info_of('f')}, t0).size(), 2u);
+  view.forget_candidates_at("10.0.0.5:4005");  // another port
+  EXPECT_TRUE(view.heard_of(id_of('e')));
+  view.forget_candidates_at("10.0.0.5:4004");
+  EXPECT_FALSE(view.heard_of(id_of('e')));
+  EXPECT_TRUE(view.heard_of(id_of('f')));
+}
+
 // A peer behind NAT changes its relays within one incarnation: the candidate's details follow,
 // so that it is dialed through a relay that is still there.
 TEST_F(swarm_view_test, a_candidates_new_relays_are_news) {
@@ -275,6 +290,18 @@ INSTANTIATE_TEST_SUITE_P(
     validation_case{"relay_port_too_large", with([](auto& i) { i.relays = {"h:65536"}; }),
                     rejection::bad_host},
     validation_case{"relay_with_space", with([](auto& i) { i.relays = {"a b:7"}; }),
+                    rejection::bad_host},
+    validation_case{"alternates",
+                    with([](auto& i) { i.alternates = {"[2001:db8::1]:7000", "10.0.0.1:1"}; }),
+                    std::nullopt},
+    validation_case{"too_many_alternates",
+                    with([](auto& i) { i.alternates.assign(max_alternate_addresses + 1, "h:1"); }),
+                    rejection::bad_host},
+    validation_case{"alternate_without_port", with([](auto& i) { i.alternates = {"::1"}; }),
+                    rejection::bad_host},
+    validation_case{"alternate_port_zero", with([](auto& i) { i.alternates = {"h:0"}; }),
+                    rejection::bad_host},
+    validation_case{"alternate_with_newline", with([](auto& i) { i.alternates = {"a\n:7"}; }),
                     rejection::bad_host}),
   [](const auto& info) { return std::string(info.param.name); });
 

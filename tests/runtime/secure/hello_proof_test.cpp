@@ -26,6 +26,8 @@ TEST(hello_proof, a_signed_hello_proves_its_id_from_its_node_only) {
          [](swarm_member& x) { x.info.port += 1; },
          [](swarm_member& x) { x.info.host = "10.0.0.3"; },
          [](swarm_member& x) { x.info.swarm_id = "other"; },
+         [](swarm_member& x) { x.info.alternates = {"[2001:db8::1]:7000"}; },
+         [](swarm_member& x) { x.info.relays = {"10.0.0.9:7000"}; },
          [](swarm_member& x) { x.signature[5] ^= 1; },
          [](swarm_member& x) { x.signature.pop_back(); }}) {
     auto changed = m;

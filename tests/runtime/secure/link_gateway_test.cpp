@@ -52,6 +52,40 @@ TEST(link_gateway, carries_a_stream_both_ways_between_members) {
   ::close(fd);
 }
 
+// A gateway on IPv4 and IPv6 accepts links on both, at one port; a second host on a taken port
+// is a clear error naming it.
+TEST(link_gateway, listens_on_every_host_given_at_one_port) {
+  echo_server server;
+  auto dual_stack = fast_options();
+  dual_stack.listen_hosts = {"127.0.0.1", "::1"};
+  link_gateway b{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), dual_stack};
+  b.set_local_port(server.port());
+  link_gateway a{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), fast_options()};
+  for (const char* host : {"127.0.0.1", "::1"}) {
+    SCOPED_TRACE(host);
+    std::string error;
+    auto tunnel = a.open_tunnel(host, b.public_port(), error);
+    ASSERT_TRUE(tunnel) << error;
+    int fd = connect_to(*tunnel);
+    ASSERT_GE(fd, 0);
+    std::vector<uint8_t> message;
+    EXPECT_EQ(echo_through(fd, 1 << 20, 7, message), message);
+    ::close(fd);
+  }
+  EXPECT_EQ(b.snapshot().handshakes_ok, 2u);
+  auto taken = fast_options();
+  taken.listen_hosts = {"::1", "127.0.0.1"};
+  taken.listen_port = b.public_port();
+  try {
+    link_gateway clash{peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), taken};
+    ADD_FAILURE() << "a taken port was bound";
+  } catch (const link_gateway_error& e) {
+    EXPECT_NE(std::string(e.what()).find(":" + std::to_string(b.public_port())),
+              std::string::npos)
+      << e.what();
+  }
+}
+
 // Each gateway knows when the other's bytes last arrived and the round trip of their handshake:
 // what membership uses to tell a busy far member from a silent one.
 TEST(link_gateway, notes_when_each_peer_was_last_heard_and_its_round_trip) {

@@ -180,7 +180,7 @@ TEST(reachability, initial_peers_tell_the_address_and_whether_they_connect_back)
   const std::vector<std::string> initial{
     "127.0.0.1:" + std::to_string(stranger.public_port()), "not an address", first_address};
   auto found = discover_reachability(joiner, initial, "auto", 3s);
-  EXPECT_EQ(found.observed_host, "127.0.0.1");
+  EXPECT_EQ(found.observed_hosts, std::vector<std::string>{"127.0.0.1"});
   EXPECT_TRUE(found.reachable);
   EXPECT_EQ(found.relay_candidates, std::vector<std::string>{first_address});
   EXPECT_NE(found.summary.find("1 of 1 could connect back"), std::string::npos) << found.summary;
@@ -188,15 +188,39 @@ TEST(reachability, initial_peers_tell_the_address_and_whether_they_connect_back)
   // "no": it stays unreachable whatever the dial-backs say, and still learns its address.
   auto told = discover_reachability(joiner, initial, "no", 3s);
   EXPECT_FALSE(told.reachable);
-  EXPECT_EQ(told.observed_host, "127.0.0.1");
+  EXPECT_EQ(told.observed_hosts, std::vector<std::string>{"127.0.0.1"});
 
   // Nobody answers: assumed reachable (a swarm's first peers must be), and the log says why.
   auto alone = discover_reachability(joiner, {"127.0.0.1:" + std::to_string(closed_port())},
                                      "auto", 3s);
   EXPECT_TRUE(alone.reachable);
-  EXPECT_TRUE(alone.observed_host.empty());
+  EXPECT_TRUE(alone.observed_hosts.empty());
   EXPECT_TRUE(alone.relay_candidates.empty());
   EXPECT_NE(alone.summary.find("no initial peer answered"), std::string::npos) << alone.summary;
+}
+
+// A peer on IPv4 and IPv6 asks an initial peer at both of its addresses: it learns both of its
+// own, each with a dial-back that arrived (the gateways listen on both, on one port).
+TEST(reachability, a_dual_stack_peer_learns_its_ipv4_and_its_ipv6_address) {
+  auto dual_stack = fast_options();
+  dual_stack.listen_hosts = {"127.0.0.1", "::1"};
+  link_gateway first(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), dual_stack);
+  link_gateway joiner(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
+                      dual_stack);
+  const auto port = std::to_string(first.public_port());
+  auto found = discover_reachability(joiner, {"127.0.0.1:" + port, "[::1]:" + port}, "auto", 3s);
+  EXPECT_TRUE(found.reachable) << found.summary;
+  EXPECT_EQ(found.observed_hosts, (std::vector<std::string>{"127.0.0.1", "::1"}));
+  EXPECT_NE(found.summary.find("127.0.0.1 and ::1; 2 of 2 could connect back"), std::string::npos)
+    << found.summary;
+
+  // Listening on IPv4 only, its IPv6 dial-back finds nobody: only the address that works counts.
+  auto v4_only = fast_options();
+  link_gateway narrow(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), v4_only);
+  auto narrow_found =
+    discover_reachability(narrow, {"127.0.0.1:" + port, "[::1]:" + port}, "auto", 3s);
+  EXPECT_TRUE(narrow_found.reachable) << narrow_found.summary;
+  EXPECT_EQ(narrow_found.observed_hosts, std::vector<std::string>{"127.0.0.1"});
 }
 
 } // namespace
