@@ -1,15 +1,18 @@
-// Real ddactor peers in the network lab, two of them behind home routers (NAT with a stateful
-// firewall: nothing from outside reaches them). No peer is told its address (network.announce
-// unset): the first announces its machine's address, each other asks its initial peer. The
-// reachable ones learn they are reachable, the NATed ones that they are not; the NATed ones
-// reach each other through relays on the reachable ones, reduce no part of any round, and all
-// four end with identical weights. Needs root (skips without it, as the lab's other tests).
+// Real ddactor peers in the network lab, some behind home routers (NAT with a stateful firewall:
+// nothing from outside reaches them). No peer is told its address (network.announce unset): the
+// first announces its machine's address, each other asks its initial peer. The reachable ones
+// learn they are reachable, the NATed ones that they are not; the NATed ones reach each other
+// through relays on the reachable ones and reduce no part of any round; losing a relay moves
+// their link to the other, and a NATed peer joining late downloads the state. Weights stay
+// bit-identical. Needs root (skips without it, as the lab's other tests).
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <regex>
+#include <thread>
 
 #include "bench/netlab/lab_swarm.hpp"
 #include "bench/netlab/netlab.hpp"
@@ -122,6 +125,94 @@ TEST(nat_swarm, peers_behind_nat_discover_it_and_train_through_relays) {
     EXPECT_TRUE(shared_state_tensors(checkpoint_path(dir / ("peer" + std::to_string(i)), 12)) ==
                 reference)
       << "peer " << i << " differs";
+}
+
+// Waits until `log` contains `text` (false after `timeout`).
+bool log_shows(const std::filesystem::path& log, const std::string& text,
+               std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_text(log).find(text) != std::string::npos)
+      return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+// Behind real routers: 2 reachable and 2 NATed peers train; the first reachable peer (the
+// bootstrap and a relay of both NATed ones) is killed, and their link to each other moves to
+// the other relay; then a third NATed peer joins late through the one reachable peer left and
+// downloads the state. One reachable peer carries three behind NAT to the end, bit-identical.
+TEST(nat_swarm, natted_peers_outlive_their_relay_and_a_late_natted_peer_downloads_the_state) {
+  std::unique_ptr<netlab> lab;
+  netlab_options options;
+  options.behind_nat = {false, false, true, true, true};
+  options.rate_mbit = 100;
+  options.log_directory = kept_lab_logs("nat_swarm_relay_loss");
+  try {
+    netlab::cleanup_stale("ddl");
+    lab = std::make_unique<netlab>(5, options);
+  } catch (const netlab_unavailable& e) {
+    GTEST_SKIP() << "skipped: " << e.what();
+  }
+  const auto dir = lab->options().log_directory / "nat_swarm";
+  std::filesystem::create_directories(dir);
+  const auto config = dir / "swarm.toml";
+  // Epochs of 4096 samples (half a second): a relay's death must stay small next to an epoch,
+  // as it is in real runs, and the late peer must find the swarm still training.
+  std::ofstream(config) << swarm_config;
+  auto log_of = [&](int i) { return dir / ("peer" + std::to_string(i) + ".log"); };
+  auto start = [&](int i, const std::string& initial_peer, std::vector<std::string> extra) {
+    auto argv = lab_peer_argv(config, dir / ("peer" + std::to_string(i)));
+    argv.insert(argv.end(), {"--set", "train.steps=36", "--set", "train.target_batch_size=4096",
+                             "--set", "train.checkpoint_every=4", "--set",
+                             "train.keep_checkpoints=20"});
+    if (!initial_peer.empty())
+      argv.insert(argv.end(), {"--set", "network.initial_peers=[\"" + initial_peer + "\"]"});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return lab->spawn(i, argv, log_of(i));
+  };
+  ::setenv("DDACTOR_SWARM_KEY", lab_swarm_key, 1);
+  std::vector<pid_t> pids;
+  pids.push_back(start(0, "", {}));
+  ASSERT_TRUE(log_shows(log_of(0), "listening for peers", 30s)) << read_text(log_of(0));
+  for (int i = 1; i < 4; ++i)
+    pids.push_back(start(i, lab->address(0) + ":7000", {}));
+  ASSERT_TRUE(log_shows(log_of(2), "epoch 10/36", 180s)) << read_text(log_of(2));
+  ::kill(pids[0], SIGKILL);
+  ASSERT_EQ(lab->wait(pids[0], 10s), 128 + SIGKILL);
+  pids.push_back(start(4, lab->address(1) + ":7000", {"--set", "network.wait_for_peers=1"}));
+  std::vector<std::string> logs(5);
+  for (int i = 1; i < 5; ++i) {
+    auto code = lab->wait(pids[static_cast<size_t>(i)], 240s);
+    logs[static_cast<size_t>(i)] = read_text(log_of(i));
+    ASSERT_TRUE(code.has_value()) << "peer " << i << " did not finish:\n"
+                                  << logs[static_cast<size_t>(i)];
+    EXPECT_EQ(*code, 0) << logs[static_cast<size_t>(i)];
+  }
+  // Before the kill the four were one model; after it, peers 2 and 3 still averaged together
+  // (their link through peer 1's relay), and the late one joined them.
+  const auto at_8 = shared_state_tensors(checkpoint_path(dir / "peer0", 8));
+  ASSERT_FALSE(at_8.empty());
+  for (int i = 1; i < 4; ++i)
+    EXPECT_TRUE(shared_state_tensors(checkpoint_path(dir / ("peer" + std::to_string(i)), 8)) ==
+                at_8)
+      << "peer " << i << " differs at epoch 8";
+  const auto after_kill = logs[2].find("epoch 12/36");
+  ASSERT_NE(after_kill, std::string::npos) << logs[2];
+  EXPECT_NE(logs[2].find("group of 3", after_kill), std::string::npos) << logs[2];
+  EXPECT_NE(logs[4].find("see this peer at " + lab->address(4) +
+                         "; 0 of 1 could connect back: not reachable"),
+            std::string::npos)
+    << logs[4];
+  EXPECT_NE(logs[4].find("downloaded the state of epoch"), std::string::npos) << logs[4];
+  EXPECT_NE(logs[4].find("group of 4"), std::string::npos) << logs[4];
+  const auto reference = shared_state_tensors(checkpoint_path(dir / "peer1", 36));
+  ASSERT_FALSE(reference.empty());
+  for (int i = 2; i < 5; ++i)
+    EXPECT_TRUE(shared_state_tensors(checkpoint_path(dir / ("peer" + std::to_string(i)), 36)) ==
+                reference)
+      << "peer " << i << " differs at epoch 36";
 }
 
 } // namespace
