@@ -590,8 +590,8 @@ void keep_relays(membership_pointer self) {
 
 // Sealed bytes from a member prove it alive while its gossip waits behind megabytes of chunks
 // on the same link (a slow home upload, a lossy path): the gateway notes when each peer's
-// bytes last arrived, and the round trip its link's handshake measured, which widens the
-// member's silence thresholds (swarm_view::set_round_trip).
+// bytes last arrived, the round trip its link's handshake measured and how long its losses can
+// stall it, which widen the member's silence thresholds (swarm_view::set_link_timing).
 void note_link_activity(membership_pointer self) {
   auto& st = self->state;
   if (!st.options.gateway)
@@ -601,8 +601,7 @@ void note_link_activity(membership_pointer self) {
     const auto last = st.view->last_heard(peer_id);
     if (member == nullptr || !last)
       continue;
-    if (seen.round_trip.count() > 0)
-      st.view->set_round_trip(peer_id, seen.round_trip);
+    st.view->set_link_timing(peer_id, seen.round_trip, seen.loss_stall);
     if (seen.last_bytes > *last &&
         st.view->heard_from(peer_id, member->info.incarnation, seen.last_bytes))
       spdlog::info("membership {}: peer {} is alive again (its link carries bytes)", me(self),
@@ -619,7 +618,8 @@ void on_tick(membership_pointer self) {
   auto report = st.view->check_liveness(now);
   for (auto& info : report.suspected) {
     st.metrics.suspected.inc();
-    spdlog::warn("membership {}: peer {} suspected: silent for {} ms plus twice its round trip",
+    spdlog::warn("membership {}: peer {} suspected: silent for {} ms plus twice its round trip "
+                 "and its link's retransmission stalls",
                  me(self), describe(info), st.options.suspect_after.count());
   }
   for (auto& member : report.timed_out) {

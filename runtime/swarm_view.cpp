@@ -223,8 +223,9 @@ swarm_view::liveness_report swarm_view::check_liveness(time_point now) {
   for (auto it = members_.begin(); it != members_.end();) {
     auto& entry = it->second;
     // A heartbeat crosses the path once, and a lost packet costs TCP about a round trip more:
-    // the measured round trip widens both thresholds (a LAN's is ~0, a far home link's 0.6 s).
-    auto silence = now - entry.last_heard - 2 * entry.round_trip;
+    // the measured round trip widens both thresholds (a LAN's is ~0, a far home link's 0.6 s),
+    // and so do the retransmission timeouts of a link that loses packets.
+    auto silence = now - entry.last_heard - 2 * entry.round_trip - entry.loss_stall;
     if (silence >= timing_.remove_after) {
       bury(entry.member.info, now);
       report.timed_out.push_back(std::move(entry.member));
@@ -241,10 +242,15 @@ swarm_view::liveness_report swarm_view::check_liveness(time_point now) {
   return report;
 }
 
-void swarm_view::set_round_trip(std::string_view peer_id, std::chrono::microseconds round_trip) {
-  if (auto found = members_.find(peer_id); found != members_.end())
-    found->second.round_trip = std::clamp(round_trip, std::chrono::microseconds(0),
-                                          std::chrono::microseconds(max_counted_round_trip));
+void swarm_view::set_link_timing(std::string_view peer_id, std::chrono::microseconds round_trip,
+                                 std::chrono::microseconds loss_stall) {
+  auto found = members_.find(peer_id);
+  if (found == members_.end())
+    return;
+  found->second.round_trip = std::clamp(round_trip, std::chrono::microseconds(0),
+                                        std::chrono::microseconds(max_counted_round_trip));
+  found->second.loss_stall = std::clamp(loss_stall, std::chrono::microseconds(0),
+                                        std::chrono::microseconds(max_counted_loss_stall));
 }
 
 const swarm_member* swarm_view::find(std::string_view peer_id) const {

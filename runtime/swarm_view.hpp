@@ -82,6 +82,7 @@ std::string_view to_string(removal_reason reason) noexcept;
 /// Round trips above this count as this much in the liveness thresholds (a path slower than
 /// that is broken, not far).
 inline constexpr std::chrono::seconds max_counted_round_trip{5};
+inline constexpr std::chrono::seconds max_counted_loss_stall{5};
 
 struct swarm_view_timing {
   std::chrono::milliseconds suspect_after{3000};
@@ -154,9 +155,12 @@ class swarm_view {
   std::optional<std::size_t> split_merge_size(const peer_info& them,
                                               std::span<const peer_info> their_known) const;
 
-  /// The round trip measured to this member (at most max_counted_round_trip counts): silence
-  /// is suspected after suspect_after + 2 x that, and removed after remove_after + 2 x that.
-  void set_round_trip(std::string_view peer_id, std::chrono::microseconds round_trip);
+  /// What this member's link excuses: its measured round trip (at most max_counted_round_trip
+  /// counts) and how long lost packets alone can silence it (link_gateway::activity::loss_stall,
+  /// at most max_counted_loss_stall). Silence is suspected after suspect_after + 2 x round trip
+  /// + loss stall, and removed after remove_after + the same.
+  void set_link_timing(std::string_view peer_id, std::chrono::microseconds round_trip,
+                       std::chrono::microseconds loss_stall);
 
   /// Suspects and removes silent members, and forgets expired tombstones.
   liveness_report check_liveness(time_point now);
@@ -183,6 +187,7 @@ class swarm_view {
     time_point last_heard;
     bool suspected = false;
     std::chrono::microseconds round_trip{0};
+    std::chrono::microseconds loss_stall{0};
   };
   struct tombstone {
     uint64_t incarnation = 0;

@@ -1145,6 +1145,7 @@ struct link_gateway::loop {
     if (now - l.ack_checked < heard_resolution)
       return;
     l.ack_checked = now;
+    note_loss_stall(l);
     int unacknowledged = 0;
     if (::ioctl(l.net, SIOCOUTQ, &unacknowledged) != 0 || unacknowledged < 0)
       return;
@@ -1158,6 +1159,21 @@ struct link_gateway::loop {
       l.acked_heard = acked;
       note_heard(l);
     }
+  }
+
+  // What the kernel says of the link's losses (TCP_INFO): see activity::loss_stall.
+  void note_loss_stall(const link& l) {
+    if (l.remote_peer.empty())
+      return;
+    tcp_info info{};
+    socklen_t length = sizeof info;
+    if (::getsockopt(l.net, IPPROTO_TCP, TCP_INFO, &info, &length) != 0)
+      return;
+    const auto stall = info.tcpi_total_retrans > 0
+                         ? std::chrono::microseconds(uint64_t{7} * info.tcpi_rto)
+                         : std::chrono::microseconds(0);
+    std::lock_guard lock(mutex);
+    heard[l.remote_peer].loss_stall = stall;
   }
 
   // Whether an open link's remote has shown no sign of life for longer than idle_timeout plus

@@ -187,6 +187,11 @@ class link_gateway {
     std::chrono::steady_clock::time_point last_bytes;
     /// The round trip its latest link's handshake measured (0 when unknown).
     std::chrono::microseconds round_trip{0};
+    /// How long its link may fall silent for lost packets alone: once the link's TCP has had
+    /// to retransmit, three retransmission timeouts in a row (7 x the kernel's current RTO:
+    /// TCP doubles it after each loss of the same segment, and a flow starved behind a full
+    /// router queue loses its retransmissions too); 0 on a link that never lost a packet.
+    std::chrono::microseconds loss_stall{0};
   };
   /// Per peer id, of the peers whose links spoke in the last 10 minutes.
   std::map<std::string, activity, std::less<>> heard_from() const;

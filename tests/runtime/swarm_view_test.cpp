@@ -182,8 +182,8 @@ TEST_F(swarm_view_test, silence_suspects_then_removes) {
 TEST_F(swarm_view_test, a_far_members_round_trip_widens_its_silence_thresholds) {
   view.admit(member_of('b'), t0);
   view.admit(member_of('c'), t0);
-  view.set_round_trip(id_of('b'), 600ms);  // b is far: +1.2 s
-  view.set_round_trip(id_of('z'), 600ms);  // not a member: ignored
+  view.set_link_timing(id_of('b'), 600ms, 0ms);  // b is far: +1.2 s
+  view.set_link_timing(id_of('z'), 600ms, 0ms);  // not a member: ignored
   auto report = view.check_liveness(t0 + 3500ms);
   ASSERT_EQ(report.suspected.size(), 1u);
   EXPECT_EQ(report.suspected[0].peer_id, id_of('c'));
@@ -196,8 +196,31 @@ TEST_F(swarm_view_test, a_far_members_round_trip_widens_its_silence_thresholds) 
   EXPECT_EQ(view.check_liveness(t0 + 9200ms).timed_out.size(), 1u);  // b
   // A hostile or broken measurement counts as at most max_counted_round_trip.
   view.admit(member_of('d'), t0);
-  view.set_round_trip(id_of('d'), std::chrono::hours(1));
-  EXPECT_EQ(view.check_liveness(t0 + 8s + 2 * max_counted_round_trip).timed_out.size(), 1u);
+  view.set_link_timing(id_of('d'), std::chrono::hours(1), std::chrono::hours(1));
+  const auto widest = t0 + 8s + 2 * max_counted_round_trip + max_counted_loss_stall;
+  EXPECT_TRUE(view.check_liveness(widest - 1ms).timed_out.empty());
+  EXPECT_EQ(view.check_liveness(widest).timed_out.size(), 1u);
+}
+
+// A link that loses packets can fall silent for a few retransmission timeouts: its measured
+// stall widens the thresholds on top of the round trip, and a later loss-free figure narrows
+// them again.
+TEST_F(swarm_view_test, a_lossy_links_retransmission_stalls_widen_its_silence_thresholds) {
+  view.admit(member_of('b'), t0);
+  view.admit(member_of('c'), t0);
+  view.set_link_timing(id_of('b'), 200ms, 3500ms);  // +0.4 s +3.5 s
+  view.set_link_timing(id_of('c'), 200ms, 0ms);     // +0.4 s
+  auto report = view.check_liveness(t0 + 3500ms);
+  ASSERT_EQ(report.suspected.size(), 1u);
+  EXPECT_EQ(report.suspected[0].peer_id, id_of('c'));
+  EXPECT_TRUE(view.check_liveness(t0 + 6800ms).suspected.empty());
+  report = view.check_liveness(t0 + 6900ms);
+  ASSERT_EQ(report.suspected.size(), 1u);
+  EXPECT_EQ(report.suspected[0].peer_id, id_of('b'));
+  EXPECT_EQ(view.check_liveness(t0 + 8400ms).timed_out.size(), 1u);  // c
+  EXPECT_TRUE(view.check_liveness(t0 + 11800ms).timed_out.empty());
+  view.set_link_timing(id_of('b'), 200ms, 0ms);
+  EXPECT_EQ(view.check_liveness(t0 + 11800ms).timed_out.size(), 1u);  // b
 }
 
 TEST_F(swarm_view_test, hearing_again_clears_suspicion) {

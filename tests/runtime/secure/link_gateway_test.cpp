@@ -106,6 +106,7 @@ TEST(link_gateway, notes_when_each_peer_was_last_heard_and_its_round_trip) {
   EXPECT_GT(heard_by_a.begin()->second.round_trip.count(), 0);
   EXPECT_LT(heard_by_a.begin()->second.round_trip, 5s);
   EXPECT_GE(heard_by_a.begin()->second.last_bytes + 100ms, before);  // the echo came back
+  EXPECT_EQ(heard_by_a.begin()->second.loss_stall.count(), 0);  // loopback loses nothing
   const auto heard_by_b = b.heard_from();
   ASSERT_EQ(heard_by_b.size(), 1u);
   EXPECT_NE(heard_by_b.begin()->first, heard_by_a.begin()->first);
