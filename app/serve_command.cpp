@@ -23,6 +23,7 @@
 #include "runtime/run_data.hpp"
 #include "runtime/actor_system_shutdown.hpp"
 #include "runtime/http_server.hpp"
+#include "runtime/tls_server_context.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/secure/bearer_token.hpp"
 
@@ -226,7 +227,9 @@ int serve_command(const run_config& config) {
   if (!config.serve.http.empty()) {
     const auto token = bearer_token::load(config.serve.token_file,
                                           std::getenv("DDACTOR_SERVE_TOKEN"));
-    http = std::make_unique<http_server>();
+    http_server_options http_options;
+    http_options.tls = endpoint_tls(config.serve.tls_certificate_file, config.serve.tls_key_file);
+    http = std::make_unique<http_server>(http_options);
     const auto timeout = seconds(config.serve.request_timeout);
     http->handle("POST", "/v1/generate", [&system, &config, generator, timeout, token,
                                           shape = options.shape](const http_request& req,
@@ -243,8 +246,14 @@ int serve_command(const run_config& config) {
     });
     auto address = parse_listen_address(config.serve.http);
     const auto port = http->start(address.host, address.port);
-    spdlog::info("HTTP API on http://{}:{}/v1/generate (health: /healthz){}", address.host, port,
+    spdlog::info("HTTP API on {}://{}:{}/v1/generate (health: /healthz){}",
+                 http_options.tls ? "https" : "http", address.host, port,
                  token ? "; clients present a bearer token" : "");
+    if (token && !http_options.tls && !loopback_host(address.host))
+      spdlog::warn("serve.http {} is reachable from other machines over plain HTTP: clients' "
+                   "bearer tokens cross the network readable (set serve.tls_certificate_file "
+                   "and serve.tls_key_file, or put a TLS proxy in front)",
+                   config.serve.http);
     if (!token && !loopback_host(address.host))
       spdlog::warn("serve.http {} is reachable from other machines and asks no token: anyone "
                    "who reaches it can spend this machine's compute (set serve.token_file or "

@@ -30,6 +30,7 @@
 #include "runtime/secure/link_gateway.hpp"
 #include "runtime/secure/reachability.hpp"
 #include "runtime/secure/swarm_admission.hpp"
+#include "runtime/tls_server_context.hpp"
 
 namespace ddactor {
 
@@ -186,9 +187,12 @@ int train_command(const run_config& config) {
     metrics_server = std::make_unique<metrics_http_server>(
       global_metrics(), [] { return peer_health::global().report(); });
     add_status_pages(*metrics_server, *status_board);
-    metrics_server->start(parse_listen_address(config.monitoring.listen));
-    spdlog::info("metrics on http://{}:{}/metrics (health: /healthz, swarm status: /)",
-                 parse_listen_address(config.monitoring.listen).host, metrics_server->port());
+    auto tls = endpoint_tls(config.monitoring.tls_certificate_file,
+                            config.monitoring.tls_key_file);
+    metrics_server->start(parse_listen_address(config.monitoring.listen), tls);
+    spdlog::info("metrics on {}://{}:{}/metrics (health: /healthz, swarm status: /){}",
+                 tls ? "https" : "http", parse_listen_address(config.monitoring.listen).host,
+                 metrics_server->port(), tls ? " with the certificate of " + tls->subject() : "");
   }
   int threads = configure_torch_threads(config.run.threads);
   spdlog::info("ddactor run '{}' in {} ({} LibTorch threads)", config.run.name, run_dir.string(),

@@ -6,6 +6,7 @@ find_package(nlohmann_json REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(ZLIB REQUIRED)
+find_package(OpenSSL REQUIRED)  # TLS for the HTTP endpoints (runtime/tls_server_context)
 
 # CAF 0.17.6 ships no CMake config file: wrap the libraries in one imported target.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)

@@ -399,6 +399,16 @@ auto addresses() {
   };
 }
 
+/// A TLS certificate comes with its key: both or neither.
+std::optional<std::string> tls_pair_problem(const std::string& section,
+                                            const std::filesystem::path& certificate,
+                                            const std::filesystem::path& key) {
+  if (certificate.empty() == key.empty())
+    return std::nullopt;
+  return section + ".tls_certificate_file and " + section +
+         ".tls_key_file go together: set both (HTTPS) or neither (plain HTTP)";
+}
+
 /// Ed25519 public keys: 64 hex characters each.
 auto public_keys() {
   return [](const std::vector<std::string>& values) -> std::optional<std::string> {
@@ -710,6 +720,8 @@ section_schema monitoring_keys() {
   return bind_section("monitoring", &run_config::monitoring, {
       field("listen", &monitoring_section::listen, empty_or_address()),
       field("enabled", &monitoring_section::enabled),
+      field("tls_certificate_file", &monitoring_section::tls_certificate_file),
+      field("tls_key_file", &monitoring_section::tls_key_file),
   });
 }
 
@@ -746,6 +758,8 @@ section_schema serve_keys() {
       field("max_queue", &serve_section::max_queue, within(1, 1024)),
       field("request_timeout", &serve_section::request_timeout, greater_than(0)),
       field("token_file", &serve_section::token_file),
+      field("tls_certificate_file", &serve_section::tls_certificate_file),
+      field("tls_key_file", &serve_section::tls_key_file),
   });
 }
 
@@ -1168,6 +1182,15 @@ const std::vector<cross_key_rule>& cross_key_rules() {
            return std::nullopt;
          return "network.listen lists several addresses, which only the sealed links' gateway "
                 "listens on: keep network.encryption = true or list one address";
+       }},
+      {{"monitoring.tls_certificate_file", "monitoring.tls_key_file"},
+       [](const run_config& c) -> std::optional<std::string> {
+         return tls_pair_problem("monitoring", c.monitoring.tls_certificate_file,
+                                 c.monitoring.tls_key_file);
+       }},
+      {{"serve.tls_certificate_file", "serve.tls_key_file"},
+       [](const run_config& c) -> std::optional<std::string> {
+         return tls_pair_problem("serve", c.serve.tls_certificate_file, c.serve.tls_key_file);
        }},
       {{"network.remove_after", "network.suspect_after"},
        [](const run_config& c) -> std::optional<std::string> {

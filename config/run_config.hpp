@@ -347,6 +347,10 @@ struct serve_section {
   /// <token>"; readable by its owner only). Empty: the environment variable DDACTOR_SERVE_TOKEN,
   /// and where that is unset too, no token is asked (/healthz never asks).
   std::filesystem::path token_file;
+  /// PEM certificate (chain) and private key (chmod 600) to serve `http` over HTTPS; both or
+  /// neither. Empty: plain HTTP (keep it on loopback, or behind a TLS proxy).
+  std::filesystem::path tls_certificate_file;
+  std::filesystem::path tls_key_file;
 
   bool operator==(const serve_section&) const = default;
 };
@@ -355,6 +359,10 @@ struct serve_section {
 struct monitoring_section {
   /// "host:port" serving GET /metrics and GET /healthz; empty: no endpoint.
   std::string listen;
+  /// PEM certificate (chain) and private key (chmod 600) to serve `listen` over HTTPS; both or
+  /// neither. Empty: plain HTTP, as Prometheus scrapes by default.
+  std::filesystem::path tls_certificate_file;
+  std::filesystem::path tls_key_file;
   /// Collect metrics at all (off only to measure what instrumentation costs).
   bool enabled = true;
 

@@ -52,6 +52,7 @@ std::string render_health_json(const health_report& report) {
 
 struct metrics_http_server::implementation {
   http_server server;
+  explicit implementation(http_server_options options) : server(std::move(options)) {}
 };
 
 metrics_http_server::metrics_http_server(const metrics_registry& registry,
@@ -60,11 +61,14 @@ metrics_http_server::metrics_http_server(const metrics_registry& registry,
 
 metrics_http_server::~metrics_http_server() { stop(); }
 
-void metrics_http_server::start(const listen_address& address) {
+void metrics_http_server::start(const listen_address& address,
+                                std::shared_ptr<const tls_server_context> tls) {
   if (implementation_)
     throw metrics_server_error("metrics HTTP server already running on port " +
                                std::to_string(port()));
-  auto state = std::make_unique<implementation>();
+  http_server_options options;
+  options.tls = std::move(tls);
+  auto state = std::make_unique<implementation>(std::move(options));
   // Handlers run on the server's one loop thread: rendering the registry takes a millisecond,
   // and health comes from state, never from an actor that may be busy.
   state->server.handle("GET", "/metrics", [this](const http_request&, const http_reply& reply) {

@@ -70,9 +70,10 @@ class metrics_http_server {
   using page_callback = std::function<http_response(const http_request&)>;
   void add_page(const std::string& path, page_callback page) { extra_pages_[path] = std::move(page); }
 
-  /// Binds and starts serving. Throws metrics_server_error if the address cannot be bound
-  /// (for example the port is taken) or if the server is already running.
-  void start(const listen_address& address);
+  /// Binds and starts serving, over TLS where `tls` is set (monitoring.tls_certificate_file).
+  /// Throws metrics_server_error if the address cannot be bound (for example the port is
+  /// taken) or if the server is already running.
+  void start(const listen_address& address, std::shared_ptr<const tls_server_context> tls = {});
   void start(const std::string& host, std::uint16_t port) { start(listen_address{host, port}); }
 
   /// Stops accepting, finishes or drops open connections, joins every thread. Idempotent.

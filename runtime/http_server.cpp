@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,12 +14,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
+
+#include "runtime/tls_server_context.hpp"
 
 namespace ddactor {
 
@@ -268,6 +272,9 @@ struct reply_waker {
 struct http_server::loop {
   struct connection {
     int fd = -1;
+    tls_session tls;  // null: plain HTTP
+    // What the TLS session waits for before it can go on (its handshake or a record), else 0.
+    short tls_wants = 0;
     std::string client;
     std::string in;
     std::string out;
@@ -302,6 +309,10 @@ struct http_server::loop {
       return;
     if (it->second.reply)
       it->second.reply->cancel();  // does nothing when the answer was sent
+    // A TLS client learns that the answer is complete, not cut (best effort, no waiting).
+    if (it->second.tls && it->second.stage == connection::phase::writing &&
+        it->second.sent == it->second.out.size())
+      tls_close_notify(it->second.tls.get());
     ::close(it->second.fd);
     connections.erase(it);
   }
@@ -316,12 +327,36 @@ struct http_server::loop {
   // Sends what the socket takes; true when the connection is finished (written or broken).
   bool write_some(connection& c) {
     while (c.sent < c.out.size()) {
-      const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+      const ssize_t n = transmit(c, c.out.data() + c.sent, c.out.size() - c.sent);
       if (n < 0)
         return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
       c.sent += static_cast<size_t>(n);
     }
     return true;
+  }
+
+  // recv() and send() with their errno conventions, through the TLS session where there is one
+  // (EAGAIN while it waits for the socket: tls_wants says for what).
+  ssize_t receive(connection& c, char* buffer, size_t size) {
+    if (!c.tls)
+      return ::recv(c.fd, buffer, size, 0);
+    return tls_result(c, tls_read(c.tls.get(), buffer, size));
+  }
+  ssize_t transmit(connection& c, const char* data, size_t size) {
+    if (!c.tls)
+      return ::send(c.fd, data, size, MSG_NOSIGNAL);
+    return tls_result(c, tls_write(c.tls.get(), data, size));
+  }
+  static ssize_t tls_result(connection& c, tls_io io) {
+    c.tls_wants = 0;
+    switch (io.what) {
+      case tls_io::outcome::moved: return static_cast<ssize_t>(io.bytes);
+      case tls_io::outcome::want_read: c.tls_wants = POLLIN; errno = EAGAIN; return -1;
+      case tls_io::outcome::want_write: c.tls_wants = POLLOUT; errno = EAGAIN; return -1;
+      case tls_io::outcome::closed: return 0;
+      case tls_io::outcome::failed: errno = ECONNRESET; return -1;
+    }
+    return -1;
   }
 
   void dispatch(uint64_t id, connection& c, http_request request) {
@@ -361,16 +396,27 @@ struct http_server::loop {
                       [&](const auto& entry) { return entry.second.client == client; }));
       if (connections.size() >= options.max_connections ||
           from_client >= options.max_connections_per_client) {
-        // Best effort: one non-blocking write, then the slot is free again.
+        // Best effort: one non-blocking write, then the slot is free again (a TLS client
+        // would read the plain answer as garbage: it only sees the connection close).
         auto refusal = http_error(503, "too many connections; try again shortly");
         refusal.headers.emplace_back("Retry-After", "1");
         const auto text = serialize(refusal);
-        [[maybe_unused]] auto n = ::send(fd, text.data(), text.size(), MSG_NOSIGNAL);
+        if (!options.tls) {
+          [[maybe_unused]] auto n = ::send(fd, text.data(), text.size(), MSG_NOSIGNAL);
+        }
         ::close(fd);
         continue;
       }
       connection c;
       c.fd = fd;
+      if (options.tls) {
+        try {
+          c.tls = options.tls->open(fd);
+        } catch (const tls_error&) {
+          ::close(fd);
+          continue;
+        }
+      }
       c.client = client;
       c.deadline = clock_type::now() + options.request_timeout;
       connections.emplace(next_id++, std::move(c));
@@ -380,7 +426,7 @@ struct http_server::loop {
   void read_request(uint64_t id, connection& c) {
     char buffer[16 * 1024];
     for (;;) {
-      const ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
+      const ssize_t n = receive(c, buffer, sizeof buffer);
       if (n == 0) {
         close_connection(id);
         return;
@@ -406,7 +452,7 @@ struct http_server::loop {
   void watch_awaiting(uint64_t id, connection& c) {
     char buffer[4096];
     for (;;) {
-      const ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
+      const ssize_t n = receive(c, buffer, sizeof buffer);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         close_connection(id);
         return;
@@ -437,6 +483,12 @@ struct http_server::loop {
   }
 
   void run() {
+    // OpenSSL writes with write(), not send(MSG_NOSIGNAL): a TLS client that hung up must cost
+    // its connection (EPIPE), not the process (SIGPIPE), so this thread never takes SIGPIPE.
+    sigset_t pipe_signal;
+    sigemptyset(&pipe_signal);
+    sigaddset(&pipe_signal, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
     std::vector<pollfd> fds;
     std::vector<uint64_t> ids;
     while (!stopping.load()) {
@@ -446,6 +498,8 @@ struct http_server::loop {
       ids.assign({0, 0});
       for (auto& [id, c] : connections) {
         short events = c.stage == connection::phase::writing ? POLLOUT : POLLIN;
+        if (c.tls_wants != 0)
+          events = c.tls_wants;
         fds.push_back({c.fd, static_cast<short>(events | POLLRDHUP), 0});
         ids.push_back(id);
         if (c.stage != connection::phase::awaiting)

@@ -11,6 +11,9 @@
 // that the work can stop. Every answer closes its connection (Connection: close), which
 // Prometheus, browsers and curl all accept.
 //
+// With http_server_options::tls, every connection is TLS (a client speaking plain HTTP to it gets
+// its connection closed; a plain one is refused at once, never answered in the clear).
+//
 // Not supported, refused with a clear status: chunked request bodies (411), request heads over
 // max_head_bytes (431) or bodies over max_body_bytes (413), other HTTP versions (505).
 //
@@ -28,6 +31,8 @@
 #include <vector>
 
 namespace ddactor {
+
+class tls_server_context;
 
 class http_server_error : public std::runtime_error {
  public:
@@ -82,6 +87,9 @@ struct http_server_options {
   std::chrono::milliseconds write_timeout{30'000};
   size_t max_head_bytes = 16 * 1024;
   size_t max_body_bytes = 1 << 20;
+  /// Set: every connection speaks TLS (runtime/tls_server_context.hpp); its handshake counts in
+  /// request_timeout. Null: plain HTTP.
+  std::shared_ptr<const tls_server_context> tls;
 };
 
 class http_server {

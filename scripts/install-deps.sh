@@ -9,6 +9,7 @@ packages=(
   libtomlplusplus-dev libzstd-dev zlib1g-dev libstb-dev nlohmann-json3-dev
   libspdlog-dev libcli11-dev libcpp-httplib-dev libgtest-dev
   libsodium-dev                    # peer keys, link handshake and encryption
+  libssl-dev                       # TLS for the HTTP endpoints (optional, off by default)
   dataset-fashion-mnist            # the embedded default data set
   prometheus                       # promtool and a server for the metrics tests
   chromium                         # a headless browser for the status page test
