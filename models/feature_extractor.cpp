@@ -122,7 +122,7 @@ torch::Tensor standardised_principal_components(const torch::Tensor& pooled, int
   const int64_t keep = std::min(dims, values);
   const double denominator = static_cast<double>(std::max<int64_t>(1, count - 1));
   const auto covariance = standardised.t().mm(standardised) / denominator;
-  const auto [eigenvalues, eigenvectors] = torch::linalg::eigh(covariance, "L");
+  const auto [eigenvalues, eigenvectors] = torch::linalg_eigh(covariance, "L");
   auto components = eigenvectors.slice(1, values - keep, values).flip({1}).contiguous();
   // An eigenvector's sign is arbitrary (LAPACK may return either): make the entry of largest
   // magnitude positive (the first such entry on ties), so the features are the same every run.

@@ -258,8 +258,9 @@ cluster_assignment read_cluster_assignment(const std::filesystem::path& path) {
   clusters.fine_clusters = metadata_number<int64_t>(content, "fine_clusters", where);
   clusters.feature_dims = metadata_number<int64_t>(content, "feature_dims", where);
   // The shapes must say what the metadata says (their sizes are checked by check_consistent).
-  const auto& coarse_shape = shape_of(content, "coarse_centroids");
-  const auto& fine_shape = shape_of(content, "fine_centroids");
+  // Copies: GCC 14 takes a reference returned next to a temporary name for a dangling one.
+  const auto coarse_shape = shape_of(content, "coarse_centroids");
+  const auto fine_shape = shape_of(content, "fine_centroids");
   if (coarse_shape[0] != clusters.num_clusters || coarse_shape[1] != clusters.feature_dims ||
       fine_shape[0] != clusters.fine_clusters || fine_shape[1] != clusters.feature_dims)
     fail(where + ": the centroid shapes do not match num_clusters, fine_clusters and "

@@ -44,24 +44,26 @@ std::uint64_t avalanche(std::uint64_t h) noexcept {
   return h;
 }
 
-void append_little_endian(std::vector<char>& out, std::uint64_t value, int bytes) {
+// Writes the low `bytes` bytes of value, little-endian, at out[at]; returns the next position.
+std::size_t put_little_endian(std::vector<char>& out, std::size_t at, std::uint64_t value,
+                              int bytes) {
   for (int i = 0; i < bytes; ++i)
-    out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+    out[at++] = static_cast<char>((value >> (8 * i)) & 0xff);
+  return at;
 }
 
 std::uint64_t header_seed(const tensor_blob& blob) noexcept {
-  // Fixed little-endian layout so the seed is the same on every machine. Small: a rank of 8 needs
-  // 94 bytes; the vector only grows past its reserve for unusual ranks.
-  std::vector<char> header;
-  header.reserve(32 + 8 * blob.shape.size());
-  append_little_endian(header, blob.round_id, 8);
-  append_little_endian(header, blob.part_index, 4);
-  append_little_endian(header, blob.offset, 8);
-  append_little_endian(header, blob.dtype, 1);
-  append_little_endian(header, blob.codec, 1);
-  append_little_endian(header, blob.shape.size(), 8);
+  // Fixed little-endian layout so the seed is the same on every machine, in a buffer of exactly
+  // its size (30 bytes and 8 per dimension).
+  std::vector<char> header(30 + 8 * blob.shape.size());
+  std::size_t at = put_little_endian(header, 0, blob.round_id, 8);
+  at = put_little_endian(header, at, blob.part_index, 4);
+  at = put_little_endian(header, at, blob.offset, 8);
+  at = put_little_endian(header, at, blob.dtype, 1);
+  at = put_little_endian(header, at, blob.codec, 1);
+  at = put_little_endian(header, at, blob.shape.size(), 8);
   for (std::int64_t dim : blob.shape)
-    append_little_endian(header, static_cast<std::uint64_t>(dim), 8);
+    at = put_little_endian(header, at, static_cast<std::uint64_t>(dim), 8);
   return blob_checksum(header, 0);
 }
 

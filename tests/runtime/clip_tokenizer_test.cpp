@@ -44,7 +44,7 @@ TEST(clip_tokenizer, fixture_settings_and_special_ids) {
   const auto tokenizer = clip_tokenizer::load(fixture_folder);
   EXPECT_EQ(tokenizer.vocab_size(), cases["vocab_size"].get<int64_t>());
   const auto& special = cases["special_tokens"];
-  EXPECT_EQ(tokenizer.settings().bos_token, special["bos_token"][0]);
+  EXPECT_EQ(tokenizer.settings().bos_token, special["bos_token"][0].get<std::string>());
   EXPECT_EQ(tokenizer.bos_id(), special["bos_token"][1]);
   EXPECT_EQ(tokenizer.eos_id(), special["eos_token"][1]);
   EXPECT_EQ(tokenizer.pad_id(), special["pad_token"][1]);

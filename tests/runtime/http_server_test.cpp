@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,38 +14,16 @@
 #include <future>
 #include <thread>
 
+#include "tests/runtime/plain_http_client.hpp"
+
 namespace ddactor {
 namespace {
 
 using namespace std::chrono_literals;
 
-int connect_to(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval limit{20, 0};  // a hang fails the test instead of blocking it forever
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  return fd;
-}
-
-void send_text(int fd, const std::string& text) {
-  [[maybe_unused]] auto n = ::send(fd, text.data(), text.size(), MSG_NOSIGNAL);
-}
-
-// Everything until the server closes the connection.
-std::string read_all(int fd) {
-  std::string out;
-  char buffer[4096];
-  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
-    out.append(buffer, static_cast<size_t>(n));
-  return out;
-}
+using plain_http::connect_to;
+using plain_http::read_all;
+using plain_http::send_text;
 
 std::string round_trip(uint16_t port, const std::string& request) {
   const int fd = connect_to(port);

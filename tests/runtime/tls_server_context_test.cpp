@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -27,6 +25,7 @@
 #include <thread>
 
 #include "runtime/http_server.hpp"
+#include "tests/runtime/plain_http_client.hpp"
 
 namespace ddactor {
 namespace {
@@ -79,28 +78,7 @@ test_certificate make_certificate(const std::filesystem::path& dir, const std::s
   return files;
 }
 
-int connect_plain(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval limit{20, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  return fd;
-}
-
-std::string read_all(int fd) {
-  std::string out;
-  char buffer[4096];
-  for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
-    out.append(buffer, static_cast<size_t>(n));
-  return out;
-}
+using plain_http::read_all;
 
 struct https_server {
   std::unique_ptr<http_server> server;
@@ -159,10 +137,9 @@ TEST(tls_server_context, answers_over_tls_and_never_in_the_clear) {
   EXPECT_FALSE(wary->Get("/healthz"));
 
   // Plain HTTP gets no answer it could read: the handshake fails and the connection closes.
-  const int fd = connect_plain(server.port);
+  const int fd = plain_http::connect_to(server.port);
   ASSERT_GE(fd, 0);
-  const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-  [[maybe_unused]] auto n = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  plain_http::send_text(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
   const auto answer = read_all(fd);
   ::close(fd);
   EXPECT_EQ(answer.find("ok over tls"), std::string::npos) << answer;
@@ -179,7 +156,7 @@ TEST(tls_server_context, a_client_that_never_handshakes_is_dropped_and_starves_n
   scratch_dir dir;
   const auto files = make_certificate(dir.path, "server");
   https_server server(endpoint_tls(files.certificate, files.key), 5s);
-  const int silent = connect_plain(server.port);
+  const int silent = plain_http::connect_to(server.port);
   ASSERT_GE(silent, 0);
   auto client = trusting_client(server.port, files.certificate);
   auto got = client->Get("/healthz");
