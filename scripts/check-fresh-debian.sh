@@ -8,7 +8,8 @@
 # Needs root and network access to a Debian mirror (MIRROR, default deb.debian.org). The chroot's
 # root is bind-mounted onto itself and gets /proc, /sys, /dev and /run, so that network namespaces
 # (`ip netns`, which makes mounts private) work inside it as on a real machine. An existing
-# CHROOT_DIR is reused (delete it for a fresh start). Logs go to CHROOT_DIR.log/.
+# CHROOT_DIR is reused (delete it for a fresh start). Logs go to CHROOT_DIR.log/. ONLY=tests (or
+# ONLY=quickstart) runs one of the two commands, e.g. again after a fix.
 set -euo pipefail
 suite=${1:?usage: $0 SUITE [CHROOT_DIR]}
 root=${2:-/var/tmp/ddactor-$suite}
@@ -57,6 +58,7 @@ git clone -q --no-local "$repo" "$root/root/ddactor"
 status=0
 for i in 0 1; do
   name=$([ "$i" -eq 0 ] && echo quickstart || echo tests)
+  [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ] && continue
   echo "== README command $((i + 1)) ($name): ${commands[i]}"
   start=$(date +%s)
   if chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
