@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package ddactor needs to build, test and run (nothing else is fetched).
+# Installs every Debian 12 (or 13) package ddactor needs to build, test and run (nothing else
+# is fetched).
 # Uses sudo when not run as root.
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libcaf-dev                       # C++ Actor Framework 0.17.6 (core, io)
-  libtorch-dev libopenblas0-pthread # LibTorch 1.13 CPU; OpenBLAS (the reference BLAS is 14x slower)
+  libtorch-dev libopenblas0-pthread # LibTorch CPU (1.13; 2.6 on Debian 13); OpenBLAS (not the
+                                   # reference BLAS, 14x slower)
   libtomlplusplus-dev libzstd-dev zlib1g-dev libstb-dev nlohmann-json3-dev
   libspdlog-dev libcli11-dev libcpp-httplib-dev libgtest-dev
   libsodium-dev                    # peer keys, link handshake and encryption
