@@ -11,8 +11,9 @@
 // that the work can stop. Every answer closes its connection (Connection: close), which
 // Prometheus, browsers and curl all accept.
 //
-// With http_server_options::tls, every connection is TLS (a client speaking plain HTTP to it gets
-// its connection closed; a plain one is refused at once, never answered in the clear).
+// With http_server_options::tls, every connection is TLS: a client speaking plain HTTP to it gets
+// its connection closed and never an answer in the clear (past the connection budget too: the
+// plain 503 is not sent, the connection is closed).
 //
 // Not supported, refused with a clear status: chunked request bodies (411), request heads over
 // max_head_bytes (431) or bodies over max_body_bytes (413), other HTTP versions (505).
