@@ -46,3 +46,11 @@ target_include_directories(ddactor::httplib INTERFACE ${HTTPLIB_INCLUDE_DIR})
 target_compile_definitions(ddactor::httplib INTERFACE
   CPPHTTPLIB_OPENSSL_SUPPORT CPPHTTPLIB_ZLIB_SUPPORT CPPHTTPLIB_BROTLI_SUPPORT)
 target_link_libraries(ddactor::httplib INTERFACE ${HTTPLIB_LIBRARY} Threads::Threads)
+
+# Gloo (libgloo-dev): LibTorch's c10d ProcessGroupGloo, which reduces the trainers of one node
+# (models/node_reducer), is compiled into libtorch_cpu, but its header includes Gloo's headers.
+find_path(GLOO_INCLUDE_DIR gloo/context.h REQUIRED)
+find_library(GLOO_LIBRARY gloo REQUIRED)
+add_library(ddactor::gloo INTERFACE IMPORTED)
+target_include_directories(ddactor::gloo INTERFACE ${GLOO_INCLUDE_DIR})
+target_link_libraries(ddactor::gloo INTERFACE ${GLOO_LIBRARY})

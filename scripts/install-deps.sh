@@ -8,6 +8,8 @@ packages=(
   libcaf-dev                       # C++ Actor Framework 0.17.6 (core, io)
   libtorch-dev libopenblas0-pthread # LibTorch CPU (1.13; 2.6 on Debian 13); OpenBLAS (not the
                                    # reference BLAS, 14x slower)
+  libgloo-dev                      # Gloo's headers, for LibTorch's c10d ProcessGroupGloo (the
+                                   # trainers of one node reduce through it)
   libtomlplusplus-dev libzstd-dev zlib1g-dev libstb-dev nlohmann-json3-dev
   libspdlog-dev libcli11-dev libcpp-httplib-dev libgtest-dev
   libsodium-dev                    # peer keys, link handshake and encryption

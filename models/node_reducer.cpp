@@ -1,0 +1,93 @@
+// The collective of one node's trainers over c10d's ProcessGroupGloo; see node_reducer.hpp.
+#include "models/node_reducer.hpp"
+
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+
+#include <string>
+#include <vector>
+
+namespace ddactor {
+
+class node_rendezvous {
+ public:
+  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::HashStore>();
+};
+
+std::shared_ptr<node_rendezvous> make_node_rendezvous() {
+  return std::make_shared<node_rendezvous>();
+}
+
+struct node_reducer::group {
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+};
+
+namespace {
+
+// Gloo and c10d report a late or lost rank as c10::Error or std::runtime_error.
+template <class Call>
+void collective(const char* what, int rank, Call&& call) {
+  try {
+    call();
+  } catch (const std::exception& e) {
+    throw node_collective_error(std::string("trainer ") + std::to_string(rank) + ": " + what +
+                                " across the node's trainers failed: " + e.what());
+  }
+}
+
+void check_tensor(const torch::Tensor& tensor) {
+  if (!tensor.defined() || !tensor.is_contiguous() || !tensor.device().is_cpu())
+    throw std::invalid_argument("node_reducer takes contiguous CPU tensors");
+}
+
+} // namespace
+
+node_reducer::node_reducer(std::shared_ptr<node_rendezvous> rendezvous,
+                           node_reducer_options options)
+  : options_(options) {
+  if (options_.ranks < 1 || options_.rank < 0 || options_.rank >= options_.ranks)
+    throw std::invalid_argument("node_reducer: rank " + std::to_string(options_.rank) +
+                                " of " + std::to_string(options_.ranks));
+  if (options_.ranks == 1)
+    return;
+  if (!rendezvous)
+    throw std::invalid_argument("node_reducer: several ranks need a rendezvous");
+  auto gloo_options = c10d::ProcessGroupGloo::Options::create(options_.timeout);
+  // Loopback: the ranks share a process, and the machine's name may resolve to nothing usable.
+  gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  // One thread of Gloo's own per rank: calls are synchronous here, one at a time.
+  gloo_options->threads = 1;
+  group_ = std::make_unique<group>();
+  collective("joining", options_.rank, [&] {
+    group_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
+      rendezvous->store, options_.rank, options_.ranks, gloo_options);
+  });
+}
+
+node_reducer::~node_reducer() = default;
+
+void node_reducer::sum_(torch::Tensor& tensor) {
+  check_tensor(tensor);
+  if (!group_)
+    return;
+  std::vector<at::Tensor> tensors{tensor};
+  collective("a sum", options_.rank, [&] {
+    group_->gloo->allreduce(tensors, c10d::AllreduceOptions{})->wait(options_.timeout);
+  });
+}
+
+void node_reducer::broadcast_(torch::Tensor& tensor, int root) {
+  check_tensor(tensor);
+  if (root < 0 || root >= options_.ranks)
+    throw std::invalid_argument("node_reducer: no rank " + std::to_string(root));
+  if (!group_)
+    return;
+  std::vector<at::Tensor> tensors{tensor};
+  c10d::BroadcastOptions broadcast;
+  broadcast.rootRank = root;
+  collective("a broadcast", options_.rank, [&] {
+    group_->gloo->broadcast(tensors, broadcast)->wait(options_.timeout);
+  });
+}
+
+} // namespace ddactor

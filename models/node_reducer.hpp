@@ -1,0 +1,72 @@
+#pragma once
+// The collective of the trainers of one node (one peer, several trainers): each trainer holds
+// the node_reducer of its rank r in [0, ranks), and together they sum tensors or copy one rank's
+// tensor to all, through LibTorch's c10d ProcessGroupGloo over loopback. The ranks find each
+// other through a node_rendezvous, an in-process key-value store made once per set of trainers
+// (a set restarted after a failure meets in a fresh one, never in its predecessor's).
+//
+// A collective call blocks the calling thread until every rank made the same call (trainers run
+// on their own threads, never on CAF's scheduler). It fails with node_collective_error when a
+// rank does not come within the timeout or its connection closes (its trainer died), so that no
+// trainer waits for ever on a dead one; the supervisor then restarts the whole set.
+//
+// Every rank must make the same calls in the same order with tensors of the same shape and
+// dtype. The results are bit-identical on every rank: Gloo reduces each chunk of a sum on one
+// rank and copies the result to the others.
+//
+// One rank alone (ranks = 1) makes no group: its calls return at once.
+//
+// Thread-safety: one node_reducer per thread; a node_rendezvous is shared by all ranks.
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+
+namespace ddactor {
+
+/// Where the ranks of one set of trainers meet (opaque: c10d's in-process HashStore).
+class node_rendezvous;
+
+/// A fresh meeting place for one set of trainers.
+std::shared_ptr<node_rendezvous> make_node_rendezvous();
+
+struct node_reducer_options {
+  int rank = 0;
+  int ranks = 1;
+  /// How long joining and each collective call wait for the other ranks. Rank 0 writes sample
+  /// grids and checkpoint snapshots between two steps while the others wait in the next one.
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+};
+
+/// A rank did not come in time, or its connection closed.
+class node_collective_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class node_reducer {
+ public:
+  /// Joins the group: blocks until every rank has joined (or throws after the timeout).
+  node_reducer(std::shared_ptr<node_rendezvous> rendezvous, node_reducer_options options);
+  ~node_reducer();
+  node_reducer(const node_reducer&) = delete;
+  node_reducer& operator=(const node_reducer&) = delete;
+
+  int rank() const { return options_.rank; }
+  int ranks() const { return options_.ranks; }
+
+  /// Replaces `tensor` (contiguous, on the CPU) by its sum over all ranks.
+  void sum_(torch::Tensor& tensor);
+
+  /// Replaces `tensor` by rank `root`'s.
+  void broadcast_(torch::Tensor& tensor, int root);
+
+ private:
+  struct group;
+  node_reducer_options options_;
+  std::unique_ptr<group> group_;  // null for one rank alone
+};
+
+} // namespace ddactor
