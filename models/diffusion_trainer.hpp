@@ -29,8 +29,11 @@ class diffusion_trainer : public model_trainer {
   torch::Tensor batch_loss(const training_batch& batch, at::Generator& generator) override;
 
   /// The flow-matching loss of clean inputs x0 (N, C, H, W) under `cond`: noise and times drawn
-  /// from `generator`, the condition dropped to null with train.condition_dropout.
-  torch::Tensor flow_loss(const torch::Tensor& x0, dit_condition cond, at::Generator& generator);
+  /// from `generator`, the condition dropped to null with train.condition_dropout. For the slice
+  /// of a node's batch (`batch`'s node_offset and node_count), the draws cover the node's batch
+  /// and x0 takes its rows of them.
+  torch::Tensor flow_loss(const torch::Tensor& x0, dit_condition cond, at::Generator& generator,
+                          const training_batch& batch);
 
  private:
   dit_options model_options_;

@@ -56,7 +56,7 @@ torch::Tensor latent_dit_trainer::batch_loss(const training_batch& batch,
     cond.context = batch_embeddings(batch, pipeline_, empty_embedding_);
     cond.null_context = empty_embedding_.expand_as(cond.context);
   }
-  return flow_loss(latents, std::move(cond), generator);
+  return flow_loss(latents, std::move(cond), generator, batch);
 }
 
 std::map<std::string, std::string> latent_dit_trainer::describe() const {

@@ -99,6 +99,17 @@ step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) 
   return result;
 }
 
+void model_trainer::sum_accumulation(const std::function<void(torch::Tensor&)>& sum) {
+  auto gradients = parameters_->gradients();
+  sum(gradients);
+  // Doubles: sample counts stay exact, and the loss sum keeps the precision it had.
+  auto totals = torch::tensor({static_cast<double>(accumulated_samples_), accumulated_loss_},
+                              torch::kFloat64);
+  sum(totals);
+  accumulated_samples_ = static_cast<int64_t>(totals[0].item<double>());
+  accumulated_loss_ = totals[1].item<double>();
+}
+
 void model_trainer::discard_accumulation() {
   parameters_->zero_gradients();
   accumulated_samples_ = 0;

@@ -19,6 +19,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -83,6 +84,12 @@ class model_trainer {
   /// averaged) are left alone; the result's loss and samples are those of no accumulation (0).
   /// Every peer that applies the same gradient to the same state ends in the same state.
   step_result apply_gradient(std::span<const float> mean_gradient);
+
+  /// Several trainers of one node (as PyTorch's DDP): `sum` replaces a tensor by its sum over
+  /// the node's trainers (node_reducer::sum_). This trainer then holds the node's accumulated
+  /// gradients, samples and loss, and apply_step() takes the node's step, the same on every
+  /// trainer of the node.
+  void sum_accumulation(const std::function<void(torch::Tensor&)>& sum);
 
   /// Drops the gradients accumulated so far (e.g. after downloading newer state).
   void discard_accumulation();

@@ -44,6 +44,12 @@ struct training_batch {
   int64_t position_after = 0;
   /// Which incarnation of the data loader made it; the trainer drops batches of a dead one.
   uint64_t loader_generation = 0;
+  /// With several trainers in a node, this batch is the slice [node_offset, node_offset + count)
+  /// of the node's batch of node_count examples (0: it is the whole of it). A loss draws its
+  /// randomness for the node's whole batch and keeps its slice, so that an example's noise does
+  /// not depend on how many trainers share the batch.
+  int64_t node_offset = 0;
+  int64_t node_count = 0;
 
   bool has_latents() const { return !latents.empty(); }
 
