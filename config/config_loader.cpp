@@ -568,6 +568,7 @@ section_schema run_keys() {
       field("mode", &run_section::mode, one_of(run_modes)),
       field("seed", &run_section::seed),
       field("threads", &run_section::threads, within(0, 1024)),
+      field("trainers", &run_section::trainers, within(1, 64)),
       field("device", &run_section::device, device_name()),
   });
 }
@@ -1121,6 +1122,28 @@ const std::vector<cross_key_rule>& cross_key_rules() {
          return "train.lora_rank > 0 fine-tunes a Stable Diffusion UNet: it needs "
                 "model.pretrained, without model.latent";
        }},
+      {{"run.trainers", "network.listen"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.run.trainers == 1 || c.network.listen.empty())
+           return std::nullopt;
+         return "run.trainers > 1 is not supported in a swarm yet (network.listen is set): a "
+                "swarm peer trains with one trainer";
+       }},
+      {{"run.trainers", "model.pretrained", "run.mode"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.run.trainers == 1 || (c.model.pretrained.empty() && c.run.mode == "train"))
+           return std::nullopt;
+         return "run.trainers > 1 trains a pixel DiT (run.mode = \"train\" without "
+                "model.pretrained) only, not yet a router, a latent DiT or a Stable Diffusion "
+                "UNet";
+       }},
+      {{"run.trainers", "run.device"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.run.trainers == 1 || c.run.device == "cpu")
+           return std::nullopt;
+         return "run.trainers > 1 splits a CPU's threads; several trainers on CUDA devices are "
+                "not supported yet";
+       }},
       {{"train.precision", "run.device"},
        [](const run_config& c) -> std::optional<std::string> {
          if (c.train.precision != "fp16" || c.run.device != "cpu")
@@ -1244,15 +1267,19 @@ std::vector<cross_key_rule> machine_rules(const machine_limits& machine) {
     return {};
   return {
       {{"data.resolution", "data.batch_size", "model.hidden_size", "model.depth",
-        "model.patch_size"},
+        "model.patch_size", "run.trainers"},
        [have = machine.memory_bytes](const run_config& c) -> std::optional<std::string> {
          if (c.run.mode == "router" || uses_unet(c))
            return std::nullopt;  // the router is a fraction of the DiT's size; a UNet not a DiT
          const auto need = estimate_training_memory(c);
-         if (need.total_bytes() <= have)
+         // Every trainer of the peer holds a whole replica and its own batch's activations.
+         const auto total = need.total_bytes() * c.run.trainers;
+         if (total <= have)
            return std::nullopt;
-         return "training this model needs about " + format_bytes(need.total_bytes()) +
-                " of memory (" + format_bytes(need.state_bytes) + " for " +
+         const auto replicas =
+           c.run.trainers == 1 ? std::string() : render(c.run.trainers) + " trainers, each ";
+         return "training this model needs about " + format_bytes(total) + " of memory (" +
+                replicas + format_bytes(need.state_bytes) + " for " +
                 shortest_number(need.parameters / 1e6) + "M parameters with their gradients, "
                 "optimizer state and EMA; " + format_bytes(need.activation_bytes) +
                 " of activations for a batch of " + render(c.data.batch_size) + " at " +

@@ -24,6 +24,9 @@ struct run_section {
   uint64_t seed = 0;
   /// LibTorch intra-op threads; 0 uses every core.
   int threads = 0;
+  /// Trainers in this peer, each with its own slice of every batch, reduced inside the node
+  /// before the optimizer step (models/node_reducer.hpp); on the CPU they share run.threads.
+  int trainers = 1;
   /// "cpu", "cuda" or "cuda:N" (CUDA needs a build with DDACTOR_CUDA and a GPU).
   std::string device = "cpu";
 

@@ -387,6 +387,8 @@ INSTANTIATE_TEST_SUITE_P(
                    "must be one of \"train\", \"router\", got \"serve\""},
         range_case{"run.threads", "0", "-1", "must be in [0, 1024], got -1"},
         range_case{"run.threads", "1024", "100000", "must be in [0, 1024], got 100000"},
+        range_case{"run.trainers", "64", "0", "must be in [1, 64], got 0"},
+        range_case{"run.trainers", "2", "65", "must be in [1, 64], got 65"},
         range_case{"run.device", "\"cuda:12\"", "\"gpu\"",
                    "must be \"cpu\", \"cuda\" or \"cuda:N\" (N a device index), got \"gpu\""},
         range_case{"run.device", "\"cuda\"", "\"cuda:\"",
@@ -494,6 +496,25 @@ TEST(config_loader, patch_size_must_divide_the_resolution) {
   ASSERT_TRUE(error);
   EXPECT_EQ(error->key(), "model.patch_size");
   EXPECT_EQ(error->problem(), "data.resolution (32) must be divisible by model.patch_size (3)");
+}
+
+TEST(config_loader, several_trainers_train_a_pixel_dit_alone_on_the_cpu) {
+  EXPECT_EQ(parse_run_config("[run]\ntrainers = 3\n", "run.toml").run.trainers, 3);
+  auto error = error_of("[run]\ntrainers = 2\n[network]\nlisten = \"127.0.0.1:0\"\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(std::string(error->what()),
+            "run.toml:2:12: key 'run.trainers': run.trainers > 1 is not supported in a swarm yet "
+            "(network.listen is set): a swarm peer trains with one trainer");
+  error = error_of("[run]\ntrainers = 2\nmode = \"router\"\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->key(), "run.trainers");
+  EXPECT_NE(error->problem().find("not yet a router"), std::string::npos) << error->problem();
+  EXPECT_EQ(
+    parse_run_config("[run]\ntrainers = 1\n[network]\nlisten = \"127.0.0.1:7000\"\n"
+                     "[train]\ntarget_batch_size = 64\n",
+                     "run.toml")
+      .run.trainers,
+    1);
 }
 
 TEST(config_loader, class_conditioning_needs_classes) {
@@ -776,7 +797,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 150u);
+  EXPECT_EQ(known.size(), 151u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -888,7 +909,7 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   run_config config;
   config.source_file = "/tmp/odd \"name\"\n.toml";
   config.run = {"odd.name_1", "/tmp/we\"ird\\name\n\t\x01 \xc3\xa9", "train",
-                UINT64_C(9223372036854775807), 3, "cuda:1"};
+                UINT64_C(9223372036854775807), 3, 1, "cuda:1"};
   config.model = {"B/4", 96, 3, 6, 8, 2.5, "caption", 0, 0.25, 1, 300, "/models/sd 1.5", false};
   config.data = {"folder", "/srv/images", 64, 3, 7, 2, 0.125, true, false};
   config.train = {123, 45.5, 1.5e-4, 0.01, 0.8, 0.95, 1e-6, 7, 0.5, 0.9, -0.5, 1.2, 3, 40, 1, 0};
