@@ -208,11 +208,11 @@ void act(group_pointer self, std::vector<round_action> actions) {
       if (encode->role == chunk_role::gather_out && st.options.inject == fault::die_as_reducer)
         die_now("reducer");
       if (encode->role == chunk_role::scatter_out && st.options.scale_chunks != 0)
-        for (auto& v : encode->job.values)
+        for (auto& v : encode->job.own_values())
           v *= st.options.scale_chunks;
       if (encode->role == chunk_role::scatter_out && st.options.corrupt_chunks) {
-        encode->job.values.assign(encode->job.values.size(),
-                                  std::numeric_limits<float>::quiet_NaN());
+        auto& values = encode->job.own_values();
+        values.assign(values.size(), std::numeric_limits<float>::quiet_NaN());
         encode->job.codec = {};
         encode->job.error_feedback = false;
       }

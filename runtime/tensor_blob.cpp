@@ -2,9 +2,12 @@
 // untrusted blobs, and float32 packing in little-endian order.
 #include "runtime/tensor_blob.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bit>
+#include <compare>
 #include <cstring>
+#include <iterator>
 #include <limits>
 
 namespace ddactor {
@@ -124,13 +127,16 @@ std::optional<std::size_t> dtype_size(std::uint8_t dtype) noexcept {
 
 std::optional<std::uint64_t> shape_elements(std::span<const std::int64_t> shape,
                                             std::uint64_t limit) noexcept {
+  if (std::any_of(shape.begin(), shape.end(), [](std::int64_t dim) { return dim < 0; }))
+    return std::nullopt;
+  // A zero dimension empties the shape, whatever the dimensions before it multiply to.
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end())
+    return 0;
   std::uint64_t elements = 1;
   for (std::int64_t dim : shape) {
-    if (dim < 0)
-      return std::nullopt;
     const auto d = static_cast<std::uint64_t>(dim);
     // elements * d > limit, without overflowing.
-    if (d != 0 && elements > limit / d)
+    if (elements > limit / d)
       return std::nullopt;
     elements *= d;
   }
@@ -189,11 +195,12 @@ tensor_blob make_float32_blob(std::uint64_t round_id, std::uint32_t part_index,
   blob.shape = {static_cast<std::int64_t>(values.size())};
   blob.dtype = static_cast<std::uint8_t>(blob_dtype::float32);
   blob.codec = blob_codec_none;
-  blob.bytes.resize(values.size() * sizeof(float));
   if constexpr (std::endian::native == std::endian::little) {
-    if (!values.empty())
-      std::memcpy(blob.bytes.data(), values.data(), blob.bytes.size());
+    // One pass: the bytes are copied as the buffer is made (no zero-filling first).
+    const auto* bytes = reinterpret_cast<const char*>(values.data());
+    blob.bytes.assign(bytes, bytes + values.size() * sizeof(float));
   } else {
+    blob.bytes.resize(values.size() * sizeof(float));
     for (std::size_t i = 0; i < values.size(); ++i) {
       const auto word = __builtin_bswap32(std::bit_cast<std::uint32_t>(values[i]));
       std::memcpy(blob.bytes.data() + 4 * i, &word, 4);
@@ -202,6 +209,49 @@ tensor_blob make_float32_blob(std::uint64_t round_id, std::uint32_t part_index,
   seal(blob);
   return blob;
 }
+
+namespace {
+
+// Reads little-endian float32 values from bytes, as a random-access iterator.
+class little_endian_floats {
+public:
+  using iterator_category = std::random_access_iterator_tag;
+  using value_type = float;
+  using difference_type = std::ptrdiff_t;
+  using pointer = void;
+  using reference = float;
+
+  explicit little_endian_floats(const unsigned char* at) : at_(at) {}
+  float operator*() const noexcept {
+    std::uint32_t word;
+    std::memcpy(&word, at_, 4);
+    if constexpr (std::endian::native == std::endian::big)
+      word = __builtin_bswap32(word);
+    return std::bit_cast<float>(word);
+  }
+  float operator[](difference_type k) const noexcept { return *(*this + k); }
+  little_endian_floats& operator++() noexcept { at_ += 4; return *this; }
+  little_endian_floats operator++(int) noexcept { auto old = *this; at_ += 4; return old; }
+  little_endian_floats& operator--() noexcept { at_ -= 4; return *this; }
+  little_endian_floats operator--(int) noexcept { auto old = *this; at_ -= 4; return old; }
+  little_endian_floats& operator+=(difference_type k) noexcept { at_ += 4 * k; return *this; }
+  little_endian_floats& operator-=(difference_type k) noexcept { at_ -= 4 * k; return *this; }
+  little_endian_floats operator+(difference_type k) const noexcept {
+    return little_endian_floats(at_ + 4 * k);
+  }
+  little_endian_floats operator-(difference_type k) const noexcept {
+    return little_endian_floats(at_ - 4 * k);
+  }
+  difference_type operator-(const little_endian_floats& other) const noexcept {
+    return (at_ - other.at_) / 4;
+  }
+  auto operator<=>(const little_endian_floats&) const = default;
+
+private:
+  const unsigned char* at_;
+};
+
+} // namespace
 
 std::vector<float> float32_values(const tensor_blob& blob) {
   if (blob.dtype != static_cast<std::uint8_t>(blob_dtype::float32) ||
@@ -214,17 +264,9 @@ std::vector<float> float32_values(const tensor_blob& blob) {
   if (blob.bytes.size() % sizeof(float) != 0 || !elements || *elements != count)
     throw blob_error("float32_values: payload of " + std::to_string(blob.bytes.size()) +
                      " bytes does not match the blob's shape");
-  std::vector<float> values(count);
-  if constexpr (std::endian::native == std::endian::little) {
-    if (count > 0)
-      std::memcpy(values.data(), blob.bytes.data(), blob.bytes.size());
-  } else {
-    for (std::size_t i = 0; i < count; ++i) {
-      std::uint32_t word;
-      std::memcpy(&word, blob.bytes.data() + 4 * i, 4);
-      values[i] = std::bit_cast<float>(__builtin_bswap32(word));
-    }
-  }
+  // Each float is read from its four bytes as the vector is built: one pass, no zero-filling.
+  const auto* bytes = reinterpret_cast<const unsigned char*>(blob.bytes.data());
+  std::vector<float> values(little_endian_floats(bytes), little_endian_floats(bytes + 4 * count));
   return values;
 }
 

@@ -105,7 +105,11 @@ void butterfly_round::start_attempt() {
   my_position_ = static_cast<uint32_t>(
     std::find(active_.begin(), active_.end(), setup_.me) - active_.begin());
   const auto& values = *setup_.values;
-  output_.assign(values.begin(), values.end());
+  // Every part's result lands here; alone, our own values are the result.
+  if (active_.size() == 1)
+    output_.assign(values.begin(), values.end());
+  else
+    output_.assign(values.size(), 0.0f);
   residual_ = setup_.residual;
   std::vector<uint64_t> shares;
   for (auto member : active_)
@@ -151,9 +155,21 @@ void butterfly_round::start_attempt() {
     const bool own = p == my_position_;
     for (const auto& chunk : chunk_ranges(part, setup_.chunk_elements))
       for (const auto& piece : setup_.policy.pieces(chunk)) {
-        std::vector<float> piece_values(values.begin() + static_cast<std::ptrdiff_t>(piece.begin),
-                                        values.begin() + static_cast<std::ptrdiff_t>(piece.end));
+        const std::span<const float> piece_view(values.data() + piece.begin, piece.size());
         auto codec = setup_.policy.codec_for(piece, active_.size(), allreduce_phase::scatter);
+        if (!topk && codec.name == "none") {
+          // Raw floats are only read: the reducer and the encoder take views of our values.
+          if (own) {
+            if (reducer_->accept_shared(my_position_, piece.begin - part.begin, setup_.values,
+                                        piece_view, my_weight) != accept_status::accepted) {
+              fail(round_failure::cause::unencodable_values, "our own values are not finite");
+              return;
+            }
+          } else
+            encode_view(active_[p], p, piece, piece_view);
+          continue;
+        }
+        std::vector<float> piece_values(piece_view.begin(), piece_view.end());
         if (topk) {
           // Error feedback: what earlier rounds dropped rides along with this round's values
           // (where the sum would overflow float32, the old residual is given up instead).
@@ -162,11 +178,6 @@ void butterfly_round::start_attempt() {
             if (std::isfinite(sum))
               piece_values[i] = sum;
           }
-        }
-        if (own && !topk && codec.name == "none") {
-          // Nothing to code: our own floats go straight into the reducer.
-          reducer_->accept(my_position_, piece.begin - part.begin, piece_values, my_weight);
-          continue;
         }
         if (!own)
           ++scatter_chunks_;
@@ -204,6 +215,16 @@ void butterfly_round::encode(chunk_role role, uint32_t member, uint32_t position
   action.job.error_feedback = error_feedback;
   pending_.emplace(action.tag, job);
   out_.emplace_back(std::move(action));
+}
+
+// Our raw values for another member's part, as a view of setup_.values (no copy).
+void butterfly_round::encode_view(uint32_t member, uint32_t position, part_range piece,
+                                  std::span<const float> view) {
+  ++scatter_chunks_;
+  encode(chunk_role::scatter_out, member, position, piece, {}, chunk_codec{}, false, false);
+  auto& job = std::get<round_encode>(out_.back()).job;
+  job.owner = setup_.values;
+  job.view = view;
 }
 
 // Every piece of our part that all members have sent is reduced at once and encoded once; the
@@ -418,6 +439,14 @@ std::vector<round_action> butterfly_round::chunk_coded(uint64_t tag, coded_chunk
   return take();
 }
 
+// Hands decoded values to the reducer, which keeps them as they are (no copy).
+accept_status butterfly_round::accept_into_reducer(uint32_t position, uint64_t offset,
+                                                   std::vector<float> values, double weight) {
+  auto owned = std::make_shared<const std::vector<float>>(std::move(values));
+  const std::span<const float> view(*owned);
+  return reducer_->accept_shared(position, offset, std::move(owned), view, weight);
+}
+
 void butterfly_round::on_coded(const pending_job& job, coded_chunk& coded) {
   const bool ours = job.role == chunk_role::scatter_out || job.role == chunk_role::own_part ||
                     job.role == chunk_role::gather_out;
@@ -440,25 +469,30 @@ void butterfly_round::on_coded(const pending_job& job, coded_chunk& coded) {
                      setup_.me, std::move(coded.blob)}});
       return;
     case chunk_role::own_part:
-      reducer_->accept(my_position_, job.offset, coded.values, setup_.members[setup_.me].weight);
+      accept_into_reducer(my_position_, job.offset, std::move(coded.values),
+                          setup_.members[setup_.me].weight);
       reduce_ready_pieces();
       return;
     case chunk_role::gather_out:
       apply_result(my_position_, job.offset, coded.values);
-      for (auto member : active_)
-        if (member != setup_.me) {
-          float_bytes_ += coded.values.size() * sizeof(float);
-          out_.emplace_back(round_send{
-            member, {setup_.round_id, member_set_, static_cast<uint8_t>(allreduce_phase::gather),
-                     setup_.me, coded.blob}});
-        }
+      for (std::size_t k = 0; k < active_.size(); ++k) {
+        const auto member = active_[k];
+        if (member == setup_.me)
+          continue;
+        float_bytes_ += coded.values.size() * sizeof(float);
+        const bool last = k + 1 == active_.size() || (k + 2 == active_.size() &&
+                                                      active_.back() == setup_.me);
+        out_.emplace_back(round_send{
+          member, {setup_.round_id, member_set_, static_cast<uint8_t>(allreduce_phase::gather),
+                   setup_.me, last ? std::move(coded.blob) : coded.blob}});
+      }
       finish_if_complete();
       return;
     case chunk_role::scatter_in: {
       if (!reducer_)
         return;
-      const auto status = reducer_->accept(job.position, job.offset, coded.values,
-                                           setup_.members[job.member].weight);
+      const auto status = accept_into_reducer(job.position, job.offset, std::move(coded.values),
+                                              setup_.members[job.member].weight);
       if (status != accept_status::accepted) {
         reject(job.member, std::string(to_string(status)), std::string(to_string(status)));
         return;

@@ -55,6 +55,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <variant>
@@ -209,6 +210,10 @@ private:
   void encode(chunk_role role, uint32_t member, uint32_t position, part_range piece,
               std::vector<float> values, chunk_codec codec, bool decode_back,
               bool error_feedback);
+  void encode_view(uint32_t member, uint32_t position, part_range piece,
+                   std::span<const float> view);
+  accept_status accept_into_reducer(uint32_t position, uint64_t offset, std::vector<float> values,
+                                    double weight);
   void reduce_ready_pieces();
   void apply_result(uint32_t position, uint64_t offset, const std::vector<float>& values);
   bool expected_result_piece(uint32_t position, uint64_t offset, std::size_t size);

@@ -1,11 +1,13 @@
 // Encoding and validating all-reduce chunks; see chunk_coding.hpp.
 #include "runtime/allreduce/chunk_coding.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 
 #include "runtime/compression/codec_factory.hpp"
+#include "runtime/finite_values.hpp"
 
 namespace ddactor {
 
@@ -44,9 +46,8 @@ std::vector<float> decode_chunk(const tensor_blob& blob, uint64_t round_id, uint
   std::vector<float> values;
   if (blob.codec == blob_codec_none) {
     values = float32_values(blob);
-    for (float v : values)
-      if (!std::isfinite(v))
-        throw std::runtime_error("invalid chunk: non-finite value");
+    if (!all_finite(values))
+      throw std::runtime_error("invalid chunk: non-finite value");
     return values;
   }
   values.resize(static_cast<size_t>(*elements));
@@ -59,11 +60,30 @@ std::vector<float> decode_chunk(const tensor_blob& blob, uint64_t round_id, uint
   return values;
 }
 
+std::vector<float>& chunk_encode_job::own_values() {
+  if (values.empty() && !view.empty()) {
+    values.assign(view.begin(), view.end());
+    view = {};
+    owner.reset();
+  }
+  return values;
+}
+
 coded_chunk run_chunk_job(chunk_encode_job job) {
   coded_chunk out;
   try {
-    auto codec = job.codec.name == "none" ? nullptr : make_codec(job.codec.name, job.codec.settings);
-    out.blob = encode_chunk(job.round_id, job.part_index, job.offset, job.values, codec.get());
+    auto codec =
+      job.codec.name == "none" ? nullptr : make_codec(job.codec.name, job.codec.settings);
+    out.blob = encode_chunk(job.round_id, job.part_index, job.offset, job.input(), codec.get());
+    if (!codec && job.decode_back && !job.error_feedback) {
+      // Raw float32 decodes to the very same bits: only the receivers' finiteness check remains.
+      auto input = job.input();
+      if (!all_finite(input))
+        throw std::runtime_error("invalid chunk: non-finite value");
+      out.values = job.values.empty() ? std::vector<float>(input.begin(), input.end())
+                                      : std::move(job.values);
+      return out;
+    }
     if (job.decode_back || job.error_feedback)
       out.values = decode_chunk(out.blob, job.round_id, job.part_index, job.part_length);
     if (job.error_feedback) {

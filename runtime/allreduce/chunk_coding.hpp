@@ -5,6 +5,7 @@
 // is used, and non-finite values are refused.
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,12 +41,20 @@ struct chunk_encode_job {
   uint64_t offset = 0;
   uint64_t part_length = 0;
   std::vector<float> values;
+  /// Where `values` is empty: the input as a view of storage that `owner` keeps alive, so that
+  /// values only read (raw float32 out) are not copied first.
+  std::shared_ptr<const void> owner;
+  std::span<const float> view;
   chunk_codec codec;
   /// Also decode the blob into coded_chunk::values: what every receiver will read (a reducer
   /// applies its own result from those very values, so that all members agree bit for bit).
   bool decode_back = false;
   /// Also return values - decoded as coded_chunk::leftover (top-k's error feedback).
   bool error_feedback = false;
+
+  std::span<const float> input() const { return values.empty() ? view : values; }
+  /// The input as this job's own copy (made from the view where there is one), to change it.
+  std::vector<float>& own_values();
 };
 
 /// Work for a compressor: validate and decode a blob that claims to be a chunk of part

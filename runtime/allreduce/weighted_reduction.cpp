@@ -3,8 +3,11 @@
 #include "runtime/allreduce/weighted_reduction.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <iterator>
+
+#include "runtime/finite_values.hpp"
 
 namespace ddactor {
 
@@ -60,8 +63,8 @@ void part_reducer::record_received(sender_state& sender, std::size_t begin, std:
   sender.received.emplace(begin, end);
 }
 
-accept_status part_reducer::accept(std::size_t sender_index, std::size_t chunk_offset,
-                                   std::span<const float> values, double weight) {
+accept_status part_reducer::check(std::size_t sender_index, std::size_t chunk_offset,
+                                  std::span<const float> values, double weight) const {
   if (sender_index >= senders_.size())
     return accept_status::unknown_sender;
   if (values.empty())
@@ -71,25 +74,58 @@ accept_status part_reducer::accept(std::size_t sender_index, std::size_t chunk_o
     return accept_status::outside_part;
   if (!std::isfinite(weight) || !(weight > 0.0))
     return accept_status::bad_weight;
-  sender_state& sender = senders_[sender_index];
+  const sender_state& sender = senders_[sender_index];
   if (sender.delivered > 0 && weight != sender.weight)
     return accept_status::weight_changed;
-  const std::size_t end = chunk_offset + values.size();
-  if (overlaps_received(sender, chunk_offset, end))
+  if (overlaps_received(sender, chunk_offset, chunk_offset + values.size()))
     return accept_status::duplicate_chunk;
-  if (!std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); }))
+  if (!all_finite(values))
     return accept_status::non_finite_value;
+  return accept_status::accepted;
+}
 
-  if (sender.values.empty())
-    sender.values.resize(part_length_);
-  std::copy(values.begin(), values.end(),
-            sender.values.begin() + static_cast<std::ptrdiff_t>(chunk_offset));
-  record_received(sender, chunk_offset, end);
+accept_status part_reducer::accept(std::size_t sender_index, std::size_t chunk_offset,
+                                   std::span<const float> values, double weight) {
+  const accept_status status = check(sender_index, chunk_offset, values, weight);
+  if (status != accept_status::accepted)
+    return status;
+  auto copy = std::make_shared<const std::vector<float>>(values.begin(), values.end());
+  const std::span<const float> view(*copy);
+  return accept_shared(sender_index, chunk_offset, std::move(copy), view, weight);
+}
+
+accept_status part_reducer::accept_shared(std::size_t sender_index, std::size_t chunk_offset,
+                                          std::shared_ptr<const void> owner,
+                                          std::span<const float> values, double weight) {
+  const accept_status status = check(sender_index, chunk_offset, values, weight);
+  if (status != accept_status::accepted)
+    return status;
+  sender_state& sender = senders_[sender_index];
+  sender.chunks.emplace(chunk_offset, stored_chunk{std::move(owner), values});
+  record_received(sender, chunk_offset, chunk_offset + values.size());
   sender.weight = weight;
   sender.delivered += values.size();
   if (sender.delivered == part_length_)
     ++complete_senders_;
   return accept_status::accepted;
+}
+
+template <class Segment>
+void part_reducer::for_each_segment(const std::vector<std::size_t>& senders, std::size_t begin,
+                                    std::size_t end, Segment&& f) const {
+  std::vector<const float*> at(senders.size());
+  for (std::size_t position = begin; position < end;) {
+    std::size_t segment_end = end;
+    for (std::size_t k = 0; k < senders.size(); ++k) {
+      const auto& chunks = senders_[senders[k]].chunks;
+      // The chunk that starts at or before `position`; complete ranges have one.
+      auto chunk = std::prev(chunks.upper_bound(position));
+      at[k] = chunk->second.values.data() + (position - chunk->first);
+      segment_end = std::min(segment_end, chunk->first + chunk->second.values.size());
+    }
+    f(position, segment_end, at);
+    position = segment_end;
+  }
 }
 
 void part_reducer::accept_or_throw(std::size_t sender_index, std::size_t chunk_offset,
@@ -127,38 +163,11 @@ reduction_result part_reducer::finish() const {
       result.included_senders.push_back(j);
   if (result.included_senders.empty() || part_length_ == 0)
     return result;
-  if (aggregation_.rule == aggregation_settings::kind::centered_clip) {
-    for (std::size_t j : result.included_senders)
-      result.total_weight += senders_[j].weight;
-    result.values = clipped(result.included_senders, 0, part_length_);
-    return result;
-  }
-
-  // Scale the weights by a power of two so that the largest is in [0.5, 1): exact, so the result is
-  // the same as with the raw weights, but w_j * x_j cannot overflow whatever the sample counts.
-  double largest = 0.0;
   for (std::size_t j : result.included_senders)
-    largest = std::max(largest, senders_[j].weight);
-  int exponent = 0;
-  std::frexp(largest, &exponent);
-
-  // Fixed order: per element, senders in ascending index (the loops are nested this way round only
-  // so that the inner loop streams through memory).
-  std::vector<double> weighted_sum(part_length_, 0.0);
-  double scaled_total = 0.0;
-  for (std::size_t j : result.included_senders) {
-    const double scaled_weight = std::ldexp(senders_[j].weight, -exponent);
-    const std::vector<float>& x = senders_[j].values;
-    for (std::size_t i = 0; i < part_length_; ++i)
-      weighted_sum[i] += scaled_weight * static_cast<double>(x[i]);
-    scaled_total += scaled_weight;
     result.total_weight += senders_[j].weight;
-  }
-  // A weighted average lies between the smallest and largest inputs, so the float conversion never
-  // overflows; a double quotient rounded to float is the correctly rounded float of that quotient.
-  result.values.resize(part_length_);
-  for (std::size_t i = 0; i < part_length_; ++i)
-    result.values[i] = static_cast<float>(weighted_sum[i] / scaled_total);
+  result.values = aggregation_.rule == aggregation_settings::kind::centered_clip
+                    ? clipped(result.included_senders, 0, part_length_)
+                    : weighted_mean(result.included_senders, 0, part_length_);
   return result;
 }
 
@@ -181,40 +190,69 @@ std::vector<float> part_reducer::average_of_range(std::size_t begin, std::size_t
   if (!range_complete(begin, end))
     throw reduction_error("part_reducer: range [" + std::to_string(begin) + ", " +
                           std::to_string(end) + ") is not complete");
-  if (aggregation_.rule == aggregation_settings::kind::centered_clip) {
-    std::vector<std::size_t> everyone(senders_.size());
-    for (std::size_t j = 0; j < everyone.size(); ++j)
-      everyone[j] = j;
-    return clipped(everyone, begin, end);
-  }
-  // finish()'s arithmetic on a range, all senders included: the same weight scaling (from the
-  // largest weight), the same sender order, the same rounding.
+  // finish()'s arithmetic on a range, every sender included.
+  std::vector<std::size_t> everyone(senders_.size());
+  for (std::size_t j = 0; j < everyone.size(); ++j)
+    everyone[j] = j;
+  return aggregation_.rule == aggregation_settings::kind::centered_clip
+           ? clipped(everyone, begin, end)
+           : weighted_mean(everyone, begin, end);
+}
+
+std::vector<float> part_reducer::weighted_mean(const std::vector<std::size_t>& senders,
+                                               std::size_t begin, std::size_t end) const {
+  // Scale the weights by a power of two so that the largest is in [0.5, 1): exact, so the result is
+  // the same as with the raw weights, but w_j * x_j cannot overflow whatever the sample counts.
   double largest = 0.0;
-  for (const auto& sender : senders_)
-    largest = std::max(largest, sender.weight);
+  for (std::size_t j : senders)
+    largest = std::max(largest, senders_[j].weight);
   int exponent = 0;
   std::frexp(largest, &exponent);
-  std::vector<double> weighted_sum(end - begin, 0.0);
+  std::vector<double> scaled_weights;
   double scaled_total = 0.0;
-  for (const auto& sender : senders_) {
-    const double scaled_weight = std::ldexp(sender.weight, -exponent);
-    for (std::size_t i = begin; i < end; ++i)
-      weighted_sum[i - begin] += scaled_weight * static_cast<double>(sender.values[i]);
-    scaled_total += scaled_weight;
+  for (std::size_t j : senders) {
+    scaled_weights.push_back(std::ldexp(senders_[j].weight, -exponent));
+    scaled_total += scaled_weights.back();
   }
+  // Fixed order: per element, senders in ascending index. The sums of a block of elements stay in
+  // the cache while each sender's values stream through it.
   std::vector<float> values(end - begin);
-  for (std::size_t i = 0; i < values.size(); ++i)
-    values[i] = static_cast<float>(weighted_sum[i] / scaled_total);
+  constexpr std::size_t block = 2048;
+  std::array<double, block> sum;
+  for_each_segment(
+    senders, begin, end, [&](std::size_t from, std::size_t to, const std::vector<const float*>& x) {
+      for (std::size_t at = from; at < to; at += block) {
+        const std::size_t count = std::min(block, to - at);
+        std::fill_n(sum.begin(), count, 0.0);
+        for (std::size_t k = 0; k < x.size(); ++k) {
+          const float* xk = x[k] + (at - from);
+          for (std::size_t i = 0; i < count; ++i)
+            sum[i] += scaled_weights[k] * static_cast<double>(xk[i]);
+        }
+        // A weighted average lies between the smallest and largest inputs, so the conversion
+        // never overflows; a double quotient rounded to float is the correctly rounded float.
+        float* out = values.data() + (at - begin);
+        for (std::size_t i = 0; i < count; ++i)
+          out[i] = static_cast<float>(sum[i] / scaled_total);
+      }
+    });
   return values;
 }
 
 std::vector<float> part_reducer::clipped(const std::vector<std::size_t>& senders,
                                          std::size_t begin, std::size_t end) const {
+  // CenteredClip needs each sender's whole range in one piece (its norms span the range).
+  std::vector<std::vector<float>> joined(senders.size());
+  for_each_segment(senders, begin, end,
+                   [&](std::size_t from, std::size_t to, const std::vector<const float*>& x) {
+                     for (std::size_t k = 0; k < x.size(); ++k)
+                       joined[k].insert(joined[k].end(), x[k], x[k] + (to - from));
+                   });
   std::vector<std::span<const float>> inputs;
   std::vector<double> weights;
-  for (std::size_t j : senders) {
-    inputs.emplace_back(senders_[j].values.data() + begin, end - begin);
-    weights.push_back(senders_[j].weight);
+  for (std::size_t k = 0; k < senders.size(); ++k) {
+    inputs.emplace_back(joined[k]);
+    weights.push_back(senders_[senders[k]].weight);
   }
   return centered_clip(inputs, weights, aggregation_);
 }

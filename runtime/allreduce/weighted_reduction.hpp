@@ -12,8 +12,9 @@
 // arrival order gives bit-identical results. This also makes "leave a partial sender out" exact: its
 // values are simply not summed, nothing has to be subtracted. The cost is memory: one float per
 // element per sender, i.e. about one copy of the whole vector per peer, since part ≈ L/n and there
-// are n senders. (An exact fixed-point "superaccumulator" per element would also be order-independent
-// without per-sender storage, but needs ~40 bytes per element.)
+// are n senders. (An exact fixed-point "superaccumulator" per element would also be
+// order-independent without per-sender storage, but needs ~40 bytes per element.) Chunks are kept
+// as they arrive, and accept_shared() keeps the caller's buffer: nothing is copied again.
 //
 // Failure semantics. A sender is included only when it delivered every element of the part. A
 // sender that delivered some chunks but not all (it died, its link broke, a chunk was corrupt) is
@@ -33,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -85,6 +87,11 @@ public:
   // Chunks may arrive in any order and have any sizes, as long as one sender's chunks don't overlap.
   accept_status accept(std::size_t sender_index, std::size_t chunk_offset,
                        std::span<const float> values, double weight);
+  // accept() without a copy: the reducer keeps `owner` alive and reads `values`, which must lie in
+  // storage that `owner` holds and that nobody changes while the reducer lives.
+  accept_status accept_shared(std::size_t sender_index, std::size_t chunk_offset,
+                              std::shared_ptr<const void> owner, std::span<const float> values,
+                              double weight);
 
   // accept(), throwing reduction_error with the reason and the chunk's coordinates on rejection.
   void accept_or_throw(std::size_t sender_index, std::size_t chunk_offset,
@@ -113,16 +120,32 @@ public:
   std::vector<float> average_of_range(std::size_t begin, std::size_t end) const;
 
 private:
+  // A run of a sender's values as it arrived, and what keeps its storage alive.
+  struct stored_chunk {
+    std::shared_ptr<const void> owner;
+    std::span<const float> values;
+  };
   struct sender_state {
     double weight = 0.0;           // 0 until the first accepted chunk
     std::size_t delivered = 0;     // elements received
-    std::vector<float> values;     // part_length_ values, allocated on the first accepted chunk
+    std::map<std::size_t, stored_chunk> chunks;  // by offset within the part; disjoint
     std::map<std::size_t, std::size_t> received; // disjoint [begin, end) runs, adjacent ones merged
   };
 
+  accept_status check(std::size_t sender_index, std::size_t chunk_offset,
+                      std::span<const float> values, double weight) const;
   bool overlaps_received(const sender_state& sender, std::size_t begin, std::size_t end) const;
   void record_received(sender_state& sender, std::size_t begin, std::size_t end);
+  // Calls f(segment_begin, segment_end, values) over [begin, end) cut where any of `senders`
+  // changes chunks; values[k] points at senders[k]'s value at segment_begin. The range must be
+  // complete for every one of them.
+  template <class Segment>
+  void for_each_segment(const std::vector<std::size_t>& senders, std::size_t begin,
+                        std::size_t end, Segment&& f) const;
 
+  // The weighted mean of [begin, end) over `senders` (indices, ascending): finish()'s arithmetic.
+  std::vector<float> weighted_mean(const std::vector<std::size_t>& senders, std::size_t begin,
+                                   std::size_t end) const;
   // CenteredClip of [begin, end) over `senders` (indices, ascending).
   std::vector<float> clipped(const std::vector<std::size_t>& senders, std::size_t begin,
                              std::size_t end) const;

@@ -316,5 +316,35 @@ TEST(part_reducer_ranges, a_complete_range_averages_exactly_as_finish_does) {
   EXPECT_FALSE(reducer.range_complete(2, 2));
 }
 
+// accept_shared keeps the caller's buffers (the caller lets go of them at once), and ranges that cut
+// across chunks of different senders average exactly as finish() does.
+TEST(part_reducer_ranges, shared_chunks_with_different_boundaries_average_as_finish_does) {
+  std::mt19937_64 rng(7);
+  const std::size_t senders = 4, length = 2000;
+  const auto x = wide_range_values(senders, length, rng);
+  part_reducer reducer(length, senders);
+  for (chunk& c : random_chunks(x, rng)) {
+    auto owned = std::make_shared<const std::vector<float>>(std::move(c.values));
+    const std::span<const float> view(*owned);
+    ASSERT_EQ(reducer.accept_shared(c.sender, c.offset, std::move(owned), view, 1.0 + c.sender),
+              accept_status::accepted);
+  }
+  const auto all = reducer.finish();
+  ASSERT_EQ(all.values.size(), length);
+  for (int trial = 0; trial < 50; ++trial) {
+    const std::size_t begin = rng() % length;
+    const std::size_t end = begin + 1 + rng() % (length - begin);
+    const auto range = reducer.average_of_range(begin, end);
+    ASSERT_TRUE(same_bits(range, {all.values.begin() + static_cast<std::ptrdiff_t>(begin),
+                                  all.values.begin() + static_cast<std::ptrdiff_t>(end)}))
+      << "[" << begin << ", " << end << ")";
+  }
+  // A refused shared chunk leaves the reducer unchanged and is not kept.
+  auto bad = std::make_shared<const std::vector<float>>(3, std::numeric_limits<float>::infinity());
+  EXPECT_EQ(reducer.accept_shared(0, 0, bad, std::span<const float>(*bad), 1.0),
+            accept_status::duplicate_chunk);
+  EXPECT_EQ(bad.use_count(), 1);
+}
+
 } // namespace
 } // namespace ddactor
