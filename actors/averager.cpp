@@ -70,6 +70,8 @@ struct averager_state {
   caf::actor membership;  // told by group actors which members' chunks arrive
   std::vector<caf::actor> compressors;  // lent to every round's group
   link_rate_estimate link_rates;  // measured by this peer's rounds
+  // Every round's result is written into one recycled buffer (page-faulted once, not per round).
+  std::shared_ptr<recycled_floats> output_buffers = std::make_shared<recycled_floats>();
   // Leaders that took a join and never answered it: skipped until the epoch given, so a hostile
   // or hung leader costs one matchmaking, not one per epoch.
   std::map<std::string, int64_t> silent_leaders;
@@ -399,6 +401,7 @@ void start_request(averager_pointer self, average_request request) {
   cur.join_deadline = cur.started + 2 * st.options.matchmaking_time;
   averaging_group_options group;
   group.values = cur.request.values;
+  group.output_buffers = st.output_buffers;
   group.chunk_elements = st.options.chunk_elements;
   group.timeout = st.options.allreduce_timeout;
   group.max_weight_ratio = st.options.max_weight_ratio;

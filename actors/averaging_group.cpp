@@ -323,6 +323,7 @@ void start_round(group_pointer self, group_assignment assignment) {
   for (const auto& m : st.assignment.members)
     setup.members.push_back({m.weight, m.part_share, short_id(m.peer_id)});
   setup.values = st.options.values;
+  setup.output_buffers = st.options.output_buffers;
   setup.chunk_elements = st.options.chunk_elements;
   setup.max_weight_ratio = st.options.max_weight_ratio;
   setup.aggregation = st.options.aggregation;

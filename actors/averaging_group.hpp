@@ -26,6 +26,7 @@
 
 #include "runtime/allreduce/centered_clip.hpp"
 #include "runtime/allreduce/chunk_policy.hpp"
+#include "runtime/allreduce/recycled_floats.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
@@ -33,6 +34,8 @@ namespace ddactor {
 struct averaging_group_options {
   /// Values this peer contributes (their weight, its samples, is in the leader's assignment).
   std::shared_ptr<const std::vector<float>> values;
+  /// Where the round writes its result (one buffer reused across rounds).
+  std::shared_ptr<recycled_floats> output_buffers;
   /// Elements per chunk on the wire.
   size_t chunk_elements = 262144;
   /// averaging.max_weight_ratio: weights above this multiple of the group's median are clipped.

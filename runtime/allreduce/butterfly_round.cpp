@@ -106,6 +106,8 @@ void butterfly_round::start_attempt() {
     std::find(active_.begin(), active_.end(), setup_.me) - active_.begin());
   const auto& values = *setup_.values;
   // Every part's result lands here; alone, our own values are the result.
+  if (output_.capacity() < values.size() && setup_.output_buffers)
+    output_ = setup_.output_buffers->take(values.size());
   if (active_.size() == 1)
     output_.assign(values.begin(), values.end());
   else
@@ -282,7 +284,9 @@ void butterfly_round::finish_if_complete() {
                                                 output_.size() * sizeof(float)));
   digests_expected_ = active_.size() > 1 ? member_set_ & ~bit(setup_.me) & ~gone_ : 0;
   round_done done;
-  done.values = std::make_shared<const std::vector<float>>(std::move(output_));
+  done.values = setup_.output_buffers
+                  ? setup_.output_buffers->share(std::move(output_))
+                  : std::make_shared<const std::vector<float>>(std::move(output_));
   done.group_size = static_cast<uint32_t>(active_.size());
   done.member_set = member_set_;
   done.digest = digest_;

@@ -64,6 +64,7 @@
 #include "runtime/allreduce/butterfly_partition.hpp"
 #include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/allreduce/chunk_policy.hpp"
+#include "runtime/allreduce/recycled_floats.hpp"
 #include "runtime/allreduce/round_messages.hpp"
 #include "runtime/allreduce/weighted_reduction.hpp"
 
@@ -90,6 +91,9 @@ struct round_setup {
   /// Top-k's error feedback as the round finds it: as long as `values` when the policy carries
   /// error feedback (zeros at first), else empty.
   std::vector<float> residual;
+  /// Where the result is written and shared from, reusing one buffer across rounds (null: a new
+  /// vector every round).
+  std::shared_ptr<recycled_floats> output_buffers;
 };
 
 /// What a chunk at a coder is for.
