@@ -43,8 +43,16 @@ std::shared_ptr<const training_batch> make_batch(data_loader_state& st) {
   if (st.options.sd_data)
     return make_bucketed_batch(st);
   const auto& data = *st.options.data;
-  auto indices = st.order->next_batch(st.cursor, st.options.batch_size);
+  const int64_t per_shard = st.options.batch_size;
+  auto indices = st.order->next_batch(st.cursor, per_shard * st.options.shards);
+  if (st.options.shards > 1)
+    indices = std::vector<int64_t>(indices.begin() + st.options.shard * per_shard,
+                                   indices.begin() + (st.options.shard + 1) * per_shard);
   auto batch = std::make_shared<training_batch>(batch_of(data, indices));
+  if (st.options.shards > 1) {
+    batch->node_offset = st.options.shard * per_shard;
+    batch->node_count = per_shard * st.options.shards;
+  }
   batch->epoch_after = st.cursor.epoch;
   batch->position_after = st.cursor.position;
   batch->loader_generation = st.options.generation;
@@ -99,6 +107,10 @@ data_loader_actor::behavior_type data_loader(loader_pointer self, data_loader_op
 data_loader_actor spawn_data_loader(caf::actor_system& system, data_loader_options options) {
   if (options.sd_data ? options.sd_data->count() == 0 : !options.data || options.data->count == 0)
     throw std::invalid_argument("data loader needs a non-empty data set");
+  if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards ||
+      (options.sd_data && options.shards > 1))
+    throw std::invalid_argument("data loader: shard " + std::to_string(options.shard) + " of " +
+                                std::to_string(options.shards) + " (images only)");
   return system.spawn<caf::detached>(data_loader, std::move(options));
 }
 

@@ -44,6 +44,11 @@ struct data_loader_options {
   int64_t crash_after_batches = 0;
   /// When set, the examples of a latent diffusion model to batch instead of `data`.
   std::shared_ptr<const sd_example_set> sd_data;
+  /// Several trainers in one peer: the node's batch is shards x batch_size examples of the
+  /// order, and this loader hands trainer `shard` its slice (images only, not sd_data). Every
+  /// shard's loader walks the same order, so their positions agree after every batch.
+  int shard = 0;
+  int shards = 1;
 };
 
 /// Spawns a detached data loader (batching never runs on CAF's scheduler threads).

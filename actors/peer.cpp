@@ -39,8 +39,11 @@ const char* to_string(child_kind kind) {
 
 struct peer_state {
   peer_options options;
-  trainer_actor trainer;
-  data_loader_actor loader;
+  // One trainer and one data loader per rank (run.trainers); a slot is null while its actor
+  // restarts. A trainer that is in no slot belongs to a set that failed and is ignored.
+  std::vector<trainer_actor> trainers{};
+  std::vector<data_loader_actor> loaders{};
+  std::vector<uint64_t> loader_generations{};
   checkpointer_actor checkpointer;
   uint64_t loader_generation = 0;
   // Swarm mode (network.listen set).
@@ -68,56 +71,112 @@ void start_checkpointer(peer_pointer self) {
     self->system(), {st.options.config.run_dir(), st.options.config.train.keep_checkpoints});
   self->monitor(st.checkpointer);
   self->link_to(st.checkpointer);
-  if (st.trainer)
-    self->send(st.trainer, attach_atom_v, st.checkpointer);
+  for (const auto& trainer : st.trainers)
+    if (trainer)
+      self->send(trainer, attach_atom_v, st.checkpointer);
 }
 
+int trainer_count(const peer_state& st) {
+  return st.options.config.run.trainers;
+}
+
+// Debug fault injection goes to the last rank: with several trainers, one that is not rank 0
+// (which checkpoints) fails while the others wait for it in a sum.
+bool injected_into(const peer_state& st, size_t rank, const restart_policy& restarts,
+                   bool every_time) {
+  return static_cast<int>(rank) == trainer_count(st) - 1 &&
+         (restarts.total_restarts() == 0 || every_time);
+}
+
+// Starts the data loader of every rank that has none.
 void start_data_loader(peer_pointer self) {
   auto& st = self->state;
-  data_loader_options opts;
-  opts.data = st.options.train_data;
-  opts.sd_data = st.options.sd_data;
-  opts.batch_size = st.options.config.data.batch_size;
-  opts.seed = st.data_seed;
-  opts.generation = ++st.loader_generation;
-  // Faults are injected into the first incarnation only, so the restarted one proves recovery.
-  if (st.loader_restarts.total_restarts() == 0)
-    opts.crash_after_batches = st.options.config.debug.crash_loader_after_batches;
-  st.loader = spawn_data_loader(self->system(), std::move(opts));
-  self->monitor(st.loader);
-  self->link_to(st.loader);
-  if (st.trainer)
-    self->send(st.trainer, attach_atom_v, st.loader, st.loader_generation);
+  const auto ranks = static_cast<size_t>(trainer_count(st));
+  st.loaders.resize(ranks);
+  st.loader_generations.resize(ranks);
+  for (size_t rank = 0; rank < ranks; ++rank) {
+    if (st.loaders[rank])
+      continue;
+    data_loader_options opts;
+    opts.data = st.options.train_data;
+    opts.sd_data = st.options.sd_data;
+    opts.batch_size = st.options.config.data.batch_size;
+    opts.seed = st.data_seed;
+    opts.generation = ++st.loader_generation;
+    opts.shard = static_cast<int>(rank);
+    opts.shards = static_cast<int>(ranks);
+    // Faults are injected into the first incarnation only, so the restarted one proves recovery.
+    if (injected_into(st, rank, st.loader_restarts, false))
+      opts.crash_after_batches = st.options.config.debug.crash_loader_after_batches;
+    st.loader_generations[rank] = opts.generation;
+    st.loaders[rank] = spawn_data_loader(self->system(), std::move(opts));
+    self->monitor(st.loaders[rank]);
+    self->link_to(st.loaders[rank]);
+    if (rank < st.trainers.size() && st.trainers[rank])
+      self->send(st.trainers[rank], attach_atom_v, st.loaders[rank], opts.generation);
+  }
 }
 
+// Starts the whole set of trainers: they meet in a fresh rendezvous and start from rank 0's
+// newest checkpoint.
 void start_trainer(peer_pointer self) {
   auto& st = self->state;
-  trainer_options opts;
-  opts.config = st.options.config;
-  opts.checkpointer = st.checkpointer;
-  opts.grid_prompts = st.options.grid_prompts;
-  opts.stop_requested = st.options.stop_requested;
-  opts.inject_crash = st.trainer_restarts.total_restarts() == 0 ||
-                      st.options.config.debug.crash_trainer_every_time;
-  opts.progress = st.progress;
-  opts.averager = st.averager;
-  opts.averaging_deadline = st.averaging_deadline;
-  opts.noise_seed = st.data_seed;
-  opts.state_server = st.state_server;
-  opts.swarm_id = st.swarm_id;
-  st.trainer = spawn_trainer(self->system(), std::move(opts));
-  self->monitor(st.trainer);
-  self->link_to(st.trainer);
-  if (st.loader)
-    self->send(st.trainer, attach_atom_v, st.loader, st.loader_generation);
+  const auto ranks = static_cast<size_t>(trainer_count(st));
+  const auto rendezvous = ranks > 1 ? make_node_rendezvous() : nullptr;
+  st.trainers.assign(ranks, trainer_actor{});
+  for (size_t rank = 0; rank < ranks; ++rank) {
+    trainer_options opts;
+    opts.config = st.options.config;
+    opts.checkpointer = st.checkpointer;
+    opts.grid_prompts = st.options.grid_prompts;
+    opts.stop_requested = st.options.stop_requested;
+    opts.inject_crash = injected_into(st, rank, st.trainer_restarts,
+                                      st.options.config.debug.crash_trainer_every_time);
+    opts.progress = st.progress;
+    opts.averager = st.averager;
+    opts.averaging_deadline = st.averaging_deadline;
+    opts.noise_seed = st.data_seed;  // the same on every rank (see models/node_training.hpp)
+    opts.state_server = st.state_server;
+    opts.swarm_id = st.swarm_id;
+    opts.rank = static_cast<int>(rank);
+    opts.ranks = static_cast<int>(ranks);
+    opts.rendezvous = rendezvous;
+    st.trainers[rank] = spawn_trainer(self->system(), std::move(opts));
+    self->monitor(st.trainers[rank]);
+    self->link_to(st.trainers[rank]);
+    if (rank < st.loaders.size() && st.loaders[rank])
+      self->send(st.trainers[rank], attach_atom_v, st.loaders[rank], st.loader_generations[rank]);
+  }
+}
+
+// The rank of a live trainer or loader among `handles`, or -1 (another set's, or not ours).
+template <class Handle>
+int rank_of(const std::vector<Handle>& handles, const caf::actor_addr& source) {
+  for (size_t rank = 0; rank < handles.size(); ++rank)
+    if (handles[rank] && handles[rank].address() == source)
+      return static_cast<int>(rank);
+  return -1;
+}
+
+// A trainer failed: the others of its set would wait for it in their next sum (or fail there),
+// so the whole set goes, and is restarted from the newest checkpoint.
+void end_trainer_set(peer_pointer self) {
+  auto& st = self->state;
+  for (auto& trainer : st.trainers)
+    if (trainer)
+      self->send_exit(trainer, caf::exit_reason::user_shutdown);
+  st.trainers.assign(st.trainers.size(), trainer_actor{});
 }
 
 void shut_down_children(peer_pointer self) {
   auto& st = self->state;
-  for (auto handle : {caf::actor_cast<caf::actor>(st.loader),
-                      caf::actor_cast<caf::actor>(st.checkpointer),
-                      caf::actor_cast<caf::actor>(st.trainer), st.membership, st.progress,
-                      st.averager, st.state_server})
+  std::vector<caf::actor> children{caf::actor_cast<caf::actor>(st.checkpointer), st.membership,
+                                   st.progress, st.averager, st.state_server};
+  for (const auto& loader : st.loaders)
+    children.push_back(caf::actor_cast<caf::actor>(loader));
+  for (const auto& trainer : st.trainers)
+    children.push_back(caf::actor_cast<caf::actor>(trainer));
+  for (const auto& handle : children)
     if (handle)
       self->send_exit(handle, caf::exit_reason::user_shutdown);
 }
@@ -341,9 +400,13 @@ caf::behavior peer(peer_pointer self, peer_options options) {
   }
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
-    if (dm.source == st.trainer.address()) {
-      st.trainer = nullptr;
+    if (const int rank = rank_of(st.trainers, dm.source); rank >= 0) {
+      st.trainers[static_cast<size_t>(rank)] = nullptr;
       const bool ended_well = !dm.reason || dm.reason == caf::exit_reason::normal;
+      // Ranks > 0 end before rank 0, which writes the final checkpoint (or fail in a sum once
+      // it has left): rank 0's end is the set's.
+      if (rank > 0 && (ended_well || st.stopping))
+        return;
       if (ended_well || st.stopping || !restart_can_help(dm.reason)) {
         if (!ended_well && !st.stopping)
           spdlog::critical("trainer failed ({}); a restart would fail the same way",
@@ -355,9 +418,10 @@ caf::behavior peer(peer_pointer self, peer_options options) {
           self->quit(dm.reason);
         return;
       }
+      end_trainer_set(self);
       schedule_restart(self, child_kind::trainer, dm.reason);
-    } else if (dm.source == st.loader.address()) {
-      st.loader = nullptr;
+    } else if (const int loader = rank_of(st.loaders, dm.source); loader >= 0) {
+      st.loaders[static_cast<size_t>(loader)] = nullptr;
       if (!st.stopping)
         schedule_restart(self, child_kind::data_loader, dm.reason);
     } else if (st.membership && dm.source == st.membership.address()) {
@@ -392,13 +456,14 @@ caf::behavior peer(peer_pointer self, peer_options options) {
         return;
       st.stopping = true;
       peer_health::global().set(peer_health::activity::stopping);
-      if (!st.trainer) {
+      if (st.trainers.empty() || !st.trainers.front()) {
         shut_down_children(self);
         self->quit();
         return;
       }
-      // The trainer checkpoints and quits; its down message then ends the peer.
-      self->request(st.trainer, std::chrono::minutes(10), stop_atom_v)
+      // Rank 0 checkpoints and quits; its down message then ends the peer (and the other ranks,
+      // which wait for it in their next sum).
+      self->request(st.trainers.front(), std::chrono::minutes(10), stop_atom_v)
         .then([](int64_t) {},
               [=](const caf::error& err) {
                 spdlog::error("trainer did not stop cleanly: {}", self->system().render(err));

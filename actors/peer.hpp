@@ -12,6 +12,10 @@
 // A restarted trainer resumes from the newest checkpoint; a restarted data loader continues from
 // the trainer's position in the data order, so no sample is skipped or seen twice in an epoch.
 //
+// With run.trainers = N the peer runs N trainers and N data loaders, one per rank. A rank that
+// fails takes its whole set down (the others would wait for it in their next sum): the set is
+// restarted together from rank 0's newest checkpoint. Rank 0's end is the set's end.
+//
 // With network.listen set the peer is part of a swarm: it also spawns membership (published on
 // the listen address), progress and averager, wires them to each other and to the trainer, and
 // derives its data order and noise from its stable peer id, so that peers see different batches

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <mutex>
 #include <set>
 #include <utility>
 
@@ -16,6 +17,7 @@
 #include "models/tensor_image_grid.hpp"
 #include "models/image_generation.hpp"
 #include "models/model_config.hpp"
+#include "models/node_training.hpp"
 #include "models/outer_optimizer.hpp"
 #include "models/readable_error.hpp"
 #include "models/sd/sd_sampling.hpp"
@@ -154,6 +156,10 @@ struct trainer_state {
   // A downloaded state waiting for a quorum to vouch for it (the phase stays downloading).
   std::optional<pending_download> pending_state;
   training_metrics metrics{global_metrics()};
+  // Several trainers in one peer: the node's collective (null for one trainer), and whether rank
+  // 0 ended the run at the last step (every rank learns it in the same sum).
+  std::unique_ptr<node_reducer> node;
+  bool node_done = false;
   static inline const char* name = "trainer";
 };
 
@@ -597,13 +603,18 @@ void after_step(trainer_pointer self, double lr) {
   auto& st = self->state;
   const auto& cfg = st.options.config;
   auto step = current_step(st);
+  if (st.options.rank > 0) {
+    if (st.node_done)
+      self->quit();  // rank 0 writes the final checkpoint and grid
+    return;
+  }
   // The first line comes early, so that a newcomer sees the pace and the ETA at once.
   const bool first_line_due =
     !st.progress_logged && st.window_steps >= 3 &&
     clock_type::now() - st.window_start >= std::chrono::seconds(3);
   if (step % cfg.train.log_every == 0 || first_line_due)
     log_progress(st, lr);
-  if (reached_limit(st)) {
+  if (st.node ? st.node_done : reached_limit(st)) {
     settle_or_finish(self);
     return;
   }
@@ -636,17 +647,31 @@ void check_injected_crash(const trainer_state& st) {
 
 // --- a lone peer ---------------------------------------------------------------------------
 
+// Several trainers in one peer: rank 0 says whether the run ends after this step (its clock
+// alone counts for train.max_seconds), so that every rank stops at the same step.
+bool node_ends_here(trainer_state& st) {
+  auto vote = torch::tensor({st.options.rank == 0 && reached_limit(st) ? 1 : 0}, torch::kInt32);
+  st.node->sum_(vote);
+  return vote.item<int32_t>() > 0;
+}
+
 void train_alone(trainer_pointer self, const training_batch& batch) {
   auto& st = self->state;
   check_injected_crash(st);
   auto step_started = clock_type::now();
-  auto result = st.model->train_step(batch);
+  st.model->accumulate(batch);
+  if (st.node)
+    sum_node_accumulation(*st.node, *st.model);
+  auto result = st.model->apply_step();
   if (!std::isfinite(result.loss))
     throw std::runtime_error("loss is not finite at step " + std::to_string(result.step));
-  record_step_metrics(
-    st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
   st.progress.step = result.step;
   st.progress.epoch = result.step;
+  if (st.node)
+    st.node_done = node_ends_here(st);
+  if (st.options.rank == 0)  // the process's metrics count the node's steps once
+    record_step_metrics(
+      st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
   st.window_samples += result.samples;
   st.window_steps += 1;
   st.window_loss += result.loss;
@@ -897,7 +922,8 @@ void on_batch(trainer_pointer self, std::shared_ptr<const training_batch> batch)
   st.progress.data_epoch = batch->epoch_after;
   st.progress.data_position = batch->position_after;
   self->send(st.loader, credit_atom_v, int32_t{1});
-  st.samples_trained += batch->count;
+  // The peer's samples: with several trainers each has a slice of the node's batch.
+  st.samples_trained += batch->node_count > 0 ? batch->node_count : batch->count;
   if (st.swarm)
     train_in_swarm(self, *batch);
   else
@@ -981,6 +1007,11 @@ void train_batch(trainer_pointer self, std::shared_ptr<const training_batch> bat
   auto& st = self->state;
   try {
     on_batch(self, std::move(batch));
+  } catch (const node_collective_error& e) {
+    // Another rank left the node's set (failed, or rank 0 stopped): the peer ends this set.
+    spdlog::warn("trainer {} of {} ends at step {}: {}", st.options.rank, st.options.ranks,
+                 current_step(st) + 1, e.what());
+    self->quit(make_error(errc::training_failed, e.what()));
   } catch (const std::exception& e) {
     spdlog::error("trainer failed at {} {}: {}", st.swarm ? "epoch" : "step",
                   current_step(st) + 1, readable_error(e));
@@ -1095,17 +1126,35 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
   st.swarm = st.options.progress != nullptr && st.options.averager != nullptr;
   auto settings = make_trainer_settings(st.options.config);
   settings.noise_seed = st.options.noise_seed;
-  st.model = make_model_trainer(st.options.config, settings);
+  {
+    // Initial weights come from LibTorch's global generator (seeded with run.seed while the
+    // model is built): the trainers of one peer, built at once, would interleave its draws.
+    static std::mutex global_generator;
+    std::lock_guard<std::mutex> lock(global_generator);
+    st.model = make_model_trainer(st.options.config, settings);
+  }
   if (st.swarm && averaging_mode(st) == "diloco")
     st.outer = std::make_unique<outer_nesterov>(st.model->parameters().values(),
                                                 st.options.config.train.outer_lr,
                                                 st.options.config.train.outer_momentum);
-  restore_latest(st);
-  st.metrics.step.set(static_cast<double>(st.progress.step));
-  spdlog::info("trainer ready: {} with {} trained parameters in {}, starting at {} {}",
-               trained_model_name(*st.model), st.model->parameters().size(),
-               st.options.config.train.precision, st.swarm ? "epoch" : "step",
-               current_step(st));
+  if (st.options.rank == 0)
+    restore_latest(st);
+  if (st.options.ranks > 1) {
+    // Blocks this trainer's thread until the set has met (never CAF's scheduler: detached).
+    st.node = std::make_unique<node_reducer>(
+      st.options.rendezvous, node_reducer_options{st.options.rank, st.options.ranks});
+    share_training_state(*st.node, *st.model, st.progress);
+  }
+  if (st.options.rank == 0) {
+    st.metrics.step.set(static_cast<double>(st.progress.step));
+    spdlog::info("trainer ready: {} with {} trained parameters in {}, starting at {} {}{}",
+                 trained_model_name(*st.model), st.model->parameters().size(),
+                 st.options.config.train.precision, st.swarm ? "epoch" : "step",
+                 current_step(st),
+                 st.options.ranks > 1
+                   ? fmt::format(" ({} trainers in this peer, reduced with Gloo)", st.options.ranks)
+                   : std::string());
+  }
   if (st.swarm) {
     if (!st.options.config.network.initial_peers.empty())
       st.phase = swarm_phase::joining;
@@ -1117,8 +1166,9 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     serve_state(self);
   }
   if (reached_limit(st)) {
-    spdlog::info("step limit {} already reached; nothing to train",
-                 st.options.config.train.steps);
+    if (st.options.rank == 0)
+      spdlog::info("step limit {} already reached; nothing to train",
+                   st.options.config.train.steps);
     self->quit();
   }
   return {
@@ -1213,6 +1263,11 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
         return promise;
       }
       st.finishing = true;
+      if (st.options.rank > 0) {
+        promise.deliver(current_step(st));  // rank 0 checkpoints the node's state
+        self->quit();
+        return promise;
+      }
       spdlog::info("stopping at {} {}; writing a checkpoint", st.swarm ? "epoch" : "step",
                    current_step(st));
       st.stop_promise = promise;

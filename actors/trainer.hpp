@@ -13,6 +13,15 @@
 //   (stop) from the peer (Ctrl-C) --> final checkpoint --> reply step --> quit(normal)
 //   an exception in a step --> quit(training_failed) --> the peer restarts it from the checkpoint
 //
+// Several trainers in one peer (run.trainers = N, alone only) run in lock-step, like PyTorch's
+// DDP: each has its own data loader, which hands it its slice of every batch of the node; they
+// start from rank 0's state (models/node_training.hpp), and each step sums their gradients over
+// c10d's Gloo (on the trainers' own threads) before every rank takes the same optimizer step.
+// Rank 0 decides for all when the run ends (its time limit goes into a sum too). Ranks > 0
+// neither log nor checkpoint; a stop makes them quit at once. One rank failing fails the
+// others' next sum (at once when its connection closes, else after the group's timeout), and
+// the peer restarts the whole set from rank 0's newest checkpoint.
+//
 // In a swarm (progress and averager set) a step is an epoch of the swarm:
 //
 //   TRAINING: batch --> accumulate (gradients) or local step (parameters, diloco)
@@ -38,6 +47,7 @@
 #include "actors/checkpointer.hpp"
 #include "actors/data_loader.hpp"
 #include "config/run_config.hpp"
+#include "models/node_reducer.hpp"
 
 namespace ddactor {
 
@@ -70,6 +80,11 @@ struct trainer_options {
   /// Swarm mode: where this peer serves its state to others, and its swarm id.
   caf::actor state_server;
   std::string swarm_id;
+  /// Several trainers in one peer (run.trainers): this one's rank and where the set meets
+  /// (models/node_reducer.hpp). Rank 0 alone logs, checkpoints and writes sample grids.
+  int rank = 0;
+  int ranks = 1;
+  std::shared_ptr<node_rendezvous> rendezvous;
 };
 
 trainer_actor spawn_trainer(caf::actor_system& system, trainer_options options);

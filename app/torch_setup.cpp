@@ -1,5 +1,7 @@
 #include "app/torch_setup.hpp"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include <spdlog/spdlog.h>
@@ -28,7 +30,7 @@ void keep_freed_memory() {
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 }
 
-int configure_torch_threads(int requested) {
+int configure_torch_threads(int requested, int trainers) {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   int n = requested > 0 ? requested : cores;
   if (n <= 0)
@@ -37,7 +39,7 @@ int configure_torch_threads(int requested) {
     spdlog::warn("run.threads = {} on a machine with {} cores: threads beyond the cores take "
                  "turns and slow each step down (0 uses one per core)",
                  n, cores);
-  torch::set_num_threads(n);
+  torch::set_num_threads(std::max(1, n / std::max(1, trainers)));
   return torch::get_num_threads();
 }
 

@@ -17,8 +17,10 @@ void use_passive_openmp_wait(char** argv);
 void keep_freed_memory();
 
 /// Sets LibTorch's intra-op thread count; 0 means one per core. More threads than cores only
-/// slow a step down (they take turns): it says so. Returns the count in effect.
-int configure_torch_threads(int requested);
+/// slow a step down (they take turns): it says so. With several trainers (run.trainers) each
+/// gets its share, at least 1: the count is per calling thread, and each trainer has its own.
+/// Returns the count in effect (per trainer).
+int configure_torch_threads(int requested, int trainers = 1);
 
 /// Refuses, with one clear line naming run.device, a device this build or machine cannot use
 /// (CUDA on a CPU-only build or a machine without that GPU) instead of quietly using the CPU.

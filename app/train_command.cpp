@@ -194,9 +194,11 @@ int train_command(const run_config& config) {
                  tls ? "https" : "http", parse_listen_address(config.monitoring.listen).host,
                  metrics_server->port(), tls ? " with the certificate of " + tls->subject() : "");
   }
-  int threads = configure_torch_threads(config.run.threads);
-  spdlog::info("ddactor run '{}' in {} ({} LibTorch threads)", config.run.name, run_dir.string(),
-               threads);
+  int threads = configure_torch_threads(config.run.threads, config.run.trainers);
+  spdlog::info("ddactor run '{}' in {} ({})", config.run.name, run_dir.string(),
+               config.run.trainers == 1
+                 ? fmt::format("{} LibTorch threads", threads)
+                 : fmt::format("{} trainers x {} LibTorch threads", config.run.trainers, threads));
   run_data data;
   std::shared_ptr<const sd_example_set> latent_examples;
   if (config.model.pretrained.empty())

@@ -91,6 +91,41 @@ TEST_F(data_loader_actor_test, follows_the_deterministic_order_from_any_position
   self->send_exit(loader, caf::exit_reason::user_shutdown);
 }
 
+TEST_F(data_loader_actor_test, shards_of_a_node_cut_its_batches_into_slices) {
+  // Three trainers of batch 2: together they see the batches of 6 that one loader would send.
+  auto data = numbered_images(10);
+  std::vector<std::vector<std::shared_ptr<const training_batch>>> slices;
+  for (int shard = 0; shard < 3; ++shard) {
+    auto options = loader_options(data, 2, 11, 1);
+    options.shard = shard;
+    options.shards = 3;
+    auto loader = spawn_data_loader(system, options);
+    self->send(loader, fetch_atom_v, caf::actor_cast<batch_sink_actor>(self), int64_t{0},
+               int64_t{4}, int32_t{2});
+    slices.push_back(receive_batches(2));
+    self->send_exit(loader, caf::exit_reason::user_shutdown);
+  }
+  shuffled_order order(10, 11);
+  data_cursor cursor{0, 4};
+  for (size_t step = 0; step < 2; ++step) {
+    const auto node = order.next_batch(cursor, 6);
+    for (int shard = 0; shard < 3; ++shard) {
+      const auto& b = *slices[static_cast<size_t>(shard)][step];
+      EXPECT_EQ(b.labels, std::vector<int64_t>(node.begin() + 2 * shard,
+                                               node.begin() + 2 * shard + 2));
+      EXPECT_EQ(b.count, 2);
+      EXPECT_EQ(b.node_offset, 2 * shard);
+      EXPECT_EQ(b.node_count, 6);
+      EXPECT_EQ(b.epoch_after, cursor.epoch);
+      EXPECT_EQ(b.position_after, cursor.position);
+    }
+  }
+  auto bad = loader_options(data, 2, 11, 1);
+  bad.shard = 3;
+  bad.shards = 3;
+  EXPECT_THROW(spawn_data_loader(system, bad), std::invalid_argument);
+}
+
 TEST_F(data_loader_actor_test, injected_crash_ends_the_actor_with_an_error) {
   auto loader = spawn_data_loader(system, loader_options(numbered_images(10), 2, 1, 1, /*crash after*/ 2));
   self->monitor(loader);

@@ -1,0 +1,140 @@
+// End-to-end tests of several trainers in one peer (run.trainers): the real binary with 2
+// trainers of batch B ends where 1 trainer of batch 2B ends on the same data and seed; a
+// trainer that crashes mid-run takes its set down, the set restarts from the checkpoint and the
+// run finishes with no step or data lost; Ctrl-C checkpoints and the run resumes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+#include "runtime/checkpoint_files.hpp"
+#include "runtime/safetensors.hpp"
+#include "tests/e2e/process.hpp"
+
+namespace ddactor::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+safetensors_content newest_checkpoint(const std::filesystem::path& run_dir) {
+  auto files = list_checkpoints(run_dir);
+  if (files.empty())
+    throw std::runtime_error("no checkpoint in " + run_dir.string());
+  return read_safetensors_file(files.back().path);
+}
+
+std::vector<float> floats_of(const stored_tensor& tensor) {
+  std::vector<float> values(static_cast<size_t>(tensor.numel()));
+  std::memcpy(values.data(), tensor.data.data(), values.size() * sizeof(float));
+  return values;
+}
+
+class node_trainers : public ::testing::Test {
+ protected:
+  temp_directory dir{::testing::UnitTest::GetInstance()->current_test_info()->name()};
+  std::filesystem::path log(const std::string& name) { return dir.path() / (name + ".log"); }
+  std::filesystem::path config(const std::string& name, int64_t steps) {
+    auto path = dir.path() / (name + ".toml");
+    write_text_file(path, tiny_run_config(dir.path() / name, steps));
+    return path;
+  }
+};
+
+TEST_F(node_trainers, two_trainers_end_where_one_trainer_with_twice_the_batch_ends) {
+  constexpr int steps = 8;
+  ASSERT_EQ(run_ddactor({"--config", config("two", steps).string(), "--set", "run.trainers=2",
+                         "--set", "data.batch_size=16"},
+                        log("two")),
+            0)
+    << read_text_file(log("two"));
+  ASSERT_EQ(run_ddactor({"--config", config("one", steps).string(), "--set",
+                         "data.batch_size=32"},
+                        log("one")),
+            0)
+    << read_text_file(log("one"));
+  const auto two_log = read_text_file(log("two"));
+  EXPECT_NE(two_log.find("2 trainers x 1 LibTorch threads"), std::string::npos) << two_log;
+  EXPECT_NE(two_log.find("2 trainers in this peer"), std::string::npos) << two_log;
+
+  const auto two = newest_checkpoint(dir.path() / "two");
+  const auto one = newest_checkpoint(dir.path() / "one");
+  EXPECT_EQ(two.metadata.at("step"), std::to_string(steps));
+  EXPECT_EQ(one.metadata.at("step"), std::to_string(steps));
+  EXPECT_EQ(two.metadata.at("data_position"), std::to_string(steps * 32));
+  EXPECT_EQ(two.metadata.at("data_position"), one.metadata.at("data_position"));
+  // Every weight, its EMA and AdamW's moments agree to float tolerance: the same examples, the
+  // same noise per example, gradients summed in a different grouping.
+  int compared = 0;
+  float overall = 0;
+  for (const auto& tensor : one.tensors) {
+    const auto* other = two.find(tensor.name);
+    ASSERT_NE(other, nullptr) << tensor.name;
+    if (tensor.dtype != tensor_dtype::f32) {  // the random stream's state: the same draws
+      EXPECT_EQ(tensor.data, other->data) << tensor.name;
+      continue;
+    }
+    const auto a = floats_of(tensor);
+    const auto b = floats_of(*other);
+    ASSERT_EQ(a.size(), b.size()) << tensor.name;
+    float largest = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+      largest = std::max(largest, std::abs(a[i] - b[i]) / (1.0f + std::abs(a[i])));
+    EXPECT_LT(largest, 1e-5f) << tensor.name;
+    overall = std::max(overall, largest);
+    ++compared;
+  }
+  EXPECT_GT(compared, 10);
+  std::printf("largest relative difference over %d tensors after %d steps: %.3g\n", compared,
+              steps, static_cast<double>(overall));
+}
+
+TEST_F(node_trainers, a_crashed_trainer_restarts_the_set_from_the_checkpoint_and_loses_no_step) {
+  ASSERT_EQ(run_ddactor({"--config", config("crash", 40).string(), "--set", "run.trainers=2",
+                         "--set", "debug.crash_trainer_at_step=15", "--set",
+                         "debug.crash_loader_after_batches=30"},
+                        log("crash")),
+            0)
+    << read_text_file(log("crash"));
+  const auto out = read_text_file(log("crash"));
+  EXPECT_NE(out.find("injected trainer crash"), std::string::npos) << out;
+  EXPECT_NE(out.find("trainer restarted"), std::string::npos) << out;
+  EXPECT_NE(out.find("injected data loader crash"), std::string::npos) << out;
+  EXPECT_NE(out.find("data_loader restarted"), std::string::npos) << out;
+  // Rank 1 crashed; the set restarted from rank 0's step-10 checkpoint and went on to the end.
+  EXPECT_NE(out.find("starting at step 10"), std::string::npos) << out;
+  const auto last = newest_checkpoint(dir.path() / "crash");
+  EXPECT_EQ(last.metadata.at("step"), "40");
+  // 40 steps of 2 x 16 examples: every one seen once, in order (60000 per data pass).
+  EXPECT_EQ(last.metadata.at("data_epoch"), "0");
+  EXPECT_EQ(last.metadata.at("data_position"), std::to_string(40 * 32));
+}
+
+TEST_F(node_trainers, ctrl_c_checkpoints_the_set_and_a_restart_resumes) {
+  const auto path = config("stop", 100000);
+  child_process peer(DDACTOR_BINARY, {"--config", path.string(), "--set", "run.trainers=2"},
+                     log("run"));
+  ASSERT_TRUE(peer.wait_for_output("step 10/", 120s)) << peer.output();
+  peer.send_signal(SIGINT);
+  const auto code = peer.wait_for(60s);
+  ASSERT_TRUE(code.has_value()) << "did not stop after SIGINT:\n" << peer.output();
+  EXPECT_EQ(*code, 0) << peer.output();
+  const auto stopped_at = list_checkpoints(dir.path() / "stop").back().step;
+  EXPECT_GE(stopped_at, 10);
+  ASSERT_EQ(run_ddactor({"--config", path.string(), "--set", "run.trainers=2", "--set",
+                         "train.steps=" + std::to_string(stopped_at + 5)},
+                        log("resume")),
+            0)
+    << read_text_file(log("resume"));
+  const auto resumed = read_text_file(log("resume"));
+  EXPECT_NE(resumed.find("starting at step " + std::to_string(stopped_at)), std::string::npos)
+    << resumed;
+  const auto last = newest_checkpoint(dir.path() / "stop");
+  EXPECT_EQ(last.metadata.at("step"), std::to_string(stopped_at + 5));
+  EXPECT_EQ(last.metadata.at("data_position"), std::to_string((stopped_at + 5) * 32));
+}
+
+} // namespace
+} // namespace ddactor::testing
