@@ -1,7 +1,8 @@
 // End-to-end tests of several trainers in one peer (run.trainers): the real binary with 2
 // trainers of batch B ends where 1 trainer of batch 2B ends on the same data and seed; a
 // trainer that crashes mid-run takes its set down, the set restarts from the checkpoint and the
-// run finishes with no step or data lost; Ctrl-C checkpoints and the run resumes.
+// run finishes with no step or data lost; Ctrl-C checkpoints and the run resumes; a time limit
+// ends every trainer at the same step.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -134,6 +135,23 @@ TEST_F(node_trainers, ctrl_c_checkpoints_the_set_and_a_restart_resumes) {
   const auto last = newest_checkpoint(dir.path() / "stop");
   EXPECT_EQ(last.metadata.at("step"), std::to_string(stopped_at + 5));
   EXPECT_EQ(last.metadata.at("data_position"), std::to_string((stopped_at + 5) * 32));
+}
+
+TEST_F(node_trainers, a_time_limit_ends_every_trainer_at_the_same_step) {
+  // Rank 0's clock decides for the set: had the ranks decided alone, one would wait in a sum for
+  // a rank that had ended (and end with a warning).
+  ASSERT_EQ(run_ddactor({"--config", config("timed", 0).string(), "--set", "run.trainers=2",
+                         "--set", "train.max_seconds=2"},
+                        log("timed")),
+            0)
+    << read_text_file(log("timed"));
+  const auto out = read_text_file(log("timed"));
+  EXPECT_NE(out.find("training finished"), std::string::npos) << out;
+  EXPECT_EQ(out.find("of 2 ends"), std::string::npos) << out;
+  const auto last = newest_checkpoint(dir.path() / "timed");
+  const auto step = std::stoll(last.metadata.at("step"));
+  EXPECT_GT(step, 0);
+  EXPECT_EQ(last.metadata.at("data_position"), std::to_string(step * 32));
 }
 
 } // namespace
