@@ -111,7 +111,8 @@ void quit_reporting_link_rates(group_pointer self);
 
 // A failed round still measured the link: what arrived before the deadline is a download
 // sample, and after a first round on slow links timed out it sizes the next one's deadline.
-void fail(group_pointer self, const char* metric_reason, const std::string& why) {
+void fail(group_pointer self, const char* metric_reason, const std::string& why,
+          round_result result = round_result::failed) {
   auto& st = self->state;
   if (st.finished)
     return;
@@ -119,7 +120,7 @@ void fail(group_pointer self, const char* metric_reason, const std::string& why)
   st.metrics.round_failures.with({metric_reason}).inc();
   average_outcome outcome;
   outcome.values = st.options.values;
-  outcome.result = round_result::failed;
+  outcome.result = result;
   outcome.detail = why;
   reply(self, std::move(outcome));
   quit_reporting_link_rates(self);
@@ -177,7 +178,8 @@ void on_done(group_pointer self, round_done& done) {
   auto& st = self->state;
   const auto me = st.round->me();
   for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
-    if (m != me && ((done.member_set >> m) & 1u) && done.group_size > 1) {
+    if (m != me && ((((done.member_set >> m) & 1u) && done.group_size > 1) ||
+                    ((done.left_out >> m) & 1u))) {
       const auto& from = st.received[m];
       self->send(st.assignment.members[m].averager, digest_atom_v,
                  round_digest{st.assignment.round_id, done.member_set, me, done.digest,
@@ -251,8 +253,12 @@ void act(group_pointer self, std::vector<round_action> actions) {
     } else if (auto* done = std::get_if<round_done>(&action)) {
       on_done(self, *done);
     } else if (auto* failure = std::get_if<round_failure>(&action)) {
-      fail(self, failure->why == round_failure::cause::deadline ? "deadline" : "invalid_assignment",
-           failure->detail);
+      if (failure->why == round_failure::cause::excluded)
+        fail(self, "excluded", failure->detail, round_result::missed);
+      else
+        fail(self,
+             failure->why == round_failure::cause::deadline ? "deadline" : "invalid_assignment",
+             failure->detail);
       return;
     }
   }
@@ -382,20 +388,24 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
       auto& st = self->state;
       if (!st.round || d.round_id != st.assignment.round_id)
         return;
-      const auto check = st.round->digest_arrived(d.sender, d.member_set, d.digest);
-      if (check == butterfly_round::digest_check::ignored)
-        return;
-      // Our streams to the members share our uplink: their rates add up. A member's word on
-      // our upload only steers our part's size, so an absurd one is merely ignored.
-      if (std::isfinite(d.received_rate) && d.received_rate > 0 &&
-          d.received_rate < max_plausible_rate) {
-        st.upload_bytes += d.received_bytes;
-        st.upload_rate += d.received_rate;
-      }
-      if (check == butterfly_round::digest_check::differs) {
-        st.metrics.digest_mismatches.inc();
-        spdlog::error("round {:016x}: member {} ended with a different result (digest {:016x})",
-                      st.assignment.round_id, member_name(st, d.sender), d.digest);
+      for (auto& action : st.round->digest_arrived(d.sender, d.member_set, d.digest)) {
+        const auto* checked = std::get_if<round_digest_checked>(&action);
+        if (checked == nullptr) {
+          act(self, {std::move(action)});  // left out: the round ends as missed
+          return;
+        }
+        // Our streams to the members share our uplink: their rates add up. A member's word on
+        // our upload only steers our part's size, so an absurd one is merely ignored.
+        if (std::isfinite(d.received_rate) && d.received_rate > 0 &&
+            d.received_rate < max_plausible_rate) {
+          st.upload_bytes += d.received_bytes;
+          st.upload_rate += d.received_rate;
+        }
+        if (!checked->matches) {
+          st.metrics.digest_mismatches.inc();
+          spdlog::error("round {:016x}: member {} ended with a different result (digest {:016x})",
+                        st.assignment.round_id, member_name(st, d.sender), d.digest);
+        }
       }
       quit_once_digests_are_in(self);
     },

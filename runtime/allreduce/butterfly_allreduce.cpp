@@ -63,6 +63,10 @@ void check_arguments(const std::vector<std::vector<float>>& inputs,
   }
   for (std::size_t r : failures.dead_reducers)
     check_peer(r, "dead reducer");
+  for (const auto& [a, b] : failures.cut_links) {
+    check_peer(a, "cut link end");
+    check_peer(b, "cut link end");
+  }
 }
 
 // What travels through the queue to peer `to`.
@@ -117,6 +121,11 @@ public:
   allreduce_result run() {
     for (auto p : failures_.crashes_at_start)
       crash(p);
+    // Each end of a cut link sees the other as gone (its monitor fires), the others see nothing.
+    for (const auto& [a, b] : failures_.cut_links) {
+      queue_.push_back({a, crash_notice{static_cast<uint32_t>(b)}});
+      queue_.push_back({b, crash_notice{static_cast<uint32_t>(a)}});
+    }
     for (std::size_t j = 0; j < n_; ++j)
       if (!result_.members[j].crashed)
         act(j, rounds_[j]->start());
@@ -132,9 +141,7 @@ public:
       } else if (auto* gone = std::get_if<crash_notice>(&next.what)) {
         act(next.to, round.member_gone(gone->member));
       } else if (auto* digest = std::get_if<digest_delivery>(&next.what)) {
-        if (round.digest_arrived(digest->sender, digest->member_set, digest->digest) ==
-            butterfly_round::digest_check::differs)
-          ++result_.members[next.to].digest_mismatches;
+        act(next.to, round.digest_arrived(digest->sender, digest->member_set, digest->digest));
       }
     }
     // Nothing more can arrive: whoever is still running reaches its deadline.
@@ -181,6 +188,12 @@ private:
     });
   }
 
+  bool link_cut(std::size_t a, std::size_t b) const {
+    return std::any_of(failures_.cut_links.begin(), failures_.cut_links.end(), [&](const auto& c) {
+      return (c.first == a && c.second == b) || (c.first == b && c.second == a);
+    });
+  }
+
   bool dies_as_reducer(std::size_t peer) const {
     return std::find(failures_.dead_reducers.begin(), failures_.dead_reducers.end(), peer) !=
            failures_.dead_reducers.end();
@@ -209,12 +222,16 @@ private:
         me.result = done->group_size > 1 ? round_result::averaged : round_result::alone;
         me.residual = std::move(done->residual);
         for (uint32_t m = 0; m < n_; ++m)
-          if (m != from && ((done->member_set >> m) & 1u))
+          if (m != from && (((done->member_set | done->left_out) >> m) & 1u) &&
+              !link_cut(from, m))
             queue_.push_back(
               {m, digest_delivery{static_cast<uint32_t>(from), done->member_set, done->digest}});
-      } else if (std::holds_alternative<round_failure>(action)) {
+      } else if (auto* checked = std::get_if<round_digest_checked>(&action)) {
+        me.digest_mismatches += checked->matches ? 0 : 1;
+      } else if (auto* failure = std::get_if<round_failure>(&action)) {
         me.output = inputs_[from];
-        me.result = round_result::failed;
+        me.result = failure->why == round_failure::cause::excluded ? round_result::missed
+                                                                    : round_result::failed;
       }
     }
   }
@@ -231,6 +248,8 @@ private:
         send.chunk.blob.bytes[0] ^= 0x01;
       ++sent;
     }
+    if (link_cut(from, send.to))
+      return;
     const auto bytes = send.chunk.blob.bytes.size();
     auto& sender = result_.members[from].traffic;
     auto& receiver = result_.members[send.to].traffic;

@@ -38,9 +38,9 @@
 // Failure semantics: those of butterfly_round.hpp, because this simulation runs butterfly_round
 // itself, one instance per peer, over a simulated network: a member that crashes or sends an
 // invalid chunk is dropped and the survivors restart the round without it, so every survivor
-// ends with the weighted average of the survivors' values (weights renormalized); a member cut
-// off from the survivors' attempt (the one whose chunk was refused) reaches its deadline and keeps
-// its own values. A crash is noticed by every other member (a monitor's "down" message), in the
+// ends with the weighted average of the survivors' values (weights renormalized); a member the
+// survivors dropped (the one whose chunk was refused) learns it from their chunks and ends as
+// missed, keeping its own values. A crash is noticed by every other member (a monitor's "down" message), in the
 // same queue as the messages in flight, so it can arrive before or after them.
 //
 // Determinism: the partition is computed in integers and the reducer sums in sender-index order, so
@@ -54,6 +54,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace ddactor {
@@ -88,6 +89,9 @@ struct failure_plan {
   std::vector<crash_while_sending> crashes_while_sending;
   std::vector<corrupted_chunk> corrupted;
   std::vector<std::size_t> dead_reducers; // crash when their first result is coded
+  // Links cut from the start: nothing passes between the two, and each sees the other as gone
+  // (a partial partition: both still reach everyone else).
+  std::vector<std::pair<std::size_t, std::size_t>> cut_links;
 
   failure_plan& peer_crashes_at_start(std::size_t peer) {
     crashes_at_start.push_back(peer);
@@ -106,6 +110,10 @@ struct failure_plan {
     dead_reducers.push_back(reducer);
     return *this;
   }
+  failure_plan& link_cut(std::size_t a, std::size_t b) {
+    cut_links.emplace_back(a, b);
+    return *this;
+  }
 };
 
 struct peer_traffic {
@@ -120,7 +128,8 @@ struct simulated_member {
   // Its vector after the round (its own values when its round failed); nothing when it crashed.
   std::optional<std::vector<float>> output;
   bool crashed = false;
-  round_result result = round_result::failed; // averaged, alone, or failed (deadline)
+  round_result result = round_result::failed; // averaged, alone, failed (deadline), or missed
+                                              // (the others went on without it)
   std::uint64_t member_set = 0;               // the members of its last attempt
   std::int32_t restarts = 0;
   std::size_t rejected_chunks = 0;

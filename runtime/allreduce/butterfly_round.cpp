@@ -28,6 +28,11 @@ uint64_t bit(uint32_t member) {
 
 butterfly_round::butterfly_round(round_setup setup) : setup_(std::move(setup)) {}
 
+uint64_t butterfly_round::all_members() const noexcept {
+  const auto n = setup_.members.size();
+  return n >= max_members ? ~uint64_t{0} : (bit(static_cast<uint32_t>(n)) - 1);
+}
+
 std::string butterfly_round::member_name(uint32_t member) const {
   if (member < setup_.members.size() && !setup_.members[member].name.empty())
     return setup_.members[member].name;
@@ -55,7 +60,7 @@ std::vector<round_action> butterfly_round::start() {
   if (setup_.chunk_elements == 0)
     setup_.chunk_elements = 1;
   state_ = status::running;
-  member_set_ = n == max_members ? ~uint64_t{0} : (bit(static_cast<uint32_t>(n)) - 1);
+  member_set_ = all_members();
   start_attempt();
   return take();
 }
@@ -289,6 +294,7 @@ void butterfly_round::finish_if_complete() {
                   : std::make_shared<const std::vector<float>>(std::move(output_));
   done.group_size = static_cast<uint32_t>(active_.size());
   done.member_set = member_set_;
+  done.left_out = all_members() & ~member_set_ & ~gone_;
   done.digest = digest_;
   // Alone, nothing was sent: the residual stays as the round found it.
   done.residual = active_.size() > 1 ? std::move(residual_) : setup_.residual;
@@ -386,11 +392,18 @@ std::vector<round_action> butterfly_round::chunk_arrived(allreduce_chunk chunk) 
     return take();
   }
   if (chunk.member_set != member_set_) {
-    // A smaller set means someone noticed a failure first: follow. Anything else is stale.
-    const bool subset = (chunk.member_set & ~member_set_) == 0;
-    if (!subset || !in_set(chunk.member_set, setup_.me))
+    // Members shrink the set as each notices failures from where it stands. Everyone moves to the
+    // intersection of the sets it sees, so members that noticed different failures (a link cut
+    // between two of them) agree on one set instead of waiting for each other until the deadline.
+    if (!in_set(chunk.member_set, setup_.me)) {
+      // Sets only shrink: every set that follows from the sender's lacks this member too.
+      fail(round_failure::cause::excluded,
+           member_name(chunk.sender) + " continues the round without this member");
       return take();
-    shrink_to(chunk.member_set, "a member noticed a failure");
+    }
+    const bool subset = (chunk.member_set & ~member_set_) == 0;
+    shrink_to(member_set_ & chunk.member_set,
+              subset ? "a member noticed a failure" : "members noticed different failures");
     if (state_ != status::running || chunk.member_set != member_set_)
       return take();
   }
@@ -515,14 +528,22 @@ void butterfly_round::on_coded(const pending_job& job, coded_chunk& coded) {
   }
 }
 
-butterfly_round::digest_check butterfly_round::digest_arrived(uint32_t sender,
-                                                              uint64_t member_set,
-                                                              uint64_t digest) {
+std::vector<round_action> butterfly_round::digest_arrived(uint32_t sender, uint64_t member_set,
+                                                         uint64_t digest) {
+  if (sender >= setup_.members.size() || sender == setup_.me)
+    return {};
+  if (state_ == status::running) {
+    if (in_set(member_set, sender) && !in_set(member_set, setup_.me) &&
+        (member_set & ~all_members()) == 0)
+      fail(round_failure::cause::excluded,
+           member_name(sender) + " finished the round without this member");
+    return take();
+  }
   if (state_ != status::done || !in_set(digests_expected_, sender))
-    return digest_check::ignored;
+    return {};
   digests_expected_ &= ~bit(sender);
-  return member_set == member_set_ && digest == digest_ ? digest_check::matches
-                                                        : digest_check::differs;
+  out_.emplace_back(round_digest_checked{sender, member_set == member_set_ && digest == digest_});
+  return take();
 }
 
 } // namespace ddactor

@@ -22,7 +22,8 @@
 //   +--------->  RUNNING  ---+   smaller member set: restart without it (the same average,
 //   |   restart     |  |     |   of the survivors' values, weights renormalized, for everyone)
 //   +---------------+  |     |
-//                      |     +--(deadline, or our own values will not encode)--> FAILED
+//                      |     +--(deadline, our own values will not encode, or the others
+//                      |         dropped us)--> FAILED
 //        every part in |
 //                      v
 //                    DONE --(every digest in, or the caller stops waiting)--> (caller leaves)
@@ -32,8 +33,12 @@
 //     fails validation -- is dropped and the survivors restart the round without it. Every
 //     survivor ends with the same average of the survivors' contributions, never a mixture of
 //     attempts. Chunks carry the member set, so a survivor that has not yet noticed the failure
-//     learns it from the first chunk of the new attempt and follows; a chunk of a set that does
-//     not contain us, or of a larger set, is stale and ignored.
+//     learns it from the first chunk of the new attempt and follows. Sets only shrink, and a
+//     member that sees a set it is in moves to the intersection with its own: members that noticed
+//     different failures (two that lost the link between them each drop the other) end in one
+//     agreed set. A chunk of a larger set is stale and ignored; a chunk of a set without us means
+//     the others dropped us: the round ends at once as `excluded` (the caller takes the swarm's
+//     next state) instead of waiting for results that will not come.
 //   * A member that is gone after we received all of its data costs nothing (on a slow link we
 //     may still be decoding the others' results when fast members leave): it is dropped only if
 //     some of its data is missing once its chunks at the coders are decoded.
@@ -42,6 +47,8 @@
 //     (round_done::residual): every attempt starts from the residual the round found, and a
 //     failed round hands back nothing, so the caller keeps the residual it had.
 //   * After DONE, members exchange a digest of their result; a mismatch means diverging replicas.
+//     The digest also goes to the members the final set left out (unless known gone), so that
+//     one whose link to a single member broke learns at once that the others went on without it.
 //   * Weights are claims: a weight above max_weight_ratio times the median of the assignment's
 //     weights is clipped to that bound before anything is reduced. Every member clips the same
 //     assignment alike, so results stay identical, and one member claiming a huge batch cannot
@@ -146,12 +153,23 @@ struct round_done {
   std::shared_ptr<const std::vector<float>> values;
   uint32_t group_size = 1;
   uint64_t member_set = 0;
+  /// Members left out of `member_set` that are not known to be gone: they may still wait for
+  /// results; the digest tells them the round went on without them. Send it to `member_set` and
+  /// to these.
+  uint64_t left_out = 0;
   uint64_t digest = 0;  // blob_checksum of the values' bytes
   std::vector<float> residual;  // top-k's error feedback after the round (empty without top-k)
 };
+/// A member's digest was compared with ours (once per member).
+struct round_digest_checked {
+  uint32_t sender = 0;
+  bool matches = false;
+};
 /// The round failed; the caller steps with its own values and keeps its residual.
 struct round_failure {
-  enum class cause : uint8_t { invalid_setup, unencodable_values, deadline };
+  /// excluded: the others go on without this member (they dropped it), so it has no result to
+  /// wait for; the caller applies nothing and takes the swarm's next state (round_result::missed).
+  enum class cause : uint8_t { invalid_setup, unencodable_values, deadline, excluded };
   cause why = cause::deadline;
   std::string detail;
 };
@@ -162,12 +180,11 @@ std::vector<double> bounded_weights(const std::vector<double>& claimed, double m
 
 using round_action =
   std::variant<round_encode, round_decode, round_send, round_restart, round_reject,
-               round_weight_clipped, round_done, round_failure>;
+               round_weight_clipped, round_done, round_digest_checked, round_failure>;
 
 class butterfly_round {
 public:
   enum class status : uint8_t { idle, running, done, failed };
-  enum class digest_check : uint8_t { ignored, matches, differs };
 
   explicit butterfly_round(round_setup setup);
 
@@ -181,8 +198,10 @@ public:
   /// hear of their restart only from results that never come.
   std::vector<round_action> member_gone(uint32_t member, bool finished = false);
   std::vector<round_action> deadline_passed();
-  /// Another member's digest of its result (once done): whether it matches ours.
-  digest_check digest_arrived(uint32_t sender, uint64_t member_set, uint64_t digest);
+  /// Another member's digest of its result: once done, compared with ours (round_digest_checked);
+  /// while running, a digest of a set without us means the others finished without this member
+  /// (round_failure, excluded).
+  std::vector<round_action> digest_arrived(uint32_t sender, uint64_t member_set, uint64_t digest);
 
   status state() const noexcept { return state_; }
   /// Done, and some members' digests have not arrived yet.
@@ -229,6 +248,7 @@ private:
   std::size_t decoding_from(uint32_t member) const;
   void on_coded(const pending_job& job, coded_chunk& result);
   std::string member_name(uint32_t member) const;
+  uint64_t all_members() const noexcept;
 
   round_setup setup_;
   status state_ = status::idle;

@@ -836,8 +836,15 @@ private:
              false);
       } else if (auto* done = std::get_if<round_done>(&action)) {
         on_round_done(p, *done);
-      } else if (std::holds_alternative<round_failure>(action)) {
-        end_round(p, round_result::failed, nullptr);
+      } else if (auto* failure = std::get_if<round_failure>(&action)) {
+        if (failure->why == round_failure::cause::excluded) {
+          // As the product does: the others went on without this peer; take their next state.
+          trace(p, "round ended: excluded");
+          p.round.reset();
+          miss_round(p);
+        } else {
+          end_round(p, round_result::failed, nullptr);
+        }
         return;
       }
       for (auto& a : more)
@@ -891,7 +898,7 @@ private:
       violation(fmt::format("round {:016x}: peer {} ended with another digest", group.round_id,
                             p.index));
     for (std::size_t m = 0; m < group.peers.size(); ++m)
-      if (m != p.round->me() && ((done.member_set >> m) & 1u))
+      if (m != p.round->me() && (((done.member_set | done.left_out) >> m) & 1u))
         send(p, group.peers[m], control_bytes,
              digest_message{group.round_id, p.round->me(), done.member_set, done.digest}, true);
     end_round(p, done.group_size > 1 ? round_result::averaged : round_result::alone, &done);
@@ -931,10 +938,13 @@ private:
   void on(sim_peer& p, digest_message& m) {
     if (!p.round || !p.group || p.group->round_id != m.round_id)
       return;
-    if (p.round->digest_arrived(m.sender, m.member_set, m.digest) ==
-        butterfly_round::digest_check::differs)
-      violation(fmt::format("round {:016x}: peer {} got a digest that differs", m.round_id,
-                            p.index));
+    auto actions = p.round->digest_arrived(m.sender, m.member_set, m.digest);
+    for (const auto& action : actions)
+      if (const auto* checked = std::get_if<round_digest_checked>(&action);
+          checked && !checked->matches)
+        violation(fmt::format("round {:016x}: peer {} got a digest that differs", m.round_id,
+                              p.index));
+    act(p, std::move(actions));
   }
 
   void on(sim_peer& p, member_gone_message& m) {

@@ -22,8 +22,10 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <ostream>
 #include <random>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -243,7 +245,7 @@ void expect_survivors_average(const exact_group& g, const allreduce_result& resu
     const simulated_member& m = result.members[p];
     const bool survives = std::find(survivors.begin(), survivors.end(), p) != survivors.end();
     if (!survives) {
-      EXPECT_TRUE(m.crashed || m.result == round_result::failed) << "peer " << p;
+      EXPECT_TRUE(m.crashed || m.result == round_result::missed) << "peer " << p;
       continue;
     }
     ASSERT_TRUE(m.output.has_value()) << "peer " << p;
@@ -292,10 +294,11 @@ TEST(butterfly_allreduce, corrupt_chunk_drops_its_sender_which_keeps_its_own_val
   const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, failure_options(), failures);
   EXPECT_GE(result.members[0].rejected_chunks, 1u);
   expect_survivors_average(g, result, everyone_but(failure_group, {4}));
-  // Cut off from the survivors' attempt, it reaches its deadline and steps with its own values.
+  // The survivors' chunks tell it that it was dropped: it ends at once, as missed (applying
+  // nothing), instead of waiting for its deadline.
   const simulated_member& cut_off = result.members[4];
   EXPECT_FALSE(cut_off.crashed);
-  EXPECT_EQ(cut_off.result, round_result::failed);
+  EXPECT_EQ(cut_off.result, round_result::missed);
   ASSERT_TRUE(cut_off.output.has_value());
   EXPECT_TRUE(same_bits(*cut_off.output, g.inputs[4]));
 }
@@ -346,6 +349,40 @@ TEST(butterfly_allreduce, failures_with_shuffled_arrivals_give_the_same_bits) {
       EXPECT_TRUE(same_bits(*shuffled.members[p].output, *reference.members[p].output))
           << "seed " << seed << " peer " << p;
   }
+}
+
+// A partial partition: members 0 and 1 lose the link between them (each sees the other gone) while
+// both still reach everyone. Members that learn of different failures move to the intersection of
+// the member sets they see, so in every arrival order the round ends without a deadline: one
+// agreed set averages (never both 0 and 1 in it) and whoever it left out ends as missed.
+TEST(butterfly_allreduce, a_link_cut_between_two_members_ends_in_one_agreed_set) {
+  const exact_group g = make_exact_group(failure_group, failure_length, 5);
+  allreduce_options options = failure_options();
+  failure_plan failures;
+  failures.link_cut(0, 1);
+  std::set<std::uint64_t> sets_seen;
+  for (std::uint64_t seed = 0; seed <= 40; ++seed) {
+    options.delivery_seed = seed;
+    const auto result = simulate_butterfly_allreduce(g.inputs, g.weights, options, failures);
+    std::optional<std::uint64_t> agreed;
+    for (const auto& m : result.members)
+      if (m.result == round_result::averaged) {
+        EXPECT_TRUE(!agreed || *agreed == m.member_set) << "seed " << seed;
+        agreed = m.member_set;
+      }
+    ASSERT_TRUE(agreed.has_value()) << "seed " << seed;
+    EXPECT_NE(*agreed & 0b11u, 0b11u) << "seed " << seed;
+    sets_seen.insert(*agreed);
+    peer_set survivors;
+    for (std::size_t p = 0; p < failure_group; ++p)
+      if ((*agreed >> p) & 1u)
+        survivors.push_back(p);
+    // Nobody reached its deadline: the survivors averaged, the others know they were left out.
+    expect_survivors_average(g, result, survivors);
+  }
+  // Only the link's ends are ever left out.
+  for (std::uint64_t set : sets_seen)
+    EXPECT_EQ(set & 0b11100u, 0b11100u) << set;
 }
 
 TEST(butterfly_allreduce, part_shares_shape_the_parts_not_the_result) {

@@ -234,13 +234,45 @@ TEST(butterfly_round, digests_are_compared_once_per_member) {
   const auto done = all_of<round_done>(actions);
   ASSERT_EQ(done.size(), 1u);
   EXPECT_TRUE(round.awaiting_digests());
-  EXPECT_EQ(round.digest_arrived(1, 0b11, done[0].digest + 1),
-            butterfly_round::digest_check::differs);
-  EXPECT_EQ(round.digest_arrived(1, 0b11, done[0].digest),
-            butterfly_round::digest_check::ignored);
-  EXPECT_EQ(round.digest_arrived(7, 0b11, done[0].digest),
-            butterfly_round::digest_check::ignored);
+  const auto checked =
+    all_of<round_digest_checked>(round.digest_arrived(1, 0b11, done[0].digest + 1));
+  ASSERT_EQ(checked.size(), 1u);
+  EXPECT_FALSE(checked[0].matches);
+  EXPECT_TRUE(round.digest_arrived(1, 0b11, done[0].digest).empty());
+  EXPECT_TRUE(round.digest_arrived(7, 0b11, done[0].digest).empty());
   EXPECT_FALSE(round.awaiting_digests());
+}
+
+// A member whose link to one other broke may hear nothing more from the rest: their digest of a
+// set without it ends its round at once (excluded), rather than at its deadline.
+TEST(butterfly_round, a_digest_of_a_set_without_us_ends_the_round_as_excluded) {
+  butterfly_round round(setup_of(4, 0, std::vector<float>(8, 1.0f), 2));
+  code_all(round, round.start());
+  // A digest of a set with us changes nothing while we run; one from outside its set neither.
+  EXPECT_TRUE(round.digest_arrived(2, 0b1101, 7).empty());
+  EXPECT_TRUE(round.digest_arrived(2, 0b1010, 7).empty());
+  EXPECT_EQ(round.state(), butterfly_round::status::running);
+  const auto failures = all_of<round_failure>(round.digest_arrived(2, 0b1100, 7));
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].why, round_failure::cause::excluded);
+  EXPECT_EQ(round.state(), butterfly_round::status::failed);
+}
+
+// Two members that noticed different failures (each dropped another) make a third move to the
+// intersection of their sets, whatever it heard first.
+TEST(butterfly_round, members_that_dropped_different_members_meet_at_the_intersection) {
+  butterfly_round round(setup_of(4, 2, std::vector<float>(8, 1.0f), 2));
+  code_all(round, round.start());
+  // Among {0, 2, 3} this member reduces the second part (index 1).
+  auto restarts = all_of<round_restart>(code_all(
+    round, round.chunk_arrived(chunk_from(0, 0b1101, allreduce_phase::scatter, 1, 0, 3, {1, 1}))));
+  ASSERT_EQ(restarts.size(), 1u);
+  EXPECT_EQ(round.member_set(), 0b1101u);
+  restarts = all_of<round_restart>(code_all(
+    round, round.chunk_arrived(chunk_from(1, 0b1110, allreduce_phase::scatter, 1, 0, 4, {1, 1}))));
+  ASSERT_EQ(restarts.size(), 1u);
+  EXPECT_EQ(round.member_set(), 0b1100u);
+  EXPECT_EQ(round.state(), butterfly_round::status::running);
 }
 
 TEST(butterfly_round, the_deadline_fails_a_running_round_and_nothing_after) {
