@@ -20,6 +20,7 @@
 #include "runtime/allreduce/round_deadline.hpp"
 #include "runtime/matchmaking_leader.hpp"
 #include "runtime/matchmaking_rules.hpp"
+#include "runtime/secure/assignment_proof.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
@@ -242,6 +243,8 @@ void assign(averager_pointer self, std::vector<matchmaking_leader::group> groups
                  formed.epoch, assignment.members.size(), samples, assignment.round_id,
                  std::chrono::duration<double>(deadline).count(),
                  describe_parts(shares, rates, reachable));
+    if (st.options.key)
+      sign_assignment(assignment, *st.options.key);
     for (auto& promise : promises)
       promise.deliver(assignment);
   }
@@ -350,6 +353,18 @@ void join_round(averager_pointer self) {
         auto& st = self->state;
         if (!st.current || st.current->request.epoch != epoch || st.current->attempt != attempt)
           return;
+        if (st.options.require_proof && !assignment_proven(assignment, leader_id)) {
+          // Forged on the way (a relay) or by a leader that signs for someone else.
+          st.metrics.unproven_assignments.inc();
+          st.silent_leaders[leader_id] = epoch + silent_leader_skip_epochs;
+          spdlog::warn("epoch {}: the assignment from leader {} is not signed by it; skipping it "
+                       "until epoch {}",
+                       epoch, leader_id.substr(0, 8), epoch + silent_leader_skip_epochs);
+          st.current->pending_leader.clear();
+          st.current->failed_leaders.insert(leader_id);
+          join_round(self);
+          return;
+        }
         st.current->pending_leader.clear();
         st.current->leader = leader_id;
         st.current->group_members.clear();

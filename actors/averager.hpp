@@ -23,12 +23,14 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "caf/all.hpp"
 
 #include "runtime/allreduce/centered_clip.hpp"
 #include "runtime/compression/tensor_codec.hpp"
+#include "runtime/secure/peer_key.hpp"
 
 namespace ddactor {
 
@@ -37,6 +39,11 @@ class swarm_status_board;
 struct averager_options {
   std::string peer_id;
   std::string swarm_id;
+  /// This peer's key: as leader it signs its assignments (runtime/secure/assignment_proof.hpp).
+  std::optional<peer_key> key;
+  /// Refuse an assignment its leader did not sign (the leader is then skipped, like a silent
+  /// one).
+  bool require_proof = false;
   size_t group_size = 16;
   size_t chunk_elements = 262144;
   std::chrono::milliseconds matchmaking_time{5000};

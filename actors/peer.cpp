@@ -270,6 +270,8 @@ void start_swarm(peer_pointer self) {
   averager_options averaging;
   averaging.peer_id = identity.peer_id;
   averaging.swarm_id = swarm_id;
+  averaging.key = identity.key;
+  averaging.require_proof = true;
   averaging.group_size = static_cast<size_t>(cfg.averaging.group_size);
   averaging.chunk_elements = static_cast<size_t>(cfg.averaging.chunk_elements);
   averaging.matchmaking_time = seconds(cfg.averaging.matchmaking_time);

@@ -120,6 +120,10 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
                              "Matchmaking leaders that took this peer's join and never answered "
                              "(then skipped for 20 epochs).")
                      .with()),
+    unproven_assignments(r.counter("ddactor_averaging_unproven_assignments_total",
+                                   "Round assignments refused because the leader this peer "
+                                   "joined did not sign them (then skipped for 20 epochs).")
+                           .with()),
     banned_peers(r.counter("ddactor_averaging_banned_peers_total",
                            "Peers left out of this peer's rounds for 20 epochs after they sent "
                            "it invalid data (non-finite or undecodable chunks).")

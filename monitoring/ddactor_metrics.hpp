@@ -137,6 +137,7 @@ struct averaging_metrics {
   counter& unvouched_epochs;       // ddactor_swarm_unvouched_epochs_total
   counter& unvouched_states;       // ddactor_state_unvouched_total
   counter& silent_leaders;         // ddactor_averaging_silent_leaders_total
+  counter& unproven_assignments;   // ddactor_averaging_unproven_assignments_total
   counter& banned_peers;           // ddactor_averaging_banned_peers_total
   gauge& epoch;                    // ddactor_swarm_epoch
   gauge& swarm_samples_per_second; // ddactor_swarm_samples_per_second

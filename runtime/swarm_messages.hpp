@@ -148,6 +148,11 @@ struct group_assignment {
   /// How long the round may take from the assignment, in ms (round_deadline.hpp; members clamp
   /// it to their own bounds). 0: the members' allreduce_timeout.
   uint64_t deadline_ms = 0;
+  /// The leader, its Ed25519 public key and its signature of the fields above
+  /// (runtime/secure/assignment_proof.hpp).
+  std::string leader_id;
+  std::string public_key;
+  std::string signature;
 };
 
 /// What a peer can serve to a late joiner: the shared training state of one epoch.
@@ -242,7 +247,7 @@ typename Inspector::result_type inspect(Inspector& f, group_member& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, group_assignment& x) {
   return f(caf::meta::type_name("group_assignment"), x.round_id, x.epoch, x.length, x.members,
-           x.deadline_ms);
+           x.deadline_ms, x.leader_id, x.public_key, x.signature);
 }
 
 template <class Inspector>
