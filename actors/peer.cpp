@@ -113,7 +113,7 @@ void start_data_loader(peer_pointer self) {
     self->monitor(st.loaders[rank]);
     self->link_to(st.loaders[rank]);
     if (rank < st.trainers.size() && st.trainers[rank])
-      self->send(st.trainers[rank], attach_atom_v, st.loaders[rank], opts.generation);
+      self->send(st.trainers[rank], attach_atom_v, st.loaders[rank], st.loader_generations[rank]);
   }
 }
 
