@@ -298,7 +298,7 @@ void join_round(averager_pointer self) {
     return;
   auto& cur = *st.current;
   auto now = clock_type::now();
-  // The leader: the lowest id among the peers of this epoch (this one at least).
+  // The leader: the first in the epoch's leader order among its peers (this one at least).
   std::vector<std::string> reachable;  // members whose averager we can ask
   for (const auto& m : st.members)
     if (m.averager)

@@ -4,9 +4,10 @@
 //
 //   member  For each request it spawns an averaging_group actor, then asks the current leader to
 //           put that group actor into a group for the epoch. The leader is the live peer of the
-//           epoch with the lowest id that may lead it (runtime/matchmaking_rules.hpp: views that
-//           differ for a moment still lead every member to one leader; no peer is special: when
-//           the leader dies, the next-lowest takes over and members re-join it).
+//           epoch first in that epoch's leader order (a hash of the epoch and the id) that may
+//           lead it (runtime/matchmaking_rules.hpp: views that differ for a moment still lead
+//           every member to one leader; no peer is special: when the leader dies, the next in
+//           order takes over and members re-join it).
 //   leader  Collects joins per epoch until every live peer of the swarm has joined or
 //           averaging.matchmaking_time has passed since the first join, then cuts the joined
 //           peers (sorted by id) into groups of at most averaging.group_size and answers every

@@ -41,10 +41,11 @@ matchmaking_leader::answer matchmaking_leader::on_join(join request, swarm_knowl
       out.detail = "this peer does not lead epoch " + std::to_string(epoch);
       return out;
     }
-    // Views differ for a moment when a peer joins or catches up: a peer that knows a lower-id
-    // leader of this epoch sends the member on, unless it already leads this epoch's round.
-    for (const auto& id : swarm.member_ids) {
-      if (id >= self_id_)
+    // Views differ for a moment when a peer joins or catches up: a peer that knows a leader of
+    // this epoch before it in the order sends the member on, unless it already leads this
+    // epoch's round.
+    for (const auto& id : leader_order(swarm.member_ids, epoch)) {
+      if (id == self_id_)
         break;
       if (leads_instead(swarm.reports, id, epoch)) {
         out.outcome = verdict::not_leader;

@@ -1,6 +1,12 @@
 // Who leads the matchmaking of an epoch; see matchmaking_rules.hpp.
 #include "runtime/matchmaking_rules.hpp"
 
+#include <algorithm>
+#include <span>
+#include <utility>
+
+#include "runtime/tensor_blob.hpp"
+
 namespace ddactor {
 
 bool reported_at(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
@@ -27,9 +33,29 @@ bool swarm_past(const epoch_reports& reports, const std::string& self_id, int64_
   return false;
 }
 
+namespace {
+
+uint64_t leader_rank(const std::string& id, int64_t epoch) {
+  const std::string text = std::to_string(epoch) + ":" + id;
+  return blob_checksum(std::span<const char>(text.data(), text.size()));
+}
+
+} // namespace
+
+std::vector<std::string> leader_order(std::vector<std::string> ids, int64_t epoch) {
+  std::vector<std::pair<uint64_t, std::string>> ranked;
+  for (auto& id : ids)
+    ranked.emplace_back(leader_rank(id, epoch), std::move(id));
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::string> order;
+  for (auto& [rank, id] : ranked)
+    order.push_back(std::move(id));
+  return order;
+}
+
 std::string next_leader(const epoch_reports& reports, const std::vector<std::string>& member_ids,
                         int64_t epoch, const std::set<std::string>& failed) {
-  for (const auto& id : member_ids)
+  for (const auto& id : leader_order(member_ids, epoch))
     if (failed.count(id) == 0 && leader_candidate(reports, id, epoch))
       return id;
   return {};

@@ -6,14 +6,19 @@
 // joined is not heard from at all yet. The rules must still lead every member of an epoch to
 // one leader:
 //
-//   - A member asks the peers it may, lowest id first: a peer it has not heard from may be at
-//     the epoch (at the start of a swarm, reports are still on their way), so it is asked too.
+//   - Peers are asked in the epoch's leader order: by a hash of the epoch and the peer's id, so
+//     the first candidate changes from epoch to epoch and no id leads them all (ids derive from
+//     keys, and a key with a low id is cheap to grind; with this order a ground key leads about
+//     one epoch in N, like any peer).
+//   - A member asks the peers it may, first in that order first: a peer it has not heard from may
+//     be at the epoch (at the start of a swarm, reports are still on their way), so it is asked.
 //   - A peer refuses to lead an epoch it is not at, and one it reached by downloading the state
 //     (its report says so, may_lead = false: members that chose before its report arrived did
 //     not count it). The member then asks the next.
-//   - A peer asked to lead sends the member on only to a lower id that is known to be at the
-//     epoch and leading; a peer not heard from yet is no reason to refuse, or a joiner not yet
-//     heard from (which refuses itself) would leave the epoch without any leader.
+//   - A peer asked to lead sends the member on only to a peer before it in the order that is
+//     known to be at the epoch and leading; a peer not heard from yet is no reason to refuse,
+//     or a joiner not yet heard from (which refuses itself) would leave the epoch without any
+//     leader.
 //
 // The leader waits for every peer at the epoch and every peer not heard from yet (it may be at
 // it), until matchmaking_time passes.
@@ -43,15 +48,20 @@ bool awaited_in(const epoch_reports& reports, const std::string& peer_id, int64_
 /// Whether a member may ask this peer to lead `epoch` (a peer asks itself the same way).
 bool leader_candidate(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
 
-/// Whether a peer asked to lead `epoch` sends the member on to this lower-id peer instead.
+/// `ids` in the order in which they are asked to lead `epoch`: by a hash of the epoch and the id
+/// (ties, which need a 64-bit collision, by id).
+std::vector<std::string> leader_order(std::vector<std::string> ids, int64_t epoch);
+
+/// Whether a peer asked to lead `epoch` sends the member on to this peer (before it in the
+/// epoch's leader order) instead.
 bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
 
 /// Whether another peer reports an epoch past `epoch`: the swarm averaged it already.
 bool swarm_past(const epoch_reports& reports, const std::string& self_id, int64_t epoch);
 
-/// The peer a member asks to lead `epoch` next: the lowest of `member_ids` (sorted, this peer
-/// included) that is a leader candidate and not among `failed` (leaders that refused or failed
-/// this member); empty when none is left.
+/// The peer a member asks to lead `epoch` next: the first of `member_ids` (this peer included)
+/// in the epoch's leader order that is a leader candidate and not among `failed` (leaders that
+/// refused or failed this member); empty when none is left.
 std::string next_leader(const epoch_reports& reports, const std::vector<std::string>& member_ids,
                         int64_t epoch, const std::set<std::string>& failed);
 

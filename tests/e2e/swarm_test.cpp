@@ -18,6 +18,7 @@
 #include <regex>
 
 #include "runtime/checkpoint_files.hpp"
+#include "runtime/matchmaking_rules.hpp"
 #include "runtime/safetensors.hpp"
 #include "runtime/secure/peer_key.hpp"
 #include "tests/e2e/process.hpp"
@@ -634,25 +635,42 @@ TEST_F(swarm, centered_clip_keeps_a_peer_sending_scaled_values_from_steering_the
     EXPECT_LT(final_loss(i), 1.6) << peers[static_cast<size_t>(i)]->output();
 }
 
-// A hostile leader (a key ground for the lowest id) takes every join and never answers. Each
-// honest peer loses one matchmaking to it and then skips it: they train on together under the
-// next leader and end identical.
+// A hostile leader (a key ground to come first in the leader order of the first epochs) takes
+// every join and never answers. Each honest peer loses one matchmaking to it and then skips it:
+// they train on together under the next leader and end identical.
 TEST_F(swarm, a_leader_that_never_answers_costs_one_matchmaking_not_one_per_epoch) {
   auto config = write_config(20, 4);
-  std::optional<peer_key> lowest;
-  while (!lowest) {
+  auto write_key = [&](const peer_key& key, const std::string& name) {
+    auto file = dir.path() / name;
+    write_text_file(file, to_hex(key.seed()) + "\n");
+    std::filesystem::permissions(file, std::filesystem::perms::owner_read |
+                                         std::filesystem::perms::owner_write);
+    return file;
+  };
+  std::vector<std::string> ids;
+  std::vector<std::filesystem::path> honest_keys;
+  for (int i = 0; i < 3; ++i) {
     auto key = peer_key::generate();
-    if (peer_id_of(key.public_part()).starts_with("000"))
-      lowest = key;
+    ids.push_back(peer_id_of(key.public_part()));
+    honest_keys.push_back(write_key(key, "honest" + std::to_string(i) + ".key"));
   }
-  auto key_file = dir.path() / "lowest.key";
-  write_text_file(key_file, to_hex(lowest->seed()) + "\n");
-  std::filesystem::permissions(key_file, std::filesystem::perms::owner_read |
-                                           std::filesystem::perms::owner_write);
+  std::optional<peer_key> hostile;
+  while (!hostile) {
+    auto key = peer_key::generate();
+    auto with = ids;
+    with.push_back(peer_id_of(key.public_part()));
+    bool first = true;
+    for (int64_t epoch = 0; epoch < 3; ++epoch)
+      first = first && leader_order(with, epoch)[0] == with.back();
+    if (first)
+      hostile = key;
+  }
+  auto key_file = write_key(*hostile, "hostile.key");
   // A join to the silent leader times out after the matchmaking time plus this.
-  const std::vector<std::string> short_requests{"--set", "averaging.request_timeout=3"};
   for (int i = 0; i < 3; ++i)
-    start_peer(i, config, short_requests);
+    start_peer(i, config,
+               {"--set", "averaging.request_timeout=3", "--set",
+                "network.identity_file=\"" + honest_keys[static_cast<size_t>(i)].string() + "\""});
   // It stays (alone it trains fast and would otherwise finish first and leave).
   start_peer(3, config, {"--set", "network.identity_file=\"" + key_file.string() + "\"",
                          "--set", "debug.byzantine=\"silent_leader\"", "--set",

@@ -1,7 +1,7 @@
 // Who leads an epoch's matchmaking: with views that differ the way they do in a live swarm (the
 // start of a swarm, a joiner not heard from yet, a joiner that downloaded the state), every
-// member reaches the same leader. `leader_reached` plays a member asking candidates in id order,
-// each asked peer answering from its own view, as the averager does.
+// member reaches the same leader. `leader_reached` plays a member asking candidates in the
+// epoch's leader order, each asked peer answering from its own view, as the averager does.
 #include "runtime/matchmaking_rules.hpp"
 
 #include <gtest/gtest.h>
@@ -20,10 +20,10 @@ bool accepts(const views& all, const std::vector<std::string>& ids, const std::s
   const auto& own = all.at(asked);
   if (!leader_candidate(own, asked, epoch))
     return false;
-  for (const auto& lower : ids) {
-    if (lower == asked)
+  for (const auto& earlier : leader_order(ids, epoch)) {
+    if (earlier == asked)
       break;
-    if (leads_instead(own, lower, epoch))
+    if (leads_instead(own, earlier, epoch))
       return false;
   }
   return true;
@@ -32,7 +32,7 @@ bool accepts(const views& all, const std::vector<std::string>& ids, const std::s
 std::optional<std::string> leader_reached(const views& all, const std::vector<std::string>& ids,
                                           const std::string& member, int64_t epoch) {
   const auto& own = all.at(member);
-  for (const auto& candidate : ids)  // sorted by id
+  for (const auto& candidate : leader_order(ids, epoch))
     if (leader_candidate(own, candidate, epoch) && accepts(all, ids, candidate, epoch))
       return candidate;
   return std::nullopt;
@@ -58,34 +58,48 @@ TEST(matchmaking_rules, a_peer_that_downloaded_its_epoch_is_awaited_but_does_not
   EXPECT_FALSE(leads_instead(r, "a", 5));
 }
 
-TEST(matchmaking_rules, at_the_start_of_a_swarm_everyone_reaches_the_lowest_id) {
-  const std::vector<std::string> ids{"a", "b", "c"};
-  views all{{"a", {{{"a", 0}, {"b", 0}, {"c", 0}}, {}}},
-            {"b", {{{"b", 0}}, {}}},             // has heard from nobody yet
-            {"c", {{{"a", 0}, {"c", 0}}, {}}}};  // has not heard from b
+// Peer names whose leader order at `epoch` is the order given (the names are picked to fit).
+std::vector<std::string> ordered_names(std::size_t count, int64_t epoch) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < count; ++i)
+    names.push_back(std::string(1, static_cast<char>('a' + i)));
+  return leader_order(names, epoch);
+}
+
+TEST(matchmaking_rules, at_the_start_of_a_swarm_everyone_reaches_the_first_in_order) {
+  const auto order = ordered_names(3, 0);  // order[0] leads epoch 0 if it may
+  const auto &a = order[0], &b = order[1], &c = order[2];
+  const std::vector<std::string> ids{a, b, c};
+  views all{{a, {{{a, 0}, {b, 0}, {c, 0}}, {}}},
+            {b, {{{b, 0}}, {}}},           // has heard from nobody yet
+            {c, {{{a, 0}, {c, 0}}, {}}}};  // has not heard from b
   for (const auto& member : ids)
-    EXPECT_EQ(leader_reached(all, ids, member, 0), "a") << member;
+    EXPECT_EQ(leader_reached(all, ids, member, 0), a) << member;
 }
 
 TEST(matchmaking_rules, a_joiner_not_heard_from_yet_leaves_the_epoch_a_leader) {
-  // j has the lowest id, is still downloading (at epoch 0), and only b has heard from it.
-  const std::vector<std::string> ids{"j", "k", "m", "p"};
-  views all{{"j", {{{"j", 0}, {"k", 33}, {"m", 33}, {"p", 33}}, {}}},
-            {"k", {{{"k", 33}, {"m", 33}, {"p", 33}}, {}}},
-            {"m", {{{"j", 0}, {"k", 33}, {"m", 33}, {"p", 33}}, {}}},
-            {"p", {{{"k", 33}, {"m", 33}, {"p", 33}}, {}}}};
-  for (const auto& member : {"k", "m", "p"})
-    EXPECT_EQ(leader_reached(all, ids, member, 33), "k") << member;
+  // j comes first at epoch 33, is still downloading (at epoch 0), and only m has heard from it.
+  const auto order = ordered_names(4, 33);
+  const auto &j = order[0], &k = order[1], &m = order[2], &p = order[3];
+  const std::vector<std::string> ids{j, k, m, p};
+  views all{{j, {{{j, 0}, {k, 33}, {m, 33}, {p, 33}}, {}}},
+            {k, {{{k, 33}, {m, 33}, {p, 33}}, {}}},
+            {m, {{{j, 0}, {k, 33}, {m, 33}, {p, 33}}, {}}},
+            {p, {{{k, 33}, {m, 33}, {p, 33}}, {}}}};
+  for (const auto& member : {k, m, p})
+    EXPECT_EQ(leader_reached(all, ids, member, 33), k) << member;
 }
 
 TEST(matchmaking_rules, a_joiner_that_downloaded_the_epoch_joins_the_old_leader) {
   // j downloaded epoch 50 and says it does not lead it; k has heard so, m not yet.
-  const std::vector<std::string> ids{"j", "k", "m"};
-  views all{{"j", {{{"j", 50}, {"k", 50}, {"m", 50}}, {"j"}}},
-            {"k", {{{"j", 50}, {"k", 50}, {"m", 50}}, {"j"}}},
-            {"m", {{{"k", 50}, {"m", 50}}, {}}}};
+  const auto order = ordered_names(3, 50);
+  const auto &j = order[0], &k = order[1], &m = order[2];
+  const std::vector<std::string> ids{j, k, m};
+  views all{{j, {{{j, 50}, {k, 50}, {m, 50}}, {j}}},
+            {k, {{{j, 50}, {k, 50}, {m, 50}}, {j}}},
+            {m, {{{k, 50}, {m, 50}}, {}}}};
   for (const auto& member : ids)
-    EXPECT_EQ(leader_reached(all, ids, member, 50), "k") << member;
+    EXPECT_EQ(leader_reached(all, ids, member, 50), k) << member;
 }
 
 } // namespace
