@@ -9,29 +9,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/models/run_ranks.hpp"
+
 namespace ddactor {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Runs `body(rank)` on one thread per rank; rethrows the first failure on this thread.
-void run_ranks(int ranks, const std::function<void(int)>& body) {
-  std::vector<std::exception_ptr> failures(static_cast<size_t>(ranks));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        body(r);
-      } catch (...) {
-        failures[static_cast<size_t>(r)] = std::current_exception();
-      }
-    });
-  for (auto& t : threads)
-    t.join();
-  for (auto& failure : failures)
-    if (failure)
-      std::rethrow_exception(failure);
-}
 
 // Rank r's contribution: values whose float sum depends on the order of addition.
 torch::Tensor contribution(int rank, int64_t size) {

@@ -9,30 +9,13 @@
 #include <thread>
 
 #include "models/diffusion_trainer.hpp"
+#include "tests/models/run_ranks.hpp"
 #include "tests/models/tiny_dit.hpp"
 
 namespace ddactor {
 namespace {
 
 using namespace std::chrono_literals;
-
-void run_ranks(int ranks, const std::function<void(int)>& body) {
-  std::vector<std::exception_ptr> failures(static_cast<size_t>(ranks));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < ranks; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        body(r);
-      } catch (...) {
-        failures[static_cast<size_t>(r)] = std::current_exception();
-      }
-    });
-  for (auto& t : threads)
-    t.join();
-  for (auto& failure : failures)
-    if (failure)
-      std::rethrow_exception(failure);
-}
 
 // The node's batch of a step: random images and labels, different at every step.
 training_batch node_batch(int step, int64_t count) {
