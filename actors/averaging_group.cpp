@@ -401,7 +401,12 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
           st.upload_bytes += d.received_bytes;
           st.upload_rate += d.received_rate;
         }
-        if (!checked->matches) {
+        if (checked->left_us_out) {
+          st.metrics.digest_mismatches.inc();
+          spdlog::warn("round {:016x}: member {} finished without this peer after this peer's "
+                       "round had ended; the swarm's state agreement will repair it",
+                       st.assignment.round_id, member_name(st, d.sender));
+        } else if (!checked->matches) {
           st.metrics.digest_mismatches.inc();
           spdlog::error("round {:016x}: member {} ended with a different result (digest {:016x})",
                         st.assignment.round_id, member_name(st, d.sender), d.digest);

@@ -5,7 +5,7 @@
 // goes to stderr. Exit status 1 when an invariant was violated.
 //
 //   ddactor_swarm_sim --peers 100 --seed 7 --minutes 5 [--joiners 0.1] [--churn 0.1] [--loss 0.005]
-//       [--slow 0.1] [--partition] [--group-size 16] [--length 256]
+//       [--slow 0.1] [--partition] [--cut-links 0.05] [--group-size 16] [--length 256]
 //   ddactor_swarm_sim --figures    the figures: N = 10, 100, 1000 under 10% churn
 #include <CLI/CLI.hpp>
 
@@ -92,6 +92,10 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app.add_flag("--trace", config.trace, "print every peer's phase changes");
   app.add_flag("--partition", partition, "cut a third of the peers off for the middle fifth");
+  app.add_option("--cut-links", config.cut_links,
+                 "share of peer pairs whose own link is cut for the middle fifth (a partial "
+                 "partition: both still reach everyone else)")
+    ->capture_default_str();
   app.add_flag("--figures", run_figures, "N = 10, 100, 1000 under 10% churn per minute");
   CLI11_PARSE(app, argc, argv);
   config.partition = partition;

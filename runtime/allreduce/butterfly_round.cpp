@@ -542,7 +542,8 @@ std::vector<round_action> butterfly_round::digest_arrived(uint32_t sender, uint6
   if (state_ != status::done || !in_set(digests_expected_, sender))
     return {};
   digests_expected_ &= ~bit(sender);
-  out_.emplace_back(round_digest_checked{sender, member_set == member_set_ && digest == digest_});
+  out_.emplace_back(round_digest_checked{sender, member_set == member_set_ && digest == digest_,
+                                         !in_set(member_set, setup_.me)});
   return take();
 }
 

@@ -164,6 +164,10 @@ struct round_done {
 struct round_digest_checked {
   uint32_t sender = 0;
   bool matches = false;
+  /// The sender finished in a set without us after our round had ended (it learned of a
+  /// failure, say a cut link, that we had not): our results differ, and the swarm's state
+  /// agreement repairs this member later.
+  bool left_us_out = false;
 };
 /// The round failed; the caller steps with its own values and keeps its residual.
 struct round_failure {

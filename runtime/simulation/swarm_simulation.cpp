@@ -278,11 +278,24 @@ private:
     schedule(clock_ + after, p.index, p.incarnation, timer_event{kind, arg});
   }
 
-  bool partitioned(uint32_t a, uint32_t b) const {
-    if (!config_.partition)
-      return false;
+  bool in_cut_window() const {
     const seconds end = config_.minutes * 60;
-    if (clock_ < 0.4 * end || clock_ >= 0.6 * end)
+    return clock_ >= 0.4 * end && clock_ < 0.6 * end;
+  }
+
+  // A partial partition: the link of this pair is down while both reach everyone else.
+  bool link_cut(uint32_t a, uint32_t b) const {
+    if (config_.cut_links <= 0 || a == b || !in_cut_window())
+      return false;
+    const uint64_t pair = (uint64_t{std::min(a, b)} << 32) | std::max(a, b);
+    const uint64_t h = std::hash<uint64_t>{}(pair * 0x9e3779b97f4a7c15ULL ^ config_.seed);
+    return static_cast<double>(h % 1000000) < config_.cut_links * 1e6;
+  }
+
+  bool partitioned(uint32_t a, uint32_t b) const {
+    if (link_cut(a, b))
+      return true;
+    if (!config_.partition || !in_cut_window())
       return false;
     return (a % 3 == 0) != (b % 3 == 0);
   }
@@ -811,6 +824,11 @@ private:
     p.wait_bound = clock_ + config_.allreduce_timeout;
     timer(p, config_.allreduce_timeout, timer_kind::round_deadline, p.group->round_id);
     act(p, p.round->start());
+    // A round partner behind a cut link: its heartbeats stop, and the link is reported down.
+    for (std::size_t m = 0; m < p.group->peers.size(); ++m)
+      if (p.group->peers[m] != p.index && link_cut(p.index, p.group->peers[m]))
+        schedule(clock_ + config_.suspect_after, p.index, p.incarnation,
+                 member_gone_message{p.group->round_id, static_cast<uint32_t>(m)});
     auto early = std::move(p.early_chunks[p.group->round_id]);
     p.early_chunks.clear();
     for (auto& chunk : early)
@@ -941,7 +959,7 @@ private:
     auto actions = p.round->digest_arrived(m.sender, m.member_set, m.digest);
     for (const auto& action : actions)
       if (const auto* checked = std::get_if<round_digest_checked>(&action);
-          checked && !checked->matches)
+          checked && !checked->matches && !checked->left_us_out)
         violation(fmt::format("round {:016x}: peer {} got a digest that differs", m.round_id,
                               p.index));
     act(p, std::move(actions));
@@ -1024,6 +1042,7 @@ private:
     // round's wait for the swarm's next state (2 x matchmaking_time + allreduce_timeout).
     const seconds stall_bound =
       2 * (config_.epoch_seconds + 2 * config_.matchmaking_time + config_.allreduce_timeout);
+    // (A partial partition, cut links, is not excused: rounds must agree without the cut links.)
     const bool partition_now = config_.partition && clock_ >= 0.4 * end && clock_ < 0.6 * end;
     seconds reference = std::max(last_advance_, majority_since_);
     if (config_.partition && clock_ >= 0.6 * end)
@@ -1118,10 +1137,11 @@ swarm_simulation_report run_swarm_simulation(const swarm_simulation_config& conf
 std::string replay_command(const swarm_simulation_config& c) {
   return fmt::format(
     "ddactor_swarm_sim --peers {} --seed {} --minutes {} --joiners {} --churn {} --loss {} "
-    "--restart-seconds {} --slow {} --greedy {} --group-size {} --length {} --chunk {}{}",
+    "--restart-seconds {} --slow {} --greedy {} --group-size {} --length {} --chunk {}{}{}",
     c.peers, c.seed, c.minutes, c.joiners, c.churn_per_minute, c.loss, c.restart_seconds,
     c.slow_fraction, c.greedy, c.group_size, c.vector_length, c.chunk_elements,
-    c.partition ? " --partition" : "");
+    c.partition ? " --partition" : "",
+    c.cut_links > 0 ? fmt::format(" --cut-links {}", c.cut_links) : std::string());
 }
 
 } // namespace ddactor

@@ -61,6 +61,8 @@ struct swarm_simulation_config {
   double slow_fraction = 0.1;      // peers that compute 4x fewer samples per epoch
   double greedy = 0;               // peers that claim 1000x the samples they computed
   bool partition = false;          // a third of the peers cut off for the middle fifth
+  double cut_links = 0;            // share of peer pairs whose own link is cut for the middle
+                                   // fifth (each still reaches everyone else)
   // The product's protocol timings (seconds).
   double gossip_interval = 1;
   std::size_t gossip_fanout = 3;

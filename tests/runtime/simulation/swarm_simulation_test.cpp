@@ -1,6 +1,6 @@
-// The swarm simulator over a few hundred seeds at small N, with churn, loss, slow peers and
-// partitions: every invariant holds (a failing seed prints the command that replays it); a seed
-// reproduces its run byte for byte; the checker reports a wrong round result.
+// The swarm simulator over a few hundred seeds at small N, with churn, loss, slow peers,
+// partitions and cut links: every invariant holds (a failing seed prints the command that
+// replays it); a seed reproduces its run byte for byte; the checker reports a wrong round result.
 #include "runtime/simulation/swarm_simulation.hpp"
 
 #include <gtest/gtest.h>
@@ -25,6 +25,8 @@ swarm_simulation_config small_swarm(uint64_t seed) {
   config.slow_fraction = 0.2;
   config.greedy = seed % 5 == 1 ? 0.3 : 0.0;  // their claims are clipped; invariants still hold
   config.partition = seed % 5 == 0;
+  // A partial partition: in small swarms a quarter of the pairs lose their link for a while.
+  config.cut_links = seed % 7 == 3 ? 0.25 : 0.0;
   return config;
 }
 
