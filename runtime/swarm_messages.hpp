@@ -202,10 +202,47 @@ struct generate_request {
   uint64_t seed = 0;
 };
 
+/// A byte vector inside a message, on the wire exactly as CAF writes std::vector<char> (a varbyte
+/// length, then the bytes). CAF 0.17 loads such a vector by resizing it to the length the sender
+/// claims before it reads a byte: a few forged bytes claiming 4 GiB would make the receiver
+/// allocate and zero 4 GiB. Through this wrapper a length beyond the bytes left in the message is
+/// refused first.
+template <class Byte>
+struct wire_bytes {
+  std::vector<Byte>& bytes;
+};
+
+template <class Byte>
+caf::error load_wire_bytes(caf::deserializer& source, std::vector<Byte>& bytes) {
+  // The middleman decodes messages with a binary_deserializer, the only one that knows how many
+  // bytes are left; other deserializers keep CAF's own loader.
+  auto* binary = dynamic_cast<caf::binary_deserializer*>(&source);
+  if (binary == nullptr)
+    return source(bytes);
+  size_t size = 0;
+  if (auto err = binary->begin_sequence(size))
+    return err;
+  if (size > binary->remaining())
+    return caf::sec::end_of_stream;
+  bytes.resize(size);
+  if (size > 0)
+    if (auto err = binary->apply_raw(size, bytes.data()))
+      return err;
+  return binary->end_sequence();
+}
+
+template <class Inspector, class Byte>
+typename Inspector::result_type inspect(Inspector& f, wire_bytes<Byte>& x) {
+  if constexpr (Inspector::writes_state)
+    return load_wire_bytes(f, x.bytes);
+  else
+    return f(x.bytes);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, velocity_request& x) {
   return f(caf::meta::type_name("velocity_request"), x.x, x.t, x.labels, x.tokens,
-           x.token_length, x.is_null, x.cfg_scale);
+           x.token_length, wire_bytes<uint8_t>{x.is_null}, x.cfg_scale);
 }
 
 template <class Inspector>
@@ -253,7 +290,7 @@ typename Inspector::result_type inspect(Inspector& f, group_assignment& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, tensor_blob& x) {
   return f(caf::meta::type_name("tensor_blob"), x.round_id, x.part_index, x.offset, x.shape,
-           x.dtype, x.codec, x.bytes, x.checksum);
+           x.dtype, x.codec, wire_bytes<char>{x.bytes}, x.checksum);
 }
 
 template <class Inspector>
@@ -276,7 +313,8 @@ typename Inspector::result_type inspect(Inspector& f, state_manifest& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, state_chunk& x) {
-  return f(caf::meta::type_name("state_chunk"), x.digest, x.index, x.bytes, x.checksum);
+  return f(caf::meta::type_name("state_chunk"), x.digest, x.index,
+           wire_bytes<char>{x.bytes}, x.checksum);
 }
 
 } // namespace ddactor
