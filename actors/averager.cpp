@@ -120,11 +120,6 @@ void ban_offenders(averager_pointer self, const std::vector<std::string>& offend
   leave_out_banned(st);
 }
 
-bool valid_peer_id(const std::string& id) {
-  return id.size() == 32 &&
-         std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(c) != 0; });
-}
-
 void deliver(averager_pointer self, average_outcome outcome) {
   auto& st = self->state;
   if (!st.current)
@@ -256,9 +251,7 @@ matchmaking_leader::swarm_knowledge knowledge(const averager_state& st) {
 
 caf::result<group_assignment> on_join(averager_pointer self, round_request& req) {
   auto& st = self->state;
-  if (!valid_peer_id(req.peer_id) || req.swarm_id != st.options.swarm_id || req.epoch < 0 ||
-      !(req.weight > 0) || !std::isfinite(req.weight) || req.length == 0 || !req.averager ||
-      !std::isfinite(req.link_rate) || req.link_rate < 0)
+  if (!acceptable_round_request(req, st.options.swarm_id))
     return make_error(errc::invalid_message, "invalid round request");
   if (is_banned(st, req.peer_id, req.epoch))
     return make_error(errc::invalid_message,

@@ -174,15 +174,6 @@ void forget_member(membership_pointer self, const swarm_member& member, removal_
   }
 }
 
-// Whether every handle in `member` lives on `node`: handles are only taken from the peer itself.
-bool handles_live_on(const swarm_member& member, const caf::node_id& node) {
-  for (auto* handle : {&member.membership, &member.progress, &member.averager,
-                       &member.state_server})
-    if (*handle && handle->node() != node)
-      return false;
-  return true;
-}
-
 // A peer we exchanged hellos with, in either direction: into the view (or refreshed there).
 swarm_view::admission admit_member(membership_pointer self, const swarm_member& them) {
   auto& st = self->state;

@@ -82,17 +82,10 @@ void send_report(progress_pointer self) {
   }
 }
 
-// Claimed link rates above this (bytes per second: 1 Tbit/s) are no measurement.
-constexpr double max_claimed_link_rate = 125e9;
-
 // Membership picks relays by the peers' measured link rates: told when one changes by a tenth.
 void tell_link_rate(progress_pointer self, const progress_report& report) {
   auto& st = self->state;
-  // A claimed rate only steers which relay an unreachable peer asks first: an absurd one is 0.
-  const double rate = std::isfinite(report.link_rate) && report.link_rate > 0 &&
-                          report.link_rate < max_claimed_link_rate
-                        ? report.link_rate
-                        : 0.0;
+  const double rate = claimed_link_rate(report);
   auto& told = st.told_link_rates[report.peer_id];
   if (!st.membership || std::abs(rate - told) <= 0.1 * told)
     return;

@@ -2,8 +2,11 @@
 #include "runtime/matchmaking_leader.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 
 #include "runtime/allreduce/bandwidth_shares.hpp"
+#include "runtime/swarm_messages.hpp"
 
 namespace ddactor {
 
@@ -13,6 +16,15 @@ namespace {
 constexpr std::size_t remembered_epochs = 64;
 
 } // namespace
+
+bool acceptable_round_request(const round_request& request, std::string_view swarm_id) noexcept {
+  const auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  return request.peer_id.size() == 32 &&
+         std::all_of(request.peer_id.begin(), request.peer_id.end(), hex) &&
+         request.swarm_id == swarm_id && request.epoch >= 0 && request.weight > 0 &&
+         std::isfinite(request.weight) && request.length > 0 && request.averager &&
+         std::isfinite(request.link_rate) && request.link_rate >= 0;
+}
 
 matchmaking_leader::matchmaking_leader(std::string self_id, std::size_t group_size)
     : self_id_(std::move(self_id)), group_size_(std::max<std::size_t>(group_size, 1)) {}

@@ -17,11 +17,20 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/matchmaking_rules.hpp"
 
 namespace ddactor {
+
+struct round_request;
+
+/// Whether a join that came over the network may reach the leader at all: a peer id of 32 hex
+/// characters, this swarm, an epoch >= 0, a finite weight > 0, a vector length > 0, the
+/// requester's averager handle and a finite link rate >= 0. Epoch, shape and leadership are the
+/// leader's to judge (on_join).
+bool acceptable_round_request(const round_request& request, std::string_view swarm_id) noexcept;
 
 class matchmaking_leader {
 public:

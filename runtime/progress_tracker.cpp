@@ -2,6 +2,7 @@
 #include "runtime/progress_tracker.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace ddactor {
 
@@ -10,8 +11,23 @@ namespace {
 // Bounds on what a report may claim, so a hostile one cannot overflow the estimate.
 constexpr int64_t max_reported_samples = int64_t{1} << 40;
 constexpr double max_reported_rate = 1e9;
+// Claimed link rates above this (bytes per second: 1 Tbit/s) are no measurement.
+constexpr double max_claimed_link_rate = 125e9;
 
 } // namespace
+
+bool believable_report(const progress_report& report) noexcept {
+  return report.peer_id.size() == 32 && report.epoch >= 0 && report.samples >= 0 &&
+         report.samples <= max_reported_samples && report.samples_per_second >= 0 &&
+         report.samples_per_second <= max_reported_rate;
+}
+
+double claimed_link_rate(const progress_report& report) noexcept {
+  return std::isfinite(report.link_rate) && report.link_rate > 0 &&
+             report.link_rate < max_claimed_link_rate
+           ? report.link_rate
+           : 0.0;
+}
 
 progress_tracker::progress_tracker(progress_tracker_options options)
     : options_(std::move(options)) {
@@ -39,10 +55,8 @@ progress_tracker::own_change progress_tracker::on_own_progress(int64_t epoch, in
 }
 
 std::optional<bool> progress_tracker::on_report(const progress_report& report, time_point now) {
-  if (report.swarm_id != options_.swarm_id || report.peer_id.size() != 32 ||
-      report.peer_id == options_.peer_id || report.epoch < 0 || report.samples < 0 ||
-      report.samples > max_reported_samples || !(report.samples_per_second >= 0) ||
-      report.samples_per_second > max_reported_rate)
+  if (report.swarm_id != options_.swarm_id || report.peer_id == options_.peer_id ||
+      !believable_report(report))
     return std::nullopt;
   auto previous = reports_.find(report.peer_id);
   if (previous != reports_.end() && report.sequence < previous->second.report.sequence)

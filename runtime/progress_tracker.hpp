@@ -41,6 +41,15 @@ struct progress_tracker_options {
   std::size_t state_quorum = 2;
 };
 
+/// Whether a report from the network claims what a peer could have: a 32-character peer id, an
+/// epoch >= 0, 0..2^40 samples and 0..1e9 samples/s. Says nothing of its swarm or its author
+/// (the tracker's business) nor of its signature (report_proof.hpp).
+bool believable_report(const progress_report& report) noexcept;
+
+/// The link rate a report claims, for choosing relays, or 0 where it is no measurement (not
+/// finite, not positive, 1 Tbit/s or more): a claim only steers which relay is asked first.
+double claimed_link_rate(const progress_report& report) noexcept;
+
 class progress_tracker {
 public:
   using clock = std::chrono::steady_clock;

@@ -94,6 +94,14 @@ std::optional<rejection> validate_peer_list(std::span<const peer_info> peers) no
   return std::nullopt;
 }
 
+bool handles_live_on(const swarm_member& member, const caf::node_id& node) {
+  for (auto* handle : {&member.membership, &member.progress, &member.averager,
+                       &member.state_server})
+    if (*handle && handle->node() != node)
+      return false;
+  return true;
+}
+
 swarm_view::swarm_view(swarm_member self, swarm_view_timing timing)
   : self_(std::move(self)), timing_(timing) {}
 

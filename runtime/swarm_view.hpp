@@ -69,6 +69,10 @@ std::optional<rejection> validate_peer_info(const peer_info& info) noexcept;
 /// validate_peer_info for each entry, and at most max_known_peers entries.
 std::optional<rejection> validate_peer_list(std::span<const peer_info> peers) noexcept;
 
+/// Whether every handle in `member` lives on `node` (the node its hello came from): handles are
+/// only taken from the peer itself (wrong_sender otherwise).
+bool handles_live_on(const swarm_member& member, const caf::node_id& node);
+
 /// Why a member left the view; the label of ddactor_swarm_peers_left_total.
 enum class removal_reason : uint8_t {
   left,      ///< it said goodbye (clean shutdown)
