@@ -42,7 +42,13 @@ bool is_host_character(char c) noexcept {
          c == '-' || c == '_' || c == ':' || c == '[' || c == ']' || c == '%';
 }
 
-// "host:port" of host characters and a port in 1..65535 (relays, alternates).
+// A host that opens a bracket closes it at its end ("[::1]"), as parse_peer_address reads it.
+bool whole_brackets(std::string_view host) noexcept {
+  return host.empty() || host.front() != '[' || (host.size() >= 3 && host.back() == ']');
+}
+
+// "host:port" of host characters and a port in 1..65535 of at most 5 digits (relays,
+// alternates): what parse_peer_address reads.
 bool plausible_address(std::string_view address) noexcept {
   const auto colon = address.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon > max_host_length + 2 ||
@@ -50,15 +56,14 @@ bool plausible_address(std::string_view address) noexcept {
     return false;
   // An IPv6 host carries a port only in brackets ("[::1]:7000"; "::1" is no address and port).
   const std::string_view host = address.substr(0, colon);
-  if (host.find(':') != std::string_view::npos &&
-      (host.size() < 3 || host.front() != '[' || host.back() != ']'))
+  if ((host.find(':') != std::string_view::npos && host.front() != '[') || !whole_brackets(host))
     return false;
   const std::string_view port = address.substr(colon + 1);
   uint32_t value = 0;
   for (char c : port)
     value = (c >= '0' && c <= '9' && value <= 65535) ? value * 10 + static_cast<uint32_t>(c - '0')
                                                      : 70000;
-  return !port.empty() && value != 0 && value <= 65535;
+  return !port.empty() && port.size() <= 5 && value != 0 && value <= 65535;
 }
 
 } // namespace
@@ -67,7 +72,8 @@ std::optional<rejection> validate_peer_info(const peer_info& info) noexcept {
   if (!is_valid_peer_id(info.peer_id))
     return rejection::bad_peer_id;
   if (info.host.empty() || info.host.size() > max_host_length ||
-      !std::all_of(info.host.begin(), info.host.end(), is_host_character))
+      !std::all_of(info.host.begin(), info.host.end(), is_host_character) ||
+      !whole_brackets(info.host))
     return rejection::bad_host;
   if (info.port == 0)
     return rejection::bad_port;

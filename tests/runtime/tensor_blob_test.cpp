@@ -252,6 +252,18 @@ TEST(tensor_blob, dtype_sizes) {
   EXPECT_EQ(shape_elements(std::vector<std::int64_t>{0, -1}, 10), std::nullopt);
   EXPECT_EQ(shape_elements(std::vector<std::int64_t>{3, 0, 1LL << 62}, 10), 0u);
   EXPECT_EQ(shape_elements(std::vector<std::int64_t>{4, 3}, 11), std::nullopt);
+  // A zero dimension empties the shape, even behind dimensions whose product passes the limit.
+  EXPECT_EQ(shape_elements(std::vector<std::int64_t>{1, 0, 0, 0}, 0), 0u);
+  EXPECT_EQ(shape_elements(std::vector<std::int64_t>{1LL << 62, 0}, 10), 0u);
+}
+
+// Found by the wire fuzz target: validate_blob accepted this blob, float32_values threw.
+TEST(tensor_blob, an_empty_blob_of_any_shape_reads_as_no_values) {
+  auto blob = make_float32_blob(1, 0, 0, std::vector<float>{});
+  blob.shape = {1, 0, 0, 0};
+  seal(blob);
+  ASSERT_EQ(validate_blob(blob, blob_expectations{}), std::nullopt);
+  EXPECT_TRUE(float32_values(blob).empty());
 }
 
 } // namespace
