@@ -10,6 +10,9 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
+// A target may take some command lines for itself (e.g. writing its seed corpus): it returns the
+// exit status, or -1 for a command line that is not its own.
+extern "C" int ddactor_fuzz_command(int argc, char** argv) __attribute__((weak));
 
 namespace {
 
@@ -29,6 +32,9 @@ std::vector<std::filesystem::path> inputs_of(const std::filesystem::path& argume
 } // namespace
 
 int main(int argc, char** argv) {
+  if (ddactor_fuzz_command != nullptr)
+    if (const int status = ddactor_fuzz_command(argc, argv); status >= 0)
+      return status;
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s FILE_OR_DIRECTORY...\n", argv[0]);
     return 2;
