@@ -243,7 +243,10 @@ image_dataset load_image_folder(const std::filesystem::path& dir, int resolution
     throw image_folder_error("image folder " + dir.string() + ": resolution " +
                              std::to_string(resolution) + " is not positive");
 
-  auto [work, skips] = scan_image_folder(dir, require_captions);
+  // Named references, not a structured binding: the decoding threads' lambda captures them.
+  auto scan = scan_image_folder(dir, require_captions);
+  auto& work = scan.images;
+  auto& skips = scan.skipped;
 
   // Decode in parallel; slot i of `results` and of `pixels` belongs to work[i] alone.
   const size_t image_size = static_cast<size_t>(channels) * resolution * resolution;

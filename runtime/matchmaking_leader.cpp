@@ -2,10 +2,10 @@
 #include "runtime/matchmaking_leader.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 
 #include "runtime/allreduce/bandwidth_shares.hpp"
+#include "runtime/peer_identity.hpp"
 #include "runtime/swarm_messages.hpp"
 
 namespace ddactor {
@@ -18,10 +18,7 @@ constexpr std::size_t remembered_epochs = 64;
 } // namespace
 
 bool acceptable_round_request(const round_request& request, std::string_view swarm_id) noexcept {
-  const auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
-  return request.peer_id.size() == 32 &&
-         std::all_of(request.peer_id.begin(), request.peer_id.end(), hex) &&
-         request.swarm_id == swarm_id && request.epoch >= 0 && request.weight > 0 &&
+  return is_valid_peer_id(request.peer_id) && request.swarm_id == swarm_id && request.epoch >= 0 && request.weight > 0 &&
          std::isfinite(request.weight) && request.length > 0 && request.averager &&
          std::isfinite(request.link_rate) && request.link_rate >= 0;
 }
