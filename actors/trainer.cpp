@@ -70,6 +70,18 @@ enum class swarm_phase : uint8_t {
   settling,     // the last epoch is done: final weights are compared (settle_or_finish)
 };
 
+// In a swarm, rank 0 alone talks to the swarm; before each thing it does to the node's model it
+// tells the other trainers of its node the same (a broadcast of {command, epoch, digest}), and
+// they do it in the same order, so that every rank holds the same state.
+enum class node_command : int64_t {
+  train_batch,   // accumulate your next batch into the epoch
+  take_round,    // the epoch's round starts: sum the node's accumulation, start the next (the
+                 // message carries rank 0's weight digest: a rank that differs fails the set)
+  apply_update,  // the round's mean gradient follows: step with it
+  take_state,    // rank 0 took the swarm's state: its whole state follows
+  stop,          // the run ended (rank 0 writes the final checkpoint)
+};
+
 // A downloaded state that waits for a quorum of peers to vouch for it.
 struct pending_download {
   state_download_result result;
@@ -210,6 +222,33 @@ bool batches_wait(const trainer_state& st) {
 // The step count the limits and logs refer to: epochs in a swarm, optimizer steps alone.
 int64_t current_step(const trainer_state& st) {
   return st.swarm ? st.progress.epoch : st.progress.step;
+}
+
+// Identical replicas have identical digests; checked once per round, before the node's sum.
+int64_t weights_digest(model_trainer& model) {
+  const auto& weights = model.parameters().values();
+  return static_cast<int64_t>(
+    state_digest_of({weights.data_ptr<float>(), static_cast<size_t>(weights.numel())}));
+}
+
+// A swarm peer with several trainers: rank 0 tells the others what it does next (node_command).
+// Throws node_collective_error when one of them is gone.
+void tell_node(trainer_state& st, node_command command) {
+  if (!st.node || !st.swarm || st.options.rank != 0)
+    return;
+  const int64_t digest = command == node_command::take_round ? weights_digest(*st.model) : 0;
+  auto message =
+    torch::tensor({static_cast<int64_t>(command), st.progress.epoch, digest}, torch::kInt64);
+  st.node->broadcast_(message, 0);
+}
+
+// The run ends: the other trainers quit. One already gone is no error any more.
+void release_node(trainer_state& st) {
+  try {
+    tell_node(st, node_command::stop);
+  } catch (const node_collective_error& e) {
+    spdlog::warn("the node's other trainers were gone at the end: {}", e.what());
+  }
 }
 
 std::map<std::string, torch::Tensor> extra_tensors(const trainer_state& st) {
@@ -531,6 +570,7 @@ void finish(trainer_pointer self, const char* why) {
     return;
   st.finishing = true;
   peer_health::global().set(peer_health::activity::stopping);
+  release_node(st);
   spdlog::info("training {} at {} {} ({} samples trained here, {} of them during rounds); "
                "writing the final checkpoint",
                why, st.swarm ? "epoch" : "step", current_step(st), st.samples_trained,
@@ -614,7 +654,8 @@ void after_step(trainer_pointer self, double lr) {
     clock_type::now() - st.window_start >= std::chrono::seconds(3);
   if (step % cfg.train.log_every == 0 || first_line_due)
     log_progress(st, lr);
-  if (st.node ? st.node_done : reached_limit(st)) {
+  // Alone, the node's ranks learned rank 0's decision in a sum; in a swarm rank 0 tells them.
+  if (st.node && !st.swarm ? st.node_done : reached_limit(st)) {
     settle_or_finish(self);
     return;
   }
@@ -801,6 +842,10 @@ void consider_pending_state(trainer_pointer self) {
     st.progress.epoch = epoch;
     st.downloaded_epoch = epoch;
     st.progress.step = st.model->step();
+    if (st.node) {
+      tell_node(st, node_command::take_state);
+      share_training_state(*st.node, *st.model, st.progress);
+    }
     refresh_state_digest(st);
     st.epoch_samples = 0;
     st.epoch_loss = 0;
@@ -815,6 +860,11 @@ void consider_pending_state(trainer_pointer self) {
     serve_state(self);
     if (reached_limit(st))
       settle_or_finish(self);  // the swarm's final state: compared, then written
+  } catch (const node_collective_error& e) {
+    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
+                 e.what());
+    self->quit(make_error(errc::training_failed, e.what()));
+    return;
   } catch (const std::exception& e) {
     spdlog::warn("downloaded state refused: {}", e.what());
     back_off_catching_up(st);
@@ -879,15 +929,18 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
 void train_in_swarm(trainer_pointer self, const training_batch& batch) {
   auto& st = self->state;
   check_injected_crash(st);
-  report_progress(self, batch.count);
+  // With several trainers the swarm sees the node: its samples are those of all its ranks.
+  const int64_t samples = batch.node_count > 0 ? batch.node_count : batch.count;
+  report_progress(self, samples);
   auto step_started = clock_type::now();
   double loss = 0;
   if (averaging_mode(st) == "gradients") {
+    tell_node(st, node_command::train_batch);
     loss = st.model->accumulate(batch);
     if (st.phase == swarm_phase::averaging) {
-      st.metrics.overlapped_samples.inc(batch.count);
-      st.window_overlapped += batch.count;
-      st.samples_overlapped += batch.count;
+      st.metrics.overlapped_samples.inc(samples);
+      st.window_overlapped += samples;
+      st.samples_overlapped += samples;
     }
   } else {
     auto result = st.model->train_step(batch);
@@ -902,16 +955,16 @@ void train_in_swarm(trainer_pointer self, const training_batch& batch) {
   double seconds = std::chrono::duration<double>(now - st.last_batch).count();
   st.last_batch = now;
   if (seconds > 0) {
-    double rate = static_cast<double>(batch.count) / seconds;
+    double rate = static_cast<double>(samples) / seconds;
     st.samples_per_second = st.samples_per_second == 0
                               ? rate
                               : (1 - rate_smoothing) * st.samples_per_second +
                                   rate_smoothing * rate;
   }
-  st.epoch_samples += batch.count;
+  st.epoch_samples += samples;
   st.epoch_loss += loss;
   st.epoch_batches += 1;
-  st.window_samples += batch.count;
+  st.window_samples += samples;
   report_progress(self);
   if (st.ready_epoch == st.progress.epoch)
     start_round(self);
@@ -937,6 +990,11 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   double lr = st.model->learning_rate(st.progress.step);
   if (mode == "gradients") {
     auto step_started = clock_type::now();
+    if (st.node) {
+      tell_node(st, node_command::apply_update);
+      auto update = torch::tensor(values, torch::kFloat32);
+      st.node->broadcast_(update, 0);
+    }
     auto result = st.model->apply_gradient(values);
     result.loss = st.round_loss;
     result.samples = st.round_samples;
@@ -1049,6 +1107,16 @@ void start_round(trainer_pointer self) {
   const auto& mode = averaging_mode(st);
   std::vector<float> values;
   if (mode == "gradients") {
+    try {
+      tell_node(st, node_command::take_round);
+      if (st.node)
+        sum_node_accumulation(*st.node, *st.model);
+    } catch (const node_collective_error& e) {
+      spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
+                   e.what());
+      self->quit(make_error(errc::training_failed, e.what()));
+      return;
+    }
     values = st.model->take_mean_gradient();
   } else if (mode == "parameters") {
     const auto& p = st.model->parameters().values();
@@ -1120,6 +1188,75 @@ void start_round(trainer_pointer self) {
       });
 }
 
+// --- a rank > 0 of a swarm peer --------------------------------------------------------------
+
+// Rank 0 talks to the swarm; this rank does what rank 0 tells it (node_command), one command at
+// a time, while it holds a batch to train next: rank 0 waits in its broadcast until then.
+void follow_rank_zero(trainer_pointer self) {
+  auto& st = self->state;
+  while (!st.finishing && !st.waiting_batches.empty()) {
+    auto message = torch::zeros({3}, torch::kInt64);
+    st.node->broadcast_(message, 0);
+    st.progress.epoch = message[1].item<int64_t>();
+    switch (static_cast<node_command>(message[0].item<int64_t>())) {
+      case node_command::train_batch: {
+        auto batch = std::move(st.waiting_batches.front());
+        st.waiting_batches.pop_front();
+        st.progress.data_epoch = batch->epoch_after;
+        st.progress.data_position = batch->position_after;
+        self->send(st.loader, credit_atom_v, int32_t{1});
+        check_injected_crash(st);
+        if (!std::isfinite(st.model->accumulate(*batch)))
+          throw std::runtime_error("loss is not finite in epoch " +
+                                   std::to_string(st.progress.epoch));
+        break;
+      }
+      case node_command::take_round:
+        if (weights_digest(*st.model) != message[2].item<int64_t>())
+          throw std::runtime_error("its weights differ from trainer 0's");
+        sum_node_accumulation(*st.node, *st.model);
+        st.model->take_mean_gradient();  // rank 0 sends it to the swarm
+        break;
+      case node_command::apply_update: {
+        auto update = torch::zeros({st.model->parameters().size()}, torch::kFloat32);
+        st.node->broadcast_(update, 0);
+        st.progress.step = st.model
+                             ->apply_gradient({update.data_ptr<float>(),
+                                               static_cast<size_t>(update.numel())})
+                             .step;
+        st.progress.epoch += 1;
+        break;
+      }
+      case node_command::take_state:
+        st.model->discard_accumulation();
+        share_training_state(*st.node, *st.model, st.progress);
+        break;
+      case node_command::stop:
+        st.finishing = true;
+        self->quit();
+        return;
+    }
+  }
+}
+
+// A follower's batch, or it ends with an error (the peer restarts the node's set).
+void follow_with_batch(trainer_pointer self, std::shared_ptr<const training_batch> batch) {
+  auto& st = self->state;
+  st.waiting_batches.push_back(std::move(batch));
+  try {
+    follow_rank_zero(self);
+  } catch (const node_collective_error& e) {
+    spdlog::warn("trainer {} of {} ends at epoch {}: {}", st.options.rank, st.options.ranks,
+                 st.progress.epoch, e.what());
+    self->quit(make_error(errc::training_failed, e.what()));
+  } catch (const std::exception& e) {
+    spdlog::error("trainer {} of {} failed in epoch {}: {}", st.options.rank, st.options.ranks,
+                  st.progress.epoch, readable_error(e));
+    st.metrics.failures.inc();
+    self->quit(make_error(errc::training_failed, readable_error(e)));
+  }
+}
+
 trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options options) {
   auto& st = self->state;
   st.options = std::move(options);
@@ -1155,7 +1292,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                    ? fmt::format(" ({} trainers in this peer, reduced with Gloo)", st.options.ranks)
                    : std::string());
   }
-  if (st.swarm) {
+  if (st.swarm && st.options.rank == 0) {
     if (!st.options.config.network.initial_peers.empty())
       st.phase = swarm_phase::joining;
     st.join_deadline = clock_type::now() + join_wait(st.options.config);
@@ -1176,6 +1313,10 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       auto& st = self->state;
       if (st.finishing || msg.batch->loader_generation != st.loader_generation)
         return;  // a stale batch from a replaced loader, or we are done
+      if (st.swarm && st.options.rank > 0) {
+        follow_with_batch(self, msg.batch);
+        return;
+      }
       if (batches_wait(st) || !st.waiting_batches.empty()) {
         st.waiting_batches.push_back(msg.batch);  // in order, after those already waiting
         drain_waiting_batches(self);
@@ -1270,6 +1411,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       }
       spdlog::info("stopping at {} {}; writing a checkpoint", st.swarm ? "epoch" : "step",
                    current_step(st));
+      release_node(st);
       st.stop_promise = promise;
       save_final_checkpoint(self);
       return promise;

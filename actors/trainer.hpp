@@ -13,7 +13,7 @@
 //   (stop) from the peer (Ctrl-C) --> final checkpoint --> reply step --> quit(normal)
 //   an exception in a step --> quit(training_failed) --> the peer restarts it from the checkpoint
 //
-// Several trainers in one peer (run.trainers = N, alone only) run in lock-step, like PyTorch's
+// Several trainers in one peer (run.trainers = N) run in lock-step, like PyTorch's
 // DDP: each has its own data loader, which hands it its slice of every batch of the node; they
 // start from rank 0's state (models/node_training.hpp), and each step sums their gradients over
 // c10d's Gloo (on the trainers' own threads) before every rank takes the same optimizer step.
@@ -39,6 +39,17 @@
 //     swarm is gone or does not move in time)
 //   swarm_progress shows a peer at a higher epoch, or our round had no partner while the swarm
 //   has others --> DOWNLOADING the shared state from the most advanced peers --> TRAINING
+//
+// A swarm peer with several trainers (gradients mode) is one peer to the swarm: rank 0 alone runs
+// the diagram above and reports the node's samples. Before each thing it does to the model it
+// broadcasts a command over the node's Gloo group, and the other ranks, each holding its next
+// batch, do the same in the same order:
+//
+//   train_batch  --> every rank accumulates its slice of the node's batch
+//   take_round   --> the node's accumulations are summed; rank 0 sends their mean to the round
+//   apply_update --> rank 0's outcome of the round follows; every rank steps with it
+//   take_state   --> rank 0 took a downloaded state; its whole state follows (as at the start)
+//   stop         --> the run ended; rank 0 writes the final checkpoint
 
 #include <functional>
 

@@ -379,6 +379,59 @@ TEST_F(swarm, a_late_joiner_downloads_the_state_and_then_holds_identical_paramet
   EXPECT_NE(peers[0]->output().find("group of 4"), std::string::npos);
 }
 
+// A peer with two trainers (run.trainers = 2) is one peer to the swarm: its trainers sum their
+// gradients inside the node, rank 0 averages the sum with the other peer, and every trainer steps
+// with the round's outcome, so both peers hold bit-identical weights.
+TEST_F(swarm, a_peer_with_two_trainers_averages_their_summed_gradients_with_the_swarm) {
+  auto config = write_config(8, 2);
+  start_peer(0, config);
+  start_peer(1, config, {"--set", "run.trainers=2"});
+  for (int i = 0; i < 2; ++i)
+    expect_exit_ok(i);
+  expect_identical_at(5, {0, 1});
+  expect_identical_at(8, {0, 1});
+  const auto out = peers[1]->output();
+  EXPECT_NE(out.find("2 trainers in this peer"), std::string::npos) << out;
+  EXPECT_NE(out.find("group of 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("epoch 8/8"), std::string::npos) << out;
+  // Rank 1 compares its weights with rank 0's at every round.
+  EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
+  EXPECT_EQ(out.find("restarting in"), std::string::npos) << out;
+}
+
+// A late joiner with two trainers downloads the swarm's state on rank 0, which hands it whole to
+// its other trainer before they train on together.
+TEST_F(swarm, a_late_joiner_with_two_trainers_takes_the_state_on_every_trainer) {
+  auto config = write_config(100, 1);
+  start_peer(0, config);
+  ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/100", 120s)) << peers[0]->output();
+  start_peer(1, config, {"--set", "run.trainers=2"});
+  for (int i = 0; i < 2; ++i)
+    expect_exit_ok(i);
+  const auto joiner = peers[1]->output();
+  EXPECT_NE(joiner.find("downloaded the state of epoch"), std::string::npos) << joiner;
+  EXPECT_NE(joiner.find("group of 2"), std::string::npos) << joiner;
+  EXPECT_EQ(joiner.find("differ from trainer 0's"), std::string::npos) << joiner;
+  EXPECT_EQ(joiner.find("restarting in"), std::string::npos) << joiner;
+  expect_identical_at(100, {0, 1});
+}
+
+// Rank 1 of the two-trainer peer crashes mid-run: the peer restarts the set from rank 0's
+// checkpoint, rank 0 takes the swarm's state again and hands it to rank 1, and the run ends with
+// both peers bit-identical.
+TEST_F(swarm, a_crashed_rank_of_a_two_trainer_peer_restarts_its_set_and_rejoins_the_swarm) {
+  auto config = write_config(14, 2);
+  start_peer(0, config);
+  start_peer(1, config, {"--set", "run.trainers=2", "--set", "debug.crash_trainer_at_step=7"});
+  for (int i = 0; i < 2; ++i)
+    expect_exit_ok(i);
+  const auto out = peers[1]->output();
+  EXPECT_NE(out.find("injected trainer crash"), std::string::npos) << out;
+  EXPECT_NE(out.find("trainer restarted"), std::string::npos) << out;
+  EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
+  expect_identical_at(14, {0, 1});
+}
+
 // With top-k, AdamW's catch-up counts are shared state too: a joiner that did not get them would
 // step differently from its first round on (and be repaired as a split, which must not happen).
 TEST_F(swarm, a_late_joiner_with_topk_steps_like_everyone_from_its_first_round) {
