@@ -391,6 +391,10 @@ std::vector<round_action> butterfly_round::chunk_arrived(allreduce_chunk chunk) 
     reject(static_cast<uint32_t>(n), "header", "wrong round or sender");
     return take();
   }
+  if (!in_set(chunk.member_set, chunk.sender)) {
+    reject(chunk.sender, "header", "a member set without its sender");
+    return take();
+  }
   if (chunk.member_set != member_set_) {
     // Members shrink the set as each notices failures from where it stands. Everyone moves to the
     // intersection of the sets it sees, so members that noticed different failures (a link cut

@@ -258,6 +258,19 @@ TEST(butterfly_round, a_digest_of_a_set_without_us_ends_the_round_as_excluded) {
   EXPECT_EQ(round.state(), butterfly_round::status::failed);
 }
 
+// A chunk whose member set leaves out its own sender is malformed: its sender is dropped, and
+// nobody is excluded by it.
+TEST(butterfly_round, a_member_set_without_its_sender_drops_the_sender) {
+  butterfly_round round(setup_of(3, 0, std::vector<float>(6, 1.0f), 2));
+  code_all(round, round.start());
+  const auto actions =
+    round.chunk_arrived(chunk_from(1, 0b100, allreduce_phase::scatter, 0, 0, 2, {1, 1}));
+  EXPECT_EQ(all_of<round_reject>(actions).size(), 1u);
+  EXPECT_TRUE(all_of<round_failure>(actions).empty());
+  EXPECT_EQ(round.member_set(), 0b101u);
+  EXPECT_EQ(round.state(), butterfly_round::status::running);
+}
+
 // Two members that noticed different failures (each dropped another) make a third move to the
 // intersection of their sets, whatever it heard first.
 TEST(butterfly_round, members_that_dropped_different_members_meet_at_the_intersection) {
