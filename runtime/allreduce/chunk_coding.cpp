@@ -1,7 +1,6 @@
 // Encoding and validating all-reduce chunks; see chunk_coding.hpp.
 #include "runtime/allreduce/chunk_coding.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
