@@ -242,13 +242,17 @@ void tell_node(trainer_state& st, node_command command) {
   st.node->broadcast_(message, 0);
 }
 
-// The run ends: the other trainers quit. One already gone is no error any more.
+// The run ends: the other trainers quit. One already gone is no error any more. A round's
+// outcome that still comes is applied by rank 0 alone (it may reach the final checkpoint).
 void release_node(trainer_state& st) {
+  if (!st.node || !st.swarm)
+    return;
   try {
     tell_node(st, node_command::stop);
   } catch (const node_collective_error& e) {
     spdlog::warn("the node's other trainers were gone at the end: {}", e.what());
   }
+  st.node.reset();
 }
 
 std::map<std::string, torch::Tensor> extra_tensors(const trainer_state& st) {

@@ -416,6 +416,28 @@ TEST_F(swarm, a_late_joiner_with_two_trainers_takes_the_state_on_every_trainer) 
   expect_identical_at(100, {0, 1});
 }
 
+// With averaging.overlap the two trainers train into the next epoch while rank 0's round runs;
+// Ctrl-C then ends both trainers, and rank 0 writes the checkpoint.
+TEST_F(swarm, two_trainers_overlap_rounds_and_stop_together_on_ctrl_c) {
+  auto config = write_config(100000, 2);
+  for (int i = 0; i < 2; ++i)
+    start_peer(i, config,
+               {"--set", "averaging.overlap=true", "--set",
+                std::string("run.trainers=") + (i == 1 ? "2" : "1")});
+  ASSERT_TRUE(peers[1]->wait_for_output("epoch 12/", 120s)) << peers[1]->output();
+  for (int i : {1, 0}) {
+    peers[static_cast<size_t>(i)]->send_signal(SIGINT);
+    expect_exit_ok(i, 60s);
+  }
+  expect_identical_at(5, {0, 1});
+  expect_identical_at(10, {0, 1});
+  const auto out = peers[1]->output();
+  EXPECT_NE(out.find("stopping at epoch"), std::string::npos) << out;
+  EXPECT_GT(peers[1]->count_in_output("% | lr "), 0u) << out;
+  EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
+  EXPECT_EQ(out.find("restarting in"), std::string::npos) << out;
+}
+
 // Rank 1 of the two-trainer peer crashes mid-run: the peer restarts the set from rank 0's
 // checkpoint, rank 0 takes the swarm's state again and hands it to rank 1, and the run ends with
 // both peers bit-identical.
