@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "models/diffusion_trainer.hpp"
@@ -53,6 +54,15 @@ trainer_settings settings() {
 
 class node_training_ranks : public ::testing::TestWithParam<int> {};
 
+// Building a model seeds LibTorch's global generator and draws its weights from it: ranks build
+// one at a time (as the trainer actors do), else their draws interleave and rank 0's weights,
+// which every rank takes, are not those of the single trainer (seen under load).
+std::unique_ptr<diffusion_trainer> build_trainer(const trainer_settings& s) {
+  static std::mutex global_generator;
+  std::lock_guard<std::mutex> lock(global_generator);
+  return std::make_unique<diffusion_trainer>(tiny_dit::model(), s);
+}
+
 TEST_P(node_training_ranks, n_trainers_equal_one_trainer_with_n_times_the_batch) {
   const int ranks = GetParam();
   constexpr int64_t per_rank = 4;
@@ -67,7 +77,7 @@ TEST_P(node_training_ranks, n_trainers_equal_one_trainer_with_n_times_the_batch)
   auto rendezvous = make_node_rendezvous();
   run_ranks(ranks, [&](int rank) {
     node_reducer reducer(rendezvous, {rank, ranks, 30s});
-    auto trainer = std::make_unique<diffusion_trainer>(tiny_dit::model(), settings());
+    auto trainer = build_trainer(settings());
     training_progress progress;
     share_training_state(reducer, *trainer, progress);
     for (int step = 0; step < steps; ++step) {
@@ -112,7 +122,7 @@ TEST(node_training, every_rank_starts_from_rank_0_s_state) {
     auto s = settings();
     s.seed = 20 + rank;  // different weights, as if each rank restored another checkpoint
     s.noise_seed = 30 + rank;
-    auto trainer = std::make_unique<diffusion_trainer>(tiny_dit::model(), s);
+    auto trainer = build_trainer(s);
     for (int step = 0; step < 3 * (rank + 1); ++step)
       trainer->train_step(node_batch(step, 4));
     training_progress progress{trainer->step(), trainer->step(), rank, 40 * (rank + 1)};
