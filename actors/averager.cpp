@@ -302,7 +302,9 @@ void join_round(averager_pointer self) {
     for (const auto& [id, until] : *left_out)
       if (until >= cur.request.epoch)
         skipped.insert(id);
-  const auto leader_id = next_leader(st.reports, reachable, cur.request.epoch, skipped);
+  const auto leader_id =
+    next_leader(st.reports, reachable, cur.request.epoch, skipped,
+                st.leader->is_open(cur.request.epoch) ? st.options.peer_id : std::string());
   const swarm_member* leader = nullptr;
   for (const auto& m : st.members)
     if (m.info.peer_id == leader_id)

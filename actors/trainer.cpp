@@ -145,7 +145,8 @@ struct trainer_state {
   // Stepped alone while others exist and the state cannot be compared by digest (a lossy state
   // transfer): a download from a peer that holds the swarm's state is due.
   bool resync_needed = false;
-  // The epoch this peer reached by a download (it does not lead that epoch's round), or -1.
+  // The epoch this peer reached by a download from further back than the epoch before (it does
+  // not lead that epoch's round), or -1.
   int64_t downloaded_epoch = -1;
   // Checkpoints (see attempt_checkpoint): the newest snapshot not yet on disk, and its retries.
   std::optional<checkpoint_snapshot> pending_checkpoint;
@@ -843,8 +844,12 @@ void consider_pending_state(trainer_pointer self) {
     }
     auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
     st.model->discard_accumulation();
+    // From further back than the epoch before, members matching this epoch did not count
+    // this peer, so it does not lead it (runtime/matchmaking_rules.hpp); from the epoch before
+    // (a missed round) or this one (a repair), they did, and it may.
+    if (epoch > st.progress.epoch + 1)
+      st.downloaded_epoch = epoch;
     st.progress.epoch = epoch;
-    st.downloaded_epoch = epoch;
     st.progress.step = st.model->step();
     if (st.node) {
       tell_node(st, node_command::take_state);

@@ -78,6 +78,8 @@ public:
   std::vector<group> close_full_rounds(swarm_knowledge swarm);
 
   bool is_closed(int64_t epoch) const { return closed_.count(epoch) > 0; }
+  /// Whether this leader holds an open round of `epoch` (joins taken, groups not formed yet).
+  bool is_open(int64_t epoch) const { return rounds_.count(epoch) > 0; }
   /// Peers the leader of `epoch` waits for (at least 1: itself).
   static std::size_t participants(swarm_knowledge swarm, int64_t epoch);
 

@@ -18,12 +18,18 @@ bool awaited_in(const epoch_reports& reports, const std::string& peer_id, int64_
   return reported_at(reports, peer_id, epoch) || reports.epochs.count(peer_id) == 0;
 }
 
+bool declines_to_lead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
+  auto it = reports.epochs.find(peer_id);
+  return it != reports.epochs.end() && it->second == epoch &&
+         reports.not_leading.count(peer_id) > 0;
+}
+
 bool leader_candidate(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
-  return awaited_in(reports, peer_id, epoch) && reports.not_leading.count(peer_id) == 0;
+  return awaited_in(reports, peer_id, epoch) && !declines_to_lead(reports, peer_id, epoch);
 }
 
 bool leads_instead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch) {
-  return reported_at(reports, peer_id, epoch) && reports.not_leading.count(peer_id) == 0;
+  return reported_at(reports, peer_id, epoch) && !declines_to_lead(reports, peer_id, epoch);
 }
 
 bool swarm_past(const epoch_reports& reports, const std::string& self_id, int64_t epoch) {
@@ -54,7 +60,10 @@ std::vector<std::string> leader_order(std::vector<std::string> ids, int64_t epoc
 }
 
 std::string next_leader(const epoch_reports& reports, const std::vector<std::string>& member_ids,
-                        int64_t epoch, const std::set<std::string>& failed) {
+                        int64_t epoch, const std::set<std::string>& failed,
+                        const std::string& leading_here) {
+  if (!leading_here.empty() && failed.count(leading_here) == 0)
+    return leading_here;
   for (const auto& id : leader_order(member_ids, epoch))
     if (failed.count(id) == 0 && leader_candidate(reports, id, epoch))
       return id;

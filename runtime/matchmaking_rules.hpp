@@ -13,8 +13,14 @@
 //   - A member asks the peers it may, first in that order first: a peer it has not heard from may
 //     be at the epoch (at the start of a swarm, reports are still on their way), so it is asked.
 //   - A peer refuses to lead an epoch it is not at, and one it reached by downloading the state
-//     (its report says so, may_lead = false: members that chose before its report arrived did
-//     not count it). The member then asks the next.
+//     from further back than the epoch before (its report of that epoch says so, may_lead =
+//     false: members that chose before its report arrived did not count it). The member then
+//     asks the next. The refusal holds for the reported epoch only: a peer reported at the epoch
+//     before counts as at this one, for every member alike, and leads it once there (with
+//     overlapping rounds a member asks before the peer's next report arrives; refusing then
+//     and leading a moment later split the epoch into two groups of one).
+//   - A member whose own peer already leads an open round of the epoch joins it: others chose it,
+//     and it waits for this member.
 //   - A peer asked to lead sends the member on only to a peer before it in the order that is
 //     known to be at the epoch and leading; a peer not heard from yet is no reason to refuse,
 //     or a joiner not yet heard from (which refuses itself) would leave the epoch without any
@@ -45,6 +51,9 @@ bool reported_at(const epoch_reports& reports, const std::string& peer_id, int64
 /// Whether the leader of `epoch` waits for this peer: at the epoch, or not heard from yet.
 bool awaited_in(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
 
+/// Whether this peer reported `epoch` itself as one it does not lead (reached by a download).
+bool declines_to_lead(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
+
 /// Whether a member may ask this peer to lead `epoch` (a peer asks itself the same way).
 bool leader_candidate(const epoch_reports& reports, const std::string& peer_id, int64_t epoch);
 
@@ -61,8 +70,10 @@ bool swarm_past(const epoch_reports& reports, const std::string& self_id, int64_
 
 /// The peer a member asks to lead `epoch` next: the first of `member_ids` (this peer included)
 /// in the epoch's leader order that is a leader candidate and not among `failed` (leaders that
-/// refused or failed this member); empty when none is left.
+/// refused or failed this member); empty when none is left. `leading_here`: the member's own
+/// peer id when that peer leads an open round of `epoch` (then asked first), else empty.
 std::string next_leader(const epoch_reports& reports, const std::vector<std::string>& member_ids,
-                        int64_t epoch, const std::set<std::string>& failed);
+                        int64_t epoch, const std::set<std::string>& failed,
+                        const std::string& leading_here = {});
 
 } // namespace ddactor

@@ -671,8 +671,10 @@ private:
     p.state = *m.state;
     if (digest_of(p) != m.digest)
       violation(fmt::format("peer {} downloaded a state whose digest differs", p.index));
+    // Reached by a download from further back than the epoch before, it joins this epoch's
+    // round and never leads it (members did not count it); one epoch on, it was counted.
+    p.may_lead = m.epoch <= p.reports.epochs[p.id] + 1;
     p.epoch = m.epoch;
-    p.may_lead = false;  // reached by a download: joins this epoch's round, never leads it
     ++report_.downloads;
     begin_epoch(p);
   }
@@ -718,7 +720,8 @@ private:
   }
 
   void join_next(sim_peer& p) {
-    const auto leader = next_leader(p.reports, member_ids(p), p.epoch, p.failed_leaders);
+    const auto leader = next_leader(p.reports, member_ids(p), p.epoch, p.failed_leaders,
+                                    p.leader->is_open(p.epoch) ? p.id : std::string());
     if (leader.empty() || clock_ >= p.join_deadline) {
       if (swarm_past(p.reports, p.id, p.epoch))
         miss_round(p);  // the swarm averaged this epoch without us

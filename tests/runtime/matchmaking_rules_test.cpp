@@ -58,6 +58,14 @@ TEST(matchmaking_rules, a_peer_that_downloaded_its_epoch_is_awaited_but_does_not
   EXPECT_FALSE(leads_instead(r, "a", 5));
 }
 
+TEST(matchmaking_rules, a_peer_declines_only_the_epoch_it_downloaded_not_the_next) {
+  epoch_reports r{{{"a", 5}}, {"a"}};
+  EXPECT_TRUE(declines_to_lead(r, "a", 5));
+  EXPECT_FALSE(declines_to_lead(r, "a", 6));
+  EXPECT_TRUE(leader_candidate(r, "a", 6));
+  EXPECT_TRUE(leads_instead(r, "a", 6));
+}
+
 // Peer names whose leader order at `epoch` is the order given (the names are picked to fit).
 std::vector<std::string> ordered_names(std::size_t count, int64_t epoch) {
   std::vector<std::string> names;
@@ -100,6 +108,34 @@ TEST(matchmaking_rules, a_joiner_that_downloaded_the_epoch_joins_the_old_leader)
             {m, {{{k, 50}, {m, 50}}, {}}}};
   for (const auto& member : ids)
     EXPECT_EQ(leader_reached(all, ids, member, 50), k) << member;
+}
+
+// Seen in a swarm with averaging.overlap: j joined by downloading epoch 1 (reported "does not
+// lead" there), averaged epoch 1 with k, and both started epoch 2 at once, their epoch-2 samples
+// trained during the round. k asked before j's report of epoch 2 arrived. When j refused epoch 2
+// from its epoch-1 report, k led and j (at epoch 2 a moment later) led too: two groups of one,
+// epoch after epoch. Now every view reaches j, whether or not it has j's newer report.
+TEST(matchmaking_rules, a_joiner_that_downloaded_the_epoch_before_leads_this_one_in_every_view) {
+  const auto order = ordered_names(2, 2);
+  const auto &j = order[0], &k = order[1];
+  const std::vector<std::string> ids{j, k};
+  const views before_j_reports{{j, {{{j, 1}, {k, 2}}, {j}}}, {k, {{{j, 1}, {k, 2}}, {j}}}};
+  const views after_j_reports{{j, {{{j, 2}, {k, 2}}, {}}}, {k, {{{j, 2}, {k, 2}}, {}}}};
+  for (const auto* all : {&before_j_reports, &after_j_reports})
+    for (const auto& member : ids)
+      EXPECT_EQ(leader_reached(*all, ids, member, 2), j) << member;
+}
+
+// A member whose own peer leads an open round of the epoch joins it before any other: the
+// members that chose this peer wait there for it.
+TEST(matchmaking_rules, a_member_joins_the_round_its_own_peer_leads) {
+  const auto order = ordered_names(2, 7);
+  const auto &first = order[0], &second = order[1];
+  const epoch_reports r{{{first, 7}, {second, 7}}, {}};
+  EXPECT_EQ(next_leader(r, {first, second}, 7, {}), first);
+  EXPECT_EQ(next_leader(r, {first, second}, 7, {}, second), second);
+  // Unless its own leader failed it (then the order decides as before).
+  EXPECT_EQ(next_leader(r, {first, second}, 7, {second}, second), first);
 }
 
 } // namespace
