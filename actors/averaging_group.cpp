@@ -358,8 +358,17 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
   auto& st = self->state;
   st.options = std::move(options);
   st.compressor_load.assign(st.options.compressors.size(), 0);
+  // A group whose averager is gone has no one to report to, and may wait for an assignment
+  // that never comes (the peer stopped while its join was pending): it ends too, or it would
+  // hold the actor system open at exit.
+  if (st.options.reply_to)
+    self->monitor(st.options.reply_to);
   self->set_down_handler([=](const caf::down_msg& dm) {
     auto& st = self->state;
+    if (st.options.reply_to && dm.source == st.options.reply_to.address()) {
+      self->quit(dm.reason);
+      return;
+    }
     if (!st.round)
       return;
     for (uint32_t m = 0; m < st.assignment.members.size(); ++m)

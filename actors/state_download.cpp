@@ -37,6 +37,13 @@ class state_download_actor : public caf::event_based_actor {
   caf::behavior make_behavior() override {
     started_ = clock_type::now();
     set_down_handler([this](caf::down_msg& down) {
+      if (down.source == requester_) {
+        // Whoever asked for the state is gone (a stopped trainer takes none): end now, and let
+        // go of its promises (they hold the asker).
+        waiting_.clear();
+        quit();
+        return;
+      }
       if (!done_ && source_ && down.source == source_.address())
         fail_source("went down (" + system().render(down.reason) + ")");
     });
@@ -45,6 +52,10 @@ class state_download_actor : public caf::event_based_actor {
     probe_next_candidate();
     return {
       [this](caf::get_atom) -> caf::result<state_download_result> {
+        if (!requester_ && current_sender()) {
+          requester_ = caf::actor_cast<caf::actor_addr>(current_sender());
+          monitor(caf::actor_cast<caf::actor>(current_sender()));
+        }
         auto promise = make_response_promise();
         if (outcome_) {
           promise.deliver(std::move(*outcome_));
@@ -307,6 +318,7 @@ class state_download_actor : public caf::event_based_actor {
   }
 
   state_download_options options_;
+  caf::actor_addr requester_;  // the first to ask for the outcome (its trainer)
   state_transfer_metrics metrics_{global_metrics()};
   clock_type::time_point started_;
   clock_type::time_point deadline_;

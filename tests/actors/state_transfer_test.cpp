@@ -390,6 +390,27 @@ TEST_F(state_transfer_test, download_resumes_from_another_server_when_its_source
   EXPECT_EQ(metrics.resumes.value(), resumes_before + 1);
 }
 
+// A trainer that stops mid-download takes no state: the download ends at once instead of
+// running on to its deadline (a detached actor left running holds the process open at exit).
+TEST_F(state_transfer_test, download_ends_when_whoever_asked_for_it_is_gone) {
+  auto silent = client.adopt(client.system.spawn(silent_server));
+  auto options = options_for({silent});
+  options.request_timeout = 60s;  // without its asker, the download would wait this long
+  options.deadline = 120s;
+  auto download = start(options);
+  auto asker = client.system.spawn([download](caf::event_based_actor* asker) -> caf::behavior {
+    asker->request(download, 9s, caf::get_atom_v)
+      .then([](const state_download_result&) {}, [](const caf::error&) {});
+    return {[](int) {}};
+  });
+  self->monitor(download);
+  self->send_exit(asker, caf::exit_reason::user_shutdown);
+  bool ended = false;
+  self->receive([&](const caf::down_msg& dm) { ended = dm.source == download.address(); },
+                caf::after(30s) >> [] {});
+  EXPECT_TRUE(ended) << "the download outlived whoever asked for it";
+}
+
 TEST_F(state_transfer_test, download_starts_over_when_the_next_server_has_another_state) {
   auto old_state = random_state(2 << 20, 8);
   auto new_state = random_state(2 << 20 | 12345, 9);
