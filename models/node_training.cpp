@@ -32,6 +32,16 @@ void share_training_state(node_reducer& reducer, model_trainer& trainer,
   trainer.set_rng_state(random_stream);
 }
 
+void share_outer_state(node_reducer& reducer, outer_nesterov& outer) {
+  if (reducer.ranks() == 1)
+    return;
+  auto anchor = outer.anchor().clone();
+  auto momentum = outer.momentum().clone();
+  reducer.broadcast_(anchor, 0);
+  reducer.broadcast_(momentum, 0);
+  outer.load(anchor, momentum);
+}
+
 void sum_node_accumulation(node_reducer& reducer, model_trainer& trainer) {
   if (reducer.ranks() == 1)
     return;

@@ -3,6 +3,10 @@
 // from rank 0's state, and each step sums their accumulations before every rank takes the same
 // optimizer step (model_trainer::sum_accumulation through a node_reducer).
 //
+// In a swarm averaging parameters or DiLoCo pseudo-gradients, every local step is such a node
+// step, and each rank applies the round's outcome itself; DiLoCo's outer optimizer state is
+// then shared state of the node too (share_outer_state).
+//
 // The ranks may restore different checkpoints when they start (rank 0 of the set before may
 // have written a newer one between two ranks' reads), so rank 0's state wins, copied whole.
 //
@@ -11,6 +15,7 @@
 #include "models/checkpoint.hpp"
 #include "models/model_trainer.hpp"
 #include "models/node_reducer.hpp"
+#include "models/outer_optimizer.hpp"
 
 namespace ddactor {
 
@@ -18,6 +23,9 @@ namespace ddactor {
 /// every rank.
 void share_training_state(node_reducer& reducer, model_trainer& trainer,
                           training_progress& progress);
+
+/// Copies rank 0's DiLoCo anchor and outer momentum to every rank.
+void share_outer_state(node_reducer& reducer, outer_nesterov& outer);
 
 /// Sums the node's accumulations into every rank's trainer (see sum_accumulation).
 void sum_node_accumulation(node_reducer& reducer, model_trainer& trainer);

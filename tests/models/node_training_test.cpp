@@ -144,5 +144,34 @@ TEST(node_training, every_rank_starts_from_rank_0_s_state) {
   EXPECT_EQ(replicas[0]->train_step(batch).loss, replicas[1]->train_step(batch).loss);
 }
 
+// DiLoCo on a node of two ranks: rank 0's anchor and outer momentum reach the other rank, and the
+// same outer step from the same averaged pseudo-gradient then leaves both bit-identical.
+TEST(node_training, every_rank_takes_rank_0_s_outer_state_and_steps_alike) {
+  auto rendezvous = make_node_rendezvous();
+  std::vector<torch::Tensor> parameters(2);
+  std::vector<std::unique_ptr<outer_nesterov>> outers(2);
+  run_ranks(2, [&](int rank) {
+    node_reducer reducer(rendezvous, {rank, 2, 30s});
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(50 + rank);
+    auto weights = at::rand({1000}, generator, torch::kFloat32);
+    auto outer = std::make_unique<outer_nesterov>(weights, 0.7, 0.9);
+    // A different history per rank, as if each restored another checkpoint.
+    auto moved = weights - 0.01f * (rank + 1);
+    auto delta = outer->pseudo_gradient(moved);
+    outer->step(delta, weights);
+    share_outer_state(reducer, *outer);
+    weights.copy_(outer->anchor());
+    auto averaged = at::rand({1000}, generator, torch::kFloat32);
+    reducer.broadcast_(averaged, 0);  // the round's outcome, as rank 0 hands it on
+    outer->step({averaged.data_ptr<float>(), 1000}, weights);
+    parameters[static_cast<size_t>(rank)] = weights;
+    outers[static_cast<size_t>(rank)] = std::move(outer);
+  });
+  EXPECT_TRUE(torch::equal(parameters[0], parameters[1]));
+  EXPECT_TRUE(torch::equal(outers[0]->anchor(), outers[1]->anchor()));
+  EXPECT_TRUE(torch::equal(outers[0]->momentum(), outers[1]->momentum()));
+  EXPECT_GT(outers[0]->momentum().abs().sum().item<float>(), 0);
+}
+
 } // namespace
 } // namespace ddactor
