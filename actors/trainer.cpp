@@ -7,7 +7,9 @@
 #include <cmath>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <span>
 #include <utility>
 
 #include "models/checkpoint.hpp"
@@ -74,11 +76,12 @@ enum class swarm_phase : uint8_t {
 // tells the other trainers of its node the same (a broadcast of {command, epoch, digest}), and
 // they do it in the same order, so that every rank holds the same state.
 enum class node_command : int64_t {
-  train_batch,   // accumulate your next batch into the epoch
-  take_round,    // the epoch's round starts: sum the node's accumulation, start the next (the
-                 // message carries rank 0's weight digest: a rank that differs fails the set)
-  apply_update,  // the round's mean gradient follows: step with it
-  take_state,    // rank 0 took the swarm's state: its whole state follows
+  train_batch,   // train your next batch into the epoch (train_node_batch)
+  take_round,    // the epoch's round starts: in gradients mode, sum the node's accumulation and
+                 // start the next (the message carries rank 0's weight digest: a rank that
+                 // differs fails the set)
+  apply_update,  // the round's outcome follows: apply it (apply_round_values)
+  take_state,    // rank 0 took the swarm's state: its whole state follows (share_node_state)
   stop,          // the run ended (rank 0 writes the final checkpoint)
 };
 
@@ -241,6 +244,45 @@ void tell_node(trainer_state& st, node_command command) {
   auto message =
     torch::tensor({static_cast<int64_t>(command), st.progress.epoch, digest}, torch::kInt64);
   st.node->broadcast_(message, 0);
+}
+
+// Rank 0's whole state to the other ranks of its node: at the start and after a download.
+void share_node_state(trainer_state& st) {
+  share_training_state(*st.node, *st.model, st.progress);
+  if (st.outer)
+    share_outer_state(*st.node, *st.outer);
+}
+
+// One batch of a swarm epoch, the same on every rank of a node. Gradients mode accumulates it
+// for the round. The other modes take a local step, which with several trainers is the node's
+// step: the ranks' accumulations are summed first, so that every rank takes the same step (as a
+// lone peer's node does, train_alone). Returns the loss, and the step where one was taken.
+std::pair<double, std::optional<step_result>> train_node_batch(trainer_state& st,
+                                                               const training_batch& batch) {
+  if (averaging_mode(st) == "gradients")
+    return {st.model->accumulate(batch), std::nullopt};
+  st.model->accumulate(batch);
+  if (st.node)
+    sum_node_accumulation(*st.node, *st.model);
+  auto result = st.model->apply_step();
+  return {result.loss, result};
+}
+
+// A round's outcome, the same on every rank of a node: the same step with the swarm's mean
+// gradient, the swarm's average of parameters, or the same outer Nesterov step with the swarm's
+// mean pseudo-gradient (each rank holds the node's anchor and momentum: share_node_state). The
+// step's result in gradients mode.
+std::optional<step_result> apply_round_values(trainer_state& st, std::span<const float> values) {
+  const auto& mode = averaging_mode(st);
+  if (mode == "gradients")
+    return st.model->apply_gradient(values);
+  if (mode == "parameters") {
+    st.model->set_parameters(values);
+  } else {
+    auto params = st.model->parameters().values();
+    st.outer->step(values, params);
+  }
+  return std::nullopt;
 }
 
 // The run ends: the other trainers quit. One already gone is no error any more. A round's
@@ -853,7 +895,7 @@ void consider_pending_state(trainer_pointer self) {
     st.progress.step = st.model->step();
     if (st.node) {
       tell_node(st, node_command::take_state);
-      share_training_state(*st.node, *st.model, st.progress);
+      share_node_state(st);
     }
     refresh_state_digest(st);
     st.epoch_samples = 0;
@@ -942,21 +984,16 @@ void train_in_swarm(trainer_pointer self, const training_batch& batch) {
   const int64_t samples = batch.node_count > 0 ? batch.node_count : batch.count;
   report_progress(self, samples);
   auto step_started = clock_type::now();
-  double loss = 0;
-  if (averaging_mode(st) == "gradients") {
-    tell_node(st, node_command::train_batch);
-    loss = st.model->accumulate(batch);
-    if (st.phase == swarm_phase::averaging) {
-      st.metrics.overlapped_samples.inc(samples);
-      st.window_overlapped += samples;
-      st.samples_overlapped += samples;
-    }
-  } else {
-    auto result = st.model->train_step(batch);
-    loss = result.loss;
-    st.progress.step = result.step;
+  tell_node(st, node_command::train_batch);
+  const auto [loss, local_step] = train_node_batch(st, batch);
+  if (local_step) {
+    st.progress.step = local_step->step;
     record_step_metrics(
-      st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
+      st, *local_step, std::chrono::duration<double>(clock_type::now() - step_started).count());
+  } else if (st.phase == swarm_phase::averaging) {
+    st.metrics.overlapped_samples.inc(samples);
+    st.window_overlapped += samples;
+    st.samples_overlapped += samples;
   }
   if (!std::isfinite(loss))
     throw std::runtime_error("loss is not finite in epoch " + std::to_string(st.progress.epoch));
@@ -997,25 +1034,19 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   const auto& values = *outcome.values;
   const auto& mode = averaging_mode(st);
   double lr = st.model->learning_rate(st.progress.step);
-  if (mode == "gradients") {
-    auto step_started = clock_type::now();
-    if (st.node) {
-      tell_node(st, node_command::apply_update);
-      auto update = torch::tensor(values, torch::kFloat32);
-      st.node->broadcast_(update, 0);
-    }
-    auto result = st.model->apply_gradient(values);
-    result.loss = st.round_loss;
-    result.samples = st.round_samples;
+  auto step_started = clock_type::now();
+  if (st.node) {
+    tell_node(st, node_command::apply_update);
+    auto update = torch::tensor(values, torch::kFloat32);
+    st.node->broadcast_(update, 0);
+  }
+  if (auto result = apply_round_values(st, values)) {
+    result->loss = st.round_loss;
+    result->samples = st.round_samples;
     record_step_metrics(
-      st, result, std::chrono::duration<double>(clock_type::now() - step_started).count());
-    st.progress.step = result.step;
-    lr = result.lr;
-  } else if (mode == "parameters") {
-    st.model->set_parameters(values);
-  } else {
-    auto params = st.model->parameters().values();
-    st.outer->step(values, params);
+      st, *result, std::chrono::duration<double>(clock_type::now() - step_started).count());
+    st.progress.step = result->step;
+    lr = result->lr;
   }
   refresh_state_digest(st);
   st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged(), outcome.bytes_sent,
@@ -1115,17 +1146,17 @@ void start_round(trainer_pointer self) {
                             "epoch " + std::to_string(st.progress.epoch));
   const auto& mode = averaging_mode(st);
   std::vector<float> values;
+  try {
+    tell_node(st, node_command::take_round);
+    if (st.node && mode == "gradients")
+      sum_node_accumulation(*st.node, *st.model);
+  } catch (const node_collective_error& e) {
+    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
+                 e.what());
+    self->quit(make_error(errc::training_failed, e.what()));
+    return;
+  }
   if (mode == "gradients") {
-    try {
-      tell_node(st, node_command::take_round);
-      if (st.node)
-        sum_node_accumulation(*st.node, *st.model);
-    } catch (const node_collective_error& e) {
-      spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
-                   e.what());
-      self->quit(make_error(errc::training_failed, e.what()));
-      return;
-    }
     values = st.model->take_mean_gradient();
   } else if (mode == "parameters") {
     const auto& p = st.model->parameters().values();
@@ -1215,30 +1246,34 @@ void follow_rank_zero(trainer_pointer self) {
         st.progress.data_position = batch->position_after;
         self->send(st.loader, credit_atom_v, int32_t{1});
         check_injected_crash(st);
-        if (!std::isfinite(st.model->accumulate(*batch)))
+        const auto [loss, local_step] = train_node_batch(st, *batch);
+        if (!std::isfinite(loss))
           throw std::runtime_error("loss is not finite in epoch " +
                                    std::to_string(st.progress.epoch));
+        if (local_step)
+          st.progress.step = local_step->step;
         break;
       }
       case node_command::take_round:
         if (weights_digest(*st.model) != message[2].item<int64_t>())
           throw std::runtime_error("its weights differ from trainer 0's");
-        sum_node_accumulation(*st.node, *st.model);
-        st.model->take_mean_gradient();  // rank 0 sends it to the swarm
+        if (averaging_mode(st) == "gradients") {
+          sum_node_accumulation(*st.node, *st.model);
+          st.model->take_mean_gradient();  // rank 0 sends it to the swarm
+        }
         break;
       case node_command::apply_update: {
         auto update = torch::zeros({st.model->parameters().size()}, torch::kFloat32);
         st.node->broadcast_(update, 0);
-        st.progress.step = st.model
-                             ->apply_gradient({update.data_ptr<float>(),
-                                               static_cast<size_t>(update.numel())})
-                             .step;
+        if (auto result = apply_round_values(
+              st, {update.data_ptr<float>(), static_cast<size_t>(update.numel())}))
+          st.progress.step = result->step;
         st.progress.epoch += 1;
         break;
       }
       case node_command::take_state:
         st.model->discard_accumulation();
-        share_training_state(*st.node, *st.model, st.progress);
+        share_node_state(st);
         break;
       case node_command::stop:
         st.finishing = true;
@@ -1289,7 +1324,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     // Blocks this trainer's thread until the set has met (never CAF's scheduler: detached).
     st.node = std::make_unique<node_reducer>(
       st.options.rendezvous, node_reducer_options{st.options.rank, st.options.ranks});
-    share_training_state(*st.node, *st.model, st.progress);
+    share_node_state(st);
   }
   if (st.options.rank == 0) {
     st.metrics.step.set(static_cast<double>(st.progress.step));

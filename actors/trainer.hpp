@@ -40,14 +40,20 @@
 //   swarm_progress shows a peer at a higher epoch, or our round had no partner while the swarm
 //   has others --> DOWNLOADING the shared state from the most advanced peers --> TRAINING
 //
-// A swarm peer with several trainers (gradients mode) is one peer to the swarm: rank 0 alone runs
-// the diagram above and reports the node's samples. Before each thing it does to the model it
-// broadcasts a command over the node's Gloo group, and the other ranks, each holding its next
-// batch, do the same in the same order:
+// A swarm peer with several trainers is one peer to the swarm: rank 0 alone runs the diagram
+// above and reports the node's samples. Before each thing it does to the model it broadcasts a
+// command over the node's Gloo group, and the other ranks, each holding its next batch, do the
+// same in the same order:
 //
-//   train_batch  --> every rank accumulates its slice of the node's batch
-//   take_round   --> the node's accumulations are summed; rank 0 sends their mean to the round
-//   apply_update --> rank 0's outcome of the round follows; every rank steps with it
+//   train_batch  --> every rank accumulates its slice of the node's batch (gradients); or the
+//                    slices are summed and every rank takes the node's local step (parameters,
+//                    diloco)
+//   take_round   --> every rank checks its weights' digest against rank 0's; in gradients mode
+//                    the node's accumulations are summed and rank 0 sends their mean to the round
+//                    (in the other modes it sends its parameters or its pseudo-gradient)
+//   apply_update --> rank 0's outcome of the round follows; every rank applies it (steps with
+//                    the mean gradient, takes the mean parameters, or takes the same outer
+//                    Nesterov step from the same anchor and momentum)
 //   take_state   --> rank 0 took a downloaded state; its whole state follows (as at the start)
 //   stop         --> the run ended; rank 0 writes the final checkpoint
 

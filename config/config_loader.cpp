@@ -1122,15 +1122,6 @@ const std::vector<cross_key_rule>& cross_key_rules() {
          return "train.lora_rank > 0 fine-tunes a Stable Diffusion UNet: it needs "
                 "model.pretrained, without model.latent";
        }},
-      {{"run.trainers", "network.listen", "train.averaging"},
-       [](const run_config& c) -> std::optional<std::string> {
-         // The node's trainers sum their gradients before the swarm's round; local steps
-         // (parameters, diloco) would need their replicas kept in step another way.
-         if (c.run.trainers == 1 || c.network.listen.empty() || c.train.averaging == "gradients")
-           return std::nullopt;
-         return "run.trainers > 1 in a swarm averages gradients only (train.averaging = "
-                "\"gradients\"), not yet \"" + c.train.averaging + "\"";
-       }},
       {{"run.trainers", "model.pretrained", "run.mode"},
        [](const run_config& c) -> std::optional<std::string> {
          if (c.run.trainers == 1 || (c.model.pretrained.empty() && c.run.mode == "train"))

@@ -498,20 +498,17 @@ TEST(config_loader, patch_size_must_divide_the_resolution) {
   EXPECT_EQ(error->problem(), "data.resolution (32) must be divisible by model.patch_size (3)");
 }
 
-TEST(config_loader, several_trainers_train_a_pixel_dit_on_the_cpu_alone_or_averaging_gradients) {
+TEST(config_loader, several_trainers_train_a_pixel_dit_on_the_cpu_alone_or_in_any_swarm_mode) {
   EXPECT_EQ(parse_run_config("[run]\ntrainers = 3\n", "run.toml").run.trainers, 3);
-  EXPECT_EQ(parse_run_config("[run]\ntrainers = 2\n[network]\nlisten = \"127.0.0.1:0\"\n"
-                             "[train]\ntarget_batch_size = 64\naveraging = \"gradients\"\n",
-                             "run.toml")
-              .run.trainers,
-            2);
-  auto error = error_of("[run]\ntrainers = 2\n[network]\nlisten = \"127.0.0.1:0\"\n"
-                        "[train]\ntarget_batch_size = 64\naveraging = \"diloco\"\n");
-  ASSERT_TRUE(error);
-  EXPECT_EQ(std::string(error->what()),
-            "run.toml:2:12: key 'run.trainers': run.trainers > 1 in a swarm averages gradients "
-            "only (train.averaging = \"gradients\"), not yet \"diloco\"");
-  error = error_of("[run]\ntrainers = 2\nmode = \"router\"\n");
+  for (const std::string mode : {"gradients", "parameters", "diloco"})
+    EXPECT_EQ(parse_run_config("[run]\ntrainers = 2\n[network]\nlisten = \"127.0.0.1:0\"\n"
+                               "[train]\ntarget_batch_size = 64\naveraging = \"" +
+                                 mode + "\"\n",
+                               "run.toml")
+                .run.trainers,
+              2)
+      << mode;
+  auto error = error_of("[run]\ntrainers = 2\nmode = \"router\"\n");
   ASSERT_TRUE(error);
   EXPECT_EQ(error->key(), "run.trainers");
   EXPECT_NE(error->problem().find("not yet a router"), std::string::npos) << error->problem();

@@ -98,12 +98,26 @@ class swarm : public ::testing::Test {
     EXPECT_EQ(*code, 0) << peers[static_cast<size_t>(i)]->output();
   }
 
-  // Every given peer wrote a checkpoint at `epoch` and they hold identical model and optimizer.
-  void expect_identical_at(int64_t epoch, const std::vector<int>& who) {
-    auto reference = shared_state_tensors(checkpoint_path(run_dir(who.front()), epoch));
+  // Every given peer wrote a checkpoint at `epoch` and they hold identical model and optimizer,
+  // or identical tensors of the names that start with one of `prefixes` where given (averaging
+  // parameters or DiLoCo, optimizer moments stay local).
+  void expect_identical_at(int64_t epoch, const std::vector<int>& who,
+                           const std::vector<std::string>& prefixes = {}) {
+    const auto tensors_of = [&](int i) {
+      const auto file = checkpoint_path(run_dir(i), epoch);
+      if (prefixes.empty())
+        return shared_state_tensors(file);
+      std::map<std::string, std::vector<std::byte>> out;
+      for (auto& t : read_safetensors_file(file).tensors)
+        for (const auto& prefix : prefixes)
+          if (t.name.starts_with(prefix))
+            out[t.name] = std::move(t.data);
+      return out;
+    };
+    auto reference = tensors_of(who.front());
     ASSERT_FALSE(reference.empty());
     for (size_t k = 1; k < who.size(); ++k) {
-      auto other = shared_state_tensors(checkpoint_path(run_dir(who[k]), epoch));
+      auto other = tensors_of(who[k]);
       ASSERT_EQ(other.size(), reference.size());
       for (const auto& [name, bytes] : reference)
         ASSERT_TRUE(other.at(name) == bytes)
@@ -453,6 +467,53 @@ TEST_F(swarm, a_crashed_rank_of_a_two_trainer_peer_restarts_its_set_and_rejoins_
   EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
   expect_identical_at(14, {0, 1});
 }
+
+// Averaging parameters or DiLoCo pseudo-gradients, a peer of two trainers is one peer too: each
+// of its local steps is the node's step (both trainers' slices summed, the same step on both),
+// rank 0 averages its parameters or pseudo-gradient with the other peer, and both trainers apply
+// the round's outcome. Both peers hold the same weights after each round (their optimizer moments
+// stay local), and in DiLoCo the same outer anchor and momentum.
+class swarm_node_mode : public swarm, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(swarm_node_mode, a_peer_with_two_trainers_steps_as_one_and_takes_the_round_s_outcome) {
+  auto config = write_config(8, 2);
+  const std::vector<std::string> mode{"--set", "train.averaging=\"" + GetParam() + "\""};
+  start_peer(0, config, mode);
+  auto two = mode;
+  two.insert(two.end(), {"--set", "run.trainers=2"});
+  start_peer(1, config, two);
+  for (int i = 0; i < 2; ++i)
+    expect_exit_ok(i);
+  for (int64_t epoch : {5, 8})
+    expect_identical_at(epoch, {0, 1}, {"model.", "outer."});
+  const auto out = peers[1]->output();
+  EXPECT_NE(out.find("2 trainers in this peer"), std::string::npos) << out;
+  EXPECT_NE(out.find("group of 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("epoch 8/8"), std::string::npos) << out;
+  // Rank 1 compares its weights with rank 0's at every round.
+  EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
+  EXPECT_EQ(out.find("restarting in"), std::string::npos) << out;
+}
+
+// Rank 1 crashes mid-run: the set restarts from rank 0's checkpoint, rank 0 takes the swarm's
+// state (in DiLoCo with its outer anchor and momentum) and hands it to rank 1.
+TEST_P(swarm_node_mode, a_crashed_rank_restarts_its_set_which_takes_the_swarm_s_state_again) {
+  auto config = write_config(14, 2);
+  const std::vector<std::string> mode{"--set", "train.averaging=\"" + GetParam() + "\""};
+  start_peer(0, config, mode);
+  auto two = mode;
+  two.insert(two.end(), {"--set", "run.trainers=2", "--set", "debug.crash_trainer_at_step=7"});
+  start_peer(1, config, two);
+  for (int i = 0; i < 2; ++i)
+    expect_exit_ok(i);
+  const auto out = peers[1]->output();
+  EXPECT_NE(out.find("injected trainer crash"), std::string::npos) << out;
+  EXPECT_NE(out.find("trainer restarted"), std::string::npos) << out;
+  EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
+  expect_identical_at(14, {0, 1}, {"model.", "outer."});
+}
+
+INSTANTIATE_TEST_SUITE_P(modes, swarm_node_mode, ::testing::Values("parameters", "diloco"));
 
 // With top-k, AdamW's catch-up counts are shared state too: a joiner that did not get them would
 // step differently from its first round on (and be repaired as a split, which must not happen).
