@@ -195,10 +195,16 @@ int train_command(const run_config& config) {
                  metrics_server->port(), tls ? " with the certificate of " + tls->subject() : "");
   }
   int threads = configure_torch_threads(config.run.threads, config.run.trainers);
-  spdlog::info("ddactor run '{}' in {} ({})", config.run.name, run_dir.string(),
+  const auto& data_cfg = config.data;
+  const bool micro_batches =
+    data_cfg.micro_batch_size > 0 && data_cfg.micro_batch_size < data_cfg.batch_size;
+  spdlog::info("ddactor run '{}' in {} ({}{})", config.run.name, run_dir.string(),
                config.run.trainers == 1
                  ? fmt::format("{} LibTorch threads", threads)
-                 : fmt::format("{} trainers x {} LibTorch threads", config.run.trainers, threads));
+                 : fmt::format("{} trainers x {} LibTorch threads", config.run.trainers, threads),
+               micro_batches ? fmt::format("; batches of {} in micro-batches of {}",
+                                           data_cfg.batch_size, data_cfg.micro_batch_size)
+                             : std::string());
   run_data data;
   std::shared_ptr<const sd_example_set> latent_examples;
   if (config.model.pretrained.empty())

@@ -598,6 +598,7 @@ section_schema data_keys() {
       field("resolution", &data_section::resolution, within(4, 4096)),
       field("channels", &data_section::channels, grey_or_rgb()),
       field("batch_size", &data_section::batch_size, within(1, 65536)),
+      field("micro_batch_size", &data_section::micro_batch_size, within(0, 65536)),
       field("prefetch", &data_section::prefetch, within(1, 1024)),
       field("holdout_fraction", &data_section::holdout_fraction, within(0, 0.5)),
       field("buckets", &data_section::buckets),

@@ -71,6 +71,9 @@ struct data_section {
   /// 1 (grey) or 3 (RGB).
   int channels = 1;
   int batch_size = 64;
+  /// Forward and backward on at most this many examples at a time, their gradients summed
+  /// (0: the whole batch at once): a large batch in the memory of a small one, same gradients.
+  int micro_batch_size = 0;
   /// Batches the data loader may have in flight to the trainer (credits).
   int prefetch = 4;
   /// Fraction of a folder data set held out for evaluation (Fashion-MNIST uses its test split).

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "models/flow_matching.hpp"
+#include "models/slice_draws.hpp"
 
 namespace ddactor {
 
@@ -52,25 +53,20 @@ torch::Tensor diffusion_trainer::batch_loss(const training_batch& batch,
 
 torch::Tensor diffusion_trainer::flow_loss(const torch::Tensor& x0, dit_condition cond,
                                            at::Generator& generator, const training_batch& batch) {
-  const int64_t n = x0.size(0);
-  // Trainers of one node draw for the node's whole batch, each keeping its rows: every rank's
-  // generator is in the same state, so an example gets the noise, time and dropout one trainer
-  // with the whole batch would give it.
-  const int64_t total = batch.node_count > 0 ? batch.node_count : n;
-  if (batch.node_offset < 0 || batch.node_offset + n > total)
-    throw std::invalid_argument("batch slice outside its node's batch");
-  const auto rows = [&](const torch::Tensor& drawn) {
-    return total == n ? drawn : drawn.narrow(0, batch.node_offset, n);
-  };
+  // Drawn for the node's whole batch (several trainers, micro-batches): each slice keeps its
+  // rows, so an example gets the noise, time and dropout one trainer with the whole batch would
+  // give it.
+  const slice_draws draws(batch);
+  const int64_t total = draws.total();
   auto noise_shape = x0.sizes().vec();
   noise_shape[0] = total;
-  auto noise = rows(at::randn(noise_shape, generator, torch::kFloat32));
-  auto t = torch::sigmoid(rows(at::randn({total}, generator, torch::kFloat32)) *
+  auto noise = draws.rows(at::randn(noise_shape, generator, torch::kFloat32));
+  auto t = torch::sigmoid(draws.rows(at::randn({total}, generator, torch::kFloat32)) *
                             settings_.logit_normal_std +
                           settings_.logit_normal_mean);
   if (model_options_.conditioning != "none")
     cond.is_null =
-      rows(at::rand({total}, generator, torch::kFloat32)).lt(settings_.condition_dropout);
+      draws.rows(at::rand({total}, generator, torch::kFloat32)).lt(settings_.condition_dropout);
   auto prediction = model_->forward(interpolate_flow(x0, noise, t), t, cond);
   return flow_matching_loss(prediction, x0, noise);
 }

@@ -92,6 +92,7 @@ trainer_settings make_trainer_settings(const run_config& config) {
   s.seed = config.run.seed;
   s.noise_seed = config.run.seed;
   s.precision = parse_training_precision(t.precision);
+  s.micro_batch_size = config.data.micro_batch_size;
   return s;
 }
 

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "runtime/training_batch_slice.hpp"
+
 namespace ddactor {
 
 model_trainer::model_trainer(trainer_settings settings)
@@ -36,6 +38,23 @@ double model_trainer::accumulate(const training_batch& batch) {
   if (!batch.consistent())
     throw std::invalid_argument("batch images do not match its shape");
   module_->train();
+  const int64_t micro = settings_.micro_batch_size;
+  if (micro <= 0 || batch.count <= micro)
+    return accumulate_slice(batch);
+  // Micro-batches: each draws its randomness for the whole batch from the same generator state
+  // and keeps its rows (models/slice_draws.hpp), so every example is treated as in the whole
+  // batch; after the last, the generator stands where the whole batch would have left it.
+  const auto start = generator_.get_state();
+  double loss_sum = 0;
+  for (int64_t offset = 0; offset < batch.count; offset += micro) {
+    generator_.set_state(start);
+    const auto slice = slice_of_batch(batch, offset, std::min(micro, batch.count - offset));
+    loss_sum += accumulate_slice(slice) * static_cast<double>(slice.count);
+  }
+  return loss_sum / static_cast<double>(batch.count);
+}
+
+double model_trainer::accumulate_slice(const training_batch& batch) {
   torch::Tensor loss;
   {
     // Backward runs outside: its ops take the dtypes the forward chose.

@@ -49,6 +49,10 @@ struct trainer_settings {
   uint64_t seed = 0;
   /// Seeds the noise, times and condition dropout: peers of a swarm differ here.
   uint64_t noise_seed = 0;
+  /// data.micro_batch_size: accumulate() runs forward and backward on at most this many
+  /// examples at a time (0: the whole batch at once). The gradients are the whole batch's (to
+  /// float rounding), with the activation memory of one micro-batch.
+  int64_t micro_batch_size = 0;
 };
 
 struct step_result {
@@ -65,7 +69,8 @@ class model_trainer {
   model_trainer(const model_trainer&) = delete;
   model_trainer& operator=(const model_trainer&) = delete;
 
-  /// Forward and backward on one batch; gradients add up until apply_step(). Returns its loss.
+  /// Forward and backward on one batch (in micro-batches where settings say so); gradients add
+  /// up until apply_step(). Returns its loss.
   double accumulate(const training_batch& batch);
   int64_t accumulated_samples() const { return accumulated_samples_; }
 
@@ -142,6 +147,9 @@ class model_trainer {
   trainer_settings settings_;
 
  private:
+  /// Forward and backward on one (micro-)batch: its gradients and samples add up.
+  double accumulate_slice(const training_batch& batch);
+
   // Clips `mean_gradient` in place, steps AdamW and the EMA; the result carries loss and samples.
   step_result update_from(torch::Tensor mean_gradient, double loss, int64_t samples);
 

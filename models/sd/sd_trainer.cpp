@@ -10,6 +10,7 @@
 #include "models/flat_parameters.hpp"
 #include "models/sd/encoded_batch.hpp"
 #include "models/sd/lora_file.hpp"
+#include "models/slice_draws.hpp"
 
 namespace ddactor {
 
@@ -137,15 +138,21 @@ torch::Tensor sd_trainer::batch_loss(const training_batch& batch, at::Generator&
   const auto latents = batch_latents(batch, pipeline_);
   auto embeddings = batch_embeddings(batch, pipeline_, empty_embedding_);
   const int64_t n = batch.count;
-
-  auto noise = at::randn(latents.sizes(), generator, torch::kFloat32);
+  // Drawn for the whole batch, this slice keeping its rows (models/slice_draws.hpp).
+  const slice_draws draws(batch);
+  const int64_t total = draws.total();
+  auto noise_shape = latents.sizes().vec();
+  noise_shape[0] = total;
+  auto noise = draws.rows(at::randn(noise_shape, generator, torch::kFloat32));
   if (options_.offset_noise > 0)
     noise = noise + options_.offset_noise *
-                      at::randn({n, latents.size(1), 1, 1}, generator, torch::kFloat32);
-  const auto timesteps =
-    at::randint(0, schedule.num_train_timesteps(), {n}, generator, torch::kInt64);
+                      draws.rows(at::randn({total, latents.size(1), 1, 1}, generator,
+                                           torch::kFloat32));
+  const auto timesteps = draws.rows(
+    at::randint(0, schedule.num_train_timesteps(), {total}, generator, torch::kInt64));
   if (options_.caption_dropout > 0) {
-    const auto dropped = at::rand({n}, generator, torch::kFloat32).lt(options_.caption_dropout);
+    const auto dropped =
+      draws.rows(at::rand({total}, generator, torch::kFloat32)).lt(options_.caption_dropout);
     embeddings = torch::where(dropped.view({n, 1, 1}), empty_embedding_, embeddings);
   }
 

@@ -800,7 +800,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 151u);
+  EXPECT_EQ(known.size(), 152u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -914,7 +914,7 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   config.run = {"odd.name_1", "/tmp/we\"ird\\name\n\t\x01 \xc3\xa9", "train",
                 UINT64_C(9223372036854775807), 3, 1, "cuda:1"};
   config.model = {"B/4", 96, 3, 6, 8, 2.5, "caption", 0, 0.25, 1, 300, "/models/sd 1.5", false};
-  config.data = {"folder", "/srv/images", 64, 3, 7, 2, 0.125, true, false};
+  config.data = {"folder", "/srv/images", 64, 3, 7, 5, 2, 0.125, true, false};
   config.train = {123, 45.5, 1.5e-4, 0.01, 0.8, 0.95, 1e-6, 7, 0.5, 0.9, -0.5, 1.2, 3, 40, 1, 0};
   config.train.lora_rank = 16;
   config.train.lora_alpha = 12.5;

@@ -44,10 +44,12 @@ class node_trainers : public ::testing::Test {
   }
 };
 
-TEST_F(node_trainers, two_trainers_end_where_one_trainer_with_twice_the_batch_ends) {
+// The two trainers also run their slices in micro-batches of 5 (5 + 5 + 5 + 1): the same
+// steps again (data.micro_batch_size).
+TEST_F(node_trainers, two_trainers_in_micro_batches_end_where_one_with_twice_the_batch_ends) {
   constexpr int steps = 8;
   ASSERT_EQ(run_ddactor({"--config", config("two", steps).string(), "--set", "run.trainers=2",
-                         "--set", "data.batch_size=16"},
+                         "--set", "data.batch_size=16", "--set", "data.micro_batch_size=5"},
                         log("two")),
             0)
     << read_text_file(log("two"));
@@ -59,6 +61,7 @@ TEST_F(node_trainers, two_trainers_end_where_one_trainer_with_twice_the_batch_en
   const auto two_log = read_text_file(log("two"));
   EXPECT_NE(two_log.find("2 trainers x 1 LibTorch threads"), std::string::npos) << two_log;
   EXPECT_NE(two_log.find("2 trainers in this peer"), std::string::npos) << two_log;
+  EXPECT_NE(two_log.find("batches of 16 in micro-batches of 5"), std::string::npos) << two_log;
 
   const auto two = newest_checkpoint(dir.path() / "two");
   const auto one = newest_checkpoint(dir.path() / "one");

@@ -186,6 +186,26 @@ TEST_F(sd_trainer_test, lora_gradients_are_the_same_with_activation_checkpointin
     << (checkpointed.parameters().gradients() - g).abs().max().item<float>();
 }
 
+// data.micro_batch_size: one image at a time gives the gradients of both at once (the noise,
+// offset noise, timestep and caption dropout of each image drawn as for the whole batch).
+TEST_F(sd_trainer_test, micro_batches_give_the_gradients_of_the_whole_batch) {
+  SKIP_WITHOUT_TINY_SD();
+  auto s = settings();
+  auto o = options();
+  o.offset_noise = 0.1;
+  o.caption_dropout = 0.5;
+  sd_trainer whole(o, s);
+  s.micro_batch_size = 1;
+  sd_trainer micro(o, s);
+  const auto batch = image_batch();
+  EXPECT_NEAR(whole.accumulate(batch), micro.accumulate(batch), 1e-5);
+  const auto& g = whole.parameters().gradients();
+  EXPECT_GT(g.abs().max().item<float>(), 0.0f);
+  EXPECT_TRUE(torch::allclose(micro.parameters().gradients(), g, 1e-4, 1e-6))
+    << (micro.parameters().gradients() - g).abs().max().item<float>();
+  EXPECT_TRUE(torch::equal(whole.rng_state(), micro.rng_state()));
+}
+
 TEST_F(sd_trainer_test, lora_file_has_diffusers_keys_and_reads_back) {
   SKIP_WITHOUT_TINY_SD();
   sd_trainer trainer(options(4), settings(3e-3, 0.0));
