@@ -6,6 +6,7 @@
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/bucketed_order.hpp"
 #include "runtime/data_order.hpp"
+#include "runtime/training_batch_slice.hpp"
 
 namespace ddactor {
 
@@ -30,9 +31,16 @@ int64_t example_count(const data_loader_options& options) {
   return options.sd_data ? options.sd_data->count() : options.data->count;
 }
 
+// With several trainers the node's batch (batch_size x shards, or a bucket's shorter tail) is
+// cut into near-equal shards; a tail shorter than the shard count leaves some shards empty.
 std::shared_ptr<const training_batch> make_bucketed_batch(data_loader_state& st) {
   const auto indices = st.buckets->next_batch(st.cursor);
-  auto batch = std::make_shared<training_batch>(make_sd_batch(*st.options.sd_data, indices));
+  auto node_batch = make_sd_batch(*st.options.sd_data, indices);
+  const int64_t n = node_batch.count, shards = st.options.shards, shard = st.options.shard;
+  auto batch = std::make_shared<training_batch>(
+    shards == 1 ? std::move(node_batch)
+                : slice_of_batch(node_batch, shard * n / shards,
+                                 (shard + 1) * n / shards - shard * n / shards));
   batch->epoch_after = st.cursor.epoch;
   batch->position_after = st.cursor.position;
   batch->loader_generation = st.options.generation;
@@ -79,8 +87,8 @@ data_loader_actor::behavior_type data_loader(loader_pointer self, data_loader_op
   auto& st = self->state;
   st.options = std::move(options);
   if (st.options.sd_data)
-    st.buckets = std::make_unique<bucketed_order>(st.options.sd_data->bucket_of(),
-                                                  st.options.batch_size, st.options.seed);
+    st.buckets = std::make_unique<bucketed_order>(
+      st.options.sd_data->bucket_of(), st.options.batch_size * st.options.shards, st.options.seed);
   else
     st.order = std::make_unique<shuffled_order>(st.options.data->count, st.options.seed);
   return {
@@ -107,10 +115,9 @@ data_loader_actor::behavior_type data_loader(loader_pointer self, data_loader_op
 data_loader_actor spawn_data_loader(caf::actor_system& system, data_loader_options options) {
   if (options.sd_data ? options.sd_data->count() == 0 : !options.data || options.data->count == 0)
     throw std::invalid_argument("data loader needs a non-empty data set");
-  if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards ||
-      (options.sd_data && options.shards > 1))
+  if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards)
     throw std::invalid_argument("data loader: shard " + std::to_string(options.shard) + " of " +
-                                std::to_string(options.shards) + " (images only)");
+                                std::to_string(options.shards));
   return system.spawn<caf::detached>(data_loader, std::move(options));
 }
 

@@ -1123,14 +1123,6 @@ const std::vector<cross_key_rule>& cross_key_rules() {
          return "train.lora_rank > 0 fine-tunes a Stable Diffusion UNet: it needs "
                 "model.pretrained, without model.latent";
        }},
-      {{"run.trainers", "model.pretrained", "run.mode"},
-       [](const run_config& c) -> std::optional<std::string> {
-         if (c.run.trainers == 1 || (c.model.pretrained.empty() && c.run.mode == "train"))
-           return std::nullopt;
-         return "run.trainers > 1 trains a pixel DiT (run.mode = \"train\" without "
-                "model.pretrained) only, not yet a router, a latent DiT or a Stable Diffusion "
-                "UNet";
-       }},
       {{"run.trainers", "run.device"},
        [](const run_config& c) -> std::optional<std::string> {
          if (c.run.trainers == 1 || c.run.device == "cpu")

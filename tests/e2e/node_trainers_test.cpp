@@ -13,25 +13,13 @@
 
 #include "runtime/checkpoint_files.hpp"
 #include "runtime/safetensors.hpp"
+#include "tests/e2e/checkpoint_compare.hpp"
 #include "tests/e2e/process.hpp"
 
 namespace ddactor::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-safetensors_content newest_checkpoint(const std::filesystem::path& run_dir) {
-  auto files = list_checkpoints(run_dir);
-  if (files.empty())
-    throw std::runtime_error("no checkpoint in " + run_dir.string());
-  return read_safetensors_file(files.back().path);
-}
-
-std::vector<float> floats_of(const stored_tensor& tensor) {
-  std::vector<float> values(static_cast<size_t>(tensor.numel()));
-  std::memcpy(values.data(), tensor.data.data(), values.size() * sizeof(float));
-  return values;
-}
 
 class node_trainers : public ::testing::Test {
  protected:
@@ -71,28 +59,10 @@ TEST_F(node_trainers, two_trainers_in_micro_batches_end_where_one_with_twice_the
   EXPECT_EQ(two.metadata.at("data_position"), one.metadata.at("data_position"));
   // Every weight, its EMA and AdamW's moments agree to float tolerance: the same examples, the
   // same noise per example, gradients summed in a different grouping.
-  int compared = 0;
-  float overall = 0;
-  for (const auto& tensor : one.tensors) {
-    const auto* other = two.find(tensor.name);
-    ASSERT_NE(other, nullptr) << tensor.name;
-    if (tensor.dtype != tensor_dtype::f32) {  // the random stream's state: the same draws
-      EXPECT_EQ(tensor.data, other->data) << tensor.name;
-      continue;
-    }
-    const auto a = floats_of(tensor);
-    const auto b = floats_of(*other);
-    ASSERT_EQ(a.size(), b.size()) << tensor.name;
-    float largest = 0;
-    for (size_t i = 0; i < a.size(); ++i)
-      largest = std::max(largest, std::abs(a[i] - b[i]) / (1.0f + std::abs(a[i])));
-    EXPECT_LT(largest, 1e-5f) << tensor.name;
-    overall = std::max(overall, largest);
-    ++compared;
-  }
-  EXPECT_GT(compared, 10);
-  std::printf("largest relative difference over %d tensors after %d steps: %.3g\n", compared,
-              steps, static_cast<double>(overall));
+  const auto difference = compare_checkpoints(one, two, 1e-5f);
+  EXPECT_GT(difference.compared, 10);
+  std::printf("largest relative difference over %d tensors after %d steps: %.3g\n",
+              difference.compared, steps, static_cast<double>(difference.largest));
 }
 
 TEST_F(node_trainers, a_crashed_trainer_restarts_the_set_from_the_checkpoint_and_loses_no_step) {

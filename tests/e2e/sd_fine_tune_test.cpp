@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cmath>
 #include <map>
@@ -18,6 +19,7 @@
 #include "runtime/cluster_assignment.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/safetensors.hpp"
+#include "tests/e2e/checkpoint_compare.hpp"
 #include "tests/e2e/process.hpp"
 #include "tests/models/sd/tiny_sd_folder.hpp"
 
@@ -293,6 +295,44 @@ TEST_F(sd_fine_tune, a_peer_resumes_from_its_checkpoint) {
   EXPECT_EQ(out.find("epoch 1/"), std::string::npos) << out;
   EXPECT_TRUE(fs::exists(checkpoint_path(run_dir(0), epochs + 4))) << out;
   EXPECT_NE(out.find("latent cache: 8 of 8 images cached"), std::string::npos) << out;
+}
+
+// Several trainers in one peer fine-tune Stable Diffusion too (run.trainers): 2 trainers with
+// batches of 2 (each a slice of the node's bucketed batch of 4, drawing noise, timesteps and
+// caption dropout for the whole) end where 1 trainer with batches of 4 ends.
+TEST_F(sd_fine_tune, two_trainers_train_lora_as_one_trainer_with_their_joint_batch) {
+  SKIP_WITHOUT_TINY_SD();
+  const auto train_alone = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args{"--config",
+                                  config.string(),
+                                  "--set",
+                                  "run.dir=\"" + (dir.path() / name).string() + "\"",
+                                  "--set",
+                                  "network.wait_for_peers=1",
+                                  "--set",
+                                  "train.lora_rank=2",
+                                  "--set",
+                                  "train.lr=0.01",
+                                  "--set",
+                                  "train.steps=4",
+                                  "--set",
+                                  "train.checkpoint_every=4"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_ddactor(args, log(name), 180s);
+  };
+  ASSERT_EQ(train_alone("two", {"--set", "run.trainers=2", "--set", "data.batch_size=2"}), 0)
+    << read_text_file(log("two"));
+  ASSERT_EQ(train_alone("one", {"--set", "data.batch_size=4"}), 0) << read_text_file(log("one"));
+  const auto two_log = read_text_file(log("two"));
+  EXPECT_NE(two_log.find("2 trainers in this peer"), std::string::npos) << two_log;
+  const auto one = newest_checkpoint(dir.path() / "one");
+  const auto two = newest_checkpoint(dir.path() / "two");
+  EXPECT_EQ(one.metadata.at("step"), "4");
+  EXPECT_EQ(two.metadata.at("step"), "4");
+  const auto difference = compare_checkpoints(one, two, 1e-4f);
+  EXPECT_GT(difference.compared, 2);
+  std::printf("largest relative difference over %d tensors: %.3g\n", difference.compared,
+              static_cast<double>(difference.largest));
 }
 
 // The DiT on the folder's VAE latents, conditioned on its CLIP text encoder (model.latent): a
