@@ -15,6 +15,7 @@
 #include "app/stop_signal.hpp"
 #include "app/torch_setup.hpp"
 #include "config/config_loader.hpp"
+#include "models/device_memory_metrics.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "monitoring/metrics_http_server.hpp"
 #include "monitoring/metrics_registry.hpp"
@@ -178,6 +179,7 @@ int train_command(const run_config& config) {
   global_metrics().set_enabled(config.monitoring.enabled);
   auto checkpoint_age = register_checkpoint_age(global_metrics(), checkpoint_age_baseline(run_dir));
   auto activity = register_peer_activity(global_metrics(), peer_health::global());
+  auto device_memory = register_device_memory_metrics(global_metrics(), config.run.device);
   // The swarm as this peer sees it: written by its actors, read by the status page and by
   // `ddactor status` (through membership). Declared before the server that reads it.
   auto status_board = std::make_shared<swarm_status_board>(
