@@ -1,0 +1,544 @@
+// The trainer as a swarm peer (rank 0 of its node): an epoch's batches, its round and the
+// round's outcome, a missed round, catching up by downloading the swarm's state once a quorum
+// vouches for it, settling the final weights, serving this peer's state and reporting progress.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "actors/state_download.hpp"
+#include "actors/trainer_state.hpp"
+#include "models/node_training.hpp"
+#include "models/readable_error.hpp"
+#include "models/shared_state.hpp"
+#include "monitoring/ddactor_metrics.hpp"
+#include "monitoring/peer_health.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/state_agreement.hpp"
+#include "runtime/state_quorum.hpp"
+
+namespace ddactor::trainer_internal {
+
+namespace {
+
+// Smoothing of this peer's samples/s as reported to the swarm.
+constexpr double rate_smoothing = 0.3;
+
+// Waits between failed state downloads: from the first to the largest.
+constexpr std::chrono::milliseconds first_catch_up_backoff{250};
+constexpr std::chrono::milliseconds max_catch_up_backoff{8000};
+
+// How long peers that hold the final weights wait for the others to reach and agree on them:
+// enough for two agreement checks, a download and the reports that follow.
+std::chrono::milliseconds settle_wait(const run_config& config) {
+  return std::chrono::milliseconds(
+    static_cast<int64_t>(1000 * std::max(3.0, 10 * config.network.gossip_interval)));
+}
+
+// debug.byzantine = "forged_state" (tests of the state quorum): the epoch this peer claims and
+// serves its forged state as lies this far ahead of its own.
+int64_t forged_epoch_offset(const trainer_state& st) {
+  const auto& debug = st.options.config.debug;
+  return debug.allow_byzantine && debug.byzantine == "forged_state" ? 100000 : 0;
+}
+
+// The epoch and weight digest of a downloaded state (0 where digests are not computed): applied
+// to learn them, then the weights are put back as they were.
+std::pair<int64_t, uint64_t> inspect_state(trainer_state& st, const state_download_result& result) {
+  const auto before = encode_shared_state(*st.model, st.progress.epoch, st.outer.get(), "none");
+  const auto digest_before = st.state_digest;
+  auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
+  refresh_state_digest(st);
+  const auto digest = st.state_digest;
+  restore_shared_state(before, *st.model, st.outer.get());
+  st.state_digest = digest_before;
+  return {epoch, digest};
+}
+
+void back_off_catching_up(trainer_state& st) {
+  st.catch_up_backoff = std::clamp(2 * st.catch_up_backoff, first_catch_up_backoff,
+                                   max_catch_up_backoff);
+  st.catch_up_not_before = clock_type::now() + st.catch_up_backoff;
+}
+
+// How long a downloaded state waits for a quorum of peers to vouch for it.
+std::chrono::milliseconds vouch_wait(const run_config& config) {
+  return std::chrono::milliseconds(
+    static_cast<int64_t>(std::max(2.0, 4 * config.network.gossip_interval) * 1000));
+}
+
+} // namespace
+
+// Gradients mode with averaging.overlap: batches train into the next epoch while a round runs.
+// (In the other modes a round averages or moves the weights that local steps would change.)
+bool overlapping(const trainer_state& st) {
+  return st.options.config.averaging.overlap && averaging_mode(st) == "gradients";
+}
+
+// Batches wait in order while the weights are about to be replaced, or the swarm is not found
+// yet. During a round, an overlapping peer trains up to twice what it put into the round, and
+// never more than train.target_batch_size: a round slower than an epoch's compute then grows the
+// next epoch until its compute covers the round (instead of idling), but no further (a stalled
+// round would otherwise grow it without bound).
+bool batches_wait(const trainer_state& st) {
+  const int64_t overlap_limit = std::min<int64_t>(
+    2 * st.round_samples, std::max<int64_t>(st.options.config.train.target_batch_size, 1));
+  switch (st.phase) {
+    case swarm_phase::training: return false;
+    case swarm_phase::averaging: return !overlapping(st) || st.epoch_samples >= overlap_limit;
+    case swarm_phase::joining:
+    case swarm_phase::missed:
+    case swarm_phase::downloading:
+    case swarm_phase::settling: return true;
+  }
+  return true;
+}
+
+// The last epoch is done. Where the swarm compares weights by digest, its peers settle first: a
+// peer that diverged in the last epochs (a missed round, split groups) has had no later epoch to
+// be repaired in, so it takes the swarm's final state now instead of writing its own, and the
+// peers holding it stay (bounded by settle_wait) to serve it. A time limit ends each peer where
+// it is.
+void settle_or_finish(trainer_pointer self) {
+  auto& st = self->state;
+  const auto steps = st.options.config.train.steps;
+  if (!st.swarm || st.state_digest == 0 || st.swarm_view.swarm_size <= 1 || steps <= 0 ||
+      current_step(st) < steps) {
+    finish(self, "finished");
+    return;
+  }
+  st.phase = swarm_phase::settling;
+  if (st.settle_deadline != clock_type::time_point{})
+    return;  // settling again after a download: the first deadline holds
+  st.settle_deadline = clock_type::now() + settle_wait(st.options.config);
+  spdlog::info("epoch {}: the last one; comparing the final weights with the other peers' (at "
+               "most {:.0f} s)",
+               st.progress.epoch,
+               std::chrono::duration<double>(settle_wait(st.options.config)).count());
+}
+
+// While settling, on each view: finish once the swarm agrees on our final weights, take the
+// final state most peers hold where ours differs, or finish at the deadline. Never a jump past
+// the last epoch: a peer ahead has more train.steps than this run, or lies.
+void continue_settling(trainer_pointer self, const swarm_progress& view) {
+  auto& st = self->state;
+  if (view.settled_epoch == st.progress.epoch && view.settled_digest == st.state_digest) {
+    finish(self, "finished");
+  } else if (!st.agreeing_servers.empty() && clock_type::now() < st.settle_deadline) {
+    catch_up(self, st.progress.epoch, "the final weights differ from the swarm's",
+             std::exchange(st.agreeing_servers, {}));
+  } else if (clock_type::now() >= st.settle_deadline || view.swarm_size <= 1) {
+    spdlog::warn("epoch {}: the peers did not all report these final weights within {:.0f} s; "
+                 "writing them as they are",
+                 st.progress.epoch,
+                 std::chrono::duration<double>(settle_wait(st.options.config)).count());
+    averaging_metrics(global_metrics()).unsettled_finishes.inc();
+    finish(self, "finished");
+  }
+}
+
+// `in_flight`: samples of the batch about to be trained, counted before the work. The swarm's
+// estimate then includes every peer's batch in progress, so an epoch ends at most one batch past
+// train.target_batch_size, not one batch per peer.
+void report_progress(trainer_pointer self, int64_t in_flight) {
+  auto& st = self->state;
+  // During a round the epoch's samples still count (a peer whose view lags has yet to see the
+  // epoch ready); the next epoch's, trained meanwhile, are reported once the round is applied.
+  // Sent as the trainer (not anonymously): progress takes its own peer's reports only from
+  // this process (actors/local_control.hpp).
+  caf::send_as(caf::actor_cast<caf::actor>(self), st.options.progress, progress_atom_v,
+               st.progress.epoch + forged_epoch_offset(st),
+               st.round_samples + st.epoch_samples + in_flight,
+               st.samples_per_second, st.state_digest, st.resync_needed,
+               st.progress.epoch != st.downloaded_epoch);
+}
+
+// After every change of the shared weights (a round, a download, a restore); about 0.6 s per GB
+// on two cores, so only where split groups can be repaired (0: no digest).
+void refresh_state_digest(trainer_state& st) {
+  const auto& averaging = st.options.config.averaging;
+  if (!split_repair_possible(averaging.state_compression, averaging.state_every))
+    return;
+  const auto& weights = st.model->parameters().values();
+  st.state_digest = state_digest_of(
+    {weights.data_ptr<float>(), static_cast<size_t>(weights.numel())});
+}
+
+// A copy of the shared state for peers that join late (every averaging.state_every epochs).
+void serve_state(trainer_pointer self) {
+  auto& st = self->state;
+  if (!st.options.state_server)
+    return;
+  const int64_t epoch = st.progress.epoch + forged_epoch_offset(st);
+  const bool forge = forged_epoch_offset(st) != 0;
+  torch::NoGradGuard no_grad;
+  if (forge)  // debug.byzantine = "forged_state": negated weights (negation is exact, undone below)
+    for (auto& p : st.model->module().parameters())
+      p.neg_();
+  auto bytes = std::make_shared<const std::vector<char>>(encode_shared_state(
+    *st.model, epoch, st.outer.get(), st.options.config.averaging.state_compression));
+  if (forge)
+    for (auto& p : st.model->module().parameters())
+      p.neg_();
+  // A request, not an anonymous send: the state server takes states from this process only.
+  self->request(st.options.state_server, std::chrono::seconds(60), caf::put_atom_v,
+                shared_bytes(bytes), epoch, st.options.swarm_id)
+    .then([](const state_manifest&) {},
+          [](const caf::error& err) {
+            spdlog::warn("the state server refused this epoch's state: {}", to_string(err));
+          });
+}
+
+// How long a peer started with initial_peers waits to hear from the swarm before it trains alone.
+std::chrono::milliseconds join_wait(const run_config& config) {
+  const double seconds = std::max(10.0, 3 * config.network.connect_timeout);
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+// A downloaded state is taken once a quorum of peers vouches for its epoch and weights
+// (runtime/state_quorum.hpp), and refused (never downloaded again) when none does in time.
+void consider_pending_state(trainer_pointer self) {
+  auto& st = self->state;
+  if (!st.pending_state)
+    return;
+  auto& pending = *st.pending_state;
+  const bool vouched = may_take(st.swarm_view.vouched, pending.epoch, pending.digest);
+  if (!vouched && clock_type::now() < pending.until)
+    return;
+  const auto result = std::move(pending.result);
+  const auto started = pending.started;
+  st.pending_state.reset();
+  st.phase = st.phase_before_download;
+  try {
+    if (!vouched) {
+      st.refused_state_digests.insert(result.manifest.digest);
+      averaging_metrics(global_metrics()).unvouched_states.inc();
+      throw std::runtime_error("no quorum of peers vouches for its epoch " +
+                               std::to_string(result.manifest.epoch) +
+                               " and weights (averaging.state_quorum " +
+                               std::to_string(st.swarm_view.vouched.required) + ")");
+    }
+    auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
+    st.model->discard_accumulation();
+    // From further back than the epoch before, members matching this epoch did not count
+    // this peer, so it does not lead it (runtime/matchmaking_rules.hpp); from the epoch before
+    // (a missed round) or this one (a repair), they did, and it may.
+    if (epoch > st.progress.epoch + 1)
+      st.downloaded_epoch = epoch;
+    st.progress.epoch = epoch;
+    st.progress.step = st.model->step();
+    if (st.node) {
+      tell_node(st, node_command::take_state);
+      share_node_state(st);
+    }
+    refresh_state_digest(st);
+    st.epoch_samples = 0;
+    st.epoch_loss = 0;
+    st.epoch_batches = 0;
+    double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+    spdlog::info("downloaded the state of epoch {} ({:.1f} MB in {:.2f} s, {} resumes)", epoch,
+                 result.bytes->size() / 1e6, seconds, result.resumes);
+    st.resync_needed = false;
+    st.catch_up_backoff = std::chrono::milliseconds(0);
+    st.phase = swarm_phase::training;  // at the swarm's epoch: joined, nothing missed
+    report_progress(self);
+    serve_state(self);
+    if (reached_limit(st))
+      settle_or_finish(self);  // the swarm's final state: compared, then written
+  } catch (const node_collective_error& e) {
+    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
+                 e.what());
+    self->quit(make_error(errc::training_failed, e.what()));
+    return;
+  } catch (const std::exception& e) {
+    spdlog::warn("downloaded state refused: {}", e.what());
+    back_off_catching_up(st);
+  }
+  peer_health::global().set(peer_health::activity::training);
+  drain_waiting_batches(self);
+}
+
+// Downloads the swarm's state from `candidates` (best first), then resumes.
+void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
+              std::vector<caf::actor> candidates) {
+  auto& st = self->state;
+  if (st.phase == swarm_phase::downloading || st.phase == swarm_phase::averaging ||
+      st.finishing || candidates.empty() || clock_type::now() < st.catch_up_not_before)
+    return;
+  st.phase_before_download = st.phase;
+  st.phase = swarm_phase::downloading;
+  peer_health::global().set(peer_health::activity::downloading_state, why);
+  spdlog::info("epoch {}: {}; downloading the swarm's state (epoch >= {})", st.progress.epoch, why,
+               min_epoch);
+  state_download_options options;
+  options.candidates = std::move(candidates);
+  options.swarm_id = st.options.swarm_id;
+  options.min_epoch = min_epoch;
+  options.refused_digests = st.refused_state_digests;
+  auto timeout = std::chrono::milliseconds(
+    static_cast<int64_t>(st.options.config.averaging.request_timeout * 1000));
+  options.request_timeout = timeout;
+  options.deadline = 30 * timeout;
+  auto download = spawn_state_download(self->system(), options);
+  auto started = clock_type::now();
+  self->request(download, options.deadline + std::chrono::seconds(5), caf::get_atom_v)
+    .then(
+      [=](const state_download_result& result) {
+        auto& st = self->state;
+        try {
+          auto [epoch, digest] = inspect_state(st, result);
+          // The peers' reports of this state may trail the download by a moment.
+          st.pending_state = pending_download{result, epoch, digest, started,
+                                              clock_type::now() + vouch_wait(st.options.config)};
+          consider_pending_state(self);
+        } catch (const std::exception& e) {
+          st.phase = st.phase_before_download;
+          spdlog::warn("downloaded state refused: {}", e.what());
+          back_off_catching_up(st);
+          peer_health::global().set(peer_health::activity::training);
+          drain_waiting_batches(self);
+        }
+      },
+      [=](const caf::error& err) {
+        auto& st = self->state;
+        st.phase = st.phase_before_download;
+        back_off_catching_up(st);
+        spdlog::warn("state download failed: {}; next attempt in {} ms at the earliest",
+                     self->system().render(err), st.catch_up_backoff.count());
+        peer_health::global().set(peer_health::activity::training);
+        drain_waiting_batches(self);
+      });
+}
+
+// One batch of an epoch: accumulate the gradient, or take a local step.
+void train_in_swarm(trainer_pointer self, const training_batch& batch) {
+  auto& st = self->state;
+  check_injected_crash(st);
+  // With several trainers the swarm sees the node: its samples are those of all its ranks.
+  const int64_t samples = batch.node_count > 0 ? batch.node_count : batch.count;
+  report_progress(self, samples);
+  auto step_started = clock_type::now();
+  tell_node(st, node_command::train_batch);
+  const auto [loss, local_step] = train_node_batch(st, batch);
+  if (local_step) {
+    st.progress.step = local_step->step;
+    record_step_metrics(
+      st, *local_step, std::chrono::duration<double>(clock_type::now() - step_started).count());
+  } else if (st.phase == swarm_phase::averaging) {
+    st.metrics.overlapped_samples.inc(samples);
+    st.window_overlapped += samples;
+    st.samples_overlapped += samples;
+  }
+  if (!std::isfinite(loss))
+    throw std::runtime_error("loss is not finite in epoch " + std::to_string(st.progress.epoch));
+  auto now = clock_type::now();
+  double seconds = std::chrono::duration<double>(now - st.last_batch).count();
+  st.last_batch = now;
+  if (seconds > 0) {
+    double rate = static_cast<double>(samples) / seconds;
+    st.samples_per_second = st.samples_per_second == 0
+                              ? rate
+                              : (1 - rate_smoothing) * st.samples_per_second +
+                                  rate_smoothing * rate;
+  }
+  st.epoch_samples += samples;
+  st.epoch_loss += loss;
+  st.epoch_batches += 1;
+  st.window_samples += samples;
+  report_progress(self);
+  if (st.ready_epoch == st.progress.epoch)
+    start_round(self);
+}
+
+// A joiner learns where the swarm is before its first batch: it may be far ahead, and steps taken
+// alone meanwhile would only be thrown away (or, worse, averaged with the swarm's).
+void finish_joining(trainer_pointer self, const swarm_progress& view) {
+  auto& st = self->state;
+  const bool heard = view.swarm_size > 1 && view.peers_reported > 0;
+  if (!heard && clock_type::now() < st.join_deadline)
+    return;
+  st.phase = swarm_phase::training;
+  if (heard)
+    spdlog::info("joined a swarm of {} peers at epoch {} (this peer: epoch {})", view.swarm_size,
+                 view.max_epoch, st.progress.epoch);
+  else
+    spdlog::warn("no peer of network.initial_peers answered within {:.0f} s; training alone "
+                 "until one does",
+                 std::chrono::duration<double>(join_wait(st.options.config)).count());
+}
+
+// Batches that arrived during a round or a download, one per message to itself: the ready
+// signal of the new epoch (urgent) overtakes the next one, so the queue cannot push the epoch
+// past train.target_batch_size (it did by the prefetch depth when drained in one go).
+void drain_waiting_batches(trainer_pointer self) {
+  auto& st = self->state;
+  if (st.drain_pending || batches_wait(st) || st.finishing || st.waiting_batches.empty())
+    return;
+  st.drain_pending = true;
+  self->send(self, drain_atom_v);
+}
+
+namespace {
+
+void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
+  auto& st = self->state;
+  const auto& values = *outcome.values;
+  const auto& mode = averaging_mode(st);
+  double lr = st.model->learning_rate(st.progress.step);
+  auto step_started = clock_type::now();
+  if (st.node) {
+    tell_node(st, node_command::apply_update);
+    auto update = torch::tensor(values, torch::kFloat32);
+    st.node->broadcast_(update, 0);
+  }
+  if (auto result = apply_round_values(st, values)) {
+    result->loss = st.round_loss;
+    result->samples = st.round_samples;
+    record_step_metrics(
+      st, *result, std::chrono::duration<double>(clock_type::now() - step_started).count());
+    st.progress.step = result->step;
+    lr = result->lr;
+  }
+  refresh_state_digest(st);
+  st.last_round = {outcome.group_size, outcome.seconds, outcome.averaged(), outcome.bytes_sent,
+                   outcome.bytes_received};
+  // Stepping alone while others exist means our state now differs from theirs, and stays so
+  // (later rounds average the same gradients, or pseudo-gradients, onto different weights; an
+  // average of parameters heals itself) until a download succeeds. Where digests are compared,
+  // that comparison finds the difference, and the swarm's rule (most holders, ties to the lowest
+  // id) picks the state to take even when every peer stepped alone; a flag could not, since each
+  // peer would wait for another to serve.
+  if (!outcome.averaged() && st.swarm_view.swarm_size > 1 && mode != "parameters" &&
+      st.state_digest == 0)
+    st.resync_needed = true;
+  st.window_loss += st.round_loss;
+  st.window_steps += 1;
+  st.progress.epoch += 1;
+  st.round_samples = 0;
+  st.round_loss = 0;
+  report_progress(self);
+  // Served even while resyncing: when every peer stepped alone, one of them must serve.
+  if (st.progress.epoch % st.options.config.averaging.state_every == 0)
+    serve_state(self);
+  after_step(self, lr);
+}
+
+// The swarm averaged this epoch without us: our gradient has no place in it. Applying it alone
+// would set this peer apart until a repair; instead it waits for the swarm's next state (the
+// progress actor reports the swarm ahead as soon as one peer is) and trains on from there.
+void miss_round(trainer_pointer self) {
+  auto& st = self->state;
+  st.phase = swarm_phase::missed;
+  st.round_samples = 0;
+  st.round_loss = 0;
+  const auto& averaging = st.options.config.averaging;
+  st.missed_deadline =
+    clock_type::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                          1000 * (2 * averaging.matchmaking_time + averaging.allreduce_timeout)));
+  peer_health::global().set(peer_health::activity::training);
+  report_progress(self);
+  if (st.swarm_view.max_epoch > st.progress.epoch)
+    catch_up(self, st.swarm_view.max_epoch, "the swarm is ahead", st.swarm_view.state_servers);
+}
+
+} // namespace
+
+// The swarm reached the target for this epoch: average, then apply.
+void start_round(trainer_pointer self) {
+  auto& st = self->state;
+  if (st.phase != swarm_phase::training || st.finishing || st.epoch_samples == 0)
+    return;
+  st.phase = swarm_phase::averaging;
+  peer_health::global().set(peer_health::activity::averaging,
+                            "epoch " + std::to_string(st.progress.epoch));
+  const auto& mode = averaging_mode(st);
+  std::vector<float> values;
+  try {
+    tell_node(st, node_command::take_round);
+    if (st.node && mode == "gradients")
+      sum_node_accumulation(*st.node, *st.model);
+  } catch (const node_collective_error& e) {
+    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
+                 e.what());
+    self->quit(make_error(errc::training_failed, e.what()));
+    return;
+  }
+  if (mode == "gradients") {
+    values = st.model->take_mean_gradient();
+  } else if (mode == "parameters") {
+    const auto& p = st.model->parameters().values();
+    values.assign(p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
+  } else {
+    values = st.outer->pseudo_gradient(st.model->parameters().values());
+  }
+  if (!st.tensor_bounds) {
+    auto bounds = std::make_shared<std::vector<uint64_t>>();
+    for (const auto& e : st.model->parameters().entries())
+      bounds->push_back(static_cast<uint64_t>(e.offset));
+    bounds->push_back(static_cast<uint64_t>(st.model->parameters().size()));
+    st.tensor_bounds = bounds;
+  }
+  st.round_samples = st.epoch_samples;
+  st.round_loss = st.epoch_loss / static_cast<double>(std::max<int64_t>(st.epoch_batches, 1));
+  st.epoch_samples = 0;
+  st.epoch_loss = 0;
+  st.epoch_batches = 0;
+  average_request request{st.progress.epoch,
+                          std::make_shared<const std::vector<float>>(std::move(values)),
+                          static_cast<double>(st.round_samples), st.tensor_bounds};
+  auto epoch = st.progress.epoch;
+  auto own_values = request.values;
+  self->request(st.options.averager, st.options.averaging_deadline, average_atom_v, request)
+    .then(
+      [=](average_outcome& outcome) {
+        auto& st = self->state;
+        if (outcome.result == round_result::missed) {
+          if (st.missed_epoch != epoch || !st.missed_expired) {
+            st.missed_epoch = epoch;
+            st.missed_expired = false;
+            miss_round(self);
+            return;
+          }
+          // Missed again after the swarm did not move past the epoch: the round that formed
+          // without this peer is long over and no state of it is coming (its peers stepped
+          // alone or left), so asking again would only be told "closed" again. Step alone.
+          spdlog::warn("epoch {}: missed again and no swarm state came; stepping alone", epoch);
+          outcome.result = round_result::alone;
+          outcome.values = own_values;
+        }
+        if (outcome.result == round_result::failed)
+          spdlog::warn("epoch {}: averaging failed ({}); stepping with local values", epoch,
+                       outcome.detail);
+        st.phase = swarm_phase::training;  // apply_outcome may settle after the last epoch
+        try {
+          apply_outcome(self, outcome);
+        } catch (const std::exception& e) {
+          spdlog::error("applying the round of epoch {} failed: {}", epoch, readable_error(e));
+          st.metrics.failures.inc();
+          self->quit(make_error(errc::training_failed, readable_error(e)));
+          return;
+        }
+        peer_health::global().set(peer_health::activity::training);
+        if (st.resync_needed)
+          catch_up(self, st.progress.epoch, "the last round had no partner",
+                   st.swarm_view.state_servers);
+        else if (!st.agreeing_servers.empty())
+          catch_up(self, st.progress.epoch, "the weights differ from the swarm's",
+                   std::exchange(st.agreeing_servers, {}));
+        drain_waiting_batches(self);
+      },
+      [=](const caf::error& err) {
+        // The averager itself did not answer in time: a bug or an overloaded peer. Restart.
+        spdlog::error("epoch {}: no answer from the averager: {}", epoch,
+                      self->system().render(err));
+        self->quit(make_error(errc::round_timeout, self->system().render(err)));
+      });
+}
+
+} // namespace ddactor::trainer_internal
