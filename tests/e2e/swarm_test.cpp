@@ -393,26 +393,6 @@ TEST_F(swarm, a_late_joiner_downloads_the_state_and_then_holds_identical_paramet
   EXPECT_NE(peers[0]->output().find("group of 4"), std::string::npos);
 }
 
-// A peer with two trainers (run.trainers = 2) is one peer to the swarm: its trainers sum their
-// gradients inside the node, rank 0 averages the sum with the other peer, and every trainer steps
-// with the round's outcome, so both peers hold bit-identical weights.
-TEST_F(swarm, a_peer_with_two_trainers_averages_their_summed_gradients_with_the_swarm) {
-  auto config = write_config(8, 2);
-  start_peer(0, config);
-  start_peer(1, config, {"--set", "run.trainers=2"});
-  for (int i = 0; i < 2; ++i)
-    expect_exit_ok(i);
-  expect_identical_at(5, {0, 1});
-  expect_identical_at(8, {0, 1});
-  const auto out = peers[1]->output();
-  EXPECT_NE(out.find("2 trainers in this peer"), std::string::npos) << out;
-  EXPECT_NE(out.find("group of 2"), std::string::npos) << out;
-  EXPECT_NE(out.find("epoch 8/8"), std::string::npos) << out;
-  // Rank 1 compares its weights with rank 0's at every round.
-  EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
-  EXPECT_EQ(out.find("restarting in"), std::string::npos) << out;
-}
-
 // A late joiner with two trainers downloads the swarm's state on rank 0, which hands it whole to
 // its other trainer before they train on together.
 TEST_F(swarm, a_late_joiner_with_two_trainers_takes_the_state_on_every_trainer) {
@@ -452,28 +432,23 @@ TEST_F(swarm, two_trainers_overlap_rounds_and_stop_together_on_ctrl_c) {
   EXPECT_EQ(out.find("restarting in"), std::string::npos) << out;
 }
 
-// Rank 1 of the two-trainer peer crashes mid-run: the peer restarts the set from rank 0's
-// checkpoint, rank 0 takes the swarm's state again and hands it to rank 1, and the run ends with
-// both peers bit-identical.
-TEST_F(swarm, a_crashed_rank_of_a_two_trainer_peer_restarts_its_set_and_rejoins_the_swarm) {
-  auto config = write_config(14, 2);
-  start_peer(0, config);
-  start_peer(1, config, {"--set", "run.trainers=2", "--set", "debug.crash_trainer_at_step=7"});
-  for (int i = 0; i < 2; ++i)
-    expect_exit_ok(i);
-  const auto out = peers[1]->output();
-  EXPECT_NE(out.find("injected trainer crash"), std::string::npos) << out;
-  EXPECT_NE(out.find("trainer restarted"), std::string::npos) << out;
-  EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
-  expect_identical_at(14, {0, 1});
-}
-
-// Averaging parameters or DiLoCo pseudo-gradients, a peer of two trainers is one peer too: each
-// of its local steps is the node's step (both trainers' slices summed, the same step on both),
-// rank 0 averages its parameters or pseudo-gradient with the other peer, and both trainers apply
-// the round's outcome. Both peers hold the same weights after each round (their optimizer moments
-// stay local), and in DiLoCo the same outer anchor and momentum.
-class swarm_node_mode : public swarm, public ::testing::WithParamInterface<std::string> {};
+// A peer with two trainers (run.trainers = 2) is one peer to the swarm in every averaging mode.
+// Averaging gradients, its trainers sum their epoch's gradients inside the node, rank 0 averages
+// the sum with the other peer and every trainer steps with the round's outcome: the peers hold
+// bit-identical weights and optimizer state. Averaging parameters or DiLoCo pseudo-gradients,
+// each local step is the node's step (both trainers' slices summed, the same step on both), rank
+// 0 averages its parameters or pseudo-gradient and both trainers apply the outcome: the peers hold
+// the same weights (their optimizer moments stay local), in DiLoCo the same outer anchor and
+// momentum.
+class swarm_node_mode : public swarm, public ::testing::WithParamInterface<std::string> {
+ protected:
+  // What the peers share after a round: everything, or the weights and DiLoCo's outer state.
+  std::vector<std::string> shared_prefixes() const {
+    if (GetParam() == "gradients")
+      return {};
+    return {"model.", "outer."};
+  }
+};
 
 TEST_P(swarm_node_mode, a_peer_with_two_trainers_steps_as_one_and_takes_the_round_s_outcome) {
   auto config = write_config(8, 2);
@@ -485,7 +460,7 @@ TEST_P(swarm_node_mode, a_peer_with_two_trainers_steps_as_one_and_takes_the_roun
   for (int i = 0; i < 2; ++i)
     expect_exit_ok(i);
   for (int64_t epoch : {5, 8})
-    expect_identical_at(epoch, {0, 1}, {"model.", "outer."});
+    expect_identical_at(epoch, {0, 1}, shared_prefixes());
   const auto out = peers[1]->output();
   EXPECT_NE(out.find("2 trainers in this peer"), std::string::npos) << out;
   EXPECT_NE(out.find("group of 2"), std::string::npos) << out;
@@ -510,10 +485,11 @@ TEST_P(swarm_node_mode, a_crashed_rank_restarts_its_set_which_takes_the_swarm_s_
   EXPECT_NE(out.find("injected trainer crash"), std::string::npos) << out;
   EXPECT_NE(out.find("trainer restarted"), std::string::npos) << out;
   EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
-  expect_identical_at(14, {0, 1}, {"model.", "outer."});
+  expect_identical_at(14, {0, 1}, shared_prefixes());
 }
 
-INSTANTIATE_TEST_SUITE_P(modes, swarm_node_mode, ::testing::Values("parameters", "diloco"));
+INSTANTIATE_TEST_SUITE_P(modes, swarm_node_mode,
+                         ::testing::Values("gradients", "parameters", "diloco"));
 
 // With top-k, AdamW's catch-up counts are shared state too: a joiner that did not get them would
 // step differently from its first round on (and be repaired as a split, which must not happen).
