@@ -10,6 +10,7 @@
 #include "actors/progress.hpp"
 #include "actors/state_server.hpp"
 #include "actors/trainer.hpp"
+#include "models/out_of_memory.hpp"
 #include "runtime/announced_addresses.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/local_addresses.hpp"
@@ -211,6 +212,22 @@ void schedule_restart(peer_pointer self, child_kind kind, const caf::error& reas
 // trainer has retried with backoff already) or a configuration that cannot work.
 bool restart_can_help(const caf::error& reason) {
   return reason != errc::io_failure && reason != errc::invalid_config;
+}
+
+constexpr auto out_of_memory_restart_delay = std::chrono::milliseconds(500);
+
+// A trainer ran out of memory: its set restarts with half the micro-batch (the same steps in
+// less memory, models/model_trainer.hpp). False when one example at a time did not fit.
+bool shrink_micro_batch(peer_pointer self) {
+  auto& data = self->state.options.config.data;
+  const auto smaller = smaller_micro_batch(data.micro_batch_size, data.batch_size);
+  if (smaller == 0)
+    return false;
+  spdlog::warn("a trainer ran out of memory; the trainers restart in {} ms with micro-batches of "
+               "{} (data.micro_batch_size was {})",
+               out_of_memory_restart_delay.count(), smaller, data.micro_batch_size);
+  data.micro_batch_size = smaller;
+  return true;
 }
 
 std::chrono::milliseconds seconds(double s) {
@@ -418,6 +435,23 @@ caf::behavior peer(peer_pointer self, peer_options options) {
           self->quit();
         else
           self->quit(dm.reason);
+        return;
+      }
+      if (dm.reason == errc::out_of_memory) {
+        if (!shrink_micro_batch(self)) {
+          spdlog::critical("trainer ran out of memory with one example at a time ({}); a "
+                           "restart cannot help",
+                           self->system().render(dm.reason));
+          shut_down_children(self);
+          self->quit(dm.reason);
+          return;
+        }
+        // Not from the crash budget: each restart tries half the memory, so there are at most
+        // log2(batch) of them.
+        end_trainer_set(self);
+        st.metrics.restarts.with({to_string(child_kind::trainer)}).inc();
+        self->delayed_send(self, out_of_memory_restart_delay, restart_atom_v,
+                           static_cast<uint8_t>(child_kind::trainer));
         return;
       }
       end_trainer_set(self);

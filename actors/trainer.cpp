@@ -15,6 +15,7 @@
 #include "actors/trainer_state.hpp"
 #include "models/model_config.hpp"
 #include "models/node_training.hpp"
+#include "models/out_of_memory.hpp"
 #include "models/readable_error.hpp"
 #include "monitoring/peer_health.hpp"
 #include "runtime/actor_ticks.hpp"
@@ -51,11 +52,45 @@ void record_step_metrics(trainer_state& st, const step_result& r, double seconds
   st.metrics.learning_rate.set(r.lr);
 }
 
-void check_injected_crash(const trainer_state& st) {
+namespace {
+
+// Examples a step of `batch` runs forward and backward at a time (data.micro_batch_size).
+int64_t examples_at_once(const trainer_state& st, int64_t batch_count) {
+  const int64_t micro = st.model->settings().micro_batch_size;
+  return micro > 0 ? std::min(micro, batch_count) : batch_count;
+}
+
+} // namespace
+
+void check_injected_faults(const trainer_state& st, const training_batch& batch) {
   const auto& cfg = st.options.config;
   if (st.options.inject_crash && cfg.debug.crash_trainer_at_step > 0 &&
       current_step(st) + 1 == cfg.debug.crash_trainer_at_step)
     throw std::runtime_error("injected trainer crash (debug.crash_trainer_at_step)");
+  if (cfg.debug.out_of_memory_above > 0 &&
+      examples_at_once(st, batch.count) > cfg.debug.out_of_memory_above)
+    throw_out_of_memory("injected out of memory (debug.out_of_memory_above)");
+}
+
+// What a failed step ends the trainer with: out of memory (the peer restarts it with a smaller
+// micro-batch; the detail names the size, so that a restart that fails again is not taken for
+// the same failure) or a training failure.
+caf::error step_failure(trainer_state& st, const std::exception& e) {
+  const auto who = st.options.ranks > 1
+                     ? fmt::format("trainer {} of {}", st.options.rank, st.options.ranks)
+                     : std::string("trainer");
+  const auto where = fmt::format("{} {}", st.swarm ? "epoch" : "step", current_step(st) + 1);
+  if (is_out_of_memory(e)) {
+    const int64_t at_once = examples_at_once(st, st.options.config.data.batch_size);
+    st.metrics.out_of_memory.inc();
+    spdlog::error("{} ran out of memory at {} with {} examples at a time: {}", who, where,
+                  at_once, readable_error(e));
+    return make_error(errc::out_of_memory, std::to_string(at_once) +
+                                             " examples at a time: " + readable_error(e));
+  }
+  st.metrics.failures.inc();
+  spdlog::error("{} failed at {}: {}", who, where, readable_error(e));
+  return make_error(errc::training_failed, readable_error(e));
 }
 
 namespace {
@@ -174,7 +209,7 @@ namespace {
 
 void train_alone(trainer_pointer self, const training_batch& batch) {
   auto& st = self->state;
-  check_injected_crash(st);
+  check_injected_faults(st, batch);
   auto step_started = clock_type::now();
   st.model->accumulate(batch);
   if (st.node)
@@ -234,10 +269,7 @@ void train_batch(trainer_pointer self, std::shared_ptr<const training_batch> bat
                  current_step(st) + 1, e.what());
     self->quit(make_error(errc::training_failed, e.what()));
   } catch (const std::exception& e) {
-    spdlog::error("trainer failed at {} {}: {}", st.swarm ? "epoch" : "step",
-                  current_step(st) + 1, readable_error(e));
-    st.metrics.failures.inc();
-    self->quit(make_error(errc::training_failed, readable_error(e)));
+    self->quit(step_failure(st, e));
   }
 }
 

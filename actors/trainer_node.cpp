@@ -119,7 +119,7 @@ void follow_rank_zero(trainer_pointer self) {
         st.progress.data_epoch = batch->epoch_after;
         st.progress.data_position = batch->position_after;
         self->send(st.loader, credit_atom_v, int32_t{1});
-        check_injected_crash(st);
+        check_injected_faults(st, *batch);
         const auto [loss, local_step] = train_node_batch(st, *batch);
         if (!std::isfinite(loss))
           throw std::runtime_error("loss is not finite in epoch " +
@@ -170,10 +170,7 @@ void follow_with_batch(trainer_pointer self, std::shared_ptr<const training_batc
                  st.progress.epoch, e.what());
     self->quit(make_error(errc::training_failed, e.what()));
   } catch (const std::exception& e) {
-    spdlog::error("trainer {} of {} failed in epoch {}: {}", st.options.rank, st.options.ranks,
-                  st.progress.epoch, readable_error(e));
-    st.metrics.failures.inc();
-    self->quit(make_error(errc::training_failed, readable_error(e)));
+    self->quit(step_failure(st, e));
   }
 }
 

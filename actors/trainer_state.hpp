@@ -166,7 +166,8 @@ const std::string& averaging_mode(const trainer_state& st);
 int64_t current_step(const trainer_state& st);
 bool reached_limit(const trainer_state& st);
 void record_step_metrics(trainer_state& st, const step_result& r, double seconds);
-void check_injected_crash(const trainer_state& st);
+void check_injected_faults(const trainer_state& st, const training_batch& batch);
+caf::error step_failure(trainer_state& st, const std::exception& e);
 void finish(trainer_pointer self, const char* why);
 void after_step(trainer_pointer self, double lr);
 

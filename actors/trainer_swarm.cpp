@@ -319,7 +319,7 @@ void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
 // One batch of an epoch: accumulate the gradient, or take a local step.
 void train_in_swarm(trainer_pointer self, const training_batch& batch) {
   auto& st = self->state;
-  check_injected_crash(st);
+  check_injected_faults(st, batch);
   // With several trainers the swarm sees the node: its samples are those of all its ranks.
   const int64_t samples = batch.node_count > 0 ? batch.node_count : batch.count;
   report_progress(self, samples);

@@ -769,6 +769,7 @@ section_schema debug_keys() {
   return bind_section("debug", &run_config::debug, {
       field("crash_trainer_at_step", &debug_section::crash_trainer_at_step, at_least(0)),
       field("crash_trainer_every_time", &debug_section::crash_trainer_every_time),
+      field("out_of_memory_above", &debug_section::out_of_memory_above, at_least(0)),
       field("crash_loader_after_batches", &debug_section::crash_loader_after_batches,
             at_least(0)),
       field("die_in_round", &debug_section::die_in_round, at_least(0)),

@@ -381,6 +381,9 @@ struct debug_section {
   int64_t crash_trainer_at_step = 0;
   /// ... and again in every restarted trainer, as a deterministic failure would.
   bool crash_trainer_every_time = false;
+  /// A step that runs more than this many examples at a time (its micro-batch, or its whole
+  /// batch) fails as out of memory, as on a device that fits this many (0: never).
+  int64_t out_of_memory_above = 0;
   /// The data loader throws once after producing this many batches (0: never).
   int64_t crash_loader_after_batches = 0;
   /// The process kills itself (SIGKILL) in the middle of the averaging round of this epoch

@@ -31,7 +31,11 @@ training_metrics::training_metrics(metrics_registry& r)
       r.counter("ddactor_training_overlapped_samples_total",
                 "Samples trained while this peer's previous epoch was being averaged "
                 "(averaging.overlap): their gradients are one update old when applied.")
-        .with()) {}
+        .with()),
+    out_of_memory(r.counter("ddactor_training_out_of_memory_total",
+                            "Training steps that ran out of memory; the trainer restarted with "
+                            "half the micro-batch (data.micro_batch_size).")
+                    .with()) {}
 
 data_metrics::data_metrics(metrics_registry& r)
   : batches(r.counter("ddactor_data_batches_total", "Batches produced by the data loader.")

@@ -18,6 +18,7 @@ std::string to_string(errc x) {
     case errc::io_failure: return "io_failure";
     case errc::not_leader: return "not_leader";
     case errc::overloaded: return "overloaded";
+    case errc::out_of_memory: return "out_of_memory";
   }
   return "unknown";
 }

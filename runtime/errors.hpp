@@ -38,6 +38,8 @@ enum class errc : uint8_t {
   overloaded,
   /// A round join came after the leader had formed that epoch's groups.
   round_closed,
+  /// A training step ran out of memory (host or GPU); a smaller micro-batch may fit.
+  out_of_memory,
 };
 
 std::string to_string(errc x);

@@ -65,6 +65,39 @@ TEST_F(node_trainers, two_trainers_in_micro_batches_end_where_one_with_twice_the
               difference.compared, steps, static_cast<double>(difference.largest));
 }
 
+// A step that runs out of memory (injected: only one example at a time fits) restarts the
+// trainers with half the micro-batch, six times (64, 32, ..., 2 fail; more restarts than the
+// crash budget allows, as each tries less memory), and the run ends where a run one example at a
+// time from the start ends: the same data, the same steps.
+TEST_F(node_trainers, out_of_memory_halves_the_micro_batch_until_the_step_fits) {
+  constexpr int steps = 4;
+  ASSERT_EQ(run_ddactor({"--config", config("oom", steps).string(), "--set", "data.batch_size=64",
+                         "--set", "debug.out_of_memory_above=1"},
+                        log("oom")),
+            0)
+    << read_text_file(log("oom"));
+  ASSERT_EQ(run_ddactor({"--config", config("fits", steps).string(), "--set",
+                         "data.batch_size=64", "--set", "data.micro_batch_size=1"},
+                        log("fits")),
+            0)
+    << read_text_file(log("fits"));
+  const auto out = read_text_file(log("oom"));
+  for (int at_once = 64; at_once >= 2; at_once /= 2) {
+    EXPECT_NE(out.find("ran out of memory at step 1 with " + std::to_string(at_once) +
+                       " examples at a time"),
+              std::string::npos)
+      << at_once << "\n" << out;
+    EXPECT_NE(out.find("with micro-batches of " + std::to_string(at_once / 2) + " "),
+              std::string::npos)
+      << at_once << "\n" << out;
+  }
+  EXPECT_EQ(out.find("giving up"), std::string::npos) << out;
+  const auto oom = newest_checkpoint(dir.path() / "oom");
+  EXPECT_EQ(oom.metadata.at("step"), std::to_string(steps));
+  EXPECT_EQ(oom.metadata.at("data_position"), std::to_string(steps * 64));
+  compare_checkpoints(newest_checkpoint(dir.path() / "fits"), oom, 1e-6f);
+}
+
 TEST_F(node_trainers, a_crashed_trainer_restarts_the_set_from_the_checkpoint_and_loses_no_step) {
   ASSERT_EQ(run_ddactor({"--config", config("crash", 40).string(), "--set", "run.trainers=2",
                          "--set", "debug.crash_trainer_at_step=15", "--set",
