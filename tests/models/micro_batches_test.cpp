@@ -10,6 +10,7 @@
 #include "models/router_trainer.hpp"
 #include "runtime/training_batch_slice.hpp"
 #include "tests/models/tiny_dit.hpp"
+#include "tests/models/tiny_router.hpp"
 
 namespace ddactor {
 namespace {
@@ -81,13 +82,7 @@ TEST(micro_batches, of_a_node_slice_draw_as_the_slice_does) {
 }
 
 TEST(micro_batches, the_router_takes_the_steps_of_the_whole_batch) {
-  router_options o;
-  o.image_size = 8;
-  o.patch_size = 4;
-  o.hidden_size = 16;
-  o.depth = 1;
-  o.num_heads = 2;
-  o.num_experts = 2;
+  auto o = tiny_router::options();
   o.num_classes = 2;  // class dropout draws too
   router_trainer whole(o, settings(0));
   router_trainer micro(o, settings(2));

@@ -2,25 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/tiny_router.hpp"
+
 namespace ddactor {
 namespace {
-
-router_options tiny() {
-  router_options o;
-  o.image_size = 8;
-  o.patch_size = 4;
-  o.hidden_size = 16;
-  o.depth = 1;
-  o.num_heads = 2;
-  o.num_experts = 2;
-  return o;
-}
 
 TEST(router, starts_uniform_and_learns_which_cluster_an_image_is_from) {
   trainer_settings s;
   s.lr = 3e-3;
   s.warmup_steps = 0;
-  router_trainer trainer(tiny(), s);
+  router_trainer trainer(tiny_router::options(), s);
   auto p0 = trainer.model()->probabilities(torch::randn({3, 1, 8, 8}), torch::rand({3}));
   EXPECT_TRUE(torch::allclose(p0, torch::full_like(p0, 0.5f)));
   // Cluster 0: dark images; cluster 1: bright ones.
@@ -45,7 +36,7 @@ TEST(router, starts_uniform_and_learns_which_cluster_an_image_is_from) {
 // With class-pure clusters the image alone says nothing at t = 1 (pure noise), the class does:
 // a class-conditioned router learns p(cluster | class) there, and the prior for the null class.
 TEST(router, conditioned_on_the_class_it_routes_pure_noise_by_class) {
-  auto o = tiny();
+  auto o = tiny_router::options();
   o.num_classes = 3;
   trainer_settings s;
   s.lr = 3e-3;
@@ -81,7 +72,7 @@ TEST(router, conditioned_on_the_class_it_routes_pure_noise_by_class) {
 }
 
 TEST(router, metadata_round_trips) {
-  auto options = tiny();
+  auto options = tiny_router::options();
   options.num_classes = 10;
   router_trainer trainer(options, {});
   auto o = router_options_of(trainer.describe());
@@ -92,7 +83,7 @@ TEST(router, metadata_round_trips) {
 }
 
 TEST(router, refuses_clusters_and_classes_out_of_range_or_missing) {
-  auto options = tiny();
+  auto options = tiny_router::options();
   options.num_classes = 3;
   router_trainer trainer(options, {});
   training_batch b;
