@@ -109,6 +109,9 @@ vouched_states progress_tracker::vouched(time_point now) const {
         if (epoch <= r.report.epoch)
           claims.push_back({id, epoch, digest});
   }
+  // Peers in the view count before they report: otherwise, in the moment after a join when
+  // only a hostile peer has reported yet, its word alone would be a quorum of the one reporter.
+  others = std::max(others, static_cast<std::size_t>(std::max(swarm_size_ - 1, 0)));
   return vouch(claims, required_vouchers(options_.state_quorum, others));
 }
 

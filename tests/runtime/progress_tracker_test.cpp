@@ -201,6 +201,28 @@ TEST(progress_tracker, one_peer_claiming_a_far_future_epoch_is_not_followed) {
   EXPECT_FALSE(may_take(vouched, 4, 7));  // c alone holds it so far
 }
 
+// CI of stop 26: three peers in view, and the hostile one's report came first; counting only the
+// peers that had reported, its word alone was a quorum of one and two honest peers downloaded
+// its forged state. Peers in the view count before they report.
+TEST(progress_tracker, a_lone_first_report_is_no_quorum_while_others_are_in_view) {
+  auto t = tracker_for('a');
+  const auto now = clock_type::now();
+  t.on_own_progress(0, 0, 10, 1, false, true);
+  t.keep_peers({id('m'), id('c')}, 3);
+  t.on_report(report('m', 100000, 0, 9), now);
+  EXPECT_EQ(t.update(now).what, kind::none);
+  EXPECT_EQ(t.estimate(now).quorum_epoch, 0);
+  EXPECT_EQ(t.vouched(now).required, 2u);
+  EXPECT_FALSE(may_take(t.vouched(now), 100000, 9));
+  // Two peers alone still follow each other.
+  auto pair = tracker_for('a');
+  pair.on_own_progress(0, 0, 10, 1, false, true);
+  pair.keep_peers({id('c')}, 2);
+  pair.on_report(report('c', 4, 0, 7), now);
+  EXPECT_EQ(pair.update(now).what, kind::behind);
+  EXPECT_TRUE(may_take(pair.vouched(now), 4, 7));
+}
+
 TEST(progress_tracker, sources_a_quorum_vouches_for_come_first) {
   auto t = tracker_for('a');
   const auto now = clock_type::now();
