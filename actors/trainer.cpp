@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "actors/trainer_state.hpp"
+#include "models/device_transfer.hpp"
 #include "models/model_config.hpp"
 #include "models/node_training.hpp"
 #include "models/out_of_memory.hpp"
@@ -44,6 +45,8 @@ bool reached_limit(const trainer_state& st) {
 }
 
 void record_step_metrics(trainer_state& st, const step_result& r, double seconds) {
+  if (r.skipped)
+    st.metrics.skipped_steps.inc();
   st.metrics.step_seconds.observe(seconds);
   st.metrics.steps.inc();
   st.metrics.samples.inc(r.samples);
@@ -279,6 +282,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
   st.swarm = st.options.progress != nullptr && st.options.averager != nullptr;
   auto settings = make_trainer_settings(st.options.config);
   settings.noise_seed = st.options.noise_seed;
+  settings.device = parse_training_device(st.options.config.run.device_of_rank(st.options.rank));
   {
     // Initial weights come from LibTorch's global generator (seeded with run.seed while the
     // model is built): the trainers of one peer, built at once, would interleave its draws.

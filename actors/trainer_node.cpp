@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "actors/trainer_state.hpp"
+#include "models/device_transfer.hpp"
 #include "models/node_training.hpp"
 #include "models/readable_error.hpp"
 #include "runtime/errors.hpp"
@@ -22,7 +23,7 @@ namespace {
 
 // Identical replicas have identical digests; checked once per round, before the node's sum.
 int64_t weights_digest(model_trainer& model) {
-  const auto& weights = model.parameters().values();
+  const auto weights = on_host(model.parameters().values());
   return static_cast<int64_t>(
     state_digest_of({weights.data_ptr<float>(), static_cast<size_t>(weights.numel())}));
 }

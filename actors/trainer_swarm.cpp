@@ -14,6 +14,7 @@
 
 #include "actors/state_download.hpp"
 #include "actors/trainer_state.hpp"
+#include "models/device_transfer.hpp"
 #include "models/node_training.hpp"
 #include "models/readable_error.hpp"
 #include "models/shared_state.hpp"
@@ -165,7 +166,7 @@ void refresh_state_digest(trainer_state& st) {
   const auto& averaging = st.options.config.averaging;
   if (!split_repair_possible(averaging.state_compression, averaging.state_every))
     return;
-  const auto& weights = st.model->parameters().values();
+  const auto weights = on_host(st.model->parameters().values());
   st.state_digest = state_digest_of(
     {weights.data_ptr<float>(), static_cast<size_t>(weights.numel())});
 }
@@ -472,8 +473,7 @@ void start_round(trainer_pointer self) {
   if (mode == "gradients") {
     values = st.model->take_mean_gradient();
   } else if (mode == "parameters") {
-    const auto& p = st.model->parameters().values();
-    values.assign(p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
+    values = host_floats(st.model->parameters().values());
   } else {
     values = st.outer->pseudo_gradient(st.model->parameters().values());
   }

@@ -305,6 +305,8 @@ Examples:
 
   try {
     ddactor::check_device(config.run.device);
+    for (const auto& device : config.run.devices)
+      ddactor::check_device(device);
     if (!config.model.pretrained.empty() && (*serve_cmd || *serve_expert_cmd))
       throw std::invalid_argument(
         "ddactor serve routes a DDM of pixel DiTs; a run with model.pretrained (a Stable "

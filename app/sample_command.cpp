@@ -9,6 +9,7 @@
 #include "app/inference_model.hpp"
 #include "app/sd_commands.hpp"
 #include "app/stop_signal.hpp"
+#include "models/device_transfer.hpp"
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
 #include "models/latent_dit_sampling.hpp"
@@ -37,6 +38,7 @@ int sample_latent_dit(const run_config& config, const inference_model& loaded,
   sd_pipeline_options options;
   options.unet = false;
   auto pipeline = load_sd_pipeline(config.model.pretrained, options);
+  pipeline.to(parse_training_device(config.run.device_of_rank(0)));
   latent_dit_request latent;
   latent.prompts = request.prompts;
   if (latent.prompts.empty())
@@ -75,8 +77,17 @@ int sample_command(const run_config& config, const sample_request& request) {
     loaded.model = ddm.experts.front();
     loaded.checkpoint = expert_config(config, 0).run_dir();
   }
+  // On the run's (first) device; the noise is drawn on the host, so a seed gives the same images.
+  const auto device = parse_training_device(config.run.device_of_rank(0));
+  loaded.model->to(device);
+  if (ddm.routing) {
+    ddm.routing->to(device);
+    for (auto& expert : ddm.experts)
+      expert->to(device);
+  }
   const auto& o = loaded.model->options();
   generation_settings gen;
+  gen.device = device;
   gen.steps = request.steps.value_or(config.sample.steps);
   gen.sampler = parse_sampler(request.sampler.value_or(config.sample.sampler));
   gen.cfg_scale = request.cfg_scale.value_or(config.sample.cfg_scale);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "app/stop_signal.hpp"
+#include "models/device_transfer.hpp"
 #include "models/sd/latent_cache.hpp"
 #include "models/sd/sd_fine_tune.hpp"
 #include "models/sd/sd_sampling.hpp"
@@ -42,6 +43,8 @@ std::shared_ptr<const sd_example_set> load_latent_examples(const run_config& con
   sd_pipeline_options pipeline_options;
   pipeline_options.unet = false;
   auto pipeline = load_sd_pipeline(config.model.pretrained, pipeline_options);
+  // Encoding the latents once is the VAE's heaviest work: on the first trainer's device.
+  pipeline.to(parse_training_device(config.run.device_of_rank(0)));
   sd_data_report report;
   return std::make_shared<const sd_example_set>(
     prepare_sd_examples(pipeline, latent_data_options(config, pipeline), report));
@@ -80,6 +83,7 @@ int sd_sample_command(const run_config& config, const sample_request& request) {
     model = load_sd_fine_tune(config.model.pretrained, checkpoint, request.raw_weights);
   }
 
+  model.pipeline.to(parse_training_device(config.run.device_of_rank(0)));
   sd_sampling_settings settings;
   const auto sampler_name = request.sampler.value_or(config.sample.sampler);
   settings.sampler =

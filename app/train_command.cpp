@@ -180,6 +180,9 @@ int train_command(const run_config& config) {
   auto checkpoint_age = register_checkpoint_age(global_metrics(), checkpoint_age_baseline(run_dir));
   auto activity = register_peer_activity(global_metrics(), peer_health::global());
   auto device_memory = register_device_memory_metrics(global_metrics(), config.run.device);
+  for (const auto& device : config.run.devices)
+    for (auto& gauge : register_device_memory_metrics(global_metrics(), device))
+      device_memory.push_back(std::move(gauge));
   // The swarm as this peer sees it: written by its actors, read by the status page and by
   // `ddactor status` (through membership). Declared before the server that reads it.
   auto status_board = std::make_shared<swarm_status_board>(

@@ -25,6 +25,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <type_traits>
 #include <utility>
 
@@ -422,19 +423,37 @@ auto public_keys() {
 }
 
 /// "cpu", "cuda" or "cuda:N".
+bool is_device_name(const std::string& value) {
+  if (value == "cpu" || value == "cuda")
+    return true;
+  constexpr std::string_view cuda_prefix = "cuda:";
+  constexpr size_t max_index_digits = 4;
+  return value.size() > cuda_prefix.size() &&
+         value.size() <= cuda_prefix.size() + max_index_digits &&
+         value.compare(0, cuda_prefix.size(), cuda_prefix) == 0 &&
+         std::all_of(value.begin() + cuda_prefix.size(), value.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
 auto device_name() {
   return [](const std::string& value) -> std::optional<std::string> {
-    if (value == "cpu" || value == "cuda")
-      return std::nullopt;
-    constexpr std::string_view cuda_prefix = "cuda:";
-    constexpr size_t max_index_digits = 4;
-    if (value.size() > cuda_prefix.size() &&
-        value.size() <= cuda_prefix.size() + max_index_digits &&
-        value.compare(0, cuda_prefix.size(), cuda_prefix) == 0 &&
-        std::all_of(value.begin() + cuda_prefix.size(), value.end(),
-                    [](char c) { return c >= '0' && c <= '9'; }))
+    if (is_device_name(value))
       return std::nullopt;
     return "\"cpu\", \"cuda\" or \"cuda:N\" (N a device index)";
+  };
+}
+
+// run.devices: distinct CUDA devices, one trainer each (several CPU trainers: run.trainers).
+auto device_list() {
+  return [](const std::vector<std::string>& values) -> std::optional<std::string> {
+    const std::set<std::string> distinct(values.begin(), values.end());
+    if (distinct.size() == values.size() && values.size() <= 64 &&
+        std::all_of(values.begin(), values.end(), [](const std::string& value) {
+          return is_device_name(value) && value.rfind("cuda:", 0) == 0;
+        }))
+      return std::nullopt;
+    return "a list of distinct \"cuda:N\" devices, one trainer each (several trainers on the "
+           "CPU: run.trainers)";
   };
 }
 
@@ -570,6 +589,7 @@ section_schema run_keys() {
       field("threads", &run_section::threads, within(0, 1024)),
       field("trainers", &run_section::trainers, within(1, 64)),
       field("device", &run_section::device, device_name()),
+      field("devices", &run_section::devices, device_list()),
   });
 }
 
@@ -1126,14 +1146,22 @@ const std::vector<cross_key_rule>& cross_key_rules() {
        }},
       {{"run.trainers", "run.device"},
        [](const run_config& c) -> std::optional<std::string> {
-         if (c.run.trainers == 1 || c.run.device == "cpu")
+         if (c.run.trainers == 1 || c.run.device == "cpu" || !c.run.devices.empty())
            return std::nullopt;
-         return "run.trainers > 1 splits a CPU's threads; several trainers on CUDA devices are "
-                "not supported yet";
+         return "run.trainers > 1 splits a CPU's threads; for one trainer per GPU list them in "
+                "run.devices = [\"cuda:0\", \"cuda:1\"]";
+       }},
+      {{"run.devices", "run.trainers"},
+       [](const run_config& c) -> std::optional<std::string> {
+         if (c.run.devices.empty() || c.run.trainers == 1 ||
+             c.run.trainers == static_cast<int>(c.run.devices.size()))
+           return std::nullopt;
+         return "run.devices names one trainer per device; leave run.trainers out (or set it "
+                "to their number)";
        }},
       {{"train.precision", "run.device"},
        [](const run_config& c) -> std::optional<std::string> {
-         if (c.train.precision != "fp16" || c.run.device != "cpu")
+         if (c.train.precision != "fp16" || c.run.device != "cpu" || !c.run.devices.empty())
            return std::nullopt;
          return "train.precision = \"fp16\" needs a CUDA device (run.device): LibTorch's CPU "
                 "autocast computes in bf16 only; use \"bf16\" on a CPU";
@@ -1344,6 +1372,9 @@ run_config parse_run_config(std::string_view toml_text, const std::filesystem::p
   apply_source_defaults(config, origins);
   apply_preset(config, origins);
   check_cross_key_rules(config, origins, machine);
+  // run.devices names the trainers: one per device.
+  if (!config.run.devices.empty())
+    config.run.trainers = static_cast<int>(config.run.devices.size());
   return config;
 }
 

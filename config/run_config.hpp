@@ -29,6 +29,15 @@ struct run_section {
   int trainers = 1;
   /// "cpu", "cuda" or "cuda:N" (CUDA needs a build with DDACTOR_CUDA and a GPU).
   std::string device = "cpu";
+  /// One trainer per device listed (["cuda:0", "cuda:1"]): rank r trains on devices[r], and
+  /// run.trainers is their number. Empty: run.trainers trainers on run.device.
+  std::vector<std::string> devices{};
+
+  /// The device rank `rank` of this peer's trainers trains on (run.device past the list).
+  const std::string& device_of_rank(int rank) const {
+    const auto index = static_cast<size_t>(rank);
+    return index < devices.size() ? devices[index] : device;
+  }
 
   bool operator==(const run_section&) const = default;
 };

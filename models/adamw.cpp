@@ -5,12 +5,12 @@
 
 namespace ddactor {
 
-flat_adamw::flat_adamw(int64_t size, adamw_options options)
+flat_adamw::flat_adamw(int64_t size, adamw_options options, const torch::Device& device)
   : options_(options),
-    exp_avg_(torch::zeros({size}, torch::kFloat32)),
-    exp_avg_sq_(torch::zeros({size}, torch::kFloat32)) {
+    exp_avg_(torch::zeros({size}, torch::TensorOptions(torch::kFloat32).device(device))),
+    exp_avg_sq_(torch::zeros_like(exp_avg_)) {
   if (options_.sparse_catch_up)
-    pending_rounds_ = torch::zeros({size}, torch::kFloat32);
+    pending_rounds_ = torch::zeros_like(exp_avg_);
 }
 
 void flat_adamw::step(torch::Tensor& params, const torch::Tensor& grads, double lr) {

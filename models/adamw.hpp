@@ -30,7 +30,8 @@ struct adamw_options {
 
 class flat_adamw {
  public:
-  flat_adamw(int64_t size, adamw_options options);
+  /// Its state lives on `device`, beside the parameters it updates.
+  flat_adamw(int64_t size, adamw_options options, const torch::Device& device = torch::kCPU);
 
   /// One update of `params` in place with gradient `grads` at learning rate `lr`.
   void step(torch::Tensor& params, const torch::Tensor& grads, double lr);

@@ -45,10 +45,10 @@ torch::Tensor diffusion_trainer::batch_loss(const training_batch& batch,
       batch.width != model_options_.image_size)
     throw std::invalid_argument("batch shape does not match the model");
   // from_blob does not copy; the batch outlives this call.
-  auto x0 = torch::from_blob(const_cast<float*>(batch.images.data()),
-                             {batch.count, batch.channels, batch.height, batch.width},
-                             torch::kFloat32);
-  return flow_loss(x0, condition_of(batch), generator, batch);
+  auto x0 = on_device(torch::from_blob(const_cast<float*>(batch.images.data()),
+                                       {batch.count, batch.channels, batch.height, batch.width},
+                                       torch::kFloat32));
+  return flow_loss(x0, condition_of(batch).to(x0.device()), generator, batch);
 }
 
 torch::Tensor diffusion_trainer::flow_loss(const torch::Tensor& x0, dit_condition cond,
@@ -60,13 +60,14 @@ torch::Tensor diffusion_trainer::flow_loss(const torch::Tensor& x0, dit_conditio
   const int64_t total = draws.total();
   auto noise_shape = x0.sizes().vec();
   noise_shape[0] = total;
-  auto noise = draws.rows(at::randn(noise_shape, generator, torch::kFloat32));
-  auto t = torch::sigmoid(draws.rows(at::randn({total}, generator, torch::kFloat32)) *
-                            settings_.logit_normal_std +
-                          settings_.logit_normal_mean);
+  // Drawn on the host (see trainer_settings::device), then moved beside x0.
+  auto noise = on_device(draws.rows(at::randn(noise_shape, generator, torch::kFloat32)));
+  auto t = on_device(torch::sigmoid(draws.rows(at::randn({total}, generator, torch::kFloat32)) *
+                                      settings_.logit_normal_std +
+                                    settings_.logit_normal_mean));
   if (model_options_.conditioning != "none")
-    cond.is_null =
-      draws.rows(at::rand({total}, generator, torch::kFloat32)).lt(settings_.condition_dropout);
+    cond.is_null = on_device(
+      draws.rows(at::rand({total}, generator, torch::kFloat32)).lt(settings_.condition_dropout));
   auto prediction = model_->forward(interpolate_flow(x0, noise, t), t, cond);
   return flow_matching_loss(prediction, x0, noise);
 }

@@ -35,14 +35,23 @@ int64_t dit_condition::batch_size() const {
   return 0;
 }
 
+namespace {
+
+// Where a condition's tensors are (the CPU for one with none).
+torch::Device device_of(const dit_condition& cond) {
+  for (const auto* t : {&cond.labels, &cond.tokens, &cond.context, &cond.is_null})
+    if (t->defined())
+      return t->device();
+  return torch::kCPU;
+}
+
+} // namespace
+
 dit_condition dit_condition::as_null() const {
   dit_condition out = *this;
   auto n = batch_size();
-  auto device = torch::Device("cpu");
-  for (const auto* t : {&labels, &tokens, &context})
-    if (t->defined())
-      device = t->device();
-  out.is_null = torch::ones({n}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  out.is_null =
+    torch::ones({n}, torch::TensorOptions().dtype(torch::kBool).device(device_of(*this)));
   return out;
 }
 
@@ -56,9 +65,10 @@ dit_condition dit_condition::concat(const dit_condition& other) const {
   out.context = cat(context, other.context);
   out.null_context = cat(null_context, other.null_context);
   auto n = batch_size(), m = other.batch_size();
-  auto null_a = is_null.defined() ? is_null : torch::zeros({n}, torch::kBool);
-  auto null_b = other.is_null.defined() ? other.is_null : torch::zeros({m}, torch::kBool);
-  out.is_null = torch::cat({null_a.to(null_b.device()), null_b}, 0);
+  const auto flags = torch::TensorOptions().dtype(torch::kBool).device(device_of(*this));
+  auto null_a = is_null.defined() ? is_null : torch::zeros({n}, flags);
+  auto null_b = other.is_null.defined() ? other.is_null : torch::zeros({m}, flags);
+  out.is_null = torch::cat({null_a, null_b.to(null_a.device())}, 0);
   return out;
 }
 

@@ -78,7 +78,7 @@ velocity_field ensemble_velocity(router routing_model, std::vector<expert_functi
     auto k_all = static_cast<int64_t>(experts.size());
     torch::Tensor probabilities;
     if (options.strategy == routing_strategy::fixed) {
-      probabilities = options.fixed_weights.to(torch::kFloat32);
+      probabilities = options.fixed_weights.to(x.device(), torch::kFloat32);
     } else {
       routing_model->eval();
       probabilities = routing_model->probabilities(x, t, router_classes(routing_model, cond));
@@ -100,7 +100,8 @@ velocity_field ensemble_velocity(router routing_model, std::vector<expert_functi
       // A sample whose selected experts all died needs one of the survivors.
       auto empty_rows = masked.sum(1).le(0);
       if (empty_rows.any().item<bool>())
-        masked.index_put_({empty_rows}, torch::ones({k_all}) / static_cast<double>(k_all));
+        masked.index_put_({empty_rows},
+                          torch::ones({k_all}, masked.options()) / static_cast<double>(k_all));
       for (auto k : *unavailable)
         masked.select(1, k).zero_();
       auto weights = routing_weights(masked, options.strategy, options.top_k);

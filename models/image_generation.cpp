@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "models/caption_encoder.hpp"
+#include "models/device_transfer.hpp"
 
 namespace ddactor {
 
@@ -26,8 +27,9 @@ torch::Tensor generate_with_field(const field_factory& make_field, const image_s
   int64_t steps_done = 0;
   for (int64_t begin = 0; begin < n; begin += settings.batch_size) {
     auto end = std::min(n, begin + settings.batch_size);
-    auto field = make_field(cond.slice(begin, end), end - begin);
-    flow_integration integration(noise.slice(0, begin, end), settings.steps, settings.sampler);
+    auto field = make_field(cond.slice(begin, end).to(settings.device), end - begin);
+    flow_integration integration(noise.slice(0, begin, end).to(settings.device), settings.steps,
+                                 settings.sampler);
     while (!integration.done()) {
       if (settings.stop_requested && settings.stop_requested())
         throw work_stopped();
@@ -35,7 +37,7 @@ torch::Tensor generate_with_field(const field_factory& make_field, const image_s
       if (progress)
         progress(++steps_done, total_steps);
     }
-    parts.push_back(integration.current());
+    parts.push_back(on_host(integration.current()));
   }
   auto out = torch::cat(parts, 0);
   return settings.clamp_to_pixel_range ? out.clamp(-1.0, 1.0) : out;
@@ -46,6 +48,8 @@ torch::Tensor generate_images(dit model, const dit_condition& cond,
                               const generation_progress& progress) {
   model->eval();
   const auto& o = model->options();
+  auto on_model_device = settings;
+  on_model_device.device = model->parameters().front().device();
   auto make_field = [&](const dit_condition& part, int64_t) -> velocity_field {
     if (o.conditioning == "none")
       return [model, part](const torch::Tensor& x, const torch::Tensor& t) mutable {
@@ -53,8 +57,8 @@ torch::Tensor generate_images(dit model, const dit_condition& cond,
       };
     return guided_velocity(model, part, settings.cfg_scale);
   };
-  return generate_with_field(make_field, {o.in_channels, o.image_size}, cond, settings, count,
-                             progress);
+  return generate_with_field(make_field, {o.in_channels, o.image_size}, cond, on_model_device,
+                             count, progress);
 }
 
 dit_condition class_rows(int64_t num_classes, int64_t per_class) {

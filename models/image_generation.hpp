@@ -27,6 +27,10 @@ struct generation_settings {
   std::function<bool()> stop_requested;
   /// Clamp the result to [-1, 1] (pixels); off for a latent DiT, whose latents are unbounded.
   bool clamp_to_pixel_range = true;
+  /// Where the sampling runs (the model's device; generate_images takes it from the model). The
+  /// noise is drawn on the host, so a seed gives the same images on any device, and the result
+  /// comes back to the host.
+  torch::Device device = torch::kCPU;
 };
 
 /// Images (N, C, H, W) in [-1, 1] (or latents, see clamp_to_pixel_range) for the N conditions of `cond` (N = cond.batch_size(), or

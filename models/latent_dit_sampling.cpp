@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "models/device_transfer.hpp"
+
 namespace ddactor {
 
 namespace {
@@ -51,7 +53,7 @@ torch::Tensor generate_latent_dit_images(dit model, sd_pipeline& pipeline,
     if (settings.stop_requested && settings.stop_requested())
       throw work_stopped();
     const auto end = std::min(count, begin + decode_batch_size);
-    images.push_back(pipeline.decode_latents(latents.slice(0, begin, end)));
+    images.push_back(on_host(pipeline.decode_latents(latents.slice(0, begin, end))));
   }
   return torch::cat(images, 0).clamp(-1.0, 1.0);
 }

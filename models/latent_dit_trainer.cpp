@@ -28,6 +28,7 @@ std::unique_ptr<latent_dit_trainer> latent_dit_trainer::create(
   sd_pipeline_options options;
   options.unet = false;
   auto pipeline = load_sd_pipeline(pretrained, options);
+  pipeline.to(settings.device);
   auto empty = pipeline.encode_prompts({""});
   auto shape = latent_dit_options(pixel_shape, pipeline, empty);
   return std::unique_ptr<latent_dit_trainer>(new latent_dit_trainer(

@@ -1,6 +1,7 @@
 // Run config -> model and trainer options; see model_config.hpp.
 #include "models/model_config.hpp"
 
+#include "models/device_transfer.hpp"
 #include "models/latent_dit_trainer.hpp"
 #include "models/router_trainer.hpp"
 
@@ -92,7 +93,9 @@ trainer_settings make_trainer_settings(const run_config& config) {
   s.seed = config.run.seed;
   s.noise_seed = config.run.seed;
   s.precision = parse_training_precision(t.precision);
+  s.loss_scaling = s.precision == training_precision::fp16;
   s.micro_batch_size = config.data.micro_batch_size;
+  s.device = parse_training_device(config.run.device);
   return s;
 }
 

@@ -7,18 +7,34 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "models/device_transfer.hpp"
 #include "runtime/training_batch_slice.hpp"
 
 namespace ddactor {
 
 model_trainer::model_trainer(trainer_settings settings)
   : settings_(settings),
-    generator_(at::make_generator<at::CPUGeneratorImpl>(settings.noise_seed)) {}
+    generator_(at::make_generator<at::CPUGeneratorImpl>(settings.noise_seed)) {
+  if (settings_.loss_scaling)
+    scaler_.emplace();
+}
+
+namespace {
+
+bool all_finite(const torch::Tensor& values) {
+  return torch::isfinite(values).all().item<bool>();
+}
+
+} // namespace
 
 void model_trainer::attach_modules(std::shared_ptr<torch::nn::Module> model,
                                    std::shared_ptr<torch::nn::Module> ema) {
   module_ = std::move(model);
   ema_module_ = std::move(ema);
+  // On the device before flattening: the flat buffers take the parameters' device.
+  module_->to(settings_.device);
+  if (ema_module_)
+    ema_module_->to(settings_.device);
   parameters_ = std::make_unique<flat_parameters>(*module_);
   if (ema_module_) {
     ema_parameters_ = std::make_unique<flat_parameters>(*ema_module_);
@@ -29,7 +45,8 @@ void model_trainer::attach_modules(std::shared_ptr<torch::nn::Module> model,
       p.set_requires_grad(false);
     ema_module_->eval();
   }
-  optimizer_ = std::make_unique<flat_adamw>(parameters_->size(), settings_.adamw);
+  optimizer_ =
+    std::make_unique<flat_adamw>(parameters_->size(), settings_.adamw, settings_.device);
 }
 
 double model_trainer::accumulate(const training_batch& batch) {
@@ -58,11 +75,12 @@ double model_trainer::accumulate_slice(const training_batch& batch) {
   torch::Tensor loss;
   {
     // Backward runs outside: its ops take the dtypes the forward chose.
-    autocast_scope autocast(settings_.precision, c10::DeviceType::CPU);
+    autocast_scope autocast(settings_.precision, settings_.device.type());
     loss = batch_loss(batch, generator_).to(torch::kFloat32);
   }
-  // Gradients are summed as (mean loss x samples) so that apply_step() can divide by the total.
-  (loss * static_cast<double>(batch.count)).backward();
+  // Gradients are summed as (mean loss x samples) so that apply_step() can divide by the total;
+  // times the loss scale, which stays the same until the accumulation is taken.
+  (loss * (static_cast<double>(batch.count) * loss_scale())).backward();
   double value = loss.item<double>();
   accumulated_samples_ += batch.count;
   accumulated_loss_ += value * static_cast<double>(batch.count);
@@ -76,26 +94,37 @@ step_result model_trainer::apply_step() {
     return result;
   }
   auto grads = parameters_->gradients();
-  grads.div_(static_cast<double>(accumulated_samples_));
-  auto result = update_from(grads, accumulated_loss_ / static_cast<double>(accumulated_samples_),
-                            accumulated_samples_);
+  grads.div_(static_cast<double>(accumulated_samples_) * loss_scale());
+  const double loss = accumulated_loss_ / static_cast<double>(accumulated_samples_);
+  if (scaler_ && !scaler_->update(all_finite(grads))) {
+    step_result skipped{step_, loss, std::nan(""), learning_rate(step_), accumulated_samples_,
+                        true};
+    ++skipped_steps_;
+    discard_accumulation();
+    return skipped;
+  }
+  auto result = update_from(grads, loss, accumulated_samples_);
   discard_accumulation();
   return result;
 }
 
 std::vector<float> model_trainer::mean_gradient() const {
-  const auto& grads = parameters_->gradients();
-  std::vector<float> out(static_cast<size_t>(grads.numel()));
-  auto scale = accumulated_samples_ > 0 ? 1.0f / static_cast<float>(accumulated_samples_) : 0.0f;
-  const float* g = grads.data_ptr<float>();
-  for (size_t i = 0; i < out.size(); ++i)
-    out[i] = g[i] * scale;
+  auto out = host_floats(parameters_->gradients());
+  auto scale = accumulated_samples_ > 0
+                 ? 1.0f / static_cast<float>(static_cast<double>(accumulated_samples_) *
+                                             loss_scale())
+                 : 0.0f;
+  for (auto& g : out)
+    g *= scale;
   return out;
 }
 
 std::vector<float> model_trainer::take_mean_gradient() {
   auto out = mean_gradient();
   discard_accumulation();
+  if (scaler_ && !scaler_->update(std::all_of(out.begin(), out.end(),
+                                               [](float g) { return std::isfinite(g); })))
+    std::fill(out.begin(), out.end(), 0.0f);
   return out;
 }
 
@@ -106,10 +135,14 @@ step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) 
   torch::NoGradGuard no_grad;
   auto source = torch::from_blob(const_cast<float*>(mean_gradient.data()),
                                  {static_cast<int64_t>(mean_gradient.size())}, torch::kFloat32);
+  if (scaler_ && !all_finite(source)) {
+    ++skipped_steps_;
+    return step_result{step_, 0.0, std::nan(""), learning_rate(step_), 0, true};
+  }
   // The gradient buffer is scratch space while nothing accumulates (gradients mode without
   // overlap); otherwise the step needs one buffer of its own.
   const bool buffer_free = accumulated_samples_ == 0;
-  auto scratch = buffer_free ? grads : source.clone();
+  auto scratch = buffer_free ? grads : device_floats(mean_gradient, settings_.device);
   if (buffer_free)
     scratch.copy_(source);
   auto result = update_from(scratch, 0.0, 0);
@@ -159,6 +192,10 @@ step_result model_trainer::update_from(torch::Tensor grads, double loss, int64_t
   }
   ++step_;
   return step_result{step_, loss, norm, lr, samples};
+}
+
+torch::Tensor model_trainer::on_device(const torch::Tensor& host) const {
+  return to_training_device(host, settings_.device);
 }
 
 step_result model_trainer::train_step(const training_batch& batch) {

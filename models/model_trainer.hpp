@@ -22,12 +22,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "models/adamw.hpp"
 #include "models/flat_parameters.hpp"
+#include "models/loss_scaler.hpp"
 #include "models/mixed_precision.hpp"
 #include "runtime/training_batch.hpp"
 
@@ -45,10 +47,18 @@ struct trainer_settings {
   /// The forward and backward passes' precision (models/mixed_precision.hpp); the weights,
   /// gradients and optimizer state are fp32 whatever it is.
   training_precision precision = training_precision::fp32;
+  /// run.device: the model, its EMA copy, the flat gradient buffer and AdamW's state live
+  /// there (models/device_transfer.hpp). The loss's random draws are made on the host whatever
+  /// the device, so that a step on a GPU draws what the same step on the CPU draws.
+  torch::Device device = torch::kCPU;
   /// Seeds the initial weights: peers of a swarm share it, so they start identical.
   uint64_t seed = 0;
   /// Seeds the noise, times and condition dropout: peers of a swarm differ here.
   uint64_t noise_seed = 0;
+  /// Dynamic loss scaling (models/loss_scaler.hpp), on for train.precision = "fp16": the loss
+  /// is scaled up before backward and the gradients back down; a step whose gradient is not
+  /// finite is skipped (step_result::skipped) and the scale backs off.
+  bool loss_scaling = false;
   /// data.micro_batch_size: accumulate() runs forward and backward on at most this many
   /// examples at a time (0: the whole batch at once). The gradients are the whole batch's (to
   /// float rounding), with the activation memory of one micro-batch.
@@ -61,6 +71,7 @@ struct step_result {
   double grad_norm = 0;    // before clipping
   double lr = 0;
   int64_t samples = 0;     // samples in this step
+  bool skipped = false;    // loss scaling: the gradient overflowed; nothing changed
 };
 
 class model_trainer {
@@ -81,13 +92,16 @@ class model_trainer {
   std::vector<float> mean_gradient() const;
 
   /// mean_gradient(), and the accumulation starts again: a swarm computes the next epoch's
-  /// gradients while this one's are averaged.
+  /// gradients while this one's are averaged. With loss scaling, a gradient that overflowed
+  /// is sent as zeros (never inf or NaN, which peers refuse as poison) and the scale backs off.
   std::vector<float> take_mean_gradient();
 
   /// One optimizer step with `mean_gradient` (e.g. the swarm's average) in place of the local
-  /// one. Gradients accumulated meanwhile (the next epoch's, computed while this one was being
-  /// averaged) are left alone; the result's loss and samples are those of no accumulation (0).
-  /// Every peer that applies the same gradient to the same state ends in the same state.
+  /// one; with loss scaling skipped when it is not finite (every peer of a round sees the same
+  /// average, so all skip the same step). Gradients accumulated meanwhile (the next epoch's,
+  /// computed while this one was being averaged) are left alone; the result's loss and samples
+  /// are those of no accumulation (0). Every peer that applies the same gradient to the same
+  /// state ends in the same state.
   step_result apply_gradient(std::span<const float> mean_gradient);
 
   /// Several trainers of one node (as PyTorch's DDP): `sum` replaces a tensor by its sum over
@@ -118,6 +132,11 @@ class model_trainer {
   const trainer_settings& settings() const { return settings_; }
 
   int64_t step() const { return step_; }
+  /// Steps skipped for a gradient that was not finite (loss scaling only).
+  int64_t skipped_steps() const { return skipped_steps_; }
+  /// The loss scale now (1 without loss scaling).
+  double loss_scale() const { return scaler_ ? scaler_->scale() : 1.0; }
+  loss_scaler* scaler() { return scaler_ ? &*scaler_ : nullptr; }
   void set_step(int64_t step) { step_ = step; }
 
   /// The state of the loss's random stream (for exact resumption).
@@ -141,6 +160,9 @@ class model_trainer {
   void attach_modules(std::shared_ptr<torch::nn::Module> model,
                       std::shared_ptr<torch::nn::Module> ema);
 
+  /// A host tensor of a batch (images, labels, latents) on the training device.
+  torch::Tensor on_device(const torch::Tensor& host) const;
+
   /// The mean loss of a batch, with its graph (the model is in training mode).
   virtual torch::Tensor batch_loss(const training_batch& batch, at::Generator& generator) = 0;
 
@@ -158,10 +180,12 @@ class model_trainer {
   std::unique_ptr<flat_parameters> parameters_;
   std::unique_ptr<flat_parameters> ema_parameters_;
   std::unique_ptr<flat_adamw> optimizer_;
+  std::optional<loss_scaler> scaler_;
   at::Generator generator_;
   int64_t step_ = 0;
   int64_t accumulated_samples_ = 0;
   double accumulated_loss_ = 0;
+  int64_t skipped_steps_ = 0;
 };
 
 } // namespace ddactor

@@ -3,6 +3,14 @@
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#ifdef DDACTOR_WITH_CUDA
+// A CUDA LibTorch is built with NCCL; its header declares the group only where this says so.
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <string>
 #include <vector>
@@ -19,7 +27,12 @@ std::shared_ptr<node_rendezvous> make_node_rendezvous() {
 }
 
 struct node_reducer::group {
+  c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#ifdef DDACTOR_WITH_CUDA
+  // For CUDA tensors, made at the first one (every rank makes the same calls, so all at once).
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
 };
 
 namespace {
@@ -36,8 +49,8 @@ void collective(const char* what, int rank, Call&& call) {
 }
 
 void check_tensor(const torch::Tensor& tensor) {
-  if (!tensor.defined() || !tensor.is_contiguous() || !tensor.device().is_cpu())
-    throw std::invalid_argument("node_reducer takes contiguous CPU tensors");
+  if (!tensor.defined() || !tensor.is_contiguous())
+    throw std::invalid_argument("node_reducer takes contiguous tensors");
 }
 
 } // namespace
@@ -58,21 +71,46 @@ node_reducer::node_reducer(std::shared_ptr<node_rendezvous> rendezvous,
   // One thread of Gloo's own per rank: calls are synchronous here, one at a time.
   gloo_options->threads = 1;
   group_ = std::make_unique<group>();
+  group_->store = rendezvous->store;
   collective("joining", options_.rank, [&] {
     group_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
-      rendezvous->store, options_.rank, options_.ranks, gloo_options);
+      group_->store, options_.rank, options_.ranks, gloo_options);
   });
 }
 
 node_reducer::~node_reducer() = default;
 
+template <class Operation>
+void node_reducer::run_on_group(torch::Tensor& tensor, const char* what, Operation&& operation) {
+#ifdef DDACTOR_WITH_CUDA
+  if (tensor.is_cuda()) {
+    if (!group_->nccl)
+      collective("joining NCCL", options_.rank, [&] {
+        group_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+          c10::make_intrusive<c10d::PrefixStore>("nccl", group_->store), options_.rank,
+          options_.ranks);
+      });
+    std::vector<at::Tensor> tensors{tensor};
+    collective(what, options_.rank,
+               [&] { operation(*group_->nccl, tensors)->wait(options_.timeout); });
+    return;
+  }
+#endif
+  // Gloo reduces host memory: a tensor elsewhere goes through a host copy, written back after.
+  const bool staged = !tensor.device().is_cpu();
+  std::vector<at::Tensor> tensors{staged ? tensor.to(torch::kCPU) : tensor};
+  collective(what, options_.rank,
+             [&] { operation(*group_->gloo, tensors)->wait(options_.timeout); });
+  if (staged)
+    tensor.copy_(tensors[0]);
+}
+
 void node_reducer::sum_(torch::Tensor& tensor) {
   check_tensor(tensor);
   if (!group_)
     return;
-  std::vector<at::Tensor> tensors{tensor};
-  collective("a sum", options_.rank, [&] {
-    group_->gloo->allreduce(tensors, c10d::AllreduceOptions{})->wait(options_.timeout);
+  run_on_group(tensor, "a sum", [](auto& group, std::vector<at::Tensor>& tensors) {
+    return group.allreduce(tensors, c10d::AllreduceOptions{});
   });
 }
 
@@ -82,11 +120,10 @@ void node_reducer::broadcast_(torch::Tensor& tensor, int root) {
     throw std::invalid_argument("node_reducer: no rank " + std::to_string(root));
   if (!group_)
     return;
-  std::vector<at::Tensor> tensors{tensor};
   c10d::BroadcastOptions broadcast;
   broadcast.rootRank = root;
-  collective("a broadcast", options_.rank, [&] {
-    group_->gloo->broadcast(tensors, broadcast)->wait(options_.timeout);
+  run_on_group(tensor, "a broadcast", [&](auto& group, std::vector<at::Tensor>& tensors) {
+    return group.broadcast(tensors, broadcast);
   });
 }
 

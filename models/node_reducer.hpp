@@ -16,6 +16,9 @@
 //
 // One rank alone (ranks = 1) makes no group: its calls return at once.
 //
+// Tensors on a GPU (run.device = "cuda:N") are reduced by NCCL in CUDA builds (a group made at
+// the first such call, on the same rendezvous); elsewhere Gloo reduces a host copy.
+//
 // Thread-safety: one node_reducer per thread; a node_rendezvous is shared by all ranks.
 
 #include <torch/torch.h>
@@ -57,7 +60,7 @@ class node_reducer {
   int rank() const { return options_.rank; }
   int ranks() const { return options_.ranks; }
 
-  /// Replaces `tensor` (contiguous, on the CPU) by its sum over all ranks.
+  /// Replaces `tensor` (contiguous; on any device, see the top) by its sum over all ranks.
   void sum_(torch::Tensor& tensor);
 
   /// Replaces `tensor` by rank `root`'s.
@@ -65,6 +68,11 @@ class node_reducer {
 
  private:
   struct group;
+  // `operation(process_group, tensors)` on Gloo (a host copy for a tensor not on the host) or,
+  // in CUDA builds, NCCL for a CUDA tensor; waits for it.
+  template <class Operation>
+  void run_on_group(torch::Tensor& tensor, const char* what, Operation&& operation);
+
   node_reducer_options options_;
   std::unique_ptr<group> group_;  // null for one rank alone
 };

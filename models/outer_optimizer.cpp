@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 
+#include "models/device_transfer.hpp"
+
 namespace ddactor {
 
 outer_nesterov::outer_nesterov(const torch::Tensor& initial_parameters, double lr,
@@ -13,16 +15,14 @@ outer_nesterov::outer_nesterov(const torch::Tensor& initial_parameters, double l
     mu_(momentum) {}
 
 std::vector<float> outer_nesterov::pseudo_gradient(const torch::Tensor& parameters) const {
-  auto delta = (anchor_ - parameters.detach()).contiguous();
-  return std::vector<float>(delta.data_ptr<float>(), delta.data_ptr<float>() + delta.numel());
+  return host_floats(anchor_ - parameters.detach());
 }
 
 void outer_nesterov::step(std::span<const float> averaged_delta, torch::Tensor& parameters) {
   if (static_cast<int64_t>(averaged_delta.size()) != anchor_.numel())
     throw std::invalid_argument("pseudo-gradient has the wrong size");
   torch::NoGradGuard no_grad;
-  auto delta = torch::from_blob(const_cast<float*>(averaged_delta.data()),
-                                {anchor_.numel()}, torch::kFloat32);
+  const auto delta = device_floats(averaged_delta, anchor_.device());
   momentum_.mul_(mu_).add_(delta);
   anchor_.sub_(delta + mu_ * momentum_, lr_);
   parameters.copy_(anchor_);

@@ -40,27 +40,28 @@ torch::Tensor router_trainer::batch_loss(const training_batch& batch, at::Genera
     throw std::invalid_argument("router training needs the cluster of every image");
   // Drawn for the whole batch, this slice keeping its rows (models/slice_draws.hpp).
   const slice_draws draws(batch);
-  auto targets = torch::tensor(batch.clusters, torch::kInt64);
+  auto targets = on_device(torch::tensor(batch.clusters, torch::kInt64));
   if (targets.min().item<int64_t>() < 0 || targets.max().item<int64_t>() >= options_.num_experts)
     throw std::invalid_argument("a cluster is outside [0, num_experts)");
   torch::Tensor classes;
   if (options_.num_classes > 0) {
     if (static_cast<int64_t>(batch.labels.size()) != batch.count)
       throw std::invalid_argument("a class-conditioned router needs the class of every image");
-    classes = torch::tensor(batch.labels, torch::kInt64);
+    classes = on_device(torch::tensor(batch.labels, torch::kInt64));
     if (classes.min().item<int64_t>() < 0 || classes.max().item<int64_t>() >= options_.num_classes)
       throw std::invalid_argument("a class label is outside [0, num_classes)");
-    auto dropped = draws.rows(at::rand({draws.total()}, generator, torch::kFloat32))
-                     .lt(settings().condition_dropout);
+    auto dropped = on_device(draws.rows(at::rand({draws.total()}, generator, torch::kFloat32))
+                               .lt(settings().condition_dropout));
     classes = torch::where(dropped, torch::full_like(classes, options_.num_classes), classes);
   }
-  auto x0 = torch::from_blob(const_cast<float*>(batch.images.data()),
-                             {batch.count, batch.channels, batch.height, batch.width},
-                             torch::kFloat32);
+  auto x0 = on_device(torch::from_blob(const_cast<float*>(batch.images.data()),
+                                       {batch.count, batch.channels, batch.height, batch.width},
+                                       torch::kFloat32));
   auto noise_shape = x0.sizes().vec();
   noise_shape[0] = draws.total();
-  auto noise = draws.rows(at::randn(noise_shape, generator, torch::kFloat32));
-  auto t = draws.rows(at::rand({draws.total()}, generator, torch::kFloat32));
+  // Drawn on the host (see trainer_settings::device), then moved beside x0.
+  auto noise = on_device(draws.rows(at::randn(noise_shape, generator, torch::kFloat32)));
+  auto t = on_device(draws.rows(at::rand({draws.total()}, generator, torch::kFloat32)));
   return torch::cross_entropy_loss(model_->forward(interpolate_flow(x0, noise, t), t, classes),
                                    targets);
 }

@@ -53,6 +53,8 @@ double validation_loss(dit& model, const image_dataset& data,
                           options.logit_normal_mean);
 
   torch::NoGradGuard no_grad;
+  // Noise and times stay drawn on the host (the same figure on any device); each batch moves.
+  const auto device = model->parameters().front().device();
   const bool was_training = model->is_training();
   model->eval();
   double total = 0;  // sum over images of their mean squared error
@@ -73,9 +75,10 @@ double validation_loss(dit& model, const image_dataset& data,
         std::vector<std::string>(data.captions.begin() + begin, data.captions.begin() + begin + n),
         m.caption.max_bytes);
     }
-    auto eps = noise.narrow(0, begin, n);
-    auto tb = t.narrow(0, begin, n);
-    auto predicted = model->forward(interpolate_flow(x0, eps, tb), tb, cond);
+    x0 = x0.to(device);
+    auto eps = noise.narrow(0, begin, n).to(device);
+    auto tb = t.narrow(0, begin, n).to(device);
+    auto predicted = model->forward(interpolate_flow(x0, eps, tb), tb, cond.to(device));
     auto per_image = (predicted - flow_target(x0, eps)).pow(2).flatten(1).mean(1);
     total += per_image.to(torch::kFloat64).sum().item<double>();
   }

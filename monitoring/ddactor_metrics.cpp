@@ -35,6 +35,10 @@ training_metrics::training_metrics(metrics_registry& r)
     out_of_memory(r.counter("ddactor_training_out_of_memory_total",
                             "Training steps that ran out of memory; the trainer restarted with "
                             "half the micro-batch (data.micro_batch_size).")
+                    .with()),
+    skipped_steps(r.counter("ddactor_training_skipped_steps_total",
+                            "Optimizer steps skipped because the gradient overflowed (fp16 loss "
+                            "scaling); the loss scale backed off.")
                     .with()) {}
 
 data_metrics::data_metrics(metrics_registry& r)

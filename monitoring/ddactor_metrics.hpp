@@ -91,6 +91,7 @@ struct training_metrics {
   counter& failures;             // ddactor_training_failures_total
   counter& overlapped_samples;   // ddactor_training_overlapped_samples_total
   counter& out_of_memory;        // ddactor_training_out_of_memory_total
+  counter& skipped_steps;        // ddactor_training_skipped_steps_total
 };
 
 /// The data loader.

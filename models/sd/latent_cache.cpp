@@ -7,6 +7,7 @@
 #include <cstring>
 #include <set>
 
+#include "models/device_transfer.hpp"
 #include "runtime/image_folder_dataset.hpp"
 #include "runtime/image_io.hpp"
 #include "runtime/progress_meter.hpp"
@@ -66,11 +67,6 @@ torch::Tensor image_tensor(const fitted_image& fitted, const bucket_shape& shape
   auto bytes = torch::from_blob(const_cast<uint8_t*>(fitted.pixels.data()),
                                 {1, 3, shape.height, shape.width}, torch::kUInt8);
   return bytes.to(torch::kFloat32) / 127.5 - 1.0;
-}
-
-std::vector<float> floats(const torch::Tensor& tensor) {
-  const auto t = tensor.contiguous();
-  return {t.data_ptr<float>(), t.data_ptr<float>() + t.numel()};
 }
 
 int64_t remove_stale_entries(const fs::path& dir, const std::set<std::string>& used) {
@@ -186,9 +182,9 @@ sd_example_set prepare_sd_examples(sd_pipeline& pipeline, const sd_data_options&
     const auto latents = pipeline.encode_images(image_tensor(*fitted, shape))[0];
     const auto embeddings = pipeline.encode_prompts({item.caption})[0];
     entry.latent_shape = latents.sizes().vec();
-    entry.latents = floats(latents);
+    entry.latents = host_floats(latents);
     entry.embedding_shape = embeddings.sizes().vec();
-    entry.embeddings = floats(embeddings);
+    entry.embeddings = host_floats(embeddings);
     example.cache_file = options.cache_dir / (item.key + entry_extension);
     write_latent_cache_entry(example.cache_file, entry);
     used_keys.insert(item.key);

@@ -114,6 +114,16 @@ int64_t sd_pipeline::vae_scale_factor() const {
   return int64_t{1} << (vae->config().block_out_channels.size() - 1);
 }
 
+void sd_pipeline::to(const torch::Device& target) {
+  if (unet)
+    unet->to(target);
+  if (vae)
+    vae->to(target);
+  if (text_encoder)
+    text_encoder->to(target);
+  device = target;
+}
+
 torch::Tensor sd_pipeline::encode_prompts(const std::vector<std::string>& prompts) {
   torch::NoGradGuard no_grad;
   const int64_t length = tokenizer->model_max_length();
@@ -124,17 +134,17 @@ torch::Tensor sd_pipeline::encode_prompts(const std::vector<std::string>& prompt
     std::copy(encoding.input_ids.begin(), encoding.input_ids.end(), row);
     row += length;
   }
-  return text_encoder->prompt_embeddings(ids);
+  return text_encoder->prompt_embeddings(ids.to(device));
 }
 
 torch::Tensor sd_pipeline::encode_images(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
-  return vae->encode_to_latents(images).contiguous();
+  return vae->encode_to_latents(images.to(device)).contiguous();
 }
 
 torch::Tensor sd_pipeline::decode_latents(const torch::Tensor& latents) {
   torch::NoGradGuard no_grad;
-  return vae->decode_latents(latents);
+  return vae->decode_latents(latents.to(device));
 }
 
 uint64_t frozen_parts_digest(const diffusers_folder& folder) {

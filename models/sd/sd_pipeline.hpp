@@ -56,6 +56,12 @@ struct sd_pipeline {
   /// The training side of the scheduler config: betas, prediction type.
   std::optional<noise_schedule> schedule;
 
+  /// Where the parts run (to()); inputs of the functions below are moved there, their results
+  /// stay there.
+  torch::Device device = torch::kCPU;
+  /// Moves every part that was built to `target`.
+  void to(const torch::Device& target);
+
   /// The latent channels and the pixels per latent pixel (8 for SD).
   int64_t latent_channels() const;
   int64_t vae_scale_factor() const;

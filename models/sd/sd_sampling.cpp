@@ -5,6 +5,8 @@
 
 #include <stdexcept>
 
+#include "models/device_transfer.hpp"
+
 namespace ddactor {
 
 std::optional<latent_sampler_kind> sd_sampler_named(const std::string& name) {
@@ -55,9 +57,11 @@ sd_generation generate_sd_images(sd_pipeline& pipeline, unet2d_condition& unet,
   }
 
   auto generator = at::make_generator<at::CPUGeneratorImpl>(settings.seed);
+  // Drawn on the host: a seed gives the same images on any device.
   const auto noise =
     at::randn({n, pipeline.latent_channels(), settings.height / factor, settings.width / factor},
-              generator, torch::kFloat32);
+              generator, torch::kFloat32)
+      .to(pipeline.device);
   auto sampler = make_latent_sampler(settings.sampler, *pipeline.scheduler);
   const latent_denoiser denoise = [&](const torch::Tensor& latents, const torch::Tensor& t) {
     if (!guided)
@@ -70,7 +74,7 @@ sd_generation generate_sd_images(sd_pipeline& pipeline, unet2d_condition& unet,
   out.outcome = result.outcome;
   out.steps_done = result.steps_done;
   if (result.outcome == sampling_outcome::completed)
-    out.images = pipeline.decode_latents(result.latents).clamp(-1.0, 1.0).contiguous();
+    out.images = on_host(pipeline.decode_latents(result.latents).clamp(-1.0, 1.0));
   return out;
 }
 

@@ -108,6 +108,8 @@ sd_trainer::sd_trainer(sd_trainer_options options, trainer_settings settings)
   : model_trainer(settings), options_(std::move(options)), pipeline_(load_for_training(options_)) {
   auto& unet = pipeline_.unet;
   const bool keep_ema = settings.ema_decay > 0;
+  // The frozen parts and the UNet the adapters hook into; attach_modules moves what trains.
+  pipeline_.to(settings.device);
   if (options_.uses_lora()) {
     for (auto& parameter : unet->parameters())
       parameter.set_requires_grad(false);
@@ -143,16 +145,18 @@ torch::Tensor sd_trainer::batch_loss(const training_batch& batch, at::Generator&
   const int64_t total = draws.total();
   auto noise_shape = latents.sizes().vec();
   noise_shape[0] = total;
+  // Drawn on the host (see trainer_settings::device), then moved beside the latents.
   auto noise = draws.rows(at::randn(noise_shape, generator, torch::kFloat32));
   if (options_.offset_noise > 0)
     noise = noise + options_.offset_noise *
                       draws.rows(at::randn({total, latents.size(1), 1, 1}, generator,
                                            torch::kFloat32));
-  const auto timesteps = draws.rows(
-    at::randint(0, schedule.num_train_timesteps(), {total}, generator, torch::kInt64));
+  noise = on_device(noise);
+  const auto timesteps = on_device(draws.rows(
+    at::randint(0, schedule.num_train_timesteps(), {total}, generator, torch::kInt64)));
   if (options_.caption_dropout > 0) {
-    const auto dropped =
-      draws.rows(at::rand({total}, generator, torch::kFloat32)).lt(options_.caption_dropout);
+    const auto dropped = on_device(
+      draws.rows(at::rand({total}, generator, torch::kFloat32)).lt(options_.caption_dropout));
     embeddings = torch::where(dropped.view({n, 1, 1}), empty_embedding_, embeddings);
   }
 

@@ -521,6 +521,37 @@ TEST(config_loader, several_trainers_train_any_model_on_the_cpu_alone_or_in_any_
     1);
 }
 
+// run.devices: one trainer per GPU; the list names the trainers. A CPU in it, a device twice,
+// or a run.trainers that disagrees is refused with the key; several trainers on one GPU point
+// to run.devices.
+TEST(config_loader, run_devices_name_one_trainer_per_gpu) {
+  const auto config = parse_run_config("[run]\ndevices = [\"cuda:0\", \"cuda:3\"]\n", "run.toml");
+  EXPECT_EQ(config.run.trainers, 2);
+  EXPECT_EQ(config.run.device_of_rank(0), "cuda:0");
+  EXPECT_EQ(config.run.device_of_rank(1), "cuda:3");
+  EXPECT_EQ(config.run.device_of_rank(2), "cpu");  // past the list (an attached trainer)
+  EXPECT_EQ(parse_run_config("[run]\ndevices = [\"cuda:1\"]\ntrainers = 1\n", "run.toml")
+              .run.device_of_rank(0),
+            "cuda:1");
+  for (const std::string list : {"[\"cpu\", \"cuda:0\"]", "[\"cuda:0\", \"cuda:0\"]",
+                                 "[\"cuda\"]", "[\"gpu1\"]"}) {
+    const auto error = error_of("[run]\ndevices = " + list + "\n");
+    ASSERT_TRUE(error) << list;
+    EXPECT_EQ(error->key(), "run.devices") << list;
+  }
+  const auto mismatch = error_of("[run]\ndevices = [\"cuda:0\", \"cuda:1\"]\ntrainers = 3\n");
+  ASSERT_TRUE(mismatch);
+  EXPECT_NE(std::string(mismatch->what()).find("one trainer per device"), std::string::npos)
+    << mismatch->what();
+  const auto one_gpu = error_of("[run]\ntrainers = 2\ndevice = \"cuda:0\"\n");
+  ASSERT_TRUE(one_gpu);
+  EXPECT_NE(std::string(one_gpu->what()).find("run.devices"), std::string::npos)
+    << one_gpu->what();
+  // fp16 on listed GPUs is no CPU run.
+  EXPECT_NO_THROW(parse_run_config(
+    "[run]\ndevices = [\"cuda:0\"]\n[train]\nprecision = \"fp16\"\n", "run.toml"));
+}
+
 TEST(config_loader, class_conditioning_needs_classes) {
   const auto error = error_of("[model]\nnum_classes = 0\n");
   ASSERT_TRUE(error);
@@ -801,7 +832,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 153u);
+  EXPECT_EQ(known.size(), 154u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -923,6 +954,8 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   config.train.offset_noise = 0.05;
   config.train.min_snr_gamma = 5;
   config.train.caption_dropout = 0.25;
+  config.run.devices = {"cuda:0", "cuda:2"};
+  config.run.trainers = 2;  // run.devices names the trainers
   config.train.checkpoint_activations = true;
   config.train.precision = "bf16";
   config.sample = {5, "euler", 0.0, 2, 77};
