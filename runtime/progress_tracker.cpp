@@ -43,6 +43,9 @@ progress_tracker::own_change progress_tracker::on_own_progress(int64_t epoch, in
   change.moved = epoch != mine_.epoch || state_digest != mine_.state_digest ||
                  resyncing != mine_.resyncing || may_lead != mine_.may_lead;
   change.counted = samples != mine_.samples;
+  // A trainer restarted from an older checkpoint goes back to an epoch it had signalled: that
+  // epoch's target is signalled again, or a lone peer would wait for it for ever.
+  signalled_epoch_ = std::min(signalled_epoch_, epoch - 1);
   mine_.epoch = epoch;
   mine_.samples = samples;
   mine_.samples_per_second = samples_per_second;

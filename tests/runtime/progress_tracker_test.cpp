@@ -58,6 +58,24 @@ TEST(progress_tracker, the_target_counts_fresh_reports_at_our_epoch_and_signals_
   EXPECT_EQ(t.estimate(now + 6s).epoch_samples, 40);
 }
 
+// A lone swarm peer whose trainer restarted from the checkpoint of epoch 30 after it had
+// reached epoch 32: the target of epoch 30 is signalled again (it waited for ever before).
+TEST(progress_tracker, an_epoch_reached_again_after_a_restart_is_signalled_again) {
+  auto t = tracker_for('a');
+  const auto now = clock_type::now();
+  for (int64_t epoch = 30; epoch <= 32; ++epoch) {
+    t.on_own_progress(epoch, 100, 10, 1, false, true);
+    ASSERT_EQ(t.update(now).what, kind::average) << epoch;
+  }
+  t.on_own_progress(30, 0, 10, 1, false, true);
+  EXPECT_EQ(t.update(now).what, kind::none);
+  t.on_own_progress(30, 100, 10, 1, false, true);
+  const auto decision = t.update(now);
+  EXPECT_EQ(decision.what, kind::average);
+  EXPECT_EQ(decision.epoch, 30);
+  EXPECT_EQ(t.update(now).what, kind::none);  // still once per epoch
+}
+
 TEST(progress_tracker, a_peer_past_our_epoch_means_we_fell_behind) {
   auto t = tracker_for('a');
   const auto now = clock_type::now();
