@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fstream>
+
 #include "actors/averager.hpp"
 #include "actors/checkpointer.hpp"
 #include "actors/data_loader.hpp"
@@ -12,6 +14,9 @@
 #include "actors/trainer.hpp"
 #include "models/out_of_memory.hpp"
 #include "runtime/announced_addresses.hpp"
+#include "runtime/attach_listener.hpp"
+#include "runtime/secure/attach_key_file.hpp"
+#include "runtime/secure/peer_key.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/local_addresses.hpp"
 #include "runtime/peer_address.hpp"
@@ -55,12 +60,29 @@ struct peer_state {
   std::chrono::milliseconds averaging_deadline{0};
   uint64_t data_seed = 0;
   bool data_started = false;
+  int loader_shards = 0;  // the shard count the loaders cut the node's batches into
   std::string swarm_id;
   restart_policy trainer_restarts;
   restart_policy loader_restarts;
   restart_policy checkpointer_restarts;
   bool stopping = false;
   supervision_metrics metrics{global_metrics()};
+  // Trainers of other processes (run.attach): the door they come through, the c10d store
+  // their sets meet in, and who came, in order. in_set: a rank of the current set (after the
+  // peer's own ranks, in this order); the others join the next set.
+  struct attached_trainer {
+    uint64_t id = 0;
+    uint32_t pid = 0;
+    std::string device;
+    bool in_set = false;
+  };
+  std::vector<attached_trainer> attached{};
+  std::unique_ptr<node_store_host> node_store;
+  std::unique_ptr<attach_listener> attach_door;
+  uint64_t set_generation = 0;
+  // Rank 0 was asked to checkpoint and stop so that the set re-forms with the attached ones.
+  bool reforming = false;
+  attach_metrics attach_counts{global_metrics()};
   static inline const char* name = "peer";
 };
 
@@ -77,8 +99,16 @@ void start_checkpointer(peer_pointer self) {
       self->send(trainer, attach_atom_v, st.checkpointer);
 }
 
+// The peer's own trainers (ranks 0 to run.trainers - 1).
 int trainer_count(const peer_state& st) {
   return st.options.config.run.trainers;
+}
+
+// Ranks of the current set: the peer's own, then the attached ones in it.
+int node_rank_count(const peer_state& st) {
+  return trainer_count(st) +
+         static_cast<int>(std::count_if(st.attached.begin(), st.attached.end(),
+                                        [](const auto& a) { return a.in_set; }));
 }
 
 // Debug fault injection goes to the last rank: with several trainers, one that is not rank 0
@@ -89,7 +119,9 @@ bool injected_into(const peer_state& st, size_t rank, const restart_policy& rest
          (restarts.total_restarts() == 0 || every_time);
 }
 
-// Starts the data loader of every rank that has none.
+// Starts the data loader of every own rank that has none. Every rank of the set, attached ones
+// too, has a loader of its own with its shard of the node's batches (their loaders are in
+// their processes).
 void start_data_loader(peer_pointer self) {
   auto& st = self->state;
   const auto ranks = static_cast<size_t>(trainer_count(st));
@@ -105,11 +137,12 @@ void start_data_loader(peer_pointer self) {
     opts.seed = st.data_seed;
     opts.generation = ++st.loader_generation;
     opts.shard = static_cast<int>(rank);
-    opts.shards = static_cast<int>(ranks);
+    opts.shards = node_rank_count(st);
     // Faults are injected into the first incarnation only, so the restarted one proves recovery.
     if (injected_into(st, rank, st.loader_restarts, false))
       opts.crash_after_batches = st.options.config.debug.crash_loader_after_batches;
     st.loader_generations[rank] = opts.generation;
+    st.loader_shards = opts.shards;
     st.loaders[rank] = spawn_data_loader(self->system(), std::move(opts));
     self->monitor(st.loaders[rank]);
     self->link_to(st.loaders[rank]);
@@ -118,14 +151,63 @@ void start_data_loader(peer_pointer self) {
   }
 }
 
-// Starts the whole set of trainers: they meet in a fresh rendezvous and start from rank 0's
-// newest checkpoint.
+// A fresh secret prefix for one set's keys in the peer's c10d store.
+std::string fresh_store_prefix() {
+  const auto nonce = random_attach_nonce();
+  return "set-" + to_hex(std::span<const uint8_t>(nonce.data(), 16)) + "/";
+}
+
+// Tells every attached trainer of the set to join it. One that cannot be told is closed: its
+// departure then ends this set (see the leave handler).
+void assign_attached(peer_pointer self, uint16_t store_port, const std::string& prefix) {
+  auto& st = self->state;
+  int rank = trainer_count(st);
+  for (const auto& a : st.attached) {
+    if (!a.in_set)
+      continue;
+    attach_assignment assignment;
+    assignment.generation = st.set_generation;
+    assignment.rank = rank++;
+    assignment.ranks = node_rank_count(st);
+    assignment.store_port = store_port;
+    assignment.store_prefix = prefix;
+    assignment.data_seed = st.data_seed;
+    assignment.micro_batch_size = st.options.config.data.micro_batch_size;
+    assignment.swarm = !st.options.config.network.listen.empty();
+    st.attach_door->send(a.id, encode_assignment(assignment));
+  }
+}
+
+// Starts the whole set of trainers, with every attached trainer: they meet in a fresh
+// rendezvous and start from rank 0's newest checkpoint (its state is copied to the others).
 void start_trainer(peer_pointer self) {
   auto& st = self->state;
-  const auto ranks = static_cast<size_t>(trainer_count(st));
-  const auto rendezvous = ranks > 1 ? make_node_rendezvous() : nullptr;
-  st.trainers.assign(ranks, trainer_actor{});
-  for (size_t rank = 0; rank < ranks; ++rank) {
+  for (auto& a : st.attached)
+    a.in_set = true;
+  st.set_generation += 1;
+  const auto ranks = static_cast<size_t>(node_rank_count(st));
+  const auto own_ranks = static_cast<size_t>(trainer_count(st));
+  std::shared_ptr<node_rendezvous> rendezvous;
+  if (ranks > own_ranks) {
+    const auto prefix = fresh_store_prefix();
+    rendezvous = make_node_rendezvous(st.node_store->port(), prefix);
+    assign_attached(self, st.node_store->port(), prefix);
+  } else if (ranks > 1) {
+    rendezvous = make_node_rendezvous();
+  }
+  st.attach_counts.node_trainers.set(static_cast<double>(ranks));
+  // A set of another size cuts the node's batches into other shards: fresh loaders, fetching
+  // from the node's position in the data order (rank 0's, which every rank takes), so that no
+  // example is skipped or repeated when trainers come or go.
+  const bool resharded = st.data_started && st.loader_shards != static_cast<int>(ranks);
+  if (resharded) {
+    for (auto& loader : st.loaders)
+      if (loader)
+        self->send_exit(loader, caf::exit_reason::user_shutdown);
+    st.loaders.assign(st.loaders.size(), data_loader_actor{});
+  }
+  st.trainers.assign(own_ranks, trainer_actor{});
+  for (size_t rank = 0; rank < own_ranks; ++rank) {
     trainer_options opts;
     opts.config = st.options.config;
     opts.checkpointer = st.checkpointer;
@@ -148,6 +230,8 @@ void start_trainer(peer_pointer self) {
     if (rank < st.loaders.size() && st.loaders[rank])
       self->send(st.trainers[rank], attach_atom_v, st.loaders[rank], st.loader_generations[rank]);
   }
+  if (resharded)
+    start_data_loader(self);
 }
 
 // The rank of a live trainer or loader among `handles`, or -1 (another set's, or not ours).
@@ -169,8 +253,20 @@ void end_trainer_set(peer_pointer self) {
   st.trainers.assign(st.trainers.size(), trainer_actor{});
 }
 
+// The run is over: attached trainers end (exit 0) instead of waiting for another set.
+void release_attached(peer_pointer self) {
+  auto& st = self->state;
+  if (!st.attach_door)
+    return;
+  for (const auto& a : st.attached) {
+    st.attach_door->send(a.id, encode_end());
+    st.attach_door->close(a.id);
+  }
+}
+
 void shut_down_children(peer_pointer self) {
   auto& st = self->state;
+  release_attached(self);
   std::vector<caf::actor> children{caf::actor_cast<caf::actor>(st.checkpointer), st.membership,
                                    st.progress, st.averager, st.state_server};
   for (const auto& loader : st.loaders)
@@ -232,6 +328,113 @@ bool shrink_micro_batch(peer_pointer self) {
 
 std::chrono::milliseconds seconds(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000.0));
+}
+
+// --- trainers of other processes (run.attach) ----------------------------------------------
+
+constexpr auto attached_restart_delay = std::chrono::milliseconds(200);
+
+const char* step_word(const peer_state& st) {
+  return st.options.config.network.listen.empty() ? "step" : "epoch";
+}
+
+void count_attached(peer_state& st) {
+  st.attach_counts.attached.set(static_cast<double>(st.attached.size()));
+}
+
+// Ends the current set and starts the next one soon, from the newest checkpoint.
+void restart_set_soon(peer_pointer self) {
+  auto& st = self->state;
+  st.reforming = false;
+  end_trainer_set(self);
+  st.metrics.restarts.with({to_string(child_kind::trainer)}).inc();
+  self->delayed_send(self, attached_restart_delay, restart_atom_v,
+                     static_cast<uint8_t>(child_kind::trainer));
+}
+
+// A set with attached trainers failed. The failure may be theirs (a process killed, its device
+// gone), so the set restarts at once without them, outside the crash budget: each such restart
+// leaves at least one attached trainer out, so there are no more of them than attachments. A
+// set of the peer's own trainers alone fails as before. False when none was in the set.
+bool restart_without_attached(peer_pointer self, const caf::error& reason) {
+  auto& st = self->state;
+  std::string pids;
+  for (const auto& a : st.attached) {
+    if (!a.in_set)
+      continue;
+    pids += (pids.empty() ? "" : ", ") + std::to_string(a.pid);
+    st.attach_door->close(a.id);
+  }
+  if (pids.empty())
+    return false;
+  std::erase_if(st.attached, [](const auto& a) { return a.in_set; });
+  count_attached(st);
+  spdlog::warn("the node's trainers failed ({}); they go on without the attached trainer of pid "
+               "{}, from the newest checkpoint",
+               self->system().render(reason), pids);
+  restart_set_soon(self);
+  return true;
+}
+
+// Asks rank 0 to checkpoint and stop: the set then restarts with every attached trainer (the
+// one way a set starts, as after a failure, so that a set is never changed while it runs).
+void reform_set(peer_pointer self) {
+  auto& st = self->state;
+  if (st.stopping || st.reforming || st.trainers.empty() || !st.trainers.front())
+    return;  // a set that is starting or restarting takes every attached trainer anyway
+  st.reforming = true;
+  self->request(st.trainers.front(), std::chrono::minutes(10), stop_atom_v)
+    .then(
+      [=](int64_t) {
+        // It starts from that checkpoint: "trainer ready" names its step or epoch.
+        const auto& st = self->state;
+        spdlog::info("the node's trainers restart with {} trainers ({} here, {} attached) from "
+                     "the checkpoint trainer 0 wrote",
+                     trainer_count(st) + static_cast<int>(st.attached.size()), trainer_count(st),
+                     st.attached.size());
+      },
+      [=](const caf::error& err) {
+        spdlog::warn("trainer 0 did not stop for the new set of trainers: {}",
+                     self->system().render(err));
+      });
+}
+
+// Listens on 127.0.0.1 for `ddactor trainer` and tells it where through the run folder.
+void open_attach_door(peer_pointer self) {
+  auto& st = self->state;
+  const auto run_dir = st.options.config.run_dir();
+  std::filesystem::create_directories(run_dir);
+  const auto key_file = run_dir / "attach.key";
+  attach_listener_options door;
+  door.key = load_or_create_attach_key(key_file);
+  // Weak: the listener is the peer's own, and must not keep it alive.
+  const auto peer = self->address();
+  door.on_attached = [peer](uint64_t id, const attach_client_info& client) {
+    if (auto handle = caf::actor_cast<caf::actor>(peer))
+      caf::anon_send(handle, attach_atom_v, id, client.pid, client.device);
+  };
+  door.on_gone = [peer](uint64_t id) {
+    if (auto handle = caf::actor_cast<caf::actor>(peer))
+      caf::anon_send(handle, leave_atom_v, id);
+  };
+  door.on_refused = [refused = &st.attach_counts.refused](attach_refusal reason,
+                                                           const std::string& address) {
+    refused->with({to_string(reason)}).inc();
+    spdlog::warn("refused a connection to the attach port from {}: {}", address,
+                 to_string(reason));
+  };
+  st.node_store = std::make_unique<node_store_host>();
+  st.attach_door = std::make_unique<attach_listener>(std::move(door));
+  const auto address = "127.0.0.1:" + std::to_string(st.attach_door->port());
+  {
+    // Renamed into place: a trainer starting now never reads half an address.
+    std::ofstream out(run_dir / "attach.addr.tmp");
+    out << address << "\n";
+  }
+  std::filesystem::rename(run_dir / "attach.addr.tmp", run_dir / "attach.addr");
+  spdlog::info("trainers on this machine may attach on {} (`ddactor trainer --config {}`; key "
+               "in {})",
+               address, st.options.config.source_file.string(), key_file.string());
 }
 
 } // namespace
@@ -402,6 +605,8 @@ caf::behavior peer(peer_pointer self, peer_options options) {
   self->state.data_seed = self->state.options.config.run.seed;
   if (!self->state.options.config.network.listen.empty())
     start_swarm(self);
+  if (self->state.options.config.run.attach)
+    open_attach_door(self);
   start_checkpointer(self);
   start_trainer(self);
   const auto& network = self->state.options.config.network;
@@ -424,8 +629,16 @@ caf::behavior peer(peer_pointer self, peer_options options) {
       const bool ended_well = !dm.reason || dm.reason == caf::exit_reason::normal;
       // Ranks > 0 end before rank 0, which writes the final checkpoint (or fail in a sum once
       // it has left): rank 0's end is the set's.
-      if (rank > 0 && (ended_well || st.stopping))
+      if (rank > 0 && (ended_well || st.stopping || st.reforming))
         return;
+      if (ended_well && st.reforming && !st.stopping) {
+        // Rank 0 checkpointed for the new set: it starts from there with the attached ones.
+        st.reforming = false;
+        end_trainer_set(self);
+        start_trainer(self);
+        return;
+      }
+      st.reforming = false;
       if (ended_well || st.stopping || !restart_can_help(dm.reason)) {
         if (!ended_well && !st.stopping)
           spdlog::critical("trainer failed ({}); a restart would fail the same way",
@@ -437,6 +650,8 @@ caf::behavior peer(peer_pointer self, peer_options options) {
           self->quit(dm.reason);
         return;
       }
+      if (restart_without_attached(self, dm.reason))
+        return;
       if (dm.reason == errc::out_of_memory) {
         if (!shrink_micro_batch(self)) {
           spdlog::critical("trainer ran out of memory with one example at a time ({}); a "
@@ -517,6 +732,33 @@ caf::behavior peer(peer_pointer self, peer_options options) {
         st.data_started = true;
         start_data_loader(self);
       }
+    },
+    [=](attach_atom, uint64_t id, uint32_t pid, const std::string& device) {
+      auto& st = self->state;
+      if (st.stopping) {
+        st.attach_door->close(id);
+        return;
+      }
+      st.attached.push_back({id, pid, device, false});
+      count_attached(st);
+      spdlog::info("trainer attached from pid {} ({}): the node takes it in at its next {}", pid,
+                   device, step_word(st));
+      reform_set(self);
+    },
+    [=](leave_atom, uint64_t id) {
+      auto& st = self->state;
+      auto gone = std::find_if(st.attached.begin(), st.attached.end(),
+                               [id](const auto& a) { return a.id == id; });
+      if (gone == st.attached.end())
+        return;  // left out already
+      const bool in_set = gone->in_set;
+      spdlog::warn("the attached trainer of pid {} is gone{}", gone->pid,
+                   in_set && !st.stopping ? "; the node goes on without it" : "");
+      st.attached.erase(gone);
+      count_attached(st);
+      // Its set cannot go on (the others would wait for it in their next sum).
+      if (in_set && !st.stopping && !st.trainers.empty() && st.trainers.front())
+        restart_set_soon(self);
     },
     [=](status_atom) {
       auto& st = self->state;

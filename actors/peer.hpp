@@ -16,6 +16,13 @@
 // fails takes its whole set down (the others would wait for it in their next sum): the set is
 // restarted together from rank 0's newest checkpoint. Rank 0's end is the set's end.
 //
+// With run.attach the peer also admits trainers of other processes of its machine (`ddactor
+// trainer`) through a door on 127.0.0.1 (runtime/attach_listener.hpp). A set never changes while
+// it runs: an attached trainer joins the next one, which starts at once (rank 0 checkpoints and
+// stops, and the set restarts from there with it, its ranks after the peer's own). A set with
+// attached trainers that fails restarts at once without them, outside the restart budget (each
+// such restart leaves one out); when the run ends they are told so and exit.
+//
 // With network.listen set the peer is part of a swarm: it also spawns membership (published on
 // the listen address), progress and averager, wires them to each other and to the trainer, and
 // derives its data order and noise from its stable peer id, so that peers see different batches

@@ -279,7 +279,8 @@ void train_batch(trainer_pointer self, std::shared_ptr<const training_batch> bat
 trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options options) {
   auto& st = self->state;
   st.options = std::move(options);
-  st.swarm = st.options.progress != nullptr && st.options.averager != nullptr;
+  st.swarm = (st.options.progress != nullptr && st.options.averager != nullptr) ||
+             st.options.follows_swarm;
   auto settings = make_trainer_settings(st.options.config);
   settings.noise_seed = st.options.noise_seed;
   settings.device = parse_training_device(st.options.config.run.device_of_rank(st.options.rank));

@@ -102,6 +102,9 @@ struct trainer_options {
   int rank = 0;
   int ranks = 1;
   std::shared_ptr<node_rendezvous> rendezvous;
+  /// A rank > 0 of a swarm peer, in another process (`ddactor trainer`): it has no progress or
+  /// averager of its own and follows rank 0's node commands as the peer's own ranks do.
+  bool follows_swarm = false;
 };
 
 trainer_actor spawn_trainer(caf::actor_system& system, trainer_options options);

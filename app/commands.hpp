@@ -40,6 +40,19 @@ struct sample_request {
   int top_k = 2;
 };
 
+struct trainer_request {
+  /// The peer's attach address "127.0.0.1:PORT"; empty: <run dir>/attach.addr.
+  std::string peer;
+  /// The device this trainer trains on; empty: run.device.
+  std::string device;
+};
+
+/// `ddactor trainer`: one more trainer for the running peer of this run on this machine
+/// (run.attach), until the peer's run ends. Exit code 0 when the run ends or on Ctrl-C, 1 when
+/// the peer goes away or leaves this trainer out; throws for what the user must fix (no
+/// attach key or address, a device this build cannot use).
+int trainer_command(const run_config& config, const trainer_request& request);
+
 /// `ddactor sample`: writes a PNG grid generated from a checkpoint.
 int sample_command(const run_config& config, const sample_request& request);
 

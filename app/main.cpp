@@ -38,6 +38,7 @@ Examples:
   ddactor serve-expert --config ddm.toml --expert 1  DDM: serve expert 1 to remote routers
   ddactor check-config run.toml                    validate a run file and print it
   ddactor status --peer 127.0.0.1:7000             the swarm as a running peer sees it
+  ddactor trainer --config run.toml                one more trainer for the running peer
   ddactor sample --config sd.toml --prompt "a red dress" --negative-prompt "blurry" \
       --sampler dpm++2m --steps 25 --cfg 7.5 --out grid.png   Stable Diffusion (model.pretrained)
   ddactor export --config sd.toml --out DIR        Stable Diffusion: a diffusers folder
@@ -96,6 +97,17 @@ int main(int argc, char** argv) {
     ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
   auto* train = app.add_subcommand("train", "train a model (the default command)");
+
+  ddactor::trainer_request trainer_request;
+  auto* trainer_cmd = app.add_subcommand(
+    "trainer", "add a trainer to this run's peer running on this machine (run.attach = true)");
+  trainer_cmd
+    ->add_option("--peer", trainer_request.peer,
+                 "the peer's attach address (default: what the peer wrote to <run dir>/"
+                 "attach.addr)")
+    ->type_name("127.0.0.1:PORT");
+  trainer_cmd->add_option("--device", trainer_request.device,
+                          "the device this trainer trains on (default: run.device)");
 
   ddactor::sample_request sample;
   std::optional<int> class_index;
@@ -289,6 +301,8 @@ Examples:
   }
   ddactor::run_config config;
   try {
+    if (*trainer_cmd && !trainer_request.device.empty())
+      overrides.push_back("run.device=" + trainer_request.device);  // checked as run.device is
     config = ddactor::load_run_config(path, overrides);
   } catch (const std::exception& e) {
     std::cerr << "ddactor: " << e.what() << "\n";
@@ -317,6 +331,10 @@ Examples:
   }
 
   try {
+    if (*trainer_cmd) {
+      ddactor::setup_logging(log_level);
+      return ddactor::trainer_command(config, trainer_request);
+    }
     if (*sample_cmd || *eval_cmd || *cluster_cmd || *serve_cmd || *serve_expert_cmd ||
         *export_cmd) {
       ddactor::setup_logging(log_level);

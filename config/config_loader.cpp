@@ -588,6 +588,7 @@ section_schema run_keys() {
       field("seed", &run_section::seed),
       field("threads", &run_section::threads, within(0, 1024)),
       field("trainers", &run_section::trainers, within(1, 64)),
+      field("attach", &run_section::attach),
       field("device", &run_section::device, device_name()),
       field("devices", &run_section::devices, device_list()),
   });

@@ -32,6 +32,10 @@ struct run_section {
   /// One trainer per device listed (["cuda:0", "cuda:1"]): rank r trains on devices[r], and
   /// run.trainers is their number. Empty: run.trainers trainers on run.device.
   std::vector<std::string> devices{};
+  /// Whether trainers of other processes on this machine may join this peer (`ddactor
+  /// trainer`): it then listens on 127.0.0.1 and writes attach.addr and attach.key (mode 0600)
+  /// to the run folder. Off by default, so that a peer opens no port nobody asked for.
+  bool attach = false;
 
   /// The device rank `rank` of this peer's trainers trains on (run.device past the list).
   const std::string& device_of_rank(int rank) const {

@@ -2,7 +2,9 @@
 #include "models/node_reducer.hpp"
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef DDACTOR_WITH_CUDA
 // A CUDA LibTorch is built with NCCL; its header declares the group only where this says so.
 #ifndef USE_C10D_NCCL
@@ -12,18 +14,63 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace ddactor {
 
+namespace {
+
+// How long a rank waits for the store to answer (connecting, and each get or wait).
+constexpr std::chrono::seconds store_timeout{60};
+
+} // namespace
+
 class node_rendezvous {
  public:
-  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::HashStore>();
+  /// The store one rank joins through: the shared in-process one, or a connection of its own.
+  std::function<c10::intrusive_ptr<c10d::Store>()> open;
 };
 
 std::shared_ptr<node_rendezvous> make_node_rendezvous() {
-  return std::make_shared<node_rendezvous>();
+  auto rendezvous = std::make_shared<node_rendezvous>();
+  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::HashStore>();
+  rendezvous->open = [store] { return store; };
+  return rendezvous;
+}
+
+std::shared_ptr<node_rendezvous> make_node_rendezvous(uint16_t port, const std::string& prefix) {
+  auto rendezvous = std::make_shared<node_rendezvous>();
+  rendezvous->open = [port, prefix]() -> c10::intrusive_ptr<c10d::Store> {
+    c10d::TCPStoreOptions options;
+    options.port = port;
+    options.isServer = false;
+    options.waitWorkers = false;
+    options.timeout = store_timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+    return c10::make_intrusive<c10d::PrefixStore>(prefix, store);
+  };
+  return rendezvous;
+}
+
+struct node_store_host::server {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+};
+
+node_store_host::node_store_host() : server_(std::make_unique<server>()) {
+  c10d::TCPStoreOptions options;
+  options.port = 0;  // a free port, told to the trainers with their assignment
+  options.isServer = true;
+  options.waitWorkers = false;
+  options.timeout = store_timeout;
+  server_->store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+}
+
+node_store_host::~node_store_host() = default;
+
+uint16_t node_store_host::port() const {
+  return server_->store->getPort();
 }
 
 struct node_reducer::group {
@@ -71,8 +118,8 @@ node_reducer::node_reducer(std::shared_ptr<node_rendezvous> rendezvous,
   // One thread of Gloo's own per rank: calls are synchronous here, one at a time.
   gloo_options->threads = 1;
   group_ = std::make_unique<group>();
-  group_->store = rendezvous->store;
   collective("joining", options_.rank, [&] {
+    group_->store = rendezvous->open();  // connects to the peer's store for attached trainers
     group_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
       group_->store, options_.rank, options_.ranks, gloo_options);
   });

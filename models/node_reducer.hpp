@@ -2,8 +2,10 @@
 // The collective of the trainers of one node (one peer, several trainers): each trainer holds
 // the node_reducer of its rank r in [0, ranks), and together they sum tensors or copy one rank's
 // tensor to all, through LibTorch's c10d ProcessGroupGloo over loopback. The ranks find each
-// other through a node_rendezvous, an in-process key-value store made once per set of trainers
-// (a set restarted after a failure meets in a fresh one, never in its predecessor's).
+// other through a node_rendezvous made once per set of trainers (a set restarted after a failure
+// meets in a fresh one, never in its predecessor's): an in-process key-value store when every
+// rank is a thread of the peer, or, when trainers of other processes take part (`ddactor
+// trainer`, run.attach), the peer's c10d TCPStore on 127.0.0.1 under a fresh prefix per set.
 //
 // A collective call blocks the calling thread until every rank made the same call (trainers run
 // on their own threads, never on CAF's scheduler). It fails with node_collective_error when a
@@ -26,14 +28,36 @@
 #include <chrono>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 namespace ddactor {
 
-/// Where the ranks of one set of trainers meet (opaque: c10d's in-process HashStore).
+/// Where the ranks of one set of trainers meet (opaque: a c10d store).
 class node_rendezvous;
 
-/// A fresh meeting place for one set of trainers.
+/// A fresh meeting place for one set of trainers, all in this process.
 std::shared_ptr<node_rendezvous> make_node_rendezvous();
+
+/// A meeting place in the c10d TCPStore at 127.0.0.1:port, under `prefix` (one per set). Each
+/// rank opens its own connection to the store when it joins.
+std::shared_ptr<node_rendezvous> make_node_rendezvous(uint16_t port, const std::string& prefix);
+
+/// The peer's c10d TCPStore, served on 127.0.0.1 (a free port) while this object lives, for
+/// sets with trainers of other processes. Its keys are unauthenticated (c10d has no
+/// authentication): a set's prefix is a fresh random secret given only to authenticated
+/// trainers, so that no other process finds the set's keys.
+class node_store_host {
+ public:
+  node_store_host();
+  ~node_store_host();
+  node_store_host(const node_store_host&) = delete;
+  node_store_host& operator=(const node_store_host&) = delete;
+  uint16_t port() const;
+
+ private:
+  struct server;
+  std::unique_ptr<server> server_;
+};
 
 struct node_reducer_options {
   int rank = 0;

@@ -195,6 +195,19 @@ swarm_metrics::swarm_metrics(metrics_registry& r)
       "refused, by receiving actor.",
       {"actor"})) {}
 
+attach_metrics::attach_metrics(metrics_registry& r)
+  : attached(r.gauge("ddactor_attached_trainers",
+                     "Trainers of other processes attached to this peer (`ddactor trainer`).")
+               .with()),
+    node_trainers(r.gauge("ddactor_node_trainers",
+                          "Trainers in this peer's current set: its own and attached ones.")
+                    .with()),
+    refused(r.counter("ddactor_attach_refused_total",
+                      "Connections to the attach port refused, by reason (not this protocol, "
+                      "a frame too long, a wrong key, a handshake too slow, too many at once, "
+                      "closed during the handshake).",
+                      {"reason"})) {}
+
 link_metrics::link_metrics(metrics_registry& r)
   : auth_failures(r.counter("ddactor_auth_failures_total",
                             "Connections refused or ended by the link gateway, by reason "
@@ -268,6 +281,8 @@ void register_ddactor_metrics(metrics_registry& registry) {
   create_children(swarm.remote_control_refused, labels::controlled_actors);
   link_metrics links{registry};
   create_children(links.auth_failures, labels::auth_failure_reasons);
+  attach_metrics attach{registry};
+  create_children(attach.refused, labels::attach_refusal_reasons);
   registry.gauge("ddactor_build_info", "Always 1; the labels say which ddactor this is.",
                  {"version"})
     .with({version_string})

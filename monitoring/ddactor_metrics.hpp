@@ -62,7 +62,19 @@ inline constexpr std::array<std::string_view, 16> auth_failure_reasons{
   "malformed",       "timeout",              "too_many_connections", "frame_too_large",
   "forged_frame",    "message_too_large",    "no_reservation",  "unknown_circuit",
   "wrong_peer",      "too_many_reservations", "unexpected_record", "record_flood"};
+/// ddactor_attach_refused_total{reason}: to_string(attach_refusal), connections to the attach
+/// port refused (runtime/secure/attach_protocol.hpp).
+inline constexpr std::array<std::string_view, 6> attach_refusal_reasons{
+  "malformed", "oversized", "wrong_key", "timeout", "busy", "closed"};
 } // namespace metric_label_values
+
+/// Trainers of other processes attached to this peer (run.attach, `ddactor trainer`).
+struct attach_metrics {
+  explicit attach_metrics(metrics_registry& registry);
+  gauge& attached;          // ddactor_attached_trainers
+  gauge& node_trainers;     // ddactor_node_trainers
+  counter_family& refused;  // ddactor_attach_refused_total{reason}
+};
 
 /// The link gateway: handshakes, refusals and sealed traffic (runtime/secure/link_gateway).
 struct link_metrics {

@@ -832,7 +832,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 154u);
+  EXPECT_EQ(known.size(), 155u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -956,6 +956,7 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   config.train.caption_dropout = 0.25;
   config.run.devices = {"cuda:0", "cuda:2"};
   config.run.trainers = 2;  // run.devices names the trainers
+  config.run.attach = true;
   config.train.checkpoint_activations = true;
   config.train.precision = "bf16";
   config.sample = {5, "euler", 0.0, 2, 77};

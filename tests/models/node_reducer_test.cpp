@@ -1,6 +1,7 @@
 // The node's collective over c10d's Gloo group: sums and broadcasts among 1, 2 and 3 ranks on
 // threads of one process, bit-identical on every rank; a rank that leaves or never comes makes
-// the others fail within the timeout instead of hanging.
+// the others fail within the timeout instead of hanging; ranks of other processes meet in the
+// peer's TCPStore.
 #include "models/node_reducer.hpp"
 
 #include <gtest/gtest.h>
@@ -99,6 +100,24 @@ TEST(node_reducer, a_rank_that_never_comes_fails_joining_after_the_timeout) {
   const auto started = std::chrono::steady_clock::now();
   EXPECT_THROW(node_reducer(rendezvous, {0, 2, 300ms}), node_collective_error);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 20s);
+}
+
+// Trainers of other processes (`ddactor trainer`) meet the peer's in its TCPStore, each rank
+// over a connection of its own; two sets at once under their own prefixes never mix.
+TEST(node_reducer, ranks_meet_in_the_peers_tcp_store_under_their_set_s_prefix) {
+  node_store_host host;
+  ASSERT_NE(host.port(), 0);
+  const std::vector<std::shared_ptr<node_rendezvous>> sets{
+    make_node_rendezvous(host.port(), "set-a/"), make_node_rendezvous(host.port(), "set-b/")};
+  std::vector<float> sums(4, 0.0f);
+  run_ranks(4, [&](int thread) {
+    const int set = thread / 2, rank = thread % 2;
+    node_reducer reducer(sets[static_cast<size_t>(set)], {rank, 2, 20s});
+    auto tensor = torch::full({8}, static_cast<float>((set + 1) * (rank + 1)));
+    reducer.sum_(tensor);
+    sums[static_cast<size_t>(thread)] = tensor[7].item<float>();
+  });
+  EXPECT_EQ(sums, (std::vector<float>{3, 3, 6, 6}));
 }
 
 TEST(node_reducer, refuses_bad_ranks_and_tensors) {
