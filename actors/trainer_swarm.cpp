@@ -489,9 +489,14 @@ void start_round(trainer_pointer self) {
   st.epoch_samples = 0;
   st.epoch_loss = 0;
   st.epoch_batches = 0;
+  // An fp16 gradient that overflowed travels as zeros: weighed as almost nothing (a weight must
+  // be positive), it leaves the others' average as it is.
+  constexpr double overflowed_weight = 1e-6;
+  const bool overflowed = mode == "gradients" && st.model->gradient_overflowed();
   average_request request{st.progress.epoch,
                           std::make_shared<const std::vector<float>>(std::move(values)),
-                          static_cast<double>(st.round_samples), st.tensor_bounds};
+                          overflowed ? overflowed_weight : static_cast<double>(st.round_samples),
+                          st.tensor_bounds};
   auto epoch = st.progress.epoch;
   auto own_values = request.values;
   self->request(st.options.averager, st.options.averaging_deadline, average_atom_v, request)

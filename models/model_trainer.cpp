@@ -122,8 +122,10 @@ std::vector<float> model_trainer::mean_gradient() const {
 std::vector<float> model_trainer::take_mean_gradient() {
   auto out = mean_gradient();
   discard_accumulation();
-  if (scaler_ && !scaler_->update(std::all_of(out.begin(), out.end(),
-                                               [](float g) { return std::isfinite(g); })))
+  gradient_overflowed_ =
+    scaler_ && !scaler_->update(std::all_of(out.begin(), out.end(),
+                                            [](float g) { return std::isfinite(g); }));
+  if (gradient_overflowed_)
     std::fill(out.begin(), out.end(), 0.0f);
   return out;
 }
@@ -135,7 +137,7 @@ step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) 
   torch::NoGradGuard no_grad;
   auto source = torch::from_blob(const_cast<float*>(mean_gradient.data()),
                                  {static_cast<int64_t>(mean_gradient.size())}, torch::kFloat32);
-  if (scaler_ && !all_finite(source)) {
+  if (scaler_ && (!all_finite(source) || !source.ne(0).any().item<bool>())) {
     ++skipped_steps_;
     return step_result{step_, 0.0, std::nan(""), learning_rate(step_), 0, true};
   }

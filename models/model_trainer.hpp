@@ -93,12 +93,14 @@ class model_trainer {
 
   /// mean_gradient(), and the accumulation starts again: a swarm computes the next epoch's
   /// gradients while this one's are averaged. With loss scaling, a gradient that overflowed
-  /// is sent as zeros (never inf or NaN, which peers refuse as poison) and the scale backs off.
+  /// comes back as zeros (never inf or NaN, which peers refuse as poison), the scale backs off
+  /// and gradient_overflowed() says so: the peer then weighs it as almost nothing.
   std::vector<float> take_mean_gradient();
+  bool gradient_overflowed() const { return gradient_overflowed_; }
 
   /// One optimizer step with `mean_gradient` (e.g. the swarm's average) in place of the local
-  /// one; with loss scaling skipped when it is not finite (every peer of a round sees the same
-  /// average, so all skip the same step). Gradients accumulated meanwhile (the next epoch's,
+  /// one; with loss scaling skipped when it is not finite or all zero (every contribution
+  /// overflowed): every peer of a round sees the same average, so all skip the same step. Gradients accumulated meanwhile (the next epoch's,
   /// computed while this one was being averaged) are left alone; the result's loss and samples
   /// are those of no accumulation (0). Every peer that applies the same gradient to the same
   /// state ends in the same state.
@@ -186,6 +188,7 @@ class model_trainer {
   int64_t accumulated_samples_ = 0;
   double accumulated_loss_ = 0;
   int64_t skipped_steps_ = 0;
+  bool gradient_overflowed_ = false;
 };
 
 } // namespace ddactor

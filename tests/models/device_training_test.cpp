@@ -92,7 +92,8 @@ TEST(loss_scaling, an_overflow_skips_the_step_and_backs_off) {
 }
 
 // In a swarm: a peer whose gradient overflowed sends zeros (never inf, which peers refuse as
-// poison) and backs off; an average that is not finite is skipped by every peer alike.
+// poison; its peer weighs them as almost nothing) and backs off; an average that is not finite,
+// or all zero (everyone overflowed), is skipped by every peer alike.
 TEST(loss_scaling, swarm_gradients_stay_finite_and_a_bad_average_is_skipped_by_all) {
   diffusion_trainer a(tiny_dit::model(), scaled_settings(true));
   diffusion_trainer b(tiny_dit::model(), scaled_settings(true));
@@ -101,7 +102,13 @@ TEST(loss_scaling, swarm_gradients_stay_finite_and_a_bad_average_is_skipped_by_a
   a.accumulate(poisoned);
   const auto sent = a.take_mean_gradient();
   EXPECT_TRUE(std::all_of(sent.begin(), sent.end(), [](float g) { return g == 0.0f; }));
+  EXPECT_TRUE(a.gradient_overflowed());
   EXPECT_EQ(a.loss_scale(), 32768.0);
+  // Every member overflowed: the average is all zeros, skipped too (no momentum-only step).
+  EXPECT_TRUE(b.apply_gradient(sent).skipped);
+  b.accumulate(tiny_dit::fixed_batch(4));
+  b.take_mean_gradient();
+  EXPECT_FALSE(b.gradient_overflowed());  // a finite gradient weighs its samples
   auto average = sent;
   average[3] = std::numeric_limits<float>::quiet_NaN();
   const auto before = a.parameters().values().clone();
@@ -110,7 +117,7 @@ TEST(loss_scaling, swarm_gradients_stay_finite_and_a_bad_average_is_skipped_by_a
   EXPECT_TRUE(torch::equal(a.parameters().values(), before));
   EXPECT_TRUE(torch::equal(a.parameters().values(), b.parameters().values()));
   EXPECT_EQ(a.step(), 0);
-  EXPECT_EQ(b.skipped_steps(), 1);
+  EXPECT_EQ(b.skipped_steps(), 2);
 }
 
 // --- on a GPU ---------------------------------------------------------------------------------
