@@ -3,7 +3,8 @@
 // then takes both trainers' shards: the data position says so, to the example); killed with
 // SIGKILL, it is left out and the peer goes on from its newest checkpoint and stops cleanly,
 // having skipped and repeated no example. A process with another key, and bytes of other
-// protocols, are refused, logged and counted, and the peer trains on unharmed.
+// protocols, are refused, logged and counted, and the peer trains on unharmed; when it stops,
+// its attached trainer ends too.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -229,14 +230,25 @@ TEST_F(attach_trainer, a_stranger_and_other_protocols_are_refused_and_counted) {
             std::string::npos);
   EXPECT_NE(metrics->body.find("ddactor_attached_trainers 0"), std::string::npos);
 
-  // Unharmed: it trains on alone and stops cleanly.
+  // Unharmed: it trains on alone, still admits the run's own trainer, and when it stops that
+  // trainer ends with it, exit 0.
   const auto lines = peer.count_in_output(" samples/s ");
   ASSERT_TRUE(wait_for_count(peer, " samples/s ", lines + 2, 120s)) << peer.output();
   EXPECT_EQ(peer.count_in_output("trainer ready:"), 1u) << peer.output();
+  child_process trainer(DDACTOR_BINARY, args({"trainer"}, path), log("trainer"));
+  ASSERT_TRUE(peer.wait_for_output("2 trainers in this peer", 120s))
+    << peer.output() << trainer.output();
+  const auto joined = peer.count_in_output(" samples/s ");
+  ASSERT_TRUE(wait_for_count(peer, " samples/s ", joined + 2, 120s)) << peer.output();
   peer.send_signal(SIGINT);
   const auto code = peer.wait_for(120s);
   ASSERT_TRUE(code.has_value()) << peer.output();
   EXPECT_EQ(*code, 0) << peer.output();
+  const auto trainer_code = trainer.wait_for(60s);
+  ASSERT_TRUE(trainer_code.has_value()) << trainer.output();
+  EXPECT_EQ(*trainer_code, 0) << trainer.output();
+  EXPECT_NE(trainer.output().find("the peer's run is over"), std::string::npos)
+    << trainer.output();
 }
 
 } // namespace
