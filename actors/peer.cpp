@@ -376,27 +376,15 @@ bool restart_without_attached(peer_pointer self, const caf::error& reason) {
   return true;
 }
 
-// Asks rank 0 to checkpoint and stop: the set then restarts with every attached trainer (the
-// one way a set starts, as after a failure, so that a set is never changed while it runs).
+// Asks rank 0 to checkpoint and stop at the end of its epoch (a lone peer: its step): the set
+// then restarts from there with every attached trainer (the one way a set starts, as after a
+// failure, so that a set is never changed while it runs).
 void reform_set(peer_pointer self) {
   auto& st = self->state;
   if (st.stopping || st.reforming || st.trainers.empty() || !st.trainers.front())
     return;  // a set that is starting or restarting takes every attached trainer anyway
   st.reforming = true;
-  self->request(st.trainers.front(), std::chrono::minutes(10), stop_atom_v)
-    .then(
-      [=](int64_t) {
-        // It starts from that checkpoint: "trainer ready" names its step or epoch.
-        const auto& st = self->state;
-        spdlog::info("the node's trainers restart with {} trainers ({} here, {} attached) from "
-                     "the checkpoint trainer 0 wrote",
-                     trainer_count(st) + static_cast<int>(st.attached.size()), trainer_count(st),
-                     st.attached.size());
-      },
-      [=](const caf::error& err) {
-        spdlog::warn("trainer 0 did not stop for the new set of trainers: {}",
-                     self->system().render(err));
-      });
+  self->send(st.trainers.front(), restart_atom_v);
 }
 
 // Listens on 127.0.0.1 for `ddactor trainer` and tells it where through the run folder.
@@ -632,9 +620,14 @@ caf::behavior peer(peer_pointer self, peer_options options) {
       if (rank > 0 && (ended_well || st.stopping || st.reforming))
         return;
       if (ended_well && st.reforming && !st.stopping) {
-        // Rank 0 checkpointed for the new set: it starts from there with the attached ones.
+        // Rank 0 checkpointed for the new set: it starts from there with the attached ones
+        // ("trainer ready" names the step or epoch).
         st.reforming = false;
         end_trainer_set(self);
+        spdlog::info("the node's trainers restart with {} trainers ({} here, {} attached) from "
+                     "the checkpoint trainer 0 wrote",
+                     trainer_count(st) + static_cast<int>(st.attached.size()), trainer_count(st),
+                     st.attached.size());
         start_trainer(self);
         return;
       }

@@ -18,8 +18,8 @@
 //
 // With run.attach the peer also admits trainers of other processes of its machine (`ddactor
 // trainer`) through a door on 127.0.0.1 (runtime/attach_listener.hpp). A set never changes while
-// it runs: an attached trainer joins the next one, which starts at once (rank 0 checkpoints and
-// stops, and the set restarts from there with it, its ranks after the peer's own). A set with
+// it runs: an attached trainer joins the next one (rank 0 checkpoints and stops at the end of its
+// epoch, and the set restarts from there with it, its ranks after the peer's own). A set with
 // attached trainers that fails restarts at once without them, outside the restart budget (each
 // such restart leaves one out); when the run ends they are told so and exit.
 //

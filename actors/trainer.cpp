@@ -174,6 +174,19 @@ void finish(trainer_pointer self, const char* why) {
   save_final_checkpoint(self);
 }
 
+// The peer re-forms the node's set with more trainers: the final checkpoint, which the new set
+// starts from, then quit (the peer's down handler starts the new set).
+void stop_for_new_set(trainer_pointer self) {
+  auto& st = self->state;
+  if (st.finishing)
+    return;
+  st.finishing = true;
+  spdlog::info("stopping at {} {} for a new set of trainers; writing a checkpoint",
+               st.swarm ? "epoch" : "step", current_step(st));
+  release_node(st);
+  save_final_checkpoint(self);
+}
+
 // After a step (alone) or an epoch (swarm): logs, checkpoints, grids, limits.
 void after_step(trainer_pointer self, double lr) {
   auto& st = self->state;
@@ -436,6 +449,17 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       st.stop_promise = promise;
       save_final_checkpoint(self);
       return promise;
+    },
+    [=](restart_atom) {
+      auto& st = self->state;
+      // A swarm's epoch in progress ends with its round first: its accumulated gradients are
+      // in no checkpoint. A lone peer is between two steps here.
+      const bool in_epoch = st.phase == swarm_phase::averaging ||
+                            (st.phase == swarm_phase::training && st.epoch_samples > 0);
+      if (st.swarm && in_epoch)
+        st.stop_at_epoch_end = true;
+      else
+        stop_for_new_set(self);
     },
     [=](retry_atom) {
       // Ticks while a failed checkpoint waits for its next attempt (runtime/actor_ticks.hpp).

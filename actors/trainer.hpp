@@ -11,6 +11,8 @@
 //   TRAINING: batch --> step --> credit back to the loader; every N steps log / checkpoint / grid
 //   step limit or time limit reached --> final checkpoint + grid --> quit(normal)
 //   (stop) from the peer (Ctrl-C) --> final checkpoint --> reply step --> quit(normal)
+//   (restart) from the peer (trainers attach) --> the same at the end of the epoch in progress
+//     (a lone peer: at once), so that the new set starts at an epoch boundary
 //   an exception in a step --> quit(training_failed) --> the peer restarts it from the checkpoint
 //
 // Several trainers in one peer (run.trainers = N) run in lock-step, like PyTorch's
@@ -76,6 +78,8 @@ using trainer_actor = caf::typed_actor<
   caf::reacts_to<swarm_progress>,
   caf::reacts_to<drain_atom>,  // to itself: the next batch that waited for a round
   caf::reacts_to<retry_atom>,  // to itself: a failed checkpoint's next attempt may be due
+  // From the peer: checkpoint and quit at the next epoch boundary (the set re-forms).
+  caf::reacts_to<restart_atom>,
   caf::replies_to<stop_atom>::with<int64_t /*step*/>>;
 
 struct trainer_options {

@@ -155,6 +155,8 @@ struct trainer_state {
   // 0 ended the run at the last step (every rank learns it in the same sum).
   std::unique_ptr<node_reducer> node;
   bool node_done = false;
+  // The peer re-forms the node's set (restart_atom): stop when the epoch in progress is done.
+  bool stop_at_epoch_end = false;
   static inline const char* name = "trainer";
 };
 
@@ -169,6 +171,7 @@ void record_step_metrics(trainer_state& st, const step_result& r, double seconds
 void check_injected_faults(const trainer_state& st, const training_batch& batch);
 caf::error step_failure(trainer_state& st, const std::exception& e);
 void finish(trainer_pointer self, const char* why);
+void stop_for_new_set(trainer_pointer self);
 void after_step(trainer_pointer self, double lr);
 
 // --- trainer_checkpoints.cpp --------------------------------------------------------------

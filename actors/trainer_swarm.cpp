@@ -428,6 +428,8 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   if (st.progress.epoch % st.options.config.averaging.state_every == 0)
     serve_state(self);
   after_step(self, lr);
+  if (st.stop_at_epoch_end)
+    stop_for_new_set(self);  // the peer re-forms the set: it starts from this epoch
 }
 
 // The swarm averaged this epoch without us: our gradient has no place in it. Applying it alone
@@ -444,6 +446,10 @@ void miss_round(trainer_pointer self) {
                           1000 * (2 * averaging.matchmaking_time + averaging.allreduce_timeout)));
   peer_health::global().set(peer_health::activity::training);
   report_progress(self);
+  if (st.stop_at_epoch_end) {
+    stop_for_new_set(self);  // nothing accumulated is left to lose
+    return;
+  }
   if (st.swarm_view.max_epoch > st.progress.epoch)
     catch_up(self, st.swarm_view.max_epoch, "the swarm is ahead", st.swarm_view.state_servers);
 }

@@ -118,6 +118,10 @@ TEST_F(attach_trainer, an_attached_trainer_joins_the_steps_and_its_death_loses_n
   const auto restarted_at = static_cast<int64_t>(starts[2]);
   EXPECT_NE(out.find("restart with 2 trainers (1 here, 1 attached)"), std::string::npos) << out;
   EXPECT_GE(restarted_at, joined_at);
+  // Rank 0 stopped between two steps, and the new set started where it stopped.
+  EXPECT_EQ(numbers_after(out, R"(stopping at step (\d+) for a new set)"),
+            std::vector<double>{starts[1]})
+    << out;
   // The final checkpoint's data position counts every step's examples once: 16 a step alone,
   // 32 (both shards) a step with the attached trainer, up to the checkpoint the set restarted
   // from when it died, and 16 again since.
@@ -171,6 +175,11 @@ TEST_F(attach_trainer, in_a_swarm_it_joins_from_the_next_epoch_and_its_death_is_
   ASSERT_EQ(starts.size(), 3u) << out;
   EXPECT_NE(out.find("restart with 2 trainers (1 here, 1 attached)"), std::string::npos) << out;
   EXPECT_EQ(out.find("differ from trainer 0's"), std::string::npos) << out;
+  // Rank 0 finished its epoch (its round applied) before it stopped: the new set starts at the
+  // next epoch, which nobody trains twice.
+  EXPECT_EQ(numbers_after(out, R"(stopping at epoch (\d+) for a new set)"),
+            std::vector<double>{starts[1]})
+    << out;
   EXPECT_NE(read_text_file(log("trainer")).find("joins the node's trainers as trainer 1 of 2"),
             std::string::npos);
   const auto last = newest_checkpoint(dir.path() / "run");
