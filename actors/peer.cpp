@@ -593,8 +593,17 @@ caf::behavior peer(peer_pointer self, peer_options options) {
   self->state.data_seed = self->state.options.config.run.seed;
   if (!self->state.options.config.network.listen.empty())
     start_swarm(self);
-  if (self->state.options.config.run.attach)
-    open_attach_door(self);
+  if (self->state.options.config.run.attach) {
+    try {
+      open_attach_door(self);
+    } catch (const std::exception& e) {
+      // A loose key file, or no port on the loopback: nothing a restart mends.
+      spdlog::critical("cannot open the door for attaching trainers (run.attach): {}", e.what());
+      shut_down_children(self);
+      self->quit(make_error(errc::invalid_config, e.what()));
+      return {};
+    }
+  }
   start_checkpointer(self);
   start_trainer(self);
   const auto& network = self->state.options.config.network;
