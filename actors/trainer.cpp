@@ -312,8 +312,13 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
     restore_latest(st);
   if (st.options.ranks > 1) {
     // Blocks this trainer's thread until the set has met (never CAF's scheduler: detached).
-    st.node = std::make_unique<node_reducer>(
-      st.options.rendezvous, node_reducer_options{st.options.rank, st.options.ranks});
+    // NCCL where every rank is one of this peer's GPUs; a set with an attached trainer (more
+    // ranks than run.trainers, or this one attached) sums host copies with Gloo on every rank.
+    node_reducer_options node_options{st.options.rank, st.options.ranks};
+    const auto& run = st.options.config.run;
+    node_options.nccl = !run.devices.empty() && st.options.ranks == run.trainers &&
+                        !st.options.follows_swarm;
+    st.node = std::make_unique<node_reducer>(st.options.rendezvous, node_options);
     share_node_state(st);
   }
   if (st.options.rank == 0) {
@@ -323,7 +328,8 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
                  st.options.config.train.precision, st.swarm ? "epoch" : "step",
                  current_step(st),
                  st.options.ranks > 1
-                   ? fmt::format(" ({} trainers in this peer, reduced with Gloo)", st.options.ranks)
+                   ? fmt::format(" ({} trainers in this peer, reduced with {})", st.options.ranks,
+                                 st.node && st.node->uses_nccl() ? "NCCL" : "Gloo")
                    : std::string());
   }
   if (st.swarm && st.options.rank == 0) {

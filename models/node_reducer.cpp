@@ -127,10 +127,18 @@ node_reducer::node_reducer(std::shared_ptr<node_rendezvous> rendezvous,
 
 node_reducer::~node_reducer() = default;
 
+bool node_reducer::uses_nccl() const {
+#ifdef DDACTOR_WITH_CUDA
+  return options_.nccl;
+#else
+  return false;
+#endif
+}
+
 template <class Operation>
 void node_reducer::run_on_group(torch::Tensor& tensor, const char* what, Operation&& operation) {
 #ifdef DDACTOR_WITH_CUDA
-  if (tensor.is_cuda()) {
+  if (options_.nccl && tensor.is_cuda()) {
     if (!group_->nccl)
       collective("joining NCCL", options_.rank, [&] {
         group_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(

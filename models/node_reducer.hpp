@@ -18,8 +18,9 @@
 //
 // One rank alone (ranks = 1) makes no group: its calls return at once.
 //
-// Tensors on a GPU (run.device = "cuda:N") are reduced by NCCL in CUDA builds (a group made at
-// the first such call, on the same rendezvous); elsewhere Gloo reduces a host copy.
+// Tensors on a GPU are reduced by NCCL in CUDA builds where every rank is on a GPU (options'
+// nccl; a group made at the first such call, on the same rendezvous); elsewhere Gloo reduces a
+// host copy of a tensor that is not on the host.
 //
 // Thread-safety: one node_reducer per thread; a node_rendezvous is shared by all ranks.
 
@@ -65,6 +66,10 @@ struct node_reducer_options {
   /// How long joining and each collective call wait for the other ranks. Rank 0 writes sample
   /// grids and checkpoint snapshots between two steps while the others wait in the next one.
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  /// Every rank trains on a GPU (run.devices, no attached trainer): CUDA tensors go through
+  /// NCCL in CUDA builds. Otherwise (a set mixing devices, e.g. an attached trainer) Gloo sums
+  /// host copies on every rank: all ranks must agree, as NCCL and Gloo groups do not meet.
+  bool nccl = false;
 };
 
 /// A rank did not come in time, or its connection closed.
@@ -82,6 +87,8 @@ class node_reducer {
   node_reducer& operator=(const node_reducer&) = delete;
 
   int rank() const { return options_.rank; }
+  /// Whether CUDA tensors go through NCCL (a CUDA build and options' nccl).
+  bool uses_nccl() const;
   int ranks() const { return options_.ranks; }
 
   /// Replaces `tensor` (contiguous; on any device, see the top) by its sum over all ranks.
