@@ -48,9 +48,11 @@ struct trainer_request {
 };
 
 /// `ddactor trainer`: one more trainer for the running peer of this run on this machine
-/// (run.attach), until the peer's run ends. Exit code 0 when the run ends or on Ctrl-C, 1 when
-/// the peer goes away or leaves this trainer out; throws for what the user must fix (no
-/// attach key or address, a device this build cannot use).
+/// (run.attach), until the peer's run ends. Left out (its set failed, e.g. out of memory), it
+/// attaches again with backoff, after an out of memory with half the micro-batch. Exit code 0
+/// when the run ends or on Ctrl-C, 1 when the peer stays away or keeps leaving it out; throws for
+/// what the user must fix (no attach key or address, a device this build cannot use, no peer
+/// answering the first time).
 int trainer_command(const run_config& config, const trainer_request& request);
 
 /// `ddactor sample`: writes a PNG grid generated from a checkpoint.

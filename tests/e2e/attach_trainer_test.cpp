@@ -260,5 +260,40 @@ TEST_F(attach_trainer, a_stranger_and_other_protocols_are_refused_and_counted) {
     << trainer.output();
 }
 
+// An attached trainer whose device fits 4 examples at a time (debug.out_of_memory_above = 4,
+// batches of 16) runs out of memory in its first step; the peer leaves it out and goes on, and
+// the trainer attaches again after a backoff with half the micro-batch: 8 fails too, 4 trains.
+// The node then trains with it, and both end with exit 0 when the peer stops.
+TEST_F(attach_trainer, out_of_memory_attaches_again_with_smaller_micro_batches) {
+  const auto path = config("run");
+  child_process peer(DDACTOR_BINARY, args({}, path), log("peer"));
+  ASSERT_TRUE(peer.wait_for_output("may attach on 127.0.0.1:", 120s)) << peer.output();
+  ASSERT_TRUE(wait_for_count(peer, " samples/s ", 1, 120s)) << peer.output();
+  child_process trainer(DDACTOR_BINARY,
+                        args({"trainer", "--set", "debug.out_of_memory_above=4"}, path),
+                        log("trainer"));
+  ASSERT_TRUE(trainer.wait_for_output("attaches again with micro-batches of 8", 120s))
+    << trainer.output() << peer.output();
+  ASSERT_TRUE(trainer.wait_for_output("attaches again with micro-batches of 4", 120s))
+    << trainer.output() << peer.output();
+  ASSERT_TRUE(wait_for_count(trainer, "joins the node's trainers as trainer 1 of 2", 3, 120s))
+    << trainer.output() << peer.output();
+  // Trains with the node now: the peer logs steps of the set of two, and leaves nobody out.
+  const auto left_out = peer.count_in_output("they go on without the attached trainer");
+  EXPECT_EQ(left_out, 2u) << peer.output();
+  const auto lines = peer.count_in_output(" samples/s ");
+  ASSERT_TRUE(wait_for_count(peer, " samples/s ", lines + 4, 120s)) << peer.output();
+  EXPECT_EQ(peer.count_in_output("they go on without the attached trainer"), left_out)
+    << peer.output();
+  EXPECT_EQ(trainer.count_in_output("ran out of memory at"), 2u) << trainer.output();
+  peer.send_signal(SIGINT);
+  const auto code = peer.wait_for(120s);
+  ASSERT_TRUE(code.has_value()) << peer.output();
+  EXPECT_EQ(*code, 0) << peer.output();
+  const auto trainer_code = trainer.wait_for(60s);
+  ASSERT_TRUE(trainer_code.has_value()) << trainer.output();
+  EXPECT_EQ(*trainer_code, 0) << trainer.output();
+}
+
 } // namespace
 } // namespace ddactor::testing
