@@ -66,7 +66,9 @@ caf::behavior expert_server(caf::stateful_actor<expert_state>* self,
           throw std::invalid_argument("times outside [0, 1]");
         auto cond = condition_of(req, o, n);
         torch::NoGradGuard no_grad;
-        auto v = local_expert(st.options.model, req.cfg_scale)(x, t, cond);
+        const auto device = st.options.model->parameters().front().device();
+        auto v = local_expert(st.options.model, req.cfg_scale)(x.to(device), t.to(device),
+                                                               cond.to(device));
         ++st.served;
         return tensor_to_blob(v);
       } catch (const std::exception& e) {

@@ -9,6 +9,7 @@
 
 #include <deque>
 
+#include "models/device_transfer.hpp"
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
 #include "models/tensor_wire.hpp"
@@ -75,11 +76,11 @@ expert_function remote_expert(caf::actor_system& system, caf::actor handle, int6
     req.x = tensor_to_blob(x);
     req.t = tensor_to_blob(t);
     if (cond.labels.defined()) {
-      auto labels = cond.labels.contiguous();
+      auto labels = on_host(cond.labels);
       req.labels.assign(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
     }
     if (cond.tokens.defined()) {
-      auto tokens = cond.tokens.contiguous();
+      auto tokens = on_host(cond.tokens);
       req.tokens.assign(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + tokens.numel());
       req.token_length = token_length;
     }
@@ -91,7 +92,7 @@ expert_function remote_expert(caf::actor_system& system, caf::actor handle, int6
       .receive(
         [&](const tensor_blob& blob) {
           try {
-            out = blob_to_tensor(blob, x.sizes().vec());
+            out = blob_to_tensor(blob, x.sizes().vec()).to(x.device());
           } catch (const std::exception& e) {
             failure = std::string("invalid answer: ") + e.what();
           }
@@ -135,7 +136,7 @@ dit_condition condition_for(const generate_request& r, const generator_options& 
 void finish_job(generator_pointer self, generation_job& job) {
   auto& st = self->state;
   const auto& o = st.options;
-  auto images = job.integration->current().clamp(-1, 1).contiguous();
+  auto images = on_host(job.integration->current().clamp(-1, 1));
   for (size_t k = 0; k < st.last_available.size(); ++k)
     st.last_available[k] = job.unavailable->count(static_cast<int64_t>(k)) == 0;
   for (auto k : *job.unavailable)
@@ -210,11 +211,14 @@ caf::result<std::vector<char>> generate(generator_pointer self, const generate_r
   int64_t rows = 1;
   auto cond = condition_for(r, o, rows, job);
   job.unavailable = std::make_shared<std::set<int64_t>>();
-  job.field = ensemble_velocity(o.routing, experts, cond, ensemble, job.unavailable);
+  job.field =
+    ensemble_velocity(o.routing, experts, cond.to(o.device), ensemble, job.unavailable);
+  // Drawn on the host: a seed gives the same images on any device.
   auto generator = at::make_generator<at::CPUGeneratorImpl>(r.seed);
   auto noise = at::randn({rows * job.columns, o.shape.in_channels, o.shape.image_size,
                           o.shape.image_size},
-                         generator, torch::kFloat32);
+                         generator, torch::kFloat32)
+                 .to(o.device);
   job.integration.emplace(noise, r.steps, parse_sampler(r.sampler));
   // The requester's end (a client that hung up, a dead peer) cancels its job. Asked before the
   // promise is made: making it takes the sender out of the message.

@@ -71,6 +71,9 @@ struct generator_options {
   int32_t max_count = 64;
   /// Requests in progress at most; more are refused (HTTP 429).
   size_t max_queue = 8;
+  /// Where the router, the local experts and the sampling run (run.device; the models are
+  /// moved there by whoever loads them). Remote experts get host copies.
+  torch::Device device = torch::kCPU;
   /// Where the generator publishes its state (never null).
   std::shared_ptr<generator_status> status = std::make_shared<generator_status>();
 };

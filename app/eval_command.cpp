@@ -12,6 +12,7 @@
 #include "app/ddm_models.hpp"
 #include "app/inference_model.hpp"
 #include "app/stop_signal.hpp"
+#include "models/device_transfer.hpp"
 #include "models/ensemble.hpp"
 #include "runtime/cluster_assignment.hpp"
 #include "runtime/run_data.hpp"
@@ -76,7 +77,15 @@ int eval_command(const run_config& config, const eval_request& request) {
   training.stop_requested = stop_requested;
   auto classifier = load_or_train_feature_classifier(cache, train, test, training);
 
+  // Generation on the run's (first) device; the classifier scores on the host.
   generation_settings gen;
+  gen.device = parse_training_device(config.run.device_of_rank(0));
+  loaded.model->to(gen.device);
+  if (ddm.routing) {
+    ddm.routing->to(gen.device);
+    for (auto& expert : ddm.experts)
+      expert->to(gen.device);
+  }
   gen.steps = e.steps;
   gen.sampler = parse_sampler(e.sampler);
   gen.cfg_scale = e.cfg_scale;

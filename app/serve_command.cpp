@@ -16,6 +16,7 @@
 #include "app/ddm_models.hpp"
 #include "app/inference_model.hpp"
 #include "app/stop_signal.hpp"
+#include "models/device_transfer.hpp"
 #include "models/model_config.hpp"
 #include "caf/io/all.hpp"
 #include "monitoring/metrics_http_server.hpp"
@@ -219,6 +220,12 @@ int serve_command(const run_config& config) {
   options.expert_timeout = seconds(config.serve.expert_timeout);
   options.max_count = config.serve.max_count;
   options.max_queue = static_cast<size_t>(config.serve.max_queue);
+  // The router, the local experts and the sampling on the run's (first) device.
+  options.device = parse_training_device(config.run.device_of_rank(0));
+  options.routing->to(options.device);
+  for (auto& e : options.experts)
+    if (e.local)
+      e.local->to(options.device);
   auto generator = spawn_generator(system, options);
   if (auto port = publish(system, generator, config))
     spdlog::info("router serving over CAF on port {}", port);
@@ -275,6 +282,7 @@ int serve_expert_command(const run_config& config, int expert,
   if (config.serve.listen.empty())
     throw std::invalid_argument("serve-expert needs serve.listen (where routers reach it)");
   auto loaded = load_inference_model(expert_config(config, expert), checkpoint, false);
+  loaded.model->to(parse_training_device(config.run.device_of_rank(0)));
   ddactor_system_config system_config(timing_of(config), /*with_network=*/true);
   caf::actor_system system{system_config};
   // Declared after the system, so it ends first: a bounded wait for the detached actors.
