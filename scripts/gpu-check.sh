@@ -4,7 +4,9 @@
 # `dpkg -x`, nothing installed), runs the CUDA tests, then the GPU benchmarks: ddactor's training
 # step (bench/gpu_step_bench.cpp) against the same model in Python PyTorch eager
 # (bench/gpu/pytorch_step.py) on the same GPU, fp32 and bf16, DiT-B/2 on 256 px latents and the
-# SD 1.5 UNet at 64 x 64 latents, with the ratio, peak memory and GPU utilisation while each runs.
+# SD 1.5 UNet at 64 x 64 latents, with the ratio, peak memory and GPU utilisation while each runs;
+# then two ddactor peers on the GPU averaging gradients with averaging.overlap, and the GPU's
+# utilisation while they train and average.
 #
 #   scripts/gpu-check.sh [BUNDLE_DIR] [OUT_DIR]     (defaults .gpu-bundle and gpu-check-out)
 #
@@ -89,4 +91,42 @@ for precision in fp32 bf16; do
     run_pair sd15-unet "$precision" "${BATCH_UNET:-8}" --unet-config "$bundle/sd15_unet_config.json"
   fi
 done
+echo "== a swarm of two peers on cuda:0 (gradients, averaging.overlap), GPU utilisation"
+swarm=/tmp/ddactor-gpu-swarm
+rm -rf "$swarm" && mkdir -p "$swarm"
+"$build/ddactor" keys --new-swarm-key "$swarm/swarm.key" > /dev/null
+port=$((20000 + RANDOM % 20000))
+cat > "$swarm/run.toml" <<TOML
+[run]
+name = "gpu-swarm"
+device = "cuda:0"
+[model]
+preset = "B/4"
+[data]
+source = "fashion-mnist"
+path = "$deps/usr/share/datasets/fashion-mnist"
+batch_size = 256
+[train]
+steps = ${SWARM_EPOCHS:-40}
+target_batch_size = 1024
+log_every = 1
+checkpoint_every = 1000
+sample_every = 0
+[network]
+wait_for_peers = 2
+swarm_key_file = "$swarm/swarm.key"
+[averaging]
+overlap = true
+TOML
+utilisation "$out/util_swarm.txt" & sampler=$!
+"$build/ddactor" --config "$swarm/run.toml" --set "run.dir=\"$swarm/peer0\"" \
+  --set "network.listen=\"127.0.0.1:$port\"" > "$out/swarm_peer0.log" 2>&1 & first=$!
+sleep 2
+"$build/ddactor" --config "$swarm/run.toml" --set "run.dir=\"$swarm/peer1\"" \
+  --set "network.listen=\"127.0.0.1:0\"" \
+  --set "network.initial_peers=[\"127.0.0.1:$port\"]" > "$out/swarm_peer1.log" 2>&1
+wait $first || true
+kill $sampler 2>/dev/null || true
+echo "  GPU busy $(mean_of "$out/util_swarm.txt")% on average while two peers trained and averaged"
+grep -h "samples/s" "$out/swarm_peer0.log" | tail -2 | sed 's/^/  peer 0: /'
 echo "== done; logs and JSON in $out"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What scripts/gpu-check.sh needs on a GPU machine that reaches no package registry: the Debian
 # 12 packages of ddactor's build dependencies other than LibTorch (the GPU machine's PyTorch
-# brings a CUDA LibTorch), as .deb files to unpack there with `dpkg -x`, and the SD 1.5 UNet's
-# config.json for the UNet benchmark. About 8 MB.
+# brings a CUDA LibTorch), as .deb files to unpack there with `dpkg -x`, Fashion-MNIST for a swarm
+# of two GPU peers, and the SD 1.5 UNet's config.json for the UNet benchmark. About 42 MB.
 #
 #   scripts/make-gpu-bundle.sh [BUNDLE_DIR]     (default .gpu-bundle, beside the sources)
 #
@@ -18,6 +18,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9 libcli11-dev
   libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1 libgtest-dev
   libsodium-dev libsodium23 libssl-dev libssl3 libgloo-dev libgloo0
+  dataset-fashion-mnist
 )
 # The -dev packages' libfoo.so links point at the runtime packages' files: both come along, so
 # that nothing in the bundle links to a library of the GPU machine's own distribution.
