@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/stub/c10/cuda/impl"
 echo '#define C10_CUDA_BUILD_SHARED_LIBS' > "$work/stub/c10/cuda/impl/cuda_cmake_macros.h"
-files=$(cd "$root" && grep -rl --include='*.cpp' 'DDACTOR_WITH_CUDA' actors app models runtime tests)
+files=$(cd "$root" && grep -rl --include='*.cpp' 'DDACTOR_WITH_CUDA' actors app models runtime tests bench)
 status=0
 for file in $files; do
   if c++ -std=gnu++20 -O0 -Wall -Wextra -Wno-unused-parameter -Werror -fsyntax-only \
