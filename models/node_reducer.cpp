@@ -25,6 +25,26 @@ namespace {
 // How long a rank waits for the store to answer (connecting, and each get or wait).
 constexpr std::chrono::seconds store_timeout{60};
 
+// LibTorch 2.4 and later default to a libuv TCPStore, which Debian 13's LibTorch 2.6 is built
+// without ("use_libuv was requested but PyTorch was build without libuv support"); the classic
+// one serves a node's few ranks as well. LibTorch 1.13 has neither the option nor libuv.
+template <class Options>
+auto without_libuv(Options& options, int) -> decltype(options.useLibUV = false, void()) {
+  options.useLibUV = false;
+}
+template <class Options>
+void without_libuv(Options&, long) {}
+
+c10d::TCPStoreOptions store_options(uint16_t port, bool server) {
+  c10d::TCPStoreOptions options;
+  options.port = port;
+  options.isServer = server;
+  options.waitWorkers = false;
+  options.timeout = store_timeout;
+  without_libuv(options, 0);
+  return options;
+}
+
 } // namespace
 
 class node_rendezvous {
@@ -43,12 +63,8 @@ std::shared_ptr<node_rendezvous> make_node_rendezvous() {
 std::shared_ptr<node_rendezvous> make_node_rendezvous(uint16_t port, const std::string& prefix) {
   auto rendezvous = std::make_shared<node_rendezvous>();
   rendezvous->open = [port, prefix]() -> c10::intrusive_ptr<c10d::Store> {
-    c10d::TCPStoreOptions options;
-    options.port = port;
-    options.isServer = false;
-    options.waitWorkers = false;
-    options.timeout = store_timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+    auto store =
+      c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options(port, /*server=*/false));
     return c10::make_intrusive<c10d::PrefixStore>(prefix, store);
   };
   return rendezvous;
@@ -59,12 +75,9 @@ struct node_store_host::server {
 };
 
 node_store_host::node_store_host() : server_(std::make_unique<server>()) {
-  c10d::TCPStoreOptions options;
-  options.port = 0;  // a free port, told to the trainers with their assignment
-  options.isServer = true;
-  options.waitWorkers = false;
-  options.timeout = store_timeout;
-  server_->store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+  // Port 0: a free port, told to the trainers with their assignment.
+  server_->store =
+    c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options(0, /*server=*/true));
 }
 
 node_store_host::~node_store_host() = default;
