@@ -21,6 +21,7 @@
 #include "runtime/matchmaking_leader.hpp"
 #include "runtime/matchmaking_rules.hpp"
 #include "runtime/secure/assignment_proof.hpp"
+#include "runtime/secure/misbehaviour_scores.hpp"
 #include "runtime/message_types.hpp"
 
 namespace ddactor {
@@ -76,46 +77,52 @@ struct averager_state {
   // Leaders that took a join and never answered it: skipped until the epoch given, so a hostile
   // or hung leader costs one matchmaking, not one per epoch.
   std::map<std::string, int64_t> silent_leaders;
-  // Peers that sent this peer invalid data in a round: left out of its rounds (as leader and
-  // member) until the epoch given, so one broken or hostile peer costs one restart, not one per
-  // epoch.
-  std::map<std::string, int64_t> banned;
+  // Misbehaviour by peer (invalid or unsigned chunks, audits failed or unanswered): a banned
+  // peer is left out of this peer's rounds, as leader and member, for network.ban_time, so one
+  // broken or hostile peer costs one restart, not one per epoch.
+  misbehaviour_scores scores;
   // debug.byzantine = "silent_leader": joins taken and never answered.
   std::vector<caf::response_promise> swallowed_joins;
+  // options.key, shared with the coders of every round (they sign chunks on their threads).
+  std::shared_ptr<const peer_key> signing_key;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averager";
 };
 
 // Epochs a leader that never answered a join is skipped for.
 constexpr int64_t silent_leader_skip_epochs = 20;
-// Epochs a peer that sent invalid data is left out for.
-constexpr int64_t offender_ban_epochs = 20;
+// Points per offence (misbehaviour_scores::threshold bans). Invalid data and a disproved result
+// are proof: a ban at once. An audit left unanswered may be a crash or a link too busy to show
+// the evidence in time: it takes several.
+constexpr double invalid_data_points = misbehaviour_scores::threshold;
+constexpr double lie_points = misbehaviour_scores::threshold;
+constexpr double unanswered_audit_points = 3;
 
 using averager_pointer = caf::stateful_actor<averager_state>*;
 
-bool is_banned(const averager_state& st, const std::string& peer_id, int64_t epoch) {
-  auto it = st.banned.find(peer_id);
-  return it != st.banned.end() && epoch <= it->second;
+bool is_banned(const averager_state& st, const std::string& peer_id) {
+  return st.scores.banned(peer_id, clock_type::now());
 }
 
 // Banned peers count as being at no epoch: a leader does not wait for them, and they lead
 // nothing (a peer without a report would be awaited, as a joiner is).
 void leave_out_banned(averager_state& st) {
   for (auto& [id, epoch] : st.reports.epochs)
-    if (is_banned(st, id, epoch))
+    if (is_banned(st, id))
       epoch = -1;
+  st.metrics.banned_now.set(static_cast<double>(st.scores.banned_count(clock_type::now())));
 }
 
-void ban_offenders(averager_pointer self, const std::vector<std::string>& offenders,
-                   int64_t epoch) {
+// Adds to `peer_id`'s score for `offence`; past the threshold it is banned (logged, counted).
+void score(averager_pointer self, const std::string& peer_id, double points,
+           const std::string& offence) {
   auto& st = self->state;
-  for (const auto& id : offenders) {
-    if (id == st.options.peer_id || is_banned(st, id, epoch + 1))
-      continue;
-    st.banned[id] = epoch + offender_ban_epochs;
+  if (peer_id == st.options.peer_id)
+    return;
+  if (st.scores.add(peer_id, points, clock_type::now())) {
     st.metrics.banned_peers.inc();
-    spdlog::warn("epoch {}: peer {} sent invalid data; leaving it out of rounds until epoch {}",
-                 epoch, id.substr(0, 8), epoch + offender_ban_epochs);
+    spdlog::warn("peer {} banned for {} s ({}): left out of this peer's rounds",
+                 peer_id.substr(0, 8), st.scores.ban_time().count(), offence);
   }
   leave_out_banned(st);
 }
@@ -253,9 +260,9 @@ caf::result<group_assignment> on_join(averager_pointer self, round_request& req)
   auto& st = self->state;
   if (!acceptable_round_request(req, st.options.swarm_id))
     return make_error(errc::invalid_message, "invalid round request");
-  if (is_banned(st, req.peer_id, req.epoch))
+  if (is_banned(st, req.peer_id))
     return make_error(errc::invalid_message,
-                      "this peer sent invalid data and is left out of rounds for a while");
+                      "this peer misbehaved and is left out of rounds for a while");
   if (st.options.silent_leader && req.peer_id != st.options.peer_id) {
     st.swallowed_joins.push_back(self->make_response_promise());
     return caf::delegated<group_assignment>();
@@ -298,10 +305,12 @@ void join_round(averager_pointer self) {
       reachable.push_back(m.info.peer_id);
   auto skipped = cur.failed_leaders;
   skipped.insert(cur.deferring_leaders.begin(), cur.deferring_leaders.end());
-  for (const auto* left_out : {&st.silent_leaders, &st.banned})
-    for (const auto& [id, until] : *left_out)
-      if (until >= cur.request.epoch)
-        skipped.insert(id);
+  for (const auto& [id, until] : st.silent_leaders)
+    if (until >= cur.request.epoch)
+      skipped.insert(id);
+  for (const auto& m : st.members)
+    if (is_banned(st, m.info.peer_id))
+      skipped.insert(m.info.peer_id);
   const auto leader_id =
     next_leader(st.reports, reachable, cur.request.epoch, skipped,
                 st.leader->is_open(cur.request.epoch) ? st.options.peer_id : std::string());
@@ -430,6 +439,12 @@ void start_request(averager_pointer self, average_request request) {
                                          : averaging_group_options::fault::die_as_sender;
   group.corrupt_chunks = o.corrupt_chunks_from > 0 && cur.request.epoch >= o.corrupt_chunks_from;
   group.scale_chunks = o.scale_chunks;
+  group.lie_as_reducer = o.lie_as_reducer;
+  if (o.key)
+    group.key = st.signing_key;
+  group.check_signatures = o.require_proof;
+  group.audit_probability = o.audit_probability;
+  group.audit_seed = st.nonce();
   cur.group = spawn_averaging_group(self->system(), group);
   self->monitor(cur.group);
   join_round(self);
@@ -437,6 +452,9 @@ void start_request(averager_pointer self, average_request request) {
 
 caf::behavior averager(averager_pointer self, averager_options options) {
   self->state.options = std::move(options);
+  self->state.scores = misbehaviour_scores(self->state.options.ban_time);
+  if (self->state.options.key)
+    self->state.signing_key = std::make_shared<const peer_key>(*self->state.options.key);
   self->state.leader.emplace(self->state.options.peer_id, self->state.options.group_size);
   for (size_t i = 0; i < std::max<size_t>(1, self->state.options.compressor_threads); ++i)
     self->state.compressors.push_back(spawn_compressor(self->system()));
@@ -517,11 +535,23 @@ caf::behavior averager(averager_pointer self, averager_options options) {
         st.current->group = nullptr;
         if (outcome.residual)
           st.residual = std::move(outcome.residual);
-        ban_offenders(self, outcome.offenders, st.current->request.epoch);
+        for (const auto& id : outcome.offenders)
+          score(self, id, invalid_data_points, "it sent invalid data in a round");
         deliver(self, std::move(outcome));
       }
     },
     [=](join_atom, round_request& req) { return on_join(self, req); },
+    // From this peer's group actors: what an audit found of a reducer (averaging_group.hpp).
+    [=](audit_atom, const std::string& peer_id, const std::string& verdict,
+        const std::string& detail) {
+      if (refuse_remote(self, "averager", "audit verdict"))
+        return;
+      if (verdict == "lied")
+        score(self, peer_id, lie_points, "an audit disproved its result: " + detail);
+      else if (verdict == "unanswered")
+        score(self, peer_id, unanswered_audit_points,
+              "it did not show an auditor its evidence: " + detail);
+    },
     [=](link_rate_atom, double download_bytes, double download_seconds, double upload_bytes,
         double upload_rate) {
       // Only this peer's own group actors measure its link.

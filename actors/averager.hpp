@@ -71,6 +71,13 @@ struct averager_options {
   float scale_chunks = 0;
   /// debug.byzantine = "silent_leader": joins of other peers are taken and never answered.
   bool silent_leader = false;
+  /// debug.byzantine = "lying_reducer": this peer's part of every round goes out negated.
+  bool lie_as_reducer = false;
+  /// averaging.audit_probability: the chance that this peer audits another reducer after a
+  /// round (actors/averaging_group.hpp); 0: never (it still shows its own evidence).
+  double audit_probability = 0.1;
+  /// network.ban_time: how long a peer whose misbehaviour reached the ban score is left out.
+  std::chrono::seconds ban_time{600};
   /// Where the outcome of every round (its group, leader, duration, bytes) is written for the
   /// status page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include "runtime/actor_ticks.hpp"
 #include "runtime/allreduce/butterfly_round.hpp"
 #include "runtime/allreduce/link_rate_estimate.hpp"
+#include "runtime/allreduce/reducer_audit.hpp"
 #include "runtime/allreduce/round_deadline.hpp"
 
 namespace ddactor {
@@ -33,6 +35,9 @@ constexpr auto digest_wait = std::chrono::seconds(5);
 constexpr size_t max_early_chunks = 4096;
 // Rates above this (bytes per second: 1 Tbit/s) are no measurement.
 constexpr double max_plausible_rate = 125e9;
+// A reducer shows its evidence for at least this long after its round, and an auditor waits for
+// it at least this long (both stretch with the round's own duration, for slow links).
+constexpr auto audit_window = std::chrono::seconds(10);
 // At most one liveness note per member to membership in this interval.
 constexpr auto alive_note_interval = std::chrono::milliseconds(200);
 
@@ -80,6 +85,18 @@ struct group_state {
   std::map<uint64_t, size_t> job_compressor;
   std::vector<size_t> compressor_load;
   size_t scatter_chunks_sent = 0;  // for fault injection
+  // Audits, once the round is done: the result as applied here (only while auditing), the
+  // audits this member runs by reducer (its own pick, and those it checks for accusers), which
+  // members it showed its evidence to, and how long it stays for them.
+  std::shared_ptr<const std::vector<float>> result;
+  std::map<uint32_t, reducer_audit> audits;
+  std::set<uint32_t> audited;         // reducers audited or being audited
+  std::set<uint32_t> accused_by_us;   // reducers our own audit found lying
+  std::set<uint32_t> evidence_shown;  // members that received our evidence
+  std::set<uint32_t> accusations_heard;  // members whose accusation we acted on
+  std::optional<uint32_t> own_pick;   // the reducer this member chose to audit
+  clock_type::time_point audit_deadline;
+  clock_type::time_point linger_deadline;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averaging_group";
 };
@@ -129,7 +146,7 @@ void fail(group_pointer self, const char* metric_reason, const std::string& why,
 // A finished round tells the averager what it measured of this peer's link (a download sample:
 // everything that arrived, from the round's start to the last chunk; an upload sample: the
 // members' digests), then ends.
-void quit_reporting_link_rates(group_pointer self) {
+void report_link_rates(group_pointer self) {
   auto& st = self->state;
   if (!st.rates_reported && st.options.reply_to) {
     st.rates_reported = true;
@@ -145,14 +162,25 @@ void quit_reporting_link_rates(group_pointer self) {
     self->send(st.options.reply_to, link_rate_atom_v, static_cast<double>(bytes), seconds,
                static_cast<double>(st.upload_bytes), st.upload_rate);
   }
+}
+
+void quit_reporting_link_rates(group_pointer self) {
+  report_link_rates(self);
   self->quit();
 }
 
+// Once done and every digest is in (or no longer awaited), the link rates go to the averager;
+// the group ends when, besides, no audit runs and no auditor is left to serve.
 void quit_once_digests_are_in(group_pointer self) {
   auto& st = self->state;
-  if (st.round && st.round->state() == butterfly_round::status::done &&
-      !st.round->awaiting_digests())
-    quit_reporting_link_rates(self);
+  if (!st.round || st.round->state() != butterfly_round::status::done)
+    return;
+  const auto now = clock_type::now();
+  if (st.round->awaiting_digests() && now < st.digest_deadline)
+    return;
+  report_link_rates(self);
+  if (st.audits.empty() && now >= st.linger_deadline)
+    self->quit();
 }
 
 // Fault injection: give the network a moment to carry what was sent, then die like a crash.
@@ -174,6 +202,8 @@ void dispatch(group_pointer self, Work work) {
   self->send(st.options.compressors[index], std::move(work));
 }
 
+void start_audit(group_pointer self, uint32_t reducer);
+
 void on_done(group_pointer self, round_done& done) {
   auto& st = self->state;
   const auto me = st.round->me();
@@ -194,9 +224,146 @@ void on_done(group_pointer self, round_done& done) {
   outcome.result = done.group_size > 1 ? round_result::averaged : round_result::alone;
   if (st.options.policy.error_feedback())
     outcome.residual = std::make_shared<const std::vector<float>>(std::move(done.residual));
+  auto result = outcome.values;
   reply(self, std::move(outcome));
   // Wait for the others' digests (bounded), so a mismatch is noticed and counted.
-  st.digest_deadline = clock_type::now() + digest_wait;
+  const auto now = clock_type::now();
+  st.digest_deadline = now + digest_wait;
+  if (done.group_size > 1 && st.options.key) {
+    // Stay to show auditors our evidence: as long as the round took, at least audit_window.
+    const auto took = std::chrono::duration_cast<clock_type::duration>(now - st.started);
+    st.linger_deadline = now + std::max<clock_type::duration>(audit_window, took);
+    st.audit_deadline = now + std::max<clock_type::duration>(audit_window, 2 * took);
+    std::mt19937_64 draw(st.options.audit_seed);
+    const auto reducers = st.round->reducers_of_last_attempt();
+    // An auditor keeps the result while it stays, to check accusations too.
+    if (st.options.audit_probability > 0)
+      st.result = std::move(result);
+    if (!reducers.empty() &&
+        std::uniform_real_distribution<double>(0, 1)(draw) < st.options.audit_probability) {
+      st.own_pick = reducers[std::uniform_int_distribution<size_t>(0, reducers.size() - 1)(draw)];
+      start_audit(self, *st.own_pick);
+    }
+  }
+}
+
+// --- audits (runtime/allreduce/reducer_audit.hpp) -------------------------------------------
+
+// Whether the message being handled comes from member `member`'s node.
+bool from_member(group_pointer self, uint32_t member) {
+  auto& st = self->state;
+  auto sender = self->current_sender();
+  return sender && member < st.assignment.members.size() &&
+         sender->node() == st.assignment.members[member].averager.node();
+}
+
+void tell_averager(group_pointer self, uint32_t member, const char* verdict,
+                   const std::string& detail) {
+  auto& st = self->state;
+  self->state.metrics.audits.with({verdict}).inc();
+  if (st.options.reply_to && std::string_view(verdict) != "passed")
+    self->send(st.options.reply_to, audit_atom_v, st.assignment.members[member].peer_id,
+               std::string(verdict), detail);
+}
+
+void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& finding,
+                  bool answered) {
+  auto& st = self->state;
+  auto it = st.audits.find(reducer);
+  if (it == st.audits.end())
+    return;
+  const bool own = st.own_pick == reducer;
+  st.audits.erase(it);
+  const auto round = st.assignment.round_id;
+  if (finding.honest) {
+    spdlog::debug("round {:016x}: audit of reducer {} passed", round, member_name(st, reducer));
+    // An accuser we heard of claimed otherwise: counted, not punished (the reducer may have shown
+    // the two of us different evidence).
+    tell_averager(self, reducer, st.accusations_heard.empty() || own ? "passed" : "unconfirmed",
+                  "");
+    return;
+  }
+  if (!answered) {
+    spdlog::warn("round {:016x}: reducer {} did not show its evidence to this auditor in time "
+                 "({})",
+                 round, member_name(st, reducer), finding.detail);
+    tell_averager(self, reducer, "unanswered", finding.detail);
+    return;
+  }
+  spdlog::error("round {:016x}: audit: reducer {} lied about its part: {}", round,
+                member_name(st, reducer), finding.detail);
+  tell_averager(self, reducer, "lied", finding.detail);
+  if (!own)
+    return;  // confirming another's accusation: it told everyone already
+  st.accused_by_us.insert(reducer);
+  const auto me = st.round->me();
+  for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
+    if (m != me && m != reducer && ((st.round->member_set() >> m) & 1u))
+      self->send(st.assignment.members[m].averager, audit_atom_v,
+                 audit_accusation{round, reducer, me});
+}
+
+void start_audit(group_pointer self, uint32_t reducer) {
+  auto& st = self->state;
+  if (!st.result || st.audited.count(reducer) != 0)
+    return;
+  auto plan = st.round->audit_plan_for(reducer, *st.result);
+  if (!plan)
+    return;
+  st.audited.insert(reducer);
+  st.audits.emplace(reducer, reducer_audit(std::move(*plan)));
+  self->send(st.assignment.members[reducer].averager, audit_atom_v,
+             audit_request{st.assignment.round_id, st.round->me(), st.round->member_set()});
+}
+
+// A member audits our part: it gets every input we reduced, once.
+void answer_audit(group_pointer self, const audit_request& request) {
+  auto& st = self->state;
+  // Any attempt the requester was in: it may have finished in one we restarted from.
+  if (!st.round || request.round_id != st.assignment.round_id ||
+      request.requester == st.round->me() || !((request.member_set >> request.requester) & 1u) ||
+      !from_member(self, request.requester) || !st.evidence_shown.insert(request.requester).second)
+    return;
+  auto to = caf::actor_cast<caf::actor>(self->current_sender());
+  for (const auto& evidence : st.round->audit_evidence_of_our_part(request.member_set))
+    self->send(to, audit_atom_v, evidence);
+  st.metrics.audits.with({"answered"}).inc();
+}
+
+void take_evidence(group_pointer self, const audit_evidence& evidence) {
+  auto& st = self->state;
+  // Evidence counts only from the node of the reducer it is asked of.
+  for (auto& [reducer, audit] : st.audits) {
+    if (!from_member(self, reducer))
+      continue;
+    if (auto refused = audit.add(evidence)) {
+      finish_audit(self, reducer, {false, "its evidence was refused: " + *refused}, true);
+    } else if (audit.complete()) {
+      finish_audit(self, reducer, audit.verdict(), true);
+    }
+    quit_once_digests_are_in(self);
+    return;
+  }
+}
+
+// Another member says a reducer lied: we check for ourselves.
+void hear_accusation(group_pointer self, const audit_accusation& accusation) {
+  auto& st = self->state;
+  if (!st.round || st.round->state() != butterfly_round::status::done ||
+      accusation.round_id != st.assignment.round_id || accusation.accuser == st.round->me() ||
+      !from_member(self, accusation.accuser) ||
+      !st.accusations_heard.insert(accusation.accuser).second)
+    return;
+  spdlog::warn("round {:016x}: member {} says reducer {} lied; auditing it", st.assignment.round_id,
+               member_name(st, accusation.accuser), member_name(st, accusation.reducer));
+  if (!st.result)
+    return;  // this peer does not audit (averaging.audit_probability = 0)
+  if (st.audited.count(accusation.reducer) != 0) {
+    if (st.accused_by_us.count(accusation.reducer) == 0 && st.audits.count(accusation.reducer) == 0)
+      st.metrics.audits.with({"unconfirmed"}).inc();
+    return;
+  }
+  start_audit(self, accusation.reducer);
 }
 
 // Carries out what the round asks for.
@@ -209,6 +376,9 @@ void act(group_pointer self, std::vector<round_action> actions) {
     if (auto* encode = std::get_if<round_encode>(&action)) {
       if (encode->role == chunk_role::gather_out && st.options.inject == fault::die_as_reducer)
         die_now("reducer");
+      if (encode->role == chunk_role::gather_out && st.options.lie_as_reducer)
+        for (auto& v : encode->job.own_values())
+          v = -v;
       if (encode->role == chunk_role::scatter_out && st.options.scale_chunks != 0)
         for (auto& v : encode->job.own_values())
           v *= st.options.scale_chunks;
@@ -327,7 +497,10 @@ void start_round(group_pointer self, group_assignment assignment) {
   setup.round_id = st.assignment.round_id;
   setup.me = static_cast<uint32_t>(mine - st.assignment.members.begin());
   for (const auto& m : st.assignment.members)
-    setup.members.push_back({m.weight, m.part_share, short_id(m.peer_id)});
+    setup.members.push_back({m.weight, m.part_share, short_id(m.peer_id), m.peer_id});
+  setup.signer = st.options.key;
+  setup.check_signatures = st.options.check_signatures;
+  setup.keep_evidence = st.options.key != nullptr;
   setup.values = st.options.values;
   setup.output_buffers = st.options.output_buffers;
   setup.chunk_elements = st.options.chunk_elements;
@@ -382,6 +555,9 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
         start_round(self, std::move(assignment));
     },
     [=](chunk_atom, allreduce_chunk& chunk) { handle_chunk(self, chunk); },
+    [=](audit_atom, const audit_request& request) { answer_audit(self, request); },
+    [=](audit_atom, const audit_evidence& evidence) { take_evidence(self, evidence); },
+    [=](audit_atom, const audit_accusation& accusation) { hear_accusation(self, accusation); },
     [=](compressor_result& result) {
       auto& st = self->state;
       if (refuse_remote(self, "averaging_group", "coded chunk"))
@@ -439,12 +615,26 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
                          std::chrono::duration<double>(st.options.timeout).count()));
         return;
       }
-      if (done && now >= st.digest_deadline) {
-        quit_reporting_link_rates(self);  // done waiting for digests
+      if (!done) {
+        self->delayed_send(self, tick_towards(st.deadline, now), tick_atom_v);
         return;
       }
-      self->delayed_send(self, tick_towards(done ? st.digest_deadline : st.deadline, now),
-                         tick_atom_v);
+      if (now >= st.audit_deadline) {
+        // Reducers that did not show all their evidence in time.
+        std::vector<std::pair<uint32_t, std::string>> late;
+        for (const auto& [reducer, audit] : st.audits)
+          late.emplace_back(reducer, fmt::format("{} of {} inputs arrived", audit.received(),
+                                                 audit.expected()));
+        for (const auto& [reducer, detail] : late)
+          finish_audit(self, reducer, {false, detail}, false);
+      }
+      quit_once_digests_are_in(self);  // ends the group once nothing is left to wait for
+      auto next = st.linger_deadline;
+      if (st.round->awaiting_digests())
+        next = std::max(next, st.digest_deadline);
+      if (!st.audits.empty())
+        next = std::max(next, st.audit_deadline);
+      self->delayed_send(self, tick_towards(std::max(next, now), now), tick_atom_v);
     },
   };
 }

@@ -13,6 +13,17 @@
 //   WAITING --(assignment)--> RUNNING --(round_done)--> digests --(all in, or 5 s)--> quit
 //                               |  any state --(deadline)--> FAILED (failed outcome) --> quit
 //
+// Audits (runtime/allreduce/reducer_audit.hpp): after a round among several members the group
+// stays a while, as a reducer to show its evidence to auditors (`(audit_atom, audit_request)`,
+// answered once per member with its part's signed inputs, for max(10 s, the round's duration)),
+// and, with probability audit_probability, as an auditor of one other reducer picked at random
+// (privately: a reducer cannot know whether it will be checked). A reducer whose result does not
+// follow from its inputs, whose evidence is refused, or that does not answer in time is reported
+// to the averager `(audit_atom, peer_id, verdict, detail)`, which scores and bans it; a proven
+// lie also goes to the other members as an accusation, which each checks with an audit of its
+// own before it believes it (an accusation it cannot confirm is only counted: it cannot tell a
+// lying accuser from a reducer that showed the two of them different evidence).
+//
 // This actor adds what the state machine leaves out: the deadline and the digest wait (ticks),
 // monitors of the members (a member gone), chunks that arrive before the assignment, which
 // compressor codes a chunk, bytes and link rates, metrics, logs, and fault injection for tests.
@@ -28,6 +39,7 @@
 #include "runtime/allreduce/chunk_policy.hpp"
 #include "runtime/allreduce/recycled_floats.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/secure/peer_key.hpp"
 
 namespace ddactor {
 
@@ -67,10 +79,22 @@ struct averaging_group_options {
   /// debug.byzantine = "scaled_values": the values sent to reducers are multiplied by this
   /// (finite, so they pass validation; 0: not).
   float scale_chunks = 0;
+  /// debug.byzantine = "lying_reducer": the results of this peer's part go out negated (every
+  /// member gets the same, so digests agree; only an audit can tell).
+  bool lie_as_reducer = false;
+  /// Signs our chunks and keeps the evidence of our part for auditors (null: neither).
+  std::shared_ptr<const peer_key> key;
+  /// Refuse chunks for our part that their sender did not sign.
+  bool check_signatures = false;
+  /// The chance that this peer audits one other reducer of a finished round (0: never).
+  double audit_probability = 0;
+  /// Seeds this group's private draw of whether and whom to audit.
+  uint64_t audit_seed = 0;
 };
 
 /// Spawns a group actor waiting for its assignment: `(group_assignment)` starts the round.
-/// Remote group actors send it `(chunk_atom, allreduce_chunk)` and `(digest_atom, round_digest)`.
+/// Remote group actors send it `(chunk_atom, allreduce_chunk)`, `(digest_atom, round_digest)` and
+/// `(audit_atom, audit_request | audit_evidence | audit_accusation)`.
 caf::actor spawn_averaging_group(caf::actor_system& system, averaging_group_options options);
 
 } // namespace ddactor

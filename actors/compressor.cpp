@@ -15,7 +15,7 @@ caf::behavior compressor(caf::event_based_actor* self) {
   };
   return {
     [=](compressor_encode& work) { reply(work.tag, run_chunk_job(std::move(work.job))); },
-    [=](compressor_decode& work) { reply(work.tag, run_chunk_job(work.job)); },
+    [=](compressor_decode& work) { reply(work.tag, run_chunk_job(std::move(work.job))); },
   };
 }
 

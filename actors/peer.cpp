@@ -503,6 +503,9 @@ void start_swarm(peer_pointer self) {
   if (cfg.debug.allow_byzantine && cfg.debug.byzantine == "scaled_values")
     averaging.scale_chunks = -100;
   averaging.silent_leader = cfg.debug.allow_byzantine && cfg.debug.byzantine == "silent_leader";
+  averaging.lie_as_reducer = cfg.debug.allow_byzantine && cfg.debug.byzantine == "lying_reducer";
+  averaging.audit_probability = cfg.averaging.audit_probability;
+  averaging.ban_time = std::chrono::seconds(static_cast<int64_t>(cfg.network.ban_time));
   averaging.reachable = st.options.reach.reachable;
   averaging.status_board = st.options.status_board;
   averaging.progress = st.progress;

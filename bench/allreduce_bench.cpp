@@ -13,9 +13,11 @@
 //   hetero   (--hetero) host 0's link at --slow-mbit (20), the others' at --rate-mbit: equal
 //            parts, parts cut by declared rates and by measured ones, against the bandwidth
 //            bound of the best cut (runtime/allreduce/bandwidth_shares.hpp).
-//   sealing  (--sealing) per mode and n, the same rounds over plain CAF links and over sealed
-//            ones (runtime/secure/link_gateway: handshake, ChaCha20-Poly1305): round time and
-//            CPU seconds per peer and round, sealed / plain. Aim on shaped links: <= 1.05.
+//   sealing  (--sealing) per mode and n, the same rounds over plain CAF links, over sealed
+//            ones (runtime/secure/link_gateway: handshake, ChaCha20-Poly1305), and sealed with
+//            signed chunks, evidence kept and audits at --audit-probability (what a training
+//            peer runs): round time and CPU seconds per peer and round, against plain. Aim on
+//            shaped links: <= 1.05.
 //   nat      (--nat) 4 peers, hosts 2 and 3 behind NAT routers (bench/netlab): round time
 //            against the bound of a cut where they reduce nothing; then a sealed stream between
 //            two NATed hosts through a relay, one way and both ways, against a direct link.
@@ -96,6 +98,7 @@ struct settings {
   size_t chunk_elements = 262144;
   bool hetero = false;        // the heterogeneous-links sweep instead
   bool sealing = false;       // plain vs sealed links (the gateway) instead
+  double audit_probability = 0.1;  // of the signed runs in the sealing sweep
   bool nat = false;           // peers behind NAT routers and relays instead
   bool internet = false;      // 8 peers on mixed-latency, lossy, asymmetric links instead
   double internet_megabytes = 25;
@@ -715,8 +718,11 @@ json sealing_sweep(const settings& s, const std::filesystem::path& logs) {
   const double size_bytes = static_cast<double>(elements) * 4;
   std::printf("sealed vs plain links: all-reduce of %.1f MB, %d rounds per run, load average %s\n",
               size_bytes / 1e6, s.rounds, load_average().c_str());
-  std::printf("%-8s %3s %10s %10s %7s %10s %10s %7s\n", "mode", "n", "plain s", "sealed s",
-              "ratio", "plain CPU", "sealed CPU", "ratio");
+  std::printf("signed: chunks signed, evidence kept, audits with probability %.2f\n",
+              s.audit_probability);
+  std::printf("%-8s %3s %9s %9s %7s %9s %7s %9s %9s %7s %9s %7s\n", "mode", "n", "plain s",
+              "sealed s", "ratio", "signed s", "ratio", "plain CPU", "sealed CPU", "ratio",
+              "signed CPU", "ratio");
   for (const auto& mode : s.modes) {
     std::unique_ptr<peer_hosts> hosts;
     double link_bytes_per_second = s.rate_mbit * 1e6 / 8;
@@ -745,27 +751,40 @@ json sealing_sweep(const settings& s, const std::filesystem::path& logs) {
       auto sealed = run_swarm(*hosts, s, n, s.rounds, flags,
                               logs / ("sealing-" + mode + "-sealed-n" + std::to_string(n)),
                               run_timeout(bound, s.rounds));
-      const double time_ratio = plain.median_seconds > 0 ? sealed.median_seconds /
-                                                             plain.median_seconds : 0;
-      const double cpu_ratio = plain.cpu_seconds_per_peer_round > 0
-                                 ? sealed.cpu_seconds_per_peer_round /
-                                     plain.cpu_seconds_per_peer_round
-                                 : 0;
-      std::printf("%-8s %3d %10.2f %10.2f %7.3f %10.2f %10.2f %7.3f%s\n", mode.c_str(), n,
-                  plain.median_seconds, sealed.median_seconds, time_ratio,
-                  plain.cpu_seconds_per_peer_round, sealed.cpu_seconds_per_peer_round, cpu_ratio,
-                  plain.problem.empty() && sealed.problem.empty() ? "" : "  (!)");
+      flags.insert(flags.end(), {"--signed", "--audit-probability",
+                                 std::to_string(s.audit_probability)});
+      auto signed_run = run_swarm(*hosts, s, n, s.rounds, flags,
+                                  logs / ("sealing-" + mode + "-signed-n" + std::to_string(n)),
+                                  run_timeout(bound, s.rounds));
+      auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+      const double time_ratio = ratio(sealed.median_seconds, plain.median_seconds);
+      const double cpu_ratio =
+        ratio(sealed.cpu_seconds_per_peer_round, plain.cpu_seconds_per_peer_round);
+      const double signed_time_ratio = ratio(signed_run.median_seconds, plain.median_seconds);
+      const double signed_cpu_ratio =
+        ratio(signed_run.cpu_seconds_per_peer_round, plain.cpu_seconds_per_peer_round);
+      std::printf("%-8s %3d %9.2f %9.2f %7.3f %9.2f %7.3f %9.2f %9.2f %7.3f %9.2f %7.3f%s\n",
+                  mode.c_str(), n, plain.median_seconds, sealed.median_seconds, time_ratio,
+                  signed_run.median_seconds, signed_time_ratio, plain.cpu_seconds_per_peer_round,
+                  sealed.cpu_seconds_per_peer_round, cpu_ratio,
+                  signed_run.cpu_seconds_per_peer_round, signed_cpu_ratio,
+                  plain.problem.empty() && sealed.problem.empty() && signed_run.problem.empty()
+                    ? ""
+                    : "  (!)");
       std::fflush(stdout);
       out.push_back({{"mode", mode},
                      {"n", n},
                      {"plain", run_to_json(plain)},
                      {"sealed", run_to_json(sealed)},
+                     {"signed", run_to_json(signed_run)},
                      {"time_ratio", time_ratio},
-                     {"cpu_ratio", cpu_ratio}});
+                     {"cpu_ratio", cpu_ratio},
+                     {"signed_time_ratio", signed_time_ratio},
+                     {"signed_cpu_ratio", signed_cpu_ratio}});
     }
   }
   std::printf("(s: median round time, slowest member; CPU: seconds per peer and round, the "
-              "gateway's thread included; ratio = sealed / plain, measured in this run; aim on "
+              "gateway's thread included; ratios against plain, measured in this run; aim on "
               "shaped links: <= 1.05)\n");
   return out;
 }
@@ -1266,6 +1285,9 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app.add_option("--internet-links", s.internet_links, "links there: sealed, plain")
     ->delimiter(',')
+    ->capture_default_str();
+  app.add_option("--audit-probability", s.audit_probability,
+                 "sealing sweep: audit probability of the signed runs")
     ->capture_default_str();
   app.add_flag("--sealing", s.sealing,
                "run the sealed-vs-plain links sweep instead of the size sweep");

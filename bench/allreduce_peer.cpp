@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
   double settle = 1.0, linger = 2.0, bandwidth_mbit = 0;
   size_t chunk_elements = 262144, adaptive_exact_below = 16384, compressor_threads = 2;
   uint64_t seed = 1;
-  bool sealed = false, unreachable = false;
+  bool sealed = false, unreachable = false, signed_chunks = false;
+  double audit_probability = 0;
   app.add_option("--peers", peers, "start once the view holds this many peers")->capture_default_str();
   app.add_option("--rounds", rounds, "averaging rounds")->capture_default_str();
   app.add_option("--elements", elements, "floats per vector")->capture_default_str();
@@ -150,6 +151,12 @@ int main(int argc, char** argv) {
   app.add_flag("--sealed", sealed,
                "links through the gateway (handshake, ChaCha20-Poly1305), as a training peer's "
                "with network.encryption = true");
+  app.add_flag("--signed", signed_chunks,
+               "sign every chunk, keep the evidence of this peer's part and audit other reducers "
+               "(with --audit-probability), as a training peer does (needs --sealed)");
+  app.add_option("--audit-probability", audit_probability,
+                 "with --signed: the chance of auditing another reducer after a round")
+    ->capture_default_str();
   app.add_flag("--unreachable", unreachable,
                "behind NAT: dial out, hold relay reservations at the initial peers, reduce no "
                "part (needs --sealed)");
@@ -237,6 +244,15 @@ int main(int argc, char** argv) {
     averaging.compressor_threads = compressor_threads;
     averaging.link_rate = bandwidth_mbit * 1e6 / 8;
     averaging.reachable = !unreachable;
+    if (signed_chunks) {
+      if (!sealed)
+        throw std::invalid_argument("--signed needs --sealed (ids derive from the gateway's key)");
+      averaging.key = key;
+      averaging.require_proof = true;
+      averaging.audit_probability = audit_probability;
+    } else {
+      averaging.audit_probability = 0;
+    }
     auto averager = spawn_averager(system, averaging);
 
     membership_options members;

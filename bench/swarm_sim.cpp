@@ -88,6 +88,12 @@ int main(int argc, char** argv) {
                  "bounds them)")
     ->capture_default_str();
   app.add_option("--group-size", config.group_size, "averaging.group_size")->capture_default_str();
+  app.add_option("--liars", config.liars,
+                 "share of peers that, as reducers, send everyone a negated result")
+    ->capture_default_str();
+  app.add_option("--audit", config.audit_probability,
+                 "averaging.audit_probability: signed chunks, evidence and audits (0: off)")
+    ->capture_default_str();
   app.add_option("--length", config.vector_length, "elements each peer contributes")
     ->capture_default_str();
   app.add_flag("--trace", config.trace, "print every peer's phase changes");

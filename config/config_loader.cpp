@@ -560,7 +560,7 @@ const std::vector<std::string> samplers = {"euler", "heun"};
 /// sample.sampler: the DiT's samplers and Stable Diffusion's (models/sd/latent_samplers.hpp).
 const std::vector<std::string> sample_samplers = {"euler", "heun", "ddim", "dpm++2m"};
 const std::vector<std::string> byzantine_behaviours = {"", "forged_state", "scaled_values",
-                                                       "silent_leader"};
+                                                       "silent_leader", "lying_reducer"};
 /// The samplers only Stable Diffusion has.
 bool is_sd_only_sampler(const std::string& name) { return name == "ddim" || name == "dpm++2m"; }
 
@@ -706,6 +706,7 @@ section_schema network_keys() {
       field("handshake_timeout", &network_section::handshake_timeout, greater_than(0)),
       field("max_handshakes_per_address", &network_section::max_handshakes_per_address,
             within(1, 10000)),
+      field("ban_time", &network_section::ban_time, within(1, 1e7)),
   });
 }
 
@@ -736,6 +737,7 @@ section_schema averaging_keys() {
       field("aggregation", &averaging_section::aggregation, one_of({"mean", "centered_clip"})),
       field("clip_radius", &averaging_section::clip_radius, at_least(0)),
       field("clip_iterations", &averaging_section::clip_iterations, within(1, 100)),
+      field("audit_probability", &averaging_section::audit_probability, within(0, 1)),
   });
 }
 

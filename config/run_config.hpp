@@ -238,6 +238,9 @@ struct network_section {
   double handshake_timeout = 5.0;
   /// Handshakes at once from one address (more are refused until these finish).
   int max_handshakes_per_address = 8;
+  /// Seconds a peer stays left out of this peer's rounds once its misbehaviour (invalid or
+  /// unsigned chunks, a result an audit disproved, unanswered audits) reaches the ban score.
+  double ban_time = 600;
 
   bool operator==(const network_section&) const = default;
 };
@@ -300,6 +303,11 @@ struct averaging_section {
   std::string aggregation = "mean";
   double clip_radius = 0;
   int clip_iterations = 3;
+  /// The chance that this peer audits one other reducer after each round: it fetches the inputs
+  /// the reducer reduced (signed by their senders), recomputes its part and bans it if the result
+  /// does not follow (runtime/allreduce/reducer_audit.hpp). An auditor also checks other
+  /// auditors' accusations. 0: never (the peer still shows its own evidence to auditors).
+  double audit_probability = 0.1;
 
   bool operator==(const averaging_section&) const = default;
 };
@@ -411,7 +419,9 @@ struct debug_section {
   /// reports an epoch 100000 past its own, serves its weights negated as that epoch's state and
   /// sends its report under the other peers' ids too),
   /// "scaled_values" (it sends reducers its values times -100: finite, so they pass validation),
-  /// "silent_leader" (as matchmaking leader it takes joins and never answers them).
+  /// "silent_leader" (as matchmaking leader it takes joins and never answers them),
+  /// "lying_reducer" (it sends every member the same negated result for its part: digests agree,
+  /// only audits can tell).
   std::string byzantine;
   /// Hostile fault injection (corrupt_chunks_from, byzantine) is refused unless this is true.
   bool allow_byzantine = false;

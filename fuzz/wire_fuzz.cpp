@@ -22,6 +22,9 @@
 //   11 velocity_request   validate_blob of x and t with the expert's expectations (the rest of
 //                         its check needs the model: actors/expert_server.cpp)
 //   12 generate_request   decoding only (its check needs the model: actors/generator.cpp)
+//   13 audit_request      decoding only (its check is the sender's node: averaging_group.cpp)
+//   14 audit_evidence     reducer_audit::add against the plan of a finished, signed round
+//   15 audit_accusation   decoding only (checked like an audit request, then audited anew)
 // Actor handles decode through a proxy registry whose proxies swallow every message, so a handle
 // of another node becomes a live, inert handle, as the middleman would make (the middleman's own
 // proxies, their links and monitors are not covered). Remote handles stay within one input.
@@ -51,6 +54,7 @@
 #include "runtime/actor_system_setup.hpp"
 #include "runtime/allreduce/butterfly_round.hpp"
 #include "runtime/allreduce/chunk_coding.hpp"
+#include "runtime/allreduce/reducer_audit.hpp"
 #include "runtime/allreduce/round_deadline.hpp"
 #include "runtime/matchmaking_leader.hpp"
 #include "runtime/peer_address.hpp"
@@ -208,7 +212,7 @@ const state_manifest& fuzz_manifest() {
 butterfly_round running_round() {
   round_setup setup;
   setup.round_id = chunk_round_id;
-  setup.members = {{1, 1, "a"}, {1, 1, "b"}, {1, 1, "c"}};
+  setup.members = {{1, 1, "a", {}}, {1, 1, "b", {}}, {1, 1, "c", {}}};
   setup.me = 0;
   setup.values = std::make_shared<const std::vector<float>>(chunk_round_length, 1.0f);
   setup.chunk_elements = 4;
@@ -224,7 +228,7 @@ std::pair<std::unique_ptr<butterfly_round>, uint64_t> finished_round() {
   for (uint32_t me = 0; me < 2; ++me) {
     round_setup setup;
     setup.round_id = digest_round_id;
-    setup.members = {{1, 1, "a"}, {1, 1, "b"}};
+    setup.members = {{1, 1, "a", {}}, {1, 1, "b", {}}};
     setup.me = me;
     setup.values = std::make_shared<const std::vector<float>>(4, static_cast<float>(me + 1));
     setup.chunk_elements = 4;
@@ -253,6 +257,57 @@ std::pair<std::unique_ptr<butterfly_round>, uint64_t> finished_round() {
   }
   check(rounds[0]->state() == butterfly_round::status::done);
   return {std::move(rounds[0]), digest};
+}
+
+// Three members with keys sign, reduce and keep their evidence to the end of a round; returns
+// the first member's plan for auditing member 1 and member 1's evidence.
+std::pair<audit_plan, std::vector<audit_evidence>> audited_round() {
+  std::vector<std::shared_ptr<const peer_key>> keys;
+  std::vector<std::unique_ptr<butterfly_round>> rounds;
+  for (uint32_t m = 0; m < 3; ++m) {
+    std::array<uint8_t, 32> seed{};
+    seed[0] = static_cast<uint8_t>(m + 1);
+    keys.push_back(std::make_shared<const peer_key>(peer_key::from_seed(seed)));
+  }
+  for (uint32_t me = 0; me < 3; ++me) {
+    round_setup setup;
+    setup.round_id = digest_round_id;
+    for (uint32_t m = 0; m < 3; ++m)
+      setup.members.push_back({1, 1, {}, peer_id_of(keys[m]->public_part())});
+    setup.me = me;
+    setup.values = std::make_shared<const std::vector<float>>(6, static_cast<float>(me + 1));
+    setup.chunk_elements = 1;
+    setup.signer = keys[me];
+    setup.check_signatures = true;
+    setup.keep_evidence = true;
+    rounds.push_back(std::make_unique<butterfly_round>(std::move(setup)));
+  }
+  std::deque<std::pair<uint32_t, round_action>> queue;
+  std::shared_ptr<const std::vector<float>> result;
+  auto push = [&](uint32_t member, std::vector<round_action> actions) {
+    for (auto& action : actions)
+      queue.emplace_back(member, std::move(action));
+  };
+  for (uint32_t m = 0; m < 3; ++m)
+    push(m, rounds[m]->start());
+  while (!queue.empty()) {
+    auto [member, action] = std::move(queue.front());
+    queue.pop_front();
+    auto& round = *rounds[member];
+    if (auto* encode = std::get_if<round_encode>(&action))
+      push(member, round.chunk_coded(encode->tag, run_chunk_job(std::move(encode->job))));
+    else if (auto* job = std::get_if<round_decode>(&action))
+      push(member, round.chunk_coded(job->tag, run_chunk_job(std::move(job->job))));
+    else if (auto* send = std::get_if<round_send>(&action))
+      push(send->to, rounds[send->to]->chunk_arrived(std::move(send->chunk)));
+    else if (auto* done = std::get_if<round_done>(&action); done && member == 0)
+      result = done->values;
+  }
+  check(result != nullptr);
+  auto plan = rounds[0]->audit_plan_for(1, *result);
+  check(plan.has_value());
+  const auto member_set = plan->member_set;
+  return {std::move(*plan), rounds[1]->audit_evidence_of_our_part(member_set)};
 }
 
 // --- one check per wire type -----------------------------------------------------------------
@@ -353,7 +408,8 @@ void check_group_assignment(const group_assignment& assignment) {
   round_setup setup;
   setup.round_id = assignment.round_id;
   for (const auto& member : assignment.members)
-    setup.members.push_back({member.weight, member.part_share, short_peer_id(member.peer_id)});
+    setup.members.push_back(
+      {member.weight, member.part_share, short_peer_id(member.peer_id), member.peer_id});
   setup.me = 0;
   setup.values = std::make_shared<const std::vector<float>>(assignment.length, 1.0f);
   setup.chunk_elements = 64;
@@ -441,6 +497,25 @@ void check_round_digest(const round_digest& digest) {
     check(digest.sender >= 1 && digest.sender <= 2 && digest.member_set < 0b1000);
     check((digest.member_set & 1) == 0 && ((digest.member_set >> digest.sender) & 1) != 0);
   }
+}
+
+// Evidence is accepted only for a slot of the audited part, signed by that slot's sender, whole
+// and decodable; accepted evidence completes the audit only together with the rest.
+void check_audit_evidence(const audit_evidence& evidence) {
+  static const auto audited = audited_round();
+  const auto& plan = audited.first;
+  reducer_audit audit(plan);
+  if (audit.add(evidence))
+    return;
+  check(evidence.round_id == plan.round_id && evidence.member_set == plan.member_set);
+  const auto at = std::find(plan.senders.begin(), plan.senders.end(), evidence.sender);
+  check(at != plan.senders.end());
+  check(chunk_signed_by(evidence.proof, plan.sender_ids[static_cast<size_t>(
+                                          at - plan.senders.begin())],
+                        plan.round_id, plan.member_set, evidence.sender, evidence.blob));
+  check(audit.received() == 1 && !audit.complete() && !audit.verdict().honest);
+  // The same evidence again is refused.
+  check(audit.add(evidence).has_value());
 }
 
 void check_state_manifest(const state_manifest& manifest) {
@@ -617,11 +692,13 @@ int write_seeds(const std::filesystem::path& folder) {
 
   const auto scatter = seeds.encode(7, allreduce_chunk{chunk_round_id, 0b111, 0, 1,
                                                        make_float32_blob(chunk_round_id, 0, 0,
-                                                                         four)});
+                                                                         four),
+                                                       {}});
   seeds.write("07_allreduce_chunk_scatter", scatter);
   seeds.write("07_allreduce_chunk_gather",
               seeds.encode(7, allreduce_chunk{chunk_round_id, 0b111, 1, 2,
-                                              make_float32_blob(chunk_round_id, 2, 0, four)}));
+                                              make_float32_blob(chunk_round_id, 2, 0, four),
+                                              {}}));
 
   const uint64_t digest = finished_round().second;
   seeds.write("08_round_digest", seeds.encode(8, round_digest{digest_round_id, 0b11, 1, digest,
@@ -647,6 +724,17 @@ int write_seeds(const std::filesystem::path& folder) {
   generate.class_index = 3;
   generate.count = 2;
   seeds.write("12_generate_request", seeds.encode(12, generate));
+  seeds.write("13_audit_request", seeds.encode(13, audit_request{digest_round_id, 2, 0b111}));
+  const auto evidence = audited_round().second;
+  check(!evidence.empty());
+  const auto shown = seeds.encode(14, evidence.front());
+  seeds.write("14_audit_evidence", shown);
+  auto unsigned_evidence = evidence.front();
+  unsigned_evidence.proof = {};
+  seeds.write("14_audit_evidence_unsigned", seeds.encode(14, unsigned_evidence));
+  seeds.write("hostile_truncated_audit_evidence",
+              std::vector<char>(shown.begin(), shown.end() - 7));
+  seeds.write("15_audit_accusation", seeds.encode(15, audit_accusation{digest_round_id, 1, 2}));
 
   // Found by fuzzing: a zero dimension behind a non-zero one, accepted, then unreadable.
   auto hollow = make_float32_blob(7, 1, 8, std::vector<float>{});
@@ -716,6 +804,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 10: decode_and_check<state_chunk>(rest, check_state_chunk); break;
     case 11: decode_and_check<velocity_request>(rest, check_velocity_request); break;
     case 12: decode_and_check<generate_request>(rest, +[](const generate_request&) {}); break;
+    case 13: decode_and_check<audit_request>(rest, +[](const audit_request&) {}); break;
+    case 14: decode_and_check<audit_evidence>(rest, check_audit_evidence); break;
+    case 15: decode_and_check<audit_accusation>(rest, +[](const audit_accusation&) {}); break;
     default: break;  // no such type: a peer's message of another type fails CAF's type check
   }
   return 0;

@@ -133,9 +133,17 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
                                    "joined did not sign them (then skipped for 20 epochs).")
                            .with()),
     banned_peers(r.counter("ddactor_averaging_banned_peers_total",
-                           "Peers left out of this peer's rounds for 20 epochs after they sent "
-                           "it invalid data (non-finite or undecodable chunks).")
+                           "Bans this peer imposed: peers whose misbehaviour (invalid or unsigned "
+                           "chunks, results an audit disproved, unanswered audits, unsigned "
+                           "assignments) reached the ban score; left out of its rounds for "
+                           "network.ban_time.")
                    .with()),
+    banned_now(r.gauge("ddactor_averaging_banned_peers", "Peers this peer has banned now.")
+                 .with()),
+    audits(r.counter("ddactor_averaging_audits_total",
+                     "Audits of reducers' results (reducer_audit.hpp), by verdict; 'answered': "
+                     "evidence shown to auditors of this peer's part.",
+                     {"verdict"})),
     epoch(r.gauge("ddactor_swarm_epoch", "The swarm's global epoch as this peer sees it.").with()),
     swarm_samples_per_second(r.gauge("ddactor_swarm_samples_per_second",
                                      "Estimated training throughput of the whole swarm.")
@@ -275,6 +283,7 @@ void register_ddactor_metrics(metrics_registry& registry) {
   create_children(averaging.rounds, labels::round_results);
   create_children(averaging.round_failures, labels::round_failure_reasons);
   create_children(averaging.rejected_chunks, labels::chunk_rejection_reasons);
+  create_children(averaging.audits, labels::audit_verdicts);
   state_transfer_metrics{registry};  // both results are children already
   swarm_metrics swarm{registry};
   create_children(swarm.left, labels::peer_removal_reasons);

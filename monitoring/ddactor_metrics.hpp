@@ -38,6 +38,13 @@ inline constexpr std::array<std::string_view, 7> round_failure_reasons{
 /// (the reduction's accept statuses come on top, on first use).
 inline constexpr std::array<std::string_view, 4> chunk_rejection_reasons{"header", "wrong_part",
                                                                           "invalid", "duplicate"};
+/// ddactor_averaging_audits_total{verdict}: audits of other reducers' results
+/// (runtime/allreduce/reducer_audit.hpp): "passed"; "lied" (the result does not follow from the
+/// inputs, or the evidence was refused); "unanswered" (no complete evidence in time);
+/// "unconfirmed" (another member's accusation that this peer's own audit did not confirm);
+/// "answered": evidence this peer showed an auditor of its own part.
+inline constexpr std::array<std::string_view, 5> audit_verdicts{"passed", "lied", "unanswered",
+                                                                 "unconfirmed", "answered"};
 /// ddactor_actor_restarts_total{actor}
 inline constexpr std::array<std::string_view, 3> supervised_actors{"trainer", "data_loader",
                                                                     "checkpointer"};
@@ -153,6 +160,8 @@ struct averaging_metrics {
   counter& silent_leaders;         // ddactor_averaging_silent_leaders_total
   counter& unproven_assignments;   // ddactor_averaging_unproven_assignments_total
   counter& banned_peers;           // ddactor_averaging_banned_peers_total
+  gauge& banned_now;               // ddactor_averaging_banned_peers
+  counter_family& audits;          // ddactor_averaging_audits_total{verdict}
   gauge& epoch;                    // ddactor_swarm_epoch
   gauge& swarm_samples_per_second; // ddactor_swarm_samples_per_second
   gauge& swarm_epoch_progress;     // ddactor_swarm_epoch_samples

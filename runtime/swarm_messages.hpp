@@ -14,6 +14,8 @@
 //   averager    (join, round_request)            -> group_assignment | error (round closed)
 //   group       (chunk, allreduce_chunk)                         scatter and gather, no reply
 //               (digest, round_digest)                           result check, no reply
+//               (audit, audit_request)          -> (audit, audit_evidence) x pieces
+//               (audit, audit_accusation)                        "audit this reducer too"
 //   state       (state, std::string swarm_id)    -> state_manifest | error (no state yet)
 //               (state, uint64_t digest, uint64_t chunk_index) -> state_chunk | error
 //   expert      (velocity, velocity_request)     -> tensor_blob (the velocity) | error
@@ -294,9 +296,30 @@ typename Inspector::result_type inspect(Inspector& f, tensor_blob& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chunk_proof& x) {
+  return f(caf::meta::type_name("chunk_proof"), x.public_key, x.signature);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, allreduce_chunk& x) {
   return f(caf::meta::type_name("allreduce_chunk"), x.round_id, x.member_set, x.phase, x.sender,
-           x.blob);
+           x.blob, x.proof);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_request& x) {
+  return f(caf::meta::type_name("audit_request"), x.round_id, x.requester, x.member_set);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_evidence& x) {
+  return f(caf::meta::type_name("audit_evidence"), x.round_id, x.member_set, x.sender, x.blob,
+           x.proof);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_accusation& x) {
+  return f(caf::meta::type_name("audit_accusation"), x.round_id, x.reducer, x.accuser);
 }
 
 template <class Inspector>

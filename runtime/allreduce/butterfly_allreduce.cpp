@@ -101,7 +101,7 @@ public:
       options.part_shares.empty() ? std::vector<uint64_t>(n_, 1) : options.part_shares;
     std::vector<round_member> members(n_);
     for (std::size_t j = 0; j < n_; ++j)
-      members[j] = {weights[j], shares[j], {}};
+      members[j] = {weights[j], shares[j], {}, {}};
     result_.partition = partition_by_shares(inputs[0].size(), shares);
     result_.members.resize(n_);
     sent_to_.assign(n_, std::vector<std::size_t>(n_, 0));

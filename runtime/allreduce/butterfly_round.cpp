@@ -140,6 +140,13 @@ void butterfly_round::start_attempt() {
     my_part.empty() ? nullptr
                     : std::make_unique<part_reducer>(my_part.size(), active_.size(),
                                                      setup_.aggregation);
+  current_evidence_ = nullptr;
+  if (setup_.keep_evidence && active_.size() > 1 && !my_part.empty()) {
+    current_evidence_ = &evidence_[member_set_];
+    *current_evidence_ = {};
+    current_evidence_->position = my_position_;
+    current_evidence_->part_begin = my_part.begin;
+  }
   my_pieces_.clear();
   for (const auto& piece : part_pieces_[my_position_])
     my_pieces_.push_back({my_part.begin + piece.begin, my_part.begin + piece.end});
@@ -172,6 +179,8 @@ void butterfly_round::start_attempt() {
               fail(round_failure::cause::unencodable_values, "our own values are not finite");
               return;
             }
+            if (current_evidence_)
+              current_evidence_->own_raw.push_back(piece);
           } else
             encode_view(active_[p], p, piece, piece_view);
           continue;
@@ -220,6 +229,11 @@ void butterfly_round::encode(chunk_role role, uint32_t member, uint32_t position
   action.job.codec = std::move(codec);
   action.job.decode_back = decode_back;
   action.job.error_feedback = error_feedback;
+  if (role == chunk_role::scatter_out || role == chunk_role::own_part) {
+    action.job.signer = setup_.signer;
+    action.job.member_set = member_set_;
+    action.job.sender = setup_.me;
+  }
   pending_.emplace(action.tag, job);
   out_.emplace_back(std::move(action));
 }
@@ -252,8 +266,11 @@ void butterfly_round::reduce_ready_pieces() {
            reducer_->average_of_range(offset, offset + piece.size()),
            setup_.policy.codec_for(piece, active_.size(), allreduce_phase::gather), true, false);
   }
-  if (pieces_reduced_ == my_pieces_.size())
+  if (pieces_reduced_ == my_pieces_.size()) {
     reducer_.reset();
+    if (current_evidence_)
+      current_evidence_->complete = true;
+  }
 }
 
 void butterfly_round::apply_result(uint32_t position, uint64_t offset,
@@ -440,7 +457,18 @@ std::vector<round_action> butterfly_round::chunk_arrived(allreduce_chunk chunk) 
   round_decode action;
   action.tag = next_tag_++;
   action.member = chunk.sender;
-  action.job = {std::move(chunk.blob), setup_.round_id, part_index, parts_[part_index].size()};
+  action.job.blob = std::move(chunk.blob);
+  action.job.round_id = setup_.round_id;
+  action.job.part_index = part_index;
+  action.job.part_length = parts_[part_index].size();
+  if (phase == allreduce_phase::scatter) {
+    if (setup_.check_signatures)
+      action.job.signer_id = setup_.members[chunk.sender].peer_id;
+    action.job.proof = std::move(chunk.proof);
+    action.job.member_set = chunk.member_set;
+    action.job.sender = chunk.sender;
+    action.job.keep_blob = setup_.keep_evidence;
+  }
   pending_.emplace(action.tag, job);
   out_.emplace_back(std::move(action));
   return take();
@@ -487,11 +515,14 @@ void butterfly_round::on_coded(const pending_job& job, coded_chunk& coded) {
       float_bytes_ += job.elements * sizeof(float);
       out_.emplace_back(round_send{
         job.member, {setup_.round_id, member_set_, static_cast<uint8_t>(allreduce_phase::scatter),
-                     setup_.me, std::move(coded.blob)}});
+                     setup_.me, std::move(coded.blob), std::move(coded.proof)}});
       return;
     case chunk_role::own_part:
       accept_into_reducer(my_position_, job.offset, std::move(coded.values),
                           setup_.members[setup_.me].weight);
+      if (current_evidence_)
+        current_evidence_->inputs.push_back({setup_.round_id, member_set_, setup_.me,
+                                             std::move(coded.blob), std::move(coded.proof)});
       reduce_ready_pieces();
       return;
     case chunk_role::gather_out:
@@ -505,7 +536,7 @@ void butterfly_round::on_coded(const pending_job& job, coded_chunk& coded) {
                                                       active_.back() == setup_.me);
         out_.emplace_back(round_send{
           member, {setup_.round_id, member_set_, static_cast<uint8_t>(allreduce_phase::gather),
-                   setup_.me, last ? std::move(coded.blob) : coded.blob}});
+                   setup_.me, last ? std::move(coded.blob) : coded.blob, {}}});
       }
       finish_if_complete();
       return;
@@ -518,6 +549,9 @@ void butterfly_round::on_coded(const pending_job& job, coded_chunk& coded) {
         reject(job.member, std::string(to_string(status)), std::string(to_string(status)));
         return;
       }
+      if (current_evidence_)
+        current_evidence_->inputs.push_back({setup_.round_id, member_set_, job.member,
+                                             std::move(coded.blob), std::move(coded.proof)});
       reduce_ready_pieces();
       return;
     }
@@ -549,6 +583,66 @@ std::vector<round_action> butterfly_round::digest_arrived(uint32_t sender, uint6
   out_.emplace_back(round_digest_checked{sender, member_set == member_set_ && digest == digest_,
                                          !in_set(member_set, setup_.me)});
   return take();
+}
+
+const std::vector<audit_evidence>& butterfly_round::audit_evidence_of_our_part(
+  uint64_t member_set) {
+  static const std::vector<audit_evidence> none;
+  auto it = evidence_.find(member_set);
+  if (it == evidence_.end() || !it->second.complete)
+    return none;
+  auto& attempt = it->second;
+  // Our own values that went into our reducer raw: as the blob they would have been, signed.
+  for (const auto& piece : attempt.own_raw) {
+    audit_evidence own{setup_.round_id, member_set, setup_.me,
+                       make_float32_blob(setup_.round_id, attempt.position,
+                                         piece.begin - attempt.part_begin,
+                                         std::span<const float>(*setup_.values)
+                                           .subspan(piece.begin, piece.size())),
+                       {}};
+    if (setup_.signer)
+      own.proof = sign_chunk(*setup_.signer, setup_.round_id, member_set, setup_.me, own.blob);
+    attempt.inputs.push_back(std::move(own));
+  }
+  attempt.own_raw.clear();
+  return attempt.inputs;
+}
+
+std::vector<uint32_t> butterfly_round::reducers_of_last_attempt() const {
+  std::vector<uint32_t> reducers;
+  if (state_ != status::done || active_.size() < 2)
+    return reducers;
+  for (std::size_t p = 0; p < active_.size(); ++p)
+    if (active_[p] != setup_.me && !parts_[p].empty())
+      reducers.push_back(active_[p]);
+  return reducers;
+}
+
+std::optional<audit_plan> butterfly_round::audit_plan_for(uint32_t reducer,
+                                                          const std::vector<float>& result) const {
+  const auto reducers = reducers_of_last_attempt();
+  if (std::find(reducers.begin(), reducers.end(), reducer) == reducers.end() ||
+      result.size() != setup_.values->size())
+    return std::nullopt;
+  audit_plan plan;
+  plan.round_id = setup_.round_id;
+  plan.member_set = member_set_;
+  plan.reducer = reducer;
+  for (std::size_t p = 0; p < active_.size(); ++p) {
+    const auto& m = setup_.members[active_[p]];
+    plan.senders.push_back(active_[p]);
+    plan.sender_ids.push_back(m.peer_id);
+    plan.weights.push_back(m.weight);
+    if (active_[p] == reducer)
+      plan.position = static_cast<uint32_t>(p);
+  }
+  plan.part = parts_[plan.position];
+  plan.pieces = part_pieces_[plan.position];
+  plan.policy = setup_.policy;
+  plan.aggregation = setup_.aggregation;
+  plan.result.assign(result.begin() + static_cast<std::ptrdiff_t>(plan.part.begin),
+                     result.begin() + static_cast<std::ptrdiff_t>(plan.part.end));
+  return plan;
 }
 
 } // namespace ddactor

@@ -49,6 +49,12 @@
 //   * After DONE, members exchange a digest of their result; a mismatch means diverging replicas.
 //     The digest also goes to the members the final set left out (unless known gone), so that
 //     one whose link to a single member broke learns at once that the others went on without it.
+//   * Reducers are accountable: with setup.signer every chunk of our values goes out signed
+//     (chunk_signature.hpp) and, with check_signatures, a chunk for our part is refused unless
+//     its sender signed it. With keep_evidence the reducer keeps what it reduced, so that after
+//     DONE it can show an auditor (audit_evidence()) every input of its part, each signed by its
+//     sender; audit_plan_for() gives an auditor what it needs to recompute another reducer's
+//     part (reducer_audit.hpp).
 //   * Weights are claims: a weight above max_weight_ratio times the median of the assignment's
 //     weights is clipped to that bound before anything is reduced. Every member clips the same
 //     assignment alike, so results stay identical, and one member claiming a huge batch cannot
@@ -72,6 +78,7 @@
 #include "runtime/allreduce/chunk_coding.hpp"
 #include "runtime/allreduce/chunk_policy.hpp"
 #include "runtime/allreduce/recycled_floats.hpp"
+#include "runtime/allreduce/reducer_audit.hpp"
 #include "runtime/allreduce/round_messages.hpp"
 #include "runtime/allreduce/weighted_reduction.hpp"
 
@@ -82,6 +89,7 @@ struct round_member {
   double weight = 0;        // its samples this epoch: its weight in the average
   uint64_t part_share = 1;  // its share of the vector to reduce; 0 reduces nothing
   std::string name;         // for messages (a short peer id); empty: "member <index>"
+  std::string peer_id;      // whose signatures its chunks carry (check_signatures, audits)
 };
 
 struct round_setup {
@@ -101,6 +109,12 @@ struct round_setup {
   /// Where the result is written and shared from, reusing one buffer across rounds (null: a new
   /// vector every round).
   std::shared_ptr<recycled_floats> output_buffers;
+  /// Signs every chunk of our values (null: unsigned).
+  std::shared_ptr<const peer_key> signer;
+  /// Refuses a chunk for our part that its sender (members[].peer_id) did not sign.
+  bool check_signatures = false;
+  /// Keeps what our part was reduced from, for auditors (audit_evidence()).
+  bool keep_evidence = false;
 };
 
 /// What a chunk at a coder is for.
@@ -207,6 +221,20 @@ public:
   /// (round_failure, excluded).
   std::vector<round_action> digest_arrived(uint32_t sender, uint64_t member_set, uint64_t digest);
 
+  /// Every input of our part in attempt `member_set`, one per piece and member, each signed by
+  /// its sender (ours signed here on first use), once we reduced all of that attempt's part (an
+  /// auditor asks for the attempt it finished in, which may be one we restarted from: a member
+  /// that got all our results before we noticed a failure). Empty without keep_evidence, for an
+  /// attempt we did not finish reducing, or when we reduce nothing.
+  const std::vector<audit_evidence>& audit_evidence_of_our_part(uint64_t member_set);
+  /// Once done: what an auditor of `reducer` (an index in the assignment) needs, with `result`
+  /// the round's result as we applied it. Nothing when that member reduced no part of the last
+  /// attempt, is this member, or the round is not done among several members.
+  std::optional<audit_plan> audit_plan_for(uint32_t reducer,
+                                           const std::vector<float>& result) const;
+  /// Members of the last attempt, other than us, whose part is not empty (audit candidates).
+  std::vector<uint32_t> reducers_of_last_attempt() const;
+
   status state() const noexcept { return state_; }
   /// Done, and some members' digests have not arrived yet.
   bool awaiting_digests() const noexcept { return state_ == status::done && digests_expected_; }
@@ -289,6 +317,17 @@ private:
   uint64_t gone_ = 0;  // every member known to be gone: no digest will come from it
   uint64_t digest_ = 0;
   uint64_t digests_expected_ = 0;
+  // keep_evidence: the inputs of our part, by attempt (member set; sets only shrink, so there are
+  // a few at most).
+  struct attempt_evidence {
+    uint32_t position = 0;             // our part's position in the attempt
+    std::size_t part_begin = 0;
+    std::vector<audit_evidence> inputs;
+    std::vector<part_range> own_raw;   // our own pieces taken raw: signed on first request
+    bool complete = false;             // every piece of our part was reduced
+  };
+  std::map<uint64_t, attempt_evidence> evidence_;
+  attempt_evidence* current_evidence_ = nullptr;
 };
 
 } // namespace ddactor

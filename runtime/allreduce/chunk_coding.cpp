@@ -74,6 +74,8 @@ coded_chunk run_chunk_job(chunk_encode_job job) {
     auto codec =
       job.codec.name == "none" ? nullptr : make_codec(job.codec.name, job.codec.settings);
     out.blob = encode_chunk(job.round_id, job.part_index, job.offset, job.input(), codec.get());
+    if (job.signer)
+      out.proof = sign_chunk(*job.signer, job.round_id, job.member_set, job.sender, out.blob);
     if (!codec && job.decode_back && !job.error_feedback) {
       // Raw float32 decodes to the very same bits: only the receivers' finiteness check remains.
       auto input = job.input();
@@ -99,10 +101,17 @@ coded_chunk run_chunk_job(chunk_encode_job job) {
   return out;
 }
 
-coded_chunk run_chunk_job(const chunk_decode_job& job) {
+coded_chunk run_chunk_job(chunk_decode_job job) {
   coded_chunk out;
   try {
+    if (!job.signer_id.empty() && !chunk_signed_by(job.proof, job.signer_id, job.round_id,
+                                                   job.member_set, job.sender, job.blob))
+      throw std::runtime_error("invalid chunk: not signed by its sender");
     out.values = decode_chunk(job.blob, job.round_id, job.part_index, job.part_length);
+    if (job.keep_blob) {
+      out.blob = std::move(job.blob);
+      out.proof = std::move(job.proof);
+    }
   } catch (const std::exception& e) {
     out.values.clear();
     out.error = e.what();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/allreduce/chunk_signature.hpp"
 #include "runtime/compression/tensor_codec.hpp"
 #include "runtime/tensor_blob.hpp"
 
@@ -51,6 +52,10 @@ struct chunk_encode_job {
   bool decode_back = false;
   /// Also return values - decoded as coded_chunk::leftover (top-k's error feedback).
   bool error_feedback = false;
+  /// Sign the blob as member `sender` of attempt `member_set` (coded_chunk::proof); null: not.
+  std::shared_ptr<const peer_key> signer;
+  uint64_t member_set = 0;
+  uint32_t sender = 0;
 
   std::span<const float> input() const { return values.empty() ? view : values; }
   /// The input as this job's own copy (made from the view where there is one), to change it.
@@ -64,11 +69,20 @@ struct chunk_decode_job {
   uint64_t round_id = 0;
   uint32_t part_index = 0;
   uint64_t part_length = 0;
+  /// Where not empty: the blob must come with `proof`, peer `signer_id`'s signature as member
+  /// `sender` of attempt `member_set` (chunk_signature.hpp), checked before anything is decoded.
+  std::string signer_id;
+  chunk_proof proof;
+  uint64_t member_set = 0;
+  uint32_t sender = 0;
+  /// Hand the blob and its proof back in coded_chunk (a reducer keeps them for audits).
+  bool keep_blob = false;
 };
 
 /// What a job produced, or why it failed (`error` not empty: hostile blob, non-finite input).
 struct coded_chunk {
   tensor_blob blob;
+  chunk_proof proof;
   std::vector<float> values;
   std::vector<float> leftover;
   std::string error;
@@ -76,6 +90,6 @@ struct coded_chunk {
 
 /// Runs a job; never throws (failures land in coded_chunk::error).
 coded_chunk run_chunk_job(chunk_encode_job job);
-coded_chunk run_chunk_job(const chunk_decode_job& job);
+coded_chunk run_chunk_job(chunk_decode_job job);
 
 } // namespace ddactor

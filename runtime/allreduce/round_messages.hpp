@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "runtime/allreduce/chunk_signature.hpp"
 #include "runtime/tensor_blob.hpp"
 
 namespace ddactor {
@@ -22,6 +23,8 @@ struct allreduce_chunk {
   uint8_t phase = 0;
   uint32_t sender = 0;
   tensor_blob blob;
+  /// The sender's signature of a scatter chunk (chunk_signature.hpp); empty on results.
+  chunk_proof proof;
 };
 
 /// Digest of a member's result, exchanged to prove that every member applies the same update.
@@ -34,6 +37,34 @@ struct round_digest {
   /// first and the last (0: too few to say). The recipient's upload rate, seen from the far end.
   uint64_t received_bytes = 0;
   double received_rate = 0;
+};
+
+/// An auditor asks a reducer for the inputs it reduced in attempt `member_set` (the one the
+/// auditor finished in; reducer_audit.hpp); `requester` is the auditor's index in the
+/// assignment, checked against the node the request came from.
+struct audit_request {
+  uint64_t round_id = 0;
+  uint32_t requester = 0;
+  uint64_t member_set = 0;
+};
+
+/// One input a reducer reduced: `sender`'s chunk of the reducer's part as it arrived, with the
+/// sender's signature (the reducer's own values under its own). A reducer answers an audit
+/// request with one of these per piece and member of the round's last attempt.
+struct audit_evidence {
+  uint64_t round_id = 0;
+  uint64_t member_set = 0;
+  uint32_t sender = 0;
+  tensor_blob blob;
+  chunk_proof proof;
+};
+
+/// An auditor found `reducer`'s result of round `round_id` wrong and tells the other members,
+/// who audit that reducer themselves before they believe it.
+struct audit_accusation {
+  uint64_t round_id = 0;
+  uint32_t reducer = 0;
+  uint32_t accuser = 0;
 };
 
 } // namespace ddactor

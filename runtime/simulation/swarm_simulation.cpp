@@ -17,6 +17,8 @@
 #include <variant>
 
 #include "runtime/allreduce/butterfly_round.hpp"
+#include "runtime/allreduce/reducer_audit.hpp"
+#include "runtime/secure/peer_key.hpp"
 #include "runtime/matchmaking_leader.hpp"
 #include "runtime/matchmaking_rules.hpp"
 #include "runtime/round_result.hpp"
@@ -82,6 +84,10 @@ struct digest_message {
   uint64_t member_set = 0;
   uint64_t digest = 0;
 };
+struct accusation_message {  // an auditor found a reducer's result wrong
+  uint64_t round_id = 0;
+  uint32_t reducer = 0;  // its index in the group
+};
 struct member_gone_message {  // a round partner's connection dropped
   uint64_t round_id = 0;
   uint32_t member = 0;
@@ -118,7 +124,8 @@ struct minute_event {};
 
 using payload =
   std::variant<hello_message, heartbeat_message, join_message, join_reply_message, chunk_message,
-               digest_message, member_gone_message, state_request_message, state_reply_message,
+               digest_message, accusation_message, member_gone_message, state_request_message,
+               state_reply_message,
                timer_event, crash_event, restart_event, minute_event>;
 
 struct event {
@@ -168,6 +175,11 @@ struct sim_peer {
   seconds uplink_free = 0;
   bool slow = false;
   bool greedy = false;  // claims 1000x its samples
+  bool liar = false;    // negates the result of the part it reduces
+  std::shared_ptr<const peer_key> key;  // with audits: signs its chunks, its id derives from it
+  std::set<uint32_t> banned;           // peers this one caught lying (until it restarts)
+  std::set<uint32_t> audited;          // reducers of the current round it audited
+  std::shared_ptr<const std::vector<float>> last_result;  // with audits: for accusations
   // Membership and progress.
   std::unique_ptr<swarm_view> view;
   epoch_reports reports;
@@ -214,6 +226,13 @@ public:
       auto& p = peers_[i];
       p.index = i;
       p.id = fmt::format("{:016x}{:016x}", rng_(), rng_());
+      if (config.audit_probability > 0) {
+        std::array<uint8_t, 32> seed{};
+        for (auto& b : seed)
+          b = static_cast<uint8_t>(rng_());
+        p.key = std::make_shared<const peer_key>(peer_key::from_seed(seed));
+        p.id = peer_id_of(p.key->public_part());
+      }
       ids_[p.id] = i;
       const double mbit = std::exp(uniform(std::log(10.0), std::log(1000.0)));
       p.down = mbit * 1e6 / 8;
@@ -221,6 +240,7 @@ public:
       p.latency = uniform(0.005, 0.150);
       p.slow = uniform(0, 1) < config.slow_fraction;
       p.greedy = uniform(0, 1) < config.greedy;
+      p.liar = uniform(0, 1) < config.liars;
       // Initial peers: three others (a run file lists a few addresses of the swarm).
       while (p.bootstrap.size() < std::min<std::size_t>(3, peers_.size() - 1)) {
         auto other = static_cast<uint32_t>(uniform_index(peers_.size()));
@@ -361,6 +381,7 @@ private:
     p.round.reset();
     p.group.reset();
     p.early_chunks.clear();
+    p.banned.clear();  // a restarted peer's averager starts with no scores
     p.uplink_free = when;
     p.wait_bound = never;
     p.started_at = when;
@@ -595,7 +616,15 @@ private:
 
   matchmaking_leader::swarm_knowledge knowledge(sim_peer& p) {
     member_ids_scratch_ = member_ids(p);
-    return {p.reports, member_ids_scratch_};
+    if (p.banned.empty())
+      return {p.reports, member_ids_scratch_};
+    // As the averager does: banned peers count as being at no epoch (nobody waits for them).
+    reports_scratch_ = p.reports;
+    for (auto banned : p.banned)
+      if (auto it = reports_scratch_.epochs.find(peers_[banned].id);
+          it != reports_scratch_.epochs.end())
+        it->second = -1;
+    return {reports_scratch_, member_ids_scratch_};
   }
 
   // The most advanced peer this one hears of, and its epoch.
@@ -714,6 +743,8 @@ private:
     p.weight = (p.slow ? 0.25 : 1.0) * (p.greedy ? 1000.0 : 1.0) * config_.epoch_seconds * 100;
     p.now = phase::matchmaking;
     p.failed_leaders.clear();
+    for (auto banned : p.banned)
+      p.failed_leaders.insert(peers_[banned].id);  // never asked to lead
     p.join_deadline = clock_ + 2 * config_.matchmaking_time;
     p.wait_bound = p.join_deadline + config_.request_timeout;
     join_next(p);
@@ -764,6 +795,12 @@ private:
   // ---- Matchmaking, leader side ----------------------------------------------------------------
 
   void on(sim_peer& p, join_message& m) {
+    if (p.banned.count(m.from) != 0) {  // refused: it tries the next leader
+      send(p, m.from, control_bytes,
+           join_reply_message{m.epoch, m.attempt, matchmaking_leader::verdict::not_leader, {}},
+           true);
+      return;
+    }
     const auto ticket = p.next_ticket++;
     auto answer = p.leader->on_join(
       {peers_[m.from].id, m.epoch, m.weight, config_.vector_length, 0.0, ticket, true},
@@ -815,11 +852,20 @@ private:
     round_setup setup;
     setup.round_id = group->round_id;
     for (std::size_t m = 0; m < group->peers.size(); ++m)
-      setup.members.push_back({group->weights[m], group->shares[m], {}});
+      setup.members.push_back({group->weights[m], group->shares[m], {}, {}});
     setup.me = static_cast<uint32_t>(at - group->peers.begin());
     setup.values = std::make_shared<const std::vector<float>>(p.contribution);
     setup.chunk_elements = config_.chunk_elements;
     setup.max_weight_ratio = config_.max_weight_ratio;
+    if (p.key) {
+      for (std::size_t m = 0; m < group->peers.size(); ++m)
+        setup.members[m].peer_id = peers_[group->peers[m]].id;
+      setup.signer = p.key;
+      setup.check_signatures = true;
+      setup.keep_evidence = true;
+    }
+    p.audited.clear();
+    p.last_result.reset();
     record_contribution(group->round_id, setup.me, p.contribution);
     p.group = std::move(group);
     p.round = std::make_unique<butterfly_round>(std::move(setup));
@@ -846,9 +892,12 @@ private:
       auto& action = work[i];
       std::vector<round_action> more;
       if (auto* e = std::get_if<round_encode>(&action)) {
+        if (p.liar && e->role == chunk_role::gather_out)
+          for (auto& v : e->job.own_values())
+            v = -v;
         more = p.round->chunk_coded(e->tag, run_chunk_job(std::move(e->job)));
       } else if (auto* d = std::get_if<round_decode>(&action)) {
-        more = p.round->chunk_coded(d->tag, run_chunk_job(d->job));
+        more = p.round->chunk_coded(d->tag, run_chunk_job(std::move(d->job)));
       } else if (auto* s = std::get_if<round_send>(&action)) {
         const auto bytes = s->chunk.blob.bytes.size() + control_bytes;
         send(p, p.group->peers[s->to], bytes,
@@ -897,11 +946,23 @@ private:
         inputs.push_back(&it->second);
         weights.push_back(used[m]);
       }
-    if (inputs.size() == static_cast<std::size_t>(std::popcount(done.member_set))) {
+    // Parts that liars reduced are wrong by design (their own peers' results are not checked).
+    std::vector<bool> poisoned(result->size(), false);
+    for (auto reducer : p.round->reducers_of_last_attempt())
+      if (peers_[group.peers[reducer]].liar)
+        if (auto plan = p.round->audit_plan_for(reducer, *result)) {
+          std::fill(poisoned.begin() + static_cast<std::ptrdiff_t>(plan->part.begin),
+                    poisoned.begin() + static_cast<std::ptrdiff_t>(plan->part.end), true);
+          if (!p.liar)
+            ++report_.poisoned_parts;
+        }
+    if (!p.liar && inputs.size() == static_cast<std::size_t>(std::popcount(done.member_set))) {
       double total = 0;
       for (auto w : weights)
         total += w;
       for (std::size_t i = 0; i < result->size(); ++i) {
+        if (poisoned[i])
+          continue;
         double sum = 0;
         for (std::size_t j = 0; j < inputs.size(); ++j)
           sum += weights[j] * (*inputs[j])[i];
@@ -922,7 +983,50 @@ private:
       if (m != p.round->me() && (((done.member_set | done.left_out) >> m) & 1u))
         send(p, group.peers[m], control_bytes,
              digest_message{group.round_id, p.round->me(), done.member_set, done.digest}, true);
+    if (p.key && !p.liar)
+      p.last_result = done.values;
+    if (p.key && !p.liar && done.group_size > 1 &&
+        uniform(0, 1) < config_.audit_probability) {
+      const auto reducers = p.round->reducers_of_last_attempt();
+      if (!reducers.empty())
+        audit(p, reducers[uniform_index(reducers.size())], *done.values, true);
+    }
     end_round(p, done.group_size > 1 ? round_result::averaged : round_result::alone, &done);
+  }
+
+  // Member `p` audits reducer `reducer` of its current round with the evidence the reducer
+  // shows (read directly: the product fetches it). A lie bans the reducer here, and, when the
+  // audit was this peer's own pick, goes to the other members as an accusation.
+  void audit(sim_peer& p, uint32_t reducer, const std::vector<float>& result, bool own) {
+    if (!p.audited.insert(reducer).second)
+      return;
+    auto plan = p.round->audit_plan_for(reducer, result);
+    auto& q = peers_[p.group->peers[reducer]];
+    if (!plan || !q.round || !q.group || q.group->round_id != p.group->round_id)
+      return;  // it moved on or went down: the product counts an unanswered audit
+    ++report_.audits;
+    const auto member_set = plan->member_set;
+    reducer_audit check(std::move(*plan));
+    std::optional<std::string> refused;
+    for (const auto& evidence : q.round->audit_evidence_of_our_part(member_set))
+      if ((refused = check.add(evidence)))
+        break;
+    if (!refused && check.verdict().honest)
+      return;
+    ++report_.lies_caught;
+    if (!q.liar)
+      violation(fmt::format("round {:016x}: peer {} found honest reducer {} lying: {}",
+                            p.group->round_id, p.index, q.index,
+                            refused ? *refused : check.verdict().detail));
+    if (p.banned.insert(q.index).second)
+      ++report_.bans;
+    trace(p, fmt::format("caught reducer {} lying", q.index));
+    if (!own)
+      return;
+    for (std::size_t m = 0; m < p.group->peers.size(); ++m)
+      if (m != p.round->me() && m != reducer && ((p.round->member_set() >> m) & 1u))
+        send(p, p.group->peers[m], control_bytes,
+             accusation_message{p.group->round_id, reducer}, true);
   }
 
   void end_round(sim_peer& p, round_result result, const round_done* done) {
@@ -966,6 +1070,15 @@ private:
         violation(fmt::format("round {:016x}: peer {} got a digest that differs", m.round_id,
                               p.index));
     act(p, std::move(actions));
+  }
+
+  void on(sim_peer& p, accusation_message& m) {
+    // Checked before it is believed: the accused reducer is audited here too.
+    if (p.key && !p.liar && p.round && p.group && p.group->round_id == m.round_id &&
+        p.round->state() == butterfly_round::status::done) {
+      if (p.last_result)
+        audit(p, m.reducer, *p.last_result, false);
+    }
   }
 
   void on(sim_peer& p, member_gone_message& m) {
@@ -1082,6 +1195,15 @@ private:
       report_.rounds_missed, report_.downloads, report_.suspicions, report_.false_suspicions,
       crashes_);
     text_ += fmt::format("joins {} (restarts included)\n", report_.joins);
+    if (config_.audit_probability > 0 || config_.liars > 0) {
+      std::size_t liars = 0;
+      for (const auto& p : peers_)
+        liars += p.liar ? 1 : 0;
+      text_ += fmt::format("liars {}: audits {}, lies caught {}, bans {}, poisoned parts applied "
+                           "by honest peers {}\n",
+                           liars, report_.audits, report_.lies_caught, report_.bans,
+                           report_.poisoned_parts);
+    }
     text_ += fmt::format(
       "figures: gossip {:.0f} bytes per peer per second, a join reaches every view in {:.2f} s "
       "(max {:.2f} s, {} joins), {:.2f} epochs per minute\n",
@@ -1123,6 +1245,7 @@ private:
   std::vector<std::size_t> known_by_;
   std::vector<double> propagation_;
   std::vector<std::string> member_ids_scratch_;
+  epoch_reports reports_scratch_;
   std::map<std::pair<uint64_t, uint32_t>, std::vector<float>> contributions_;
   std::deque<std::pair<uint64_t, uint32_t>> contribution_order_;
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> round_digests_;
@@ -1140,11 +1263,14 @@ swarm_simulation_report run_swarm_simulation(const swarm_simulation_config& conf
 std::string replay_command(const swarm_simulation_config& c) {
   return fmt::format(
     "ddactor_swarm_sim --peers {} --seed {} --minutes {} --joiners {} --churn {} --loss {} "
-    "--restart-seconds {} --slow {} --greedy {} --group-size {} --length {} --chunk {}{}{}",
+    "--restart-seconds {} --slow {} --greedy {} --group-size {} --length {} --chunk {}{}{}{}",
     c.peers, c.seed, c.minutes, c.joiners, c.churn_per_minute, c.loss, c.restart_seconds,
     c.slow_fraction, c.greedy, c.group_size, c.vector_length, c.chunk_elements,
     c.partition ? " --partition" : "",
-    c.cut_links > 0 ? fmt::format(" --cut-links {}", c.cut_links) : std::string());
+    c.cut_links > 0 ? fmt::format(" --cut-links {}", c.cut_links) : std::string(),
+    c.audit_probability > 0 || c.liars > 0
+      ? fmt::format(" --liars {} --audit {}", c.liars, c.audit_probability)
+      : std::string());
 }
 
 } // namespace ddactor

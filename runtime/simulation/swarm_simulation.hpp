@@ -36,7 +36,16 @@
 //   5. while a majority of the peers is up and no partition is active, the swarm's highest
 //      epoch advances within twice the longest wait the protocol's deadlines allow (an epoch's
 //      compute plus a missed round's wait: 2 x matchmaking_time + allreduce_timeout), checked
-//      every virtual minute.
+//      every virtual minute;
+//   6. with audits on: no honest peer bans an honest one.
+//
+// Liars (`liars`): peers that, as reducers, send every member the same negated result for their
+// part (digests agree). With audit_probability > 0 every chunk is signed and reducers keep their
+// evidence, as the product does; after a round an honest member audits one other reducer with
+// that probability (reducer_audit.hpp) and bans a liar it catches, telling the other members,
+// who audit it themselves. Audits take no virtual time and read the reducer's evidence directly
+// (the product fetches it over the network). Invariant 1 then skips the parts liars reduced, and
+// the report counts the poisoned parts honest peers applied and the bans.
 
 #include <cstddef>
 #include <cstdint>
@@ -60,6 +69,8 @@ struct swarm_simulation_config {
   double jitter_ms = 10;           // added to control messages' latency, uniformly
   double slow_fraction = 0.1;      // peers that compute 4x fewer samples per epoch
   double greedy = 0;               // peers that claim 1000x the samples they computed
+  double liars = 0;                // peers that negate the result of the part they reduce
+  double audit_probability = 0;    // averaging.audit_probability (0: no signatures, no audits)
   bool partition = false;          // a third of the peers cut off for the middle fifth
   double cut_links = 0;            // share of peer pairs whose own link is cut for the middle
                                    // fifth (each still reaches everyone else)
@@ -98,6 +109,10 @@ struct swarm_simulation_report {
   std::uint64_t joins = 0;  // peers that joined a running swarm (restarts included)
   std::uint64_t suspicions = 0;
   std::uint64_t false_suspicions = 0;  // of a peer that was up
+  std::uint64_t audits = 0;
+  std::uint64_t lies_caught = 0;       // audits (own or on an accusation) that found a lie
+  std::uint64_t bans = 0;              // an honest peer banning a liar
+  std::uint64_t poisoned_parts = 0;    // a liar's part applied by an honest peer
 };
 
 swarm_simulation_report run_swarm_simulation(const swarm_simulation_config& config);

@@ -46,12 +46,13 @@ TEST(compressor, answers_each_job_with_its_tag_and_survives_hostile_blobs) {
 
   auto hostile = encoded.chunk.blob;
   hostile.bytes.resize(hostile.bytes.size() / 2);
-  self->send(compressor, compressor_decode{42, {hostile, 3, 0, 1000}});
+  self->send(compressor, compressor_decode{42, {hostile, 3, 0, 1000, {}, {}, 0, 0, false}});
   auto refused = await_result(self);
   EXPECT_EQ(refused.tag, 42u);
   EXPECT_FALSE(refused.chunk.error.empty());
 
-  self->send(compressor, compressor_decode{43, {encoded.chunk.blob, 3, 0, 1000}});
+  self->send(compressor,
+             compressor_decode{43, {encoded.chunk.blob, 3, 0, 1000, {}, {}, 0, 0, false}});
   auto decoded = await_result(self);
   EXPECT_EQ(decoded.tag, 43u);
   ASSERT_TRUE(decoded.chunk.error.empty()) << decoded.chunk.error;

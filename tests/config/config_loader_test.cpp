@@ -440,6 +440,8 @@ INSTANTIATE_TEST_SUITE_P(
         range_case{"train.lora_alpha", "0.5", "0", "must be > 0, got 0.0"},
         range_case{"train.offset_noise", "1", "1.5", "must be in [0, 1], got 1.5"},
         range_case{"averaging.bandwidth", "0", "-0.5", "must be in [0, 1000000], got -0.5"},
+        range_case{"averaging.audit_probability", "1", "1.5", "must be in [0, 1], got 1.5"},
+        range_case{"network.ban_time", "60", "0", "must be in [1, 10000000], got 0.0"},
         range_case{"train.min_snr_gamma", "0", "-1", "must be >= 0, got -1.0"},
         range_case{"train.caption_dropout", "0.99", "1", "must be in [0, 1), got 1.0"},
         range_case{"sample.steps", "1", "0", "must be >= 1, got 0"},
@@ -832,7 +834,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 155u);
+  EXPECT_EQ(known.size(), 157u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;

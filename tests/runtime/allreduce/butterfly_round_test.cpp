@@ -19,7 +19,7 @@ round_setup setup_of(std::size_t members, uint32_t me, std::vector<float> values
   round_setup setup;
   setup.round_id = round_id;
   for (std::size_t m = 0; m < members; ++m)
-    setup.members.push_back({static_cast<double>(m + 1), 1, {}});
+    setup.members.push_back({static_cast<double>(m + 1), 1, {}, {}});
   setup.me = me;
   setup.values = std::make_shared<const std::vector<float>>(std::move(values));
   setup.chunk_elements = chunk_elements;
@@ -45,7 +45,7 @@ allreduce_chunk chunk_from(uint32_t sender, uint64_t member_set, allreduce_phase
   job.offset = offset;
   job.part_length = part_length;
   job.values = std::move(values);
-  return {round_id, member_set, static_cast<uint8_t>(phase), sender, run_chunk_job(job).blob};
+  return {round_id, member_set, static_cast<uint8_t>(phase), sender, run_chunk_job(job).blob, {}};
 }
 
 // Runs every coding job among `actions` and hands the results back, in order; returns what the

@@ -47,7 +47,7 @@ TEST(chunk_jobs, topk_returns_what_receivers_read_and_exactly_what_it_dropped) {
     kept += out.values[i] != 0 ? 1 : 0;
   }
   EXPECT_EQ(kept, 30u);
-  auto received = run_chunk_job(chunk_decode_job{out.blob, 7, 1, 1000});
+  auto received = run_chunk_job(chunk_decode_job{out.blob, 7, 1, 1000, {}, {}, 0, 0, false});
   ASSERT_TRUE(received.error.empty()) << received.error;
   EXPECT_EQ(received.values, out.values);
 }
@@ -113,12 +113,14 @@ TEST(chunk_jobs, a_tampered_or_misaddressed_blob_is_refused_with_its_reason) {
   ASSERT_TRUE(good.error.empty());
   auto tampered = good.blob;
   tampered.bytes[tampered.bytes.size() / 2] ^= 0x5a;
-  auto refused = run_chunk_job(chunk_decode_job{tampered, 7, 1, 1000});
+  auto refused = run_chunk_job(chunk_decode_job{tampered, 7, 1, 1000, {}, {}, 0, 0, false});
   EXPECT_FALSE(refused.error.empty());
   EXPECT_TRUE(refused.values.empty());
-  EXPECT_FALSE(run_chunk_job(chunk_decode_job{good.blob, 8, 1, 1000}).error.empty())
+  EXPECT_FALSE(
+    run_chunk_job(chunk_decode_job{good.blob, 8, 1, 1000, {}, {}, 0, 0, false}).error.empty())
     << "another round";
-  EXPECT_FALSE(run_chunk_job(chunk_decode_job{good.blob, 7, 1, 120}).error.empty())
+  EXPECT_FALSE(
+    run_chunk_job(chunk_decode_job{good.blob, 7, 1, 120, {}, {}, 0, 0, false}).error.empty())
     << "past the end of the part";
 }
 

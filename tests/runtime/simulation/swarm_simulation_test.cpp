@@ -1,6 +1,7 @@
 // The swarm simulator over a few hundred seeds at small N, with churn, loss, slow peers,
-// partitions and cut links: every invariant holds (a failing seed prints the command that
-// replays it); a seed reproduces its run byte for byte; the checker reports a wrong round result.
+// partitions, cut links and lying reducers under audit: every invariant holds (a failing seed
+// prints the command that replays it); a seed reproduces its run byte for byte; the checker
+// reports a wrong round result; audits catch and ban liars.
 #include "runtime/simulation/swarm_simulation.hpp"
 
 #include <gtest/gtest.h>
@@ -27,6 +28,10 @@ swarm_simulation_config small_swarm(uint64_t seed) {
   config.partition = seed % 5 == 0;
   // A partial partition: in small swarms a quarter of the pairs lose their link for a while.
   config.cut_links = seed % 7 == 3 ? 0.25 : 0.0;
+  // Signed chunks and audits, with liars among the reducers (or without, where none may be
+  // banned: invariant 6).
+  config.liars = seed % 4 == 2 ? 0.25 : 0.0;
+  config.audit_probability = seed % 4 == 2 ? 0.5 : seed % 4 == 3 ? 0.3 : 0.0;
   return config;
 }
 
@@ -81,6 +86,30 @@ TEST(swarm_simulation, the_checker_reports_a_wrong_round_result) {
   const auto report = run_swarm_simulation(config);
   ASSERT_FALSE(report.violations.empty());
   EXPECT_NE(report.violations[0].find("weighted mean"), std::string::npos) << report.violations[0];
+}
+
+// A quarter of twelve peers lie about the parts they reduce. Audits catch them and the honest
+// peers ban them; no honest peer is banned, and every other invariant holds.
+TEST(swarm_simulation, audits_catch_and_ban_lying_reducers) {
+  swarm_simulation_config config;
+  config.seed = 5;
+  config.peers = 12;
+  config.minutes = 4;
+  config.vector_length = 64;
+  config.chunk_elements = 16;
+  config.liars = 0.25;
+  config.audit_probability = 0.3;
+  const auto report = run_swarm_simulation(config);
+  EXPECT_TRUE(report.violations.empty()) << report.text << replay_command(config);
+  EXPECT_GT(report.lies_caught, 0u) << report.text;
+  EXPECT_GT(report.bans, 0u) << report.text;
+  EXPECT_GT(report.poisoned_parts, 0u) << report.text;  // before they were caught
+  EXPECT_NE(report.text.find("liars "), std::string::npos);
+  // The same swarm without audits: poisoned parts in every round the liars reduce.
+  auto unaudited = config;
+  unaudited.audit_probability = 0;
+  const auto without = run_swarm_simulation(unaudited);
+  EXPECT_GT(without.poisoned_parts, 2 * report.poisoned_parts) << without.text << report.text;
 }
 
 } // namespace

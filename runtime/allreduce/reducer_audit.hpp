@@ -1,0 +1,85 @@
+#pragma once
+// Checking a reducer's result after the round (the auditor's side; butterfly_round.hpp keeps the
+// reducer's evidence). Digests catch a reducer that sends members different results, but not one
+// that sends everyone the same wrong result (a negated average, say): every member then agrees
+// on poison. So after a round a member may audit one other reducer: it asks for the inputs the
+// reducer reduced -- every member's chunks of its part, each signed by its sender
+// (chunk_signature.hpp), so the reducer cannot show made-up inputs -- recomputes the reduction
+// with the round's own rules (weights as bounded, mean or CenteredClip, in sender order) and
+// compares with the result it applied.
+//
+// The comparison allows for the gather codec's own rounding and for float differences between
+// builds (another compiler may sum in another order, and a quantized value may then land one step
+// away): a piece passes when its distance from the recomputed values is at most twice the
+// codec's own error on them, plus 1e-5 of their norm. A reducer can therefore shift its result by
+// about the codec's rounding and no more. Its own values it may choose freely, as any member may
+// send what it likes; with CenteredClip their pull is bounded like anyone else's.
+//
+// Evidence is hostile input like any chunk: a piece that is unsigned, signed by someone else,
+// for another slot, undecodable or sent twice is refused (and makes the reducer's audit fail:
+// an honest reducer only forwards what it verified on arrival).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/allreduce/butterfly_partition.hpp"
+#include "runtime/allreduce/centered_clip.hpp"
+#include "runtime/allreduce/chunk_policy.hpp"
+#include "runtime/allreduce/round_messages.hpp"
+
+namespace ddactor {
+
+/// What an auditor knows of the round's last attempt and of the audited reducer's part.
+struct audit_plan {
+  uint64_t round_id = 0;
+  uint64_t member_set = 0;
+  uint32_t reducer = 0;                // its index in the assignment
+  std::vector<uint32_t> senders;       // the attempt's members (assignment indices), in order
+  std::vector<std::string> sender_ids; // their peer ids, in the same order
+  std::vector<double> weights;         // their weights as the round used them
+  uint32_t position = 0;               // the reducer's part's position in the attempt
+  part_range part;                     // its elements in the whole vector
+  std::vector<part_range> pieces;      // its pieces, as offsets within the part
+  chunk_policy policy;
+  aggregation_settings aggregation;
+  std::vector<float> result;           // the part's result as this member applied it
+};
+
+struct audit_finding {
+  bool honest = false;
+  std::string detail;  // what was wrong (empty when honest)
+};
+
+class reducer_audit {
+ public:
+  explicit reducer_audit(audit_plan plan);
+
+  /// Takes one piece of evidence. Returns why it is refused (the audit then fails), or nothing.
+  std::optional<std::string> add(const audit_evidence& evidence);
+  /// Every member's every piece is in.
+  bool complete() const noexcept { return received_ == expected(); }
+  std::size_t expected() const noexcept { return plan_.pieces.size() * plan_.senders.size(); }
+  std::size_t received() const noexcept { return received_; }
+  uint32_t reducer() const noexcept { return plan_.reducer; }
+  uint64_t round_id() const noexcept { return plan_.round_id; }
+
+  /// Once complete: recomputes every piece and compares it with the result.
+  audit_finding verdict() const;
+
+ private:
+  audit_plan plan_;
+  // Decoded inputs by [piece][sender position]; empty until it arrives.
+  std::vector<std::vector<std::vector<float>>> inputs_;
+  std::size_t received_ = 0;
+};
+
+/// Whether `applied` is `reduced` sent through `codec`, allowing for the codec's rounding and for
+/// float differences between builds (see the file comment).
+bool matches_within_codec_error(const std::vector<float>& applied,
+                                const std::vector<float>& reduced, const chunk_codec& codec,
+                                double* distance = nullptr, double* allowed = nullptr);
+
+} // namespace ddactor
