@@ -121,8 +121,11 @@ void score(averager_pointer self, const std::string& peer_id, double points,
     return;
   if (st.scores.add(peer_id, points, clock_type::now())) {
     st.metrics.banned_peers.inc();
-    spdlog::warn("peer {} banned for {} s ({}): left out of this peer's rounds",
-                 peer_id.substr(0, 8), st.scores.ban_time().count(), offence);
+    spdlog::warn("peer {} banned for {} s ({}): left out of this peer's rounds{}",
+                 peer_id.substr(0, 8), st.scores.ban_time().count(), offence,
+                 st.options.on_ban ? ", its links closed and refused" : "");
+    if (st.options.on_ban)
+      st.options.on_ban(peer_id, st.scores.banned_until(peer_id));
   }
   leave_out_banned(st);
 }

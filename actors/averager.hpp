@@ -23,6 +23,7 @@
 // deadline.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,6 +79,10 @@ struct averager_options {
   double audit_probability = 0.1;
   /// network.ban_time: how long a peer whose misbehaviour reached the ban score is left out.
   std::chrono::seconds ban_time{600};
+  /// Told of every ban (the link gateway then refuses the peer's links); may be empty. Called
+  /// on the averager's thread.
+  std::function<void(const std::string& peer_id, std::chrono::steady_clock::time_point until)>
+    on_ban;
   /// Where the outcome of every round (its group, leader, duration, bytes) is written for the
   /// status page and `ddactor status`; may be null.
   std::shared_ptr<swarm_status_board> status_board;

@@ -38,6 +38,8 @@ constexpr double max_plausible_rate = 125e9;
 // A reducer shows its evidence for at least this long after its round, and an auditor waits for
 // it at least this long (both stretch with the round's own duration, for slow links).
 constexpr auto audit_window = std::chrono::seconds(10);
+// Pieces of the reducer's part one audit checks (reducer_audit.hpp: sample_pieces).
+constexpr size_t audited_pieces = 2;
 // At most one liveness note per member to membership in this interval.
 constexpr auto alive_note_interval = std::chrono::milliseconds(200);
 
@@ -95,6 +97,7 @@ struct group_state {
   std::set<uint32_t> evidence_shown;  // members that received our evidence
   std::set<uint32_t> accusations_heard;  // members whose accusation we acted on
   std::optional<uint32_t> own_pick;   // the reducer this member chose to audit
+  std::mt19937_64 draw;               // private: whom and which pieces to audit
   clock_type::time_point audit_deadline;
   clock_type::time_point linger_deadline;
   averaging_metrics metrics{global_metrics()};
@@ -234,7 +237,7 @@ void on_done(group_pointer self, round_done& done) {
     const auto took = std::chrono::duration_cast<clock_type::duration>(now - st.started);
     st.linger_deadline = now + std::max<clock_type::duration>(audit_window, took);
     st.audit_deadline = now + std::max<clock_type::duration>(audit_window, 2 * took);
-    std::mt19937_64 draw(st.options.audit_seed);
+    auto& draw = st.draw;
     const auto reducers = st.round->reducers_of_last_attempt();
     // An auditor keeps the result while it stays, to check accusations too.
     if (st.options.audit_probability > 0)
@@ -310,10 +313,13 @@ void start_audit(group_pointer self, uint32_t reducer) {
   auto plan = st.round->audit_plan_for(reducer, *st.result);
   if (!plan)
     return;
+  auto sampled = sample_pieces(std::move(*plan), audited_pieces, st.draw());
+  audit_request request{st.assignment.round_id, st.round->me(), st.round->member_set(), {}};
+  for (const auto& piece : sampled.pieces)
+    request.offsets.push_back(piece.begin);
   st.audited.insert(reducer);
-  st.audits.emplace(reducer, reducer_audit(std::move(*plan)));
-  self->send(st.assignment.members[reducer].averager, audit_atom_v,
-             audit_request{st.assignment.round_id, st.round->me(), st.round->member_set()});
+  st.audits.emplace(reducer, reducer_audit(std::move(sampled)));
+  self->send(st.assignment.members[reducer].averager, audit_atom_v, std::move(request));
 }
 
 // A member audits our part: it gets every input we reduced, once.
@@ -322,11 +328,14 @@ void answer_audit(group_pointer self, const audit_request& request) {
   // Any attempt the requester was in: it may have finished in one we restarted from.
   if (!st.round || request.round_id != st.assignment.round_id ||
       request.requester == st.round->me() || !((request.member_set >> request.requester) & 1u) ||
-      !from_member(self, request.requester) || !st.evidence_shown.insert(request.requester).second)
+      request.offsets.size() > max_audited_pieces || !from_member(self, request.requester) ||
+      !st.evidence_shown.insert(request.requester).second)
     return;
   auto to = caf::actor_cast<caf::actor>(self->current_sender());
   for (const auto& evidence : st.round->audit_evidence_of_our_part(request.member_set))
-    self->send(to, audit_atom_v, evidence);
+    if (std::find(request.offsets.begin(), request.offsets.end(), evidence.blob.offset) !=
+        request.offsets.end())
+      self->send(to, audit_atom_v, evidence);
   st.metrics.audits.with({"answered"}).inc();
 }
 
@@ -530,6 +539,7 @@ void start_round(group_pointer self, group_assignment assignment) {
 caf::behavior averaging_group(group_pointer self, averaging_group_options options) {
   auto& st = self->state;
   st.options = std::move(options);
+  st.draw.seed(st.options.audit_seed);
   st.compressor_load.assign(st.options.compressors.size(), 0);
   // A group whose averager is gone has no one to report to, and may wait for an assignment
   // that never comes (the peer stopped while its join was pending): it ends too, or it would

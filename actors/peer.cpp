@@ -16,6 +16,7 @@
 #include "runtime/announced_addresses.hpp"
 #include "runtime/attach_listener.hpp"
 #include "runtime/secure/attach_key_file.hpp"
+#include "runtime/secure/link_gateway.hpp"
 #include "runtime/secure/peer_key.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/local_addresses.hpp"
@@ -506,6 +507,12 @@ void start_swarm(peer_pointer self) {
   averaging.lie_as_reducer = cfg.debug.allow_byzantine && cfg.debug.byzantine == "lying_reducer";
   averaging.audit_probability = cfg.averaging.audit_probability;
   averaging.ban_time = std::chrono::seconds(static_cast<int64_t>(cfg.network.ban_time));
+  // A ban also closes the banned peer's links and refuses its handshakes.
+  if (auto gateway = st.options.gateway)
+    averaging.on_ban = [gateway](const std::string& peer_id,
+                                 std::chrono::steady_clock::time_point until) {
+      gateway->ban(peer_id, until);
+    };
   averaging.reachable = st.options.reach.reachable;
   averaging.status_board = st.options.status_board;
   averaging.progress = st.progress;

@@ -724,7 +724,7 @@ int write_seeds(const std::filesystem::path& folder) {
   generate.class_index = 3;
   generate.count = 2;
   seeds.write("12_generate_request", seeds.encode(12, generate));
-  seeds.write("13_audit_request", seeds.encode(13, audit_request{digest_round_id, 2, 0b111}));
+  seeds.write("13_audit_request", seeds.encode(13, audit_request{digest_round_id, 2, 0b111, {0, 2}}));
   const auto evidence = audited_round().second;
   check(!evidence.empty());
   const auto shown = seeds.encode(14, evidence.front());

@@ -61,14 +61,16 @@ inline constexpr std::array<std::string_view, 2> state_download_results{"ok", "f
 inline constexpr std::array<std::string_view, 5> controlled_actors{
   "membership", "progress", "averager", "averaging_group", "state_server"};
 /// ddactor_auth_failures_total{reason}: links refused by the gateway (runtime/secure).
-/// The last six: the relay and probe services (a relay request for a peer with no reservation,
-/// an accept for no waiting circuit, a circuit answered by another key than the one asked for,
-/// the reservation limit, and service records of an unknown kind or too many of them).
-inline constexpr std::array<std::string_view, 16> auth_failure_reasons{
+/// Six after message_too_large: the relay and probe services (a relay request for a peer with no
+/// reservation, an accept for no waiting circuit, a circuit answered by another key than the one
+/// asked for, the reservation limit, and service records of an unknown kind or too many of
+/// them). "banned": a peer this one banned for misbehaviour (network.ban_time).
+inline constexpr std::array<std::string_view, 17> auth_failure_reasons{
   "bad_version",     "wrong_swarm_key",      "bad_signature",   "not_allowlisted",
   "malformed",       "timeout",              "too_many_connections", "frame_too_large",
   "forged_frame",    "message_too_large",    "no_reservation",  "unknown_circuit",
-  "wrong_peer",      "too_many_reservations", "unexpected_record", "record_flood"};
+  "wrong_peer",      "too_many_reservations", "unexpected_record", "record_flood",
+  "banned"};
 /// ddactor_attach_refused_total{reason}: to_string(attach_refusal), connections to the attach
 /// port refused (runtime/secure/attach_protocol.hpp).
 inline constexpr std::array<std::string_view, 6> attach_refusal_reasons{

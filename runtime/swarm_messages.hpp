@@ -308,7 +308,8 @@ typename Inspector::result_type inspect(Inspector& f, allreduce_chunk& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, audit_request& x) {
-  return f(caf::meta::type_name("audit_request"), x.round_id, x.requester, x.member_set);
+  return f(caf::meta::type_name("audit_request"), x.round_id, x.requester, x.member_set,
+           x.offsets);
 }
 
 template <class Inspector>

@@ -412,6 +412,10 @@ std::vector<round_action> butterfly_round::chunk_arrived(allreduce_chunk chunk) 
     reject(chunk.sender, "header", "a member set without its sender");
     return take();
   }
+  // A member we dropped has no say in our set any more (a hostile one would otherwise shrink it
+  // at will, or cut us off from members that already finished without it).
+  if (!in_set(member_set_, chunk.sender))
+    return take();
   if (chunk.member_set != member_set_) {
     // Members shrink the set as each notices failures from where it stands. Everyone moves to the
     // intersection of the sets it sees, so members that noticed different failures (a link cut
@@ -575,6 +579,12 @@ std::vector<round_action> butterfly_round::digest_arrived(uint32_t sender, uint6
         (member_set & ~all_members()) == 0)
       fail(round_failure::cause::excluded,
            member_name(sender) + " finished the round without this member");
+    else if (in_set(member_set_, sender) && in_set(member_set, sender) &&
+             in_set(member_set, setup_.me) && member_set != member_set_ &&
+             (member_set_ & ~member_set) == 0)
+      // It finished an attempt we have left for a smaller one: it takes no part in ours (its
+      // group may stay a while for auditors, so no departure would tell us).
+      return member_gone(sender, true);
     return take();
   }
   if (state_ != status::done || !in_set(digests_expected_, sender))

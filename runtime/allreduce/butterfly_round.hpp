@@ -36,9 +36,11 @@
 //     learns it from the first chunk of the new attempt and follows. Sets only shrink, and a
 //     member that sees a set it is in moves to the intersection with its own: members that noticed
 //     different failures (two that lost the link between them each drop the other) end in one
-//     agreed set. A chunk of a larger set is stale and ignored; a chunk of a set without us means
-//     the others dropped us: the round ends at once as `excluded` (the caller takes the swarm's
-//     next state) instead of waiting for results that will not come.
+//     agreed set. A chunk of a larger set is stale and ignored, and so is any chunk from a member
+//     we dropped (it has no say in our set); a chunk of a set without us means the others dropped
+//     us: the round ends at once as `excluded` (the caller takes the swarm's next state) instead
+//     of waiting for results that will not come. A member whose digest says it finished an
+//     attempt we have since left counts as gone (finished): it takes no part in ours.
 //   * A member that is gone after we received all of its data costs nothing (on a slow link we
 //     may still be decoding the others' results when fast members leave): it is dropped only if
 //     some of its data is missing once its chunks at the coders are decoded.
@@ -218,7 +220,8 @@ public:
   std::vector<round_action> deadline_passed();
   /// Another member's digest of its result: once done, compared with ours (round_digest_checked);
   /// while running, a digest of a set without us means the others finished without this member
-  /// (round_failure, excluded).
+  /// (round_failure, excluded), and one of an attempt we have left means its sender takes no
+  /// part in ours (it is gone, finished).
   std::vector<round_action> digest_arrived(uint32_t sender, uint64_t member_set, uint64_t digest);
 
   /// Every input of our part in attempt `member_set`, one per piece and member, each signed by

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <span>
 
 #include <fmt/format.h>
@@ -13,6 +14,12 @@ namespace ddactor {
 
 reducer_audit::reducer_audit(audit_plan plan) : plan_(std::move(plan)) {
   inputs_.assign(plan_.pieces.size(), std::vector<std::vector<float>>(plan_.senders.size()));
+}
+
+bool reducer_audit::wants(const audit_evidence& evidence) const {
+  return std::any_of(plan_.pieces.begin(), plan_.pieces.end(), [&](const part_range& piece) {
+    return piece.begin == evidence.blob.offset;
+  });
 }
 
 std::optional<std::string> reducer_audit::add(const audit_evidence& evidence) {
@@ -27,7 +34,7 @@ std::optional<std::string> reducer_audit::add(const audit_evidence& evidence) {
     std::find_if(plan_.pieces.begin(), plan_.pieces.end(),
                  [&](const part_range& p) { return p.begin == blob.offset; });
   if (blob.part_index != plan_.position || piece == plan_.pieces.end())
-    return "evidence for a piece the reducer does not reduce";
+    return "evidence for a piece that was not asked for";
   const auto k = static_cast<std::size_t>(piece - plan_.pieces.begin());
   if (!inputs_[k][position].empty())
     return "the same piece twice";
@@ -45,6 +52,17 @@ std::optional<std::string> reducer_audit::add(const audit_evidence& evidence) {
   inputs_[k][position] = std::move(values);
   ++received_;
   return std::nullopt;
+}
+
+audit_plan sample_pieces(audit_plan plan, std::size_t count, uint64_t seed) {
+  if (plan.pieces.size() <= count)
+    return plan;
+  std::mt19937_64 draw(seed);
+  std::shuffle(plan.pieces.begin(), plan.pieces.end(), draw);
+  plan.pieces.resize(count);
+  std::sort(plan.pieces.begin(), plan.pieces.end(),
+            [](const part_range& a, const part_range& b) { return a.begin < b.begin; });
+  return plan;
 }
 
 bool matches_within_codec_error(const std::vector<float>& applied,

@@ -6,7 +6,10 @@
 // reducer reduced -- every member's chunks of its part, each signed by its sender
 // (chunk_signature.hpp), so the reducer cannot show made-up inputs -- recomputes the reduction
 // with the round's own rules (weights as bounded, mean or CenteredClip, in sender order) and
-// compares with the result it applied.
+// compares with the result it applied. An audit checks a few pieces of the part, picked at
+// random (sample_pieces()): the reducer cannot know which, so a lie on a share f of its pieces is
+// caught by each audit with a probability of at least f, while an audit costs the reducer the
+// upload of a few chunks per member instead of its whole part's inputs.
 //
 // The comparison allows for the gather codec's own rounding and for float differences between
 // builds (another compiler may sum in another order, and a quantized value may then land one step
@@ -59,6 +62,8 @@ class reducer_audit {
 
   /// Takes one piece of evidence. Returns why it is refused (the audit then fails), or nothing.
   std::optional<std::string> add(const audit_evidence& evidence);
+  /// Whether `evidence` is for one of the pieces this audit checks (a reducer shows only those).
+  bool wants(const audit_evidence& evidence) const;
   /// Every member's every piece is in.
   bool complete() const noexcept { return received_ == expected(); }
   std::size_t expected() const noexcept { return plan_.pieces.size() * plan_.senders.size(); }
@@ -75,6 +80,9 @@ class reducer_audit {
   std::vector<std::vector<std::vector<float>>> inputs_;
   std::size_t received_ = 0;
 };
+
+/// `plan` with at most `count` of its pieces, picked by `seed` (in offset order).
+audit_plan sample_pieces(audit_plan plan, std::size_t count, uint64_t seed);
 
 /// Whether `applied` is `reduced` sent through `codec`, allowing for the codec's rounding and for
 /// float differences between builds (see the file comment).

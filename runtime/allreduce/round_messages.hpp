@@ -40,13 +40,18 @@ struct round_digest {
 };
 
 /// An auditor asks a reducer for the inputs it reduced in attempt `member_set` (the one the
-/// auditor finished in; reducer_audit.hpp); `requester` is the auditor's index in the
-/// assignment, checked against the node the request came from.
+/// auditor finished in; reducer_audit.hpp) for the pieces of its part at `offsets` (a few,
+/// picked at random: the reducer cannot know which beforehand); `requester` is the auditor's
+/// index in the assignment, checked against the node the request came from.
 struct audit_request {
   uint64_t round_id = 0;
   uint32_t requester = 0;
   uint64_t member_set = 0;
+  std::vector<uint64_t> offsets;
 };
+
+/// The most pieces one audit request may name.
+inline constexpr std::size_t max_audited_pieces = 16;
 
 /// One input a reducer reduced: `sender`'s chunk of the reducer's part as it arrived, with the
 /// sender's signature (the reducer's own values under its own). A reducer answers an audit

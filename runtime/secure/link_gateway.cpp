@@ -340,6 +340,9 @@ struct link_gateway::loop {
   std::vector<tunnel_port> tunnels;
   std::vector<uint8_t> scratch = std::vector<uint8_t>(read_size);  // one read at a time
   uint64_t next_link_id = 1;
+  // Peers banned by this peer (ban()): their handshakes are refused until the time given. Only
+  // the loop's thread touches it.
+  std::map<std::string, clock::time_point, std::less<>> banned;
   std::thread thread;
 
   loop(peer_key k, admission_policy p, link_gateway_options o)
@@ -815,6 +818,16 @@ struct link_gateway::loop {
     if (options.max_message_bytes > 0 && l.kind == link_kind::caf)
       l.basp.emplace(options.max_message_bytes);
     auto remote = peer_id_of(l.shake->remote_key());
+    if (auto ban = banned.find(remote); ban != banned.end()) {
+      if (clock::now() < ban->second) {
+        count_failure("banned", l.address,
+                      "peer " + remote.substr(0, 8) + " is banned for misbehaviour");
+        l.shake.reset();
+        close_link(l, "banned");
+        return;
+      }
+      banned.erase(ban);
+    }
     if (l.kind == link_kind::caf) {
       l.remote_peer = remote;
       l.last_net_bytes = clock::now();
@@ -1494,6 +1507,16 @@ std::map<std::string, link_gateway::activity, std::less<>> link_gateway::heard_f
   std::erase_if(loop_->heard,
                 [&](const auto& entry) { return entry.second.last_bytes < forget_before; });
   return loop_->heard;
+}
+
+void link_gateway::ban(const std::string& peer_id, std::chrono::steady_clock::time_point until) {
+  auto* lp = loop_.get();
+  lp->post([lp, peer_id, until] {
+    lp->banned[peer_id] = until;
+    for (auto& l : lp->links)
+      if (l.remote_peer == peer_id)
+        lp->close_link(l, "banned");
+  });
 }
 
 link_gateway::counts link_gateway::snapshot() const {

@@ -166,6 +166,10 @@ class link_gateway {
   void release(const std::string& relay);
   std::vector<relay_reservation> reservations() const;
 
+  /// Refuses `peer_id`'s handshakes until `until` and closes its open links (a ban for
+  /// misbehaviour: runtime/secure/misbehaviour_scores.hpp). Refusals count as "banned".
+  void ban(const std::string& peer_id, std::chrono::steady_clock::time_point until);
+
   struct counts {
     uint64_t links_open = 0;
     uint64_t handshakes_ok = 0;

@@ -1006,10 +1006,10 @@ private:
       return;  // it moved on or went down: the product counts an unanswered audit
     ++report_.audits;
     const auto member_set = plan->member_set;
-    reducer_audit check(std::move(*plan));
+    reducer_audit check(sample_pieces(std::move(*plan), 2, rng_()));
     std::optional<std::string> refused;
     for (const auto& evidence : q.round->audit_evidence_of_our_part(member_set))
-      if ((refused = check.add(evidence)))
+      if (check.wants(evidence) && (refused = check.add(evidence)))
         break;
     if (!refused && check.verdict().honest)
       return;

@@ -141,6 +141,43 @@ TEST(butterfly_round, a_smaller_member_set_on_a_chunk_is_followed) {
   EXPECT_TRUE(all_of<round_reject>(actions).empty());
 }
 
+// Seen in a swarm: a member that had already been dropped (it sent invalid data) kept sending
+// chunks of its own smaller set; following them shrank an honest member's set to one that the
+// others, done in the larger set, never joined.
+TEST(butterfly_round, a_chunk_from_a_dropped_member_changes_nothing) {
+  butterfly_round round(setup_of(4, 1, std::vector<float>(16, 1.0f), 4));
+  code_all(round, round.start());
+  auto bad = chunk_from(3, 0b1111, allreduce_phase::scatter, 1, 0, 4, {1, 2, 3, 4});
+  bad.blob.bytes[3] ^= 0x10;
+  code_all(round, round.chunk_arrived(bad));
+  ASSERT_EQ(round.member_set(), 0b0111u);
+  // Member 3 now sends as if member 2 were gone.
+  const auto actions = code_all(
+    round, round.chunk_arrived(chunk_from(3, 0b1011, allreduce_phase::scatter, 1, 0, 4,
+                                          {1, 2, 3, 4})));
+  EXPECT_TRUE(actions.empty());
+  EXPECT_EQ(round.member_set(), 0b0111u);
+}
+
+// A member that finished in an attempt we have left (its group may stay for auditors, so no
+// departure tells us) counts as gone: we do not wait for it until the deadline.
+TEST(butterfly_round, a_member_that_finished_an_attempt_we_left_counts_as_gone) {
+  butterfly_round round(setup_of(3, 1, std::vector<float>(12, 1.0f), 4));
+  code_all(round, round.start());
+  // Member 2 drops out of our attempt, member 0 finished with all three.
+  code_all(round, round.member_gone(2));
+  ASSERT_EQ(round.member_set(), 0b011u);
+  const auto actions = code_all(round, round.digest_arrived(0, 0b111, 42));
+  const auto done = all_of<round_done>(actions);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].group_size, 1u);
+  // A digest of our own attempt's set is just early: nothing happens.
+  butterfly_round other(setup_of(3, 1, std::vector<float>(12, 1.0f), 4));
+  code_all(other, other.start());
+  EXPECT_TRUE(code_all(other, other.digest_arrived(0, 0b111, 42)).empty());
+  EXPECT_EQ(other.state(), butterfly_round::status::running);
+}
+
 TEST(butterfly_round, a_result_piece_that_comes_twice_is_rejected) {
   // Two members, 4 values, one chunk per part: member 1 reduces [2, 4).
   butterfly_round round(setup_of(2, 0, {1, 1, 1, 1}, 4));
@@ -281,8 +318,12 @@ TEST(butterfly_round, members_that_dropped_different_members_meet_at_the_interse
     round, round.chunk_arrived(chunk_from(0, 0b1101, allreduce_phase::scatter, 1, 0, 3, {1, 1}))));
   ASSERT_EQ(restarts.size(), 1u);
   EXPECT_EQ(round.member_set(), 0b1101u);
+  // Member 1, dropped by member 0, has no say any more; member 3 dropped member 0 instead.
+  EXPECT_TRUE(
+    round.chunk_arrived(chunk_from(1, 0b1110, allreduce_phase::scatter, 1, 0, 4, {1, 1}))
+      .empty());
   restarts = all_of<round_restart>(code_all(
-    round, round.chunk_arrived(chunk_from(1, 0b1110, allreduce_phase::scatter, 1, 0, 4, {1, 1}))));
+    round, round.chunk_arrived(chunk_from(3, 0b1110, allreduce_phase::scatter, 1, 0, 4, {1, 1}))));
   ASSERT_EQ(restarts.size(), 1u);
   EXPECT_EQ(round.member_set(), 0b1100u);
   EXPECT_EQ(round.state(), butterfly_round::status::running);

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <memory>
@@ -242,6 +243,33 @@ TEST(reducer_audit, a_reducer_shows_no_evidence_of_an_attempt_it_did_not_finish_
   const auto set = run.rounds[1]->member_set();
   EXPECT_FALSE(run.rounds[1]->audit_evidence_of_our_part(set).empty());
   EXPECT_TRUE(run.rounds[1]->audit_evidence_of_our_part(set & ~1u).empty());  // no such attempt
+}
+
+TEST(reducer_audit, an_audit_of_a_few_sampled_pieces_needs_only_their_evidence) {
+  run_settings settings;
+  settings.liar = 1;
+  settings.chunk_elements = 32;  // parts of 250 in 8 pieces
+  auto run = run_group(settings);
+  auto plan = run.rounds[0]->audit_plan_for(1, *run.results[0]);
+  ASSERT_TRUE(plan);
+  ASSERT_EQ(plan->pieces.size(), 8u);
+  const auto sampled = sample_pieces(*plan, 2, 7);
+  ASSERT_EQ(sampled.pieces.size(), 2u);
+  EXPECT_LT(sampled.pieces[0].begin, sampled.pieces[1].begin);
+  for (const auto& piece : sampled.pieces)
+    EXPECT_NE(std::find(plan->pieces.begin(), plan->pieces.end(), piece), plan->pieces.end());
+  EXPECT_EQ(sample_pieces(*plan, 2, 7).pieces, sampled.pieces);  // the seed decides
+  EXPECT_EQ(sample_pieces(*plan, 99, 7).pieces, plan->pieces);
+  reducer_audit check(sampled);
+  std::size_t shown = 0;
+  for (const auto& evidence : run.rounds[1]->audit_evidence_of_our_part(plan->member_set))
+    if (check.wants(evidence)) {
+      EXPECT_FALSE(check.add(evidence));
+      ++shown;
+    }
+  EXPECT_EQ(shown, 2 * settings.members);
+  ASSERT_TRUE(check.complete());
+  EXPECT_FALSE(check.verdict().honest);  // the liar negated every piece
 }
 
 TEST(reducer_audit, the_codec_tolerance_allows_rounding_but_not_a_shift) {
