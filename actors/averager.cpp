@@ -2,10 +2,12 @@
 // averager.hpp.
 #include "actors/averager.hpp"
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -83,12 +85,16 @@ struct averager_state {
   misbehaviour_scores scores;
   // debug.byzantine = "silent_leader": joins taken and never answered.
   std::vector<caf::response_promise> swallowed_joins;
+  // Groups of finished rounds that may still stay for auditors, oldest first.
+  std::deque<caf::actor> lingering_groups;
   // options.key, shared with the coders of every round (they sign chunks on their threads).
   std::shared_ptr<const peer_key> signing_key;
   averaging_metrics metrics{global_metrics()};
   static inline const char* name = "averager";
 };
 
+// Finished rounds whose groups may stay for auditors (each keeps its part's inputs).
+constexpr size_t max_lingering_groups = 2;
 // Epochs a leader that never answered a join is skipped for.
 constexpr int64_t silent_leader_skip_epochs = 20;
 // Points per offence (misbehaviour_scores::threshold bans). Invalid data and a disproved result
@@ -447,7 +453,10 @@ void start_request(averager_pointer self, average_request request) {
     group.key = st.signing_key;
   group.check_signatures = o.require_proof;
   group.audit_probability = o.audit_probability;
-  group.audit_seed = st.nonce();
+  // From the system's random source, not `nonce`: round ids show that generator's output to
+  // other peers, and a reducer must not be able to predict whom this peer audits.
+  require_sodium();
+  randombytes_buf(&group.audit_seed, sizeof group.audit_seed);
   cur.group = spawn_averaging_group(self->system(), group);
   self->monitor(cur.group);
   join_round(self);
@@ -535,6 +544,14 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       if (st.current && st.current->group &&
           self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(st.current->group)) {
         self->demonitor(st.current->group);
+        // The group may stay a while for auditors (averaging_group.hpp); in a fast swarm rounds
+        // end faster than that, so only the last few stay, or their evidence (a vector's worth
+        // each) and threads would pile up.
+        st.lingering_groups.push_back(std::move(st.current->group));
+        while (st.lingering_groups.size() > max_lingering_groups) {
+          self->send_exit(st.lingering_groups.front(), caf::exit_reason::user_shutdown);
+          st.lingering_groups.pop_front();
+        }
         st.current->group = nullptr;
         if (outcome.residual)
           st.residual = std::move(outcome.residual);

@@ -93,9 +93,10 @@ struct group_state {
   std::shared_ptr<const std::vector<float>> result;
   std::map<uint32_t, reducer_audit> audits;
   std::set<uint32_t> audited;         // reducers audited or being audited
-  std::set<uint32_t> accused_by_us;   // reducers our own audit found lying
+  std::set<uint32_t> found_lying;     // reducers our audits found lying
   std::set<uint32_t> evidence_shown;  // members that received our evidence
   std::set<uint32_t> accusations_heard;  // members whose accusation we acted on
+  std::set<uint32_t> accused;            // reducers others accused
   std::optional<uint32_t> own_pick;   // the reducer this member chose to audit
   std::mt19937_64 draw;               // private: whom and which pieces to audit
   clock_type::time_point audit_deadline;
@@ -280,10 +281,11 @@ void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& fin
   const auto round = st.assignment.round_id;
   if (finding.honest) {
     spdlog::debug("round {:016x}: audit of reducer {} passed", round, member_name(st, reducer));
-    // An accuser we heard of claimed otherwise: counted, not punished (the reducer may have shown
-    // the two of us different evidence).
-    tell_averager(self, reducer, st.accusations_heard.empty() || own ? "passed" : "unconfirmed",
-                  "");
+    tell_averager(self, reducer, "passed", "");
+    // An accuser claimed otherwise: counted, not punished (the reducer may have shown the two of
+    // us different evidence).
+    if (st.accused.count(reducer) != 0)
+      st.metrics.audits.with({"unconfirmed"}).inc();
     return;
   }
   if (!answered) {
@@ -296,9 +298,9 @@ void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& fin
   spdlog::error("round {:016x}: audit: reducer {} lied about its part: {}", round,
                 member_name(st, reducer), finding.detail);
   tell_averager(self, reducer, "lied", finding.detail);
+  st.found_lying.insert(reducer);
   if (!own)
     return;  // confirming another's accusation: it told everyone already
-  st.accused_by_us.insert(reducer);
   const auto me = st.round->me();
   for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
     if (m != me && m != reducer && ((st.round->member_set() >> m) & 1u))
@@ -342,17 +344,17 @@ void answer_audit(group_pointer self, const audit_request& request) {
 void take_evidence(group_pointer self, const audit_evidence& evidence) {
   auto& st = self->state;
   // Evidence counts only from the node of the reducer it is asked of.
-  for (auto& [reducer, audit] : st.audits) {
-    if (!from_member(self, reducer))
-      continue;
-    if (auto refused = audit.add(evidence)) {
-      finish_audit(self, reducer, {false, "its evidence was refused: " + *refused}, true);
-    } else if (audit.complete()) {
-      finish_audit(self, reducer, audit.verdict(), true);
-    }
-    quit_once_digests_are_in(self);
+  auto it = std::find_if(st.audits.begin(), st.audits.end(),
+                         [&](const auto& entry) { return from_member(self, entry.first); });
+  if (it == st.audits.end())
     return;
-  }
+  const auto reducer = it->first;
+  auto& audit = it->second;
+  if (auto refused = audit.add(evidence))
+    finish_audit(self, reducer, {false, "its evidence was refused: " + *refused}, true);
+  else if (audit.complete())
+    finish_audit(self, reducer, audit.verdict(), true);
+  quit_once_digests_are_in(self);
 }
 
 // Another member says a reducer lied: we check for ourselves.
@@ -367,8 +369,10 @@ void hear_accusation(group_pointer self, const audit_accusation& accusation) {
                member_name(st, accusation.accuser), member_name(st, accusation.reducer));
   if (!st.result)
     return;  // this peer does not audit (averaging.audit_probability = 0)
+  st.accused.insert(accusation.reducer);
   if (st.audited.count(accusation.reducer) != 0) {
-    if (st.accused_by_us.count(accusation.reducer) == 0 && st.audits.count(accusation.reducer) == 0)
+    // Audited already: a pass contradicts the accuser (a running audit counts at its end).
+    if (st.found_lying.count(accusation.reducer) == 0 && st.audits.count(accusation.reducer) == 0)
       st.metrics.audits.with({"unconfirmed"}).inc();
     return;
   }

@@ -15,7 +15,8 @@
 //
 // Audits (runtime/allreduce/reducer_audit.hpp): after a round among several members the group
 // stays a while, as a reducer to show its evidence to auditors (`(audit_atom, audit_request)`,
-// answered once per member with its part's signed inputs, for max(10 s, the round's duration)),
+// answered once per member with the asked pieces' signed inputs, for max(10 s, the round's
+// duration), or until its averager has finished two more rounds),
 // and, with probability audit_probability, as an auditor of one other reducer picked at random
 // (privately: a reducer cannot know whether it will be checked). A reducer whose result does not
 // follow from its inputs, whose evidence is refused, or that does not answer in time is reported

@@ -47,6 +47,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -221,27 +222,18 @@ butterfly_round running_round() {
   return round;
 }
 
-// Two members average four values each to the end of their round, passing every message and
-// coding job between them; returns the first one, done, and its digest.
-std::pair<std::unique_ptr<butterfly_round>, uint64_t> finished_round() {
-  std::unique_ptr<butterfly_round> rounds[2];
-  for (uint32_t me = 0; me < 2; ++me) {
-    round_setup setup;
-    setup.round_id = digest_round_id;
-    setup.members = {{1, 1, "a", {}}, {1, 1, "b", {}}};
-    setup.me = me;
-    setup.values = std::make_shared<const std::vector<float>>(4, static_cast<float>(me + 1));
-    setup.chunk_elements = 4;
-    rounds[me] = std::make_unique<butterfly_round>(std::move(setup));
-  }
+// Runs `rounds` (one per member, not started) to their end in-process, passing every message and
+// coding job between them; returns what each member's round_done held (null: none).
+std::vector<std::optional<round_done>> run_to_end(
+  std::vector<std::unique_ptr<butterfly_round>>& rounds) {
   std::deque<std::pair<uint32_t, round_action>> queue;
-  uint64_t digest = 0;
+  std::vector<std::optional<round_done>> done(rounds.size());
   auto push = [&](uint32_t member, std::vector<round_action> actions) {
     for (auto& action : actions)
       queue.emplace_back(member, std::move(action));
   };
-  push(0, rounds[0]->start());
-  push(1, rounds[1]->start());
+  for (uint32_t m = 0; m < rounds.size(); ++m)
+    push(m, rounds[m]->start());
   while (!queue.empty()) {
     auto [member, action] = std::move(queue.front());
     queue.pop_front();
@@ -249,14 +241,31 @@ std::pair<std::unique_ptr<butterfly_round>, uint64_t> finished_round() {
     if (auto* encode = std::get_if<round_encode>(&action))
       push(member, round.chunk_coded(encode->tag, run_chunk_job(std::move(encode->job))));
     else if (auto* job = std::get_if<round_decode>(&action))
-      push(member, round.chunk_coded(job->tag, run_chunk_job(job->job)));
+      push(member, round.chunk_coded(job->tag, run_chunk_job(std::move(job->job))));
     else if (auto* send = std::get_if<round_send>(&action))
       push(send->to, rounds[send->to]->chunk_arrived(std::move(send->chunk)));
-    else if (auto* done = std::get_if<round_done>(&action); done && member == 0)
-      digest = done->digest;
+    else if (auto* finished = std::get_if<round_done>(&action))
+      done[member] = std::move(*finished);
   }
-  check(rounds[0]->state() == butterfly_round::status::done);
-  return {std::move(rounds[0]), digest};
+  return done;
+}
+
+// Two members average four values each to the end of their round; returns the first one, done,
+// and its digest.
+std::pair<std::unique_ptr<butterfly_round>, uint64_t> finished_round() {
+  std::vector<std::unique_ptr<butterfly_round>> rounds;
+  for (uint32_t me = 0; me < 2; ++me) {
+    round_setup setup;
+    setup.round_id = digest_round_id;
+    setup.members = {{1, 1, "a", {}}, {1, 1, "b", {}}};
+    setup.me = me;
+    setup.values = std::make_shared<const std::vector<float>>(4, static_cast<float>(me + 1));
+    setup.chunk_elements = 4;
+    rounds.push_back(std::make_unique<butterfly_round>(std::move(setup)));
+  }
+  const auto done = run_to_end(rounds);
+  check(rounds[0]->state() == butterfly_round::status::done && done[0].has_value());
+  return {std::move(rounds[0]), done[0]->digest};
 }
 
 // Three members with keys sign, reduce and keep their evidence to the end of a round; returns
@@ -282,29 +291,9 @@ std::pair<audit_plan, std::vector<audit_evidence>> audited_round() {
     setup.keep_evidence = true;
     rounds.push_back(std::make_unique<butterfly_round>(std::move(setup)));
   }
-  std::deque<std::pair<uint32_t, round_action>> queue;
-  std::shared_ptr<const std::vector<float>> result;
-  auto push = [&](uint32_t member, std::vector<round_action> actions) {
-    for (auto& action : actions)
-      queue.emplace_back(member, std::move(action));
-  };
-  for (uint32_t m = 0; m < 3; ++m)
-    push(m, rounds[m]->start());
-  while (!queue.empty()) {
-    auto [member, action] = std::move(queue.front());
-    queue.pop_front();
-    auto& round = *rounds[member];
-    if (auto* encode = std::get_if<round_encode>(&action))
-      push(member, round.chunk_coded(encode->tag, run_chunk_job(std::move(encode->job))));
-    else if (auto* job = std::get_if<round_decode>(&action))
-      push(member, round.chunk_coded(job->tag, run_chunk_job(std::move(job->job))));
-    else if (auto* send = std::get_if<round_send>(&action))
-      push(send->to, rounds[send->to]->chunk_arrived(std::move(send->chunk)));
-    else if (auto* done = std::get_if<round_done>(&action); done && member == 0)
-      result = done->values;
-  }
-  check(result != nullptr);
-  auto plan = rounds[0]->audit_plan_for(1, *result);
+  const auto done = run_to_end(rounds);
+  check(done[0].has_value());
+  auto plan = rounds[0]->audit_plan_for(1, *done[0]->values);
   check(plan.has_value());
   const auto member_set = plan->member_set;
   return {std::move(*plan), rounds[1]->audit_evidence_of_our_part(member_set)};
