@@ -240,7 +240,7 @@ public:
       p.latency = uniform(0.005, 0.150);
       p.slow = uniform(0, 1) < config.slow_fraction;
       p.greedy = uniform(0, 1) < config.greedy;
-      p.liar = uniform(0, 1) < config.liars;
+      p.liar = config.liars > 0 && uniform(0, 1) < config.liars;  // drawn only then: seeds replay
       // Initial peers: three others (a run file lists a few addresses of the swarm).
       while (p.bootstrap.size() < std::min<std::size_t>(3, peers_.size() - 1)) {
         auto other = static_cast<uint32_t>(uniform_index(peers_.size()));
