@@ -35,6 +35,15 @@ std::filesystem::path chosen_checkpoint(const run_config& config,
 
 } // namespace
 
+training_examples load_training_examples(const run_config& config) {
+  training_examples examples;
+  if (config.model.pretrained.empty())
+    examples.data = load_run_data(config);
+  else
+    examples.latent = apply_ddm_split(config, load_latent_examples(config));
+  return examples;
+}
+
 std::shared_ptr<const sd_example_set> load_latent_examples(const run_config& config) {
   // The UNet is built by the trainer; its config is read here too, so that one it cannot build
   // stops the run at once rather than after the latents are encoded and the trainer failed twice.

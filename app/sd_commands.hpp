@@ -8,6 +8,7 @@
 #include "app/commands.hpp"
 #include "config/run_config.hpp"
 #include "models/sd/latent_cache.hpp"
+#include "runtime/run_data.hpp"
 #include "runtime/sd_examples.hpp"
 
 namespace ddactor {
@@ -17,6 +18,14 @@ namespace ddactor {
 /// data.cache_latents is off (then pixels and captions in memory). Loads the folder's VAE and
 /// text encoder for it and frees them after.
 std::shared_ptr<const sd_example_set> load_latent_examples(const run_config& config);
+
+/// What a run trains on: the image/label data, or with model.pretrained the latent examples
+/// (either one of the DDM split's clusters where the run is an expert).
+struct training_examples {
+  run_data data;
+  std::shared_ptr<const sd_example_set> latent;
+};
+training_examples load_training_examples(const run_config& config);
 
 /// How the run's data becomes those examples (folder, cache, resolution, buckets).
 sd_data_options latent_data_options(const run_config& config, const sd_pipeline& pipeline);

@@ -210,12 +210,9 @@ int train_command(const run_config& config) {
                micro_batches ? fmt::format("; batches of {} in micro-batches of {}",
                                            data_cfg.batch_size, data_cfg.micro_batch_size)
                              : std::string());
-  run_data data;
-  std::shared_ptr<const sd_example_set> latent_examples;
-  if (config.model.pretrained.empty())
-    data = load_run_data(config);
-  else
-    latent_examples = apply_ddm_split(config, load_latent_examples(config));
+  const auto examples = load_training_examples(config);
+  const auto& data = examples.data;
+  const auto& latent_examples = examples.latent;
 
   // Swarm mode: the identity, and the gateway that holds the public port (bound here, so a port
   // in use or a missing swarm key is a clear error before anything starts).

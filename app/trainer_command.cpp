@@ -202,12 +202,9 @@ int trainer_command(const run_config& given, const trainer_request& request) {
   spdlog::info("attached to the peer of run '{}' at {}:{} as pid {} ({}, {} LibTorch threads); "
                "it takes this trainer in at its next step",
                config.run.name, host, port, ::getpid(), config.run.device, threads);
-  run_data data;
-  std::shared_ptr<const sd_example_set> latent_examples;
-  if (config.model.pretrained.empty())
-    data = load_run_data(config);
-  else
-    latent_examples = apply_ddm_split(config, load_latent_examples(config));
+  const auto examples = load_training_examples(config);
+  const auto& data = examples.data;
+  const auto& latent_examples = examples.latent;
 
   ddactor_system_config system_config({}, /*with_network=*/false);
   caf::actor_system system{system_config};
