@@ -148,6 +148,43 @@ TEST(link_gateway, closes_a_silent_link_and_keeps_a_slow_one) {
   ::close(slow);
 }
 
+// A ban (misbehaviour_scores.hpp, through the averager) closes the peer's open link at once and
+// refuses its handshakes, counted as "banned", until the ban ends.
+TEST(link_gateway, a_banned_peer_loses_its_link_and_is_refused_until_the_ban_ends) {
+  echo_server server;
+  const auto a_key = peer_key::generate();
+  link_gateway a(a_key, admission_policy::of_swarm(swarm_key(1)), fast_options());
+  link_gateway b(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)), fast_options());
+  b.set_local_port(server.port());
+  const auto a_id = peer_id_of(a_key.public_part());
+  std::string error;
+  auto linked = [&] {
+    auto tunnel = a.open_tunnel("127.0.0.1", b.public_port(), error);
+    return tunnel ? connect_to(*tunnel) : -1;
+  };
+  int fd = linked();
+  ASSERT_GE(fd, 0) << error;
+  std::vector<uint8_t> message;
+  EXPECT_EQ(echo_through(fd, 4096, 5, message), message);
+  b.ban(a_id, std::chrono::steady_clock::now() + std::chrono::hours(1));
+  EXPECT_TRUE(closed_within(fd, 5s));
+  ::close(fd);
+  const double before = failures("banned");
+  fd = linked();
+  ASSERT_GE(fd, 0) << error;
+  send_all(fd, {1, 2, 3});
+  EXPECT_TRUE(closed_within(fd, 5s));
+  ::close(fd);
+  EXPECT_GE(failures("banned"), before + 1);
+  EXPECT_EQ(server.accepted(), 1);
+  // Once the ban has ended, the peer is admitted again.
+  b.ban(a_id, std::chrono::steady_clock::now() - std::chrono::seconds(1));
+  fd = linked();
+  ASSERT_GE(fd, 0) << error;
+  EXPECT_EQ(echo_through(fd, 4096, 6, message), message);
+  ::close(fd);
+}
+
 TEST(link_gateway, a_peer_with_the_wrong_key_never_reaches_the_local_side) {
   echo_server server;
   link_gateway b(peer_key::generate(), admission_policy::of_swarm(swarm_key(1)),
