@@ -40,6 +40,17 @@ class attach_trainer : public ::testing::Test {
     write_text_file(path, tiny_run_config(dir.path() / name, 100000) + more);
     return path;
   }
+  // A process that ends with exit 0 within `timeout`.
+  static void expect_exit_ok(child_process& process, std::chrono::seconds timeout) {
+    const auto code = process.wait_for(timeout);
+    ASSERT_TRUE(code.has_value()) << "did not stop:\n" << process.output();
+    EXPECT_EQ(*code, 0) << process.output();
+  }
+  // Ctrl-C to the peer; it ends with exit 0.
+  static void stop_with_ctrl_c(child_process& peer) {
+    peer.send_signal(SIGINT);
+    expect_exit_ok(peer, 120s);
+  }
   std::vector<std::string> args(std::vector<std::string> head,
                                 const std::filesystem::path& config_file) {
     head.insert(head.end(), {"--config", config_file.string(), "--set", "run.attach=true"});
@@ -104,10 +115,7 @@ TEST_F(attach_trainer, an_attached_trainer_joins_the_steps_and_its_death_loses_n
   ASSERT_TRUE(trainer->wait_for(30s).has_value());
   ASSERT_TRUE(wait_for_count(peer, "trainer ready:", 3, 120s)) << peer.output();
   ASSERT_TRUE(wait_for_count(peer, " samples/s ", together_lines + 3, 120s)) << peer.output();
-  peer.send_signal(SIGINT);
-  const auto code = peer.wait_for(120s);
-  ASSERT_TRUE(code.has_value()) << "did not stop after SIGINT:\n" << peer.output();
-  EXPECT_EQ(*code, 0) << peer.output();
+  ASSERT_NO_FATAL_FAILURE(stop_with_ctrl_c(peer));
 
   const auto out = peer.output();
   // Left out: when its connection closed, or when the set's sum failed, whichever came first.
@@ -165,10 +173,7 @@ TEST_F(attach_trainer, in_a_swarm_it_joins_from_the_next_epoch_and_its_death_is_
   ASSERT_TRUE(wait_for_count(peer, "trainer ready:", 3, 120s)) << peer.output();
   const auto alone_again = peer.count_in_output(" samples/s ");
   ASSERT_TRUE(wait_for_count(peer, " samples/s ", alone_again + 5, 120s)) << peer.output();
-  peer.send_signal(SIGINT);
-  const auto code = peer.wait_for(120s);
-  ASSERT_TRUE(code.has_value()) << peer.output();
-  EXPECT_EQ(*code, 0) << peer.output();
+  ASSERT_NO_FATAL_FAILURE(stop_with_ctrl_c(peer));
 
   const auto out = peer.output();
   const auto starts = numbers_after(out, R"(trainer ready: .* starting at epoch (\d+))");
@@ -249,13 +254,8 @@ TEST_F(attach_trainer, a_stranger_and_other_protocols_are_refused_and_counted) {
     << peer.output() << trainer.output();
   const auto joined = peer.count_in_output(" samples/s ");
   ASSERT_TRUE(wait_for_count(peer, " samples/s ", joined + 2, 120s)) << peer.output();
-  peer.send_signal(SIGINT);
-  const auto code = peer.wait_for(120s);
-  ASSERT_TRUE(code.has_value()) << peer.output();
-  EXPECT_EQ(*code, 0) << peer.output();
-  const auto trainer_code = trainer.wait_for(60s);
-  ASSERT_TRUE(trainer_code.has_value()) << trainer.output();
-  EXPECT_EQ(*trainer_code, 0) << trainer.output();
+  ASSERT_NO_FATAL_FAILURE(stop_with_ctrl_c(peer));
+  ASSERT_NO_FATAL_FAILURE(expect_exit_ok(trainer, 60s));
   EXPECT_NE(trainer.output().find("the peer's run is over"), std::string::npos)
     << trainer.output();
 }
@@ -286,13 +286,8 @@ TEST_F(attach_trainer, out_of_memory_attaches_again_with_smaller_micro_batches) 
   EXPECT_EQ(peer.count_in_output("they go on without the attached trainer"), left_out)
     << peer.output();
   EXPECT_EQ(trainer.count_in_output("ran out of memory at"), 2u) << trainer.output();
-  peer.send_signal(SIGINT);
-  const auto code = peer.wait_for(120s);
-  ASSERT_TRUE(code.has_value()) << peer.output();
-  EXPECT_EQ(*code, 0) << peer.output();
-  const auto trainer_code = trainer.wait_for(60s);
-  ASSERT_TRUE(trainer_code.has_value()) << trainer.output();
-  EXPECT_EQ(*trainer_code, 0) << trainer.output();
+  ASSERT_NO_FATAL_FAILURE(stop_with_ctrl_c(peer));
+  ASSERT_NO_FATAL_FAILURE(expect_exit_ok(trainer, 60s));
 }
 
 } // namespace
