@@ -42,7 +42,7 @@ struct pending_join {
 struct member_request {
   average_request request;
   caf::response_promise promise;
-  caf::actor group;
+  averaging_group_actor group;
   clock_type::time_point started;
   clock_type::time_point join_deadline;
   std::set<std::string> failed_leaders;
@@ -71,8 +71,8 @@ struct averager_state {
   // Top-k error feedback: what earlier rounds did not send, per element, across rounds (the
   // last finished round's; null until one finished).
   std::shared_ptr<const std::vector<float>> residual;
-  caf::actor membership;  // told by group actors which members' chunks arrive
-  std::vector<caf::actor> compressors;  // lent to every round's group
+  liveness_sink membership;  // told by group actors which members' chunks arrive
+  std::vector<compressor_actor> compressors;  // lent to every round's group
   link_rate_estimate link_rates;  // measured by this peer's rounds
   // Every round's result is written into one recycled buffer (page-faulted once, not per round).
   std::shared_ptr<recycled_floats> output_buffers = std::make_shared<recycled_floats>();
@@ -86,7 +86,7 @@ struct averager_state {
   // debug.byzantine = "silent_leader": joins taken and never answered.
   std::vector<caf::response_promise> swallowed_joins;
   // Groups of finished rounds that may still stay for auditors, oldest first.
-  std::deque<caf::actor> lingering_groups;
+  std::deque<averaging_group_actor> lingering_groups;
   // options.key, shared with the coders of every round (they sign chunks on their threads).
   std::shared_ptr<const peer_key> signing_key;
   averaging_metrics metrics{global_metrics()};
@@ -104,7 +104,7 @@ constexpr double invalid_data_points = misbehaviour_scores::threshold;
 constexpr double lie_points = misbehaviour_scores::threshold;
 constexpr double unanswered_audit_points = 3;
 
-using averager_pointer = caf::stateful_actor<averager_state>*;
+using averager_pointer = averager_actor::stateful_pointer<averager_state>;
 
 bool is_banned(const averager_state& st, const std::string& peer_id) {
   return st.scores.banned(peer_id, clock_type::now());
@@ -236,7 +236,7 @@ void assign(averager_pointer self, std::vector<matchmaking_leader::group> groups
       const auto& request = it->second.request;
       assignment.length = request.length;
       assignment.members.push_back(
-        {request.peer_id, request.averager, request.weight, formed.shares[m]});
+        {request.peer_id, request.group, request.weight, formed.shares[m]});
       samples += request.weight;
       rates.push_back(request.link_rate);
       reachable.push_back(request.reachable);
@@ -462,7 +462,7 @@ void start_request(averager_pointer self, average_request request) {
   join_round(self);
 }
 
-caf::behavior averager(averager_pointer self, averager_options options) {
+averager_actor::behavior_type averager(averager_pointer self, averager_options options) {
   self->state.options = std::move(options);
   self->state.scores = misbehaviour_scores(self->state.options.ban_time);
   if (self->state.options.key)
@@ -543,7 +543,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
       auto& st = self->state;
       if (st.current && st.current->group &&
           self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(st.current->group)) {
-        self->demonitor(st.current->group);
+        self->demonitor(st.current->group.address());
         // The group may stay a while for auditors (averaging_group.hpp); in a fast swarm rounds
         // end faster than that, so only the last few stay, or their evidence (a vector's worth
         // each) and threads would pile up.
@@ -602,7 +602,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
           st.current->pending_leader.empty())
         join_round(self);
     },
-    [=](attach_atom, caf::actor& membership) {
+    [=](attach_atom, liveness_sink& membership) {
       if (!refuse_remote(self, "averager", "attach"))
         self->state.membership = std::move(membership);
     },
@@ -611,7 +611,7 @@ caf::behavior averager(averager_pointer self, averager_options options) {
 
 } // namespace
 
-caf::actor spawn_averager(caf::actor_system& system, averager_options options) {
+averager_actor spawn_averager(caf::actor_system& system, averager_options options) {
   return system.spawn(averager, std::move(options));
 }
 

@@ -30,6 +30,7 @@
 
 #include "caf/all.hpp"
 
+#include "actors/averaging_group.hpp"
 #include "runtime/allreduce/centered_clip.hpp"
 #include "runtime/compression/tensor_codec.hpp"
 #include "runtime/secure/peer_key.hpp"
@@ -37,6 +38,19 @@
 namespace ddactor {
 
 class swarm_status_board;
+
+/// The full interface: the remote one (joins, as a leader), the trainer's requests, the view
+/// and the epochs from membership and progress, what its group actors tell it, its own timers.
+using averager_actor = averager_remote::extend_with<round_owner>::extend<
+  caf::replies_to<average_atom, average_request>::with<average_outcome>,
+  caf::reacts_to<view_atom, std::vector<swarm_member>>,
+  caf::reacts_to<peer_epochs>,
+  caf::reacts_to<timeout_atom, int64_t /*epoch*/>,
+  caf::reacts_to<retry_atom, int64_t /*epoch*/, uint64_t /*attempt*/>,
+  caf::reacts_to<attach_atom, liveness_sink>>;
+
+/// Told the link rate this peer's rounds measured (bytes per second): progress.
+using link_rate_sink = caf::typed_actor<caf::reacts_to<link_rate_atom, double>>;
 
 struct averager_options {
   std::string peer_id;
@@ -88,13 +102,12 @@ struct averager_options {
   std::shared_ptr<swarm_status_board> status_board;
   /// Told this peer's measured link rate after each round, for its progress reports; may be
   /// null.
-  caf::actor progress;
+  link_rate_sink progress;
 };
 
-/// Local: `(average_atom, average_request)` -> average_outcome; `(view_atom, members)` from
-/// membership; `(link_rate_atom, ...)` from its group actors, what a round measured of the link; `(attach_atom, caf::actor membership)`, which its group actors then tell about
-/// members whose chunks arrive (`alive_atom`). Remote: `(join_atom, round_request)` -> group_assignment (leader role).
-caf::actor spawn_averager(caf::actor_system& system, averager_options options);
+/// The averager's `(attach_atom, liveness_sink)` names membership, which its group actors then
+/// tell about members whose chunks arrive.
+averager_actor spawn_averager(caf::actor_system& system, averager_options options);
 
 /// How long the trainer should wait for an average_outcome at most.
 std::chrono::milliseconds averaging_deadline(const averager_options& options);

@@ -105,7 +105,7 @@ struct group_state {
   static inline const char* name = "averaging_group";
 };
 
-using group_pointer = caf::stateful_actor<group_state>*;
+using group_pointer = averaging_group_actor::stateful_pointer<group_state>;
 
 std::string short_id(const std::string& id) {
   return id.substr(0, 8);
@@ -215,7 +215,7 @@ void on_done(group_pointer self, round_done& done) {
     if (m != me && ((((done.member_set >> m) & 1u) && done.group_size > 1) ||
                     ((done.left_out >> m) & 1u))) {
       const auto& from = st.received[m];
-      self->send(st.assignment.members[m].averager, digest_atom_v,
+      self->send(st.assignment.members[m].group, digest_atom_v,
                  round_digest{st.assignment.round_id, done.member_set, me, done.digest,
                               from.bytes, from.rate(st.started)});
     }
@@ -258,7 +258,7 @@ bool from_member(group_pointer self, uint32_t member) {
   auto& st = self->state;
   auto sender = self->current_sender();
   return sender && member < st.assignment.members.size() &&
-         sender->node() == st.assignment.members[member].averager.node();
+         sender->node() == st.assignment.members[member].group.node();
 }
 
 void tell_averager(group_pointer self, uint32_t member, const char* verdict,
@@ -304,7 +304,7 @@ void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& fin
   const auto me = st.round->me();
   for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
     if (m != me && m != reducer && ((st.round->member_set() >> m) & 1u))
-      self->send(st.assignment.members[m].averager, audit_atom_v,
+      self->send(st.assignment.members[m].group, audit_atom_v,
                  audit_accusation{round, reducer, me});
 }
 
@@ -321,7 +321,7 @@ void start_audit(group_pointer self, uint32_t reducer) {
     request.offsets.push_back(piece.begin);
   st.audited.insert(reducer);
   st.audits.emplace(reducer, reducer_audit(std::move(sampled)));
-  self->send(st.assignment.members[reducer].averager, audit_atom_v, std::move(request));
+  self->send(st.assignment.members[reducer].group, audit_atom_v, std::move(request));
 }
 
 // A member audits our part: it gets every input we reduced, once.
@@ -333,7 +333,7 @@ void answer_audit(group_pointer self, const audit_request& request) {
       request.offsets.size() > max_audited_pieces || !from_member(self, request.requester) ||
       !st.evidence_shown.insert(request.requester).second)
     return;
-  auto to = caf::actor_cast<caf::actor>(self->current_sender());
+  auto to = caf::actor_cast<averaging_group_remote>(self->current_sender());
   for (const auto& evidence : st.round->audit_evidence_of_our_part(request.member_set))
     if (std::find(request.offsets.begin(), request.offsets.end(), evidence.blob.offset) !=
         request.offsets.end())
@@ -413,7 +413,7 @@ void act(group_pointer self, std::vector<round_action> actions) {
       }
       st.bytes_sent += send->chunk.blob.bytes.size();
       st.metrics.bytes_sent.inc(send->chunk.blob.bytes.size());
-      self->send(st.assignment.members[send->to].averager, chunk_atom_v, std::move(send->chunk));
+      self->send(st.assignment.members[send->to].group, chunk_atom_v, std::move(send->chunk));
     } else if (auto* restart = std::get_if<round_restart>(&action)) {
       st.metrics.restarts.inc();
       spdlog::warn("round {:016x}: restarting with {} of {} members ({})",
@@ -455,7 +455,7 @@ void note_alive(group_pointer self, uint32_t member) {
   auto& st = self->state;
   const auto& m = st.assignment.members[member];
   auto sender = self->current_sender();
-  if (!st.options.membership || !sender || sender->node() != m.averager.node())
+  if (!st.options.membership || !sender || sender->node() != m.group.node())
     return;
   auto now = clock_type::now();
   if (now - st.last_alive_note[member] < alive_note_interval)
@@ -493,7 +493,7 @@ void start_round(group_pointer self, group_assignment assignment) {
   const auto n = assignment.members.size();
   auto mine = std::find_if(assignment.members.begin(), assignment.members.end(),
                            [&](const group_member& m) {
-                             return m.averager.address() == self->address();
+                             return m.group.address() == self->address();
                            });
   if (n == 0 || n > 64 || mine == assignment.members.end() ||
       assignment.length != st.options.values->size()) {
@@ -501,7 +501,7 @@ void start_round(group_pointer self, group_assignment assignment) {
     return;
   }
   if (std::any_of(assignment.members.begin(), assignment.members.end(),
-                  [](const group_member& m) { return !m.averager; })) {
+                  [](const group_member& m) { return !m.group; })) {
     fail(self, "invalid_assignment", "assignment has a member without an actor");
     return;
   }
@@ -531,8 +531,8 @@ void start_round(group_pointer self, group_assignment assignment) {
   st.last_alive_note.assign(n, clock_type::time_point{});
   st.received.assign(n, received_stream{});
   for (const auto& m : st.assignment.members)
-    if (m.averager.address() != self->address())
-      self->monitor(m.averager);
+    if (m.group.address() != self->address())
+      self->monitor(m.group);
   self->send(self, tick_atom_v);
   act(self, st.round->start());
   auto early = std::move(st.early_chunks);
@@ -540,7 +540,8 @@ void start_round(group_pointer self, group_assignment assignment) {
     handle_chunk(self, chunk);
 }
 
-caf::behavior averaging_group(group_pointer self, averaging_group_options options) {
+averaging_group_actor::behavior_type averaging_group(group_pointer self,
+                                                     averaging_group_options options) {
   auto& st = self->state;
   st.options = std::move(options);
   st.draw.seed(st.options.audit_seed);
@@ -559,7 +560,7 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
     if (!st.round)
       return;
     for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
-      if (st.assignment.members[m].averager.address() == dm.source)
+      if (st.assignment.members[m].group.address() == dm.source)
         act(self, st.round->member_gone(m, dm.reason == caf::exit_reason::normal));
   });
   return {
@@ -655,7 +656,8 @@ caf::behavior averaging_group(group_pointer self, averaging_group_options option
 
 } // namespace
 
-caf::actor spawn_averaging_group(caf::actor_system& system, averaging_group_options options) {
+averaging_group_actor spawn_averaging_group(caf::actor_system& system,
+                                             averaging_group_options options) {
   if (options.compressors.empty())
     throw std::invalid_argument("an averaging group needs at least one compressor");
   return system.spawn<caf::detached>(averaging_group, std::move(options));

@@ -36,6 +36,7 @@
 
 #include "caf/all.hpp"
 
+#include "actors/compressor.hpp"
 #include "runtime/allreduce/centered_clip.hpp"
 #include "runtime/allreduce/chunk_policy.hpp"
 #include "runtime/allreduce/recycled_floats.hpp"
@@ -43,6 +44,24 @@
 #include "runtime/secure/peer_key.hpp"
 
 namespace ddactor {
+
+/// The full interface: the remote one (chunks, digests, audits from the other members' groups),
+/// the assignment from this peer's averager, coded chunks from its compressors, its own timer.
+using averaging_group_actor = averaging_group_remote::extend<
+  caf::reacts_to<group_assignment>,
+  caf::reacts_to<compressor_result>,
+  caf::reacts_to<tick_atom>>;
+
+/// Who gets a round's outcome and what it learned: the averager.
+using round_owner = caf::typed_actor<
+  caf::reacts_to<average_outcome>,
+  caf::reacts_to<link_rate_atom, double /*download_bytes*/, double /*download_seconds*/,
+                 double /*upload_bytes*/, double /*upload_rate*/>,
+  caf::reacts_to<audit_atom, std::string /*peer_id*/, std::string /*verdict*/,
+                 std::string /*detail*/>>;
+
+/// Told that a member's chunks arrive: membership.
+using liveness_sink = caf::typed_actor<caf::reacts_to<alive_atom, std::string /*peer_id*/>>;
 
 struct averaging_group_options {
   /// Values this peer contributes (their weight, its samples, is in the leader's assignment).
@@ -64,14 +83,14 @@ struct averaging_group_options {
   /// so what a round drops is sent in a later one, never lost.
   std::vector<float> residual;
   /// Compressors (actors/compressor.hpp) that code this round's chunks (at least one).
-  std::vector<caf::actor> compressors;
+  std::vector<compressor_actor> compressors;
   /// Receives the average_outcome when the round ends (round_result::failed when it could not
   /// finish), and after a finished round `(link_rate_atom, download_bytes, download_seconds,
   /// upload_bytes, upload_rate)`: what the round measured of this peer's link.
-  caf::actor reply_to;
+  round_owner reply_to;
   /// Membership, told `(alive_atom, peer_id)` when chunks arrive from a member: they prove it
   /// alive, while its heartbeats wait behind its chunks on the same connection (null: not told).
-  caf::actor membership;
+  liveness_sink membership;
   /// Fault injection for tests (config [debug]): kill this process mid-round as a sender or a
   /// reducer, or send chunks full of NaN.
   enum class fault : uint8_t { none, die_as_sender, die_as_reducer };
@@ -96,6 +115,7 @@ struct averaging_group_options {
 /// Spawns a group actor waiting for its assignment: `(group_assignment)` starts the round.
 /// Remote group actors send it `(chunk_atom, allreduce_chunk)`, `(digest_atom, round_digest)` and
 /// `(audit_atom, audit_request | audit_evidence | audit_accusation)`.
-caf::actor spawn_averaging_group(caf::actor_system& system, averaging_group_options options);
+averaging_group_actor spawn_averaging_group(caf::actor_system& system,
+                                             averaging_group_options options);
 
 } // namespace ddactor

@@ -1,15 +1,13 @@
 // A compressor actor; see compressor.hpp.
 #include "actors/compressor.hpp"
 
-#include "runtime/message_types.hpp"
-
 namespace ddactor {
 
 namespace {
 
-caf::behavior compressor(caf::event_based_actor* self) {
+compressor_actor::behavior_type compressor(compressor_actor::pointer self) {
   auto reply = [self](uint64_t tag, coded_chunk chunk) {
-    auto to = caf::actor_cast<caf::actor>(self->current_sender());
+    auto to = caf::actor_cast<compressor_client>(self->current_sender());
     if (to)
       self->send(to, compressor_result{tag, std::move(chunk)});
   };
@@ -21,7 +19,7 @@ caf::behavior compressor(caf::event_based_actor* self) {
 
 } // namespace
 
-caf::actor spawn_compressor(caf::actor_system& system) {
+compressor_actor spawn_compressor(caf::actor_system& system) {
   return system.spawn<caf::detached>(compressor);
 }
 

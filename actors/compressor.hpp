@@ -12,8 +12,17 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/message_types.hpp"
+
 namespace ddactor {
 
-caf::actor spawn_compressor(caf::actor_system& system);
+/// Local only (jobs hold pointers into the group's buffers).
+using compressor_actor =
+  caf::typed_actor<caf::reacts_to<compressor_encode>, caf::reacts_to<compressor_decode>>;
+
+/// Whoever sends a compressor jobs gets their results.
+using compressor_client = caf::typed_actor<caf::reacts_to<compressor_result>>;
+
+compressor_actor spawn_compressor(caf::actor_system& system);
 
 } // namespace ddactor

@@ -47,8 +47,8 @@ dit_condition condition_of(const velocity_request& req, const dit_options& o, in
   return cond;
 }
 
-caf::behavior expert_server(caf::stateful_actor<expert_state>* self,
-                            expert_server_options options) {
+expert_remote::behavior_type expert_server(expert_remote::stateful_pointer<expert_state> self,
+                                           expert_server_options options) {
   self->state.options = std::move(options);
   self->state.options.model->eval();
   return {
@@ -82,7 +82,7 @@ caf::behavior expert_server(caf::stateful_actor<expert_state>* self,
 
 } // namespace
 
-caf::actor spawn_expert_server(caf::actor_system& system, expert_server_options options) {
+expert_remote spawn_expert_server(caf::actor_system& system, expert_server_options options) {
   return system.spawn<caf::detached>(expert_server, std::move(options));
 }
 

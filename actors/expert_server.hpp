@@ -11,6 +11,7 @@
 #include "caf/all.hpp"
 
 #include "models/dit.hpp"
+#include "runtime/message_types.hpp"
 
 namespace ddactor {
 
@@ -21,6 +22,7 @@ struct expert_server_options {
   int64_t max_batch = 1024;
 };
 
-caf::actor spawn_expert_server(caf::actor_system& system, expert_server_options options);
+/// Remote only: its interface is expert_remote (runtime/swarm_messages.hpp).
+expert_remote spawn_expert_server(caf::actor_system& system, expert_server_options options);
 
 } // namespace ddactor

@@ -9,6 +9,7 @@
 
 #include <deque>
 
+#include "actors/local_control.hpp"
 #include "models/device_transfer.hpp"
 #include "models/ensemble.hpp"
 #include "models/image_generation.hpp"
@@ -39,7 +40,7 @@ struct generator_state {
   static inline const char* name = "generator";
 };
 
-using generator_pointer = caf::stateful_actor<generator_state>*;
+using generator_pointer = generator_actor::stateful_pointer<generator_state>;
 
 // What /healthz and `status` show, kept where they can read it without waiting for this actor.
 void publish_status(generator_pointer self) {
@@ -67,7 +68,7 @@ void schedule_work(generator_pointer self) {
 }
 
 // An expert on another peer: one blocking request per sampling step (this actor is detached).
-expert_function remote_expert(caf::actor_system& system, caf::actor handle, int64_t index,
+expert_function remote_expert(caf::actor_system& system, expert_remote handle, int64_t index,
                               std::chrono::milliseconds timeout, double cfg_scale,
                               int64_t token_length) {
   return [&system, handle, index, timeout, cfg_scale, token_length](
@@ -233,7 +234,7 @@ caf::result<std::vector<char>> generate(generator_pointer self, const generate_r
   return st.jobs.back().promise;
 }
 
-caf::behavior generator(generator_pointer self, generator_options options) {
+generator_actor::behavior_type generator(generator_pointer self, generator_options options) {
   self->state.options = std::move(options);
   self->state.last_available.assign(self->state.options.experts.size(), true);
   publish_status(self);
@@ -248,7 +249,10 @@ caf::behavior generator(generator_pointer self, generator_options options) {
   });
   return {
     [=](generate_atom, const generate_request& r) { return generate(self, r); },
-    [=](work_atom) { work(self); },
+    [=](work_atom) {
+      if (!refuse_remote(self, "generator", "work"))
+        work(self);
+    },
     [=](status_atom) { return self->state.options.status->json(); },
   };
 }
@@ -295,7 +299,7 @@ std::optional<std::string> validate_generate_request(const generate_request& r,
   return std::nullopt;
 }
 
-caf::actor spawn_generator(caf::actor_system& system, generator_options options) {
+generator_actor spawn_generator(caf::actor_system& system, generator_options options) {
   return system.spawn<caf::detached>(generator, std::move(options));
 }
 

@@ -36,7 +36,7 @@ struct expert_endpoint {
   /// A DiT in this process...
   dit local{nullptr};
   /// ...or an expert_server on another peer, and its address (for messages).
-  caf::actor remote;
+  expert_remote remote;
   std::string address;
 };
 
@@ -80,7 +80,10 @@ struct generator_options {
 
 /// `(generate_atom, generate_request)` -> std::vector<char> (PNG); `(status_atom)` ->
 /// std::string (JSON: experts and their last known availability).
-caf::actor spawn_generator(caf::actor_system& system, generator_options options);
+/// The full interface: the remote one and its own work steps.
+using generator_actor = router_remote::extend<caf::reacts_to<work_atom>>;
+
+generator_actor spawn_generator(caf::actor_system& system, generator_options options);
 
 /// Images a request asks for: count, times every class when a class-conditioned model is asked
 /// for no class in particular.

@@ -72,7 +72,7 @@ struct membership_state {
   /// Unreachable members whose link through a relay broke, by id: dialed again through their
   /// relays each interval (not after their tombstone) until they are back or the time given.
   std::map<std::string, std::pair<peer_info, clock::time_point>> relayed_redials;
-  std::vector<caf::actor> subscribers;
+  std::vector<view_subscriber> subscribers;
   uint64_t ticks = 0;
   uint64_t rejections = 0;
   std::mt19937_64 random{std::random_device{}()};
@@ -80,7 +80,7 @@ struct membership_state {
   static inline const char* name = "membership";
 };
 
-using membership_pointer = caf::stateful_actor<membership_state>*;
+using membership_pointer = membership_actor::stateful_pointer<membership_state>;
 
 std::string me(membership_pointer self) {
   return short_peer_id(self->state.view->self().info.peer_id);
@@ -145,7 +145,7 @@ void forget_member(membership_pointer self, const swarm_member& member, removal_
                    const std::string& detail) {
   auto& st = self->state;
   if (member.membership)
-    self->demonitor(member.membership);
+    self->demonitor(member.membership.address());
   st.link_rates.erase(member.info.peer_id);
   st.metrics.left.with({std::string(to_string(reason))}).inc();
   auto line = detail.empty() ? std::string{} : " (" + detail + ")";
@@ -330,8 +330,8 @@ void dial_failed(membership_pointer self, const std::string& address, bool boots
 }
 
 // The reply to our hello: the peer itself and the peers it knows.
-void on_hello_reply(membership_pointer self, const std::string& address, caf::actor reached,
-                    swarm_member them, std::vector<peer_info> known) {
+void on_hello_reply(membership_pointer self, const std::string& address,
+                    membership_remote reached, swarm_member them, std::vector<peer_info> known) {
   auto& st = self->state;
   st.dials_in_flight.erase(address);
   st.dial_failures.erase(address);
@@ -454,8 +454,8 @@ void connect_caf(membership_pointer self, const std::string& address, const std:
           dial_failed(self, address, bootstrap, "no actor is published there");
           return;
         }
-        auto reached = caf::actor_cast<caf::actor>(published);
-        if (reached == self) {
+        auto reached = caf::actor_cast<membership_remote>(published);
+        if (reached.address() == self->address()) {
           st.dials_in_flight.erase(address);
           st.own_addresses.insert(address);
           st.view->forget_candidates_at(address);
@@ -685,7 +685,8 @@ void start_listening(membership_pointer self) {
   self
     ->request(self->system().middleman().actor_handle(), st.options.connect_timeout,
               caf::publish_atom::value, caf_port,
-              caf::actor_cast<caf::strong_actor_ptr>(self), std::set<std::string>{}, caf_host,
+              caf::actor_cast<caf::strong_actor_ptr>(self),
+              self->system().message_types<membership_remote>(), caf_host,
               true)
     .then(
       [=](uint16_t bound) {
@@ -729,9 +730,9 @@ void start_listening(membership_pointer self) {
       });
 }
 
-caf::behavior membership(membership_pointer self, membership_options options) {
+membership_actor::behavior_type membership(membership_pointer self, membership_options options) {
   auto& st = self->state;
-  options.self.membership = caf::actor_cast<caf::actor>(self);
+  options.self.membership = membership_remote{self};
   swarm_view_timing timing{options.suspect_after, options.remove_after, options.tombstone_ttl};
   st.view.emplace(options.self, timing);
   // A peer gossips to a few others each interval and says hello on (re)connecting: from one
@@ -748,7 +749,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
       auto reason = "membership: initial peer '" + text + "' is not host:port";
       spdlog::error("{}", reason);
       self->quit(make_error(errc::invalid_config, reason));
-      return {};
+      return membership_actor::behavior_type::make_empty_behavior();
     }
     st.initial_peers.push_back({parsed->first, parsed->second,
                                 parsed->first + ":" + std::to_string(parsed->second)});
@@ -761,8 +762,9 @@ caf::behavior membership(membership_pointer self, membership_options options) {
   });
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
-    auto subscriber = std::find_if(st.subscribers.begin(), st.subscribers.end(),
-                                   [&](const caf::actor& s) { return s.address() == dm.source; });
+    auto subscriber =
+      std::find_if(st.subscribers.begin(), st.subscribers.end(),
+                   [&](const view_subscriber& s) { return s.address() == dm.source; });
     if (subscriber != st.subscribers.end()) {
       st.subscribers.erase(subscriber);
       return;
@@ -917,7 +919,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
         spdlog::info("membership {}: peer {} is alive again (its chunks arrive)", me(self),
                      describe(member->info));
     },
-    [=](subscribe_atom, caf::actor& who) {
+    [=](subscribe_atom, view_subscriber& who) {
       auto& st = self->state;
       if (refuse_remote(self, "membership", "subscribe") || !who)
         return;
@@ -927,7 +929,8 @@ caf::behavior membership(membership_pointer self, membership_options options) {
       }
       self->send(who, view_atom_v, st.view->members());
     },
-    [=](attach_atom, caf::actor& progress, caf::actor& averager, caf::actor& state_server) {
+    [=](attach_atom, progress_remote& progress, averager_remote& averager,
+        state_server_remote& state_server) {
       auto& st = self->state;
       if (refuse_remote(self, "membership", "attach"))
         return;
@@ -979,7 +982,7 @@ caf::behavior membership(membership_pointer self, membership_options options) {
 
 } // namespace
 
-caf::actor spawn_membership(caf::actor_system& system, membership_options options) {
+membership_actor spawn_membership(caf::actor_system& system, membership_options options) {
   return system.spawn(membership, std::move(options));
 }
 

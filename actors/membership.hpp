@@ -40,9 +40,9 @@
 //   (get_atom)                              -> std::vector<swarm_member>: the view, sorted by
 //                                              peer id, this peer included
 //   (get_atom, caf::ok_atom)                -> uint16_t: the bound port (waits for the bind)
-//   (subscribe_atom, caf::actor who)           who gets (view_atom, std::vector<swarm_member>)
+//   (subscribe_atom, view_subscriber who)      who gets (view_atom, std::vector<swarm_member>)
 //                                              now and after every change
-//   (attach_atom, caf::actor progress, caf::actor averager, caf::actor state_server)
+//   (attach_atom, progress, averager, state_server: their remote handles)
 //                                              replaces this peer's local handles (after a
 //                                              restart of one of them) and re-announces them
 //   (alive_atom, std::string peer_id)          from this process only (an averaging group whose
@@ -75,6 +75,21 @@ namespace ddactor {
 
 class swarm_status_board;
 class link_gateway;
+
+/// Told the view now and after every change: progress, the averager, the peer.
+using view_subscriber = caf::typed_actor<caf::reacts_to<view_atom, std::vector<swarm_member>>>;
+
+/// The full interface: the remote one (hellos, gossip, goodbyes, status) and what only this
+/// peer's own actors may send (the messages above; its timers).
+using membership_actor = membership_remote::extend<
+  caf::replies_to<caf::get_atom>::with<std::vector<swarm_member>>,
+  caf::replies_to<caf::get_atom, caf::ok_atom>::with<uint16_t>,
+  caf::reacts_to<subscribe_atom, view_subscriber>,
+  caf::reacts_to<attach_atom, progress_remote, averager_remote, state_server_remote>,
+  caf::reacts_to<alive_atom, std::string /*peer_id*/>,
+  caf::reacts_to<link_rate_atom, std::string /*peer_id*/, double /*bytes_per_second*/>,
+  caf::reacts_to<tick_atom>,
+  caf::reacts_to<retry_atom, std::string /*address*/, uint16_t /*tunnel*/, bool /*bootstrap*/>>;
 
 struct membership_options {
   /// This peer: info (id, announce host and port, swarm id, incarnation) and its local handles
@@ -124,6 +139,6 @@ struct membership_options {
   std::size_t relays_wanted = 2;
 };
 
-caf::actor spawn_membership(caf::actor_system& system, membership_options options);
+membership_actor spawn_membership(caf::actor_system& system, membership_options options);
 
 } // namespace ddactor

@@ -54,10 +54,10 @@ struct peer_state {
   checkpointer_actor checkpointer;
   uint64_t loader_generation = 0;
   // Swarm mode (network.listen set).
-  caf::actor membership;
-  caf::actor progress;
-  caf::actor averager;
-  caf::actor state_server;
+  membership_actor membership;
+  progress_actor progress;
+  averager_actor averager;
+  state_server_actor state_server;
   std::chrono::milliseconds averaging_deadline{0};
   uint64_t data_seed = 0;
   bool data_started = false;
@@ -87,7 +87,7 @@ struct peer_state {
   static inline const char* name = "peer";
 };
 
-using peer_pointer = caf::stateful_actor<peer_state>*;
+using peer_pointer = peer_actor::stateful_pointer<peer_state>;
 
 void start_checkpointer(peer_pointer self) {
   auto& st = self->state;
@@ -268,8 +268,11 @@ void release_attached(peer_pointer self) {
 void shut_down_children(peer_pointer self) {
   auto& st = self->state;
   release_attached(self);
-  std::vector<caf::actor> children{caf::actor_cast<caf::actor>(st.checkpointer), st.membership,
-                                   st.progress, st.averager, st.state_server};
+  std::vector<caf::actor> children{caf::actor_cast<caf::actor>(st.checkpointer),
+                                   caf::actor_cast<caf::actor>(st.membership),
+                                   caf::actor_cast<caf::actor>(st.progress),
+                                   caf::actor_cast<caf::actor>(st.averager),
+                                   caf::actor_cast<caf::actor>(st.state_server)};
   for (const auto& loader : st.loaders)
     children.push_back(caf::actor_cast<caf::actor>(loader));
   for (const auto& trainer : st.trainers)
@@ -399,11 +402,11 @@ void open_attach_door(peer_pointer self) {
   // Weak: the listener is the peer's own, and must not keep it alive.
   const auto peer = self->address();
   door.on_attached = [peer](uint64_t id, const attach_client_info& client) {
-    if (auto handle = caf::actor_cast<caf::actor>(peer))
+    if (auto handle = caf::actor_cast<peer_actor>(peer))
       caf::anon_send(handle, attach_atom_v, id, client.pid, client.device);
   };
   door.on_gone = [peer](uint64_t id) {
-    if (auto handle = caf::actor_cast<caf::actor>(peer))
+    if (auto handle = caf::actor_cast<peer_actor>(peer))
       caf::anon_send(handle, leave_atom_v, id);
   };
   door.on_refused = [refused = &st.attach_counts.refused](attach_refusal reason,
@@ -572,13 +575,15 @@ void start_swarm(peer_pointer self) {
   members.require_proof = true;
   st.membership = spawn_membership(self->system(), members);
   self->monitor(st.membership);
-  for (const auto& child : {st.membership, st.progress, st.averager, st.state_server})
-    self->link_to(child);
-  self->send(st.progress, attach_atom_v, st.averager, caf::ok_atom_v);
-  self->send(st.membership, subscribe_atom_v, st.progress);
-  self->send(st.membership, subscribe_atom_v, st.averager);
-  self->send(st.averager, attach_atom_v, st.membership);
-  self->send(st.membership, subscribe_atom_v, caf::actor_cast<caf::actor>(self));
+  self->link_to(st.membership);
+  self->link_to(st.progress);
+  self->link_to(st.averager);
+  self->link_to(st.state_server);
+  self->send(st.progress, attach_atom_v, epochs_listener{st.averager});
+  self->send(st.membership, subscribe_atom_v, view_subscriber{st.progress});
+  self->send(st.membership, subscribe_atom_v, view_subscriber{st.averager});
+  self->send(st.averager, attach_atom_v, liveness_sink{st.membership});
+  self->send(st.membership, subscribe_atom_v, view_subscriber{self});
   self->request(st.membership, seconds(net.connect_timeout) + std::chrono::seconds(5), caf::get_atom_v,
                 caf::ok_atom_v)
     .then(
@@ -595,7 +600,7 @@ void start_swarm(peer_pointer self) {
       });
 }
 
-caf::behavior peer(peer_pointer self, peer_options options) {
+peer_actor::behavior_type peer(peer_pointer self, peer_options options) {
   // Children are linked (so they end with the peer, whatever ends it) and monitored (so the
   // peer restarts them); their exit messages are therefore expected and not fatal here.
   self->set_exit_handler([](const caf::exit_msg&) {});
@@ -611,7 +616,7 @@ caf::behavior peer(peer_pointer self, peer_options options) {
       spdlog::critical("cannot open the door for attaching trainers (run.attach): {}", e.what());
       shut_down_children(self);
       self->quit(make_error(errc::invalid_config, e.what()));
-      return {};
+      return peer_actor::behavior_type::make_empty_behavior();
     }
   }
   start_checkpointer(self);
@@ -783,7 +788,7 @@ caf::behavior peer(peer_pointer self, peer_options options) {
 
 } // namespace
 
-caf::actor spawn_peer(caf::actor_system& system, peer_options options) {
+peer_actor spawn_peer(caf::actor_system& system, peer_options options) {
   return system.spawn(peer, std::move(options));
 }
 

@@ -38,6 +38,7 @@
 #include "caf/all.hpp"
 
 #include "config/run_config.hpp"
+#include "runtime/message_types.hpp"
 #include "runtime/peer_identity.hpp"
 #include "runtime/secure/reachability.hpp"
 #include "runtime/image_dataset.hpp"
@@ -71,6 +72,15 @@ struct peer_options {
   reachability reach;
 };
 
+/// Local only: what the process (signals), membership and the attach door tell the peer.
+using peer_actor = caf::typed_actor<
+  caf::reacts_to<restart_atom, uint8_t /*child_kind*/>,  // to itself, after a backoff
+  caf::reacts_to<stop_atom>,  // checkpoint and quit (a stop signal)
+  caf::reacts_to<view_atom, std::vector<swarm_member>>,
+  caf::reacts_to<attach_atom, uint64_t /*id*/, uint32_t /*pid*/, std::string /*device*/>,
+  caf::reacts_to<leave_atom, uint64_t /*id*/>,
+  caf::replies_to<status_atom>::with<supervision_report>>;
+
 /// The swarm a run averages in: network.swarm_id (or run.name), one per DDM expert and one for
 /// the router, so that they never average with each other.
 std::string swarm_id_of(const run_config& config);
@@ -78,6 +88,6 @@ std::string swarm_id_of(const run_config& config);
 /// Spawns the peer. Send it `stop_atom` to stop cleanly (checkpoint first); it quits normally
 /// when training is finished and with an error when a child cannot be kept alive.
 /// `(status_atom)` replies with a supervision_report.
-caf::actor spawn_peer(caf::actor_system& system, peer_options options);
+peer_actor spawn_peer(caf::actor_system& system, peer_options options);
 
 } // namespace ddactor

@@ -25,13 +25,13 @@ using clock_type = std::chrono::steady_clock;
 struct progress_state {
   progress_options options;
   std::optional<progress_tracker> tracker;  // runtime/progress_tracker.hpp: the rules
-  caf::actor trainer;
-  caf::actor averager;
+  progress_listener trainer;
+  epochs_listener averager;
   // Learned from its view messages: where the peers' link rates go (relay choice).
-  caf::actor membership;
+  peer_link_rate_sink membership;
   std::map<std::string, double> told_link_rates;  // what membership was told, per peer
-  std::vector<caf::actor> others;  // progress actors of the other peers of this swarm
-  std::map<std::string, caf::actor> state_servers;  // of the other peers, by id
+  std::vector<progress_remote> others;  // progress actors of the other peers of this swarm
+  std::map<std::string, state_server_remote> state_servers;  // of the other peers, by id
   averaging_metrics metrics{global_metrics()};
   swarm_metrics swarm{global_metrics()};
   uint64_t unvouched_counted = 0;
@@ -42,7 +42,7 @@ struct progress_state {
   static inline const char* name = "progress";
 };
 
-using progress_pointer = caf::stateful_actor<progress_state>*;
+using progress_pointer = progress_actor::stateful_pointer<progress_state>;
 
 bool same_claims(const progress_report& a, const progress_report& b) {
   return a.peer_id == b.peer_id && a.swarm_id == b.swarm_id && a.epoch == b.epoch &&
@@ -166,7 +166,7 @@ void update(progress_pointer self) {
   }
 }
 
-caf::behavior progress(progress_pointer self, progress_options options) {
+progress_actor::behavior_type progress(progress_pointer self, progress_options options) {
   auto& st = self->state;
   st.options = std::move(options);
   // From the wall clock, so that a restarted peer's reports continue above its last run's.
@@ -180,11 +180,11 @@ caf::behavior progress(progress_pointer self, progress_options options) {
                                               st.options.state_quorum});
   self->send(self, tick_atom_v);
   return {
-    [=](attach_atom, caf::actor trainer) {
+    [=](attach_atom, progress_listener& trainer) {
       if (!refuse_remote(self, "progress", "attach"))
         self->state.trainer = std::move(trainer);
     },
-    [=](attach_atom, caf::actor averager, caf::ok_atom) {
+    [=](attach_atom, epochs_listener& averager) {
       if (!refuse_remote(self, "progress", "attach"))
         self->state.averager = std::move(averager);
     },
@@ -192,7 +192,7 @@ caf::behavior progress(progress_pointer self, progress_options options) {
       auto& st = self->state;
       if (refuse_remote(self, "progress", "view"))
         return;
-      st.membership = caf::actor_cast<caf::actor>(self->current_sender());
+      st.membership = caf::actor_cast<peer_link_rate_sink>(self->current_sender());
       st.others.clear();
       st.state_servers.clear();
       std::set<std::string> peers;
@@ -271,7 +271,7 @@ caf::behavior progress(progress_pointer self, progress_options options) {
 
 } // namespace
 
-caf::actor spawn_progress(caf::actor_system& system, progress_options options) {
+progress_actor spawn_progress(caf::actor_system& system, progress_options options) {
   return system.spawn(progress, std::move(options));
 }
 

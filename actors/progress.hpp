@@ -20,11 +20,34 @@
 
 #include "caf/all.hpp"
 
+#include "runtime/message_types.hpp"
 #include "runtime/secure/peer_key.hpp"
 
 namespace ddactor {
 
 class swarm_status_board;
+
+/// What the trainer hears from progress: the epoch to average, the swarm's estimate.
+using progress_listener =
+  caf::typed_actor<caf::reacts_to<average_atom, int64_t /*epoch*/>, caf::reacts_to<swarm_progress>>;
+
+/// The averager hears the peers' epochs (matchmaking counts and leads only those of an epoch).
+using epochs_listener = caf::typed_actor<caf::reacts_to<peer_epochs>>;
+
+/// Membership hears the link rate each peer reports (for its choice of relays).
+using peer_link_rate_sink =
+  caf::typed_actor<caf::reacts_to<link_rate_atom, std::string /*peer_id*/, double>>;
+
+/// The full interface: the remote one (reports of the other peers) and what this peer's own
+/// actors tell it.
+using progress_actor = progress_remote::extend<
+  caf::reacts_to<attach_atom, progress_listener>,
+  caf::reacts_to<attach_atom, epochs_listener>,
+  caf::reacts_to<view_atom, std::vector<swarm_member>>,
+  // The trainer's own progress: epoch, samples, samples/s, state digest, resyncing, may_lead.
+  caf::reacts_to<progress_atom, int64_t, int64_t, double, uint64_t, bool, bool>,
+  caf::reacts_to<link_rate_atom, double /*bytes_per_second*/>,
+  caf::reacts_to<tick_atom>>;
 
 struct progress_options {
   std::string peer_id;
@@ -54,9 +77,7 @@ struct progress_options {
   bool impersonate_others = false;
 };
 
-/// Local: `(attach_atom, caf::actor trainer)`, `(attach_atom, caf::actor averager, caf::ok_atom)`
-/// (which then gets peer_epochs every interval), `(progress_atom, int64_t epoch, int64_t samples,
-/// double samples_per_second, uint64_t state_digest, bool resyncing, bool may_lead)`, `(view_atom, members)`. Remote: `(progress_atom, progress_report)`.
-caf::actor spawn_progress(caf::actor_system& system, progress_options options);
+/// The averager attached with `(attach_atom, epochs_listener)` gets peer_epochs every interval.
+progress_actor spawn_progress(caf::actor_system& system, progress_options options);
 
 } // namespace ddactor

@@ -22,10 +22,10 @@ double seconds_since(clock_type::time_point start) {
 
 double megabytes(uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
 
-class state_download_actor : public caf::event_based_actor {
+class state_download_impl : public state_download_actor::base {
  public:
-  state_download_actor(caf::actor_config& config, state_download_options options)
-    : caf::event_based_actor(config), options_(std::move(options)) {
+  state_download_impl(caf::actor_config& config, state_download_options options)
+    : state_download_actor::base(config), options_(std::move(options)) {
     if (options_.chunks_in_flight == 0)
       options_.chunks_in_flight = 1;
     stats_.chunks_per_candidate.assign(options_.candidates.size(), 0);
@@ -34,7 +34,7 @@ class state_download_actor : public caf::event_based_actor {
   const char* name() const override { return "state_download"; }
 
  protected:
-  caf::behavior make_behavior() override {
+  behavior_type make_behavior() override {
     started_ = clock_type::now();
     set_down_handler([this](caf::down_msg& down) {
       if (down.source == requester_) {
@@ -54,7 +54,7 @@ class state_download_actor : public caf::event_based_actor {
       [this](caf::get_atom) -> caf::result<state_download_result> {
         if (!requester_ && current_sender()) {
           requester_ = caf::actor_cast<caf::actor_addr>(current_sender());
-          monitor(caf::actor_cast<caf::actor>(current_sender()));
+          monitor(current_sender());
         }
         auto promise = make_response_promise();
         if (outcome_) {
@@ -148,7 +148,7 @@ class state_download_actor : public caf::event_based_actor {
 
   void leave_source() {
     if (source_)
-      demonitor(source_);
+      demonitor(source_.address());
     source_ = nullptr;
     ++generation_; // replies still on their way from the old source are ignored
     in_flight_ = 0;
@@ -325,7 +325,7 @@ class state_download_actor : public caf::event_based_actor {
 
   size_t next_candidate_ = 0;
   size_t source_index_ = 0;
-  caf::actor source_;
+  state_server_remote source_;
   /// Bumped whenever the source changes or the download ends; a reply carries the generation of
   /// its request, and only replies of the current one are looked at.
   uint64_t generation_ = 0;
@@ -348,8 +348,9 @@ class state_download_actor : public caf::event_based_actor {
 
 } // namespace
 
-caf::actor spawn_state_download(caf::actor_system& system, state_download_options options) {
-  return system.spawn<state_download_actor, caf::detached>(std::move(options));
+state_download_actor spawn_state_download(caf::actor_system& system,
+                                          state_download_options options) {
+  return system.spawn<state_download_impl, caf::detached>(std::move(options));
 }
 
 caf::expected<state_download_result> download_state(caf::actor_system& system,

@@ -53,9 +53,15 @@
 
 namespace ddactor {
 
+/// Local only: its requester's interface.
+using state_download_actor = caf::typed_actor<
+  caf::replies_to<caf::get_atom>::with<state_download_result>,
+  caf::replies_to<status_atom>::with<uint64_t /*bytes_present*/, uint64_t /*total_bytes*/>,
+  caf::reacts_to<tick_atom>>;
+
 struct state_download_options {
   /// Remote (or local) state servers, best first. Null handles are skipped.
-  std::vector<caf::actor> candidates;
+  std::vector<state_server_remote> candidates;
   /// Only a state of this swarm is accepted.
   std::string swarm_id;
   /// Candidates serving an older epoch are skipped.
@@ -76,7 +82,8 @@ struct state_download_options {
 };
 
 /// Spawns a detached download; it starts at once. See the file comment for its messages.
-caf::actor spawn_state_download(caf::actor_system& system, state_download_options options);
+state_download_actor spawn_state_download(caf::actor_system& system,
+                                          state_download_options options);
 
 /// Blocking convenience: spawns a download, waits for its outcome (at most options.deadline plus
 /// a grace second) and returns it. For code that has nothing else to do meanwhile (a peer that

@@ -85,7 +85,7 @@ caf::expected<state_manifest> current_manifest(state_server_state& st, const std
 }
 
 // Answers the waiting requests that the current state satisfies, or whose wait is over.
-void answer_waiting(caf::stateful_actor<state_server_state>* self) {
+void answer_waiting(state_server_actor::stateful_pointer<state_server_state> self) {
   auto& st = self->state;
   const auto now = clock_type::now();
   const int64_t current = st.states.empty() ? -1 : st.states.front().manifest.epoch;
@@ -115,8 +115,9 @@ std::string current_state_text(const state_server_state& st) {
   return "it serves epoch " + std::to_string(m.epoch) + ", digest " + std::to_string(m.digest);
 }
 
-caf::behavior state_server(caf::stateful_actor<state_server_state>* self,
-                           state_server_options options) {
+state_server_actor::behavior_type
+state_server(state_server_actor::stateful_pointer<state_server_state> self,
+             state_server_options options) {
   self->state.options = options;
   return {
     [=](caf::put_atom, const shared_bytes& bytes, int64_t epoch,
@@ -210,7 +211,7 @@ caf::behavior state_server(caf::stateful_actor<state_server_state>* self,
 
 } // namespace
 
-caf::actor spawn_state_server(caf::actor_system& system, state_server_options options) {
+state_server_actor spawn_state_server(caf::actor_system& system, state_server_options options) {
   if (options.chunk_bytes == 0)
     throw std::invalid_argument("state server chunk size must be positive");
   if (options.max_states == 0)

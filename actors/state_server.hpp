@@ -33,6 +33,12 @@
 
 namespace ddactor {
 
+/// The full interface: the remote one and the local put (and its own timer).
+using state_server_actor = state_server_remote::extend<
+  caf::replies_to<caf::put_atom, shared_bytes, int64_t /*epoch*/, std::string /*swarm_id*/>::with<
+    state_manifest>,
+  caf::reacts_to<tick_atom>>;
+
 struct state_server_options {
   /// Bytes per chunk (> 0): bounds the size of one message and of what a download loses when its
   /// source dies. Downloaders refuse chunks over state_limits::max_chunk_bytes (64 MiB by default).
@@ -52,6 +58,6 @@ struct state_server_options {
 
 /// Spawns a detached state server with no state yet. Throws std::invalid_argument when
 /// chunk_bytes or max_states is 0.
-caf::actor spawn_state_server(caf::actor_system& system, state_server_options options = {});
+state_server_actor spawn_state_server(caf::actor_system& system, state_server_options options = {});
 
 } // namespace ddactor

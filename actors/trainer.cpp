@@ -337,8 +337,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       st.phase = swarm_phase::joining;
     st.join_deadline = clock_type::now() + join_wait(st.options.config);
     refresh_state_digest(st);
-    caf::send_as(caf::actor_cast<caf::actor>(self), st.options.progress, attach_atom_v,
-                 caf::actor_cast<caf::actor>(self));
+    self->send(st.options.progress, attach_atom_v, progress_listener{self});
     report_progress(self);
     serve_state(self);
   }
@@ -421,7 +420,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
         report_progress(self);
       }
       // Remembered: the trainer may be in a round now; the download follows the round.
-      st.agreeing_servers = view.diverged ? view.agreeing_servers : std::vector<caf::actor>{};
+      st.agreeing_servers = view.diverged ? view.agreeing_servers : decltype(st.agreeing_servers){};
       if (st.phase == swarm_phase::settling) {
         continue_settling(self, view);
         return;

@@ -63,8 +63,11 @@
 
 #include "caf/all.hpp"
 
+#include "actors/averager.hpp"
 #include "actors/checkpointer.hpp"
 #include "actors/data_loader.hpp"
+#include "actors/progress.hpp"
+#include "actors/state_server.hpp"
 #include "config/run_config.hpp"
 #include "models/node_reducer.hpp"
 
@@ -91,15 +94,15 @@ struct trainer_options {
   bool inject_crash = false;
   /// Swarm mode: the peer's progress and averager actors (both null for a lone peer), and how
   /// long to wait for a round at most.
-  caf::actor progress;
-  caf::actor averager;
+  progress_actor progress;
+  averager_actor averager;
   std::chrono::milliseconds averaging_deadline{120000};
   /// Seed of this peer's noise and dropout stream (differs between peers of a swarm).
   uint64_t noise_seed = 0;
   /// Asked between the sampling steps of sample grids (a stop signal cuts a long grid short).
   std::function<bool()> stop_requested;
   /// Swarm mode: where this peer serves its state to others, and its swarm id.
-  caf::actor state_server;
+  state_server_actor state_server;
   std::string swarm_id;
   /// Several trainers in one peer (run.trainers): this one's rank and where the set meets
   /// (models/node_reducer.hpp). Rank 0 alone logs, checkpoints and writes sample grids.

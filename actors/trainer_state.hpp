@@ -145,7 +145,7 @@ struct trainer_state {
   // state_digest_of the weights at the start of this epoch, reported to find split groups.
   uint64_t state_digest = 0;
   // Peers that hold the agreed weights while ours differ; a download from them is due.
-  std::vector<caf::actor> agreeing_servers;
+  std::vector<state_server_remote> agreeing_servers;
   // Manifest digests of downloaded states no quorum vouched for: never downloaded again.
   std::set<uint64_t> refused_state_digests;
   // A downloaded state waiting for a quorum to vouch for it (the phase stays downloading).
@@ -197,7 +197,7 @@ void serve_state(trainer_pointer self);
 std::chrono::milliseconds join_wait(const run_config& config);
 void consider_pending_state(trainer_pointer self);
 void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
-              std::vector<caf::actor> candidates);
+              std::vector<state_server_remote> candidates);
 void train_in_swarm(trainer_pointer self, const training_batch& batch);
 void finish_joining(trainer_pointer self, const swarm_progress& view);
 void drain_waiting_batches(trainer_pointer self);

@@ -151,13 +151,9 @@ void report_progress(trainer_pointer self, int64_t in_flight) {
   auto& st = self->state;
   // During a round the epoch's samples still count (a peer whose view lags has yet to see the
   // epoch ready); the next epoch's, trained meanwhile, are reported once the round is applied.
-  // Sent as the trainer (not anonymously): progress takes its own peer's reports only from
-  // this process (actors/local_control.hpp).
-  caf::send_as(caf::actor_cast<caf::actor>(self), st.options.progress, progress_atom_v,
-               st.progress.epoch + forged_epoch_offset(st),
-               st.round_samples + st.epoch_samples + in_flight,
-               st.samples_per_second, st.state_digest, st.resync_needed,
-               st.progress.epoch != st.downloaded_epoch);
+  self->send(st.options.progress, progress_atom_v, st.progress.epoch + forged_epoch_offset(st),
+             st.round_samples + st.epoch_samples + in_flight, st.samples_per_second,
+             st.state_digest, st.resync_needed, st.progress.epoch != st.downloaded_epoch);
 }
 
 // After every change of the shared weights (a round, a download, a restore); about 0.6 s per GB
@@ -267,7 +263,7 @@ void consider_pending_state(trainer_pointer self) {
 
 // Downloads the swarm's state from `candidates` (best first), then resumes.
 void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
-              std::vector<caf::actor> candidates) {
+              std::vector<state_server_remote> candidates) {
   auto& st = self->state;
   if (st.phase == swarm_phase::downloading || st.phase == swarm_phase::averaging ||
       st.finishing || candidates.empty() || clock_type::now() < st.catch_up_not_before)

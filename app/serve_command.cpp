@@ -44,7 +44,8 @@ network_timing timing_of(const run_config& config) {
 }
 
 // Publishes an actor on serve.listen (when set); returns the bound port or 0.
-uint16_t publish(caf::actor_system& system, const caf::actor& actor, const run_config& config) {
+template <class Handle>
+uint16_t publish(caf::actor_system& system, const Handle& actor, const run_config& config) {
   if (config.serve.listen.empty())
     return 0;
   auto address = parse_listen_address(config.serve.listen);
@@ -101,7 +102,7 @@ generate_request parse_generate_body(const std::string& body, const run_config& 
 // POST /v1/generate: refuses a malformed request at once (400); otherwise a requester actor
 // asks the generator and answers: 200 with the PNG, 400, 429 when the generator is at capacity,
 // 503 when an expert it needs is gone. Each request is logged with its status, images and time.
-void serve_generate(caf::actor_system& system, const caf::actor& generator,
+void serve_generate(caf::actor_system& system, const generator_actor& generator,
                     const http_request& req, const http_reply& reply, const run_config& config,
                     const dit_options& shape, std::chrono::milliseconds timeout) {
   const auto started = std::chrono::steady_clock::now();
@@ -200,7 +201,7 @@ int serve_command(const run_config& config) {
       endpoint.address = "local";
     } else {
       auto address = parse_listen_address(where);
-      auto remote = system.middleman().remote_actor(address.host, address.port);
+      auto remote = system.middleman().remote_actor<expert_remote>(address.host, address.port);
       if (!remote)
         throw std::runtime_error("cannot reach expert " + std::to_string(e) + " at " + where +
                                  ": " + system.render(remote.error()));
@@ -227,7 +228,7 @@ int serve_command(const run_config& config) {
     if (e.local)
       e.local->to(options.device);
   auto generator = spawn_generator(system, options);
-  if (auto port = publish(system, generator, config))
+  if (auto port = publish(system, router_remote{generator}, config))
     spdlog::info("router serving over CAF on port {}", port);
 
   std::unique_ptr<http_server> http;

@@ -55,7 +55,7 @@ std::vector<std::string> pick_grid_prompts(const std::vector<std::string>& capti
 // second signal aborts at once.
 class signal_watcher {
  public:
-  explicit signal_watcher(caf::actor peer) : peer_(std::move(peer)) {
+  explicit signal_watcher(peer_actor peer) : peer_(std::move(peer)) {
     install_stop_handler();
     thread_ = std::thread([this] { run(); });
   }
@@ -79,7 +79,7 @@ class signal_watcher {
     }
   }
 
-  caf::actor peer_;
+  peer_actor peer_;
   std::atomic<bool> done_{false};
   bool forwarded_ = false;
   std::thread thread_;

@@ -279,8 +279,9 @@ int main(int argc, char** argv) {
     members.suspect_after = seconds(suspect_after);
     members.remove_after = seconds(remove_after);
     auto membership = spawn_membership(system, members);
-    self->send(membership, subscribe_atom_v, averager);
-    self->send(averager, attach_atom_v, membership);  // chunks then count as signs of life
+    self->send(membership, subscribe_atom_v, view_subscriber{averager});
+    // Chunks then count as signs of life.
+    self->send(averager, attach_atom_v, liveness_sink{membership});
 
     auto stop_actors = [&] {
       self->send_exit(averager, caf::exit_reason::user_shutdown);

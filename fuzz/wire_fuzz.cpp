@@ -329,8 +329,10 @@ void check_swarm_member(const swarm_member& member) {
   // A hello comes from the node of the membership handle it carries, if any.
   const caf::node_id sender = member.membership ? member.membership.node() : caf::node_id{};
   if (handles_live_on(member, sender))
-    for (const auto* handle : {&member.progress, &member.averager, &member.state_server})
-      check(!*handle || handle->node() == sender);
+    for (const auto& handle : {caf::actor_cast<caf::actor>(member.progress),
+                               caf::actor_cast<caf::actor>(member.averager),
+                               caf::actor_cast<caf::actor>(member.state_server)})
+      check(!handle || handle.node() == sender);
   if (hello_proven(member, caf::to_string(sender))) {
     check(member.public_key.size() == 32 && member.signature.size() == 64);
     check(is_valid_peer_id(member.info.peer_id));
@@ -363,7 +365,7 @@ void check_round_request(const round_request& request) {
     return;
   check(request.peer_id.size() == 32 && request.swarm_id == fuzz_swarm && request.epoch >= 0);
   check(std::isfinite(request.weight) && request.weight > 0 && request.length > 0);
-  check(request.averager && std::isfinite(request.link_rate) && request.link_rate >= 0);
+  check(request.group && std::isfinite(request.link_rate) && request.link_rate >= 0);
   // As the averager hands it to its leader, which leads the epoch with this peer in it.
   const std::string own_id(32, '0');
   epoch_reports reports;
@@ -585,10 +587,11 @@ class seed_writer {
   }
 
   // A handle of a remote node that stays the same from run to run.
-  caf::actor remote_handle(caf::actor_id id) {
+  template <class Handle>
+  Handle remote_handle(caf::actor_id id) {
     caf::node_id::default_data::host_id_type host;
     host.fill(0x5a);
-    return caf::actor_cast<caf::actor>(unit_.proxy(caf::make_node_id(4242, host), id));
+    return caf::actor_cast<Handle>(unit_.proxy(caf::make_node_id(4242, host), id));
   }
 
   std::size_t written() const { return written_; }
@@ -640,10 +643,10 @@ int write_seeds(const std::filesystem::path& folder) {
   swarm_member member;
   member.info = peer;
   member.info.peer_id = peer_id_of(key.public_part());
-  member.membership = seeds.remote_handle(1);
-  member.progress = seeds.remote_handle(2);
-  member.averager = seeds.remote_handle(3);
-  member.state_server = seeds.remote_handle(4);
+  member.membership = seeds.remote_handle<membership_remote>(1);
+  member.progress = seeds.remote_handle<progress_remote>(2);
+  member.averager = seeds.remote_handle<averager_remote>(3);
+  member.state_server = seeds.remote_handle<state_server_remote>(4);
   sign_hello(member, key, caf::to_string(member.membership.node()));
   const auto hello = seeds.encode(2, member);
   seeds.write("02_swarm_member", hello);
@@ -660,8 +663,8 @@ int write_seeds(const std::filesystem::path& folder) {
   sign_report(report, key);
   seeds.write("03_progress_report", seeds.encode(3, report));
 
-  round_request request{peer.peer_id, fuzz_swarm, 5, 640, 4096, seeds.remote_handle(3), 12.5e6,
-                        true};
+  round_request request{peer.peer_id, fuzz_swarm, 5, 640, 4096,
+                        seeds.remote_handle<averaging_group_remote>(3), 12.5e6, true};
   seeds.write("04_round_request", seeds.encode(4, request));
 
   group_assignment assignment;
@@ -669,7 +672,8 @@ int write_seeds(const std::filesystem::path& folder) {
   assignment.epoch = 5;
   assignment.length = 24;
   for (int m = 0; m < 3; ++m)
-    assignment.members.push_back({sample_info(m).peer_id, seeds.remote_handle(10 + m),
+    assignment.members.push_back({sample_info(m).peer_id,
+                                  seeds.remote_handle<averaging_group_remote>(10 + m),
                                   100.0 * (m + 1), static_cast<uint64_t>(m == 2 ? 0 : 1)});
   assignment.deadline_ms = 30000;
   sign_assignment(assignment, key);

@@ -19,7 +19,7 @@ constexpr std::size_t remembered_epochs = 64;
 
 bool acceptable_round_request(const round_request& request, std::string_view swarm_id) noexcept {
   return is_valid_peer_id(request.peer_id) && request.swarm_id == swarm_id && request.epoch >= 0 && request.weight > 0 &&
-         std::isfinite(request.weight) && request.length > 0 && request.averager &&
+         std::isfinite(request.weight) && request.length > 0 && request.group &&
          std::isfinite(request.link_rate) && request.link_rate >= 0;
 }
 

@@ -16,6 +16,7 @@
 #include "caf/all.hpp"
 
 #include "runtime/allreduce/chunk_coding.hpp"
+#include "runtime/atoms.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/round_result.hpp"
 #include "runtime/state_quorum.hpp"
@@ -111,14 +112,14 @@ struct swarm_progress {
   int32_t peers_reported = 0;
   /// State servers of the other peers, best source first: peers holding the swarm's state
   /// before those that are resyncing themselves, each by reported epoch, highest first.
-  std::vector<caf::actor> state_servers;
+  std::vector<state_server_remote> state_servers;
   /// Every live peer that could serve a state is resyncing too, and this one has the lowest id
   /// among them: its own state becomes the swarm's (the others then take it).
   bool keep_own_state = false;
   /// Our weights differ from those most peers of our epoch hold (a split swarm; see
   /// runtime/state_agreement.hpp): download the state from one of `agreeing_servers`.
   bool diverged = false;
-  std::vector<caf::actor> agreeing_servers;
+  std::vector<state_server_remote> agreeing_servers;
   /// Our epoch and digest when every fresh peer has reached that epoch and nothing is left to
   /// repair (progress_tracker::settled), else -1 and 0: after the last epoch, this peer may
   /// write its final weights and leave once they match its own.
@@ -213,36 +214,3 @@ CAF_BEGIN_TYPE_ID_BLOCK(ddactor, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ddactor, (ddactor::compressor_decode))
   CAF_ADD_TYPE_ID(ddactor, (ddactor::compressor_result))
 CAF_END_TYPE_ID_BLOCK(ddactor)
-
-// Atoms (CAF 0.17: at most 10 characters).
-CAF_ADD_ATOM(ddactor, ddactor, fetch_atom, "fetch")
-CAF_ADD_ATOM(ddactor, ddactor, credit_atom, "credit")
-CAF_ADD_ATOM(ddactor, ddactor, stop_atom, "stop")
-CAF_ADD_ATOM(ddactor, ddactor, save_atom, "save")
-CAF_ADD_ATOM(ddactor, ddactor, done_atom, "done")
-CAF_ADD_ATOM(ddactor, ddactor, restart_atom, "restart")
-CAF_ADD_ATOM(ddactor, ddactor, attach_atom, "attach")
-CAF_ADD_ATOM(ddactor, ddactor, status_atom, "status")
-// Swarm protocol (runtime/swarm_messages.hpp has the message table).
-CAF_ADD_ATOM(ddactor, ddactor, hello_atom, "hello")
-CAF_ADD_ATOM(ddactor, ddactor, gossip_atom, "gossip")
-CAF_ADD_ATOM(ddactor, ddactor, leave_atom, "leave")
-CAF_ADD_ATOM(ddactor, ddactor, progress_atom, "progress")
-CAF_ADD_ATOM(ddactor, ddactor, join_atom, "join")
-CAF_ADD_ATOM(ddactor, ddactor, chunk_atom, "chunk")
-CAF_ADD_ATOM(ddactor, ddactor, digest_atom, "digest")
-CAF_ADD_ATOM(ddactor, ddactor, audit_atom, "audit")
-CAF_ADD_ATOM(ddactor, ddactor, state_atom, "state")
-CAF_ADD_ATOM(ddactor, ddactor, velocity_atom, "velocity")
-CAF_ADD_ATOM(ddactor, ddactor, generate_atom, "generate")
-// Local only: membership -> subscribers, timers.
-CAF_ADD_ATOM(ddactor, ddactor, view_atom, "view")
-CAF_ADD_ATOM(ddactor, ddactor, subscribe_atom, "subscribe")
-CAF_ADD_ATOM(ddactor, ddactor, tick_atom, "tick")
-CAF_ADD_ATOM(ddactor, ddactor, average_atom, "average")
-CAF_ADD_ATOM(ddactor, ddactor, timeout_atom, "timeout")
-CAF_ADD_ATOM(ddactor, ddactor, drain_atom, "drain")
-CAF_ADD_ATOM(ddactor, ddactor, alive_atom, "alive")
-CAF_ADD_ATOM(ddactor, ddactor, retry_atom, "retry")
-CAF_ADD_ATOM(ddactor, ddactor, work_atom, "work")
-CAF_ADD_ATOM(ddactor, ddactor, link_rate_atom, "linkrate")

@@ -16,10 +16,11 @@
 //               (digest, round_digest)                           result check, no reply
 //               (audit, audit_request)          -> (audit, audit_evidence) x pieces
 //               (audit, audit_accusation)                        "audit this reducer too"
-//   state       (state, std::string swarm_id)    -> state_manifest | error (no state yet)
+//   state       (state, std::string swarm_id, int64_t min_epoch) -> state_manifest | error
 //               (state, uint64_t digest, uint64_t chunk_index) -> state_chunk | error
 //   expert      (velocity, velocity_request)     -> tensor_blob (the velocity) | error
 //   router      (generate, generate_request)     -> std::vector<char> (a PNG) | error
+//               (status)                         -> std::string (JSON)
 
 #include <cstdint>
 #include <string>
@@ -28,10 +29,58 @@
 #include "caf/all.hpp"
 
 #include "runtime/allreduce/round_messages.hpp"
+#include "runtime/atoms.hpp"
 #include "runtime/peer_address.hpp"
 #include "runtime/tensor_blob.hpp"
 
 namespace ddactor {
+
+struct peer_info;
+struct swarm_member;
+struct progress_report;
+struct round_request;
+struct group_assignment;
+struct state_manifest;
+struct state_chunk;
+struct velocity_request;
+struct generate_request;
+
+// The remote interfaces: the table above in types, what another node may send each actor. The
+// handles peers exchange (hellos, round requests, assignments) have these types, so an honest
+// peer cannot send anything else; a hostile one can, and each actor refuses the local part of its
+// full interface (actors/<name>.hpp) from other nodes (actors/local_control.hpp).
+
+using membership_remote = caf::typed_actor<
+  caf::replies_to<hello_atom, swarm_member, bool>::with<swarm_member, std::vector<peer_info>>,
+  caf::reacts_to<gossip_atom, peer_info, std::vector<peer_info>>,
+  caf::reacts_to<leave_atom, std::string>,
+  caf::replies_to<status_atom>::with<std::string>>;
+
+using progress_remote = caf::typed_actor<caf::reacts_to<progress_atom, progress_report>>;
+
+/// The averager as a leader of matchmaking.
+using averager_remote =
+  caf::typed_actor<caf::replies_to<join_atom, round_request>::with<group_assignment>>;
+
+/// One peer's actor of one averaging round (actors/averaging_group.hpp).
+using averaging_group_remote = caf::typed_actor<
+  caf::reacts_to<chunk_atom, allreduce_chunk>,
+  caf::reacts_to<digest_atom, round_digest>,
+  caf::reacts_to<audit_atom, audit_request>,
+  caf::reacts_to<audit_atom, audit_evidence>,
+  caf::reacts_to<audit_atom, audit_accusation>>;
+
+using state_server_remote = caf::typed_actor<
+  caf::replies_to<state_atom, std::string, int64_t /*min_epoch*/>::with<state_manifest>,
+  caf::replies_to<state_atom, uint64_t /*digest*/, uint64_t /*index*/>::with<state_chunk>>;
+
+using expert_remote =
+  caf::typed_actor<caf::replies_to<velocity_atom, velocity_request>::with<tensor_blob>>;
+
+/// A DDM router (actors/generator.hpp), published on serve.listen.
+using router_remote = caf::typed_actor<
+  caf::replies_to<generate_atom, generate_request>::with<std::vector<char> /*PNG*/>,
+  caf::replies_to<status_atom>::with<std::string /*JSON*/>>;
 
 /// Who a peer is and where it can be reached.
 struct peer_info {
@@ -71,10 +120,10 @@ struct peer_info {
 /// connection (never second-hand, so messages to it never route through a third peer).
 struct swarm_member {
   peer_info info;
-  caf::actor membership;
-  caf::actor progress;
-  caf::actor averager;
-  caf::actor state_server;
+  membership_remote membership;
+  progress_remote progress;
+  averager_remote averager;
+  state_server_remote state_server;
   /// In hellos: the Ed25519 key the id derives from (32 bytes) and its signature of `info` and
   /// the sender's node (64 bytes); see runtime/secure/hello_proof.hpp. Empty elsewhere.
   std::string public_key;
@@ -122,7 +171,8 @@ struct round_request {
   double weight = 0;
   /// Length of the vector it will average (all members must agree).
   uint64_t length = 0;
-  caf::actor averager;
+  /// Its group actor for this round: the members' chunks go there.
+  averaging_group_remote group;
   /// Its link rate in bytes per second (averaging.bandwidth, or measured by its rounds: the
   /// smaller of upload and download); 0 when not known yet.
   double link_rate = 0;
@@ -133,7 +183,7 @@ struct round_request {
 
 struct group_member {
   std::string peer_id;
-  caf::actor averager;
+  averaging_group_remote group;
   double weight = 0;
   /// Its share of the vector to reduce (runtime/allreduce/bandwidth_shares.hpp): parts are
   /// proportional to the shares of an attempt's members; 0 reduces nothing.
@@ -275,12 +325,12 @@ typename Inspector::result_type inspect(Inspector& f, progress_report& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, round_request& x) {
   return f(caf::meta::type_name("round_request"), x.peer_id, x.swarm_id, x.epoch, x.weight,
-           x.length, x.averager, x.link_rate, x.reachable);
+           x.length, x.group, x.link_rate, x.reachable);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, group_member& x) {
-  return f(caf::meta::type_name("group_member"), x.peer_id, x.averager, x.weight, x.part_share);
+  return f(caf::meta::type_name("group_member"), x.peer_id, x.group, x.weight, x.part_share);
 }
 
 template <class Inspector>

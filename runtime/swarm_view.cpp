@@ -101,11 +101,9 @@ std::optional<rejection> validate_peer_list(std::span<const peer_info> peers) no
 }
 
 bool handles_live_on(const swarm_member& member, const caf::node_id& node) {
-  for (auto* handle : {&member.membership, &member.progress, &member.averager,
-                       &member.state_server})
-    if (*handle && handle->node() != node)
-      return false;
-  return true;
+  const auto elsewhere = [&](const auto& handle) { return handle && handle.node() != node; };
+  return !elsewhere(member.membership) && !elsewhere(member.progress) &&
+         !elsewhere(member.averager) && !elsewhere(member.state_server);
 }
 
 swarm_view::swarm_view(swarm_member self, swarm_view_timing timing)

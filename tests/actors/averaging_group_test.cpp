@@ -21,8 +21,13 @@ TEST(averaging_group, a_group_waiting_for_its_assignment_ends_when_its_averager_
   caf::actor_system system{cfg};
   detached_actor_guard guard{system, std::chrono::seconds(20)};
   caf::scoped_actor self{system};
-  auto averager = system.spawn([](caf::event_based_actor*) -> caf::behavior {
-    return {[](int) {}};
+  // An averager that takes what its groups tell it and does nothing with it.
+  auto averager = system.spawn([]() -> round_owner::behavior_type {
+    return {
+      [](const average_outcome&) {},
+      [](link_rate_atom, double, double, double, double) {},
+      [](audit_atom, const std::string&, const std::string&, const std::string&) {},
+    };
   });
   averaging_group_options options;
   options.values = std::make_shared<const std::vector<float>>(16, 1.0f);

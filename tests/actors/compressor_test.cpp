@@ -66,7 +66,7 @@ TEST(compressor, a_pool_codes_many_jobs_and_every_one_comes_back) {
   caf::actor_system system{cfg};
   detached_actor_guard guard{system, std::chrono::seconds(20)};
   caf::scoped_actor self{system};
-  std::vector<caf::actor> pool{spawn_compressor(system), spawn_compressor(system)};
+  std::vector<compressor_actor> pool{spawn_compressor(system), spawn_compressor(system)};
   constexpr uint64_t jobs = 40;
   for (uint64_t tag = 0; tag < jobs; ++tag)
     self->send(pool[tag % pool.size()], compressor_encode{tag, int8_job(4096, 1.0f + tag)});
