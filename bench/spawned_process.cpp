@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -45,6 +46,7 @@ spawned_process::spawned_process(const std::string& program, const std::vector<s
     ::dup2(in, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
+    ::setenv("DDACTOR_SWARM_KEY", bench_swarm_key, /*overwrite=*/0);
     ::execv(program.c_str(), argv.data());
     ::_exit(127);
   }

@@ -45,11 +45,18 @@ class spawned_process {
   std::filesystem::path log_file_;
 };
 
+/// The swarm key every spawned process gets in DDACTOR_SWARM_KEY (unless the benchmark's own
+/// environment sets one), so that the peers of a benchmark admit each other over sealed links,
+/// as a real swarm's do.
+inline constexpr const char* bench_swarm_key =
+  "b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3b3";
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 uint16_t free_loopback_port();
 
 /// The --set arguments that put peer `index` of a loopback swarm on the network: peer 0 listens
-/// on `bootstrap_port`, the others on any port and join through it.
+/// on `bootstrap_port`, the others on any port and join through it. They admit each other by
+/// the swarm key every spawned process gets (bench_swarm_key).
 std::vector<std::string> loopback_swarm_args(int index, uint16_t bootstrap_port);
 
 /// Reads a whole file (empty when missing).
