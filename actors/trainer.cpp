@@ -164,6 +164,11 @@ void finish(trainer_pointer self, const char* why) {
                "writing the final checkpoint",
                why, st.swarm ? "epoch" : "step", current_step(st), st.samples_trained,
                st.samples_overlapped);
+  if (st.outer && overlapping(st)) {
+    // The swarm's model is the anchor; steps taken during the last round are this peer's alone.
+    torch::NoGradGuard no_grad;
+    st.model->parameters().values().copy_(st.outer->anchor());
+  }
   try {
     write_sample_grid(st);
   } catch (const work_stopped&) {

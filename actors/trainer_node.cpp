@@ -75,9 +75,20 @@ std::optional<step_result> apply_round_values(trainer_state& st, std::span<const
     st.model->set_parameters(values);
   } else {
     auto params = st.model->parameters().values();
-    st.outer->step(values, params);
+    if (st.sent_parameters.defined())
+      st.outer->step_keeping_progress(values, params, st.sent_parameters);
+    else
+      st.outer->step(values, params);
+    st.sent_parameters = torch::Tensor();
   }
   return std::nullopt;
+}
+
+// The round of this epoch starts, the same on every rank of a node: DiLoCo with overlap keeps
+// the parameters its pseudo-gradient came from (one copy of the weights), for the outcome.
+void keep_sent_parameters(trainer_state& st) {
+  if (averaging_mode(st) == "diloco" && overlapping(st))
+    st.sent_parameters = st.model->parameters().values().detach().clone();
 }
 
 // The run ends: the other trainers quit. One already gone is no error any more. A round's
@@ -132,6 +143,7 @@ void follow_rank_zero(trainer_pointer self) {
       case node_command::take_round:
         if (weights_digest(*st.model) != message[2].item<int64_t>())
           throw std::runtime_error("its weights differ from trainer 0's");
+        keep_sent_parameters(st);
         if (averaging_mode(st) == "gradients") {
           sum_node_accumulation(*st.node, *st.model);
           st.model->take_mean_gradient();  // rank 0 sends it to the swarm
@@ -148,6 +160,7 @@ void follow_rank_zero(trainer_pointer self) {
       }
       case node_command::take_state:
         st.model->discard_accumulation();
+        st.sent_parameters = torch::Tensor();
         share_node_state(st);
         break;
       case node_command::stop:

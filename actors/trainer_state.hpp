@@ -120,6 +120,9 @@ struct trainer_state {
   swarm_progress swarm_view;
   swarm_round_info last_round;
   std::unique_ptr<outer_nesterov> outer;
+  // DiLoCo with overlap: the parameters whose pseudo-gradient is in the round now (undefined when
+  // none is), so that the local steps taken meanwhile stay on top of the new anchor.
+  torch::Tensor sent_parameters;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   // A peer started with initial_peers trains only once it knows where the swarm is (it may be
   // far ahead): joining until the others' reports arrive, or until join_deadline.
@@ -210,6 +213,7 @@ void share_node_state(trainer_state& st);
 std::pair<double, std::optional<step_result>> train_node_batch(trainer_state& st,
                                                                const training_batch& batch);
 std::optional<step_result> apply_round_values(trainer_state& st, std::span<const float> values);
+void keep_sent_parameters(trainer_state& st);
 void release_node(trainer_state& st);
 bool node_ends_here(trainer_state& st);
 void follow_with_batch(trainer_pointer self, std::shared_ptr<const training_batch> batch);

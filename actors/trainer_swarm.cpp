@@ -76,10 +76,11 @@ std::chrono::milliseconds vouch_wait(const run_config& config) {
 
 } // namespace
 
-// Gradients mode with averaging.overlap: batches train into the next epoch while a round runs.
-// (In the other modes a round averages or moves the weights that local steps would change.)
+// averaging.overlap in gradients or DiLoCo mode: batches train into the next epoch while a round
+// runs. (Averaging parameters replaces the weights that local steps would change.)
 bool overlapping(const trainer_state& st) {
-  return st.options.config.averaging.overlap && averaging_mode(st) == "gradients";
+  const auto& mode = averaging_mode(st);
+  return st.options.config.averaging.overlap && (mode == "gradients" || mode == "diloco");
 }
 
 // Batches wait in order while the weights are about to be replaced, or the swarm is not found
@@ -162,7 +163,8 @@ void refresh_state_digest(trainer_state& st) {
   const auto& averaging = st.options.config.averaging;
   if (!split_repair_possible(averaging.state_compression, averaging.state_every))
     return;
-  const auto weights = on_host(st.model->parameters().values());
+  // DiLoCo: the anchor is what every peer shares (its weights add local steps to it).
+  const auto weights = on_host(st.outer ? st.outer->anchor() : st.model->parameters().values());
   st.state_digest = state_digest_of(
     {weights.data_ptr<float>(), static_cast<size_t>(weights.numel())});
 }
@@ -178,8 +180,18 @@ void serve_state(trainer_pointer self) {
   if (forge)  // debug.byzantine = "forged_state": negated weights (negation is exact, undone below)
     for (auto& p : st.model->module().parameters())
       p.neg_();
+  // DiLoCo with overlap: the weights served are the anchor, which every peer shares, not the
+  // anchor plus this peer's local steps since (they are this peer's alone).
+  torch::Tensor own_weights;
+  auto weights = st.model->parameters().values();
+  if (st.outer && overlapping(st)) {
+    own_weights = weights.detach().clone();
+    weights.copy_(st.outer->anchor());
+  }
   auto bytes = std::make_shared<const std::vector<char>>(encode_shared_state(
     *st.model, epoch, st.outer.get(), st.options.config.averaging.state_compression));
+  if (own_weights.defined())
+    weights.copy_(own_weights);
   if (forge)
     for (auto& p : st.model->module().parameters())
       p.neg_();
@@ -223,6 +235,7 @@ void consider_pending_state(trainer_pointer self) {
     }
     auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
     st.model->discard_accumulation();
+    st.sent_parameters = torch::Tensor();
     // From further back than the epoch before, members matching this epoch did not count
     // this peer, so it does not lead it (runtime/matchmaking_rules.hpp); from the epoch before
     // (a missed round) or this one (a repair), they did, and it may.
@@ -327,7 +340,8 @@ void train_in_swarm(trainer_pointer self, const training_batch& batch) {
     st.progress.step = local_step->step;
     record_step_metrics(
       st, *local_step, std::chrono::duration<double>(clock_type::now() - step_started).count());
-  } else if (st.phase == swarm_phase::averaging) {
+  }
+  if (st.phase == swarm_phase::averaging) {
     st.metrics.overlapped_samples.inc(samples);
     st.window_overlapped += samples;
     st.samples_overlapped += samples;
@@ -434,6 +448,7 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
 void miss_round(trainer_pointer self) {
   auto& st = self->state;
   st.phase = swarm_phase::missed;
+  st.sent_parameters = torch::Tensor();  // nothing comes to apply: the local steps stay as they are
   st.round_samples = 0;
   st.round_loss = 0;
   const auto& averaging = st.options.config.averaging;
@@ -478,6 +493,7 @@ void start_round(trainer_pointer self) {
     values = host_floats(st.model->parameters().values());
   } else {
     values = st.outer->pseudo_gradient(st.model->parameters().values());
+    keep_sent_parameters(st);
   }
   if (!st.tensor_bounds) {
     auto bounds = std::make_shared<std::vector<uint64_t>>();

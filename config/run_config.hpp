@@ -282,14 +282,17 @@ struct averaging_section {
   /// This peer's link in Mbit/s (the slower of upload and download), for the leader's cut of the
   /// vector: a slow link reduces a smaller part. 0: measured from this peer's own rounds.
   double bandwidth = 0;
-  /// In gradients mode: compute the next epoch's gradients (up to twice the samples this peer put
-  /// into the round, at most train.target_batch_size) while this epoch's are being averaged, and
-  /// apply the average when it arrives (delayed parameter updates: every peer applies the same
-  /// updates in the same order, so the weights stay identical; the overlapped gradients are one
-  /// update old). False: training pauses during every round. The other modes always pause. Off by
-  /// default: the staleness cost 1.37x validation loss in ddactor_swarm_convergence_bench (README),
-  /// and back-to-back rounds start before the peers' reports have spread, so the swarm splits into
-  /// groups more often.
+  /// Train the next epoch (up to twice the samples this peer put into the round, at most
+  /// train.target_batch_size) while this epoch's round runs. Gradients mode: the average is
+  /// applied when it arrives (delayed parameter updates: every peer applies the same updates in
+  /// the same order, so the weights stay identical; the overlapped gradients are one update old).
+  /// DiLoCo mode: the inner steps go on from the weights whose pseudo-gradient is in the round;
+  /// the outer step moves the anchor as without overlap (identical on every peer), and the inner
+  /// steps taken meanwhile stay on top of it (as Streaming DiLoCo overlaps its outer rounds).
+  /// False: training pauses during every round. Parameter averaging always pauses. Off by
+  /// default: in gradients mode the staleness cost 1.37x validation loss in
+  /// ddactor_swarm_convergence_bench (README), and back-to-back rounds start before the peers'
+  /// reports have spread, so the swarm splits into groups more often.
   bool overlap = false;
   /// A member's weight (its claimed samples) counts at most this many times the median weight of
   /// its group; a larger claim is clipped (every member clips alike) and counted. 0: no bound.

@@ -18,14 +18,28 @@ std::vector<float> outer_nesterov::pseudo_gradient(const torch::Tensor& paramete
   return host_floats(anchor_ - parameters.detach());
 }
 
-void outer_nesterov::step(std::span<const float> averaged_delta, torch::Tensor& parameters) {
+void outer_nesterov::advance_anchor(std::span<const float> averaged_delta) {
   if (static_cast<int64_t>(averaged_delta.size()) != anchor_.numel())
     throw std::invalid_argument("pseudo-gradient has the wrong size");
   torch::NoGradGuard no_grad;
   const auto delta = device_floats(averaged_delta, anchor_.device());
   momentum_.mul_(mu_).add_(delta);
   anchor_.sub_(delta + mu_ * momentum_, lr_);
+}
+
+void outer_nesterov::step(std::span<const float> averaged_delta, torch::Tensor& parameters) {
+  advance_anchor(averaged_delta);
+  torch::NoGradGuard no_grad;
   parameters.copy_(anchor_);
+}
+
+void outer_nesterov::step_keeping_progress(std::span<const float> averaged_delta,
+                                           torch::Tensor& parameters, const torch::Tensor& sent) {
+  if (sent.sizes() != anchor_.sizes())
+    throw std::invalid_argument("the parameters sent have the wrong size");
+  advance_anchor(averaged_delta);
+  torch::NoGradGuard no_grad;
+  parameters.sub_(sent).add_(anchor_);
 }
 
 void outer_nesterov::load(const torch::Tensor& anchor, const torch::Tensor& momentum) {

@@ -24,12 +24,20 @@ class outer_nesterov {
   /// m = mu m + delta; anchor -= lr (delta + mu m); parameters = anchor.
   void step(std::span<const float> averaged_delta, torch::Tensor& parameters);
 
+  /// The same step to the anchor for a round that ran while local steps went on (overlap, as in
+  /// Streaming DiLoCo): `sent` holds the parameters whose pseudo-gradient went into the round;
+  /// the local progress since, parameters - sent, is kept on top of the new anchor.
+  void step_keeping_progress(std::span<const float> averaged_delta, torch::Tensor& parameters,
+                             const torch::Tensor& sent);
+
   const torch::Tensor& anchor() const { return anchor_; }
   const torch::Tensor& momentum() const { return momentum_; }
   /// For restoring a checkpoint.
   void load(const torch::Tensor& anchor, const torch::Tensor& momentum);
 
  private:
+  void advance_anchor(std::span<const float> averaged_delta);
+
   torch::Tensor anchor_;
   torch::Tensor momentum_;
   double lr_;

@@ -375,6 +375,36 @@ TEST_P(swarm_mode, peers_hold_the_same_weights_after_each_round) {
 
 INSTANTIATE_TEST_SUITE_P(modes, swarm_mode, ::testing::Values("parameters", "diloco"));
 
+// DiLoCo with overlap: inner steps go on while the outer round runs. The anchor and its momentum,
+// which the outer steps move, stay bit-identical on every peer; the weights hold each peer's own
+// inner steps on top, until the end, where every peer writes the anchor.
+TEST_F(swarm, diloco_overlaps_its_outer_rounds_and_keeps_the_anchor_identical) {
+  auto config = write_config(12, 3);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config,
+               {"--set", "train.averaging=\"diloco\"", "--set", "averaging.overlap=true", "--set",
+                "train.checkpoint_every=4"});
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  for (int64_t epoch : {4, 8})
+    expect_identical_at(epoch, {0, 1, 2}, {"outer."});
+  expect_identical_at(12, {0, 1, 2}, {"model.", "outer."});
+  const auto anchor_is_model = [&](int i) {
+    auto content = read_safetensors_file(checkpoint_path(run_dir(i), 12));
+    std::vector<std::byte> weights;
+    for (const auto& t : content.tensors)
+      if (t.name.starts_with("model."))
+        weights.insert(weights.end(), t.data.begin(), t.data.end());
+    const auto* anchor = content.find("outer.anchor");
+    return anchor != nullptr && anchor->data == weights;
+  };
+  EXPECT_TRUE(anchor_is_model(0));
+  size_t lines_with_share = 0;
+  for (int i = 0; i < 3; ++i)
+    lines_with_share += peers[static_cast<size_t>(i)]->count_in_output("% | lr ");
+  EXPECT_GT(lines_with_share, 0u) << peers[0]->output();
+}
+
 // A survivor may end the interrupted round alone (its leader died); it then downloads the
 // others' state, so the run leaves room for that after the kill (epochs here take ~10 ms).
 TEST_F(swarm, the_first_peer_killed_mid_run_does_not_stop_the_others) {
