@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/netlab/lab_swarm.hpp"
 #include "bench/netlab/netlab.hpp"
 
 namespace {
@@ -132,6 +133,8 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The peers admit each other by this key (inherited by every process the lab starts).
+  ::setenv("DDACTOR_SWARM_KEY", lab_swarm_key, /*overwrite=*/0);
   settings s;
   std::string peers = "2,4";
   CLI::App app{"Compute utilisation of a swarm on slow links, overlap off and on"};
