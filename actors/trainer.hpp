@@ -31,9 +31,10 @@
 //   (average, epoch) from progress: the swarm reached train.target_batch_size --> AVERAGING:
 //     the vector (mean gradient | parameters | pseudo-gradient) goes to the averager; batches
 //     that arrive meanwhile wait in a queue bounded by the loader's credits (with
-//     averaging.overlap in gradients mode they train into the next epoch, up to twice this
-//     peer's samples of the round, then wait)
-//   average_outcome --> apply (same step everywhere | set parameters | outer Nesterov step)
+//     averaging.overlap in gradients or DiLoCo mode they train into the next epoch, up to twice
+//     this peer's samples of the round, then wait)
+//   average_outcome --> apply (same step everywhere | set parameters | outer Nesterov step,
+//     which with overlap keeps the inner steps taken during the round on top of the anchor)
 //     --> epoch + 1 --> (every averaging.state_every epochs: a copy to the state server)
 //     --> TRAINING
 //   a missed round (the leader had formed the epoch's groups) --> nothing applied, batches wait

@@ -30,7 +30,8 @@ training_metrics::training_metrics(metrics_registry& r)
     overlapped_samples(
       r.counter("ddactor_training_overlapped_samples_total",
                 "Samples trained while this peer's previous epoch was being averaged "
-                "(averaging.overlap): their gradients are one update old when applied.")
+                "(averaging.overlap): in gradients mode their gradients are one update old when "
+                "applied; in DiLoCo mode their inner steps stay on top of the new anchor.")
         .with()),
     out_of_memory(r.counter("ddactor_training_out_of_memory_total",
                             "Training steps that ran out of memory; the trainer restarted with "
