@@ -19,6 +19,7 @@
 #include "caf/io/middleman.hpp"
 #include "runtime/peer_identity.hpp"
 #include "runtime/secure/link_gateway.hpp"
+#include "runtime/swarm_messages.hpp"
 #include "runtime/secure/swarm_admission.hpp"
 
 #include "actors/membership.hpp"
@@ -122,14 +123,14 @@ int status_command(const status_request& request) {
   }
   if (failure.empty()) {
     caf::scoped_actor self{system};
-    caf::actor membership;
+    membership_remote membership;
     self
       ->request(system.middleman().actor_handle(), request.timeout, caf::connect_atom::value,
                 dial_host, dial_port)
       .receive(
         [&](const caf::node_id&, caf::strong_actor_ptr& published, const std::set<std::string>&) {
           if (published)
-            membership = caf::actor_cast<caf::actor>(published);
+            membership = caf::actor_cast<membership_remote>(published);
           else
             failure = "no actor is published there";
         },
