@@ -87,6 +87,8 @@ struct averager_state {
   std::vector<caf::response_promise> swallowed_joins;
   // Groups of finished rounds that may still stay for auditors, oldest first.
   std::deque<averaging_group_actor> lingering_groups;
+  // Told when an audit proves a round poisoned: the trainer of the latest request.
+  round_discard_sink discard_to;
   // options.key, shared with the coders of every round (they sign chunks on their threads).
   std::shared_ptr<const peer_key> signing_key;
   averaging_metrics metrics{global_metrics()};
@@ -424,6 +426,8 @@ void start_request(averager_pointer self, average_request request) {
   auto& st = self->state;
   auto& cur = *st.current;
   cur.request = std::move(request);
+  if (cur.request.discard_to)
+    st.discard_to = cur.request.discard_to;
   cur.started = clock_type::now();
   // Time to find a leader that answers: matchmaking twice over (one leader may fail).
   cur.join_deadline = cur.started + 2 * st.options.matchmaking_time;
@@ -562,12 +566,19 @@ averager_actor::behavior_type averager(averager_pointer self, averager_options o
     },
     [=](join_atom, round_request& req) { return on_join(self, req); },
     // From this peer's group actors: what an audit found of a reducer (averaging_group.hpp).
-    [=](audit_atom, const std::string& peer_id, const std::string& verdict,
+    [=](audit_atom, uint64_t round_id, const std::string& peer_id, const std::string& verdict,
         const std::string& detail) {
+      auto& st = self->state;
       if (refuse_remote(self, "averager", "audit verdict"))
         return;
-      if (verdict == "lied")
+      if (verdict == "lied") {
         score(self, peer_id, lie_points, "an audit disproved its result: " + detail);
+        // The poisoned result was applied already: the trainer goes back to before it.
+        if (st.discard_to)
+          self->send(st.discard_to, discard_atom_v, round_id,
+                     "reducer " + peer_id.substr(0, 8) + " lied about its part");
+      } else if (verdict == "forged_proof")
+        score(self, peer_id, lie_points, "it accused a reducer with a forged proof: " + detail);
       else if (verdict == "unanswered")
         score(self, peer_id, unanswered_audit_points,
               "it did not show an auditor its evidence: " + detail);

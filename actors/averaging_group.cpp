@@ -228,6 +228,9 @@ void on_done(group_pointer self, round_done& done) {
   outcome.result = done.group_size > 1 ? round_result::averaged : round_result::alone;
   if (st.options.policy.error_feedback())
     outcome.residual = std::make_shared<const std::vector<float>>(std::move(done.residual));
+  // This member audits and hears accusations: a proven lie may still discard the round.
+  outcome.may_be_discarded =
+    done.group_size > 1 && st.options.key && st.options.audit_probability > 0;
   auto result = outcome.values;
   reply(self, std::move(outcome));
   // Wait for the others' digests (bounded), so a mismatch is noticed and counted.
@@ -266,8 +269,8 @@ void tell_averager(group_pointer self, uint32_t member, const char* verdict,
   auto& st = self->state;
   self->state.metrics.audits.with({verdict}).inc();
   if (st.options.reply_to && std::string_view(verdict) != "passed")
-    self->send(st.options.reply_to, audit_atom_v, st.assignment.members[member].peer_id,
-               std::string(verdict), detail);
+    self->send(st.options.reply_to, audit_atom_v, st.assignment.round_id,
+               st.assignment.members[member].peer_id, std::string(verdict), detail);
 }
 
 void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& finding,
@@ -277,6 +280,8 @@ void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& fin
   if (it == st.audits.end())
     return;
   const bool own = st.own_pick == reducer;
+  // A complete audit's inputs prove a lie to the other members; refused evidence cannot.
+  auto proof = it->second.complete() ? it->second.evidence() : std::vector<audit_evidence>{};
   st.audits.erase(it);
   const auto round = st.assignment.round_id;
   if (finding.honest) {
@@ -305,7 +310,7 @@ void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& fin
   for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
     if (m != me && m != reducer && ((st.round->member_set() >> m) & 1u))
       self->send(st.assignment.members[m].group, audit_atom_v,
-                 audit_accusation{round, reducer, me});
+                 audit_accusation{round, reducer, me, proof});
 }
 
 void start_audit(group_pointer self, uint32_t reducer) {
@@ -357,18 +362,62 @@ void take_evidence(group_pointer self, const audit_evidence& evidence) {
   quit_once_digests_are_in(self);
 }
 
-// Another member says a reducer lied: we check for ourselves.
+// An accusation's proof, checked against the result this member applied (reducer_audit.hpp).
+// Returns false where it cannot be checked here (no proof, or one of another attempt).
+bool check_proof(group_pointer self, const audit_accusation& accusation) {
+  auto& st = self->state;
+  const auto& proof = accusation.proof;
+  if (proof.empty() || proof.front().member_set != st.round->member_set())
+    return false;
+  auto plan = st.round->audit_plan_for(accusation.reducer, *st.result);
+  if (!plan)
+    return false;
+  const auto round = st.assignment.round_id;
+  const auto accuser = member_name(st, accusation.accuser);
+  const auto reducer = member_name(st, accusation.reducer);
+  auto finding = check_accusation_proof(std::move(*plan), proof);
+  switch (finding.result) {
+    case proof_finding::kind::confirmed:
+      spdlog::error("round {:016x}: member {}'s proof shows that reducer {} lied about its part: "
+                    "{}",
+                    round, accuser, reducer, finding.detail);
+      st.audited.insert(accusation.reducer);
+      if (st.found_lying.insert(accusation.reducer).second)
+        tell_averager(self, accusation.reducer, "lied", "member " + accuser + "'s proof: " +
+                                                          finding.detail);
+      break;
+    case proof_finding::kind::contradicted:
+      spdlog::warn("round {:016x}: member {}'s proof against reducer {} does not hold here: the "
+                   "inputs give the result this peer applied",
+                   round, accuser, reducer);
+      st.metrics.audits.with({"unconfirmed"}).inc();
+      break;
+    case proof_finding::kind::refused:
+      spdlog::error("round {:016x}: member {} accused reducer {} with a forged proof: {}", round,
+                    accuser, reducer, finding.detail);
+      tell_averager(self, accusation.accuser, "forged_proof", finding.detail);
+      break;
+  }
+  return true;
+}
+
+// Another member says a reducer lied: we check for ourselves, with its proof where it carries
+// one of our attempt, else by auditing the reducer.
 void hear_accusation(group_pointer self, const audit_accusation& accusation) {
   auto& st = self->state;
   if (!st.round || st.round->state() != butterfly_round::status::done ||
       accusation.round_id != st.assignment.round_id || accusation.accuser == st.round->me() ||
+      accusation.reducer == st.round->me() ||
+      accusation.reducer >= st.assignment.members.size() ||
       !from_member(self, accusation.accuser) ||
       !st.accusations_heard.insert(accusation.accuser).second)
     return;
-  spdlog::warn("round {:016x}: member {} says reducer {} lied; auditing it", st.assignment.round_id,
+  spdlog::warn("round {:016x}: member {} says reducer {} lied; checking", st.assignment.round_id,
                member_name(st, accusation.accuser), member_name(st, accusation.reducer));
   if (!st.result)
     return;  // this peer does not audit (averaging.audit_probability = 0)
+  if (check_proof(self, accusation))
+    return;
   st.accused.insert(accusation.reducer);
   if (st.audited.count(accusation.reducer) != 0) {
     // Audited already: a pass contradicts the accuser (a running audit counts at its end).

@@ -57,8 +57,8 @@ using round_owner = caf::typed_actor<
   caf::reacts_to<average_outcome>,
   caf::reacts_to<link_rate_atom, double /*download_bytes*/, double /*download_seconds*/,
                  double /*upload_bytes*/, double /*upload_rate*/>,
-  caf::reacts_to<audit_atom, std::string /*peer_id*/, std::string /*verdict*/,
-                 std::string /*detail*/>>;
+  caf::reacts_to<audit_atom, uint64_t /*round_id*/, std::string /*peer_id*/,
+                 std::string /*verdict*/, std::string /*detail*/>>;
 
 /// Told that a member's chunks arrive: membership.
 using liveness_sink = caf::typed_actor<caf::reacts_to<alive_atom, std::string /*peer_id*/>>;

@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "actors/local_control.hpp"
 #include "actors/trainer_state.hpp"
 #include "models/device_transfer.hpp"
 #include "models/model_config.hpp"
@@ -459,6 +460,10 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       st.stop_promise = promise;
       save_final_checkpoint(self);
       return promise;
+    },
+    [=](discard_atom, uint64_t round_id, const std::string& why) {
+      if (!refuse_remote(self, "trainer", "discard"))
+        discard_round(self, round_id, why);
     },
     [=](restart_atom) {
       auto& st = self->state;

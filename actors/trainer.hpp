@@ -84,6 +84,8 @@ using trainer_actor = caf::typed_actor<
   caf::reacts_to<retry_atom>,  // to itself: a failed checkpoint's next attempt may be due
   // From the peer: checkpoint and quit at the next epoch boundary (the set re-forms).
   caf::reacts_to<restart_atom>,
+  // From the averager: an audit proved a reducer of this round lied (discard_round).
+  caf::reacts_to<discard_atom, uint64_t /*round_id*/, std::string /*why*/>,
   caf::replies_to<stop_atom>::with<int64_t /*step*/>>;
 
 struct trainer_options {

@@ -163,6 +163,10 @@ void follow_rank_zero(trainer_pointer self) {
         st.sent_parameters = torch::Tensor();
         share_node_state(st);
         break;
+      case node_command::roll_back:
+        st.sent_parameters = torch::Tensor();
+        share_node_state(st);
+        break;
       case node_command::stop:
         st.finishing = true;
         self->quit();

@@ -62,6 +62,15 @@ enum class node_command : int64_t {
   apply_update,  // the round's outcome follows: apply it (apply_round_values)
   take_state,    // rank 0 took the swarm's state: its whole state follows (share_node_state)
   stop,          // the run ended (rank 0 writes the final checkpoint)
+  roll_back,     // rank 0 discarded its last round (discard_round): its whole state follows, and
+                 // the epoch's accumulation stays
+};
+
+// The shared state from before the last round this peer applied, while an audit may still
+// prove that round poisoned (average_outcome::may_be_discarded).
+struct applied_round_backup {
+  uint64_t round_id = 0;
+  std::vector<char> state;  // encode_shared_state, uncompressed
 };
 
 // A downloaded state that waits for a quorum of peers to vouch for it.
@@ -123,6 +132,13 @@ struct trainer_state {
   // DiLoCo with overlap: the parameters whose pseudo-gradient is in the round now (undefined when
   // none is), so that the local steps taken meanwhile stay on top of the new anchor.
   torch::Tensor sent_parameters;
+  // Discarding a poisoned round (discard_round): the state from before the last round applied
+  // (one copy of the state at most: the next round replaces it), a discard that came while the
+  // next round was out (done before that round is applied), and the last round proven poisoned
+  // (several audits may prove the same round).
+  std::optional<applied_round_backup> round_backup;
+  std::optional<std::pair<uint64_t, std::string>> pending_discard;
+  uint64_t poisoned_round = 0;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
   // A peer started with initial_peers trains only once it knows where the swarm is (it may be
   // far ahead): joining until the others' reports arrive, or until join_deadline.
@@ -202,6 +218,7 @@ void consider_pending_state(trainer_pointer self);
 void catch_up(trainer_pointer self, int64_t min_epoch, const char* why,
               std::vector<state_server_remote> candidates);
 void train_in_swarm(trainer_pointer self, const training_batch& batch);
+void discard_round(trainer_pointer self, uint64_t round_id, const std::string& why);
 void finish_joining(trainer_pointer self, const swarm_progress& view);
 void drain_waiting_batches(trainer_pointer self);
 void start_round(trainer_pointer self);

@@ -236,6 +236,8 @@ void consider_pending_state(trainer_pointer self) {
     auto epoch = restore_shared_state(*result.bytes, *st.model, st.outer.get());
     st.model->discard_accumulation();
     st.sent_parameters = torch::Tensor();
+    st.round_backup.reset();  // what went before the download is gone
+    st.pending_discard.reset();
     // From further back than the epoch before, members matching this epoch did not count
     // this peer, so it does not lead it (runtime/matchmaking_rules.hpp); from the epoch before
     // (a missed round) or this one (a repair), they did, and it may.
@@ -399,6 +401,13 @@ namespace {
 
 void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   auto& st = self->state;
+  if (auto discard = std::exchange(st.pending_discard, std::nullopt))
+    discard_round(self, discard->first, discard->second);
+  // Kept until the next round, while an audit may still prove this one poisoned.
+  st.round_backup.reset();
+  if (outcome.averaged() && outcome.may_be_discarded)
+    st.round_backup = applied_round_backup{
+      outcome.round_id, encode_shared_state(*st.model, st.progress.epoch, st.outer.get(), "none")};
   const auto& values = *outcome.values;
   const auto& mode = averaging_mode(st);
   double lr = st.model->learning_rate(st.progress.step);
@@ -467,6 +476,65 @@ void miss_round(trainer_pointer self) {
 
 } // namespace
 
+// An audit proved that a reducer of round `round_id` lied. While that round is the last this
+// peer applied, the peer goes back to its state from before it (weights, optimizer, EMA,
+// DiLoCo's outer state), as every member that checked the proof does, so that they stay
+// identical; the epoch stays counted, the samples trained since stay accumulated (in parameters
+// and DiLoCo modes the local steps since are lost). After a later round it is too late here:
+// the digests then show this peer apart from the members that went back, and the swarm's split
+// repair settles which state the swarm keeps.
+void discard_round(trainer_pointer self, uint64_t round_id, const std::string& why) {
+  auto& st = self->state;
+  if (round_id == st.poisoned_round)
+    return;  // another audit of the same round
+  averaging_metrics metrics(global_metrics());
+  const bool applied_last = st.round_backup && st.round_backup->round_id == round_id;
+  if (!applied_last) {
+    st.poisoned_round = round_id;
+    spdlog::warn("round {:016x} is poisoned ({}), but a later round was applied since: kept",
+                 round_id, why);
+    metrics.discarded_rounds.with({"too_late"}).inc();
+    return;
+  }
+  if (st.phase == swarm_phase::averaging) {
+    st.pending_discard.emplace(round_id, why);  // before the next outcome is applied
+    return;
+  }
+  st.poisoned_round = round_id;
+  const auto backup = std::move(*st.round_backup);
+  st.round_backup.reset();
+  try {
+    restore_shared_state(backup.state, *st.model, st.outer.get());
+    st.progress.step = st.model->step();
+    st.sent_parameters = torch::Tensor();
+    if (st.node) {
+      tell_node(st, node_command::roll_back);
+      share_node_state(st);
+    }
+  } catch (const node_collective_error& e) {
+    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
+                 e.what());
+    self->quit(make_error(errc::training_failed, e.what()));
+    return;
+  } catch (const std::exception& e) {
+    // Nothing changed (restore_shared_state checks first); the split repair is left.
+    spdlog::error("round {:016x} is poisoned ({}), but going back failed: {}", round_id, why,
+                  readable_error(e));
+    return;
+  }
+  refresh_state_digest(st);
+  metrics.discarded_rounds.with({"discarded"}).inc();
+  spdlog::error("epoch {}: round {:016x} discarded: {}; back to the state from before it",
+                st.progress.epoch, round_id, why);
+  report_progress(self);
+  // What this epoch served and wrote held the poisoned state: both again (the final weights
+  // are written at the end anyway).
+  if (st.progress.epoch % st.options.config.averaging.state_every == 0)
+    serve_state(self);
+  if (current_step(st) % st.options.config.train.checkpoint_every == 0 && !reached_limit(st))
+    save_checkpoint(self);
+}
+
 // The swarm reached the target for this epoch: average, then apply.
 void start_round(trainer_pointer self) {
   auto& st = self->state;
@@ -514,7 +582,7 @@ void start_round(trainer_pointer self) {
   average_request request{st.progress.epoch,
                           std::make_shared<const std::vector<float>>(std::move(values)),
                           overflowed ? overflowed_weight : static_cast<double>(st.round_samples),
-                          st.tensor_bounds};
+                          st.tensor_bounds, round_discard_sink{self}};
   auto epoch = st.progress.epoch;
   auto own_values = request.values;
   self->request(st.options.averager, st.options.averaging_deadline, average_atom_v, request)

@@ -333,7 +333,7 @@ int main(int argc, char** argv) {
       std::string error;
       self
         ->request(averager, deadline, average_atom_v,
-                  average_request{epoch, std::move(vector), 1.0, std::move(tensor_bounds)})
+                  average_request{epoch, std::move(vector), 1.0, std::move(tensor_bounds), {}})
         .receive([&](average_outcome& outcome) { result = std::move(outcome); },
                  [&](caf::error& err) { error = system.render(err); });
       if (!result) {

@@ -24,7 +24,8 @@
 //   12 generate_request   decoding only (its check needs the model: actors/generator.cpp)
 //   13 audit_request      decoding only (its check is the sender's node: averaging_group.cpp)
 //   14 audit_evidence     reducer_audit::add against the plan of a finished, signed round
-//   15 audit_accusation   decoding only (checked like an audit request, then audited anew)
+//   15 audit_accusation   check_accusation_proof against the plan of a finished, signed, honest
+//                         round (its sender's node is checked in averaging_group.cpp)
 // Actor handles decode through a proxy registry whose proxies swallow every message, so a handle
 // of another node becomes a live, inert handle, as the middleman would make (the middleman's own
 // proxies, their links and monitors are not covered). Remote handles stay within one input.
@@ -509,6 +510,15 @@ void check_audit_evidence(const audit_evidence& evidence) {
   check(audit.add(evidence).has_value());
 }
 
+// Every input of a proof must be signed by its sender, so no proof, however made, can show that
+// the honest reducer of a finished round lied.
+void check_audit_accusation(const audit_accusation& accusation) {
+  static const auto audited = audited_round();
+  const auto finding = check_accusation_proof(audited.first, accusation.proof);
+  check(finding.result != proof_finding::kind::confirmed);
+  check(finding.result == proof_finding::kind::refused || !accusation.proof.empty());
+}
+
 void check_state_manifest(const state_manifest& manifest) {
   const state_limits limits;
   if (validate_state_manifest(manifest, limits))
@@ -727,7 +737,9 @@ int write_seeds(const std::filesystem::path& folder) {
   seeds.write("14_audit_evidence_unsigned", seeds.encode(14, unsigned_evidence));
   seeds.write("hostile_truncated_audit_evidence",
               std::vector<char>(shown.begin(), shown.end() - 7));
-  seeds.write("15_audit_accusation", seeds.encode(15, audit_accusation{digest_round_id, 1, 2}));
+  seeds.write("15_audit_accusation", seeds.encode(15, audit_accusation{digest_round_id, 1, 2, {}}));
+  seeds.write("15_audit_accusation_proof",
+              seeds.encode(15, audit_accusation{digest_round_id, 1, 2, evidence}));
 
   // Found by fuzzing: a zero dimension behind a non-zero one, accepted, then unreadable.
   auto hollow = make_float32_blob(7, 1, 8, std::vector<float>{});
@@ -799,7 +811,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 12: decode_and_check<generate_request>(rest, +[](const generate_request&) {}); break;
     case 13: decode_and_check<audit_request>(rest, +[](const audit_request&) {}); break;
     case 14: decode_and_check<audit_evidence>(rest, check_audit_evidence); break;
-    case 15: decode_and_check<audit_accusation>(rest, +[](const audit_accusation&) {}); break;
+    case 15: decode_and_check<audit_accusation>(rest, check_audit_accusation); break;
     default: break;  // no such type: a peer's message of another type fails CAF's type check
   }
   return 0;

@@ -145,6 +145,11 @@ averaging_metrics::averaging_metrics(metrics_registry& r)
                      "Audits of reducers' results (reducer_audit.hpp), by verdict; 'answered': "
                      "evidence shown to auditors of this peer's part.",
                      {"verdict"})),
+    discarded_rounds(r.counter("ddactor_averaging_discarded_rounds_total",
+                               "Rounds an audit proved poisoned after this peer applied them: "
+                               "'discarded' (back to the state from before the round) or "
+                               "'too_late' (a later round was applied already).",
+                               {"result"})),
     epoch(r.gauge("ddactor_swarm_epoch", "The swarm's global epoch as this peer sees it.").with()),
     swarm_samples_per_second(r.gauge("ddactor_swarm_samples_per_second",
                                      "Estimated training throughput of the whole swarm.")
@@ -285,6 +290,7 @@ void register_ddactor_metrics(metrics_registry& registry) {
   create_children(averaging.round_failures, labels::round_failure_reasons);
   create_children(averaging.rejected_chunks, labels::chunk_rejection_reasons);
   create_children(averaging.audits, labels::audit_verdicts);
+  create_children(averaging.discarded_rounds, labels::discard_results);
   state_transfer_metrics{registry};  // both results are children already
   swarm_metrics swarm{registry};
   create_children(swarm.left, labels::peer_removal_reasons);

@@ -41,10 +41,15 @@ inline constexpr std::array<std::string_view, 4> chunk_rejection_reasons{"header
 /// ddactor_averaging_audits_total{verdict}: audits of other reducers' results
 /// (runtime/allreduce/reducer_audit.hpp): "passed"; "lied" (the result does not follow from the
 /// inputs, or the evidence was refused); "unanswered" (no complete evidence in time);
-/// "unconfirmed" (another member's accusation that this peer's own audit did not confirm);
+/// "unconfirmed" (another member's accusation that this peer's own check did not confirm);
+/// "forged_proof" (an accusation whose proof did not check out: the accuser's doing);
 /// "answered": evidence this peer showed an auditor of its own part.
-inline constexpr std::array<std::string_view, 5> audit_verdicts{"passed", "lied", "unanswered",
-                                                                 "unconfirmed", "answered"};
+inline constexpr std::array<std::string_view, 6> audit_verdicts{
+  "passed", "lied", "unanswered", "unconfirmed", "forged_proof", "answered"};
+/// ddactor_averaging_discarded_rounds_total{result}: rounds an audit proved poisoned after this
+/// peer applied them: "discarded" (it went back to its state from before the round), "too_late"
+/// (a later round was applied already: kept, the swarm's split repair settles it).
+inline constexpr std::array<std::string_view, 2> discard_results{"discarded", "too_late"};
 /// ddactor_actor_restarts_total{actor}
 inline constexpr std::array<std::string_view, 3> supervised_actors{"trainer", "data_loader",
                                                                     "checkpointer"};
@@ -164,6 +169,7 @@ struct averaging_metrics {
   counter& banned_peers;           // ddactor_averaging_banned_peers_total
   gauge& banned_now;               // ddactor_averaging_banned_peers
   counter_family& audits;          // ddactor_averaging_audits_total{verdict}
+  counter_family& discarded_rounds; // ddactor_averaging_discarded_rounds_total{result}
   gauge& epoch;                    // ddactor_swarm_epoch
   gauge& swarm_samples_per_second; // ddactor_swarm_samples_per_second
   gauge& swarm_epoch_progress;     // ddactor_swarm_epoch_samples

@@ -63,6 +63,11 @@ struct state_download_result {
   std::vector<uint64_t> chunks_per_candidate;
 };
 
+/// Told that a round it applied is to be discarded: an audit proved that a reducer of it lied
+/// (the trainer, which then goes back to its state from before the round).
+using round_discard_sink =
+  caf::typed_actor<caf::reacts_to<discard_atom, uint64_t /*round_id*/, std::string /*why*/>>;
+
 /// Local only: the trainer's vector for a round (gradients, parameters or a pseudo-gradient)
 /// and the samples behind it.
 struct average_request {
@@ -72,6 +77,8 @@ struct average_request {
   /// Where the vector's tensors begin and end (ascending offsets, 0 first, size last), so that
   /// the adaptive codec can keep small tensors exact. May be null.
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
+  /// Told when an audit proves this round's result (or a later one's) poisoned; may be null.
+  round_discard_sink discard_to;
 };
 
 /// Local only: what came out of a round: the group's average, or (alone, failed) the peer's own
@@ -94,6 +101,9 @@ struct average_outcome {
   /// Members whose chunks failed validation in this round (ids): the averager leaves them out
   /// of its next rounds.
   std::vector<std::string> offenders;
+  /// An audit may still prove a reducer of this round lied (actors/averaging_group.hpp): the
+  /// trainer keeps what applying it changes until its next round, so that it can discard it.
+  bool may_be_discarded = false;
   bool averaged() const { return result == round_result::averaged; }
 };
 

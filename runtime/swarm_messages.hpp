@@ -15,7 +15,7 @@
 //   group       (chunk, allreduce_chunk)                         scatter and gather, no reply
 //               (digest, round_digest)                           result check, no reply
 //               (audit, audit_request)          -> (audit, audit_evidence) x pieces
-//               (audit, audit_accusation)                        "audit this reducer too"
+//               (audit, audit_accusation)                        "this reducer lied: the proof"
 //   state       (state, std::string swarm_id, int64_t min_epoch) -> state_manifest | error
 //               (state, uint64_t digest, uint64_t chunk_index) -> state_chunk | error
 //   expert      (velocity, velocity_request)     -> tensor_blob (the velocity) | error
@@ -370,7 +370,8 @@ typename Inspector::result_type inspect(Inspector& f, audit_evidence& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, audit_accusation& x) {
-  return f(caf::meta::type_name("audit_accusation"), x.round_id, x.reducer, x.accuser);
+  return f(caf::meta::type_name("audit_accusation"), x.round_id, x.reducer, x.accuser,
+           x.proof);
 }
 
 template <class Inspector>

@@ -50,6 +50,7 @@ std::optional<std::string> reducer_audit::add(const audit_evidence& evidence) {
   if (values.size() != piece->size())
     return "a piece of the wrong size";
   inputs_[k][position] = std::move(values);
+  accepted_.push_back(evidence);
   ++received_;
   return std::nullopt;
 }
@@ -63,6 +64,34 @@ audit_plan sample_pieces(audit_plan plan, std::size_t count, uint64_t seed) {
   std::sort(plan.pieces.begin(), plan.pieces.end(),
             [](const part_range& a, const part_range& b) { return a.begin < b.begin; });
   return plan;
+}
+
+proof_finding check_accusation_proof(audit_plan plan, const std::vector<audit_evidence>& proof) {
+  using kind = proof_finding::kind;
+  std::vector<uint64_t> offsets;
+  for (const auto& evidence : proof)
+    if (std::find(offsets.begin(), offsets.end(), evidence.blob.offset) == offsets.end())
+      offsets.push_back(evidence.blob.offset);
+  if (offsets.empty() || offsets.size() > max_audited_pieces)
+    return {kind::refused, fmt::format("it names {} pieces", offsets.size())};
+  std::vector<part_range> pieces;
+  for (const auto offset : offsets) {
+    const auto piece = std::find_if(plan.pieces.begin(), plan.pieces.end(),
+                                    [&](const part_range& p) { return p.begin == offset; });
+    if (piece == plan.pieces.end())
+      return {kind::refused, fmt::format("no piece of the part begins at {}", offset)};
+    pieces.push_back(*piece);
+  }
+  plan.pieces = std::move(pieces);
+  reducer_audit audit(std::move(plan));
+  for (const auto& evidence : proof)
+    if (auto refused = audit.add(evidence))
+      return {kind::refused, *refused};
+  if (!audit.complete())
+    return {kind::refused, fmt::format("{} of its {} inputs are missing",
+                                       audit.expected() - audit.received(), audit.expected())};
+  auto finding = audit.verdict();
+  return {finding.honest ? kind::contradicted : kind::confirmed, std::move(finding.detail)};
 }
 
 bool matches_within_codec_error(const std::vector<float>& applied,

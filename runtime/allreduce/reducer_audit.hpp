@@ -21,6 +21,13 @@
 // Evidence is hostile input like any chunk: a piece that is unsigned, signed by someone else,
 // for another slot, undecodable or sent twice is refused (and makes the reducer's audit fail:
 // an honest reducer only forwards what it verified on arrival).
+//
+// An auditor that finds a lie forwards the evidence with its accusation (a proof): every input
+// in it is signed by its sender, not by the reducer, so another member of the round checks the
+// proof against the result it applied itself (check_accusation_proof) without asking the liar,
+// who could refuse to answer the members it knows were told. A proof that does not check out
+// (pieces the part does not have, an input missing, forged or repeated) is the accuser's doing:
+// an honest accuser forwards only inputs it verified.
 
 #include <cstddef>
 #include <cstdint>
@@ -73,9 +80,13 @@ class reducer_audit {
 
   /// Once complete: recomputes every piece and compares it with the result.
   audit_finding verdict() const;
+  /// The evidence accepted so far, in arrival order: once complete, the proof an accusation
+  /// carries.
+  const std::vector<audit_evidence>& evidence() const noexcept { return accepted_; }
 
  private:
   audit_plan plan_;
+  std::vector<audit_evidence> accepted_;
   // Decoded inputs by [piece][sender position]; empty until it arrives.
   std::vector<std::vector<std::vector<float>>> inputs_;
   std::size_t received_ = 0;
@@ -83,6 +94,22 @@ class reducer_audit {
 
 /// `plan` with at most `count` of its pieces, picked by `seed` (in offset order).
 audit_plan sample_pieces(audit_plan plan, std::size_t count, uint64_t seed);
+
+/// What another member's accusation proof shows this member (check_accusation_proof).
+struct proof_finding {
+  enum class kind : uint8_t {
+    confirmed,     // the inputs do not give the result this member applied: the reducer lied
+    contradicted,  // they do (the reducer may have sent the accuser another result)
+    refused,       // the proof itself is wrong: the accuser's doing
+  };
+  kind result = kind::refused;
+  std::string detail;
+};
+
+/// Checks the inputs an accuser forwarded (audit_accusation::proof) against `plan`, this
+/// member's own plan for the accused reducer, with the result it applied. The proof must hold,
+/// for at most max_audited_pieces pieces of the part, every sender's signed input, once.
+proof_finding check_accusation_proof(audit_plan plan, const std::vector<audit_evidence>& proof);
 
 /// Whether `applied` is `reduced` sent through `codec`, allowing for the codec's rounding and for
 /// float differences between builds (see the file comment).

@@ -65,11 +65,15 @@ struct audit_evidence {
 };
 
 /// An auditor found `reducer`'s result of round `round_id` wrong and tells the other members,
-/// who audit that reducer themselves before they believe it.
+/// who check for themselves before they believe it: with `proof` (the inputs that disproved the
+/// result, each signed by its sender; reducer_audit.hpp) against the result they applied, or,
+/// when it is empty (the reducer's evidence was refused, which cannot be shown to others) or of
+/// another attempt, by auditing the reducer.
 struct audit_accusation {
   uint64_t round_id = 0;
   uint32_t reducer = 0;
   uint32_t accuser = 0;
+  std::vector<audit_evidence> proof;
 };
 
 } // namespace ddactor

@@ -26,7 +26,7 @@ TEST(averaging_group, a_group_waiting_for_its_assignment_ends_when_its_averager_
     return {
       [](const average_outcome&) {},
       [](link_rate_atom, double, double, double, double) {},
-      [](audit_atom, const std::string&, const std::string&, const std::string&) {},
+      [](audit_atom, uint64_t, const std::string&, const std::string&, const std::string&) {},
     };
   });
   averaging_group_options options;

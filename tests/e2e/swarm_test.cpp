@@ -799,9 +799,11 @@ TEST_F(swarm, centered_clip_keeps_a_peer_sending_scaled_values_from_steering_the
 
 // One of four peers, as reducer, sends every member the same negated result for its part: the
 // digests agree, so only an audit can tell. Every honest peer audits one other reducer after each
-// round (averaging.audit_probability = 1): the first to pick the liar catches it, tells the
-// others, who check for themselves, and each bans it (its links closed and refused). The honest
-// peers train on together, end identical with a falling loss, and ban nobody else.
+// round (averaging.audit_probability = 1): the first to pick the liar catches it and tells the
+// others with its proof (the inputs it checked, signed by their senders), which they check
+// against what they applied, without asking the liar. Each bans it (its links closed and
+// refused) and goes back to its state from before that round. The honest peers train on
+// together, end identical with a falling loss, and ban nobody else.
 TEST_F(swarm, a_reducer_that_lies_about_its_result_is_caught_by_an_audit_and_banned) {
   auto config = write_config(30, 4);
   const auto metrics_port = free_port();
@@ -828,16 +830,32 @@ TEST_F(swarm, a_reducer_that_lies_about_its_result_is_caught_by_an_audit_and_ban
     << metrics->body;
   EXPECT_NE(metrics->body.find("ddactor_averaging_banned_peers 1"), std::string::npos)
     << metrics->body;
+  EXPECT_NE(metrics->body.find("ddactor_averaging_discarded_rounds_total{result=\"discarded\"}"),
+            std::string::npos)
+    << metrics->body;
   for (int i = 0; i < 3; ++i)
     expect_exit_ok(i);
   peers[3]->send_signal(SIGKILL);
   expect_identical_at(30, {0, 1, 2});
+  size_t discards = 0, convinced_by_proof = 0;
   for (int i = 0; i < 3; ++i) {
-    const auto& out = peers[static_cast<size_t>(i)]->output();
-    EXPECT_EQ(peers[static_cast<size_t>(i)]->count_in_output("banned for 600 s"), 1u) << out;
+    const auto& peer = *peers[static_cast<size_t>(i)];
+    const auto& out = peer.output();
+    EXPECT_EQ(peer.count_in_output("banned for 600 s"), 1u) << out;
     EXPECT_NE(out.find("its links closed and refused"), std::string::npos) << out;
     EXPECT_EQ(out.find("did not show an auditor its evidence"), std::string::npos) << out;
+    // Each goes back once; one that applied the next round before it heard (a slow machine) keeps
+    // it, and takes the others' state when the digests differ.
+    EXPECT_EQ(peer.count_in_output("discarded: reducer") +
+                peer.count_in_output("a later round was applied since"),
+              1u)
+      << out;
+    discards += peer.count_in_output("discarded: reducer");
+    EXPECT_EQ(out.find("forged proof"), std::string::npos) << out;
+    convinced_by_proof += peer.count_in_output("'s proof shows that reducer");
   }
+  EXPECT_GE(discards, 2u);
+  EXPECT_GE(convinced_by_proof, 1u);
   // About 1.58 (one peer alone up to 1.67 on Debian 13); with audits off the liar, negating a
   // third of every update, keeps it at 1.8.
   EXPECT_LT(swarm_recent_loss({0, 1, 2}, 30), 1.69) << peers[0]->output();

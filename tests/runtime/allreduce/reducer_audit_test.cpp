@@ -2,7 +2,8 @@
 // kept), then every member audits every other reducer with the evidence that reducer shows.
 // Honest rounds pass with every codec and with CenteredClip; a reducer that sends everyone the
 // same wrong result (digests agree) is caught; forged, unsigned, misplaced or repeated evidence
-// is refused.
+// is refused. An auditor's proof of a lie (the inputs it checked) convinces the other members
+// without the liar; a proof that does not check out is refused.
 #include "runtime/allreduce/reducer_audit.hpp"
 
 #include <gtest/gtest.h>
@@ -270,6 +271,69 @@ TEST(reducer_audit, an_audit_of_a_few_sampled_pieces_needs_only_their_evidence) 
   EXPECT_EQ(shown, 2 * settings.members);
   ASSERT_TRUE(check.complete());
   EXPECT_FALSE(check.verdict().honest);  // the liar negated every piece
+}
+
+// The proof an auditor forwards: the sampled inputs its audit accepted.
+std::vector<audit_evidence> proof_of(group_run& run, uint32_t auditor, uint32_t reducer) {
+  auto plan = run.rounds[auditor]->audit_plan_for(reducer, *run.results[auditor]);
+  EXPECT_TRUE(plan);
+  reducer_audit check(sample_pieces(*plan, 2, 11));
+  for (const auto& evidence : run.rounds[reducer]->audit_evidence_of_our_part(plan->member_set))
+    if (check.wants(evidence)) {
+      EXPECT_FALSE(check.add(evidence));
+    }
+  EXPECT_TRUE(check.complete());
+  return check.evidence();
+}
+
+proof_finding check_proof(group_run& run, uint32_t member, uint32_t reducer,
+                          const std::vector<audit_evidence>& proof) {
+  auto plan = run.rounds[member]->audit_plan_for(reducer, *run.results[member]);
+  EXPECT_TRUE(plan);
+  return check_accusation_proof(std::move(*plan), proof);
+}
+
+TEST(reducer_audit, an_auditors_proof_convinces_the_other_members_without_the_liar) {
+  run_settings settings;
+  settings.liar = 2;
+  settings.chunk_elements = 32;
+  auto run = run_group(settings);
+  const auto proof = proof_of(run, 0, 2);
+  EXPECT_EQ(proof.size(), 2 * settings.members);
+  for (uint32_t member : {1u, 3u}) {
+    const auto finding = check_proof(run, member, 2, proof);
+    EXPECT_EQ(finding.result, proof_finding::kind::confirmed) << finding.detail;
+    EXPECT_NE(finding.detail.find("away from what its inputs give"), std::string::npos);
+  }
+  // The same inputs of an honest reducer's part prove nothing against it.
+  const auto honest = proof_of(run, 0, 1);
+  EXPECT_EQ(check_proof(run, 3, 1, honest).result, proof_finding::kind::contradicted);
+}
+
+TEST(reducer_audit, a_proof_that_does_not_check_out_is_refused) {
+  run_settings settings;
+  settings.liar = 2;
+  settings.chunk_elements = 32;
+  auto run = run_group(settings);
+  const auto proof = proof_of(run, 0, 2);
+  auto refused = [&](const std::vector<audit_evidence>& forged, const char* why) {
+    const auto finding = check_proof(run, 1, 2, forged);
+    EXPECT_EQ(finding.result, proof_finding::kind::refused) << why << ": " << finding.detail;
+  };
+  refused({}, "empty");
+  refused({proof.begin(), proof.end() - 1}, "an input missing");
+  auto repeated = proof;
+  repeated.back() = repeated.front();
+  refused(repeated, "an input twice");
+  auto altered = proof;
+  altered[1].blob.bytes[5] ^= 1;  // the accuser making the inputs fit its accusation
+  seal(altered[1].blob);
+  refused(altered, "an input its sender did not sign");
+  auto misplaced = proof;
+  misplaced[0].blob.offset += 1;
+  refused(misplaced, "a piece the part does not have");
+  // An honest reducer's inputs shown as another's: pieces of another part.
+  refused(proof_of(run, 0, 1), "another part's inputs");
 }
 
 TEST(reducer_audit, the_codec_tolerance_allows_rounding_but_not_a_shift) {
