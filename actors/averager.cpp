@@ -453,6 +453,7 @@ void start_request(averager_pointer self, average_request request) {
   group.corrupt_chunks = o.corrupt_chunks_from > 0 && cur.request.epoch >= o.corrupt_chunks_from;
   group.scale_chunks = o.scale_chunks;
   group.lie_as_reducer = o.lie_as_reducer;
+  group.accuse_falsely = o.accuse_falsely;
   if (o.key)
     group.key = st.signing_key;
   group.check_signatures = o.require_proof;

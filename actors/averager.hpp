@@ -88,6 +88,8 @@ struct averager_options {
   bool silent_leader = false;
   /// debug.byzantine = "lying_reducer": this peer's part of every round goes out negated.
   bool lie_as_reducer = false;
+  /// debug.byzantine = "false_accuser": it accuses every reducer it audits, with a forged proof.
+  bool accuse_falsely = false;
   /// averaging.audit_probability: the chance that this peer audits another reducer after a
   /// round (actors/averaging_group.hpp); 0: never (it still shows its own evidence).
   double audit_probability = 0.1;

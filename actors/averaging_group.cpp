@@ -273,6 +273,15 @@ void tell_averager(group_pointer self, uint32_t member, const char* verdict,
                st.assignment.members[member].peer_id, std::string(verdict), detail);
 }
 
+void accuse(group_pointer self, uint32_t reducer, std::vector<audit_evidence> proof) {
+  auto& st = self->state;
+  const auto me = st.round->me();
+  for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
+    if (m != me && m != reducer && ((st.round->member_set() >> m) & 1u))
+      self->send(st.assignment.members[m].group, audit_atom_v,
+                 audit_accusation{st.assignment.round_id, reducer, me, proof});
+}
+
 void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& finding,
                   bool answered) {
   auto& st = self->state;
@@ -291,6 +300,13 @@ void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& fin
     // us different evidence).
     if (st.accused.count(reducer) != 0)
       st.metrics.audits.with({"unconfirmed"}).inc();
+    if (own && st.options.accuse_falsely && !proof.empty() && !proof.front().blob.bytes.empty()) {
+      // debug.byzantine = "false_accuser": an honest result accused with an altered input.
+      auto& forged = proof.front().blob;
+      forged.bytes[forged.bytes.size() / 2] ^= 1;
+      seal(forged);
+      accuse(self, reducer, std::move(proof));
+    }
     return;
   }
   if (!answered) {
@@ -304,13 +320,8 @@ void finish_audit(group_pointer self, uint32_t reducer, const audit_finding& fin
                 member_name(st, reducer), finding.detail);
   tell_averager(self, reducer, "lied", finding.detail);
   st.found_lying.insert(reducer);
-  if (!own)
-    return;  // confirming another's accusation: it told everyone already
-  const auto me = st.round->me();
-  for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
-    if (m != me && m != reducer && ((st.round->member_set() >> m) & 1u))
-      self->send(st.assignment.members[m].group, audit_atom_v,
-                 audit_accusation{round, reducer, me, proof});
+  if (own)  // else it confirmed another's accusation, whose accuser told everyone
+    accuse(self, reducer, std::move(proof));
 }
 
 void start_audit(group_pointer self, uint32_t reducer) {

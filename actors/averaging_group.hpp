@@ -102,6 +102,9 @@ struct averaging_group_options {
   /// debug.byzantine = "lying_reducer": the results of this peer's part go out negated (every
   /// member gets the same, so digests agree; only an audit can tell).
   bool lie_as_reducer = false;
+  /// debug.byzantine = "false_accuser": an audit that finds the reducer honest accuses it anyway,
+  /// with one input of its proof altered.
+  bool accuse_falsely = false;
   /// Signs our chunks and keeps the evidence of our part for auditors (null: neither).
   std::shared_ptr<const peer_key> key;
   /// Refuse chunks for our part that their sender did not sign.

@@ -508,6 +508,7 @@ void start_swarm(peer_pointer self) {
     averaging.scale_chunks = -100;
   averaging.silent_leader = cfg.debug.allow_byzantine && cfg.debug.byzantine == "silent_leader";
   averaging.lie_as_reducer = cfg.debug.allow_byzantine && cfg.debug.byzantine == "lying_reducer";
+  averaging.accuse_falsely = cfg.debug.allow_byzantine && cfg.debug.byzantine == "false_accuser";
   averaging.audit_probability = cfg.averaging.audit_probability;
   averaging.ban_time = std::chrono::seconds(static_cast<int64_t>(cfg.network.ban_time));
   // A ban also closes the banned peer's links and refuses its handshakes.

@@ -559,8 +559,8 @@ const std::vector<std::string> run_modes = {"train", "router"};
 const std::vector<std::string> samplers = {"euler", "heun"};
 /// sample.sampler: the DiT's samplers and Stable Diffusion's (models/sd/latent_samplers.hpp).
 const std::vector<std::string> sample_samplers = {"euler", "heun", "ddim", "dpm++2m"};
-const std::vector<std::string> byzantine_behaviours = {"", "forged_state", "scaled_values",
-                                                       "silent_leader", "lying_reducer"};
+const std::vector<std::string> byzantine_behaviours = {
+  "", "forged_state", "scaled_values", "silent_leader", "lying_reducer", "false_accuser"};
 /// The samplers only Stable Diffusion has.
 bool is_sd_only_sampler(const std::string& name) { return name == "ddim" || name == "dpm++2m"; }
 

@@ -424,7 +424,9 @@ struct debug_section {
   /// "scaled_values" (it sends reducers its values times -100: finite, so they pass validation),
   /// "silent_leader" (as matchmaking leader it takes joins and never answers them),
   /// "lying_reducer" (it sends every member the same negated result for its part: digests agree,
-  /// only audits can tell).
+  /// only audits can tell), "false_accuser" (it audits a reducer after every round and accuses
+  /// it whatever it finds, with the inputs it was shown, one of them altered, as proof: to have
+  /// honest rounds discarded).
   std::string byzantine;
   /// Hostile fault injection (corrupt_chunks_from, byzantine) is refused unless this is true.
   bool allow_byzantine = false;

@@ -861,6 +861,40 @@ TEST_F(swarm, a_reducer_that_lies_about_its_result_is_caught_by_an_audit_and_ban
   EXPECT_LT(swarm_recent_loss({0, 1, 2}, 30), 1.69) << peers[0]->output();
 }
 
+// One of four peers audits a reducer after every round and accuses it whatever it finds, with the
+// inputs it was shown as proof, one of them altered, to have honest rounds discarded. The other
+// members check the proof against what they applied: an input its sender did not sign is the
+// accuser's doing, so they ban the accuser and discard nothing. The honest peers train on
+// together and end identical.
+TEST_F(swarm, a_peer_accusing_an_honest_reducer_with_a_forged_proof_is_banned_by_the_others) {
+  auto config = write_config(20, 4);
+  for (int i = 0; i < 3; ++i)
+    start_peer(i, config);
+  start_peer(3, config,
+             {"--set", "debug.byzantine=\"false_accuser\"", "--set", "debug.allow_byzantine=true",
+              "--set", "averaging.audit_probability=1", "--set", "train.steps=1000000"});
+  for (int i = 0; i < 3; ++i)
+    expect_exit_ok(i);
+  peers[3]->send_signal(SIGKILL);
+  expect_identical_at(20, {0, 1, 2});
+  size_t refused_proofs = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto& peer = *peers[static_cast<size_t>(i)];
+    const auto& out = peer.output();
+    refused_proofs += peer.count_in_output("with a forged proof");
+    EXPECT_EQ(out.find("discarded: reducer"), std::string::npos) << out;
+    EXPECT_EQ(out.find("lied about its part"), std::string::npos) << out;
+    EXPECT_EQ(out.find("a later round was applied since"), std::string::npos) << out;
+  }
+  // The two members it did not accuse in its first round, at least, ban it.
+  EXPECT_GE(refused_proofs, 2u);
+  size_t bans = 0;
+  for (int i = 0; i < 3; ++i)
+    bans += peers[static_cast<size_t>(i)]->count_in_output(
+      "banned for 600 s (it accused a reducer with a forged proof");
+  EXPECT_GE(bans, 2u);
+}
+
 // A hostile leader (a key ground to come first in the leader order of the first epochs) takes
 // every join and never answers. Each honest peer loses one matchmaking to it and then skips it:
 // they train on together under the next leader and end identical.
