@@ -11,7 +11,9 @@
 // to show what the catch-up buys; "liar": float32 with the last peer a reducer that negates its
 // part's result, debug.byzantine = "lying_reducer", the honest peers auditing at
 // averaging.audit_probability and discarding the round they catch it in; "liar-no-audits": the
-// same with audits off; only the honest peers are scored). Aims (printed, never asserted): the
+// same with audits off; "scaler": the last peer sends reducers its values times -100,
+// debug.byzantine = "scaled_values", which averaging.aggregation = "centered_clip" bounds; only
+// the honest peers are scored). Aims (printed, never asserted): the
 // swarm's loss at most 2% above the single peer's; each codec's at most 2% above the float32
 // swarm's (lower is better: "no loss in what the model learns"); with a liar at most 5% above.
 //
@@ -126,15 +128,21 @@ class convergence_runner {
     auto dir = root_ / ("swarm-" + codec);
     const bool plain_topk = codec == "topk-plain";
     const bool overlap = codec == "overlap";  // float32, rounds overlapped with compute
-    const bool liar = codec.starts_with("liar");  // float32, the last peer lies as reducer
-    const std::string wire_codec = plain_topk ? "topk" : overlap || liar ? "none" : codec;
+    // float32, the last peer hostile: it lies as reducer, or scales what it sends
+    const std::string hostile = codec.starts_with("liar") ? "lying_reducer"
+                                : codec == "scaler"        ? "scaled_values"
+                                                           : "";
+    const std::string wire_codec = plain_topk                      ? "topk"
+                                   : overlap || !hostile.empty() ? "none"
+                                                                 : codec;
     auto port = free_loopback_port();
     std::vector<std::unique_ptr<spawned_process>> peers;
     std::vector<std::filesystem::path> run_dirs;
     auto started = clock_type::now();
     for (int i = 0; i < s_.peers; ++i) {
       auto run_dir = dir / ("peer" + std::to_string(i));
-      if (!liar || i < s_.peers - 1)
+      const bool hostile_peer = !hostile.empty() && i == s_.peers - 1;
+      if (!hostile_peer)
         run_dirs.push_back(run_dir);
       std::vector<std::string> args{
         "--config", config_file().string(), "--set", "run.dir=\"" + run_dir.string() + "\"",
@@ -148,9 +156,9 @@ class convergence_runner {
         args.insert(args.end(), {"--set", "averaging.overlap=true"});
       if (codec == "liar-no-audits")
         args.insert(args.end(), {"--set", "averaging.audit_probability=0"});
-      const bool lying = liar && i == s_.peers - 1;
-      if (lying)  // banned, it never reaches the end: stopped once the others are done
-        args.insert(args.end(), {"--set", "debug.byzantine=\"lying_reducer\"", "--set",
+      // A banned peer never reaches the end: it is stopped once the others are done.
+      if (hostile_peer)
+        args.insert(args.end(), {"--set", "debug.byzantine=\"" + hostile + "\"", "--set",
                                  "debug.allow_byzantine=true", "--set", "train.steps=1000000000"});
       auto network = loopback_swarm_args(i, port);
       args.insert(args.end(), network.begin(), network.end());
@@ -242,7 +250,7 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app.add_option("--codecs", s.codecs,
                  "also swarms with these codecs (e.g. int8,topk,topk-plain,overlap,liar,"
-                 "liar-no-audits)")
+                 "liar-no-audits,scaler)")
     ->delimiter(',');
   app.add_option("--validation-images", s.validation_images, "first N test images")
     ->capture_default_str();
@@ -327,7 +335,10 @@ int main(int argc, char** argv) {
   aims_json.push_back(aim("swarm / single", fp32, single));
   for (size_t k = 2; k < runs.size(); ++k)
     aims_json.push_back(aim(runs[k].name + " / float32 swarm", runs[k], fp32,
-                            runs[k].name.find("liar") != std::string::npos ? 5 : 2));
+                            runs[k].name.find("liar") != std::string::npos ||
+                                runs[k].name.find("scaler") != std::string::npos
+                              ? 5
+                              : 2));
   if (!s.json_path.empty()) {
     json out = {{"config",
                  {{"steps", s.steps}, {"batch", s.batch}, {"peers", s.peers},

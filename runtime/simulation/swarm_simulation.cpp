@@ -87,6 +87,7 @@ struct digest_message {
 struct accusation_message {  // an auditor found a reducer's result wrong
   uint64_t round_id = 0;
   uint32_t reducer = 0;  // its index in the group
+  std::shared_ptr<const std::vector<audit_evidence>> proof;  // the inputs that disproved it
 };
 struct member_gone_message {  // a round partner's connection dropped
   uint64_t round_id = 0;
@@ -180,6 +181,12 @@ struct sim_peer {
   std::set<uint32_t> banned;           // peers this one caught lying (until it restarts)
   std::set<uint32_t> audited;          // reducers of the current round it audited
   std::shared_ptr<const std::vector<float>> last_result;  // with audits: for accusations
+  // With audits, as the trainer keeps it: the state from before the last round applied, that
+  // round, and the liars' parts in it (a proven lie sends the peer back to the state).
+  std::vector<float> state_before_round;
+  uint64_t applied_round = 0;
+  std::size_t applied_poisoned_parts = 0;
+  uint64_t caught_round = 0;  // proven poisoned before it was applied
   // Membership and progress.
   std::unique_ptr<swarm_view> view;
   epoch_reports reports;
@@ -948,14 +955,16 @@ private:
       }
     // Parts that liars reduced are wrong by design (their own peers' results are not checked).
     std::vector<bool> poisoned(result->size(), false);
+    std::size_t poisoned_parts = 0;
     for (auto reducer : p.round->reducers_of_last_attempt())
       if (peers_[group.peers[reducer]].liar)
         if (auto plan = p.round->audit_plan_for(reducer, *result)) {
           std::fill(poisoned.begin() + static_cast<std::ptrdiff_t>(plan->part.begin),
                     poisoned.begin() + static_cast<std::ptrdiff_t>(plan->part.end), true);
           if (!p.liar)
-            ++report_.poisoned_parts;
+            ++poisoned_parts;
         }
+    report_.poisoned_parts += poisoned_parts;
     if (!p.liar && inputs.size() == static_cast<std::size_t>(std::popcount(done.member_set))) {
       double total = 0;
       for (auto w : weights)
@@ -991,12 +1000,32 @@ private:
       if (!reducers.empty())
         audit(p, reducers[uniform_index(reducers.size())], *done.values, true);
     }
-    end_round(p, done.group_size > 1 ? round_result::averaged : round_result::alone, &done);
+    end_round(p, done.group_size > 1 ? round_result::averaged : round_result::alone, &done,
+              poisoned_parts);
+  }
+
+  // A proven lie in round `round_id`: back to the state from before it where it is the last
+  // round applied (actors/trainer_swarm.cpp: discard_round), or not applied at all where it is
+  // not applied yet (the sim's audits take no time: an own audit ends before its round's
+  // update); too late after a later round.
+  void discard(sim_peer& p, uint64_t round_id) {
+    if (p.applied_round == round_id) {
+      p.state = std::move(p.state_before_round);
+      p.applied_round = 0;
+      ++report_.discarded_rounds;
+      report_.discarded_parts += p.applied_poisoned_parts;
+      trace(p, "discarded the last round");
+    } else if (p.group && p.group->round_id == round_id && p.caught_round != round_id) {
+      p.caught_round = round_id;
+    } else if (p.caught_round != round_id) {
+      ++report_.discards_too_late;
+    }
   }
 
   // Member `p` audits reducer `reducer` of its current round with the evidence the reducer
-  // shows (read directly: the product fetches it). A lie bans the reducer here, and, when the
-  // audit was this peer's own pick, goes to the other members as an accusation.
+  // shows (read directly: the product fetches it). A lie bans the reducer here and discards the
+  // round, and, when the audit was this peer's own pick, goes to the other members as an
+  // accusation with its proof.
   void audit(sim_peer& p, uint32_t reducer, const std::vector<float>& result, bool own) {
     if (!p.audited.insert(reducer).second)
       return;
@@ -1021,15 +1050,22 @@ private:
     if (p.banned.insert(q.index).second)
       ++report_.bans;
     trace(p, fmt::format("caught reducer {} lying", q.index));
+    discard(p, p.group->round_id);
     if (!own)
       return;
+    auto proof = std::make_shared<const std::vector<audit_evidence>>(
+      refused ? std::vector<audit_evidence>{} : check.evidence());
+    std::size_t bytes = control_bytes;
+    for (const auto& evidence : *proof)
+      bytes += evidence.blob.bytes.size() + control_bytes;
     for (std::size_t m = 0; m < p.group->peers.size(); ++m)
       if (m != p.round->me() && m != reducer && ((p.round->member_set() >> m) & 1u))
-        send(p, p.group->peers[m], control_bytes,
-             accusation_message{p.group->round_id, reducer}, true);
+        send(p, p.group->peers[m], bytes, accusation_message{p.group->round_id, reducer, proof},
+             true);
   }
 
-  void end_round(sim_peer& p, round_result result, const round_done* done) {
+  void end_round(sim_peer& p, round_result result, const round_done* done,
+                 std::size_t poisoned_parts = 0) {
     trace(p, fmt::format("round ended: {}", to_string(result)));
     switch (result) {
       case round_result::averaged: ++report_.rounds_averaged; break;
@@ -1038,8 +1074,22 @@ private:
       case round_result::missed: ++report_.rounds_missed; break;
     }
     const auto& update = done ? *done->values : p.contribution;
-    for (std::size_t i = 0; i < p.state.size(); ++i)
-      p.state[i] += update[i];
+    const uint64_t round_id = p.group ? p.group->round_id : 0;
+    if (p.caught_round != 0 && p.caught_round == round_id) {
+      ++report_.discarded_rounds;  // proven poisoned before it was applied: nothing to apply
+      report_.discarded_parts += poisoned_parts;
+      trace(p, "discarded the round before applying it");
+    } else {
+      p.applied_round = 0;
+      if (result == round_result::averaged && p.key && !p.liar &&
+          config_.audit_probability > 0) {
+        p.state_before_round = p.state;
+        p.applied_round = round_id;
+        p.applied_poisoned_parts = poisoned_parts;
+      }
+      for (std::size_t i = 0; i < p.state.size(); ++i)
+        p.state[i] += update[i];
+    }
     // A finished round lingers for its digests; the state machine itself needs no more events.
     if (done == nullptr)
       p.round.reset();
@@ -1073,12 +1123,34 @@ private:
   }
 
   void on(sim_peer& p, accusation_message& m) {
-    // Checked before it is believed: the accused reducer is audited here too.
-    if (p.key && !p.liar && p.round && p.group && p.group->round_id == m.round_id &&
-        p.round->state() == butterfly_round::status::done) {
-      if (p.last_result)
-        audit(p, m.reducer, *p.last_result, false);
+    // Checked before it is believed: with its proof against this peer's result
+    // (check_accusation_proof), or, without one of this attempt, by auditing the reducer.
+    if (!p.key || p.liar || !p.round || !p.group || p.group->round_id != m.round_id ||
+        p.round->state() != butterfly_round::status::done || !p.last_result)
+      return;
+    const auto& proof = *m.proof;
+    if (proof.empty() || proof.front().member_set != p.round->member_set()) {
+      audit(p, m.reducer, *p.last_result, false);
+      return;
     }
+    auto plan = p.round->audit_plan_for(m.reducer, *p.last_result);
+    if (!plan || !p.audited.insert(m.reducer).second)
+      return;
+    const auto finding = check_accusation_proof(std::move(*plan), proof);
+    auto& q = peers_[p.group->peers[m.reducer]];
+    if (finding.result != proof_finding::kind::confirmed || !q.liar) {
+      violation(fmt::format("round {:016x}: peer {} found the proof against reducer {} {}: {}",
+                            m.round_id, p.index, q.index,
+                            finding.result == proof_finding::kind::confirmed ? "holds"
+                                                                             : "does not hold",
+                            finding.detail));
+      return;
+    }
+    ++report_.lies_caught;
+    if (p.banned.insert(q.index).second)
+      ++report_.bans;
+    trace(p, fmt::format("convinced by a proof that reducer {} lied", q.index));
+    discard(p, m.round_id);
   }
 
   void on(sim_peer& p, member_gone_message& m) {
@@ -1200,9 +1272,11 @@ private:
       for (const auto& p : peers_)
         liars += p.liar ? 1 : 0;
       text_ += fmt::format("liars {}: audits {}, lies caught {}, bans {}, poisoned parts applied "
-                           "by honest peers {}\n",
+                           "by honest peers {}, discarded again {} (in {} rounds; {} proven too "
+                           "late)\n",
                            liars, report_.audits, report_.lies_caught, report_.bans,
-                           report_.poisoned_parts);
+                           report_.poisoned_parts, report_.discarded_parts,
+                           report_.discarded_rounds, report_.discards_too_late);
     }
     text_ += fmt::format(
       "figures: gossip {:.0f} bytes per peer per second, a join reaches every view in {:.2f} s "

@@ -42,10 +42,13 @@
 // Liars (`liars`): peers that, as reducers, send every member the same negated result for their
 // part (digests agree). With audit_probability > 0 every chunk is signed and reducers keep their
 // evidence, as the product does; after a round an honest member audits one other reducer with
-// that probability (reducer_audit.hpp) and bans a liar it catches, telling the other members,
-// who audit it themselves. Audits take no virtual time and read the reducer's evidence directly
-// (the product fetches it over the network). Invariant 1 then skips the parts liars reduced, and
-// the report counts the poisoned parts honest peers applied and the bans.
+// that probability (reducer_audit.hpp) and bans a liar it catches, telling the other members
+// with its proof, which they check against their own result. A peer that proves a lie goes back
+// to its state from before that round where it is the last it applied (as the trainer does).
+// Audits take no virtual time and read the reducer's evidence directly (the product fetches it
+// over the network); accusations travel as messages. Invariant 1 then skips the parts liars
+// reduced, and the report counts the poisoned parts honest peers applied, those discarded again,
+// and the bans.
 
 #include <cstddef>
 #include <cstdint>
@@ -113,6 +116,9 @@ struct swarm_simulation_report {
   std::uint64_t lies_caught = 0;       // audits (own or on an accusation) that found a lie
   std::uint64_t bans = 0;              // an honest peer banning a liar
   std::uint64_t poisoned_parts = 0;    // a liar's part applied by an honest peer
+  std::uint64_t discarded_rounds = 0;  // rounds an honest peer went back on (a proven lie)
+  std::uint64_t discarded_parts = 0;   // the liars' parts in them
+  std::uint64_t discards_too_late = 0; // proven after a later round was applied: kept
 };
 
 swarm_simulation_report run_swarm_simulation(const swarm_simulation_config& config);

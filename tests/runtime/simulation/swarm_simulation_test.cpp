@@ -89,7 +89,9 @@ TEST(swarm_simulation, the_checker_reports_a_wrong_round_result) {
 }
 
 // A quarter of twelve peers lie about the parts they reduce. Audits catch them and the honest
-// peers ban them; no honest peer is banned, and every other invariant holds.
+// peers ban them, and go back on the rounds they caught them in; no honest peer is banned, and
+// every other invariant holds (peers that report the same epoch and digest after a discard hold
+// the same values).
 TEST(swarm_simulation, audits_catch_and_ban_lying_reducers) {
   swarm_simulation_config config;
   config.seed = 5;
@@ -104,6 +106,9 @@ TEST(swarm_simulation, audits_catch_and_ban_lying_reducers) {
   EXPECT_GT(report.lies_caught, 0u) << report.text;
   EXPECT_GT(report.bans, 0u) << report.text;
   EXPECT_GT(report.poisoned_parts, 0u) << report.text;  // before they were caught
+  EXPECT_GT(report.discarded_rounds, 0u) << report.text;
+  EXPECT_GT(report.discarded_parts, 0u) << report.text;
+  EXPECT_LE(report.discarded_parts, report.poisoned_parts) << report.text;
   EXPECT_NE(report.text.find("liars "), std::string::npos);
   // The same swarm without audits: poisoned parts in every round the liars reduce.
   auto unaudited = config;
