@@ -76,11 +76,17 @@ std::chrono::milliseconds vouch_wait(const run_config& config) {
 
 } // namespace
 
-// averaging.overlap in gradients or DiLoCo mode: batches train into the next epoch while a round
-// runs. (Averaging parameters replaces the weights that local steps would change.)
+// averaging.overlap in gradients or DiLoCo mode ("auto": in DiLoCo mode only): batches train
+// into the next epoch while a round runs. (Averaging parameters replaces the weights that local
+// steps would change.)
 bool overlapping(const trainer_state& st) {
   const auto& mode = averaging_mode(st);
-  return st.options.config.averaging.overlap && (mode == "gradients" || mode == "diloco");
+  switch (st.options.config.averaging.overlap) {
+    case overlap_policy::on: return mode == "gradients" || mode == "diloco";
+    case overlap_policy::automatic: return mode == "diloco";
+    case overlap_policy::off: break;
+  }
+  return false;
 }
 
 // Batches wait in order while the weights are about to be replaced, or the swarm is not found

@@ -152,8 +152,8 @@ class convergence_runner {
         "averaging.compression=\"" + wire_codec + "\""};
       if (plain_topk)
         args.insert(args.end(), {"--set", "averaging.topk_catch_up=false"});
-      if (overlap)
-        args.insert(args.end(), {"--set", "averaging.overlap=true"});
+      args.insert(args.end(),
+                  {"--set", std::string("averaging.overlap=") + (overlap ? "true" : "false")});
       if (codec == "liar-no-audits")
         args.insert(args.end(), {"--set", "averaging.audit_probability=0"});
       // A banned peer never reaches the end: it is stopped once the others are done.

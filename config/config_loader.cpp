@@ -519,6 +519,30 @@ field_binding<S> field(std::string_view name, T S::*member,
           [member](const S& section) { return render(section.*member); }};
 }
 
+/// averaging.overlap: a boolean, or "auto" (on where it costs nothing measurable).
+field_binding<averaging_section> overlap_field() {
+  return {"overlap", false,
+          [](averaging_section& section, const toml::node& node) {
+            if (const auto* flag = node.as_boolean()) {
+              section.overlap = flag->get() ? overlap_policy::on : overlap_policy::off;
+              return;
+            }
+            if (const auto* text = node.as_string(); text && text->get() == "auto") {
+              section.overlap = overlap_policy::automatic;
+              return;
+            }
+            throw bad_value{"expected true, false or \"auto\", got " + describe_node(node)};
+          },
+          [](const averaging_section& section) {
+            switch (section.overlap) {
+              case overlap_policy::off: return std::string("false");
+              case overlap_policy::on: return std::string("true");
+              case overlap_policy::automatic: break;
+            }
+            return std::string("\"auto\"");
+          }};
+}
+
 /// A field binding lifted to the whole run_config.
 struct key_binding {
   std::string section;
@@ -731,7 +755,7 @@ section_schema averaging_keys() {
             one_of({"none", "zstd", "fp16", "bf16"})),
       field("state_every", &averaging_section::state_every, at_least(1)),
       field("bandwidth", &averaging_section::bandwidth, within(0, 1e6)),
-      field("overlap", &averaging_section::overlap),
+      overlap_field(),
       field("max_weight_ratio", &averaging_section::max_weight_ratio, within(0, 1e6)),
       field("state_quorum", &averaging_section::state_quorum, within(1, 64)),
       field("aggregation", &averaging_section::aggregation, one_of({"mean", "centered_clip"})),

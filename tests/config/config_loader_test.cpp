@@ -343,7 +343,26 @@ INSTANTIATE_TEST_SUITE_P(
                   "must be a finite number, got nan"},
         type_case{"[run]\nseed = -1\n", "run.seed", 2, 8, "must be >= 0, got -1"},
         type_case{"[data]\nbatch_size = 3000000000\n", "data.batch_size", 2, 14,
-                  "must be in [-2147483648, 2147483647], got 3000000000"}));
+                  "must be in [-2147483648, 2147483647], got 3000000000"},
+        type_case{"[averaging]\noverlap = \"yes\"\n", "averaging.overlap", 2, 11,
+                  "expected true, false or \"auto\", got a string (\"yes\")"},
+        type_case{"[averaging]\noverlap = 1\n", "averaging.overlap", 2, 11,
+                  "expected true, false or \"auto\", got an integer (1)"}));
+
+// averaging.overlap: a boolean as before, or "auto" (the default: on in DiLoCo mode only).
+TEST(config_loader, overlap_takes_a_boolean_or_auto_in_the_file_and_in_overrides) {
+  EXPECT_EQ(parse_run_config("", "a.toml").averaging.overlap, overlap_policy::automatic);
+  EXPECT_EQ(parse_run_config("[averaging]\noverlap = true\n", "a.toml").averaging.overlap,
+            overlap_policy::on);
+  EXPECT_EQ(parse_run_config("[averaging]\noverlap = false\n", "a.toml").averaging.overlap,
+            overlap_policy::off);
+  EXPECT_EQ(parse_run_config("[averaging]\noverlap = \"auto\"\n", "a.toml").averaging.overlap,
+            overlap_policy::automatic);
+  EXPECT_EQ(parse_run_config("", "a.toml", {"averaging.overlap=true"}).averaging.overlap,
+            overlap_policy::on);
+  EXPECT_EQ(parse_run_config("", "a.toml", {"averaging.overlap=\"auto\""}).averaging.overlap,
+            overlap_policy::automatic);
+}
 
 // --- Impossible values ---------------------------------------------------------------------------
 

@@ -350,13 +350,15 @@ INSTANTIATE_TEST_SUITE_P(codecs, swarm_codec,
                          ::testing::Values("fp16", "bf16", "int8", "topk", "adaptive"));
 
 // Parameter averaging and DiLoCo also leave every peer of a round with the same weights (after
-// the average, or after the same outer Nesterov step); their optimizer moments stay local.
+// the average, or after the same outer Nesterov step); their optimizer moments stay local. (With
+// overlap, DiLoCo's default, the weights hold each peer's inner steps since: see below.)
 class swarm_mode : public swarm, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(swarm_mode, peers_hold_the_same_weights_after_each_round) {
   auto config = write_config(10, 3);
   for (int i = 0; i < 3; ++i)
-    start_peer(i, config, {"--set", "train.averaging=" + GetParam()});
+    start_peer(i, config,
+               {"--set", "train.averaging=" + GetParam(), "--set", "averaging.overlap=false"});
   for (int i = 0; i < 3; ++i)
     expect_exit_ok(i);
   for (int64_t epoch : {5, 10}) {
@@ -384,15 +386,15 @@ TEST_P(swarm_mode, peers_hold_the_same_weights_after_each_round) {
 
 INSTANTIATE_TEST_SUITE_P(modes, swarm_mode, ::testing::Values("parameters", "diloco"));
 
-// DiLoCo with overlap: inner steps go on while the outer round runs. The anchor and its momentum,
-// which the outer steps move, stay bit-identical on every peer; the weights hold each peer's own
-// inner steps on top, until the end, where every peer writes the anchor.
+// DiLoCo overlaps by default (averaging.overlap = "auto"): inner steps go on while the outer
+// round runs. The anchor and its momentum, which the outer steps move, stay bit-identical on
+// every peer; the weights hold each peer's own inner steps on top, until the end, where every
+// peer writes the anchor.
 TEST_F(swarm, diloco_overlaps_its_outer_rounds_and_keeps_the_anchor_identical) {
   auto config = write_config(12, 3);
   for (int i = 0; i < 3; ++i)
     start_peer(i, config,
-               {"--set", "train.averaging=\"diloco\"", "--set", "averaging.overlap=true", "--set",
-                "train.checkpoint_every=4"});
+               {"--set", "train.averaging=\"diloco\"", "--set", "train.checkpoint_every=4"});
   for (int i = 0; i < 3; ++i)
     expect_exit_ok(i);
   for (int64_t epoch : {4, 8})
@@ -507,7 +509,9 @@ class swarm_node_mode : public swarm, public ::testing::WithParamInterface<std::
 
 TEST_P(swarm_node_mode, a_peer_with_two_trainers_steps_as_one_and_takes_the_round_s_outcome) {
   auto config = write_config(8, 2);
-  const std::vector<std::string> mode{"--set", "train.averaging=\"" + GetParam() + "\""};
+  // Overlap off: in DiLoCo the weights would hold each peer's inner steps since the round.
+  const std::vector<std::string> mode{"--set", "train.averaging=\"" + GetParam() + "\"", "--set",
+                                      "averaging.overlap=false"};
   start_peer(0, config, mode);
   auto two = mode;
   two.insert(two.end(), {"--set", "run.trainers=2"});
@@ -529,7 +533,9 @@ TEST_P(swarm_node_mode, a_peer_with_two_trainers_steps_as_one_and_takes_the_roun
 // state (in DiLoCo with its outer anchor and momentum) and hands it to rank 1.
 TEST_P(swarm_node_mode, a_crashed_rank_restarts_its_set_which_takes_the_swarm_s_state_again) {
   auto config = write_config(14, 2);
-  const std::vector<std::string> mode{"--set", "train.averaging=\"" + GetParam() + "\""};
+  // Overlap off: in DiLoCo the weights would hold each peer's inner steps since the round.
+  const std::vector<std::string> mode{"--set", "train.averaging=\"" + GetParam() + "\"", "--set",
+                                      "averaging.overlap=false"};
   start_peer(0, config, mode);
   auto two = mode;
   two.insert(two.end(), {"--set", "run.trainers=2", "--set", "debug.crash_trainer_at_step=7"});
@@ -595,7 +601,8 @@ TEST_P(swarm_late_join, the_joiner_and_the_swarm_stay_bit_identical_at_every_che
   const int64_t epochs = param.loaded ? 160 : 320;
   auto config = write_config(epochs, 1);
   const std::vector<std::string> mode{"--set", "train.averaging=\"" + param.mode + "\"", "--set",
-                                      "train.checkpoint_every=10"};
+                                      "train.checkpoint_every=10", "--set",
+                                      "averaging.overlap=false"};
   start_peer(0, config, mode);
   ASSERT_TRUE(peers[0]->wait_for_output("epoch 10/", 120s)) << peers[0]->output();
   start_peer(1, config, mode);
