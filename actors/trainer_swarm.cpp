@@ -62,6 +62,14 @@ std::pair<int64_t, uint64_t> inspect_state(trainer_state& st, const state_downlo
   return {epoch, digest};
 }
 
+// Another trainer of this peer's node is gone: rank 0 ends too (the peer re-forms the set).
+void quit_without_the_node(trainer_pointer self, const node_collective_error& e) {
+  auto& st = self->state;
+  spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
+               e.what());
+  self->quit(make_error(errc::training_failed, e.what()));
+}
+
 void back_off_catching_up(trainer_state& st) {
   st.catch_up_backoff = std::clamp(2 * st.catch_up_backoff, first_catch_up_backoff,
                                    max_catch_up_backoff);
@@ -270,9 +278,7 @@ void consider_pending_state(trainer_pointer self) {
     if (reached_limit(st))
       settle_or_finish(self);  // the swarm's final state: compared, then written
   } catch (const node_collective_error& e) {
-    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
-                 e.what());
-    self->quit(make_error(errc::training_failed, e.what()));
+    quit_without_the_node(self, e);
     return;
   } catch (const std::exception& e) {
     spdlog::warn("downloaded state refused: {}", e.what());
@@ -518,9 +524,7 @@ void discard_round(trainer_pointer self, uint64_t round_id, const std::string& w
       share_node_state(st);
     }
   } catch (const node_collective_error& e) {
-    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
-                 e.what());
-    self->quit(make_error(errc::training_failed, e.what()));
+    quit_without_the_node(self, e);
     return;
   } catch (const std::exception& e) {
     // Nothing changed (restore_shared_state checks first); the split repair is left.
@@ -556,9 +560,7 @@ void start_round(trainer_pointer self) {
     if (st.node && mode == "gradients")
       sum_node_accumulation(*st.node, *st.model);
   } catch (const node_collective_error& e) {
-    spdlog::warn("trainer 0 of {} ends at epoch {}: {}", st.options.ranks, st.progress.epoch,
-                 e.what());
-    self->quit(make_error(errc::training_failed, e.what()));
+    quit_without_the_node(self, e);
     return;
   }
   if (mode == "gradients") {
