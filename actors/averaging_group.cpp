@@ -387,6 +387,12 @@ bool check_proof(group_pointer self, const audit_accusation& accusation) {
   const auto accuser = member_name(st, accusation.accuser);
   const auto reducer = member_name(st, accusation.reducer);
   auto finding = check_accusation_proof(std::move(*plan), proof);
+  if (accusation.reducer == st.round->me() && finding.result == proof_finding::kind::confirmed) {
+    // Against this peer, which sent what it reduced: a bug, not a lie to ban anyone for.
+    spdlog::error("round {:016x}: member {}'s proof against this peer's part holds: {}", round,
+                  accuser, finding.detail);
+    return true;
+  }
   switch (finding.result) {
     case proof_finding::kind::confirmed:
       spdlog::error("round {:016x}: member {}'s proof shows that reducer {} lied about its part: "
@@ -413,12 +419,13 @@ bool check_proof(group_pointer self, const audit_accusation& accusation) {
 }
 
 // Another member says a reducer lied: we check for ourselves, with its proof where it carries
-// one of our attempt, else by auditing the reducer.
+// one of our attempt, else by auditing the reducer. The accused checks the proof too: a forged
+// one gets its accuser banned by every honest member alike (members that disagree on whom they
+// left out would follow different leaders and split).
 void hear_accusation(group_pointer self, const audit_accusation& accusation) {
   auto& st = self->state;
   if (!st.round || st.round->state() != butterfly_round::status::done ||
       accusation.round_id != st.assignment.round_id || accusation.accuser == st.round->me() ||
-      accusation.reducer == st.round->me() ||
       accusation.reducer >= st.assignment.members.size() ||
       !from_member(self, accusation.accuser) ||
       !st.accusations_heard.insert(accusation.accuser).second)
@@ -427,7 +434,7 @@ void hear_accusation(group_pointer self, const audit_accusation& accusation) {
                member_name(st, accusation.accuser), member_name(st, accusation.reducer));
   if (!st.result)
     return;  // this peer does not audit (averaging.audit_probability = 0)
-  if (check_proof(self, accusation))
+  if (check_proof(self, accusation) || accusation.reducer == st.round->me())
     return;
   st.accused.insert(accusation.reducer);
   if (st.audited.count(accusation.reducer) != 0) {

@@ -630,8 +630,9 @@ std::vector<uint32_t> butterfly_round::reducers_of_last_attempt() const {
 
 std::optional<audit_plan> butterfly_round::audit_plan_for(uint32_t reducer,
                                                           const std::vector<float>& result) const {
-  const auto reducers = reducers_of_last_attempt();
-  if (std::find(reducers.begin(), reducers.end(), reducer) == reducers.end() ||
+  const auto at = std::find(active_.begin(), active_.end(), reducer);
+  if (state_ != status::done || active_.size() < 2 || at == active_.end() ||
+      parts_[static_cast<std::size_t>(at - active_.begin())].empty() ||
       result.size() != setup_.values->size())
     return std::nullopt;
   audit_plan plan;

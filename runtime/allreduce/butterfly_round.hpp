@@ -232,7 +232,8 @@ public:
   const std::vector<audit_evidence>& audit_evidence_of_our_part(uint64_t member_set);
   /// Once done: what an auditor of `reducer` (an index in the assignment) needs, with `result`
   /// the round's result as we applied it. Nothing when that member reduced no part of the last
-  /// attempt, is this member, or the round is not done among several members.
+  /// attempt or the round is not done among several members. Of this member's own part: what
+  /// it needs to check a proof others hold against it.
   std::optional<audit_plan> audit_plan_for(uint32_t reducer,
                                            const std::vector<float>& result) const;
   /// Members of the last attempt, other than us, whose part is not empty (audit candidates).

@@ -305,9 +305,15 @@ TEST(reducer_audit, an_auditors_proof_convinces_the_other_members_without_the_li
     EXPECT_EQ(finding.result, proof_finding::kind::confirmed) << finding.detail;
     EXPECT_NE(finding.detail.find("away from what its inputs give"), std::string::npos);
   }
-  // The same inputs of an honest reducer's part prove nothing against it.
+  // The same inputs of an honest reducer's part prove nothing against it, for another member
+  // or for the accused itself (which checks a proof against its own part).
   const auto honest = proof_of(run, 0, 1);
   EXPECT_EQ(check_proof(run, 3, 1, honest).result, proof_finding::kind::contradicted);
+  EXPECT_EQ(check_proof(run, 1, 1, honest).result, proof_finding::kind::contradicted);
+  auto forged = honest;
+  forged[0].blob.bytes[3] ^= 1;
+  seal(forged[0].blob);
+  EXPECT_EQ(check_proof(run, 1, 1, forged).result, proof_finding::kind::refused);
 }
 
 TEST(reducer_audit, a_proof_that_does_not_check_out_is_refused) {
