@@ -273,11 +273,13 @@ void tell_averager(group_pointer self, uint32_t member, const char* verdict,
                st.assignment.members[member].peer_id, std::string(verdict), detail);
 }
 
+// Tells every other member of the attempt, the accused included: it checks the proof as well,
+// so that honest members ban a forger alike (hear_accusation).
 void accuse(group_pointer self, uint32_t reducer, std::vector<audit_evidence> proof) {
   auto& st = self->state;
   const auto me = st.round->me();
   for (uint32_t m = 0; m < st.assignment.members.size(); ++m)
-    if (m != me && m != reducer && ((st.round->member_set() >> m) & 1u))
+    if (m != me && ((st.round->member_set() >> m) & 1u))
       self->send(st.assignment.members[m].group, audit_atom_v,
                  audit_accusation{st.assignment.round_id, reducer, me, proof});
 }
