@@ -24,6 +24,7 @@
 #include "models/model_trainer.hpp"
 #include "models/node_reducer.hpp"
 #include "models/outer_optimizer.hpp"
+#include "models/shared_state.hpp"
 #include "monitoring/ddactor_metrics.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/progress_meter.hpp"
@@ -70,7 +71,7 @@ enum class node_command : int64_t {
 // prove that round poisoned (average_outcome::may_be_discarded).
 struct applied_round_backup {
   uint64_t round_id = 0;
-  std::vector<char> state;  // encode_shared_state, uncompressed
+  shared_state_copy state;
 };
 
 // A downloaded state that waits for a quorum of peers to vouch for it.

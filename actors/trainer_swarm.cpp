@@ -419,10 +419,10 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome) {
   st.round_backup.reset();
   if (outcome.averaged() && outcome.may_be_discarded) {
     const auto started = clock_type::now();
-    st.round_backup = applied_round_backup{
-      outcome.round_id, encode_shared_state(*st.model, st.progress.epoch, st.outer.get(), "none")};
+    st.round_backup =
+      applied_round_backup{outcome.round_id, copy_shared_state(*st.model, st.outer.get())};
     spdlog::debug("round {:016x}: the state from before it kept ({:.1f} MB in {:.3f} s)",
-                  outcome.round_id, static_cast<double>(st.round_backup->state.size()) / 1e6,
+                  outcome.round_id, static_cast<double>(st.round_backup->state.bytes()) / 1e6,
                   std::chrono::duration<double>(clock_type::now() - started).count());
   }
   const auto& values = *outcome.values;

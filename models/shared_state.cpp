@@ -86,6 +86,40 @@ std::vector<char> encode_shared_state(model_trainer& trainer, int64_t epoch,
   return out;
 }
 
+std::size_t shared_state_copy::bytes() const {
+  std::size_t total = 0;
+  for (const auto& t : tensors)
+    total += static_cast<std::size_t>(t.numel()) * t.element_size();
+  return total;
+}
+
+shared_state_copy copy_shared_state(model_trainer& trainer, const outer_nesterov* outer) {
+  shared_state_copy copy;
+  for (const auto& [name, tensor, exact] : shared_tensors(trainer, outer))
+    copy.tensors.push_back(
+      tensor.detach().to(torch::kCPU, tensor.scalar_type(), /*non_blocking=*/false,
+                         /*copy=*/true));
+  copy.step = trainer.step();
+  copy.optimizer_steps = trainer.optimizer().step_count();
+  return copy;
+}
+
+void restore_shared_state(const shared_state_copy& copy, model_trainer& trainer,
+                          outer_nesterov* outer) {
+  auto targets = shared_tensors(trainer, outer);
+  if (targets.size() != copy.tensors.size())
+    throw std::runtime_error("the copy of the shared state is of another model");
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (targets[i].tensor.sizes() != copy.tensors[i].sizes())
+      throw std::runtime_error("the copy of tensor '" + targets[i].name + "' does not fit");
+  }
+  for (size_t i = 0; i < targets.size(); ++i)
+    targets[i].tensor.copy_(copy.tensors[i]);
+  trainer.optimizer().set_step_count(copy.optimizer_steps);
+  trainer.set_step(copy.step);
+}
+
 int64_t restore_shared_state(const std::vector<char>& bytes, model_trainer& trainer,
                              outer_nesterov* outer) {
   std::vector<std::byte> plain;

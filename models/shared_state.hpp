@@ -32,4 +32,18 @@ std::vector<char> encode_shared_state(model_trainer& trainer, int64_t epoch,
 int64_t restore_shared_state(const std::vector<char>& bytes, model_trainer& trainer,
                              outer_nesterov* outer);
 
+/// The same state as plain copies of its tensors in host memory, to go back to later in this
+/// process (a round proven poisoned): one copy, no encoding, nothing to check on the way back.
+struct shared_state_copy {
+  std::vector<torch::Tensor> tensors;  // in the order of the state's tensors
+  int64_t step = 0;
+  int64_t optimizer_steps = 0;
+  std::size_t bytes() const;
+};
+
+shared_state_copy copy_shared_state(model_trainer& trainer, const outer_nesterov* outer);
+/// Puts `copy` back, taken from the same trainer (and outer optimizer).
+void restore_shared_state(const shared_state_copy& copy, model_trainer& trainer,
+                          outer_nesterov* outer);
+
 } // namespace ddactor
