@@ -6,11 +6,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -39,8 +41,35 @@ int configure_torch_threads(int requested, int trainers) {
     spdlog::warn("run.threads = {} on a machine with {} cores: threads beyond the cores take "
                  "turns and slow each step down (0 uses one per core)",
                  n, cores);
-  torch::set_num_threads(std::max(1, n / std::max(1, trainers)));
+  const int per_trainer = std::max(1, n / std::max(1, trainers));
+  torch::set_num_threads(per_trainer);
+  configure_blas_threads(per_trainer);
   return torch::get_num_threads();
+}
+
+namespace {
+
+// Looked up at run time: LibTorch reaches BLAS through libblas.so.3, which Debian's alternatives
+// point at OpenBLAS (with its own thread pool), BLIS or the reference BLAS.
+template <typename Function>
+Function openblas_function(const char* name) {
+  return reinterpret_cast<Function>(::dlsym(RTLD_DEFAULT, name));
+}
+
+} // namespace
+
+std::optional<int> blas_threads() {
+  auto get = openblas_function<int (*)()>("openblas_get_num_threads");
+  if (get == nullptr)
+    return std::nullopt;
+  return get();
+}
+
+std::optional<int> configure_blas_threads(int threads) {
+  auto set = openblas_function<void (*)(int)>("openblas_set_num_threads");
+  if (set != nullptr && std::getenv("OPENBLAS_NUM_THREADS") == nullptr)
+    set(std::max(1, threads));
+  return blas_threads();
 }
 
 void check_device(const std::string& device) {

@@ -2,6 +2,7 @@
 // Process-wide LibTorch settings that must be made once, before any model runs.
 
 #include <functional>
+#include <optional>
 #include <string>
 namespace ddactor {
 
@@ -21,6 +22,17 @@ void keep_freed_memory();
 /// gets its share, at least 1: the count is per calling thread, and each trainer has its own.
 /// Returns the count in effect (per trainer).
 int configure_torch_threads(int requested, int trainers = 1);
+
+/// Gives OpenBLAS's own thread pool the same count (configure_torch_threads does): LibTorch's
+/// setting does not reach it, so each process kept one BLAS thread per core, and peers or
+/// trainers sharing a machine took turns, their idle BLAS threads yielding in a loop (two
+/// peers of run.threads = 1 on 2 cores: 279 samples/s, 394 with one BLAS thread each). An
+/// OPENBLAS_NUM_THREADS the user set wins. Returns OpenBLAS's count in effect; nullopt where
+/// LibTorch's BLAS is not OpenBLAS (nothing to set).
+std::optional<int> configure_blas_threads(int threads);
+
+/// OpenBLAS's thread count now; nullopt where LibTorch's BLAS is not OpenBLAS.
+std::optional<int> blas_threads();
 
 /// Refuses, with one clear line naming run.device, a device this build or machine cannot use
 /// (CUDA on a CPU-only build or a machine without that GPU) instead of quietly using the CPU.
