@@ -161,10 +161,15 @@ void finish(trainer_pointer self, const char* why) {
   st.finishing = true;
   peer_health::global().set(peer_health::activity::stopping);
   release_node(st);
-  spdlog::info("training {} at {} {} ({} samples trained here, {} of them during rounds); "
+  spdlog::info("training {} at {} {} ({} samples trained here, {} of them during rounds{}); "
                "writing the final checkpoint",
                why, st.swarm ? "epoch" : "step", current_step(st), st.samples_trained,
-               st.samples_overlapped);
+               st.samples_overlapped,
+               st.steps_ahead > 0
+                 ? fmt::format(", through {} rounds one own step ahead", st.steps_ahead)
+                 : std::string());
+  // A step ahead taken during the last round is this peer's alone, not the swarm's model.
+  take_back_step_ahead(st);
   if (st.outer && overlapping(st)) {
     // The swarm's model is the anchor; steps taken during the last round are this peer's alone.
     torch::NoGradGuard no_grad;
@@ -189,6 +194,7 @@ void stop_for_new_set(trainer_pointer self) {
   st.finishing = true;
   spdlog::info("stopping at {} {} for a new set of trainers; writing a checkpoint",
                st.swarm ? "epoch" : "step", current_step(st));
+  take_back_step_ahead(st);
   release_node(st);
   save_final_checkpoint(self);
 }

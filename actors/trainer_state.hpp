@@ -100,6 +100,7 @@ struct trainer_state {
   int64_t window_overlapped = 0;  // of window_samples, those trained while a round ran
   int64_t samples_trained = 0;    // by this trainer since it started
   int64_t samples_overlapped = 0; // of those, trained while a round ran
+  int64_t steps_ahead = 0;        // rounds trained through one own step ahead (step_ahead)
   int64_t window_steps = 0;
   double window_loss = 0;
   // Swarm mode.
@@ -138,6 +139,10 @@ struct trainer_state {
   // next round was out (done before that round is applied), and the last round proven poisoned
   // (several audits may prove the same round).
   std::optional<applied_round_backup> round_backup;
+  // Gradients mode with overlap and averaging.step_ahead: the state from before the step taken
+  // with this peer's own gradient while its round runs (restore_speculation puts it back before
+  // the swarm's average is applied).
+  std::optional<shared_state_copy> speculation;
   std::optional<std::pair<uint64_t, std::string>> pending_discard;
   uint64_t poisoned_round = 0;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;
@@ -208,6 +213,8 @@ void write_sample_grid(trainer_state& st);
 // --- trainer_swarm.cpp --------------------------------------------------------------------
 
 bool overlapping(const trainer_state& st);
+void step_ahead(trainer_state& st, std::span<const float> own_gradient);
+std::optional<shared_state_copy> take_back_step_ahead(trainer_state& st);
 bool batches_wait(const trainer_state& st);
 void settle_or_finish(trainer_pointer self);
 void continue_settling(trainer_pointer self, const swarm_progress& view);

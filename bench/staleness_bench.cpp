@@ -17,7 +17,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <algorithm>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,7 @@
 #include "config/config_loader.hpp"
 #include "models/diffusion_trainer.hpp"
 #include "models/model_config.hpp"
+#include "models/shared_state.hpp"
 #include "models/validation_loss.hpp"
 #include "runtime/data_order.hpp"
 #include "runtime/image_dataset.hpp"
@@ -40,7 +43,8 @@ struct settings {
   double lr = 5e-4;
   int64_t warmup = 15;
   int64_t validation_images = 2000;
-  std::vector<std::string> variants{"fresh", "stale", "predicted"};
+  int peers = 4;
+  std::vector<std::string> variants{"fresh", "stale", "predicted", "speculative"};
 };
 
 run_config bench_config(const settings& s) {
@@ -65,8 +69,37 @@ double train_and_score(const settings& s, const run_config& config, const run_da
   std::optional<std::vector<float>> pending;
   auto weights = trainer.parameters().values();
   torch::Tensor last_update = torch::zeros_like(weights);
+  std::optional<std::vector<float>> pending_local;
   for (int64_t step = 0; step < s.steps; ++step) {
-    const auto batch = batch_of(*data.train, order.next_batch(cursor, s.batch));
+    const auto indices = order.next_batch(cursor, s.batch);
+    const auto batch = batch_of(*data.train, indices);
+    if (variant == "speculative") {
+      // One peer of --peers: its own share of the batch is its local gradient, the whole
+      // batch's mean the swarm's average. The next gradient is computed on the weights after a
+      // step with the local gradient; then that step is undone and the average's applied.
+      std::optional<shared_state_copy> before;
+      if (pending_local) {
+        before = copy_shared_state(trainer, nullptr);
+        trainer.apply_gradient(*pending_local);
+      }
+      // (The two calls draw their noise apart: the same distribution as the others' stream,
+      // not the same values.)
+      const auto local = std::min<std::size_t>(
+        indices.size(), static_cast<std::size_t>(std::max(1, s.batch / s.peers)));
+      const std::span<const int64_t> all(indices);
+      trainer.accumulate(batch_of(*data.train, all.first(local)));
+      auto local_gradient = trainer.mean_gradient();
+      if (local < indices.size())
+        trainer.accumulate(batch_of(*data.train, all.subspan(local)));
+      auto gradient = trainer.take_mean_gradient();
+      if (before) {
+        restore_shared_state(*before, trainer, nullptr);
+        trainer.apply_gradient(*pending);
+      }
+      pending = std::move(gradient);
+      pending_local = std::move(local_gradient);
+      continue;
+    }
     if (variant == "predicted") {
       // The flat buffer is a leaf that requires grad: shift and restore it outside autograd.
       const auto kept = weights.detach().clone();
@@ -111,7 +144,10 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", s.warmup, "learning-rate warm-up steps")->capture_default_str();
   app.add_option("--validation-images", s.validation_images, "first N test images")
     ->capture_default_str();
-  app.add_option("--variants", s.variants, "fresh, stale, predicted")->delimiter(',');
+  app.add_option("--variants", s.variants, "fresh, stale, predicted, speculative")
+    ->delimiter(',');
+  app.add_option("--peers", s.peers, "speculative: the swarm a peer's share of each batch is of")
+    ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   configure_torch_threads(0);
   const auto config = bench_config(s);

@@ -756,6 +756,7 @@ section_schema averaging_keys() {
       field("state_every", &averaging_section::state_every, at_least(1)),
       field("bandwidth", &averaging_section::bandwidth, within(0, 1e6)),
       overlap_field(),
+      field("step_ahead", &averaging_section::step_ahead),
       field("max_weight_ratio", &averaging_section::max_weight_ratio, within(0, 1e6)),
       field("state_quorum", &averaging_section::state_quorum, within(1, 64)),
       field("aggregation", &averaging_section::aggregation, one_of({"mean", "centered_clip"})),

@@ -30,8 +30,14 @@ training_metrics::training_metrics(metrics_registry& r)
     overlapped_samples(
       r.counter("ddactor_training_overlapped_samples_total",
                 "Samples trained while this peer's previous epoch was being averaged "
-                "(averaging.overlap): in gradients mode their gradients are one update old when "
-                "applied; in DiLoCo mode their inner steps stay on top of the new anchor.")
+                "(averaging.overlap): in gradients mode on weights one update old, or one own "
+                "step ahead (averaging.step_ahead); in DiLoCo mode their inner steps stay on top "
+                "of the new anchor.")
+        .with()),
+    steps_ahead(
+      r.counter("ddactor_training_steps_ahead_total",
+                "Rounds during which this peer trained on the weights after a step with its own "
+                "gradient (averaging.step_ahead), taken back when the swarm's average arrived.")
         .with()),
     out_of_memory(r.counter("ddactor_training_out_of_memory_total",
                             "Training steps that ran out of memory; the trainer restarted with "

@@ -116,6 +116,7 @@ struct training_metrics {
   histogram& step_seconds;       // ddactor_training_step_duration_seconds
   counter& failures;             // ddactor_training_failures_total
   counter& overlapped_samples;   // ddactor_training_overlapped_samples_total
+  counter& steps_ahead;          // ddactor_training_steps_ahead_total
   counter& out_of_memory;        // ddactor_training_out_of_memory_total
   counter& skipped_steps;        // ddactor_training_skipped_steps_total
 };

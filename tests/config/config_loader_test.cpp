@@ -853,7 +853,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 157u);
+  EXPECT_EQ(known.size(), 158u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;

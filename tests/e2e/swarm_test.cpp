@@ -298,7 +298,9 @@ TEST_F(swarm, peers_training_in_bf16_stay_bit_identical) {
 
 // Gradients mode trains the next epoch while a round runs (averaging.overlap) or
 // pauses for it; either way every peer applies the same updates in the same order. How much is
-// trained during rounds depends on timing; the log line shows the share when overlap is on.
+// trained during rounds depends on timing; the log line shows the share when overlap is on. With
+// overlap each peer trains on the weights one step ahead with its own gradient (step_ahead),
+// which it takes back before applying the average: the weights must still be identical.
 class swarm_overlap : public swarm, public ::testing::WithParamInterface<bool> {};
 
 TEST_P(swarm_overlap, peers_hold_identical_weights_and_optimizer_state) {
@@ -315,10 +317,16 @@ TEST_P(swarm_overlap, peers_hold_identical_weights_and_optimizer_state) {
   size_t lines_with_share = 0;
   for (int i = 0; i < 3; ++i)
     lines_with_share += peers[static_cast<size_t>(i)]->count_in_output("% | lr ");
-  if (overlap)
+  size_t stepping_ahead = 0;  // averaging.step_ahead (on by default): taken back every round
+  for (int i = 0; i < 3; ++i)
+    stepping_ahead += peers[static_cast<size_t>(i)]->count_in_output("rounds one own step ahead");
+  if (overlap) {
     EXPECT_GT(lines_with_share, 0u) << peers[0]->output();
-  else
+    EXPECT_GT(stepping_ahead, 0u) << peers[0]->output();
+  } else {
     EXPECT_EQ(lines_with_share, 0u) << peers[0]->output();
+    EXPECT_EQ(stepping_ahead, 0u) << peers[0]->output();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(overlap, swarm_overlap, ::testing::Values(true, false),
