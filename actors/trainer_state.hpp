@@ -140,9 +140,9 @@ struct trainer_state {
   // (several audits may prove the same round).
   std::optional<applied_round_backup> round_backup;
   // Gradients mode with overlap and averaging.step_ahead: the state from before the step taken
-  // with this peer's own gradient while its round runs (restore_speculation puts it back before
+  // with this peer's own gradient while its round runs (take_back_step_ahead puts it back before
   // the swarm's average is applied).
-  std::optional<shared_state_copy> speculation;
+  std::optional<shared_state_copy> before_step_ahead;
   std::optional<std::pair<uint64_t, std::string>> pending_discard;
   uint64_t poisoned_round = 0;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;

@@ -108,7 +108,7 @@ void step_ahead(trainer_state& st, std::span<const float> own_gradient) {
       !st.options.config.averaging.step_ahead || st.node || st.model->gradient_overflowed() ||
       st.swarm_view.swarm_size <= 1)
     return;
-  st.speculation = copy_shared_state(*st.model, st.outer.get());
+  st.before_step_ahead = copy_shared_state(*st.model, st.outer.get());
   st.model->apply_gradient(own_gradient);
   st.metrics.steps_ahead.inc();
   ++st.steps_ahead;
@@ -117,7 +117,7 @@ void step_ahead(trainer_state& st, std::span<const float> own_gradient) {
 // Puts back the state from before step_ahead (the round ended, or the run ends during it) and
 // returns it: it is the state the round's average applies to.
 std::optional<shared_state_copy> take_back_step_ahead(trainer_state& st) {
-  auto before = std::exchange(st.speculation, std::nullopt);
+  auto before = std::exchange(st.before_step_ahead, std::nullopt);
   if (before)
     restore_shared_state(*before, *st.model, st.outer.get());
   return before;
@@ -277,7 +277,7 @@ void consider_pending_state(trainer_pointer self) {
     st.model->discard_accumulation();
     st.sent_parameters = torch::Tensor();
     st.round_backup.reset();  // what went before the download is gone
-    st.speculation.reset();   // and a step ahead of it
+    st.before_step_ahead.reset();   // and a step ahead of it
     st.pending_discard.reset();
     // From further back than the epoch before, members matching this epoch did not count
     // this peer, so it does not lead it (runtime/matchmaking_rules.hpp); from the epoch before

@@ -6,8 +6,9 @@
 // are then scored by models/validation_loss on the first --validation-images images of the test
 // split, with noise and times from a fixed seed, so the two losses compare. With --codecs, more
 // swarms run with averaging.compression set to each codec and are compared with the float32 swarm
-// ("overlap": float32 with averaging.overlap = true, gradients one update old where they were
-// computed during a round; "topk-plain": top-k with plain AdamW, averaging.topk_catch_up = false,
+// ("overlap": float32 with averaging.overlap = true, gradients computed during a round on the
+// weights one own step ahead, compared at equal samples and steps with a float32 swarm whose
+// epochs are as large as the overlapping swarm's grew; "topk-plain": top-k with plain AdamW, averaging.topk_catch_up = false,
 // to show what the catch-up buys; "liar": float32 with the last peer a reducer that negates its
 // part's result, debug.byzantine = "lying_reducer", the honest peers auditing at
 // averaging.audit_probability and discarding the round they catch it in; "liar-no-audits": the
@@ -86,6 +87,8 @@ struct run_outcome {
   double seconds = 0;
   double loss = 0;
   int64_t samples = 0;  // consumed from the data order, over all peers
+  size_t baseline = 1;  // the run its aim compares with (1: the float32 swarm)
+  bool reference = false;  // only another run's baseline: no aim of its own
 };
 
 // Samples a checkpoint's data order position says were taken (epochs of the training set).
@@ -121,11 +124,16 @@ class convergence_runner {
     return out;
   }
 
-  run_outcome swarm(const std::string& codec) {
+  // `target`: train.target_batch_size, 0 for --batch.
+  run_outcome swarm(const std::string& codec, int64_t target = 0) {
     run_outcome out;
     out.name = "swarm " + std::to_string(s_.peers) + "x" + std::to_string(s_.batch / s_.peers) +
                ", " + (codec == "none" ? "float32" : codec);
-    auto dir = root_ / ("swarm-" + codec);
+    if (target > 0)
+      out.name += ", epochs of " + std::to_string(target);
+    else
+      target = s_.batch;
+    auto dir = root_ / ("swarm-" + codec + "-" + std::to_string(target));
     const bool plain_topk = codec == "topk-plain";
     const bool overlap = codec == "overlap";  // float32, rounds overlapped with compute
     // float32, the last peer hostile: it lies as reducer, or scales what it sends
@@ -147,7 +155,7 @@ class convergence_runner {
       std::vector<std::string> args{
         "--config", config_file().string(), "--set", "run.dir=\"" + run_dir.string() + "\"",
         "--set", "run.threads=1", "--set", "data.batch_size=" + std::to_string(s_.batch / s_.peers),
-        "--set", "train.target_batch_size=" + std::to_string(s_.batch), "--set",
+        "--set", "train.target_batch_size=" + std::to_string(target), "--set",
         "network.wait_for_peers=" + std::to_string(s_.peers), "--set",
         "averaging.compression=\"" + wire_codec + "\""};
       if (plain_topk)
@@ -299,6 +307,19 @@ int main(int argc, char** argv) {
       continue;
     runs.push_back(runner.swarm(codec));
     report(runs.back());
+    // Overlap grows an epoch while a round outlasts its compute (up to twice what each peer put
+    // into the round): at equal epochs it saw more samples in larger batches. Its aim compares
+    // it with a float32 swarm whose epochs are as large, so that samples and steps are equal.
+    const auto& overlapped = runs.back();
+    if (codec == "overlap" && overlapped.ok &&
+        overlapped.samples > runs[1].samples + runs[1].samples / 10) {
+      const auto epoch = overlapped.samples / std::max<int64_t>(1, s.steps);
+      const auto index = runs.size() - 1;
+      runs.push_back(runner.swarm("none", epoch));
+      runs.back().reference = true;
+      report(runs.back());
+      runs[index].baseline = runs.size() - 1;
+    }
   }
 
   const auto& single = runs[0];
@@ -334,11 +355,13 @@ int main(int argc, char** argv) {
   json aims_json = json::array();
   aims_json.push_back(aim("swarm / single", fp32, single));
   for (size_t k = 2; k < runs.size(); ++k)
-    aims_json.push_back(aim(runs[k].name + " / float32 swarm", runs[k], fp32,
-                            runs[k].name.find("liar") != std::string::npos ||
-                                runs[k].name.find("scaler") != std::string::npos
-                              ? 5
-                              : 2));
+    if (!runs[k].reference)
+      aims_json.push_back(aim(runs[k].name + " / " + runs[runs[k].baseline].name, runs[k],
+                              runs[runs[k].baseline],
+                              runs[k].name.find("liar") != std::string::npos ||
+                                  runs[k].name.find("scaler") != std::string::npos
+                                ? 5
+                                : 2));
   if (!s.json_path.empty()) {
     json out = {{"config",
                  {{"steps", s.steps}, {"batch", s.batch}, {"peers", s.peers},
