@@ -109,7 +109,7 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
   }
   phase_result result;
   const auto limit = std::chrono::milliseconds(static_cast<int64_t>((s.seconds + 120) * 1000));
-  const std::regex finished(R"(\((\d+) samples trained here, (\d+) of them during rounds\))");
+  const std::regex finished(R"(\((\d+) samples trained here, (\d+) of them during rounds[,)])");
   const std::regex parameters(R"(with (\d+) trained parameters)");
   for (int i = 0; i < n; ++i) {
     auto code = lab.wait(pids[static_cast<size_t>(i)], limit);

@@ -288,14 +288,16 @@ struct averaging_section {
   /// Train the next epoch (up to twice the samples this peer put into the round, at most
   /// train.target_batch_size) while this epoch's round runs. Gradients mode: the average is
   /// applied when it arrives (delayed parameter updates: every peer applies the same updates in
-  /// the same order, so the weights stay identical; the overlapped gradients are one update old).
+  /// the same order, so the weights stay identical; see step_ahead for the weights they train on).
   /// DiLoCo mode: the inner steps go on from the weights whose pseudo-gradient is in the round;
   /// the outer step moves the anchor as without overlap (identical on every peer), and the inner
   /// steps taken meanwhile stay on top of it (as Streaming DiLoCo overlaps its outer rounds).
   /// off: training pauses during every round. Parameter averaging always pauses. auto (the
   /// default): on in DiLoCo mode (0.99-1.02x validation loss, 0.57 -> 0.78 of the compute used in
-  /// ddactor_overlap_bench), off in gradients mode, where the one-update staleness cost 1.26-1.40x
-  /// validation loss in ddactor_swarm_convergence_bench and ddactor_staleness_bench (README).
+  /// ddactor_overlap_bench), off in gradients mode, where epochs grow while rounds outlast their
+  /// compute (larger batches than train.target_batch_size) and the staleness costs 1.01-1.05x
+  /// validation loss with step_ahead (1.26-1.40x without) in ddactor_swarm_convergence_bench and
+  /// ddactor_staleness_bench (README).
   overlap_policy overlap = overlap_policy::automatic;
   /// Gradients mode with overlap: the next epoch trains on the weights after a step with this
   /// peer's own gradient (a prediction of the swarm's step) instead of the weights before it;
