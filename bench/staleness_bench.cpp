@@ -7,17 +7,20 @@
 // scores both (raw weights) by models/validation_loss. A third run ("predicted") computes the
 // delayed gradient on the weights extrapolated by the last update (W + (W - W_before), the
 // weight prediction of SpecTrain, Chen et al. 2018), which the update it is applied after will
-// roughly produce. Prints the losses and their ratios to the fresh run (aim of issue 13: at most
-// 2% above). Separates the cost of staleness from anything the network does.
+// roughly produce. A fourth ("speculative") computes it on the weights after a step with one
+// peer's share of the batch (1 / --peers), which is taken back before the whole batch's mean is
+// applied: what averaging.step_ahead does in a swarm. Prints the losses and their ratios to the
+// fresh run (aim of issue 13: at most 2% above). Separates the cost of staleness from anything
+// the network does.
 //
 //   ddactor_staleness_bench [--steps 150] [--batch 128] [--lr 0.0005] [--warmup 15]
-//       [--validation-images 2000] [--variants fresh,stale,predicted]
+//       [--validation-images 2000] [--variants fresh,stale,predicted,speculative] [--peers 4]
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <span>
 #include <string>

@@ -1,22 +1,22 @@
 // ddactor_swarm_convergence_bench: does a swarm learn as well as one peer that sees the same
-// samples? One ddactor peer trains the quickstart DiT on Fashion-MNIST with batch B for S steps;
-// a swarm of --peers real ddactor processes on loopback trains the same model with batch B/peers
-// each and train.target_batch_size = B for S epochs (gradient averaging: one identical step per
-// epoch, from the mean gradient of about B samples). Both final models (raw weights, not the EMA)
-// are then scored by models/validation_loss on the first --validation-images images of the test
-// split, with noise and times from a fixed seed, so the two losses compare. With --codecs, more
-// swarms run with averaging.compression set to each codec and are compared with the float32 swarm
-// ("overlap": float32 with averaging.overlap = true, gradients computed during a round on the
-// weights one own step ahead, compared at equal samples and steps with a float32 swarm whose
-// epochs are as large as the overlapping swarm's grew; "topk-plain": top-k with plain AdamW, averaging.topk_catch_up = false,
-// to show what the catch-up buys; "liar": float32 with the last peer a reducer that negates its
-// part's result, debug.byzantine = "lying_reducer", the honest peers auditing at
-// averaging.audit_probability and discarding the round they catch it in; "liar-no-audits": the
-// same with audits off; "scaler": the last peer sends reducers its values times -100,
-// debug.byzantine = "scaled_values", which averaging.aggregation = "centered_clip" bounds; only
-// the honest peers are scored). Aims (printed, never asserted): the
-// swarm's loss at most 2% above the single peer's; each codec's at most 2% above the float32
-// swarm's (lower is better: "no loss in what the model learns"); with a liar at most 5% above.
+// samples? One ddactor peer trains the quickstart DiT on Fashion-MNIST with batch B for S steps; a
+// swarm of --peers real ddactor processes on loopback trains the same model with batch B/peers each
+// and train.target_batch_size = B for S epochs (gradient averaging: one identical step per epoch,
+// from the mean gradient of about B samples). Both final models (raw weights, not the EMA) are then
+// scored by models/validation_loss on the first --validation-images images of the test split, with
+// noise and times from a fixed seed, so the two losses compare. With --codecs, more swarms run with
+// averaging.compression set to each codec and are compared with the float32 swarm ("overlap":
+// float32 with averaging.overlap = true, gradients computed during a round on the weights one own
+// step ahead, compared at equal samples and steps with a float32 swarm whose epochs are as large as
+// the overlapping swarm's grew; "topk-plain": top-k with plain AdamW, averaging.topk_catch_up =
+// false, to show what the catch-up buys; "liar": float32 with the last peer a reducer that negates
+// its part's result, debug.byzantine = "lying_reducer", the honest peers auditing at
+// averaging.audit_probability and discarding the round they catch it in; "liar-no-audits": the same
+// with audits off; "scaler": the last peer sends reducers its values times -100, debug.byzantine =
+// "scaled_values", which averaging.aggregation = "centered_clip" bounds; only the honest peers are
+// scored). Aims (printed, never asserted): the swarm's loss at most 2% above the single peer's;
+// each codec's at most 2% above the float32 swarm's (lower is better: "no loss in what the model
+// learns"); with a liar at most 5% above.
 //
 //   ddactor_swarm_convergence_bench [--steps 150] [--batch 128] [--peers 4] [--codecs int8,topk]
 //       [--validation-images 2000] [--set key=value ...] [--json PATH] [--keep-logs DIR]
