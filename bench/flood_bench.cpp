@@ -195,9 +195,7 @@ phase_outcome run_phase(const settings& s, const std::filesystem::path& root, bo
   for (size_t i = 0; i < peers.size(); ++i) {
     auto code = peers[i]->wait_for(30s);
     if (code != 0 && out.problem.empty())
-      out.problem = "peer " + std::to_string(i) + ": exit " +
-                    (code ? std::to_string(*code) : std::string("timeout")) + " (log: " +
-                    peers[i]->log_file().string() + ")";
+      out.problem = "peer " + std::to_string(i) + ": " + peers[i]->describe_exit(code);
   }
   out.epochs = last_epoch(peers[0]->output());
   if (!met && out.problem.empty())

@@ -117,8 +117,11 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
     std::smatch m;
     if (!code || *code != 0 || !std::regex_search(log, m, finished)) {
       result.ok = false;
-      result.problem = "peer " + std::to_string(i) + " of " + mode + " failed (" +
-                       (code ? "exit " + std::to_string(*code) : std::string("timeout")) +
+      // An exit 0 without the finishing line means the line changed, not the peer.
+      const auto what = !code        ? std::string("timeout")
+                        : *code != 0 ? "exit " + std::to_string(*code)
+                                     : std::string("exit 0 without the finishing line");
+      result.problem = "peer " + std::to_string(i) + " of " + mode + " failed (" + what +
                        "): see " + log_files[static_cast<size_t>(i)].string();
       continue;
     }

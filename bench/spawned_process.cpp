@@ -64,6 +64,11 @@ void spawned_process::send_signal(int signal) {
     ::kill(pid_, signal);
 }
 
+std::string spawned_process::describe_exit(std::optional<int> code) const {
+  return (code ? "exit " + std::to_string(*code) : std::string("timeout")) + " (log: " +
+         log_file_.string() + ")";
+}
+
 std::optional<int> spawned_process::wait_for(std::chrono::milliseconds timeout) {
   auto until = std::chrono::steady_clock::now() + timeout;
   while (!exit_code_) {

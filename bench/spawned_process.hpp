@@ -35,6 +35,9 @@ class spawned_process {
   void send_signal(int signal);
   /// The exit code (128 + signal when killed), or nothing if still running after `timeout`.
   std::optional<int> wait_for(std::chrono::milliseconds timeout);
+  /// What a wait_for result that is not a clean exit says: "exit N (log: ...)" or "timeout (log:
+  /// ...)".
+  std::string describe_exit(std::optional<int> code) const;
   bool running();
   /// Everything the process wrote so far.
   std::string output() const;

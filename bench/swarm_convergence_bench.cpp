@@ -116,8 +116,7 @@ class convergence_runner {
     auto code = peer.wait_for(timeout());
     out.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
     if (code != 0) {
-      out.problem = "exit " + (code ? std::to_string(*code) : std::string("timeout")) +
-                    " (log: " + (dir / "peer.log").string() + ")";
+      out.problem = peer.describe_exit(code);
       return out;
     }
     score(out, {dir / "run"});
@@ -182,9 +181,7 @@ class convergence_runner {
                                 clock_type::now() - started);
       auto code = peers[i]->wait_for(std::max(left, std::chrono::milliseconds(0)));
       if (code != 0 && out.problem.empty())
-        out.problem = "peer " + std::to_string(i) + ": exit " +
-                      (code ? std::to_string(*code) : std::string("timeout")) + " (log: " +
-                      peers[i]->log_file().string() + ")";
+        out.problem = "peer " + std::to_string(i) + ": " + peers[i]->describe_exit(code);
     }
     out.seconds = std::chrono::duration<double>(clock_type::now() - started).count();
     peers.clear();
