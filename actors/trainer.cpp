@@ -10,6 +10,7 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "actors/local_control.hpp"
@@ -68,6 +69,8 @@ int64_t examples_at_once(const trainer_state& st, int64_t batch_count) {
 
 void check_injected_faults(const trainer_state& st, const training_batch& batch) {
   const auto& cfg = st.options.config;
+  if (cfg.debug.batch_delay_ms > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(cfg.debug.batch_delay_ms));
   if (st.options.inject_crash && cfg.debug.crash_trainer_at_step > 0 &&
       current_step(st) + 1 == cfg.debug.crash_trainer_at_step)
     throw std::runtime_error("injected trainer crash (debug.crash_trainer_at_step)");

@@ -193,6 +193,7 @@ const std::string& averaging_mode(const trainer_state& st);
 int64_t current_step(const trainer_state& st);
 bool reached_limit(const trainer_state& st);
 void record_step_metrics(trainer_state& st, const step_result& r, double seconds);
+// config.debug's faults before a batch: a delay, a crash, an out-of-memory failure.
 void check_injected_faults(const trainer_state& st, const training_batch& batch);
 caf::error step_failure(trainer_state& st, const std::exception& e);
 void finish(trainer_pointer self, const char* why);

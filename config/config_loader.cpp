@@ -820,6 +820,7 @@ section_schema debug_keys() {
       field("out_of_memory_above", &debug_section::out_of_memory_above, at_least(0)),
       field("crash_loader_after_batches", &debug_section::crash_loader_after_batches,
             at_least(0)),
+      field("batch_delay_ms", &debug_section::batch_delay_ms, at_least(0)),
       field("die_in_round", &debug_section::die_in_round, at_least(0)),
       field("die_as", &debug_section::die_as, one_of({"sender", "reducer"})),
       field("corrupt_chunks_from", &debug_section::corrupt_chunks_from, at_least(0)),

@@ -422,6 +422,9 @@ struct debug_section {
   int64_t out_of_memory_above = 0;
   /// The data loader throws once after producing this many batches (0: never).
   int64_t crash_loader_after_batches = 0;
+  /// Every batch the trainer computes takes this many milliseconds longer, as on a slower device
+  /// (0: never); keeps a peer training alone from finishing before a late joiner arrives.
+  int64_t batch_delay_ms = 0;
   /// The process kills itself (SIGKILL) in the middle of the averaging round of this epoch
   /// (0: never), as a "sender" (after sending half its parts) or a "reducer" (after reducing its
   /// part, before sending the result).

@@ -853,7 +853,7 @@ TEST(config_loader, example_toml_sets_every_known_key_to_its_default) {
 
 TEST(config_loader, known_keys_are_unique_and_qualified) {
   const auto known = known_config_keys();
-  EXPECT_EQ(known.size(), 158u);
+  EXPECT_EQ(known.size(), 159u);
   EXPECT_EQ(std::set<std::string>(known.begin(), known.end()).size(), known.size());
   for (const auto& key : known)
     EXPECT_EQ(std::count(key.begin(), key.end(), '.'), 1) << key;
@@ -982,7 +982,7 @@ TEST(config_loader, describe_config_round_trips_every_key_changed) {
   config.train.precision = "bf16";
   config.sample = {5, "euler", 0.0, 2, 77};
   config.eval = {10, 6, "euler", 1.0, 5, 0, "/var/cache/x"};
-  config.debug = {9, true, 12, 11, 0, "sender", 0, "forged_state", true};
+  config.debug = {9, true, 12, 11, 25, 0, "sender", 0, "forged_state", true};
   expect_round_trip(config);
 }
 

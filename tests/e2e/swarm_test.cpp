@@ -445,8 +445,10 @@ TEST_F(swarm, the_first_peer_killed_mid_run_does_not_stop_the_others) {
 
 TEST_F(swarm, a_late_joiner_downloads_the_state_and_then_holds_identical_parameters) {
   auto config = write_config(100, 3);
+  // The three ran their last 92 epochs in 4.5 s, once before the joiner had loaded its data:
+  // slowed by 30 ms a batch, they leave it 7 s at least.
   for (int i = 0; i < 3; ++i)
-    start_peer(i, config);
+    start_peer(i, config, {"--set", "debug.batch_delay_ms=30"});
   ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/100", 120s)) << peers[0]->output();
   start_peer(3, config, {"--set", "network.wait_for_peers=1"});
   for (int i = 0; i < 4; ++i)
@@ -462,7 +464,9 @@ TEST_F(swarm, a_late_joiner_downloads_the_state_and_then_holds_identical_paramet
 // its other trainer before they train on together.
 TEST_F(swarm, a_late_joiner_with_two_trainers_takes_the_state_on_every_trainer) {
   auto config = write_config(100, 1);
-  start_peer(0, config);
+  // Alone, the first peer ran its 100 epochs of 4 batches in under a second: slowed to 60 ms an
+  // epoch, it is still training when the joiner has loaded its data.
+  start_peer(0, config, {"--set", "debug.batch_delay_ms=15"});
   ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/100", 120s)) << peers[0]->output();
   start_peer(1, config, {"--set", "run.trainers=2"});
   for (int i = 0; i < 2; ++i)
@@ -604,14 +608,17 @@ TEST_P(swarm_late_join, the_joiner_and_the_swarm_stay_bit_identical_at_every_che
   std::unique_ptr<cpu_burners> burners;
   if (param.loaded)
     burners = std::make_unique<cpu_burners>(2, dir.path());
-  // Alone, the first peer runs an epoch in about 15 ms: idle, 160 epochs were over before a
-  // joiner on a busy machine had loaded its data (it then found no one to join).
-  const int64_t epochs = param.loaded ? 160 : 320;
+  // Alone, the first peer ran an epoch in 5 to 15 ms: 150 epochs were over before a joiner on a
+  // busy machine had loaded its data (it then found no one to join). Slowed to 40 ms an epoch
+  // (4 batches), it leaves the joiner 6 s.
+  const int64_t epochs = 160;
   auto config = write_config(epochs, 1);
   const std::vector<std::string> mode{"--set", "train.averaging=\"" + param.mode + "\"", "--set",
                                       "train.checkpoint_every=10", "--set",
                                       "averaging.overlap=false"};
-  start_peer(0, config, mode);
+  auto first = mode;
+  first.insert(first.end(), {"--set", "debug.batch_delay_ms=10"});
+  start_peer(0, config, first);
   ASSERT_TRUE(peers[0]->wait_for_output("epoch 10/", 120s)) << peers[0]->output();
   start_peer(1, config, mode);
   expect_exit_ok(0, 300s);
