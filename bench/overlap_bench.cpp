@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -55,6 +56,9 @@ struct settings {
 struct phase_result {
   int64_t samples = 0;
   int64_t overlapped = 0;
+  // Samples per second from the moment each peer trains (for a swarm: once it has found its
+  // peers) to its end, summed over the peers: the rate of a long run, without the start.
+  double training_rate = 0;
   int64_t parameters = 0;
   bool ok = true;
   std::string problem;
@@ -65,6 +69,36 @@ std::string read_file(const std::filesystem::path& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// Seconds since midnight of the first log line holding `marker` (lines start with
+// "YYYY-MM-DD HH:MM:SS.mmm").
+std::optional<double> time_of_line_with(const std::string& log, const std::string& marker) {
+  const auto at = log.find(marker);
+  if (at == std::string::npos)
+    return std::nullopt;
+  const auto line = log.rfind('\n', at);
+  const auto start = line == std::string::npos ? 0 : line + 1;
+  int h = 0, m = 0;
+  double sec = 0;
+  if (std::sscanf(log.c_str() + start, "%*d-%*d-%*d %d:%d:%lf", &h, &m, &sec) != 3)
+    return std::nullopt;
+  return h * 3600.0 + m * 60.0 + sec;
+}
+
+// How long a peer trained: from its trainer being ready (and, in a swarm, its peers found) to
+// its finishing line.
+std::optional<double> training_seconds(const std::string& log, bool swarm) {
+  auto begin = time_of_line_with(log, "trainer ready");
+  const auto found = time_of_line_with(log, "peers in the swarm: training starts");
+  auto end = time_of_line_with(log, "samples trained here");
+  if (!begin || !end || (swarm && !found))
+    return std::nullopt;
+  if (swarm)
+    begin = std::max(*begin, *found);
+  if (*end < *begin)
+    *end += 24 * 3600.0;  // past midnight
+  return *end - *begin;
 }
 
 // One phase: n peers in a fresh lab, alone or as a swarm, for s.seconds.
@@ -97,7 +131,10 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
                    "--set", "network.wait_for_peers=" + std::to_string(n), "--set",
                    "train.target_batch_size=" + std::to_string(target), "--set",
                    std::string("averaging.overlap=") + (mode == "overlap" ? "true" : "false"),
-                   "--set", "train.log_every=1"});
+                   "--set", "train.log_every=1",
+                   // Relayed connections come from the host's own address: the probe would
+                   // take peers for ones behind NAT (no part to reduce, links through relays).
+                   "--set", "network.reachable=\"yes\""});
       if (i > 0)
         argv.insert(argv.end(), {"--set", "network.initial_peers=[\"" + lab.address(0) + ":" +
                                             std::to_string(dial[0]) + "\"]"});
@@ -125,8 +162,14 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
                        "): see " + log_files[static_cast<size_t>(i)].string();
       continue;
     }
-    result.samples += std::stoll(m[1]);
+    const int64_t samples = std::stoll(m[1]);
+    result.samples += samples;
     result.overlapped += std::stoll(m[2]);
+    if (const auto seconds = training_seconds(log, mode != "alone"); seconds && *seconds > 0)
+      result.training_rate += static_cast<double>(samples) / *seconds;
+    else
+      result.problem =
+        "peer " + std::to_string(i) + " of " + mode + ": no training time in its log";
     if (std::regex_search(log, m, parameters))
       result.parameters = std::stoll(m[1]);
   }
@@ -190,10 +233,15 @@ int main(int argc, char** argv) {
                 static_cast<long long>(target), alone_rate, rate(off), rate(off) / alone_rate,
                 rate(on), rate(on) / alone_rate,
                 100.0 * static_cast<double>(on.overlapped) / std::max<int64_t>(on.samples, 1));
+    if (alone.training_rate > 0)
+      std::printf("      while training (from each peer's start or, in a swarm, once its peers "
+                  "are found): alone %.1f/s, off %.1f/s = %.3f, on %.1f/s = %.3f\n",
+                  alone.training_rate, off.training_rate, off.training_rate / alone.training_rate,
+                  on.training_rate, on.training_rate / alone.training_rate);
     std::printf("      (%lld parameters; round bound %.2f s = %.2f MB each way + 4 round trips)\n",
                 static_cast<long long>(alone.parameters), round_bound, bytes / 1e6);
-    for (const auto* r : {&off, &on})
-      if (!r->ok)
+    for (const auto* r : {&alone, &off, &on})
+      if (!r->problem.empty())
         std::printf("      problem: %s\n", r->problem.c_str());
   }
   if (s.keep_logs.empty())

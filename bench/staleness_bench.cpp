@@ -16,6 +16,7 @@
 //
 //   ddactor_staleness_bench [--steps 150] [--batch 128] [--lr 0.0005] [--warmup 15]
 //       [--validation-images 2000] [--variants fresh,stale,predicted,speculative] [--peers 4]
+//       [--seeds 1]
 //
 // Measured (150 steps of 128): fresh 0.4352; stale 1.405x; predicted 1.21x; speculative with a
 // quarter of the batch 1.043x, with half 1.028x, with all of it 1.0000x (the same bits as fresh:
@@ -27,6 +28,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -53,12 +55,14 @@ struct settings {
   int64_t warmup = 15;
   int64_t validation_images = 2000;
   int peers = 4;
+  int seeds = 1;
   std::vector<std::string> variants{"fresh", "stale", "predicted", "speculative"};
 };
 
-run_config bench_config(const settings& s) {
+run_config bench_config(const settings& s, int seed) {
   return parse_run_config(
-    "[run]\nname = \"staleness-bench\"\n[data]\nsource = \"fashion-mnist\"\n"
+    "[run]\nname = \"staleness-bench\"\nseed = " + std::to_string(seed) +
+      "\n[data]\nsource = \"fashion-mnist\"\n"
     "[model]\npreset = \"custom\"\nhidden_size = 128\ndepth = 4\nnum_heads = 4\npatch_size = 4\n"
     "[train]\nlr = " +
       std::to_string(s.lr) + "\nwarmup_steps = " + std::to_string(s.warmup) +
@@ -83,6 +87,19 @@ double train_and_score(const settings& s, const run_config& config, const run_da
   for (int64_t step = 0; step < s.steps; ++step) {
     const auto indices = order.next_batch(cursor, s.batch);
     const auto batch = batch_of(*data.train, indices);
+    // One peer's share of the batch (the speculative variants' own gradient).
+    const auto local = std::min<std::size_t>(
+      indices.size(), static_cast<std::size_t>(std::max(1, s.batch / s.peers)));
+    const std::span<const int64_t> all(indices);
+    if (variant == "fresh-split") {
+      // Fresh, with the gradient computed in the two calls the speculative variants make: the
+      // same noise stream as theirs, so their ratio to this run is the guess's cost alone.
+      trainer.accumulate(batch_of(*data.train, all.first(local)));
+      if (local < indices.size())
+        trainer.accumulate(batch_of(*data.train, all.subspan(local)));
+      trainer.apply_gradient(trainer.take_mean_gradient());
+      continue;
+    }
     if (variant == "speculative" || variant == "speculative-blend") {
       // One peer of --peers: its own share of the batch is its local gradient, the whole
       // batch's mean the swarm's average. The next gradient is computed on the weights after a
@@ -101,11 +118,8 @@ double train_and_score(const settings& s, const run_config& config, const run_da
           trainer.apply_gradient(*pending_local);
         }
       }
-      // (The two calls draw their noise apart: the same distribution as the others' stream,
-      // not the same values.)
-      const auto local = std::min<std::size_t>(
-        indices.size(), static_cast<std::size_t>(std::max(1, s.batch / s.peers)));
-      const std::span<const int64_t> all(indices);
+      // (The two calls draw their noise apart: the same distribution as fresh's stream, not the
+      // same values; fresh-split draws it as these do.)
       trainer.accumulate(batch_of(*data.train, all.first(local)));
       auto local_gradient = trainer.mean_gradient();
       if (local < indices.size())
@@ -165,31 +179,57 @@ int main(int argc, char** argv) {
   app.add_option("--validation-images", s.validation_images, "first N test images")
     ->capture_default_str();
   app.add_option("--variants", s.variants,
-                 "fresh, stale, predicted, speculative, speculative-blend")
+                 "fresh, fresh-split, stale, predicted, speculative, speculative-blend")
     ->delimiter(',');
   app.add_option("--peers", s.peers, "speculative: the swarm a peer's share of each batch is of")
     ->capture_default_str();
+  app.add_option("--seeds", s.seeds,
+                 "runs of every variant, with run.seed 1..N (initial weights, data order, "
+                 "noise); the ratios are per seed, then averaged")
+    ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   configure_torch_threads(0);
-  const auto config = bench_config(s);
-  const auto data = load_run_data(config);
+  const auto data = load_run_data(bench_config(s, 1));
   std::printf("quickstart DiT, %lld steps of %d, lr %g, warm-up %lld; validation loss on %lld "
-              "test images\n",
+              "test images; %d seed(s)\n",
               static_cast<long long>(s.steps), s.batch, s.lr, static_cast<long long>(s.warmup),
-              static_cast<long long>(s.validation_images));
+              static_cast<long long>(s.validation_images), s.seeds);
   std::fflush(stdout);
-  std::vector<std::pair<std::string, double>> losses;
+  // losses[seed][variant]
+  std::vector<std::map<std::string, double>> losses(static_cast<std::size_t>(s.seeds));
   // On a worker thread: on the main thread OpenBLAS and OpenMP contend (torch_setup.hpp).
   run_on_worker_thread([&] {
-    for (const auto& variant : s.variants) {
-      losses.emplace_back(variant, train_and_score(s, config, data, variant));
-      std::printf("  %-10s %.5f\n", variant.c_str(), losses.back().second);
-      std::fflush(stdout);
+    for (int seed = 1; seed <= s.seeds; ++seed) {
+      const auto config = bench_config(s, seed);
+      for (const auto& variant : s.variants) {
+        const double loss = train_and_score(s, config, data, variant);
+        losses[static_cast<std::size_t>(seed - 1)][variant] = loss;
+        std::printf("  seed %d  %-18s %.5f\n", seed, variant.c_str(), loss);
+        std::fflush(stdout);
+      }
     }
   });
-  for (const auto& [variant, loss] : losses)
-    if (variant != "fresh" && losses.front().first == "fresh")
-      std::printf("%s / fresh: %.4f (aim: at most 1.02)\n", variant.c_str(),
-                  loss / losses.front().second);
+  // Each variant against fresh, and the speculative ones against fresh-split (the same noise
+  // stream): mean, lowest and highest ratio over the seeds.
+  const auto report = [&](const std::string& variant, const std::string& base) {
+    double sum = 0, lowest = 1e30, highest = 0;
+    for (const auto& by_variant : losses) {
+      const double ratio = by_variant.at(variant) / by_variant.at(base);
+      sum += ratio;
+      lowest = std::min(lowest, ratio);
+      highest = std::max(highest, ratio);
+    }
+    std::printf("%s / %s: %.4f (%.4f-%.4f over %d seeds; aim: at most 1.02)\n", variant.c_str(),
+                base.c_str(), sum / s.seeds, lowest, highest, s.seeds);
+  };
+  const auto ran = [&](const std::string& v) {
+    return std::find(s.variants.begin(), s.variants.end(), v) != s.variants.end();
+  };
+  for (const auto& variant : s.variants) {
+    if (variant != "fresh" && ran("fresh"))
+      report(variant, "fresh");
+    if (variant.starts_with("speculative") && ran("fresh-split"))
+      report(variant, "fresh-split");
+  }
   return 0;
 }
