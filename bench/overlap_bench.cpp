@@ -10,7 +10,9 @@
 // trips (the case where pausing loses half of the compute). Printed: samples/s of each and the
 // ratio to R_alone (aim with overlap: >= 0.9), and the share of samples trained during rounds.
 // Samples are those each peer reports when it ends ("N samples trained here"), so the swarm's
-// time to find its peers counts against it.
+// time to find its peers counts against it; a second line gives the rates while training (each
+// peer's samples over the time from its start, in a swarm from finding its peers, to its end).
+// The peers are told they are reachable: the lab's relays hide where connections come from.
 //
 //   ddactor_overlap_bench [--peers 2,4] [--seconds 60] [--rate 100] [--delay 50] [--batch 32]
 //       [--keep-logs DIR] [--set key=value ...]
