@@ -8,7 +8,9 @@
 //            (50 ms) one-way delay. Per n: the median round time (a round ends when its slowest
 //            member has the result), the lower bound 2(n-1)/n * size / link rate (what each peer
 //            must send and receive), and their ratio. The loopback link rate is measured in the
-//            same run: raw TCP between two processes (--raw-megabytes). Aim on shaped links:
+//            same run: raw TCP between two processes (--raw-megabytes), with the CPU its sender
+//            and receiver spend: the most bytes a peer could send per CPU-second over raw TCP,
+//            against which the all-reduce's bytes per CPU-second are set. Aim on shaped links:
 //            ratio <= 1.25.
 //   hetero   (--hetero) host 0's link at --slow-mbit (20), the others' at --rate-mbit: equal
 //            parts, parts cut by declared rates and by measured ones, against the bandwidth
@@ -40,6 +42,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -469,7 +472,24 @@ swarm_run run_swarm(peer_hosts& hosts, const settings& s, int n, int rounds,
 
 // Raw TCP throughput between two processes over loopback: a forked child sends `bytes`, this
 // process receives them. Bytes per second, from accept to the last byte.
-double loopback_tcp_bytes_per_second(uint64_t bytes) {
+// Raw TCP over loopback between two processes: its rate, and the CPU its sender and receiver
+// spend per byte (system and user time): what any peer pays at least to move bytes.
+struct loopback_tcp {
+  double bytes_per_second = 0;
+  double sender_cpu_seconds = 0;
+  double receiver_cpu_seconds = 0;
+  // Bytes a peer could send per CPU-second if it also received as many, as in a round.
+  double bytes_sent_per_cpu_second(double bytes) const {
+    return bytes / (sender_cpu_seconds + receiver_cpu_seconds);
+  }
+};
+
+double cpu_seconds(const rusage& usage) {
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+loopback_tcp measure_loopback_tcp(uint64_t bytes) {
   int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -498,6 +518,8 @@ double loopback_tcp_bytes_per_second(uint64_t bytes) {
     ::_exit(0);
   }
   int fd = ::accept(server, nullptr, nullptr);
+  rusage receiver_before{};
+  ::getrusage(RUSAGE_THREAD, &receiver_before);
   auto started = clock_type::now();
   std::vector<char> buffer(1 << 20);
   uint64_t got = 0;
@@ -508,12 +530,20 @@ double loopback_tcp_bytes_per_second(uint64_t bytes) {
     got += static_cast<uint64_t>(n);
   }
   double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+  rusage receiver_after{};
+  ::getrusage(RUSAGE_THREAD, &receiver_after);
   ::close(fd);
   ::close(server);
-  ::waitpid(child, nullptr, 0);
+  rusage sender{};
+  int status = 0;
+  ::wait4(child, &status, 0, &sender);
   if (got < bytes)
     throw std::runtime_error("loopback TCP: the sender stopped early");
-  return static_cast<double>(bytes) / seconds;
+  loopback_tcp out;
+  out.bytes_per_second = static_cast<double>(bytes) / seconds;
+  out.sender_cpu_seconds = cpu_seconds(sender);
+  out.receiver_cpu_seconds = cpu_seconds(receiver_after) - cpu_seconds(receiver_before);
+  return out;
 }
 
 netlab_options lab_options(const settings& s) {
@@ -600,21 +630,28 @@ json size_sweep(const settings& s, const std::filesystem::path& logs) {
   };
   std::vector<row> rows;
   std::vector<std::string> notes;
+  double raw_sent_per_cpu = 0; // GB per CPU-s of raw TCP over loopback, 0: not measured
   for (const auto& mode : s.modes) {
     std::unique_ptr<peer_hosts> hosts;
     lab_hosts* lab = nullptr;
     double link_bytes_per_second = 0;
     if (mode == "loopback") {
-      double raw = loopback_tcp_bytes_per_second(static_cast<uint64_t>(s.raw_megabytes * 1e6));
-      link_bytes_per_second = raw;
-      char note[200];
+      const auto raw_bytes = static_cast<uint64_t>(s.raw_megabytes * 1e6);
+      const loopback_tcp raw = measure_loopback_tcp(raw_bytes);
+      link_bytes_per_second = raw.bytes_per_second;
+      raw_sent_per_cpu = raw.bytes_sent_per_cpu_second(static_cast<double>(raw_bytes)) / 1e9;
+      char note[400];
       std::snprintf(note, sizeof note,
                     "loopback link rate: raw TCP between two processes, %.0f MB: %.1f MB/s "
-                    "(measured now; the lower bound below uses it)",
-                    s.raw_megabytes, raw / 1e6);
+                    "(measured now; the lower bound below uses it); %.2f CPU s to send, %.2f to "
+                    "receive: a peer that receives as many bytes as it sends can send at most "
+                    "%.2f GB per CPU-s over raw TCP",
+                    s.raw_megabytes, raw.bytes_per_second / 1e6, raw.sender_cpu_seconds,
+                    raw.receiver_cpu_seconds, raw_sent_per_cpu);
       notes.push_back(note);
       std::printf("%s\n", note);
-      out["loopback_tcp_bytes_per_second"] = raw;
+      out["loopback_tcp_bytes_per_second"] = raw.bytes_per_second;
+      out["loopback_tcp_gb_sent_per_cpu_second"] = raw_sent_per_cpu;
       hosts = std::make_unique<loopback_hosts>();
     } else if (mode == "shaped") {
       int most = *std::max_element(s.peers.begin(), s.peers.end());
@@ -659,7 +696,7 @@ json size_sweep(const settings& s, const std::filesystem::path& logs) {
               "wall s", "bound s", "ratio", "raw TCP s", "vs raw", "MB sent/peer", "bound MB",
               "CPU s", "GB/CPU-s");
   json table = json::array();
-  std::vector<std::string> met, missed;
+  std::vector<std::string> met, missed, against_raw_cpu;
   for (const auto& r : rows) {
     double ratio = r.bound > 0 ? r.run.median_seconds / r.bound : 0;
     double bound_mb = 2.0 * (r.run.n - 1) / r.run.n * size_bytes / 1e6;
@@ -684,6 +721,11 @@ json size_sweep(const settings& s, const std::filesystem::path& logs) {
     j["raw_tcp_seconds"] = r.raw;
     j["vs_raw_tcp"] = vs_raw;
     table.push_back(j);
+    if (r.mode == "loopback" && raw_sent_per_cpu > 0) {
+      j["of_raw_tcp_gb_sent_per_cpu_second"] = sent_per_cpu / raw_sent_per_cpu;
+      against_raw_cpu.push_back("n=" + std::to_string(r.run.n) + " " +
+                                std::to_string(sent_per_cpu / raw_sent_per_cpu).substr(0, 4));
+    }
     if (r.mode == "shaped")
       (ratio <= 1.25 && r.run.problem.empty() ? met : missed).push_back(std::to_string(r.run.n));
   }
@@ -693,6 +735,13 @@ json size_sweep(const settings& s, const std::filesystem::path& logs) {
       s += (s.empty() ? "n=" : ", n=") + x;
     return s;
   };
+  if (!against_raw_cpu.empty()) {
+    std::string ratios;
+    for (const auto& r : against_raw_cpu)
+      ratios += (ratios.empty() ? "" : ", ") + r;
+    std::printf("loopback GB/CPU-s against raw TCP's %.2f (same run): %s\n", raw_sent_per_cpu,
+                ratios.c_str());
+  }
   if (!met.empty() || !missed.empty())
     std::printf("aim: round time <= 1.25 x lower bound on shaped links: %s%s%s%s\n",
                 missed.empty() ? "met" : "NOT met",

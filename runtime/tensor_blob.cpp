@@ -10,6 +10,8 @@
 #include <iterator>
 #include <limits>
 
+#include "runtime/finite_values.hpp"
+
 namespace ddactor {
 
 namespace {
@@ -70,37 +72,72 @@ std::uint64_t header_seed(const tensor_blob& blob) noexcept {
   return blob_checksum(header, 0);
 }
 
+// blob_checksum's state, so that a pass that also copies or checks the bytes can hash them as it
+// goes: absorb whole 32-byte blocks in order, then finish with the rest.
+class checksum_lanes {
+public:
+  explicit checksum_lanes(std::uint64_t seed) noexcept {
+    for (std::size_t k = 0; k < lanes_.size(); ++k)
+      lanes_[k] = lane_seeds[k] + seed;
+  }
+
+  // `size` is a multiple of 32.
+  void absorb_blocks(const char* p, std::size_t size) noexcept {
+    // Four independent dependency chains keep the multiplier busy: ~32 bytes per multiply latency.
+    for (const char* end = p + size; p != end; p += 32) {
+      lanes_[0] = absorb(lanes_[0], load_little_endian(p), lane_multipliers[0]);
+      lanes_[1] = absorb(lanes_[1], load_little_endian(p + 8), lane_multipliers[1]);
+      lanes_[2] = absorb(lanes_[2], load_little_endian(p + 16), lane_multipliers[2]);
+      lanes_[3] = absorb(lanes_[3], load_little_endian(p + 24), lane_multipliers[3]);
+    }
+  }
+
+  // `left` < 32 bytes at p; `total` the size of everything hashed.
+  std::uint64_t finish(const char* p, std::size_t left, std::size_t total) noexcept {
+    std::size_t lane = 0;
+    for (; left >= 8; p += 8, left -= 8, ++lane)
+      lanes_[lane] = absorb(lanes_[lane], load_little_endian(p), lane_multipliers[lane]);
+    if (left > 0) { // 1..7 bytes, zero-padded; lane < 4 here since at most 3 full words preceded
+      std::uint64_t word = 0;
+      for (std::size_t i = 0; i < left; ++i)
+        word |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+      lanes_[lane] = absorb(lanes_[lane], word, lane_multipliers[lane]);
+    }
+    // A sum of bijections of one lane each: changing one lane always changes the sum.
+    std::uint64_t h = static_cast<std::uint64_t>(total) * mix_multiplier_a;
+    for (std::size_t k = 0; k < lanes_.size(); ++k)
+      h += std::rotl(avalanche(lanes_[k]), static_cast<int>(16 * k));
+    return avalanche(h);
+  }
+
+private:
+  std::array<std::uint64_t, 4> lanes_;
+};
+
+// Hashes `bytes` as blob_checksum does and hands each block to `visit(block, size)` right after
+// hashing it, while it sits in the cache: a copy or check of the bytes costs no second pass
+// through memory.
+template <class Visit>
+std::uint64_t checksum_visiting(std::span<const char> bytes, std::uint64_t seed, Visit&& visit) {
+  constexpr std::size_t block = 16384; // a multiple of 32 that fits in L1
+  checksum_lanes lanes(seed);
+  std::size_t at = 0;
+  for (; bytes.size() - at >= block; at += block) {
+    lanes.absorb_blocks(bytes.data() + at, block);
+    visit(bytes.data() + at, block);
+  }
+  const std::size_t left = bytes.size() - at;
+  const std::size_t whole = left / 32 * 32;
+  lanes.absorb_blocks(bytes.data() + at, whole);
+  if (left > 0)
+    visit(bytes.data() + at, left);
+  return lanes.finish(bytes.data() + at + whole, left - whole, bytes.size());
+}
+
 } // namespace
 
 std::uint64_t blob_checksum(std::span<const char> bytes, std::uint64_t seed) noexcept {
-  std::array<std::uint64_t, 4> lanes;
-  for (std::size_t k = 0; k < lanes.size(); ++k)
-    lanes[k] = lane_seeds[k] + seed;
-  const char* p = bytes.data();
-  std::size_t left = bytes.size();
-  // Four independent dependency chains keep the multiplier busy: ~32 bytes per multiply latency.
-  while (left >= 32) {
-    lanes[0] = absorb(lanes[0], load_little_endian(p), lane_multipliers[0]);
-    lanes[1] = absorb(lanes[1], load_little_endian(p + 8), lane_multipliers[1]);
-    lanes[2] = absorb(lanes[2], load_little_endian(p + 16), lane_multipliers[2]);
-    lanes[3] = absorb(lanes[3], load_little_endian(p + 24), lane_multipliers[3]);
-    p += 32;
-    left -= 32;
-  }
-  std::size_t lane = 0;
-  for (; left >= 8; p += 8, left -= 8, ++lane)
-    lanes[lane] = absorb(lanes[lane], load_little_endian(p), lane_multipliers[lane]);
-  if (left > 0) { // 1..7 bytes, zero-padded; lane < 4 here since at most 3 full words preceded
-    std::uint64_t word = 0;
-    for (std::size_t i = 0; i < left; ++i)
-      word |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-    lanes[lane] = absorb(lanes[lane], word, lane_multipliers[lane]);
-  }
-  // A sum of bijections of one lane each: changing one lane always changes the sum.
-  std::uint64_t h = static_cast<std::uint64_t>(bytes.size()) * mix_multiplier_a;
-  for (std::size_t k = 0; k < lanes.size(); ++k)
-    h += std::rotl(avalanche(lanes[k]), static_cast<int>(16 * k));
-  return avalanche(h);
+  return checksum_visiting(bytes, seed, [](const char*, std::size_t) {});
 }
 
 std::uint64_t blob_digest(const tensor_blob& blob) noexcept {
@@ -166,7 +203,7 @@ std::optional<std::string> validate_blob(const tensor_blob& blob,
   if (blob.codec == blob_codec_none && blob.bytes.size() != *elements * *element_size)
     return "payload of " + to_string(blob.bytes.size()) + " bytes does not match " +
            to_string(*elements) + " elements of " + to_string(*element_size) + " bytes";
-  if (blob_digest(blob) != blob.checksum)
+  if (expected.check_checksum && blob_digest(blob) != blob.checksum)
     return "checksum mismatch (corrupted in transit or never sealed)";
   if (expected.round_id && blob.round_id != *expected.round_id)
     return "round " + to_string(blob.round_id) + ", expected " + to_string(*expected.round_id);
@@ -196,15 +233,20 @@ tensor_blob make_float32_blob(std::uint64_t round_id, std::uint32_t part_index,
   blob.dtype = static_cast<std::uint8_t>(blob_dtype::float32);
   blob.codec = blob_codec_none;
   if constexpr (std::endian::native == std::endian::little) {
-    // One pass: the bytes are copied as the buffer is made (no zero-filling first).
-    const auto* bytes = reinterpret_cast<const char*>(values.data());
-    blob.bytes.assign(bytes, bytes + values.size() * sizeof(float));
-  } else {
-    blob.bytes.resize(values.size() * sizeof(float));
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      const auto word = __builtin_bswap32(std::bit_cast<std::uint32_t>(values[i]));
-      std::memcpy(blob.bytes.data() + 4 * i, &word, 4);
-    }
+    // One pass: each block is hashed and appended while in the cache (no zero-filling first).
+    const std::span<const char> bytes(reinterpret_cast<const char*>(values.data()),
+                                      values.size() * sizeof(float));
+    blob.bytes.reserve(bytes.size());
+    blob.checksum = checksum_visiting(bytes, header_seed(blob),
+                                      [&](const char* block, std::size_t size) {
+                                        blob.bytes.insert(blob.bytes.end(), block, block + size);
+                                      });
+    return blob;
+  }
+  blob.bytes.resize(values.size() * sizeof(float));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const auto word = __builtin_bswap32(std::bit_cast<std::uint32_t>(values[i]));
+    std::memcpy(blob.bytes.data() + 4 * i, &word, 4);
   }
   seal(blob);
   return blob;
@@ -253,7 +295,10 @@ private:
 
 } // namespace
 
-std::vector<float> float32_values(const tensor_blob& blob) {
+namespace {
+
+// The number of floats of a float32, codec-none blob; throws blob_error for anything else.
+std::size_t float32_count(const tensor_blob& blob) {
   if (blob.dtype != static_cast<std::uint8_t>(blob_dtype::float32) ||
       blob.codec != blob_codec_none)
     throw blob_error("float32_values: blob holds dtype code " + std::to_string(blob.dtype) +
@@ -264,10 +309,34 @@ std::vector<float> float32_values(const tensor_blob& blob) {
   if (blob.bytes.size() % sizeof(float) != 0 || !elements || *elements != count)
     throw blob_error("float32_values: payload of " + std::to_string(blob.bytes.size()) +
                      " bytes does not match the blob's shape");
+  return count;
+}
+
+} // namespace
+
+std::vector<float> float32_values(const tensor_blob& blob) {
+  const std::size_t count = float32_count(blob);
   // Each float is read from its four bytes as the vector is built: one pass, no zero-filling.
   const auto* bytes = reinterpret_cast<const unsigned char*>(blob.bytes.data());
   std::vector<float> values(little_endian_floats(bytes), little_endian_floats(bytes + 4 * count));
   return values;
+}
+
+checked_float32 read_checked_float32(const tensor_blob& blob) {
+  checked_float32 out;
+  out.values.reserve(float32_count(blob));
+  bool finite = true;
+  const auto checksum = checksum_visiting(
+    blob.bytes, header_seed(blob), [&](const char* block, std::size_t size) {
+      const auto* bytes = reinterpret_cast<const unsigned char*>(block);
+      const auto from = out.values.size();
+      out.values.insert(out.values.end(), little_endian_floats(bytes),
+                        little_endian_floats(bytes + size));
+      finite = finite && all_finite(std::span<const float>(out.values).subspan(from));
+    });
+  out.checksum_matches = checksum == blob.checksum;
+  out.all_finite = finite;
+  return out;
 }
 
 } // namespace ddactor

@@ -80,6 +80,9 @@ struct blob_expectations {
   std::size_t max_rank = 8;
   std::uint64_t max_elements = std::uint64_t{1} << 28; // 256 Mi elements, 1 GiB of float32
   std::uint64_t max_bytes = std::uint64_t{1} << 30;    // 1 GiB
+  // false where the caller reads the payload with read_checked_float32, which checks the checksum
+  // in the same pass (a chunk is then refused after that read, not by validate_blob).
+  bool check_checksum = true;
 };
 
 // Number of elements of a shape (1 for rank 0), or nothing when a dimension is negative or the
@@ -89,8 +92,8 @@ std::optional<std::uint64_t> shape_elements(std::span<const std::int64_t> shape,
 
 // Why the blob must be refused, or nothing when it is fine. Checks, in order: dtype known, rank,
 // negative dimensions, element count and byte count against the limits, byte count against
-// dtype size * elements (codec none), the checksum, then the expectations (round, part, dtype,
-// codec, range inside the part). Never reads past the blob's vectors; does no allocation that
+// dtype size * elements (codec none), the checksum (unless told not to), then the expectations
+// (round, part, dtype, codec, range inside the part). Never reads past the blob's vectors; does no allocation that
 // depends on the blob's claims.
 std::optional<std::string> validate_blob(const tensor_blob& blob,
                                          const blob_expectations& expected);
@@ -103,5 +106,15 @@ tensor_blob make_float32_blob(std::uint64_t round_id, std::uint32_t part_index,
 // the byte count is not a whole number of floats matching the shape. Does not check the checksum:
 // validate_blob first.
 std::vector<float> float32_values(const tensor_blob& blob);
+
+// A float32, codec-none blob's elements read in one pass through memory that also recomputes its
+// checksum and checks every value for NaN and infinity: what validate_blob's checksum,
+// float32_values and all_finite would do in three. Throws blob_error as float32_values does.
+struct checked_float32 {
+  std::vector<float> values;
+  bool checksum_matches = false; // blob_digest(blob) == blob.checksum
+  bool all_finite = false;
+};
+checked_float32 read_checked_float32(const tensor_blob& blob);
 
 } // namespace ddactor

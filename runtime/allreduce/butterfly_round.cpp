@@ -115,8 +115,8 @@ void butterfly_round::start_attempt() {
     output_ = setup_.output_buffers->take(values.size());
   if (active_.size() == 1)
     output_.assign(values.begin(), values.end());
-  else
-    output_.assign(values.size(), 0.0f);
+  else  // not zero-filled: the round ends only once every part's every piece was written here
+    output_.resize(values.size());
   residual_ = setup_.residual;
   std::vector<uint64_t> shares;
   for (auto member : active_)

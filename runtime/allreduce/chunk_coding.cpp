@@ -37,18 +37,23 @@ std::vector<float> decode_chunk(const tensor_blob& blob, uint64_t round_id, uint
   expected.part_index = part_index;
   expected.dtype = static_cast<uint8_t>(blob_dtype::float32);
   expected.part_length = part_length;
+  // Raw chunks are checksummed in the pass that reads their values.
+  expected.check_checksum = blob.codec != blob_codec_none;
   if (auto problem = validate_blob(blob, expected))
     throw std::runtime_error("invalid chunk: " + *problem);
   auto elements = shape_elements(blob.shape, expected.max_elements);
   if (!elements || *elements == 0)
     throw std::runtime_error("invalid chunk: empty or oversized shape");
-  std::vector<float> values;
   if (blob.codec == blob_codec_none) {
-    values = float32_values(blob);
-    if (!all_finite(values))
+    auto read = read_checked_float32(blob);
+    if (!read.checksum_matches)
+      throw std::runtime_error("invalid chunk: checksum mismatch (corrupted in transit or never "
+                               "sealed)");
+    if (!read.all_finite)
       throw std::runtime_error("invalid chunk: non-finite value");
-    return values;
+    return std::move(read.values);
   }
+  std::vector<float> values;
   values.resize(static_cast<size_t>(*elements));
   try {
     // decode_any checks the frame's sizes and refuses non-finite output.

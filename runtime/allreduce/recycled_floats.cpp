@@ -14,8 +14,8 @@ std::vector<float> recycled_floats::take(std::size_t n) {
     if (slot_->spare.capacity() >= n)
       values = std::move(slot_->spare);
   }
-  values.clear();
-  values.reserve(n);
+  // Only what the spare lacks is zero-filled: the caller writes every element anyway.
+  values.resize(n);
   return values;
 }
 

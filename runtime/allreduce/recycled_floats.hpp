@@ -21,7 +21,8 @@ class recycled_floats {
 public:
   recycled_floats();
 
-  /// An empty vector with room for `n` floats: the spare buffer when it is large enough.
+  /// `n` floats to overwrite: the spare buffer when it is large enough, its old values kept
+  /// (zero-filling 100 MB costs a pass through memory the caller's writes make unnecessary).
   std::vector<float> take(std::size_t n);
   /// `values` as a shared read-only vector whose storage comes back as the spare once the last
   /// copy is gone (dropped if this recycler is gone by then).

@@ -81,6 +81,20 @@ TEST(blob_checksum, values_are_pinned) {
   EXPECT_EQ(checksum_of("ddactor", 42), 0xa54da0c899d87a93ULL);
   const std::vector<float> v = {1.0f, -2.5f};
   EXPECT_EQ(make_float32_blob(7, 3, 100, v).checksum, 0x601479803df41ab2ULL);
+  // Past the 16 KB blocks in which the checksum is computed beside a copy (values from an
+  // independent reimplementation of the hash).
+  auto pattern = [](std::size_t size) {
+    std::string s(size, '\0');
+    for (std::size_t i = 0; i < size; ++i)
+      s[i] = static_cast<char>((i * 131 + 7) & 0xff);
+    return s;
+  };
+  EXPECT_EQ(checksum_of(pattern(16384 + 40)), 0xe35b661388f27761ULL);
+  EXPECT_EQ(checksum_of(pattern(50003)), 0x9a4b45dc57fc169cULL);
+  std::vector<float> many(4100);
+  for (std::size_t i = 0; i < many.size(); ++i)
+    many[i] = static_cast<float>(i % 97) * 0.25f - 7.0f;
+  EXPECT_EQ(make_float32_blob(7, 3, 100, many).checksum, 0x67222323177a8848ULL);
 }
 
 tensor_blob sample_blob(std::size_t elements = 16) {
@@ -125,6 +139,16 @@ TEST(validate_blob, every_bit_flip_of_the_payload_is_a_checksum_mismatch) {
     blob.bytes[bit / 8] ^= static_cast<char>(1 << (bit % 8));
   }
   EXPECT_EQ(refusal(blob), "");
+}
+
+TEST(validate_blob, can_leave_the_checksum_to_a_checked_read) {
+  tensor_blob blob = sample_blob();
+  blob.bytes[3] ^= 0x01;
+  blob_expectations e = matching_expectations();
+  e.check_checksum = false;
+  EXPECT_EQ(refusal(blob, e), "");
+  blob.part_index = 5;
+  EXPECT_TRUE(mentions(refusal(blob, e), "part 5, expected 2")) << refusal(blob, e);
 }
 
 TEST(validate_blob, corrupted_header_fields_are_caught) {
@@ -240,6 +264,41 @@ TEST(tensor_blob, float32_values_refuses_other_contents) {
   b = sample_blob();
   b.shape = {-16};
   EXPECT_THROW(float32_values(b), blob_error);
+}
+
+TEST(tensor_blob, a_checked_read_gives_the_values_and_checks_checksum_and_finiteness) {
+  // Sizes below, at and past one 16 KB block (4096 floats), with tails of odd lengths.
+  for (std::size_t size : {1u, 7u, 4095u, 4096u, 4097u, 8192u + 3u, 20000u}) {
+    const tensor_blob blob = sample_blob(size);
+    const checked_float32 read = read_checked_float32(blob);
+    EXPECT_EQ(read.values, float32_values(blob)) << size;
+    EXPECT_TRUE(read.checksum_matches) << size;
+    EXPECT_TRUE(read.all_finite) << size;
+
+    for (std::size_t at : {std::size_t{0}, size / 2, size - 1}) {
+      tensor_blob flipped = blob;
+      flipped.bytes[4 * at + 1] ^= 0x10;
+      EXPECT_FALSE(read_checked_float32(flipped).checksum_matches) << size << " at " << at;
+
+      for (float bad : {std::numeric_limits<float>::quiet_NaN(),
+                        -std::numeric_limits<float>::infinity()}) {
+        std::vector<float> values = float32_values(blob);
+        values[at] = bad;
+        const checked_float32 bad_read = read_checked_float32(make_float32_blob(9, 2, 32, values));
+        EXPECT_TRUE(bad_read.checksum_matches) << size << " at " << at;
+        EXPECT_FALSE(bad_read.all_finite) << size << " at " << at;
+      }
+    }
+  }
+  tensor_blob header_changed = sample_blob(100);
+  header_changed.offset += 1;
+  EXPECT_FALSE(read_checked_float32(header_changed).checksum_matches);
+  tensor_blob coded = sample_blob();
+  coded.codec = 3;
+  EXPECT_THROW(read_checked_float32(coded), blob_error);
+  tensor_blob short_payload = sample_blob();
+  short_payload.bytes.pop_back();
+  EXPECT_THROW(read_checked_float32(short_payload), blob_error);
 }
 
 TEST(tensor_blob, dtype_sizes) {

@@ -124,5 +124,29 @@ TEST(chunk_jobs, a_tampered_or_misaddressed_blob_is_refused_with_its_reason) {
     << "past the end of the part";
 }
 
+TEST(chunk_jobs, a_raw_chunk_is_read_with_its_checksum_and_finiteness_checked) {
+  const auto values = random_values(5000, 5); // past one 16 KB block
+  const auto blob = make_float32_blob(7, 1, 100, values);
+  auto read = run_chunk_job(chunk_decode_job{blob, 7, 1, 6000, {}, {}, 0, 0, false});
+  ASSERT_TRUE(read.error.empty()) << read.error;
+  EXPECT_EQ(read.values, values);
+
+  auto tampered = blob;
+  tampered.bytes[4 * 4500] ^= 0x01;
+  auto refused = run_chunk_job(chunk_decode_job{tampered, 7, 1, 6000, {}, {}, 0, 0, false});
+  EXPECT_NE(refused.error.find("checksum mismatch"), std::string::npos) << refused.error;
+  EXPECT_TRUE(refused.values.empty());
+
+  auto with_nan = values;
+  with_nan[4999] = std::numeric_limits<float>::quiet_NaN();
+  auto nan_blob = make_float32_blob(7, 1, 100, with_nan);
+  auto nan_read = run_chunk_job(chunk_decode_job{nan_blob, 7, 1, 6000, {}, {}, 0, 0, false});
+  EXPECT_NE(nan_read.error.find("non-finite"), std::string::npos) << nan_read.error;
+
+  // The header is checked before the payload is read.
+  auto elsewhere = run_chunk_job(chunk_decode_job{blob, 7, 2, 6000, {}, {}, 0, 0, false});
+  EXPECT_NE(elsewhere.error.find("part 1, expected 2"), std::string::npos) << elsewhere.error;
+}
+
 } // namespace
 } // namespace ddactor
