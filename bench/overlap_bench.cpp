@@ -15,7 +15,10 @@
 // The peers are told they are reachable: the lab's relays hide where connections come from.
 //
 //   ddactor_overlap_bench [--peers 2,4] [--seconds 60] [--rate 100] [--delay 50] [--batch 32]
-//       [--keep-logs DIR] [--set key=value ...]
+//       [--repeats 1] [--keep-logs DIR] [--set key=value ...]
+//
+// On a shared 2-core machine one run's ratios move by 0.1 or more from run to run (the alone
+// rate itself drifts); --repeats N runs the three phases N times and prints the medians.
 //
 // Needs root (network namespaces); prints "skipped: ..." where the lab cannot be built.
 #include <unistd.h>
@@ -51,6 +54,7 @@ struct settings {
   double rate_mbit = 100;
   double delay_ms = 50;
   int batch = 32;
+  int repeats = 1;
   std::string keep_logs;
   std::vector<std::string> overrides;
 };
@@ -101,6 +105,24 @@ std::optional<double> training_seconds(const std::string& log, bool swarm) {
   if (*end < *begin)
     *end += 24 * 3600.0;  // past midnight
   return *end - *begin;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty())
+    return 0;
+  std::sort(values.begin(), values.end());
+  const auto mid = values.size() / 2;
+  return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
+std::string listed(const std::vector<double>& values) {
+  std::string text;
+  char item[32];
+  for (double v : values) {
+    std::snprintf(item, sizeof item, "%s%.3f", text.empty() ? "" : " ", v);
+    text += item;
+  }
+  return text;
 }
 
 // One phase: n peers in a fresh lab, alone or as a swarm, for s.seconds.
@@ -191,6 +213,11 @@ int main(int argc, char** argv) {
   app.add_option("--rate", s.rate_mbit, "link rate per host, Mbit/s")->capture_default_str();
   app.add_option("--delay", s.delay_ms, "one-way delay per link, ms")->capture_default_str();
   app.add_option("--batch", s.batch, "data.batch_size of each peer")->capture_default_str();
+  app.add_option("--repeats", s.repeats,
+                 "runs of the three phases per n (each with its own alone phase); with more than "
+                 "one, the medians of the ratios are printed too")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 100));
   app.add_option("--keep-logs", s.keep_logs, "keep the peers' run folders and logs here");
   app.add_option("--set", s.overrides, "extra config override for every peer (key=value)");
   CLI11_PARSE(app, argc, argv);
@@ -218,33 +245,54 @@ int main(int argc, char** argv) {
   std::printf("%5s %8s %10s %10s %8s %10s %8s %9s\n", "peers", "target", "alone/s", "off/s",
               "off/x", "on/s", "on/x", "overlap");
   for (int n : s.peers) {
-    auto alone = run_phase(s, n, "alone", 0, logs);
-    if (!alone.ok) {
-      std::printf("%5d alone failed: %s\n", n, alone.problem.c_str());
-      continue;
+    // The target batch is chosen once, from the first alone phase, so that every repeat trains
+    // the same epochs; each repeat measures its own alone rate (the machine's speed drifts).
+    int64_t target = 0;
+    std::vector<double> off_x, on_x, on_training_x;
+    for (int repeat = 0; repeat < s.repeats; ++repeat) {
+      auto alone = run_phase(s, n, "alone", 0, logs);
+      if (!alone.ok) {
+        std::printf("%5d alone failed: %s\n", n, alone.problem.c_str());
+        break;
+      }
+      const double alone_rate = static_cast<double>(alone.samples) / s.seconds;
+      const double bytes = 2.0 * (n - 1) / n * 4.0 * static_cast<double>(alone.parameters);
+      const double round_bound = bytes * 8 / (s.rate_mbit * 1e6) + 4 * (2 * s.delay_ms / 1000);
+      if (target == 0)
+        target = std::max<int64_t>(
+          s.batch,
+          static_cast<int64_t>(std::llround(alone_rate * round_bound / s.batch)) * s.batch);
+      auto off = run_phase(s, n, "paused", target, logs);
+      auto on = run_phase(s, n, "overlap", target, logs);
+      auto rate = [&](const phase_result& r) {
+        return static_cast<double>(r.samples) / s.seconds;
+      };
+      std::printf("%5d %8lld %10.1f %10.1f %8.3f %10.1f %8.3f %8.0f%%\n", n,
+                  static_cast<long long>(target), alone_rate, rate(off), rate(off) / alone_rate,
+                  rate(on), rate(on) / alone_rate,
+                  100.0 * static_cast<double>(on.overlapped) / std::max<int64_t>(on.samples, 1));
+      off_x.push_back(rate(off) / alone_rate);
+      on_x.push_back(rate(on) / alone_rate);
+      if (alone.training_rate > 0) {
+        std::printf("      while training (from each peer's start or, in a swarm, once its peers "
+                    "are found): alone %.1f/s, off %.1f/s = %.3f, on %.1f/s = %.3f\n",
+                    alone.training_rate, off.training_rate,
+                    off.training_rate / alone.training_rate, on.training_rate,
+                    on.training_rate / alone.training_rate);
+        on_training_x.push_back(on.training_rate / alone.training_rate);
+      }
+      std::printf("      (%lld parameters; round bound %.2f s = %.2f MB each way + 4 round "
+                  "trips)\n",
+                  static_cast<long long>(alone.parameters), round_bound, bytes / 1e6);
+      for (const auto* r : {&alone, &off, &on})
+        if (!r->problem.empty())
+          std::printf("      problem: %s\n", r->problem.c_str());
     }
-    const double alone_rate = static_cast<double>(alone.samples) / s.seconds;
-    const double bytes = 2.0 * (n - 1) / n * 4.0 * static_cast<double>(alone.parameters);
-    const double round_bound = bytes * 8 / (s.rate_mbit * 1e6) + 4 * (2 * s.delay_ms / 1000);
-    const int64_t target = std::max<int64_t>(
-      s.batch, static_cast<int64_t>(std::llround(alone_rate * round_bound / s.batch)) * s.batch);
-    auto off = run_phase(s, n, "paused", target, logs);
-    auto on = run_phase(s, n, "overlap", target, logs);
-    auto rate = [&](const phase_result& r) { return static_cast<double>(r.samples) / s.seconds; };
-    std::printf("%5d %8lld %10.1f %10.1f %8.3f %10.1f %8.3f %8.0f%%\n", n,
-                static_cast<long long>(target), alone_rate, rate(off), rate(off) / alone_rate,
-                rate(on), rate(on) / alone_rate,
-                100.0 * static_cast<double>(on.overlapped) / std::max<int64_t>(on.samples, 1));
-    if (alone.training_rate > 0)
-      std::printf("      while training (from each peer's start or, in a swarm, once its peers "
-                  "are found): alone %.1f/s, off %.1f/s = %.3f, on %.1f/s = %.3f\n",
-                  alone.training_rate, off.training_rate, off.training_rate / alone.training_rate,
-                  on.training_rate, on.training_rate / alone.training_rate);
-    std::printf("      (%lld parameters; round bound %.2f s = %.2f MB each way + 4 round trips)\n",
-                static_cast<long long>(alone.parameters), round_bound, bytes / 1e6);
-    for (const auto* r : {&alone, &off, &on})
-      if (!r->problem.empty())
-        std::printf("      problem: %s\n", r->problem.c_str());
+    if (on_x.size() > 1)
+      std::printf("%5d median of %zu runs: off/x %.3f, on/x %.3f (%s), while training on %.3f "
+                  "(%s); aim with overlap: >= 0.9\n",
+                  n, on_x.size(), median(off_x), median(on_x), listed(on_x).c_str(),
+                  median(on_training_x), listed(on_training_x).c_str());
   }
   if (s.keep_logs.empty())
     std::filesystem::remove_all(logs);
