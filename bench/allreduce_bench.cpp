@@ -470,10 +470,9 @@ swarm_run run_swarm(peer_hosts& hosts, const settings& s, int n, int rounds,
   return run;
 }
 
-// Raw TCP throughput between two processes over loopback: a forked child sends `bytes`, this
-// process receives them. Bytes per second, from accept to the last byte.
-// Raw TCP over loopback between two processes: its rate, and the CPU its sender and receiver
-// spend per byte (system and user time): what any peer pays at least to move bytes.
+// Raw TCP over loopback between two processes (a forked child sends, this process receives):
+// the rate from accept to the last byte, and the CPU (user and system) its sender and receiver
+// spend: what any peer pays at least to move bytes.
 struct loopback_tcp {
   double bytes_per_second = 0;
   double sender_cpu_seconds = 0;
@@ -720,12 +719,12 @@ json size_sweep(const settings& s, const std::filesystem::path& logs) {
     j["ratio"] = ratio;
     j["raw_tcp_seconds"] = r.raw;
     j["vs_raw_tcp"] = vs_raw;
-    table.push_back(j);
     if (r.mode == "loopback" && raw_sent_per_cpu > 0) {
       j["of_raw_tcp_gb_sent_per_cpu_second"] = sent_per_cpu / raw_sent_per_cpu;
       against_raw_cpu.push_back("n=" + std::to_string(r.run.n) + " " +
                                 std::to_string(sent_per_cpu / raw_sent_per_cpu).substr(0, 4));
     }
+    table.push_back(j);
     if (r.mode == "shaped")
       (ratio <= 1.25 && r.run.problem.empty() ? met : missed).push_back(std::to_string(r.run.n));
   }
