@@ -568,12 +568,17 @@ INSTANTIATE_TEST_SUITE_P(modes, swarm_node_mode,
 // With top-k, AdamW's catch-up counts are shared state too: a joiner that did not get them would
 // step differently from its first round on (and be repaired as a split, which must not happen).
 TEST_F(swarm, a_late_joiner_with_topk_steps_like_everyone_from_its_first_round) {
-  // 200 epochs of ~50 ms: with 60, a loaded machine once started the joiner (loading its data
-  // takes seconds there) after the swarm had finished, and it trained alone.
+  // 200 epochs: with 60, a loaded machine once started the joiner (loading its data takes
+  // seconds there) after the swarm had finished, and it trained alone. Idle, an epoch takes about
+  // 45 ms and the joiner (4 s from its start to its trainer) joins near epoch 100; it failed
+  // once at the start of a full suite. Slowed by 30 ms a batch (an epoch's 4 batches take two in
+  // a row among three peers), the first peers leave it 11.5 s at least, however busy the cores.
   auto config = write_config(200, 3);
   const std::vector<std::string> topk{"--set", "averaging.compression=\"topk\""};
+  auto first = topk;
+  first.insert(first.end(), {"--set", "debug.batch_delay_ms=30"});
   for (int i = 0; i < 3; ++i)
-    start_peer(i, config, topk);
+    start_peer(i, config, first);
   ASSERT_TRUE(peers[0]->wait_for_output("epoch 8/200", 120s)) << peers[0]->output();
   auto joiner_args = topk;
   joiner_args.insert(joiner_args.end(), {"--set", "network.wait_for_peers=1"});
