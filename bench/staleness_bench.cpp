@@ -19,10 +19,11 @@
 //       [--validation-images 2000] [--variants fresh,stale,predicted,speculative] [--peers 4]
 //       [--seeds 1]
 //
-// Measured (150 steps of 128, run.seed 0, before --seeds counted from 1): fresh 0.4352; stale 1.405x; predicted 1.21x; speculative with a
-// quarter of the batch 1.043x, with half 1.028x, with all of it 1.0000x (the same bits as fresh:
-// the step taken back is exact); speculative-blend with a quarter 1.091x (the last average is a
-// worse guess than the own share: AdamW's momentum holds the past already). Over 3 seeds:
+// Measured (150 steps of 128, run.seed 0, before --seeds counted from 1): fresh 0.4352; stale
+// 1.405x; predicted 1.21x; speculative with a quarter of the batch 1.043x, with half 1.028x,
+// with all of it 1.0000x (the same bits as fresh: the step taken back is exact);
+// speculative-blend with a quarter 1.091x (the last average is a worse guess than the own share:
+// AdamW's momentum holds the past already). Over 3 seeds:
 // speculative / fresh-split 1.042x (1.031-1.050), fresh-split / fresh 1.004x (0.997-1.010).
 // speculative-shrunk (0.3 the own gradient, 0.7 AdamW's first moment; seed 1): 1.178x of
 // fresh-split, against 1.030x for the own gradient alone: a guess leaning on the past costs as

@@ -93,8 +93,8 @@ std::optional<std::uint64_t> shape_elements(std::span<const std::int64_t> shape,
 // Why the blob must be refused, or nothing when it is fine. Checks, in order: dtype known, rank,
 // negative dimensions, element count and byte count against the limits, byte count against
 // dtype size * elements (codec none), the checksum (unless told not to), then the expectations
-// (round, part, dtype, codec, range inside the part). Never reads past the blob's vectors; does no allocation that
-// depends on the blob's claims.
+// (round, part, dtype, codec, range inside the part). Never reads past the blob's vectors; does
+// no allocation that depends on the blob's claims.
 std::optional<std::string> validate_blob(const tensor_blob& blob,
                                          const blob_expectations& expected);
 
