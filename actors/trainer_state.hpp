@@ -143,6 +143,10 @@ struct trainer_state {
   // with this peer's own gradient while its round runs (take_back_step_ahead puts it back before
   // the swarm's average is applied).
   std::optional<shared_state_copy> before_step_ahead;
+  // Gradients mode: the norm of the last average applied. The step ahead clips the own gradient
+  // as if its norm were this one (the own share's noise makes its norm larger than the
+  // average's, and clipped by it the guess would fall short of the swarm's step every round).
+  std::optional<double> last_average_norm;
   std::optional<std::pair<uint64_t, std::string>> pending_discard;
   uint64_t poisoned_round = 0;
   std::shared_ptr<const std::vector<uint64_t>> tensor_bounds;

@@ -100,16 +100,18 @@ bool overlapping(const trainer_state& st) {
 // Overlap in gradients mode trains the next epoch while this one's round runs. On the weights
 // before the round's step, its gradients would be one update old (1.40x validation loss in
 // ddactor_staleness_bench); so the peer steps ahead with its own gradient, the best guess of the
-// swarm's average it has, and trains on those weights (1.04x). The step is taken back before
-// the average is applied, so every peer applies the same updates to the same state. Not with
-// several trainers (each would have to step alike) nor an overflowed fp16 gradient (zeros).
+// swarm's average it has, and trains on those weights (1.03x), clipped as if its norm were the
+// last average's (its own noise makes it larger: clipped by it, the guess falls short of the
+// swarm's step every round). The step is taken back before the average is applied, so every
+// peer applies the same updates to the same state. Not with several trainers (each would have
+// to step alike) nor an overflowed fp16 gradient (zeros).
 void step_ahead(trainer_state& st, std::span<const float> own_gradient) {
   if (averaging_mode(st) != "gradients" || !overlapping(st) ||
       !st.options.config.averaging.step_ahead || st.node || st.model->gradient_overflowed() ||
       st.swarm_view.swarm_size <= 1)
     return;
   st.before_step_ahead = copy_shared_state(*st.model, st.outer.get());
-  st.model->apply_gradient(own_gradient);
+  st.model->apply_gradient(own_gradient, st.last_average_norm);
   st.metrics.steps_ahead.inc();
   ++st.steps_ahead;
 }
@@ -467,6 +469,8 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome,
     st.node->broadcast_(update, 0);
   }
   if (auto result = apply_round_values(st, values)) {
+    if (outcome.averaged() && !result->skipped && std::isfinite(result->grad_norm))
+      st.last_average_norm = result->grad_norm;
     result->loss = st.round_loss;
     result->samples = st.round_samples;
     record_step_metrics(

@@ -130,7 +130,8 @@ std::vector<float> model_trainer::take_mean_gradient() {
   return out;
 }
 
-step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) {
+step_result model_trainer::apply_gradient(std::span<const float> mean_gradient,
+                                          std::optional<double> clip_as_norm) {
   auto grads = parameters_->gradients();
   if (static_cast<int64_t>(mean_gradient.size()) != grads.numel())
     throw std::invalid_argument("averaged gradient has the wrong size");
@@ -147,7 +148,7 @@ step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) 
   auto scratch = buffer_free ? grads : device_floats(mean_gradient, settings_.device);
   if (buffer_free)
     scratch.copy_(source);
-  auto result = update_from(scratch, 0.0, 0);
+  auto result = update_from(scratch, 0.0, 0, clip_as_norm);
   if (buffer_free)
     parameters_->zero_gradients();
   return result;
@@ -179,11 +180,13 @@ void model_trainer::set_parameters(std::span<const float> values) {
                                 {static_cast<int64_t>(values.size())}, torch::kFloat32));
 }
 
-step_result model_trainer::update_from(torch::Tensor grads, double loss, int64_t samples) {
+step_result model_trainer::update_from(torch::Tensor grads, double loss, int64_t samples,
+                                       std::optional<double> clip_as_norm) {
   torch::NoGradGuard no_grad;
   double norm = grads.norm().item<double>();
-  if (settings_.grad_clip > 0 && norm > settings_.grad_clip)
-    grads.mul_(settings_.grad_clip / (norm + 1e-6));
+  const double clip_norm = clip_as_norm.value_or(norm);
+  if (settings_.grad_clip > 0 && clip_norm > settings_.grad_clip)
+    grads.mul_(settings_.grad_clip / (clip_norm + 1e-6));
   double lr = learning_rate(step_);
   auto values = parameters_->values();
   optimizer_->step(values, grads, lr);

@@ -100,11 +100,16 @@ class model_trainer {
 
   /// One optimizer step with `mean_gradient` (e.g. the swarm's average) in place of the local
   /// one; with loss scaling skipped when it is not finite or all zero (every contribution
-  /// overflowed): every peer of a round sees the same average, so all skip the same step. Gradients accumulated meanwhile (the next epoch's,
-  /// computed while this one was being averaged) are left alone; the result's loss and samples
-  /// are those of no accumulation (0). Every peer that applies the same gradient to the same
-  /// state ends in the same state.
-  step_result apply_gradient(std::span<const float> mean_gradient);
+  /// overflowed): every peer of a round sees the same average, so all skip the same step.
+  /// Gradients accumulated meanwhile (the next epoch's, computed while this one was being
+  /// averaged) are left alone; the result's loss and samples are those of no accumulation (0).
+  /// Every peer that applies the same gradient to the same state ends in the same state.
+  /// `clip_as_norm`: train.grad_clip scales the gradient as if its norm were this one (a guess
+  /// of the swarm's step from one peer's share of it, whose noise makes its norm larger than
+  /// the average's: clipped by its own norm, the guess would fall short of the step every
+  /// time); the result's grad_norm is still the gradient's own.
+  step_result apply_gradient(std::span<const float> mean_gradient,
+                             std::optional<double> clip_as_norm = std::nullopt);
 
   /// Several trainers of one node (as PyTorch's DDP): `sum` replaces a tensor by its sum over
   /// the node's trainers (node_reducer::sum_). This trainer then holds the node's accumulated
@@ -175,7 +180,8 @@ class model_trainer {
   double accumulate_slice(const training_batch& batch);
 
   // Clips `mean_gradient` in place, steps AdamW and the EMA; the result carries loss and samples.
-  step_result update_from(torch::Tensor mean_gradient, double loss, int64_t samples);
+  step_result update_from(torch::Tensor mean_gradient, double loss, int64_t samples,
+                          std::optional<double> clip_as_norm = std::nullopt);
 
   std::shared_ptr<torch::nn::Module> module_;
   std::shared_ptr<torch::nn::Module> ema_module_;

@@ -91,6 +91,49 @@ TEST(diffusion_trainer, applying_a_gradient_leaves_the_next_accumulation_alone) 
   EXPECT_EQ(waiting.step(), overlapping.step());
 }
 
+// averaging.step_ahead's guess is one peer's share of the gradient, clipped as if its norm were
+// the last average's: the scale train.grad_clip applies is grad_clip / that norm, and nothing
+// when that norm is within the clip.
+TEST(diffusion_trainer, a_gradient_can_be_clipped_as_if_its_norm_were_another) {
+  trainer_settings clipped;
+  clipped.grad_clip = 1.0;
+  trainer_settings unclipped;
+  unclipped.grad_clip = 0;
+  diffusion_trainer as_if(tiny_dit::model(), clipped);
+  diffusion_trainer scaled(tiny_dit::model(), unclipped);
+  diffusion_trainer own_norm(tiny_dit::model(), clipped);
+  const auto size = as_if.parameters().values().numel();
+  // Norm 4: clipped by its own norm it would shrink to 1; as if of norm 2, to 2.
+  std::vector<float> gradient(static_cast<std::size_t>(size), 0.0f);
+  for (std::size_t k = 0; k < gradient.size(); ++k)
+    gradient[k] = (k % 3 == 0 ? 1.0f : -0.5f);
+  const auto norm = torch::tensor(gradient).norm().item<double>();
+  for (auto& g : gradient)
+    g *= static_cast<float>(4.0 / norm);
+  std::vector<float> half(gradient);
+  for (auto& g : half)
+    g *= 0.5f;
+
+  const auto result = as_if.apply_gradient(gradient, 2.0);
+  scaled.apply_gradient(half);
+  own_norm.apply_gradient(gradient);
+  EXPECT_NEAR(result.grad_norm, 4.0, 1e-3);  // the gradient's own norm, as before
+  EXPECT_TRUE(torch::allclose(as_if.optimizer().exp_avg(), scaled.optimizer().exp_avg(), 1e-5,
+                              1e-9));
+  EXPECT_TRUE(torch::allclose(as_if.optimizer().exp_avg_sq(), scaled.optimizer().exp_avg_sq(),
+                              1e-5, 1e-12));
+  EXPECT_FALSE(torch::allclose(as_if.optimizer().exp_avg(), own_norm.optimizer().exp_avg(), 1e-3,
+                               1e-9));
+
+  // As if within the clip: the gradient goes in unscaled.
+  diffusion_trainer within(tiny_dit::model(), clipped);
+  diffusion_trainer plain(tiny_dit::model(), unclipped);
+  within.apply_gradient(gradient, 0.5);
+  plain.apply_gradient(gradient);
+  EXPECT_TRUE(torch::equal(within.optimizer().exp_avg(), plain.optimizer().exp_avg()));
+  EXPECT_TRUE(torch::equal(within.parameters().values(), plain.parameters().values()));
+}
+
 TEST(diffusion_trainer, rng_state_makes_steps_reproducible) {
   diffusion_trainer a(tiny_dit::model(), {});
   auto batch = tiny_dit::fixed_batch(8);
