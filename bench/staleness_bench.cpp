@@ -366,7 +366,8 @@ int main(int argc, char** argv) {
   for (const auto& variant : s.variants) {
     if (variant != "fresh" && ran("fresh"))
       report(variant, "fresh");
-    if (variant == "speculative-shares" && ran("fresh-shares"))
+    if ((variant == "speculative-shares" || variant == "speculative-oracle") &&
+        ran("fresh-shares"))
       report(variant, "fresh-shares");
     else if (variant.starts_with("speculative") && ran("fresh-split"))
       report(variant, "fresh-split");
