@@ -1,6 +1,7 @@
 // Flat AdamW; see adamw.hpp.
 #include "models/adamw.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ddactor {
@@ -14,6 +15,16 @@ flat_adamw::flat_adamw(int64_t size, adamw_options options, const torch::Device&
 }
 
 void flat_adamw::step(torch::Tensor& params, const torch::Tensor& grads, double lr) {
+  step_with_square_weight(params, grads, lr, 1.0);
+}
+
+void flat_adamw::guess_step(torch::Tensor& params, const torch::Tensor& grads, double lr,
+                            double own_share) {
+  step_with_square_weight(params, grads, lr, std::clamp(own_share, 0.0, 1.0));
+}
+
+void flat_adamw::step_with_square_weight(torch::Tensor& params, const torch::Tensor& grads,
+                                         double lr, double square_weight) {
   torch::NoGradGuard no_grad;
   ++step_count_;
   if (options_.weight_decay > 0)
@@ -21,13 +32,22 @@ void flat_adamw::step(torch::Tensor& params, const torch::Tensor& grads, double 
   if (options_.sparse_catch_up)
     catch_up_step(params, grads, lr);
   else
-    dense_step(params, grads, lr);
+    dense_step(params, grads, lr, step_count_ > 1 ? square_weight : 1.0);
 }
 
-void flat_adamw::dense_step(torch::Tensor& params, const torch::Tensor& grads, double lr) {
+void flat_adamw::dense_step(torch::Tensor& params, const torch::Tensor& grads, double lr,
+                            double square_weight) {
   const auto& o = options_;
   exp_avg_.lerp_(grads, 1.0 - o.beta1);
-  exp_avg_sq_.mul_(o.beta2).addcmul_(grads, grads, 1.0 - o.beta2);
+  if (square_weight < 1.0) {
+    // v' = beta2 v + (1 - beta2) (w g^2 + (1 - w) v_hat), v_hat = v / (1 - beta2^(t - 1)): one
+    // scale of v and the weighted square (no difference of large numbers).
+    const double previous = 1.0 - std::pow(o.beta2, static_cast<double>(step_count_ - 1));
+    const double keep = o.beta2 + (1.0 - o.beta2) * (1.0 - square_weight) / previous;
+    exp_avg_sq_.mul_(keep).addcmul_(grads, grads, (1.0 - o.beta2) * square_weight);
+  } else {
+    exp_avg_sq_.mul_(o.beta2).addcmul_(grads, grads, 1.0 - o.beta2);
+  }
   double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(step_count_));
   double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(step_count_));
   auto denom = (exp_avg_sq_.sqrt() / std::sqrt(bias2)).add_(o.eps);

@@ -36,6 +36,17 @@ class flat_adamw {
   /// One update of `params` in place with gradient `grads` at learning rate `lr`.
   void step(torch::Tensor& params, const torch::Tensor& grads, double lr);
 
+  /// A step with a guess of another gradient: averaging.step_ahead steps with this peer's own
+  /// gradient, which stands for the swarm's average of which its samples are `own_share`, and
+  /// takes the step back when the average arrives. The second moment takes `own_share` of the
+  /// guess's square and the rest of its own bias-corrected estimate: a share's noise inflates
+  /// the square (about 1 / own_share times the average's noise), and a moment too large makes
+  /// every peer's guess fall short of the swarm's step alike, a bias the guesses share that
+  /// does not cancel in the mean as their noise does. The first step (no estimate yet) and
+  /// sparse catch-up take the square, as step() does.
+  void guess_step(torch::Tensor& params, const torch::Tensor& grads, double lr,
+                  double own_share);
+
   torch::Tensor& exp_avg() { return exp_avg_; }
   torch::Tensor& exp_avg_sq() { return exp_avg_sq_; }
   /// Sparse catch-up only (empty otherwise): rounds since each coordinate last had a gradient.
@@ -45,7 +56,11 @@ class flat_adamw {
   const adamw_options& options() const { return options_; }
 
  private:
-  void dense_step(torch::Tensor& params, const torch::Tensor& grads, double lr);
+  void step_with_square_weight(torch::Tensor& params, const torch::Tensor& grads, double lr,
+                               double square_weight);
+  /// `square_weight`: how much of the gradient's square the second moment takes (guess_step).
+  void dense_step(torch::Tensor& params, const torch::Tensor& grads, double lr,
+                  double square_weight);
   void catch_up_step(torch::Tensor& params, const torch::Tensor& grads, double lr);
 
   adamw_options options_;

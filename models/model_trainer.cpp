@@ -103,7 +103,7 @@ step_result model_trainer::apply_step() {
     discard_accumulation();
     return skipped;
   }
-  auto result = update_from(grads, loss, accumulated_samples_);
+  auto result = update_from(grads, loss, accumulated_samples_, guess_terms{});
   discard_accumulation();
   return result;
 }
@@ -130,8 +130,17 @@ std::vector<float> model_trainer::take_mean_gradient() {
   return out;
 }
 
-step_result model_trainer::apply_gradient(std::span<const float> mean_gradient,
-                                          std::optional<double> clip_as_norm) {
+step_result model_trainer::apply_gradient(std::span<const float> mean_gradient) {
+  return apply_floats(mean_gradient, guess_terms{});
+}
+
+step_result model_trainer::apply_guess(std::span<const float> guess,
+                                       std::optional<double> clip_as_norm, double own_share) {
+  return apply_floats(guess, guess_terms{clip_as_norm, own_share});
+}
+
+step_result model_trainer::apply_floats(std::span<const float> mean_gradient,
+                                        const guess_terms& guess) {
   auto grads = parameters_->gradients();
   if (static_cast<int64_t>(mean_gradient.size()) != grads.numel())
     throw std::invalid_argument("averaged gradient has the wrong size");
@@ -148,7 +157,7 @@ step_result model_trainer::apply_gradient(std::span<const float> mean_gradient,
   auto scratch = buffer_free ? grads : device_floats(mean_gradient, settings_.device);
   if (buffer_free)
     scratch.copy_(source);
-  auto result = update_from(scratch, 0.0, 0, clip_as_norm);
+  auto result = update_from(scratch, 0.0, 0, guess);
   if (buffer_free)
     parameters_->zero_gradients();
   return result;
@@ -181,15 +190,18 @@ void model_trainer::set_parameters(std::span<const float> values) {
 }
 
 step_result model_trainer::update_from(torch::Tensor grads, double loss, int64_t samples,
-                                       std::optional<double> clip_as_norm) {
+                                       const guess_terms& guess) {
   torch::NoGradGuard no_grad;
   double norm = grads.norm().item<double>();
-  const double clip_norm = clip_as_norm.value_or(norm);
+  const double clip_norm = guess.clip_as_norm.value_or(norm);
   if (settings_.grad_clip > 0 && clip_norm > settings_.grad_clip)
     grads.mul_(settings_.grad_clip / (clip_norm + 1e-6));
   double lr = learning_rate(step_);
   auto values = parameters_->values();
-  optimizer_->step(values, grads, lr);
+  if (guess.own_share < 1.0)
+    optimizer_->guess_step(values, grads, lr, guess.own_share);
+  else
+    optimizer_->step(values, grads, lr);
   // EMA warm-up (as in many DiT trainers) so short runs are not dominated by the initial weights.
   if (ema_parameters_) {
     double decay = std::min(settings_.ema_decay, (1.0 + step_) / (10.0 + step_));

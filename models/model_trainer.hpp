@@ -104,12 +104,19 @@ class model_trainer {
   /// Gradients accumulated meanwhile (the next epoch's, computed while this one was being
   /// averaged) are left alone; the result's loss and samples are those of no accumulation (0).
   /// Every peer that applies the same gradient to the same state ends in the same state.
-  /// `clip_as_norm`: train.grad_clip scales the gradient as if its norm were this one (a guess
-  /// of the swarm's step from one peer's share of it, whose noise makes its norm larger than
-  /// the average's: clipped by its own norm, the guess would fall short of the step every
-  /// time); the result's grad_norm is still the gradient's own.
-  step_result apply_gradient(std::span<const float> mean_gradient,
-                             std::optional<double> clip_as_norm = std::nullopt);
+  step_result apply_gradient(std::span<const float> mean_gradient);
+
+  /// The step ahead's step (averaging.step_ahead): apply_gradient with this peer's own gradient
+  /// as a guess of the swarm's average, of which its samples are `own_share`; the caller takes
+  /// it back (restore_shared_state) before the average is applied. A share's noise makes the
+  /// guess larger than the average, and any way that makes every peer's guess fall short of
+  /// the swarm's step alike is a bias the guesses share (their noise cancels in the mean, the
+  /// bias does not): train.grad_clip scales it as if its norm were `clip_as_norm` (the last
+  /// average's; clipped by its own norm, it would be clipped harder), and AdamW's second moment
+  /// takes `own_share` of its square (flat_adamw::guess_step). The result's grad_norm is the
+  /// guess's own.
+  step_result apply_guess(std::span<const float> guess, std::optional<double> clip_as_norm,
+                          double own_share);
 
   /// Several trainers of one node (as PyTorch's DDP): `sum` replaces a tensor by its sum over
   /// the node's trainers (node_reducer::sum_). This trainer then holds the node's accumulated
@@ -179,9 +186,18 @@ class model_trainer {
   /// Forward and backward on one (micro-)batch: its gradients and samples add up.
   double accumulate_slice(const training_batch& batch);
 
+  /// How a step treats a gradient that is a guess of another (apply_guess).
+  struct guess_terms {
+    std::optional<double> clip_as_norm;
+    double own_share = 1.0;
+  };
+
+  // apply_gradient and apply_guess: the averaged (or guessed) vector in place of the local one.
+  step_result apply_floats(std::span<const float> values, const guess_terms& guess);
+
   // Clips `mean_gradient` in place, steps AdamW and the EMA; the result carries loss and samples.
   step_result update_from(torch::Tensor mean_gradient, double loss, int64_t samples,
-                          std::optional<double> clip_as_norm = std::nullopt);
+                          const guess_terms& guess);
 
   std::shared_ptr<torch::nn::Module> module_;
   std::shared_ptr<torch::nn::Module> ema_module_;

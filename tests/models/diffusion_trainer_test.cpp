@@ -114,7 +114,7 @@ TEST(diffusion_trainer, a_gradient_can_be_clipped_as_if_its_norm_were_another) {
   for (auto& g : half)
     g *= 0.5f;
 
-  const auto result = as_if.apply_gradient(gradient, 2.0);
+  const auto result = as_if.apply_guess(gradient, 2.0, 1.0);
   scaled.apply_gradient(half);
   own_norm.apply_gradient(gradient);
   EXPECT_NEAR(result.grad_norm, 4.0, 1e-3);  // the gradient's own norm, as before
@@ -128,7 +128,7 @@ TEST(diffusion_trainer, a_gradient_can_be_clipped_as_if_its_norm_were_another) {
   // As if within the clip: the gradient goes in unscaled.
   diffusion_trainer within(tiny_dit::model(), clipped);
   diffusion_trainer plain(tiny_dit::model(), unclipped);
-  within.apply_gradient(gradient, 0.5);
+  within.apply_guess(gradient, 0.5, 1.0);
   plain.apply_gradient(gradient);
   EXPECT_TRUE(torch::equal(within.optimizer().exp_avg(), plain.optimizer().exp_avg()));
   EXPECT_TRUE(torch::equal(within.parameters().values(), plain.parameters().values()));

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "models/adamw.hpp"
 
 namespace ddactor {
@@ -82,6 +84,65 @@ TEST(flat_adamw, matches_libtorch_adamw) {
   for (size_t i = 0; i < m->parameters().size(); ++i)
     EXPECT_TRUE(torch::allclose(m->parameters()[i], reference->parameters()[i], 1e-5, 1e-6));
   EXPECT_EQ(opt.step_count(), 20);
+}
+
+// The step ahead's guess (one peer's share of the swarm's gradient): the second moment takes
+// `own_share` of its square and the rest of its own bias-corrected estimate; the first moment
+// and the rest of the step are AdamW's. With a share of 1, and on the first step (no estimate
+// yet), it is step() exactly.
+TEST(flat_adamw, a_guess_step_takes_its_share_of_the_square_into_the_second_moment) {
+  torch::manual_seed(5);
+  adamw_options o;
+  o.weight_decay = 0.05;
+  flat_adamw history(64, o);
+  auto params = torch::randn({64});
+  for (int step = 0; step < 4; ++step)
+    history.step(params, torch::randn({64}), 1e-2);
+  const auto guess = torch::randn({64}).mul_(3.0);  // noisier than the history
+  const double lr = 1e-2, share = 0.25;
+  const auto copy_of = [&](flat_adamw& from) {
+    flat_adamw to(64, o);
+    to.exp_avg().copy_(from.exp_avg());
+    to.exp_avg_sq().copy_(from.exp_avg_sq());
+    to.set_step_count(from.step_count());
+    return to;
+  };
+
+  auto guessed = copy_of(history);
+  auto guessed_params = params.clone();
+  guessed.guess_step(guessed_params, guess, lr, share);
+  // By hand: t = 5.
+  const double t = 5;
+  const auto v_hat = history.exp_avg_sq() / (1.0 - std::pow(o.beta2, t - 1));
+  const auto v = o.beta2 * history.exp_avg_sq() +
+                 (1.0 - o.beta2) * (share * guess * guess + (1.0 - share) * v_hat);
+  const auto m = o.beta1 * history.exp_avg() + (1.0 - o.beta1) * guess;
+  const double bias1 = 1.0 - std::pow(o.beta1, t), bias2 = 1.0 - std::pow(o.beta2, t);
+  const auto expected = params * (1.0 - lr * o.weight_decay) -
+                        lr / bias1 * m / ((v / bias2).sqrt() + o.eps);
+  EXPECT_TRUE(torch::allclose(guessed.exp_avg_sq(), v, 1e-5, 1e-12));
+  EXPECT_TRUE(torch::allclose(guessed.exp_avg(), m, 1e-6, 1e-9));
+  EXPECT_TRUE(torch::allclose(guessed_params, expected, 1e-5, 1e-7));
+  // Less of the noisy square: a smaller moment than step() gives, so a longer step.
+  auto stepped = copy_of(history);
+  auto stepped_params = params.clone();
+  stepped.step(stepped_params, guess, lr);
+  EXPECT_LT(guessed.exp_avg_sq().sum().item<double>(), stepped.exp_avg_sq().sum().item<double>());
+
+  // A share of 1 is step().
+  auto whole = copy_of(history);
+  auto whole_params = params.clone();
+  whole.guess_step(whole_params, guess, lr, 1.0);
+  EXPECT_TRUE(torch::equal(whole_params, stepped_params));
+  EXPECT_TRUE(torch::equal(whole.exp_avg_sq(), stepped.exp_avg_sq()));
+
+  // The first step has no estimate: the square, as step() takes it.
+  flat_adamw first_guess(64, o), first_step(64, o);
+  auto a = params.clone(), b = params.clone();
+  first_guess.guess_step(a, guess, lr, share);
+  first_step.step(b, guess, lr);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_TRUE(torch::equal(first_guess.exp_avg_sq(), first_step.exp_avg_sq()));
 }
 
 // Sparse catch-up: a gradient without zeros is an ordinary AdamW step.
