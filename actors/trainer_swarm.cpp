@@ -114,10 +114,15 @@ void step_ahead(trainer_state& st, std::span<const float> own_gradient) {
       st.swarm_view.swarm_size <= 1)
     return;
   st.before_step_ahead = copy_shared_state(*st.model, st.outer.get());
-  // The samples the round averages: the swarm's estimate for the epoch, at least its target.
+  // The samples the round averages: the swarm's estimate for the epoch, between its target and
+  // what the swarm's peers can train in one (each at most the target: batches_wait), so that
+  // other peers' claims of samples cannot make the own share vanish.
+  const auto target = static_cast<double>(std::max<int64_t>(
+    st.options.config.train.target_batch_size, 1));
   const double averaged_samples = std::max(
-    {st.swarm_view.epoch_samples, static_cast<double>(st.options.config.train.target_batch_size),
-     static_cast<double>(st.round_samples), 1.0});
+    std::clamp(st.swarm_view.epoch_samples, target,
+               target * std::max(st.swarm_view.swarm_size, 1)),
+    static_cast<double>(st.round_samples));
   st.model->apply_guess(own_gradient, st.last_average_norm,
                         static_cast<double>(st.round_samples) / averaged_samples);
   st.metrics.steps_ahead.inc();
