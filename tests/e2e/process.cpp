@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -109,8 +110,11 @@ size_t child_process::count_in_output(const std::string& needle) const {
 }
 
 temp_directory::temp_directory(const std::string& name) {
+  // A parameterized test's name ("test/param") would make a nested folder whose parent outlives it.
+  auto flat = name;
+  std::replace(flat.begin(), flat.end(), '/', '_');
   path_ = std::filesystem::temp_directory_path() /
-          ("ddactor_e2e_" + name + "_" + std::to_string(::getpid()));
+          ("ddactor_e2e_" + flat + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(path_);
   std::filesystem::create_directories(path_);
 }

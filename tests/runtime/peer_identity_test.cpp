@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -16,9 +17,11 @@ namespace fs = std::filesystem;
 struct temp_state_dir {
   fs::path path;
   temp_state_dir() {
+    // Parameterized names ("test/0") would nest a folder whose parent outlives the test.
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');
     path = fs::temp_directory_path() /
-           ("ddactor_identity_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("ddactor_identity_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(path);
   }
   ~temp_state_dir() { fs::remove_all(path); }

@@ -15,14 +15,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fresh_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const auto dir = fs::temp_directory_path() / ("ddactor_sd_examples_" +
-                                                std::to_string(::getpid()) + "_" + info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+// A folder of the test's own, removed when the test ends.
+struct fresh_dir {
+  fs::path path;
+  fresh_dir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path = fs::temp_directory_path() /
+           ("ddactor_sd_examples_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~fresh_dir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+  fresh_dir(const fresh_dir&) = delete;
+  fresh_dir& operator=(const fresh_dir&) = delete;
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
 
 latent_cache_entry entry_with(float base, int width, int height) {
   latent_cache_entry entry;
@@ -41,7 +51,7 @@ latent_cache_entry entry_with(float base, int width, int height) {
 } // namespace
 
 TEST(sd_examples, cache_entries_round_trip_and_their_header_is_read_alone) {
-  const auto dir = fresh_dir();
+  const fresh_dir dir;
   const auto file = dir / "entry.safetensors";
   const auto entry = entry_with(1.5f, 128, 64);
   write_latent_cache_entry(file, entry);
@@ -61,7 +71,7 @@ TEST(sd_examples, cache_entries_round_trip_and_their_header_is_read_alone) {
 }
 
 TEST(sd_examples, damaged_or_foreign_files_are_no_entries) {
-  const auto dir = fresh_dir();
+  const fresh_dir dir;
   EXPECT_FALSE(peek_latent_cache_entry(dir / "missing.safetensors").has_value());
   const auto file = dir / "entry.safetensors";
   write_latent_cache_entry(file, entry_with(0, 64, 64));
@@ -82,7 +92,7 @@ TEST(sd_examples, damaged_or_foreign_files_are_no_entries) {
 }
 
 TEST(sd_examples, cached_batches_hold_latents_and_embeddings_in_index_order) {
-  const auto dir = fresh_dir();
+  const fresh_dir dir;
   sd_example_set data;
   data.buckets = {{64, 64}, {128, 64}};
   for (int i = 0; i < 3; ++i) {
