@@ -295,14 +295,15 @@ struct averaging_section {
   /// off: training pauses during every round. Parameter averaging always pauses. auto (the
   /// default): on in DiLoCo mode (0.99-1.02x validation loss, 0.57 -> 0.78 of the compute used in
   /// ddactor_overlap_bench), off in gradients mode, where epochs grow while rounds outlast their
-  /// compute (larger batches than train.target_batch_size) and the staleness costs 1.05-1.06x
-  /// validation loss at equal samples with step_ahead (1.26-1.40x without) in
-  /// ddactor_swarm_convergence_bench and ddactor_staleness_bench (README).
+  /// compute (larger batches than train.target_batch_size) and the staleness costs 1.02-1.06x
+  /// validation loss with step_ahead (1.26-1.40x without) in ddactor_swarm_convergence_bench
+  /// and ddactor_staleness_bench (README).
   overlap_policy overlap = overlap_policy::automatic;
   /// Gradients mode with overlap: the next epoch trains on the weights after a step with this
   /// peer's own gradient (a prediction of the swarm's step) instead of the weights before it;
   /// when the average arrives that step is undone and the average applied, so every peer still
-  /// applies the same updates (ddactor_staleness_bench: 1.40x -> 1.04x validation loss). Costs
+  /// applies the same updates (ddactor_staleness_bench, 4 peers each on its own guess: 1.016x
+  /// validation loss against training without overlap; the stale weights cost 1.26-1.40x). Costs
   /// one copy of the shared state (weights, optimizer moments, EMA) in host memory and a second
   /// optimizer step per epoch. Not with several trainers per peer.
   bool step_ahead = true;

@@ -193,7 +193,7 @@ class model_trainer {
   };
 
   // apply_gradient and apply_guess: the averaged (or guessed) vector in place of the local one.
-  step_result apply_floats(std::span<const float> values, const guess_terms& guess);
+  step_result apply_floats(std::span<const float> mean_gradient, const guess_terms& guess);
 
   // Clips `mean_gradient` in place, steps AdamW and the EMA; the result carries loss and samples.
   step_result update_from(torch::Tensor mean_gradient, double loss, int64_t samples,
