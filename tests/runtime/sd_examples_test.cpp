@@ -4,34 +4,18 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <fstream>
 
 #include "runtime/safetensors.hpp"
+#include "tests/temporary_folder.hpp"
 
 using namespace ddactor;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A folder of the test's own, removed when the test ends.
-struct fresh_dir {
-  fs::path path;
-  fresh_dir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() /
-           ("ddactor_sd_examples_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~fresh_dir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  fresh_dir(const fresh_dir&) = delete;
-  fresh_dir& operator=(const fresh_dir&) = delete;
-  fs::path operator/(const std::string& name) const { return path / name; }
+struct fresh_dir : ddactor::testing::temporary_folder {
+  fresh_dir() : temporary_folder("ddactor_sd_examples") {}
 };
 
 latent_cache_entry entry_with(float base, int width, int height) {

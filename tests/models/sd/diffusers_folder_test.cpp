@@ -8,9 +8,6 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -22,31 +19,16 @@
 #include "models/sd/module_state_loading.hpp"
 #include "tests/models/sd/sd1_fixture_io.hpp"
 #include "tests/models/sd/tiny_sd_folder.hpp"
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
 
 namespace fs = std::filesystem;
 
-class temporary_folder {
-public:
-  temporary_folder() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / ("ddactor_diffusers_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temporary_folder() {
-    std::error_code error;
-    fs::remove_all(path_, error);
-  }
-  temporary_folder(const temporary_folder&) = delete;
-  temporary_folder& operator=(const temporary_folder&) = delete;
-  const fs::path& path() const { return path_; }
-
-private:
-  fs::path path_;
+// Every folder of these tests: a name of their own in /tmp.
+struct temporary_folder : testing::temporary_folder {
+  temporary_folder() : testing::temporary_folder("ddactor_diffusers") {}
 };
 
 void write_text(const fs::path& file, const std::string& text) { tiny_sd::write_file(file, text); }
