@@ -277,23 +277,29 @@ TEST_F(sd_fine_tune, two_peers_train_lora_adapters_average_only_them_and_write_a
 
 TEST_F(sd_fine_tune, a_peer_resumes_from_its_checkpoint) {
   SKIP_WITHOUT_TINY_SD();
-  train_swarm({"--set", "train.lora_rank=2", "--set", "train.lr=0.01"});
-  // Peer 0 alone, four epochs further: it starts from its last checkpoint, not from scratch.
-  const std::vector<std::string> alone{"--config", config.string(), "--set",
-                                       "run.dir=\"" + run_dir(0).string() + "\"", "--set",
-                                       "network.listen=\"127.0.0.1:0\"", "--set",
-                                       "network.wait_for_peers=1", "--set", "train.lora_rank=2",
-                                       "--set", "train.lr=0.01", "--set",
-                                       "train.steps=" + std::to_string(epochs + 4)};
+  // A short run is enough to leave a checkpoint (what the training does is the tests' above).
+  constexpr int64_t swarm_epochs = 4;
+  const std::vector<std::string> lora{"--set", "train.lora_rank=2", "--set", "train.lr=0.01",
+                                      "--set", "train.checkpoint_every=2"};
+  auto swarm_args = lora;
+  swarm_args.insert(swarm_args.end(), {"--set", "train.steps=" + std::to_string(swarm_epochs)});
+  train_swarm(swarm_args);
+  // Peer 0 alone, two epochs further: it starts from its last checkpoint, not from scratch.
+  std::vector<std::string> alone{"--config", config.string(), "--set",
+                                 "run.dir=\"" + run_dir(0).string() + "\"", "--set",
+                                 "network.listen=\"127.0.0.1:0\"", "--set",
+                                 "network.wait_for_peers=1", "--set",
+                                 "train.steps=" + std::to_string(swarm_epochs + 2)};
+  alone.insert(alone.end(), lora.begin(), lora.end());
   ASSERT_EQ(run_ddactor(alone, log("resumed"), 120s), 0)
     << read_text_file(log("resumed"));
   const auto out = read_text_file(log("resumed"));
-  EXPECT_NE(out.find("resumed from " + checkpoint_path(run_dir(0), epochs).string()),
+  EXPECT_NE(out.find("resumed from " + checkpoint_path(run_dir(0), swarm_epochs).string()),
             std::string::npos)
     << out;
-  EXPECT_NE(out.find("swarm epoch " + std::to_string(epochs)), std::string::npos) << out;
+  EXPECT_NE(out.find("swarm epoch " + std::to_string(swarm_epochs)), std::string::npos) << out;
   EXPECT_EQ(out.find("epoch 1/"), std::string::npos) << out;
-  EXPECT_TRUE(fs::exists(checkpoint_path(run_dir(0), epochs + 4))) << out;
+  EXPECT_TRUE(fs::exists(checkpoint_path(run_dir(0), swarm_epochs + 2))) << out;
   EXPECT_NE(out.find("latent cache: 8 of 8 images cached"), std::string::npos) << out;
 }
 
