@@ -24,6 +24,9 @@ public:
   }
   ~temporary_folder() {
     std::error_code ignored;
+    // A test may have left the folder read-only; removing its files needs write permission.
+    std::filesystem::permissions(path_, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::add, ignored);
     std::filesystem::remove_all(path_, ignored);
   }
   temporary_folder(const temporary_folder&) = delete;

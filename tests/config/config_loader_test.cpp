@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -20,6 +18,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
@@ -669,20 +669,13 @@ TEST(config_loader, directory_is_not_a_config_file) {
 
 class config_loader_file : public ::testing::Test {
 protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("ddactor_config_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   std::filesystem::path write(const std::string& name, const std::string& text) {
     const auto path = dir_ / name;
     std::ofstream(path, std::ios::binary) << text;
     return path;
   }
 
-  std::filesystem::path dir_;
+  testing::temporary_folder dir_{"ddactor_config_test"};
 };
 
 TEST_F(config_loader_file, loads_a_file_and_names_it_in_errors) {

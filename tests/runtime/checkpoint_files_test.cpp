@@ -4,19 +4,16 @@
 
 #include <fstream>
 
+#include "tests/temporary_folder.hpp"
+
 namespace ddactor {
 namespace {
 
+// A run folder with its checkpoint folder made, removed at the end.
 struct temp_run_dir {
-  std::filesystem::path path;
-  temp_run_dir() {
-    path = std::filesystem::temp_directory_path() /
-           ("ddactor_ckpt_files_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(checkpoint_directory(path));
-  }
-  ~temp_run_dir() { std::filesystem::remove_all(path); }
+  testing::temporary_folder folder{"ddactor_ckpt_files"};
+  const std::filesystem::path path = folder.path();
+  temp_run_dir() { std::filesystem::create_directories(checkpoint_directory(path)); }
   void touch(const std::string& name) { std::ofstream(checkpoint_directory(path) / name) << "x"; }
 };
 

@@ -7,7 +7,6 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -16,6 +15,7 @@
 
 #include "runtime/clip_pre_tokenizer.hpp"
 #include "runtime/utf8.hpp"
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
@@ -101,17 +101,11 @@ TEST(clip_tokenizer, all_fixture_cases_match_transformers_exactly) {
 // A folder of its own per test, removed at the end.
 class tokenizer_folder {
 public:
-  explicit tokenizer_folder(const std::string& name)
-    : path_(std::filesystem::temp_directory_path() /
-            ("ddactor_clip_tokenizer_" + name + "_" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~tokenizer_folder() { std::filesystem::remove_all(path_); }
+  explicit tokenizer_folder(const std::string& name) : folder_("ddactor_clip_tokenizer_" + name) {}
 
-  const std::filesystem::path& path() const { return path_; }
+  const std::filesystem::path& path() const { return folder_.path(); }
   void write(const std::string& file, const std::string& content) const {
-    std::ofstream(path_ / file, std::ios::binary) << content;
+    std::ofstream(folder_ / file, std::ios::binary) << content;
   }
 
   // A small valid tokenizer: the 512 byte symbols (ids in byte order: 0-255, then 256-511 with
@@ -131,7 +125,7 @@ public:
   }
 
 private:
-  std::filesystem::path path_;
+  testing::temporary_folder folder_;
 };
 
 // The message of the clip_tokenizer_error that `f` throws ("" if it throws none).

@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -17,26 +15,15 @@
 #include <set>
 
 #include "runtime/safetensors.hpp"
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
 
 namespace fs = std::filesystem;
 
-class scratch_folder {
- public:
-  scratch_folder() {
-    path_ = fs::temp_directory_path() /
-            ("ddactor_cluster_assignment_test-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~scratch_folder() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+struct scratch_folder : testing::temporary_folder {
+  scratch_folder() : temporary_folder("ddactor_cluster_assignment_test") {}
 };
 
 // 10 images, 3 clusters, 2-d features, 4 fine clusters.

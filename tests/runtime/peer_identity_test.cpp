@@ -1,13 +1,13 @@
 #include "runtime/peer_identity.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <fstream>
 #include <set>
 #include <thread>
 #include <vector>
+
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
@@ -15,18 +15,9 @@ namespace {
 namespace fs = std::filesystem;
 
 struct temp_state_dir {
-  fs::path path;
-  temp_state_dir() {
-    // Parameterized names ("test/0") would nest a folder whose parent outlives the test.
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::replace(name.begin(), name.end(), '/', '_');
-    path = fs::temp_directory_path() /
-           ("ddactor_identity_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(path);
-  }
-  ~temp_state_dir() { fs::remove_all(path); }
+  testing::temporary_folder folder{"ddactor_identity"};
+  const fs::path path = folder.path();
   void write(const std::string& name, const std::string& content) const {
-    fs::create_directories(path);
     std::ofstream(path / name, std::ios::binary) << content;
   }
   std::string read(const std::string& name) const {

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +21,8 @@
 #include <functional>
 #include <iterator>
 #include <random>
+
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
@@ -118,24 +119,8 @@ std::vector<std::string> listing(const fs::path& directory) {
 }
 
 // A fresh directory per test, removed afterwards.
-class temporary_directory {
-public:
-  temporary_directory() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / ("ddactor_safetensors_test-" + std::to_string(::getpid()) +
-                                         "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temporary_directory() {
-    std::error_code ignored;
-    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ignored);
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
-private:
-  fs::path path_;
+struct temporary_directory : testing::temporary_folder {
+  temporary_directory() : temporary_folder("ddactor_safetensors_test") {}
 };
 
 const std::vector<tensor_dtype> all_dtypes = {
@@ -170,7 +155,7 @@ TEST(safetensors_tensor, numel_is_the_product_of_the_shape) {
 
 // --- round trips ----------------------------------------------------------------------------
 
-class safetensors_dtype_round_trip : public testing::TestWithParam<tensor_dtype> {};
+class safetensors_dtype_round_trip : public ::testing::TestWithParam<tensor_dtype> {};
 
 TEST_P(safetensors_dtype_round_trip, in_memory_and_through_a_file) {
   const tensor_dtype dtype = GetParam();
@@ -194,7 +179,8 @@ TEST_P(safetensors_dtype_round_trip, in_memory_and_through_a_file) {
   expect_same_content(content, read_safetensors_file(path));
 }
 
-INSTANTIATE_TEST_SUITE_P(every_dtype, safetensors_dtype_round_trip, testing::ValuesIn(all_dtypes),
+INSTANTIATE_TEST_SUITE_P(every_dtype, safetensors_dtype_round_trip,
+                         ::testing::ValuesIn(all_dtypes),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(safetensors_round_trip, mixed_dtypes_unicode_names_and_metadata_keep_their_order) {
@@ -478,7 +464,7 @@ std::vector<malformed_case> malformed_cases() {
   };
 }
 
-class safetensors_malformed : public testing::TestWithParam<malformed_case> {};
+class safetensors_malformed : public ::testing::TestWithParam<malformed_case> {};
 
 TEST_P(safetensors_malformed, decode_refuses_with_a_clear_message) {
   const auto bytes = GetParam().make(base_file());
@@ -505,7 +491,7 @@ TEST_P(safetensors_malformed, read_file_refuses_and_names_the_path) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(corpus, safetensors_malformed, testing::ValuesIn(malformed_cases()),
+INSTANTIATE_TEST_SUITE_P(corpus, safetensors_malformed, ::testing::ValuesIn(malformed_cases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(safetensors_malformed_base, the_unedited_file_is_valid) {

@@ -7,14 +7,12 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
-#include <atomic>
 #include <fstream>
 
 #include "runtime/image_io.hpp"
 #include "runtime/safetensors.hpp"
 #include "tests/models/sd/tiny_sd_folder.hpp"
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
@@ -34,10 +32,6 @@ void write_image(const fs::path& file, int w, int h, int tone) {
 class latent_cache_test : public ::testing::Test {
  protected:
   void SetUp() override {
-    static std::atomic<int> counter{0};
-    root_ = fs::temp_directory_path() / ("ddactor_latent_cache_" + std::to_string(::getpid()) +
-                                         "_" + std::to_string(counter++));
-    fs::remove_all(root_);
     fs::create_directories(root_ / "images");
     if (!tiny_sd::missing_fixtures().empty())
       return;
@@ -50,10 +44,6 @@ class latent_cache_test : public ::testing::Test {
       tiny_sd::write_file(root_ / "images" / ("img" + std::to_string(i) + ".txt"),
                           "picture number " + std::to_string(i));
     }
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
   }
 
   sd_data_options options(int resolution = 64, bool buckets = false) const {
@@ -84,7 +74,8 @@ class latent_cache_test : public ::testing::Test {
     return n;
   }
 
-  fs::path root_;
+  testing::temporary_folder folder_{"ddactor_latent_cache"};
+  const fs::path root_ = folder_.path();
 };
 
 TEST_F(latent_cache_test, second_pass_hits_and_changes_make_only_their_entries_again) {

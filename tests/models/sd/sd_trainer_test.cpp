@@ -7,13 +7,10 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
-#include <atomic>
-
 #include "models/sd/lora_file.hpp"
 #include "runtime/safetensors.hpp"
 #include "tests/models/sd/tiny_sd_folder.hpp"
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
@@ -23,16 +20,8 @@ namespace fs = std::filesystem;
 class sd_trainer_test : public ::testing::Test {
  protected:
   void SetUp() override {
-    static std::atomic<int> counter{0};
-    root_ = fs::temp_directory_path() /
-            ("ddactor_sd_trainer_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(root_);
     if (tiny_sd::missing_fixtures().empty())
       tiny_sd::assemble(root_ / "pipeline");
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
   }
 
   sd_trainer_options options(int64_t lora_rank = 0) const {
@@ -75,7 +64,8 @@ class sd_trainer_test : public ::testing::Test {
     return loss;
   }
 
-  fs::path root_;
+  testing::temporary_folder folder_{"ddactor_sd_trainer"};
+  const fs::path root_ = folder_.path();
 };
 
 TEST_F(sd_trainer_test, full_fine_tune_lowers_the_loss_on_a_fixed_batch) {

@@ -5,22 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <fstream>
+
+#include "tests/temporary_folder.hpp"
 
 namespace ddactor {
 namespace {
 
 class attach_key_file : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("ddactor_attach_key_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  testing::temporary_folder dir_{"ddactor_attach_key"};
 };
 
 TEST_F(attach_key_file, is_created_once_private_and_read_back_alike) {
