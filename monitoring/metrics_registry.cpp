@@ -4,6 +4,8 @@
 
 #include "monitoring/metrics_registry.hpp"
 
+#include "runtime/utf8.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -30,47 +32,6 @@ namespace {
 
 bool is_ascii_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
-
-/// Strict UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF): Prometheus rejects
-/// anything else, and label values may come from the network (peer ids, addresses).
-bool is_valid_utf8(std::string_view text) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t size = text.size();
-  std::size_t i = 0;
-  while (i < size) {
-    const unsigned char lead = bytes[i];
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length = 0;
-    std::uint32_t code_point = 0;
-    if ((lead & 0xE0) == 0xC0) {
-      length = 2;
-      code_point = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3;
-      code_point = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4;
-      code_point = lead & 0x07;
-    } else {
-      return false;
-    }
-    if (size - i < length) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      const unsigned char next = bytes[i + k];
-      if ((next & 0xC0) != 0x80) return false;
-      code_point = (code_point << 6) | (next & 0x3F);
-    }
-    static constexpr std::uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (code_point < smallest[length]) return false;
-    if (code_point >= 0xD800 && code_point <= 0xDFFF) return false;
-    if (code_point > 0x10FFFF) return false;
-    i += length;
-  }
-  return true;
-}
 
 std::string quoted(std::string_view text) {
   std::string result = "'";
@@ -217,7 +178,9 @@ void metric_family_base::check_label_values(const std::vector<std::string>& labe
                         " but got " + std::to_string(label_values.size()) + " label values " +
                         join(label_values));
   for (const auto& value : label_values)
-    if (!is_valid_utf8(value))
+    // Prometheus refuses anything but strict UTF-8, and label values may come from the network
+    // (peer ids, addresses).
+    if (first_invalid_utf8(value))
       throw metrics_error("metric " + quoted(name_) + ": a label value is not valid UTF-8");
 }
 

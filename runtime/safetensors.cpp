@@ -4,6 +4,8 @@
 // out-of-bounds read or an allocation larger than the file.
 #include "runtime/safetensors.hpp"
 
+#include "runtime/utf8.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -60,42 +62,6 @@ std::string shape_text(std::span<const int64_t> shape) {
     text += std::to_string(shape[i]);
   }
   return text + "]";
-}
-
-// The offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code
-// points past U+10FFFF included), or nullopt when all of `text` is valid.
-std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t size = text.size();
-  std::size_t i = 0;
-  while (i < size) {
-    const unsigned char lead = bytes[i];
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length = 0;
-    unsigned char low = 0x80, high = 0xBF; // allowed range of the second byte
-    if (lead >= 0xC2 && lead <= 0xDF) {
-      length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      length = 3;
-      if (lead == 0xE0) low = 0xA0;  // overlong
-      if (lead == 0xED) high = 0x9F; // surrogates
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      length = 4;
-      if (lead == 0xF0) low = 0x90;  // overlong
-      if (lead == 0xF4) high = 0x8F; // past U+10FFFF
-    } else {
-      return i;
-    }
-    if (size - i < length) return i;
-    if (bytes[i + 1] < low || bytes[i + 1] > high) return i;
-    for (std::size_t k = 2; k < length; ++k)
-      if (bytes[i + k] < 0x80 || bytes[i + k] > 0xBF) return i;
-    i += length;
-  }
-  return std::nullopt;
 }
 
 // Element count of a shape, nullopt if an extent is negative or the product overflows int64.

@@ -69,6 +69,16 @@ std::u32string decode_utf8(std::string_view bytes) {
   return out;
 }
 
+std::optional<std::size_t> first_invalid_utf8(std::string_view bytes) {
+  for (size_t pos = 0; pos < bytes.size();) {
+    const decode_step step = decode_at(bytes, pos);
+    if (!step.code_point)
+      return pos;
+    pos += step.consumed;
+  }
+  return std::nullopt;
+}
+
 std::u32string decode_utf8_lossy(std::string_view bytes) {
   std::u32string out;
   out.reserve(bytes.size());

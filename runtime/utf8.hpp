@@ -5,6 +5,8 @@
 // errors="replace") does, so text decoded from token bytes reads as it does in Python.
 // Pure functions: safe from any number of threads.
 
+#include <cstddef>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -19,6 +21,10 @@ public:
 
 // Throws utf8_error at the first ill-formed sequence.
 std::u32string decode_utf8(std::string_view bytes);
+
+// The offset of the first ill-formed sequence, or nullopt when all of `bytes` is UTF-8: the
+// check decode_utf8 makes, without decoding (safetensors headers, Prometheus label values).
+std::optional<std::size_t> first_invalid_utf8(std::string_view bytes);
 
 // Never throws: ill-formed subparts become U+FFFD.
 std::u32string decode_utf8_lossy(std::string_view bytes);

@@ -30,6 +30,17 @@ TEST(utf8, strict_decoding_refuses_ill_formed_bytes_and_names_the_offset) {
   }
 }
 
+TEST(utf8, first_invalid_names_where_strict_decoding_would_fail) {
+  EXPECT_EQ(first_invalid_utf8(""), std::nullopt);
+  EXPECT_EQ(first_invalid_utf8("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x90\xb1\xf4\x8f\xbf\xbf"),
+            std::nullopt);
+  // Overlong, surrogate, above U+10FFFF, no lead byte, truncated: each after two good bytes.
+  for (std::string bad : {"\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                          "\xf8\x88\x80\x80\x80", "\x80", "\xe2\x82", "\xff"}) {
+    EXPECT_EQ(first_invalid_utf8("\xc3\xa9" + bad), 2u) << bad;
+  }
+}
+
 TEST(utf8, lossy_decoding_replaces_maximal_subparts_as_python_does) {
   const std::u32string r = U"\uFFFD";
   EXPECT_EQ(decode_utf8_lossy("\xe2\x82" "a"), r + U"a");      // truncated 3-byte form: one
