@@ -1,11 +1,10 @@
 // Tests of the IDX readers: the real Fashion-MNIST files from Debian's dataset-fashion-mnist
 // (skipped when not installed) and malformed files generated here.
 #include "runtime/idx_dataset.hpp"
+#include "tests/temporary_folder.hpp"
 
 #include <gtest/gtest.h>
 #include <zlib.h>
-
-#include <unistd.h>
 
 #include <array>
 #include <fstream>
@@ -15,18 +14,6 @@ using namespace ddactor;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path fresh_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string(info->test_suite_name()) + "_" + info->name();
-  for (char& c : name)
-    if (c == '/') c = '_';
-  const auto dir = fs::temp_directory_path() /
-                   ("ddactor_idx_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 void put_u32(std::vector<uint8_t>& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
@@ -165,7 +152,8 @@ TEST_F(fashion_mnist_files, generic_readers_agree_with_the_loader) {
 // --- generated files -----------------------------------------------------------------------
 
 TEST(idx_dataset, loads_gzip_and_plain_files_alike) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_idx");
+  const auto& dir = scratch.path();
   fs::create_directories(dir / "gz");
   fs::create_directories(dir / "plain");
   write_small_split(dir / "gz", "t10k", 12, true);
@@ -177,11 +165,11 @@ TEST(idx_dataset, loads_gzip_and_plain_files_alike) {
   EXPECT_EQ(a.labels, b.labels);
   EXPECT_EQ(a.labels[11], 1);
   EXPECT_EQ(a.pixels[5], 35);
-  fs::remove_all(dir);
 }
 
 TEST(idx_dataset, prefers_the_gz_file_and_falls_back_to_the_plain_one) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_idx");
+  const auto& dir = scratch.path();
   write_gz(dir / "x.gz", {1});
   write_plain(dir / "x", {2});
   write_plain(dir / "y", {3});
@@ -189,7 +177,6 @@ TEST(idx_dataset, prefers_the_gz_file_and_falls_back_to_the_plain_one) {
   EXPECT_EQ(find_idx_file(dir, "y"), dir / "y");
   const std::string message = idx_error_message([&] { find_idx_file(dir, "z"); });
   EXPECT_NE(message.find((dir / "z.gz").string()), std::string::npos) << message;
-  fs::remove_all(dir);
 }
 
 TEST(idx_dataset, missing_directory_names_the_file) {
@@ -215,7 +202,8 @@ class idx_malformed : public ::testing::TestWithParam<malformed_case> {};
 
 TEST_P(idx_malformed, throws_idx_error_naming_the_file) {
   const malformed_case& c = GetParam();
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_idx");
+  const auto& dir = scratch.path();
   const auto file = dir / (c.name + (c.gz ? ".gz" : ""));
   if (c.gz)
     write_gz(file, c.bytes);
@@ -229,7 +217,6 @@ TEST_P(idx_malformed, throws_idx_error_naming_the_file) {
   });
   EXPECT_NE(message.find(file.string()), std::string::npos) << message;
   EXPECT_NE(message.find(c.expected), std::string::npos) << message;
-  fs::remove_all(dir);
 }
 
 std::vector<malformed_case> malformed_cases() {
@@ -266,7 +253,8 @@ INSTANTIATE_TEST_SUITE_P(cases, idx_malformed, ::testing::ValuesIn(malformed_cas
                          [](const auto& info) { return info.param.name; });
 
 TEST(idx_dataset, damaged_gzip_stream_is_reported) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_idx");
+  const auto& dir = scratch.path();
   const auto good = dir / "good.gz";
   write_gz(good, idx_images_bytes(4, 28, 28));
   const auto compressed = read_all(good);
@@ -286,11 +274,11 @@ TEST(idx_dataset, damaged_gzip_stream_is_reported) {
   message = idx_error_message([&] { load_idx_images(crc); });
   EXPECT_NE(message.find(crc.string()), std::string::npos) << message;
   EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
-  fs::remove_all(dir);
 }
 
 TEST(idx_dataset, count_mismatch_names_both_files) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_idx");
+  const auto& dir = scratch.path();
   write_gz(dir / "train-images-idx3-ubyte.gz", idx_images_bytes(5, 28, 28));
   write_gz(dir / "train-labels-idx1-ubyte.gz", idx_labels_bytes({0, 1, 2, 3}));
   const std::string message =
@@ -299,11 +287,11 @@ TEST(idx_dataset, count_mismatch_names_both_files) {
       << message;
   EXPECT_NE(message.find("4 labels"), std::string::npos) << message;
   EXPECT_NE(message.find("5 images"), std::string::npos) << message;
-  fs::remove_all(dir);
 }
 
 TEST(idx_dataset, label_out_of_range_is_rejected) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_idx");
+  const auto& dir = scratch.path();
   write_gz(dir / "t10k-images-idx3-ubyte.gz", idx_images_bytes(3, 28, 28));
   write_gz(dir / "t10k-labels-idx1-ubyte.gz", idx_labels_bytes({0, 10, 2}));
   const std::string message =
@@ -311,11 +299,11 @@ TEST(idx_dataset, label_out_of_range_is_rejected) {
   EXPECT_NE(message.find((dir / "t10k-labels-idx1-ubyte.gz").string()), std::string::npos)
       << message;
   EXPECT_NE(message.find("label 10 of item 1"), std::string::npos) << message;
-  fs::remove_all(dir);
 }
 
 TEST(idx_dataset, images_that_are_not_28x28_are_not_fashion_mnist) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_idx");
+  const auto& dir = scratch.path();
   write_gz(dir / "t10k-images-idx3-ubyte.gz", idx_images_bytes(2, 32, 32));
   write_gz(dir / "t10k-labels-idx1-ubyte.gz", idx_labels_bytes({0, 1}));
   const std::string message =
@@ -324,5 +312,4 @@ TEST(idx_dataset, images_that_are_not_28x28_are_not_fashion_mnist) {
   EXPECT_NE(message.find("t10k-images-idx3-ubyte.gz"), std::string::npos) << message;
   // The generic reader takes any size.
   EXPECT_EQ(load_idx_images(dir / "t10k-images-idx3-ubyte.gz").rows, 32);
-  fs::remove_all(dir);
 }

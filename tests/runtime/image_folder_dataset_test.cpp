@@ -1,13 +1,12 @@
 // Tests of the image-folder loader on a folder generated here with good images, each kind of
 // bad file, captions and files to ignore.
 #include "runtime/image_folder_dataset.hpp"
+#include "tests/temporary_folder.hpp"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <stb/stb_image_write.h>
-
-#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -16,18 +15,6 @@ using namespace ddactor;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path fresh_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string(info->test_suite_name()) + "_" + info->name();
-  for (char& c : name)
-    if (c == '/') c = '_';
-  const auto dir = fs::temp_directory_path() /
-                   ("ddactor_folder_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 void write_text(const fs::path& file, std::string_view text) {
   fs::create_directories(file.parent_path());
@@ -133,7 +120,8 @@ class captured_log {
 } // namespace
 
 TEST(image_folder_dataset, loads_good_images_in_path_order_and_counts_every_skip) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_folder");
+  const auto& dir = scratch.path();
   write_seed_folder(dir);
   captured_log log;
   skipped_files skipped;
@@ -185,11 +173,11 @@ TEST(image_folder_dataset, loads_good_images_in_path_order_and_counts_every_skip
   EXPECT_EQ(log.lines_containing("hidden"), 0) << log.text();
   EXPECT_EQ(log.lines_containing("notes.md"), 0) << log.text();
   EXPECT_EQ(log.lines_containing("4 images loaded"), 1) << log.text();
-  fs::remove_all(dir);
 }
 
 TEST(image_folder_dataset, grey_output_uses_luma) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_folder");
+  const auto& dir = scratch.path();
   write_seed_folder(dir);
   skipped_files skipped;
   const image_dataset data = load_image_folder(dir, 2, 1, true, skipped);
@@ -198,11 +186,11 @@ TEST(image_folder_dataset, grey_output_uses_luma) {
   EXPECT_EQ(std::vector<uint8_t>(b.begin(), b.end()), (std::vector<uint8_t>{76, 150, 29, 18}));
   const auto d = data.image(2);
   EXPECT_EQ(std::vector<uint8_t>(d.begin(), d.end()), (std::vector<uint8_t>{40, 72, 168, 200}));
-  fs::remove_all(dir);
 }
 
 TEST(image_folder_dataset, without_required_captions_keeps_images_that_have_none) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_folder");
+  const auto& dir = scratch.path();
   write_seed_folder(dir);
   skipped_files skipped;
   const image_dataset data = load_image_folder(dir, 2, 3, false, skipped);
@@ -215,11 +203,11 @@ TEST(image_folder_dataset, without_required_captions_keeps_images_that_have_none
   EXPECT_EQ(skipped.unreadable, 2);
   EXPECT_EQ(skipped.wrong_format, 2);
   EXPECT_EQ(skipped.missing_image, 1);
-  fs::remove_all(dir);
 }
 
 TEST(image_folder_dataset, result_does_not_depend_on_the_thread_count) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_folder");
+  const auto& dir = scratch.path();
   for (int i = 0; i < 40; ++i) {
     std::vector<uint8_t> hwc;
     for (int k = 0; k < 9 * 7 * 3; ++k) hwc.push_back(static_cast<uint8_t>(i * 13 + k * 3));
@@ -238,11 +226,11 @@ TEST(image_folder_dataset, result_does_not_depend_on_the_thread_count) {
   EXPECT_EQ(one.captions.back(), "caption img_039");
   EXPECT_TRUE(std::is_sorted(one.captions.begin(), one.captions.end()));
   EXPECT_EQ(one_skipped.total(), 0);
-  fs::remove_all(dir);
 }
 
 TEST(image_folder_dataset, folder_without_usable_images_is_an_error_naming_it) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_folder");
+  const auto& dir = scratch.path();
   write_text(dir / "text.png", "not an image");
   write_text(dir / "text.txt", "caption");
   write_text(dir / "orphan.txt", "caption");
@@ -261,18 +249,17 @@ TEST(image_folder_dataset, folder_without_usable_images_is_an_error_naming_it) {
   EXPECT_THROW(load_image_folder(empty, 8, 3, true, skipped), image_folder_error);
   EXPECT_THROW(load_image_folder(dir / "missing", 8, 3, true, skipped), image_folder_error);
   EXPECT_THROW(load_image_folder(dir, 8, 2, true, skipped), image_folder_error);
-  fs::remove_all(dir);
 }
 
 TEST(image_folder_dataset, skips_add_to_the_callers_counts) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_folder");
+  const auto& dir = scratch.path();
   write_seed_folder(dir);
   skipped_files skipped;
   skipped.unreadable = 10;
   load_image_folder(dir, 2, 3, true, skipped);
   EXPECT_EQ(skipped.unreadable, 12);
   EXPECT_EQ(skipped.total(), 16);
-  fs::remove_all(dir);
 }
 
 TEST(image_folder_dataset, clean_caption_trims_and_checks_utf8) {

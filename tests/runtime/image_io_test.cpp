@@ -2,10 +2,9 @@
 // grid writers (read back with stb).
 #include "runtime/image_io.hpp"
 #include "runtime/label_font.hpp"
+#include "tests/temporary_folder.hpp"
 
 #include <gtest/gtest.h>
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,18 +15,6 @@ using namespace ddactor;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path fresh_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string(info->test_suite_name()) + "_" + info->name();
-  for (char& c : name)
-    if (c == '/') c = '_';
-  const auto dir = fs::temp_directory_path() /
-                   ("ddactor_image_io_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 decoded_image make_image(int width, int height, int channels, std::vector<uint8_t> pixels) {
   decoded_image image;
@@ -210,7 +197,8 @@ TEST(image_io, fit_image_rejects_bad_arguments) {
 // --- files ---------------------------------------------------------------------------------
 
 TEST(image_io, write_png_round_trips_and_leaves_no_temporary) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_image_io");
+  const auto& dir = scratch.path();
   std::vector<uint8_t> hwc;
   for (int i = 0; i < 5 * 3 * 3; ++i) hwc.push_back(static_cast<uint8_t>(i * 5));
   const auto file = dir / "round.png";
@@ -224,7 +212,6 @@ TEST(image_io, write_png_round_trips_and_leaves_no_temporary) {
   write_png(file, std::vector<uint8_t>(4, 9), 2, 2, 1);
   EXPECT_EQ(decode_image_file(file).pixels, std::vector<uint8_t>(4, 9));
   EXPECT_EQ(files_in(dir), std::vector<std::string>{"round.png"});
-  fs::remove_all(dir);
 }
 
 TEST(image_io, write_png_errors_name_the_file) {
@@ -240,7 +227,8 @@ TEST(image_io, write_png_errors_name_the_file) {
 }
 
 TEST(image_io, decode_errors_name_the_file_and_the_reason) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_image_io");
+  const auto& dir = scratch.path();
   const auto text = dir / "text.png";
   std::ofstream(text) << "this is not an image";
   try {
@@ -254,7 +242,6 @@ TEST(image_io, decode_errors_name_the_file_and_the_reason) {
   EXPECT_THROW(decode_image_file(dir / "missing.png"), image_error);
   std::ofstream(dir / "empty.png").close();
   EXPECT_THROW(decode_image_file(dir / "empty.png"), image_error);
-  fs::remove_all(dir);
 }
 
 TEST(image_io, detect_image_format_reads_signatures) {
@@ -278,7 +265,8 @@ TEST(image_io, float_to_byte_inverts_images_to_float) {
 }
 
 TEST(image_io, grid_png_has_the_layout_and_pixels) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_image_io");
+  const auto& dir = scratch.path();
   // Three grey 2x3 images (h = 2, w = 3) in 2 columns with padding 1: 9 x 7 pixels.
   constexpr int count = 3, h = 2, w = 3;
   std::vector<float> images(count * h * w);
@@ -306,11 +294,11 @@ TEST(image_io, grid_png_has_the_layout_and_pixels) {
   EXPECT_EQ(at(2, 4), 128);  // image 2 = 0 -> 127.5 -> 128
   EXPECT_EQ(at(5, 4), 255);  // the empty cell stays white
   EXPECT_EQ(files_in(dir), std::vector<std::string>{"grid.png"});
-  fs::remove_all(dir);
 }
 
 TEST(image_io, grid_png_keeps_rgb_channels_apart) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_image_io");
+  const auto& dir = scratch.path();
   // Two RGB 1x1 images: pure red and pure blue, one row, padding 2: 8 x 5.
   const std::vector<float> images = {1, -1, -1, -1, -1, 1};
   const auto file = dir / "rgb.png";
@@ -328,11 +316,11 @@ TEST(image_io, grid_png_keeps_rgb_channels_apart) {
   EXPECT_EQ(px(3, 2), (std::vector<uint8_t>{255, 255, 255}));
   EXPECT_THROW(write_image_grid_png(file, images, 3, 3, 1, 1, 8), image_error);
   EXPECT_THROW(write_image_grid_png(file, images, 2, 3, 1, 1, 0), image_error);
-  fs::remove_all(dir);
 }
 
 TEST(image_io, grid_row_labels_widen_the_grid_and_ink_only_their_rows) {
-  const auto dir = fresh_dir();
+  const ddactor::testing::temporary_folder scratch("ddactor_image_io");
+  const auto& dir = scratch.path();
   // Two rows of two 28x28 grey images, all white: every dark pixel is a label's.
   constexpr int count = 4, side = 28, padding = 2;
   const std::vector<float> images(count * side * side, 1.0f);
@@ -363,5 +351,4 @@ TEST(image_io, grid_row_labels_widen_the_grid_and_ink_only_their_rows) {
   EXPECT_EQ(decode_image_bytes(long_label, "long label").width,
             text_width(std::string(max_row_label_chars, 'x'), scale) +
                 std::max(padding, 2 * scale) + 2 * (side + padding) + padding);
-  fs::remove_all(dir);
 }
