@@ -114,6 +114,7 @@ void step_ahead(trainer_state& st, std::span<const float> own_gradient) {
       st.swarm_view.swarm_size <= 1)
     return;
   st.before_step_ahead = copy_shared_state(*st.model, st.outer.get());
+  st.guess_probe.take_start(st.model->parameters().values());
   // The samples the round averages: the swarm's estimate for the epoch, between its target and
   // what the swarm's peers can train in one (each at most the target: batches_wait), so that
   // other peers' claims of samples cannot make the own share vanish.
@@ -125,6 +126,7 @@ void step_ahead(trainer_state& st, std::span<const float> own_gradient) {
     static_cast<double>(st.round_samples));
   st.model->apply_guess(own_gradient, st.last_average_norm,
                         static_cast<double>(st.round_samples) / averaged_samples);
+  st.guess_probe.take_guess(st.model->parameters().values());
   st.metrics.steps_ahead.inc();
   ++st.steps_ahead;
 }
@@ -137,6 +139,30 @@ std::optional<shared_state_copy> take_back_step_ahead(trainer_state& st) {
     restore_shared_state(*before, *st.model, st.outer.get());
   return before;
 }
+
+namespace {
+
+// How close the step ahead came to the swarm's step just applied (step_ahead_probe.hpp); a
+// round that applied no swarm step (alone, failed, a discard went further back) scores nothing.
+void score_step_ahead(trainer_state& st, bool swarm_step) {
+  if (!swarm_step) {
+    st.guess_probe.drop();
+    return;
+  }
+  const auto score = st.guess_probe.score(st.model->parameters().values());
+  if (!score)
+    return;
+  st.metrics.guess_along.set(score->along);
+  st.metrics.guess_off.set(score->off);
+  ++st.guesses_scored;
+  st.guess_along_sum += score->along;
+  st.guess_off_sum += score->off;
+  spdlog::debug("epoch {}: the step ahead went {:.3f} of the swarm's step along it, ended {:.3f} "
+                "of a step off it",
+                st.progress.epoch, score->along, score->off);
+}
+
+} // namespace
 
 // Batches wait in order while the weights are about to be replaced, or the swarm is not found
 // yet. During a round, an overlapping peer trains up to twice what it put into the round, and
@@ -457,9 +483,11 @@ namespace {
 void apply_outcome(trainer_pointer self, const average_outcome& outcome,
                    std::optional<shared_state_copy> before_round) {
   auto& st = self->state;
+  bool scores_step_ahead = before_round.has_value() && outcome.averaged();
   if (auto discard = std::exchange(st.pending_discard, std::nullopt)) {
     discard_round(self, discard->first, discard->second);
     before_round.reset();  // the state went further back
+    scores_step_ahead = false;
   }
   // Kept until the next round, while an audit may still prove this one poisoned.
   st.round_backup.reset();
@@ -484,6 +512,7 @@ void apply_outcome(trainer_pointer self, const average_outcome& outcome,
   if (auto result = apply_round_values(st, values)) {
     if (outcome.averaged() && !result->skipped && std::isfinite(result->grad_norm))
       st.last_average_norm = result->grad_norm;
+    score_step_ahead(st, scores_step_ahead && !result->skipped);
     result->loss = st.round_loss;
     result->samples = st.round_samples;
     record_step_metrics(

@@ -117,6 +117,8 @@ struct training_metrics {
   counter& failures;             // ddactor_training_failures_total
   counter& overlapped_samples;   // ddactor_training_overlapped_samples_total
   counter& steps_ahead;          // ddactor_training_steps_ahead_total
+  gauge& guess_along;            // ddactor_training_step_ahead_along
+  gauge& guess_off;              // ddactor_training_step_ahead_off
   counter& out_of_memory;        // ddactor_training_out_of_memory_total
   counter& skipped_steps;        // ddactor_training_skipped_steps_total
 };

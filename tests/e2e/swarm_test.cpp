@@ -323,6 +323,22 @@ TEST_P(swarm_overlap, peers_hold_identical_weights_and_optimizer_state) {
   if (overlap) {
     EXPECT_GT(lines_with_share, 0u) << peers[0]->output();
     EXPECT_GT(stepping_ahead, 0u) << peers[0]->output();
+    // Each peer scores its guesses against the swarm's steps: a share of the swarm's batch
+    // points the way the whole batch does.
+    static const std::regex scored(
+      R"(steps ahead: on average each went (-?[0-9.]+) of the swarm's step along it and ended )"
+      R"(([0-9.]+) of a step off it \(([0-9]+) rounds scored\))");
+    size_t peers_scored = 0;
+    for (int i = 0; i < 3; ++i) {
+      const auto output = peers[static_cast<size_t>(i)]->output();
+      std::smatch match;
+      if (!std::regex_search(output, match, scored))
+        continue;
+      ++peers_scored;
+      EXPECT_GT(std::stod(match[1].str()), 0.0) << output;
+      EXPECT_GT(std::stoi(match[3].str()), 0) << output;
+    }
+    EXPECT_GT(peers_scored, 0u) << peers[0]->output();
   } else {
     EXPECT_EQ(lines_with_share, 0u) << peers[0]->output();
     EXPECT_EQ(stepping_ahead, 0u) << peers[0]->output();
