@@ -59,8 +59,9 @@
 // average). With --batch 384 (the epochs a 4-peer swarm's overlap grows to), seed 1: 1.0102x
 // (fresh-shares 0.41651; a guess 0.556 of the step away, their mean 0.091, 1.037 along it).
 // With --batch-sequence replaying the 150 epoch sizes of a real overlapping swarm (288-480, mean
-// 378), seed 1: 1.0113x (fresh-shares 0.41711, speculative-shares 0.42183; 0.573 away, 1.036
-// along): epochs that vary as the swarm's do cost nothing more than constant ones.
+// 378): seed 1 1.0113x (fresh-shares 0.41711, speculative-shares 0.42183; 0.573 away, 1.036
+// along), seed 2 0.9921x (0.42777, 0.42440; 0.593 away, 1.036 along): epochs that vary as the
+// swarm's do cost nothing more than constant ones.
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
