@@ -171,11 +171,10 @@ void finish(trainer_pointer self, const char* why) {
                st.steps_ahead > 0
                  ? fmt::format(", through {} rounds one own step ahead", st.steps_ahead)
                  : std::string());
-  if (st.guesses_scored > 0)
+  if (const auto guesses = st.guess_probe.means(); guesses.scored > 0)
     spdlog::info("steps ahead: on average each went {:.2f} of the swarm's step along it and "
                  "ended {:.2f} of a step off it ({} rounds scored)",
-                 st.guess_along_sum / static_cast<double>(st.guesses_scored),
-                 st.guess_off_sum / static_cast<double>(st.guesses_scored), st.guesses_scored);
+                 guesses.along, guesses.off, guesses.scored);
   // A step ahead taken during the last round is this peer's alone, not the swarm's model.
   take_back_step_ahead(st);
   if (st.outer && overlapping(st)) {

@@ -146,9 +146,6 @@ struct trainer_state {
   std::optional<shared_state_copy> before_step_ahead;
   // How close each step ahead came to the swarm's step (metrics, and the means at the end).
   step_ahead_probe guess_probe;
-  int64_t guesses_scored = 0;
-  double guess_along_sum = 0;
-  double guess_off_sum = 0;
   // Gradients mode: the norm of the last average applied. The step ahead clips the own gradient
   // as if its norm were this one (the own share's noise makes its norm larger than the
   // average's, and clipped by it the guess would fall short of the swarm's step every round).

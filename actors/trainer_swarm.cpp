@@ -154,9 +154,6 @@ void score_step_ahead(trainer_state& st, bool swarm_step) {
     return;
   st.metrics.guess_along.set(score->along);
   st.metrics.guess_off.set(score->off);
-  ++st.guesses_scored;
-  st.guess_along_sum += score->along;
-  st.guess_off_sum += score->off;
   spdlog::debug("epoch {}: the step ahead went {:.3f} of the swarm's step along it, ended {:.3f} "
                 "of a step off it",
                 st.progress.epoch, score->along, score->off);

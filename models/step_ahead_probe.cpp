@@ -40,9 +40,19 @@ std::optional<guess_score> step_ahead_probe::score(const torch::Tensor& weights)
     const torch::Tensor miss = guess_step_ - swarm_step;
     out = guess_score{guess_step_.dot(swarm_step).item<double>() / swarm_squared,
                       std::sqrt(miss.dot(miss).item<double>() / swarm_squared)};
+    ++totals_.scored;
+    totals_.along += out->along;
+    totals_.off += out->off;
   }
   drop();
   return out;
+}
+
+step_ahead_probe::summary step_ahead_probe::means() const {
+  if (totals_.scored == 0)
+    return {};
+  const auto n = static_cast<double>(totals_.scored);
+  return summary{totals_.scored, totals_.along / n, totals_.off / n};
 }
 
 void step_ahead_probe::drop() {

@@ -32,6 +32,13 @@ public:
   std::optional<guess_score> score(const torch::Tensor& weights);
   /// The round ended without the swarm's step (failed, missed): nothing to score.
   void drop();
+  /// The means of every score so far (`along` and `off`) and how many there were.
+  struct summary {
+    int64_t scored = 0;
+    double along = 0;
+    double off = 0;
+  };
+  summary means() const;
 
 private:
   torch::Tensor sampled(const torch::Tensor& weights);
@@ -39,6 +46,7 @@ private:
   torch::Tensor indices_;     // the sampled coordinates, on the weights' device
   torch::Tensor start_;       // float64 samples on the host
   torch::Tensor guess_step_;  // guessed weights - start
+  summary totals_;            // sums of the scores, for means()
 };
 
 } // namespace ddactor

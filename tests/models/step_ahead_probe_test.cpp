@@ -58,6 +58,21 @@ TEST(step_ahead_probe, noise_across_the_step_is_off_but_not_along) {
   EXPECT_NEAR(backwards.off, 2.0, 1e-3);
 }
 
+TEST(step_ahead_probe, means_cover_every_score) {
+  const auto step = 1e-3 * torch::ones({weights});
+  step_ahead_probe probe;
+  EXPECT_EQ(probe.means().scored, 0);
+  for (const double length : {1.0, 1.5}) {
+    probe.take_start(start());
+    probe.take_guess(start() + length * step);
+    ASSERT_TRUE(probe.score(start() + step).has_value());
+  }
+  const auto means = probe.means();
+  EXPECT_EQ(means.scored, 2);
+  EXPECT_NEAR(means.along, 1.25, 1e-3);
+  EXPECT_NEAR(means.off, 0.25, 1e-3);
+}
+
 TEST(step_ahead_probe, scores_each_guess_once_and_nothing_without_one_or_without_a_step) {
   step_ahead_probe probe;
   EXPECT_FALSE(probe.score(start()).has_value());  // no guess taken
@@ -69,6 +84,7 @@ TEST(step_ahead_probe, scores_each_guess_once_and_nothing_without_one_or_without
   probe.take_guess(start() + 1e-3);
   probe.drop();  // the round applied no swarm step
   EXPECT_FALSE(probe.score(start() + 1e-3).has_value());
+  EXPECT_EQ(probe.means().scored, 0);
 }
 
 } // namespace
