@@ -375,7 +375,12 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
         follow_with_batch(self, msg.batch);
         return;
       }
-      if (batches_wait(st) || !st.waiting_batches.empty()) {
+      // During an overlapped round too, each batch trains in its own mailbox round (drain):
+      // CAF visits a round's urgent messages first but then every normal one it fetched, so
+      // the round's average would wait behind up to data.prefetch batches (2-3 s at 4 peers on
+      // slow links, every one of them trained on the guessed weights).
+      if (batches_wait(st) || !st.waiting_batches.empty() ||
+          st.phase == swarm_phase::averaging) {
         st.waiting_batches.push_back(msg.batch);  // in order, after those already waiting
         drain_waiting_batches(self);
         return;
