@@ -15,10 +15,17 @@
 // The peers are told they are reachable: the lab's relays hide where connections come from.
 //
 //   ddactor_overlap_bench [--peers 2,4] [--seconds 60] [--rate 100] [--delay 50] [--batch 32]
-//       [--repeats 1] [--keep-logs DIR] [--set key=value ...]
+//       [--repeats 1] [--validation-images 0] [--keep-logs DIR] [--set key=value ...]
 //
 // On a shared 2-core machine one run's ratios move by 0.1 or more from run to run (the alone
 // rate itself drifts); --repeats N runs the three phases N times and prints the medians.
+//
+// What the compute kept buys: with --validation-images N (0: skip), the held-out loss of each
+// swarm's final weights (peer 0's checkpoint; raw weights, the first N test images, fixed noise
+// as in ddactor_swarm_convergence_bench) after the same wall-clock time, paused against
+// overlapped. Overlap trains more samples on weights one own step ahead (at equal samples it
+// costs about 3.5%, README); this says which wins in the time a user waits. The quickstart's
+// warm-up (100 steps) outlasts short phases: --set train.warmup_steps=5 keeps it from deciding.
 //
 // Needs root (network namespaces); prints "skipped: ..." where the lab cannot be built.
 #include <unistd.h>
@@ -37,8 +44,15 @@
 #include <string>
 #include <vector>
 
+#include "app/torch_setup.hpp"
 #include "bench/netlab/lab_swarm.hpp"
 #include "bench/netlab/netlab.hpp"
+#include "config/config_loader.hpp"
+#include "models/checkpoint.hpp"
+#include "models/validation_loss.hpp"
+#include "runtime/checkpoint_files.hpp"
+#include "runtime/run_data.hpp"
+#include "runtime/safetensors.hpp"
 
 namespace {
 
@@ -55,6 +69,7 @@ struct settings {
   double delay_ms = 50;
   int batch = 32;
   int repeats = 1;
+  int64_t validation_images = 0;
   std::string keep_logs;
   std::vector<std::string> overrides;
 };
@@ -66,6 +81,8 @@ struct phase_result {
   // peers) to its end, summed over the peers: the rate of a long run, without the start.
   double training_rate = 0;
   int64_t parameters = 0;
+  int64_t epochs = 0;  // the swarm's, as peer 0 ended (0: alone)
+  std::filesystem::path first_run_dir;  // peer 0's
   bool ok = true;
   std::string problem;
 };
@@ -137,9 +154,12 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
     dial.push_back(mode == "alone" ? peer_port : lab.add_relay(i, peer_port, relay_port));
   std::vector<pid_t> pids;
   std::vector<std::filesystem::path> log_files;
+  phase_result result;
   for (int i = 0; i < n; ++i) {
     const auto dir = logs / (mode + "-n" + std::to_string(n) + "-peer" + std::to_string(i));
     std::filesystem::remove_all(dir);
+    if (i == 0)
+      result.first_run_dir = dir;
     std::vector<std::string> argv{
       DDACTOR_BINARY, "--config", DDACTOR_QUICKSTART, "--set", "run.dir=\"" + dir.string() + "\"",
       "--set", "train.steps=0", "--set", "train.max_seconds=" + std::to_string(s.seconds),
@@ -168,9 +188,9 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
     log_files.push_back(dir.string() + ".log");
     pids.push_back(lab.spawn(i, argv, log_files.back()));
   }
-  phase_result result;
   const auto limit = std::chrono::milliseconds(static_cast<int64_t>((s.seconds + 120) * 1000));
-  const std::regex finished(R"(\((\d+) samples trained here, (\d+) of them during rounds[,)])");
+  const std::regex finished(
+    R"(finished at (epoch|step) (\d+) \((\d+) samples trained here, (\d+) of them during rounds[,)])");
   const std::regex parameters(R"(with (\d+) trained parameters)");
   for (int i = 0; i < n; ++i) {
     auto code = lab.wait(pids[static_cast<size_t>(i)], limit);
@@ -186,9 +206,11 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
                        "): see " + log_files[static_cast<size_t>(i)].string();
       continue;
     }
-    const int64_t samples = std::stoll(m[1]);
+    const int64_t samples = std::stoll(m[3]);
     result.samples += samples;
-    result.overlapped += std::stoll(m[2]);
+    result.overlapped += std::stoll(m[4]);
+    if (i == 0 && m[1] == "epoch")
+      result.epochs = std::stoll(m[2]);
     if (const auto seconds = training_seconds(log, mode != "alone"); seconds && *seconds > 0)
       result.training_rate += static_cast<double>(samples) / *seconds;
     else
@@ -198,6 +220,32 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
       result.parameters = std::stoll(m[1]);
   }
   return result;
+}
+
+// The held-out loss of the newest checkpoint in `run_dir` (raw weights); nullopt, with
+// `problem` set, where there is none or it cannot be read.
+std::optional<double> held_out_loss(const std::filesystem::path& run_dir,
+                                    const image_dataset& holdout, int64_t images,
+                                    std::string& problem) {
+  try {
+    const auto files = list_checkpoints(run_dir);
+    if (files.empty()) {
+      problem = "no checkpoint in " + run_dir.string();
+      return std::nullopt;
+    }
+    const auto content = read_safetensors_file(files.back().path);
+    dit model(model_options_of(content));
+    load_weights(content, model, /*use_ema=*/false);
+    validation_loss_options options;
+    options.images = images;
+    double loss = 0;
+    // On a worker thread: on the main thread OpenBLAS and OpenMP contend (torch_setup.hpp).
+    run_on_worker_thread([&] { loss = validation_loss(model, holdout, options); });
+    return loss;
+  } catch (const std::exception& e) {
+    problem = std::string("scoring ") + run_dir.string() + " failed: " + e.what();
+    return std::nullopt;
+  }
 }
 
 }  // namespace
@@ -218,6 +266,10 @@ int main(int argc, char** argv) {
                  "one, the medians of the ratios are printed too")
     ->capture_default_str()
     ->check(CLI::Range(1, 100));
+  app.add_option("--validation-images", s.validation_images,
+                 "score each swarm's final weights on this many held-out images (0: skip)")
+    ->capture_default_str()
+    ->check(CLI::Range(int64_t{0}, int64_t{10000}));
   app.add_option("--keep-logs", s.keep_logs, "keep the peers' run folders and logs here");
   app.add_option("--set", s.overrides, "extra config override for every peer (key=value)");
   CLI11_PARSE(app, argc, argv);
@@ -240,6 +292,9 @@ int main(int argc, char** argv) {
     std::printf("skipped: %s\n", e.what());
     return 0;
   }
+  std::shared_ptr<const image_dataset> holdout;
+  if (s.validation_images > 0)
+    holdout = load_run_data(load_run_config(DDACTOR_QUICKSTART, s.overrides)).holdout;
   std::printf("links: %.0f Mbit/s, %.0f ms one way; %.0f s per phase; batch %d per peer\n",
               s.rate_mbit, s.delay_ms, s.seconds, s.batch);
   std::printf("%5s %8s %10s %10s %8s %10s %8s %9s\n", "peers", "target", "alone/s", "off/s",
@@ -248,7 +303,7 @@ int main(int argc, char** argv) {
     // The target batch is chosen once, from the first alone phase, so that every repeat trains
     // the same epochs; each repeat measures its own alone rate (the machine's speed drifts).
     int64_t target = 0;
-    std::vector<double> off_x, on_x, on_training_x;
+    std::vector<double> off_x, on_x, on_training_x, loss_x;
     for (int repeat = 0; repeat < s.repeats; ++repeat) {
       auto alone = run_phase(s, n, "alone", 0, logs);
       if (!alone.ok) {
@@ -284,6 +339,32 @@ int main(int argc, char** argv) {
       std::printf("      (%lld parameters; round bound %.2f s = %.2f MB each way + 4 round "
                   "trips)\n",
                   static_cast<long long>(alone.parameters), round_bound, bytes / 1e6);
+      // Overlap trains into the next epoch while a round runs: epochs grow where rounds take
+      // longer than the compute that the next epoch needs.
+      auto per_epoch = [](const phase_result& r) {
+        return r.epochs > 0 ? static_cast<double>(r.samples) / static_cast<double>(r.epochs) : 0;
+      };
+      std::printf("      epochs: paused %lld of %.0f samples, overlapped %lld of %.0f "
+                  "(target %lld)\n",
+                  static_cast<long long>(off.epochs), per_epoch(off),
+                  static_cast<long long>(on.epochs), per_epoch(on),
+                  static_cast<long long>(target));
+      if (holdout && off.ok && on.ok) {
+        std::string problem;
+        const auto off_loss = held_out_loss(off.first_run_dir, *holdout, s.validation_images,
+                                            problem);
+        const auto on_loss = held_out_loss(on.first_run_dir, *holdout, s.validation_images,
+                                           problem);
+        if (off_loss && on_loss) {
+          std::printf("      held-out loss after %.0f s (%lld test images, raw weights): paused "
+                      "%.5f, overlapped %.5f = %.4fx\n",
+                      s.seconds, static_cast<long long>(s.validation_images), *off_loss,
+                      *on_loss, *on_loss / *off_loss);
+          loss_x.push_back(*on_loss / *off_loss);
+        } else {
+          std::printf("      held-out loss: %s\n", problem.c_str());
+        }
+      }
       for (const auto* r : {&alone, &off, &on})
         if (!r->problem.empty())
           std::printf("      problem: %s\n", r->problem.c_str());
@@ -293,6 +374,10 @@ int main(int argc, char** argv) {
                   "(%s); aim with overlap: >= 0.9\n",
                   n, on_x.size(), median(off_x), median(on_x), listed(on_x).c_str(),
                   median(on_training_x), listed(on_training_x).c_str());
+    if (loss_x.size() > 1)
+      std::printf("%5d held-out loss, overlapped against paused at equal time: median %.4fx "
+                  "(%s)\n",
+                  n, median(loss_x), listed(loss_x).c_str());
   }
   if (s.keep_logs.empty())
     std::filesystem::remove_all(logs);
