@@ -189,8 +189,8 @@ phase_result run_phase(const settings& s, int n, const std::string& mode, int64_
     pids.push_back(lab.spawn(i, argv, log_files.back()));
   }
   const auto limit = std::chrono::milliseconds(static_cast<int64_t>((s.seconds + 120) * 1000));
-  const std::regex finished(
-    R"(finished at (epoch|step) (\d+) \((\d+) samples trained here, (\d+) of them during rounds[,)])");
+  const std::regex finished(R"(finished at (epoch|step) (\d+) )"
+                            R"(\((\d+) samples trained here, (\d+) of them during rounds[,)])");
   const std::regex parameters(R"(with (\d+) trained parameters)");
   for (int i = 0; i < n; ++i) {
     auto code = lab.wait(pids[static_cast<size_t>(i)], limit);
