@@ -24,7 +24,7 @@
 // swarm's final weights (peer 0's checkpoint; raw weights, the first N test images, fixed noise
 // as in ddactor_swarm_convergence_bench) after the same wall-clock time, paused against
 // overlapped. Overlap trains more samples on weights one own step ahead (at equal samples it
-// costs about 3.5%, README); this says which wins in the time a user waits. The quickstart's
+// costs 2-7%, README); this says which wins in the time a user waits. The quickstart's
 // warm-up (100 steps) outlasts short phases: --set train.warmup_steps=5 keeps it from deciding.
 //
 // Needs root (network namespaces); prints "skipped: ..." where the lab cannot be built.
