@@ -377,7 +377,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       }
       // During an overlapped round too, each batch trains in its own mailbox round (drain):
       // CAF visits a round's urgent messages first but then every normal one it fetched, so
-      // the round's average would wait behind up to data.prefetch batches (2-3 s at 4 peers on
+      // the round's average would wait behind up to data.prefetch batches (about 2 s at 4 peers on
       // slow links, every one of them trained on the guessed weights).
       if (batches_wait(st) || !st.waiting_batches.empty() ||
           st.phase == swarm_phase::averaging) {

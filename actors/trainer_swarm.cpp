@@ -674,10 +674,8 @@ void start_round(trainer_pointer self) {
   step_ahead(st, *request.values);
   auto epoch = st.progress.epoch;
   auto own_values = request.values;
-  // Urgent, and so is its answer (CAF keeps a request's priority for the response): with
-  // overlap, up to data.prefetch batches wait in the mailbox, and the average would be applied
-  // only after they were trained on the guessed weights (2-3 s late at 4 peers on slow links,
-  // where epochs then grew to 3.5x train.target_batch_size).
+  // Urgent, and so is its answer (CAF keeps a request's priority for the response): during an
+  // overlapped round it overtakes the batches waiting in the mailbox (see the batch handler).
   self
     ->request<caf::message_priority::high>(st.options.averager, st.options.averaging_deadline,
                                            average_atom_v, request)
