@@ -494,6 +494,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, trainer_options optio
       else
         stop_for_new_set(self);
     },
+    [=](tick_atom) { drain_waiting_batches(self); },
     [=](retry_atom) {
       // Ticks while a failed checkpoint waits for its next attempt (runtime/actor_ticks.hpp).
       auto& st = self->state;

@@ -31,7 +31,7 @@
 //   (average, epoch) from progress: the swarm reached train.target_batch_size --> AVERAGING:
 //     the vector (mean gradient | parameters | pseudo-gradient) goes to the averager; batches
 //     that arrive meanwhile wait in a queue bounded by the loader's credits (with
-//     averaging.overlap in gradients or DiLoCo mode they train into the next epoch, up to twice
+//     averaging.overlap in gradients or DiLoCo mode they train into the next epoch, up to
 //     this peer's samples of the round, then wait)
 //   average_outcome --> apply (same step everywhere | set parameters | outer Nesterov step,
 //     which with overlap keeps the inner steps taken during the round on top of the anchor)
@@ -82,6 +82,7 @@ using trainer_actor = caf::typed_actor<
   caf::reacts_to<swarm_progress>,
   caf::reacts_to<drain_atom>,  // to itself: the next batch that waited for a round
   caf::reacts_to<retry_atom>,  // to itself: a failed checkpoint's next attempt may be due
+  caf::reacts_to<tick_atom>,   // to itself: batches held after an overlapped round may go on
   // From the peer: checkpoint and quit at the next epoch boundary (the set re-forms).
   caf::reacts_to<restart_atom>,
   // From the averager: an audit proved a reducer of this round lied (discard_round).

@@ -350,10 +350,11 @@ int main(int argc, char** argv) {
     }
     if (overlapped.empty())
       continue;
-    // An epoch grows while a round outlasts its compute (up to twice what each peer put into the
-    // round): at equal epochs it saw more samples in larger batches. Its aim compares it at equal
-    // steps and samples with float32 swarms whose samples bracket its own, the loss interpolated
-    // between them.
+    // An epoch grows by the batches in flight when a round ends (before 2026-12-07 while a round
+    // outlasted its compute, up to twice what each peer put into it): at equal epochs it saw
+    // more samples in larger batches. Where they differ by more than a tenth, its aim compares
+    // it at equal steps and samples with float32 swarms whose samples bracket its own, the loss
+    // interpolated between them.
     double mean_samples = 0;
     for (auto k : overlapped)
       mean_samples += static_cast<double>(runs[k].samples) / static_cast<double>(overlapped.size());
