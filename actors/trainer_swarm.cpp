@@ -84,14 +84,17 @@ std::chrono::milliseconds vouch_wait(const run_config& config) {
 
 } // namespace
 
-// averaging.overlap in gradients or DiLoCo mode ("auto": in DiLoCo mode only): batches train
-// into the next epoch while a round runs. (Averaging parameters replaces the weights that local
-// steps would change.)
+// averaging.overlap in gradients or DiLoCo mode ("auto": in DiLoCo mode, and in gradients mode
+// where the peer steps ahead, without which the next epoch's gradients are one update old):
+// batches train into the next epoch while a round runs. (Averaging parameters replaces the
+// weights that local steps would change.)
 bool overlapping(const trainer_state& st) {
   const auto& mode = averaging_mode(st);
-  switch (st.options.config.averaging.overlap) {
+  const auto& averaging = st.options.config.averaging;
+  switch (averaging.overlap) {
     case overlap_policy::on: return mode == "gradients" || mode == "diloco";
-    case overlap_policy::automatic: return mode == "diloco";
+    case overlap_policy::automatic:
+      return mode == "diloco" || (mode == "gradients" && averaging.step_ahead && !st.node);
     case overlap_policy::off: break;
   }
   return false;

@@ -519,7 +519,7 @@ field_binding<S> field(std::string_view name, T S::*member,
           [member](const S& section) { return render(section.*member); }};
 }
 
-/// averaging.overlap: a boolean, or "auto" (on where it costs nothing measurable).
+/// averaging.overlap: a boolean, or "auto" (on where it is sound: averaging.overlap in run_config).
 field_binding<averaging_section> overlap_field() {
   return {"overlap", false,
           [](averaging_section& section, const toml::node& node) {

@@ -300,16 +300,24 @@ TEST_F(swarm, peers_training_in_bf16_stay_bit_identical) {
 // pauses for it; either way every peer applies the same updates in the same order. How much is
 // trained during rounds depends on timing; the log line shows the share when overlap is on. With
 // overlap each peer trains on the weights one step ahead with its own gradient (step_ahead),
-// which it takes back before applying the average: the weights must still be identical.
-class swarm_overlap : public swarm, public ::testing::WithParamInterface<bool> {};
+// which it takes back before applying the average: the weights must still be identical. "auto"
+// (the default) overlaps where the peer steps ahead, and pauses where it does not.
+struct overlap_case {
+  std::string name;
+  std::vector<std::string> settings;
+  bool overlaps;
+};
+
+class swarm_overlap : public swarm, public ::testing::WithParamInterface<overlap_case> {};
 
 TEST_P(swarm_overlap, peers_hold_identical_weights_and_optimizer_state) {
-  const bool overlap = GetParam();
+  const bool overlap = GetParam().overlaps;
   auto config = write_config(12, 3);
+  std::vector<std::string> extra{"--set", "train.checkpoint_every=4"};
+  for (const auto& setting : GetParam().settings)
+    extra.insert(extra.end(), {"--set", setting});
   for (int i = 0; i < 3; ++i)
-    start_peer(i, config,
-               {"--set", std::string("averaging.overlap=") + (overlap ? "true" : "false"), "--set",
-                "train.checkpoint_every=4"});
+    start_peer(i, config, extra);
   for (int i = 0; i < 3; ++i)
     expect_exit_ok(i);
   for (int64_t epoch : {4, 8, 12})
@@ -345,10 +353,13 @@ TEST_P(swarm_overlap, peers_hold_identical_weights_and_optimizer_state) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(overlap, swarm_overlap, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("on") : std::string("off");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+  overlap, swarm_overlap,
+  ::testing::Values(overlap_case{"on", {"averaging.overlap=true"}, true},
+                    overlap_case{"off", {"averaging.overlap=false"}, false},
+                    overlap_case{"auto", {}, true},
+                    overlap_case{"auto_without_step_ahead", {"averaging.step_ahead=false"}, false}),
+  [](const ::testing::TestParamInfo<overlap_case>& info) { return info.param.name; });
 
 // With lossy codecs every peer still ends each round with the same values: the reducer of a
 // part encodes its result once and everyone, itself included, decodes that encoding.
