@@ -293,10 +293,10 @@ struct averaging_section {
   /// the outer step moves the anchor as without overlap (identical on every peer), and the inner
   /// steps taken meanwhile stay on top of it (as Streaming DiLoCo overlaps its outer rounds).
   /// off: training pauses during every round. Parameter averaging always pauses. auto (the
-  /// default): on in DiLoCo mode (0.99-1.02x validation loss, 0.57 -> 0.78 of the compute used in
+  /// default): on in DiLoCo mode (1.003-1.006x validation loss, 0.50 -> 0.60 of the compute used in
   /// ddactor_overlap_bench) and in gradients mode where step_ahead applies (one trainer per peer:
   /// 0.94x and 0.81x the held-out loss after the same 90 s at 2 and 4 peers in the same bench,
-  /// 1.018x at equal epochs in ddactor_swarm_convergence_bench), off where it does not (1.3-1.4x).
+  /// 1.014x at equal epochs in ddactor_swarm_convergence_bench), off where it does not (1.3-1.4x).
   /// An overlapping peer trains at most its share of the epoch during a round (epochs stay the
   /// target's size; a round slower than an epoch's compute leaves the rest of it idle).
   overlap_policy overlap = overlap_policy::automatic;
