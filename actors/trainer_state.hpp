@@ -120,7 +120,7 @@ struct trainer_state {
   int64_t round_samples = 0;
   double round_loss = 0;
   // Overlap: this peer trained its share of the new epoch during the round just applied, so the
-  // others most likely did too; batches wait until then for their reports (batches_wait).
+  // others most likely did too; batches wait until this time for their reports (batches_wait).
   clock_type::time_point share_held_until;
   // Missed: batches wait until the swarm's next state is downloaded, or until missed_deadline
   // (the swarm may have gone).

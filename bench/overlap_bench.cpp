@@ -23,8 +23,8 @@
 // What the compute kept buys: with --validation-images N (0: skip), the held-out loss of each
 // swarm's final weights (peer 0's checkpoint; raw weights, the first N test images, fixed noise
 // as in ddactor_swarm_convergence_bench) after the same wall-clock time, paused against
-// overlapped. Overlap trains more samples on weights one own step ahead (at equal samples it
-// costs 2-7%, README); this says which wins in the time a user waits. The quickstart's
+// overlapped. Overlap trains more samples on weights one own step ahead (at equal epochs it
+// costs about 1.4%, README); this says which wins in the time a user waits. The quickstart's
 // warm-up (100 steps) outlasts short phases: --set train.warmup_steps=5 keeps it from deciding.
 //
 // Needs root (network namespaces); prints "skipped: ..." where the lab cannot be built.
